@@ -1,0 +1,220 @@
+/**
+ * The `Executor` contract: processes addressed by a client-chosen `processId`,
+ * each with a sequence-numbered log of output, exit and close (the Codex
+ * `ExecProcess`). The local executor and the remote executor both implement
+ * it, and one conformance suite checks both.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import type * as Protocol from "./Protocol.ts"
+
+// =============================================================================
+// Errors
+// =============================================================================
+
+/**
+ * No process with this id exists in the session (never started, or forgotten
+ * after its retention ended).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class UnknownProcess extends Schema.TaggedClass<UnknownProcess>()("UnknownProcess", {
+  processId: Schema.String
+}) {
+  get message(): string {
+    return `unknown process id ${this.processId}`
+  }
+}
+
+/**
+ * The id is taken by a running process or by a closed one still retained.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class ProcessIdInUse extends Schema.TaggedClass<ProcessIdInUse>()("ProcessIdInUse", {
+  processId: Schema.String
+}) {
+  get message(): string {
+    return `process ${this.processId} already exists`
+  }
+}
+
+/**
+ * The request is malformed (for example an empty `argv`).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class InvalidRequest extends Schema.TaggedClass<InvalidRequest>()("InvalidRequest", {
+  description: Schema.String
+}) {
+  get message(): string {
+    return this.description
+  }
+}
+
+/**
+ * The process could not be started. `kind` says what was wrong so a caller can
+ * act on it: the binary, the working directory, permissions, or something else.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class SpawnFailed extends Schema.TaggedClass<SpawnFailed>()("SpawnFailed", {
+  kind: Schema.Literals(["CommandNotFound", "CwdNotFound", "PermissionDenied", "Other"]),
+  command: Schema.String,
+  description: Schema.String
+}) {
+  get message(): string {
+    return this.description
+  }
+}
+
+/**
+ * The executor does not offer this feature (for example a pty).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class Unsupported extends Schema.TaggedClass<Unsupported>()("Unsupported", {
+  feature: Schema.String
+}) {
+  get message(): string {
+    return `this executor does not support ${this.feature}`
+  }
+}
+
+/**
+ * The link to a remote executor is gone.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class ConnectionLost extends Schema.TaggedClass<ConnectionLost>()("ConnectionLost", {
+  description: Schema.String
+}) {
+  get message(): string {
+    return `connection to the exec-server lost: ${this.description}`
+  }
+}
+
+/**
+ * A remote executor answered with a JSON-RPC error we have no better reason for.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class ServerError extends Schema.TaggedClass<ServerError>()("ServerError", {
+  code: Schema.Int,
+  description: Schema.String
+}) {
+  get message(): string {
+    return `exec-server error ${this.code}: ${this.description}`
+  }
+}
+
+/**
+ * Why an executor call failed.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export const ExecutorErrorReason = Schema.Union([
+  UnknownProcess,
+  ProcessIdInUse,
+  InvalidRequest,
+  SpawnFailed,
+  Unsupported,
+  ConnectionLost,
+  ServerError
+])
+
+/**
+ * @category errors
+ * @since 0.1.0
+ */
+export type ExecutorErrorReason = typeof ExecutorErrorReason.Type
+
+/**
+ * The one error an `Executor` fails with; `reason` says why.
+ *
+ * @example
+ * ```ts
+ * executor.read({ processId: "p1" }).pipe(
+ *   Effect.catchTag("ExecutorError", (error) =>
+ *     error.reason._tag === "UnknownProcess" ? Effect.succeed(undefined) : Effect.fail(error))
+ * )
+ * ```
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class ExecutorError extends Schema.TaggedError<ExecutorError>()("ExecutorError", {
+  reason: ExecutorErrorReason
+}) {
+  override get message(): string {
+    return this.reason.message
+  }
+}
+
+// =============================================================================
+// Models
+// =============================================================================
+
+/**
+ * What to start: the decoded `process/start` parameters.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type StartRequest = Protocol.StartParams
+
+/**
+ * One entry of a process's log, in seq order.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type ProcessEvent =
+  | { readonly _tag: "Output"; readonly seq: number; readonly stream: Protocol.OutputStream; readonly chunk: Uint8Array }
+  | { readonly _tag: "Exited"; readonly seq: number; readonly exitCode: number; readonly signal: string | null }
+  | { readonly _tag: "Closed"; readonly seq: number }
+
+// =============================================================================
+// Service
+// =============================================================================
+
+/**
+ * The contract every executor meets. Methods mirror the exec-server requests;
+ * `events` streams one process's log (output, exit, close) in seq order from
+ * `afterSeq` and ends after the close.
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export class Executor extends Context.Service<Executor, {
+  readonly start: (request: StartRequest) => Effect.Effect<Protocol.StartResult, ExecutorError>
+  readonly read: (request: Protocol.ReadParams) => Effect.Effect<Protocol.ReadResult, ExecutorError>
+  readonly write: (request: Protocol.WriteParams) => Effect.Effect<Protocol.WriteStatus, ExecutorError>
+  readonly terminate: (processId: string) => Effect.Effect<{ readonly running: boolean }, ExecutorError>
+  readonly signal: (processId: string, signal: Protocol.SignalName) => Effect.Effect<void, ExecutorError>
+  readonly events: (
+    processId: string,
+    options?: { readonly afterSeq?: number }
+  ) => Stream.Stream<ProcessEvent, ExecutorError>
+}>()("effect-exec/Executor") {}
+
+/**
+ * Shorthand for failing with an `ExecutorError` of the given reason.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const fail = (reason: ExecutorErrorReason): Effect.Effect<never, ExecutorError> =>
+  Effect.fail(new ExecutorError({ reason }))

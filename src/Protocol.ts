@@ -1,0 +1,375 @@
+/**
+ * Schemas for every message of the exec-server wire protocol (the Codex
+ * exec-server protocol, see `shared/protocol.md`), plus our optional
+ * extensions.
+ *
+ * Each schema decodes the wire shape into the value the `Executor` contract
+ * works with: chunks are standard base64 on the wire and `Uint8Array` inside,
+ * `cwd` is a `file://` URI or a plain path on the wire and a plain path inside.
+ * Encoding produces the shape the Codex 0.169 exec-server accepts.
+ *
+ * @since 0.1.0
+ */
+import { fileURLToPath, pathToFileURL } from "node:url"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as SchemaGetter from "effect/SchemaGetter"
+import * as SchemaIssue from "effect/SchemaIssue"
+
+// =============================================================================
+// Shared pieces
+// =============================================================================
+
+/**
+ * The output stream a chunk came from.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const OutputStream = Schema.Literals(["stdout", "stderr", "pty"])
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type OutputStream = typeof OutputStream.Type
+
+/**
+ * Raw bytes, carried as standard base64 (with padding) on the wire.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const Bytes = Schema.Uint8ArrayFromBase64
+
+/**
+ * A sequence number: per process, starting at 1, shared by output, exit and close.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const Seq = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+
+const parseCwd = (wire: string): Option.Option<string> => {
+  if (wire.startsWith("file:")) {
+    try {
+      return Option.some(fileURLToPath(wire))
+    } catch {
+      return Option.none()
+    }
+  }
+  return wire.startsWith("/") ? Option.some(wire) : Option.none()
+}
+
+/**
+ * A working directory: an absolute path, or a `file://` URI on the wire (the
+ * Codex 0.169 shape, which is also what encoding produces).
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const Cwd = Schema.String.pipe(
+  Schema.decodeTo(Schema.String, {
+    decode: SchemaGetter.transformEffect((wire: string) => {
+      const path = parseCwd(wire)
+      return Option.isSome(path)
+        ? Effect.succeed(path.value)
+        : Effect.fail(
+          new SchemaIssue.InvalidValue({
+            message: `invalid URI: cwd must be an absolute path or a file:// URI, got ${JSON.stringify(wire)}`
+          })
+        )
+    }),
+    encode: SchemaGetter.transform((path: string) => pathToFileURL(path).href)
+  })
+)
+
+/**
+ * How a server builds a child's environment from its own (Codex's shell
+ * environment policy). Without a policy the child gets exactly `env`.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const EnvPolicy = Schema.Struct({
+  inherit: Schema.Literals(["all", "core", "none"]),
+  ignoreDefaultExcludes: Schema.Boolean,
+  exclude: Schema.Array(Schema.String),
+  set: Schema.Record(Schema.String, Schema.String),
+  includeOnly: Schema.Array(Schema.String)
+})
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type EnvPolicy = typeof EnvPolicy.Type
+
+/**
+ * Output lost to retention before a reader saw it (our extension).
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const Dropped = Schema.Struct({
+  bytes: Schema.Int,
+  chunks: Schema.Int
+})
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type Dropped = typeof Dropped.Type
+
+// =============================================================================
+// Handshake
+// =============================================================================
+
+/**
+ * @category schemas
+ * @since 0.1.0
+ */
+export const InitializeParams = Schema.Struct({
+  clientName: Schema.String,
+  resumeSessionId: Schema.optionalKey(Schema.NullOr(Schema.String))
+})
+
+/**
+ * @category schemas
+ * @since 0.1.0
+ */
+export const InitializeResult = Schema.Struct({
+  sessionId: Schema.String,
+  capabilities: Schema.optionalKey(Schema.Array(Schema.String))
+})
+
+// =============================================================================
+// process/start
+// =============================================================================
+
+/**
+ * Parameters of `process/start`. `backpressure` is our extension: the server
+ * stops reading the child's pipes while a full retention window is unread,
+ * instead of dropping the oldest output (a Codex server ignores it).
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const StartParams = Schema.Struct({
+  processId: Schema.NonEmptyString,
+  argv: Schema.Array(Schema.String),
+  cwd: Cwd,
+  env: Schema.Record(Schema.String, Schema.String),
+  tty: Schema.Boolean,
+  pipeStdin: Schema.optionalKey(Schema.Boolean),
+  arg0: Schema.optionalKey(Schema.NullOr(Schema.String)),
+  envPolicy: Schema.optionalKey(Schema.NullOr(EnvPolicy)),
+  backpressure: Schema.optionalKey(Schema.Boolean)
+})
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type StartParams = typeof StartParams.Type
+
+/**
+ * @category schemas
+ * @since 0.1.0
+ */
+export const StartResult = Schema.Struct({
+  processId: Schema.String,
+  sandboxType: Schema.optionalKey(Schema.String)
+})
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type StartResult = typeof StartResult.Type
+
+// =============================================================================
+// process/read
+// =============================================================================
+
+/**
+ * @category schemas
+ * @since 0.1.0
+ */
+export const ReadParams = Schema.Struct({
+  processId: Schema.String,
+  afterSeq: Schema.optionalKey(Schema.NullOr(Seq)),
+  maxBytes: Schema.optionalKey(Schema.NullOr(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)))),
+  waitMs: Schema.optionalKey(Schema.NullOr(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))))
+})
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type ReadParams = typeof ReadParams.Type
+
+/**
+ * One retained output chunk.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const ProcessChunk = Schema.Struct({
+  seq: Seq,
+  stream: OutputStream,
+  chunk: Bytes
+})
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type ProcessChunk = typeof ProcessChunk.Type
+
+/**
+ * Result of `process/read`. `signal` and `dropped` are our extensions.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const ReadResult = Schema.Struct({
+  chunks: Schema.Array(ProcessChunk),
+  nextSeq: Seq,
+  exited: Schema.Boolean,
+  exitCode: Schema.NullOr(Schema.Int),
+  closed: Schema.Boolean,
+  failure: Schema.NullOr(Schema.String),
+  signal: Schema.optionalKey(Schema.NullOr(Schema.String)),
+  dropped: Schema.optionalKey(Dropped),
+  sandboxDenied: Schema.optionalKey(Schema.Boolean)
+})
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type ReadResult = typeof ReadResult.Type
+
+// =============================================================================
+// process/write, process/terminate, process/signal
+// =============================================================================
+
+/**
+ * @category schemas
+ * @since 0.1.0
+ */
+export const WriteParams = Schema.Struct({
+  processId: Schema.String,
+  chunk: Bytes,
+  writeId: Schema.optionalKey(Schema.String)
+})
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type WriteParams = typeof WriteParams.Type
+
+/**
+ * What became of a write: never an error for a missing or closed target.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const WriteStatus = Schema.Literals(["accepted", "unknownProcess", "stdinClosed", "starting"])
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type WriteStatus = typeof WriteStatus.Type
+
+/**
+ * @category schemas
+ * @since 0.1.0
+ */
+export const WriteResult = Schema.Struct({ status: WriteStatus })
+
+/**
+ * @category schemas
+ * @since 0.1.0
+ */
+export const TerminateParams = Schema.Struct({ processId: Schema.String })
+
+/**
+ * @category schemas
+ * @since 0.1.0
+ */
+export const TerminateResult = Schema.Struct({ running: Schema.Boolean })
+
+/**
+ * @category schemas
+ * @since 0.1.0
+ */
+export const SignalParams = Schema.Struct({
+  processId: Schema.String,
+  signal: Schema.Literals(["interrupt"])
+})
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type SignalName = typeof SignalParams.Type["signal"]
+
+// =============================================================================
+// Notifications (server → client)
+// =============================================================================
+
+/**
+ * @category schemas
+ * @since 0.1.0
+ */
+export const OutputNotification = Schema.Struct({
+  processId: Schema.String,
+  seq: Seq,
+  stream: OutputStream,
+  chunk: Bytes
+})
+
+/**
+ * @category schemas
+ * @since 0.1.0
+ */
+export const ExitedNotification = Schema.Struct({
+  processId: Schema.String,
+  seq: Seq,
+  exitCode: Schema.Int,
+  signal: Schema.optionalKey(Schema.NullOr(Schema.String))
+})
+
+/**
+ * @category schemas
+ * @since 0.1.0
+ */
+export const ClosedNotification = Schema.Struct({
+  processId: Schema.String,
+  seq: Seq
+})
+
+// =============================================================================
+// Constants
+// =============================================================================
+
+/**
+ * Codex values every implementation of the protocol shares.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const Limits = {
+  /** Output retained per process by a server, oldest whole chunks dropped first. */
+  retainedBytesPerProcess: 1024 * 1024,
+  /** How long a closed process stays readable (and its id reserved). */
+  closedRetentionMillis: 30_000,
+  /** Exit code reported for a death by signal. */
+  signaledExitCode: -1
+} as const

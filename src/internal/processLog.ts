@@ -1,0 +1,220 @@
+/**
+ * The sequence-numbered log of one process, as an exec-server keeps it: output
+ * chunks, the exit and the close share one counter; output is retained up to a
+ * byte budget (oldest whole chunks evicted first, and counted); readers
+ * long-poll on changes. Platform-neutral: the local executor feeds it from
+ * Node's child process events.
+ *
+ * @internal
+ */
+import type * as Protocol from "../Protocol.ts"
+import type { ProcessEvent } from "../Executor.ts"
+
+interface Eviction {
+  readonly seq: number
+  readonly bytes: number
+}
+
+/** Evictions remembered one by one; older ones are folded into one total. */
+const evictionMemory = 4096
+
+export class ProcessLog {
+  private nextSeqValue = 1
+  private readonly retained: Array<Protocol.ProcessChunk> = []
+  private head = 0
+  private retainedBytesValue = 0
+  private readonly evictions: Array<Eviction> = []
+  private foldedEvictions = { bytes: 0, chunks: 0, lastSeq: 0 }
+  private exitEvent: { readonly seq: number; readonly exitCode: number; readonly signal: string | null } | undefined
+  private closedSeq: number | undefined
+  private readonly waiters = new Set<() => void>()
+  /** Highest `afterSeq` a reader has presented: everything up to it was seen. */
+  ackedSeq = 0
+  /** Output bytes seen so far, retained or not. */
+  totalBytes = 0
+
+  readonly capacityBytes: number
+  /** When set, unread output is never evicted: the producer is paused instead. */
+  backpressure: boolean
+
+  constructor(capacityBytes: number, backpressure: boolean) {
+    this.capacityBytes = capacityBytes
+    this.backpressure = backpressure
+  }
+
+  get nextSeq(): number {
+    return this.nextSeqValue
+  }
+  get exited(): boolean {
+    return this.exitEvent !== undefined
+  }
+  get closed(): boolean {
+    return this.closedSeq !== undefined
+  }
+  get retainedBytes(): number {
+    return this.retainedBytesValue
+  }
+
+  /** Bytes retained that no reader has acknowledged yet. */
+  get unreadBytes(): number {
+    let unread = 0
+    for (let i = this.retained.length - 1; i >= this.head; i--) {
+      const chunk = this.retained[i]!
+      if (chunk.seq <= this.ackedSeq) break
+      unread += chunk.chunk.length
+    }
+    return unread
+  }
+
+  appendOutput(stream: Protocol.OutputStream, chunk: Uint8Array): void {
+    this.retained.push({ seq: this.nextSeqValue++, stream, chunk })
+    this.retainedBytesValue += chunk.length
+    this.totalBytes += chunk.length
+    this.evict()
+    this.notify()
+  }
+
+  markExited(exitCode: number, signal: string | null): void {
+    if (this.exitEvent !== undefined) return
+    this.exitEvent = { seq: this.nextSeqValue++, exitCode, signal }
+    this.notify()
+  }
+
+  markClosed(): void {
+    if (this.closedSeq !== undefined || this.exitEvent === undefined) return
+    this.closedSeq = this.nextSeqValue++
+    this.notify()
+  }
+
+  /** Records that a reader has seen everything up to `afterSeq`. */
+  acknowledge(afterSeq: number): void {
+    if (afterSeq > this.ackedSeq) {
+      this.ackedSeq = Math.min(afterSeq, this.nextSeqValue - 1)
+      if (this.backpressure) this.evict()
+    }
+  }
+
+  /** Stops holding unread output back: from now on the oldest output is evicted. */
+  releaseBackpressure(): void {
+    this.backpressure = false
+    this.evict()
+  }
+
+  /** The `process/read` answer for a cursor, without waiting. */
+  read(afterSeq: number, maxBytes: number | null): Protocol.ReadResult {
+    const chunks: Array<Protocol.ProcessChunk> = []
+    let bytes = 0
+    for (let i = this.firstIndexAfter(afterSeq); i < this.retained.length; i++) {
+      const chunk = this.retained[i]!
+      if (maxBytes !== null && chunks.length > 0 && bytes + chunk.chunk.length > maxBytes) break
+      chunks.push(chunk)
+      bytes += chunk.chunk.length
+    }
+    const nextSeq = chunks.length > 0 ? chunks[chunks.length - 1]!.seq + 1 : this.nextSeqValue
+    const dropped = this.droppedAfter(afterSeq)
+    return {
+      chunks,
+      nextSeq,
+      exited: this.exitEvent !== undefined,
+      exitCode: this.exitEvent?.exitCode ?? null,
+      closed: this.closedSeq !== undefined,
+      failure: null,
+      signal: this.exitEvent?.signal ?? null,
+      ...(dropped.bytes > 0 ? { dropped } : {})
+    }
+  }
+
+  /** Whether a read at `afterSeq` should answer now rather than long-poll. */
+  isReady(afterSeq: number, result: Protocol.ReadResult): boolean {
+    return result.chunks.length > 0 || result.closed || (this.exitEvent !== undefined && this.exitEvent.seq > afterSeq)
+  }
+
+  /** Every retained event (output, exit, close) with a seq above `afterSeq`, in seq order. */
+  eventsAfter(afterSeq: number): Array<ProcessEvent> {
+    const events: Array<ProcessEvent> = []
+    for (let i = this.firstIndexAfter(afterSeq); i < this.retained.length; i++) {
+      const { seq, stream, chunk } = this.retained[i]!
+      events.push({ _tag: "Output", seq, stream, chunk })
+    }
+    if (this.exitEvent !== undefined && this.exitEvent.seq > afterSeq) {
+      const { seq, exitCode, signal } = this.exitEvent
+      const index = events.findIndex((event) => event.seq > seq)
+      events.splice(index === -1 ? events.length : index, 0, { _tag: "Exited", seq, exitCode, signal })
+    }
+    if (this.closedSeq !== undefined && this.closedSeq > afterSeq) {
+      events.push({ _tag: "Closed", seq: this.closedSeq })
+    }
+    return events
+  }
+
+  /** Registers a one-shot callback for the next change; returns its removal. */
+  onChange(waiter: () => void): () => void {
+    this.waiters.add(waiter)
+    return () => this.waiters.delete(waiter)
+  }
+
+  private notify(): void {
+    if (this.waiters.size === 0) return
+    const waiters = [...this.waiters]
+    this.waiters.clear()
+    for (const waiter of waiters) waiter()
+  }
+
+  private firstIndexAfter(afterSeq: number): number {
+    // chunks are in seq order: binary search the first with seq > afterSeq
+    let low = this.head
+    let high = this.retained.length
+    while (low < high) {
+      const mid = (low + high) >>> 1
+      if (this.retained[mid]!.seq <= afterSeq) low = mid + 1
+      else high = mid
+    }
+    return low
+  }
+
+  private evict(): void {
+    while (this.retainedBytesValue > this.capacityBytes && this.head < this.retained.length) {
+      const oldest = this.retained[this.head]!
+      if (this.backpressure && oldest.seq > this.ackedSeq) break
+      this.retained[this.head] = undefined as never
+      this.head++
+      this.retainedBytesValue -= oldest.chunk.length
+      this.recordEviction(oldest)
+    }
+    if (this.head > 1024 && this.head * 2 > this.retained.length) {
+      this.retained.splice(0, this.head)
+      this.head = 0
+    }
+  }
+
+  private recordEviction(chunk: Protocol.ProcessChunk): void {
+    this.evictions.push({ seq: chunk.seq, bytes: chunk.chunk.length })
+    if (this.evictions.length > evictionMemory * 2) {
+      for (const old of this.evictions.splice(0, evictionMemory)) {
+        this.foldedEvictions.bytes += old.bytes
+        this.foldedEvictions.chunks++
+        this.foldedEvictions.lastSeq = old.seq
+      }
+    }
+  }
+
+  /**
+   * Output evicted with a seq above `afterSeq`. Exact for a reader within the
+   * last 4096 evictions; beyond that the older part counts whole (an upper bound).
+   */
+  private droppedAfter(afterSeq: number): Protocol.Dropped {
+    let bytes = 0
+    let chunks = 0
+    for (let i = this.evictions.length - 1; i >= 0; i--) {
+      const eviction = this.evictions[i]!
+      if (eviction.seq <= afterSeq) return { bytes, chunks }
+      bytes += eviction.bytes
+      chunks++
+    }
+    if (afterSeq < this.foldedEvictions.lastSeq) {
+      bytes += this.foldedEvictions.bytes
+      chunks += this.foldedEvictions.chunks
+    }
+    return { bytes, chunks }
+  }
+}

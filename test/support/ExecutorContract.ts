@@ -1,0 +1,278 @@
+/**
+ * The `Executor` conformance suite, written from `shared/protocol.md`. Every
+ * executor runs it unchanged: the local one, a remote one served by our
+ * `ExecServer`, and the real Codex exec-server.
+ */
+import { assert, describe, layer } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Stream from "effect/Stream"
+import * as Exec from "../../src/Executor.ts"
+import { awaitDeath, freshId, isAlive, readUntilClosed, run, start } from "./processes.ts"
+
+export interface ContractOptions {
+  /**
+   * Our protocol extensions (`dropped`, `signal`, `backpressure`, `process/signal`,
+   * the `events` replay). A Codex exec-server does not offer them.
+   */
+  readonly extensions: boolean
+}
+
+const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
+const bytes = (s: string) => new TextEncoder().encode(s)
+
+const reasonOf = <A>(exit: Exit.Exit<A, Exec.ExecutorError>): string | undefined =>
+  Exit.isFailure(exit)
+    ? exit.cause.reasons.flatMap((r) => r._tag === "Fail" ? [r.error.reason._tag] : [])[0]
+    : undefined
+
+/** Registers the conformance suite for the executor provided by `executorLayer`. */
+export const suite = (
+  name: string,
+  executorLayer: Layer.Layer<Exec.Executor, unknown>,
+  options: ContractOptions
+) =>
+  describe(name, () => {
+    layer(executorLayer, { excludeTestServices: true, timeout: "30 seconds" })((it) => {
+      it.effect("starts a process and reports its exit", () =>
+        Effect.gen(function*() {
+          const seen = yield* run(["sh", "-c", "exit 0"])
+          assert.isTrue(seen.last.exited)
+          assert.strictEqual(seen.last.exitCode, 0)
+          assert.isTrue(seen.last.closed)
+          assert.strictEqual(seen.last.failure, null)
+        }))
+
+      it.effect("streams output with argv, cwd and exactly the given env", () =>
+        Effect.gen(function*() {
+          const seen = yield* run(["sh", "-c", "printf '%s|%s|%s|' \"$0\" \"$PWD\" \"$FOO\"; sleep 0.05; printf done", "zero"], {
+            env: { PATH: process.env.PATH ?? "/usr/bin:/bin", FOO: "bar baz" }
+          })
+          assert.strictEqual(seen.stdout, "zero|/tmp|bar baz|done")
+          assert.strictEqual(seen.last.exitCode, 0)
+        }))
+
+      it.effect("numbers output, exit and close with one counter", () =>
+        Effect.gen(function*() {
+          const processId = freshId("seq")
+          yield* start(processId, ["sh", "-c", "printf out; sleep 0.1; printf err >&2; sleep 0.1; exit 7"])
+          const seen = yield* readUntilClosed(processId)
+          assert.deepStrictEqual(
+            seen.chunks.map((c) => [c.seq, c.stream, text(c.chunk)]),
+            [[1, "stdout", "out"], [2, "stderr", "err"]]
+          )
+          assert.strictEqual(seen.last.exitCode, 7)
+          assert.strictEqual(seen.last.nextSeq, 5)
+        }))
+
+      it.effect("keeps the log after close, for a reader that starts over", () =>
+        Effect.gen(function*() {
+          const executor = yield* Exec.Executor
+          const processId = freshId("replay")
+          yield* start(processId, ["sh", "-c", "printf one; sleep 0.05; printf two"])
+          yield* readUntilClosed(processId)
+          const replay = yield* executor.read({ processId, afterSeq: 0, maxBytes: null, waitMs: 0 })
+          assert.strictEqual(replay.chunks.map((c) => text(c.chunk)).join(""), "onetwo")
+          assert.isTrue(replay.closed)
+          const tail = yield* executor.read({ processId, afterSeq: 1, maxBytes: null, waitMs: 0 })
+          assert.deepStrictEqual(tail.chunks.map((c) => text(c.chunk)), ["two"])
+        }))
+
+      it.effect("keeps output written after the exit until the close", () =>
+        Effect.gen(function*() {
+          const executor = yield* Exec.Executor
+          const processId = freshId("late")
+          yield* start(processId, ["sh", "-c", "(sleep 0.3; printf late) & printf early"])
+          let result = yield* executor.read({ processId, afterSeq: 0, maxBytes: null, waitMs: 2_000 })
+          let afterSeq = result.nextSeq - 1
+          while (!result.exited) {
+            result = yield* executor.read({ processId, afterSeq, maxBytes: null, waitMs: 2_000 })
+            afterSeq = result.nextSeq - 1
+          }
+          assert.isFalse(result.closed, "a background child still holds the pipe")
+          const seen = yield* readUntilClosed(processId)
+          assert.strictEqual(seen.stdout, "earlylate")
+          const late = seen.chunks.find((c) => text(c.chunk) === "late")
+          assert.isDefined(late)
+          assert.isAbove(late!.seq, 2, "late output is numbered after the exit")
+        }))
+
+      it.effect("long-polls: a read wakes up when output arrives", () =>
+        Effect.gen(function*() {
+          const executor = yield* Exec.Executor
+          const processId = freshId("poll")
+          yield* start(processId, ["sh", "-c", "sleep 0.2; printf wake; sleep 5"])
+          const result = yield* executor.read({ processId, afterSeq: 0, maxBytes: null, waitMs: 60_000 }).pipe(
+            Effect.timeout("10 seconds")
+          )
+          assert.deepStrictEqual(result.chunks.map((c) => text(c.chunk)), ["wake"])
+          yield* executor.terminate(processId)
+        }))
+
+      it.effect("maxBytes stops before a chunk that would pass it, but returns the first whole", () =>
+        Effect.gen(function*() {
+          const executor = yield* Exec.Executor
+          const processId = freshId("max")
+          yield* start(processId, ["sh", "-c", "printf aaaa; sleep 0.1; printf bb; sleep 0.1; printf c"])
+          yield* readUntilClosed(processId)
+          const one = yield* executor.read({ processId, afterSeq: 0, maxBytes: 1, waitMs: 0 })
+          assert.deepStrictEqual(one.chunks.map((c) => text(c.chunk)), ["aaaa"])
+          assert.strictEqual(one.nextSeq, 2)
+          const two = yield* executor.read({ processId, afterSeq: 0, maxBytes: 6, waitMs: 0 })
+          assert.deepStrictEqual(two.chunks.map((c) => text(c.chunk)), ["aaaa", "bb"])
+          assert.strictEqual(two.nextSeq, 3)
+        }))
+
+      it.effect("writes to stdin with pipeStdin", () =>
+        Effect.gen(function*() {
+          const executor = yield* Exec.Executor
+          const processId = freshId("stdin")
+          yield* start(processId, ["sh", "-c", "read line; printf 'from-stdin:%s' \"$line\""], { pipeStdin: true })
+          const status = yield* executor.write({ processId, chunk: bytes("hello\n"), writeId: "w1" })
+          assert.strictEqual(status, "accepted")
+          const seen = yield* readUntilClosed(processId)
+          assert.strictEqual(seen.stdout, "from-stdin:hello")
+        }))
+
+      it.effect("reports stdinClosed without pipeStdin, and unknownProcess for an unknown id", () =>
+        Effect.gen(function*() {
+          const executor = yield* Exec.Executor
+          const processId = freshId("nostdin")
+          yield* start(processId, ["sh", "-c", "cat; printf eof"])
+          const status = yield* executor.write({ processId, chunk: bytes("x"), writeId: "w1" })
+          assert.strictEqual(status, "stdinClosed")
+          const seen = yield* readUntilClosed(processId)
+          assert.strictEqual(seen.stdout, "eof", "stdin is /dev/null, so cat ends at once")
+          const unknown = yield* executor.write({ processId: freshId("nobody"), chunk: bytes("x"), writeId: "w2" })
+          assert.strictEqual(unknown, "unknownProcess")
+        }))
+
+      it.effect("lets exactly one of two racing starts with one id win", () =>
+        Effect.gen(function*() {
+          const processId = freshId("dup")
+          const exits = yield* Effect.all([
+            Effect.exit(start(processId, ["sh", "-c", "sleep 0.2"])),
+            Effect.exit(start(processId, ["sh", "-c", "sleep 0.2"]))
+          ], { concurrency: "unbounded" })
+          assert.strictEqual(exits.filter(Exit.isSuccess).length, 1)
+          assert.deepStrictEqual(exits.filter(Exit.isFailure).map(reasonOf), ["ProcessIdInUse"])
+          yield* readUntilClosed(processId)
+          const again = yield* Effect.exit(start(processId, ["true"]))
+          assert.strictEqual(reasonOf(again), "ProcessIdInUse", "a closed process keeps its id reserved")
+        }))
+
+      it.effect("fails typed for unknown ids, empty argv and spawn failures", () =>
+        Effect.gen(function*() {
+          const executor = yield* Exec.Executor
+          const read = yield* Effect.exit(executor.read({ processId: freshId("ghost"), afterSeq: 0, maxBytes: null, waitMs: 0 }))
+          assert.strictEqual(reasonOf(read), "UnknownProcess")
+          const empty = yield* Effect.exit(start(freshId("empty"), []))
+          assert.strictEqual(reasonOf(empty), "InvalidRequest")
+          const missing = yield* Effect.exit(start(freshId("missing"), ["definitely-not-a-command-xyz"]))
+          assert.isTrue(Exit.isFailure(missing))
+          const missingCwd = yield* Effect.exit(start(freshId("cwd"), ["true"], { cwd: "/definitely/not/here" }))
+          assert.isTrue(Exit.isFailure(missingCwd))
+        }))
+
+      it.effect("terminates a running process and its whole group", () =>
+        Effect.gen(function*() {
+          const executor = yield* Exec.Executor
+          const processId = freshId("group")
+          yield* start(processId, ["sh", "-c", "sleep 100 & echo $!; wait"])
+          let first = yield* executor.read({ processId, afterSeq: 0, maxBytes: null, waitMs: 5_000 })
+          while (first.chunks.length === 0) {
+            first = yield* executor.read({ processId, afterSeq: 0, maxBytes: null, waitMs: 5_000 })
+          }
+          const grandchild = Number(text(first.chunks[0]!.chunk).trim())
+          assert.isTrue(isAlive(grandchild))
+          const terminated = yield* executor.terminate(processId)
+          assert.isTrue(terminated.running)
+          const seen = yield* readUntilClosed(processId)
+          assert.isTrue(seen.last.exited)
+          assert.notStrictEqual(seen.last.exitCode, 0)
+          yield* awaitDeath(grandchild)
+          const again = yield* executor.terminate(processId)
+          assert.isFalse(again.running, "an exited process is not running")
+          const unknown = yield* executor.terminate(freshId("nobody"))
+          assert.isFalse(unknown.running)
+        }))
+
+      if (options.extensions) {
+        it.effect("reports the signal of a death by signal, exit code -1 on the wire", () =>
+          Effect.gen(function*() {
+            const executor = yield* Exec.Executor
+            const processId = freshId("sig")
+            yield* start(processId, ["sleep", "100"])
+            yield* executor.terminate(processId)
+            const seen = yield* readUntilClosed(processId)
+            assert.strictEqual(seen.last.exitCode, -1)
+            assert.strictEqual(seen.last.signal, "SIGKILL")
+          }))
+
+        it.effect("bounds retention and reports what it dropped", () =>
+          Effect.gen(function*() {
+            const executor = yield* Exec.Executor
+            const processId = freshId("flood")
+            const total = 3_000_000
+            yield* start(processId, ["head", "-c", String(total), "/dev/zero"])
+            // wait for the close without reading any output
+            let poll = yield* executor.read({ processId, afterSeq: 1_000_000_000, maxBytes: 0, waitMs: 1_000 })
+            while (!poll.closed) poll = yield* executor.read({ processId, afterSeq: 1_000_000_000, maxBytes: 0, waitMs: 1_000 })
+            const replay = yield* executor.read({ processId, afterSeq: 0, maxBytes: null, waitMs: 0 })
+            const retained = replay.chunks.reduce((n, c) => n + c.chunk.length, 0)
+            assert.isAtMost(retained, 1024 * 1024)
+            assert.isDefined(replay.dropped)
+            assert.strictEqual(retained + replay.dropped!.bytes, total)
+            assert.isAbove(replay.dropped!.chunks, 0)
+          }))
+
+        it.effect("with backpressure, a reader that keeps reading gets every byte", () =>
+          Effect.gen(function*() {
+            const total = 8 * 1024 * 1024 + 17
+            const seen = yield* run(["head", "-c", String(total), "/dev/urandom"], { backpressure: true })
+            const received = seen.chunks.reduce((n, c) => n + c.chunk.length, 0)
+            assert.strictEqual(received, total)
+            assert.strictEqual(seen.droppedBytes, 0)
+            assert.deepStrictEqual(seen.chunks.map((c) => c.seq), seen.chunks.map((_, i) => i + 1))
+          }))
+
+        it.effect("delivers an interrupt signal to the process group", () =>
+          Effect.gen(function*() {
+            const executor = yield* Exec.Executor
+            const processId = freshId("int")
+            yield* start(processId, ["sh", "-c", "trap 'printf got-int; exit 3' INT; printf ready; while :; do sleep 0.05; done"])
+            let ready = yield* executor.read({ processId, afterSeq: 0, maxBytes: null, waitMs: 5_000 })
+            while (ready.chunks.length === 0) ready = yield* executor.read({ processId, afterSeq: 0, maxBytes: null, waitMs: 5_000 })
+            yield* executor.signal(processId, "interrupt")
+            const seen = yield* readUntilClosed(processId)
+            assert.strictEqual(seen.stdout, "readygot-int")
+            assert.strictEqual(seen.last.exitCode, 3)
+          }))
+
+        it.effect("streams the events of a process in seq order", () =>
+          Effect.gen(function*() {
+            const executor = yield* Exec.Executor
+            const processId = freshId("events")
+            yield* start(processId, ["sh", "-c", "printf out; sleep 0.1; printf err >&2; sleep 0.1; exit 7"])
+            const events = yield* Stream.runCollect(executor.events(processId))
+            assert.deepStrictEqual(
+              events.map((e) => e._tag === "Output" ? `Output ${e.seq} ${e.stream}` : `${e._tag} ${e.seq}`),
+              ["Output 1 stdout", "Output 2 stderr", "Exited 3", "Closed 4"]
+            )
+            const exited = events.find((e) => e._tag === "Exited")
+            assert.deepStrictEqual(exited, { _tag: "Exited", seq: 3, exitCode: 7, signal: null })
+          }))
+
+        it.effect("names the missing binary or working directory in a spawn failure", () =>
+          Effect.gen(function*() {
+            const missing = yield* Effect.flip(start(freshId("missing"), ["definitely-not-a-command-xyz"]))
+            assert.strictEqual(missing.reason._tag, "SpawnFailed")
+            assert.include(missing.message, "definitely-not-a-command-xyz")
+            const missingCwd = yield* Effect.flip(start(freshId("cwd"), ["true"], { cwd: "/definitely/not/here" }))
+            assert.strictEqual(missingCwd.reason._tag, "SpawnFailed")
+            assert.include(missingCwd.message, "/definitely/not/here")
+          }))
+      }
+    })
+  })
