@@ -20,7 +20,6 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import {
   Executor,
@@ -35,7 +34,7 @@ import {
   Unsupported
 } from "./Executor.ts"
 import { childEnvironment } from "./internal/envPolicy.ts"
-import { ProcessLog } from "./internal/processLog.ts"
+import { eventStream, longPollRead, ProcessLog } from "./internal/processLog.ts"
 import * as Protocol from "./Protocol.ts"
 
 /**
@@ -273,26 +272,10 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       resumeIfRoom(entry)
     })
 
-  const awaitChange = (log: ProcessLog) =>
-    Effect.callback<void>((resume) => {
-      const remove = log.onChange(() => resume(Effect.void))
-      return Effect.sync(remove)
-    })
-
   const read = Effect.fn("LocalExecutor.read")(function*(params: Protocol.ReadParams) {
     const entry = yield* lookup(params.processId)
-    const afterSeq = params.afterSeq ?? 0
-    const maxBytes = params.maxBytes ?? null
-    const waitMs = params.waitMs ?? 0
-    yield* acknowledge(entry, afterSeq)
-    const { log } = entry
-    const first = log.read(afterSeq, maxBytes)
-    if (waitMs === 0 || log.isReady(afterSeq, first)) return first
-    const untilReady = Effect.gen(function*() {
-      while (!log.isReady(afterSeq, log.read(afterSeq, maxBytes))) yield* awaitChange(log)
-    })
-    yield* Effect.raceFirst(untilReady, Effect.sleep(waitMs))
-    return log.read(afterSeq, maxBytes)
+    yield* acknowledge(entry, params.afterSeq ?? 0)
+    return yield* longPollRead(entry.log, params)
   })
 
   const write = Effect.fn("LocalExecutor.write")(function*(params: Protocol.WriteParams) {
@@ -321,18 +304,10 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     processId: string,
     options?: { readonly afterSeq?: number }
   ): Stream.Stream<ProcessEvent, ExecutorError> =>
-    Stream.paginate(options?.afterSeq ?? 0, (afterSeq) =>
-      Effect.gen(function*() {
-        const entry = yield* lookup(processId)
-        yield* acknowledge(entry, afterSeq)
-        let batch = entry.log.eventsAfter(afterSeq)
-        while (batch.length === 0) {
-          yield* awaitChange(entry.log)
-          batch = entry.log.eventsAfter(afterSeq)
-        }
-        const last = batch[batch.length - 1]!
-        return [batch, last._tag === "Closed" ? Option.none() : Option.some(last.seq)] as const
-      }))
+    Stream.unwrap(Effect.map(
+      lookup(processId),
+      (entry) => eventStream(entry.log, options?.afterSeq ?? 0, (afterSeq) => acknowledge(entry, afterSeq))
+    ))
 
   return Executor.of({ start, read, write, terminate, signal, events })
 })

@@ -7,6 +7,9 @@
  *
  * @internal
  */
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 import type * as Protocol from "../Protocol.ts"
 import type { ProcessEvent } from "../Executor.ts"
 
@@ -104,8 +107,9 @@ export class ProcessLog {
   read(afterSeq: number, maxBytes: number | null): Protocol.ReadResult {
     const chunks: Array<Protocol.ProcessChunk> = []
     let bytes = 0
-    for (let i = this.firstIndexAfter(afterSeq); i < this.retained.length; i++) {
-      const chunk = this.retained[i]!
+    let index = this.firstIndexAfter(afterSeq)
+    for (; index < this.retained.length; index++) {
+      const chunk = this.retained[index]!
       if (maxBytes !== null && chunks.length > 0 && bytes + chunk.chunk.length > maxBytes) break
       chunks.push(chunk)
       bytes += chunk.chunk.length
@@ -117,7 +121,9 @@ export class ProcessLog {
       nextSeq,
       exited: this.exitEvent !== undefined,
       exitCode: this.exitEvent?.exitCode ?? null,
-      closed: this.closedSeq !== undefined,
+      // closed only when this answer reaches the end of the log: a reader that
+      // stops at `closed` has then seen everything
+      closed: this.closedSeq !== undefined && index === this.retained.length,
       failure: null,
       signal: this.exitEvent?.signal ?? null,
       ...(dropped.bytes > 0 ? { dropped } : {})
@@ -218,3 +224,51 @@ export class ProcessLog {
     return { bytes, chunks }
   }
 }
+
+/** Completes at the log's next change. */
+export const awaitChange = (log: ProcessLog): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    const remove = log.onChange(() => resume(Effect.void))
+    return Effect.sync(remove)
+  })
+
+/**
+ * `process/read` on a log: answers at once when there is output, the close, or
+ * an exit new to this cursor; otherwise waits for one of them up to `waitMs`.
+ */
+export const longPollRead = (log: ProcessLog, params: Protocol.ReadParams): Effect.Effect<Protocol.ReadResult> => {
+  const afterSeq = params.afterSeq ?? 0
+  const maxBytes = params.maxBytes ?? null
+  const waitMs = params.waitMs ?? 0
+  return Effect.suspend(() => {
+    const first = log.read(afterSeq, maxBytes)
+    if (waitMs === 0 || log.isReady(afterSeq, first)) return Effect.succeed(first)
+    const untilReady = Effect.gen(function*() {
+      while (!log.isReady(afterSeq, log.read(afterSeq, maxBytes))) yield* awaitChange(log)
+    })
+    return Effect.raceFirst(untilReady, Effect.sleep(waitMs)).pipe(
+      Effect.andThen(Effect.sync(() => log.read(afterSeq, maxBytes)))
+    )
+  })
+}
+
+/**
+ * The log's events from `afterSeq` on, ending after the close. `onRead` runs
+ * before each wait with the cursor reached (for acknowledgement).
+ */
+export const eventStream = (
+  log: ProcessLog,
+  afterSeq: number,
+  onRead: (afterSeq: number) => Effect.Effect<void>
+): Stream.Stream<ProcessEvent> =>
+  Stream.paginate(afterSeq, (cursor) =>
+    Effect.gen(function*() {
+      yield* onRead(cursor)
+      let batch = log.eventsAfter(cursor)
+      while (batch.length === 0) {
+        yield* awaitChange(log)
+        batch = log.eventsAfter(cursor)
+      }
+      const last = batch[batch.length - 1]!
+      return [batch, last._tag === "Closed" ? Option.none() : Option.some(last.seq)] as const
+    }))

@@ -46,7 +46,7 @@ export interface Collected {
 const decoder = new TextDecoder()
 const concat = (chunks: ReadonlyArray<Uint8Array>): Uint8Array => Buffer.concat(chunks)
 
-/** Reads a process with the client loop (`afterSeq = nextSeq - 1`) until it is closed. */
+/** Reads a process with the client loop (`afterSeq = nextSeq - 1`) until it is closed and drained. */
 export const readUntilClosed = (
   processId: string,
   options: { readonly maxBytes?: number; readonly waitMs?: number } = {}
@@ -66,7 +66,7 @@ export const readUntilClosed = (
       chunks.push(...result.chunks)
       droppedBytes += result.dropped?.bytes ?? 0
       afterSeq = result.nextSeq - 1
-      if (result.closed) {
+      if (result.closed && result.chunks.length === 0) {
         const text = (stream: Protocol.OutputStream) =>
           decoder.decode(concat(chunks.filter((c) => c.stream === stream).map((c) => c.chunk)))
         return { chunks, last: result, stdout: text("stdout"), stderr: text("stderr"), droppedBytes } as Collected

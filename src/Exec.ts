@@ -1,0 +1,380 @@
+/**
+ * `Exec.run`: run one command in the current `Environment` and return a typed
+ * result. One consume loop serves every executor: start, then a `Stream` of
+ * long-poll reads (`afterSeq = nextSeq - 1`) until the process is closed,
+ * raced against the timeout and an optional interrupt; live deltas go to the
+ * `OutputSink` (capped per call), chunks fold into capped buffers, and after
+ * the exit the loop drains for at most `drainLimit`, so a background child
+ * that keeps a pipe open cannot hang the call.
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
+import * as CappedBuffer from "./CappedBuffer.ts"
+import { Environment } from "./Environment.ts"
+import type { Executor, ExecutorError } from "./Executor.ts"
+import { OutputSink } from "./OutputSink.ts"
+import type * as Protocol from "./Protocol.ts"
+
+// =============================================================================
+// Models
+// =============================================================================
+
+/**
+ * What to keep of the output. `"shellTool"` (Codex's default): the first 1 MiB
+ * of each stream, and the timeout applies. `"fullBuffer"`: everything, and no
+ * timeout. `headTail`: the first `headBytes` and the last `tailBytes` of each
+ * stream, with the cut counted (the errors are usually at the end).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Capture =
+  | "shellTool"
+  | "fullBuffer"
+  | { readonly headBytes: number; readonly tailBytes: number }
+
+/**
+ * A command to run.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ExecRequest {
+  /** The argv: executed as is, never spliced into a shell string. */
+  readonly command: ReadonlyArray<string>
+  /** Working directory (default: the environment's). */
+  readonly cwd?: string
+  /**
+   * With `envPolicy` unset: exactly this environment. Without `env` and
+   * `envPolicy`: the executor's own environment.
+   */
+  readonly env?: Readonly<Record<string, string>>
+  /** Builds the environment from the executor's own; `env` goes on top. */
+  readonly envPolicy?: Protocol.EnvPolicy
+  /** Default 10 seconds; ignored by `"fullBuffer"` capture. */
+  readonly timeout?: Duration.Input
+  /** Default `"shellTool"`. */
+  readonly capture?: Capture
+  /** Runs once the process is running (Codex's `after_spawn`). */
+  readonly onSpawn?: Effect.Effect<void>
+  /** When this completes the process group is terminated and the result says `Interrupted`. */
+  readonly interrupt?: Effect.Effect<void>
+  /** Names this call in its output deltas (default: the process id). */
+  readonly callId?: string
+  /** Live deltas sent to the `OutputSink` at most (default 10 000; `Infinity` for all). */
+  readonly maxDeltas?: number
+}
+
+/**
+ * How the command ended: exactly one reason.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Termination = Data.TaggedEnum<{
+  /** It exited by itself with this code. */
+  Exited: { readonly exitCode: number }
+  /** It died of a signal it was not sent by us. */
+  Signaled: { readonly signal: string | null }
+  /** The timeout passed; its process group was killed. */
+  TimedOut: { readonly timeout: Duration.Duration }
+  /** The request's `interrupt` fired; its process group was killed. */
+  Interrupted: {}
+  /** The executor failed while the command ran (for example a lost connection). */
+  Lost: { readonly reason: string }
+}>
+
+/**
+ * Constructors and matchers for {@link Termination}.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const Termination = Data.taggedEnum<Termination>()
+
+/**
+ * What a command did.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ExecResult {
+  readonly processId: string
+  /** The exit code; 124 on timeout, 128 + n for a death by signal n, -1 when unknown. */
+  readonly exitCode: number
+  /** The signal that ended it, when it died of one. */
+  readonly signal: string | null
+  readonly stdout: CappedBuffer.Captured
+  readonly stderr: CappedBuffer.Captured
+  /** stdout and stderr combined by the Codex rule. */
+  readonly aggregated: CappedBuffer.Captured
+  readonly duration: Duration.Duration
+  readonly timedOut: boolean
+  readonly termination: Termination
+  /** The process exited but a descendant kept its output open past the drain limit. */
+  readonly pipesHeldOpen: boolean
+  /** Output the executor lost before the loop could read it (0 with backpressure). */
+  readonly droppedByExecutor: number
+  /** Deltas not sent because the per-call cap was reached. */
+  readonly deltasSkipped: number
+}
+
+// =============================================================================
+// Constants
+// =============================================================================
+
+/**
+ * The loop's Codex-derived constants.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const Defaults = {
+  timeout: Duration.seconds(10),
+  timeoutExitCode: 124,
+  drainLimit: Duration.seconds(2),
+  maxDeltas: 10_000,
+  shellToolBytes: 1024 * 1024,
+  /** Read size and long-poll wait of one `process/read`. */
+  readBytes: 1024 * 1024,
+  readWaitMillis: 1_000
+} as const
+
+const signalNumbers: Readonly<Record<string, number>> = {
+  SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGILL: 4, SIGTRAP: 5, SIGABRT: 6, SIGBUS: 7, SIGFPE: 8, SIGKILL: 9,
+  SIGUSR1: 10, SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15
+}
+
+// =============================================================================
+// The consume loop
+// =============================================================================
+
+const limitOf = (capture: Capture): CappedBuffer.Limit =>
+  capture === "shellTool"
+    ? { _tag: "Head", maxBytes: Defaults.shellToolBytes }
+    : capture === "fullBuffer"
+    ? { _tag: "Unlimited" }
+    : { _tag: "HeadTail", headBytes: capture.headBytes, tailBytes: capture.tailBytes }
+
+const aggregateCap = (capture: Capture): number | undefined =>
+  capture === "shellTool" ? Defaults.shellToolBytes : capture === "fullBuffer" ? undefined : capture.headBytes + capture.tailBytes
+
+/** Everything the loop has learnt so far; it survives a timeout or interrupt. */
+class Progress {
+  afterSeq = 0
+  exited = false
+  closed = false
+  exitCode: number | null = null
+  signal: string | null = null
+  droppedByExecutor = 0
+  deltasSent = 0
+  deltasSkipped = 0
+  readonly stdout: CappedBuffer.CappedBuffer
+  readonly stderr: CappedBuffer.CappedBuffer
+  constructor(limit: CappedBuffer.Limit) {
+    this.stdout = CappedBuffer.make(limit)
+    this.stderr = CappedBuffer.make(limit)
+  }
+}
+
+/**
+ * Whether a reader has everything: the process is closed and a read found
+ * nothing more (a server may say `closed` while `maxBytes` held chunks back).
+ */
+export const isDrained = (result: Protocol.ReadResult): boolean => result.closed && result.chunks.length === 0
+
+/** Long-poll reads from `progress.afterSeq` until the process is closed and drained. */
+const reads = (executor: Executor["Service"], processId: string, progress: Progress) =>
+  Stream.paginate(progress.afterSeq, (afterSeq) =>
+    Effect.map(
+      executor.read({ processId, afterSeq, maxBytes: Defaults.readBytes, waitMs: Defaults.readWaitMillis }),
+      (result) => [[result], isDrained(result) ? Option.none() : Option.some(result.nextSeq - 1)] as const
+    ))
+
+/** Folds one read into the progress and sends its deltas. */
+const absorb = (progress: Progress, sink: OutputSink["Service"], callId: string, maxDeltas: number) =>
+  Effect.fnUntraced(function*(result: Protocol.ReadResult) {
+    for (const { chunk, seq, stream } of result.chunks) {
+      ;(stream === "stderr" ? progress.stderr : progress.stdout).append(chunk)
+      // advance per chunk: an interrupt between chunks must not make a re-read repeat one
+      progress.afterSeq = seq
+      if (progress.deltasSent < maxDeltas) {
+        progress.deltasSent++
+        yield* sink.emit({ callId, stream, chunk })
+      } else {
+        progress.deltasSkipped++
+      }
+    }
+    progress.afterSeq = result.nextSeq - 1
+    progress.droppedByExecutor += result.dropped?.bytes ?? 0
+    progress.exited = result.exited
+    progress.closed = result.closed
+    progress.exitCode = result.exitCode
+    progress.signal = result.signal ?? null
+  })
+
+/**
+ * Reads until closed; once the exit is seen (now or during the reads), reads
+ * on for at most `drainLimit`.
+ */
+const consume = (
+  executor: Executor["Service"],
+  processId: string,
+  progress: Progress,
+  step: (result: Protocol.ReadResult) => Effect.Effect<void>
+) =>
+  Effect.gen(function*() {
+    const exitSeen = yield* Deferred.make<void>()
+    if (progress.exited) yield* Deferred.succeed(exitSeen, undefined)
+    yield* reads(executor, processId, progress).pipe(
+      Stream.interruptWhen(Effect.andThen(Deferred.await(exitSeen), Effect.sleep(Defaults.drainLimit))),
+      Stream.runForEach((result) =>
+        Effect.andThen(step(result), result.exited ? Deferred.succeed(exitSeen, undefined) : Effect.void)
+      )
+    )
+  })
+
+type Outcome =
+  | { readonly _tag: "Finished" }
+  | { readonly _tag: "TimedOut" }
+  | { readonly _tag: "Interrupted" }
+  | { readonly _tag: "Lost"; readonly error: ExecutorError }
+
+/**
+ * Runs a command in the current `Environment` and returns its result. Fails
+ * only when the command cannot start; once it runs, every ending is a result.
+ * Interrupting the calling fiber kills the process group too.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Environment, Exec, OutputSink } from "effect-exec"
+ *
+ * const result = Exec.run({ command: ["sh", "-c", "echo hi; exit 3"], timeout: "5 seconds" }).pipe(
+ *   Effect.provide([Environment.layerLocal, OutputSink.layerDiscard])
+ * )
+ * // => { exitCode: 3, stdout: { text: "hi\n", … }, termination: { _tag: "Exited", exitCode: 3 }, … }
+ * ```
+ *
+ * @category running
+ * @since 0.1.0
+ */
+export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect.fn.Return<
+  ExecResult,
+  ExecutorError,
+  Environment | OutputSink
+> {
+  const environment = yield* Environment
+  const sink = yield* OutputSink
+  const { executor } = environment
+  const capture = request.capture ?? "shellTool"
+  const processId = `shell-${crypto.randomUUID()}`
+  const startedAt = yield* Clock.currentTimeMillis
+  const progress = new Progress(limitOf(capture))
+  const step = absorb(progress, sink, request.callId ?? processId, request.maxDeltas ?? Defaults.maxDeltas)
+  const inheritAll: Protocol.EnvPolicy = {
+    inherit: "all",
+    ignoreDefaultExcludes: true,
+    exclude: [],
+    set: {},
+    includeOnly: []
+  }
+
+  return yield* Effect.uninterruptibleMask((restore) =>
+    Effect.gen(function*() {
+      yield* restore(executor.start({
+        processId,
+        argv: request.command,
+        cwd: request.cwd ?? environment.defaultCwd,
+        env: request.env ?? {},
+        tty: false,
+        arg0: null,
+        envPolicy: request.envPolicy ?? (request.env === undefined ? inheritAll : null),
+        backpressure: true
+      }))
+      const terminate = Effect.ignore(executor.terminate(processId))
+      // From here on the process exists: any way out must leave it dead or done.
+      const outcome: Outcome = yield* restore(Effect.gen(function*() {
+        if (request.onSpawn) yield* request.onSpawn
+        const timeout = capture === "fullBuffer"
+          ? Effect.never
+          : Effect.sleep(request.timeout ?? Defaults.timeout)
+        return yield* Effect.raceFirst(
+          consume(executor, processId, progress, step).pipe(
+            Effect.as<Outcome>({ _tag: "Finished" }),
+            Effect.catch((error) => Effect.succeed<Outcome>({ _tag: "Lost", error }))
+          ),
+          Effect.raceFirst(
+            Effect.as(timeout, { _tag: "TimedOut" } as const),
+            Effect.as(request.interrupt ?? Effect.never, { _tag: "Interrupted" } as const)
+          )
+        )
+      })).pipe(Effect.onInterrupt(() => terminate))
+
+      if (outcome._tag !== "Finished") {
+        yield* terminate
+        // collect what the killed group left in its pipes, within the drain limit
+        if (outcome._tag !== "Lost") {
+          yield* restore(
+            consume(executor, processId, progress, step).pipe(
+              Effect.ignore,
+              Effect.timeoutOption(Defaults.drainLimit)
+            )
+          ).pipe(Effect.onInterrupt(() => terminate))
+        }
+      }
+
+      const finishedAt = yield* Clock.currentTimeMillis
+      return finish(request, capture, processId, progress, outcome, finishedAt - startedAt)
+    })
+  )
+})
+
+const finish = (
+  request: ExecRequest,
+  capture: Capture,
+  processId: string,
+  progress: Progress,
+  outcome: Outcome,
+  elapsedMillis: number
+): ExecResult => {
+  const stdout = progress.stdout.snapshot()
+  const stderr = progress.stderr.snapshot()
+  const signal = progress.signal
+  const exitedBySignal = progress.exited && (signal !== null || progress.exitCode === -1)
+  const termination: Termination = outcome._tag === "TimedOut"
+    ? Termination.TimedOut({ timeout: Duration.fromInputUnsafe(request.timeout ?? Defaults.timeout) })
+    : outcome._tag === "Interrupted"
+    ? Termination.Interrupted()
+    : outcome._tag === "Lost"
+    ? Termination.Lost({ reason: outcome.error.message })
+    : exitedBySignal
+    ? Termination.Signaled({ signal })
+    : Termination.Exited({ exitCode: progress.exitCode ?? -1 })
+  const exitCode = outcome._tag === "TimedOut"
+    ? Defaults.timeoutExitCode
+    : signal !== null && signalNumbers[signal] !== undefined
+    ? 128 + signalNumbers[signal]!
+    : progress.exitCode ?? -1
+  return {
+    processId,
+    exitCode,
+    signal,
+    stdout,
+    stderr,
+    aggregated: CappedBuffer.aggregateCaptured(stdout, stderr, aggregateCap(capture)),
+    duration: Duration.millis(elapsedMillis),
+    timedOut: outcome._tag === "TimedOut",
+    termination,
+    pipesHeldOpen: outcome._tag === "Finished" && progress.exited && !progress.closed,
+    droppedByExecutor: progress.droppedByExecutor,
+    deltasSkipped: progress.deltasSkipped
+  }
+}

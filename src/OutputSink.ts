@@ -1,0 +1,97 @@
+/**
+ * Where live output goes while a command runs: each chunk read becomes an
+ * `OutputDelta`. `Exec.run` awaits `emit`, so a sink decides whether a slow
+ * consumer slows the command: the queue and PubSub sinks never wait (a lagging
+ * consumer loses deltas, never the command's captured output); the console
+ * sink waits for the terminal, as a shell pipe would.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as PubSub from "effect/PubSub"
+import * as Queue from "effect/Queue"
+import type * as Protocol from "./Protocol.ts"
+
+/**
+ * One live chunk of a command's output.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface OutputDelta {
+  /** Names the `Exec.run` call (its `callId`, by default the process id). */
+  readonly callId: string
+  readonly stream: Protocol.OutputStream
+  readonly chunk: Uint8Array
+}
+
+/**
+ * Receives live output deltas.
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export class OutputSink extends Context.Service<OutputSink, {
+  readonly emit: (delta: OutputDelta) => Effect.Effect<void>
+}>()("effect-exec/OutputSink") {}
+
+/**
+ * Drops every delta: for callers that only want the final result.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerDiscard: Layer.Layer<OutputSink> = Layer.succeed(OutputSink, OutputSink.of({ emit: () => Effect.void }))
+
+/**
+ * Offers each delta to `queue` without waiting: a full bounded queue drops the
+ * new delta, a sliding queue drops its oldest.
+ *
+ * @example
+ * ```ts
+ * const deltas = yield* Queue.sliding<OutputDelta>(1024)
+ * const result = yield* Exec.run(request).pipe(Effect.provide(OutputSink.layerQueue(deltas)))
+ * ```
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerQueue = (queue: Queue.Enqueue<OutputDelta>): Layer.Layer<OutputSink> =>
+  Layer.succeed(OutputSink, OutputSink.of({ emit: (delta) => Effect.sync(() => void Queue.offerUnsafe(queue, delta)) }))
+
+/**
+ * Publishes each delta to `pubsub` without waiting, for any number of subscribers.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerPubSub = (pubsub: PubSub.PubSub<OutputDelta>): Layer.Layer<OutputSink> =>
+  Layer.succeed(
+    OutputSink,
+    OutputSink.of({ emit: (delta) => Effect.sync(() => void PubSub.publishUnsafe(pubsub, delta)) })
+  )
+
+const writeTo = (target: NodeJS.WritableStream, chunk: Uint8Array): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    if (target.write(chunk)) return resume(Effect.void)
+    const onDrain = () => resume(Effect.void)
+    target.once("drain", onDrain)
+    return Effect.sync(() => void target.removeListener("drain", onDrain))
+  })
+
+/**
+ * Writes each delta's bytes to this process's stdout or stderr as they come,
+ * waiting when the terminal or pipe is full (so nothing is lost or buffered
+ * without bound).
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerConsole: Layer.Layer<OutputSink> = Layer.succeed(
+  OutputSink,
+  OutputSink.of({
+    emit: (delta) => writeTo(delta.stream === "stderr" ? process.stderr : process.stdout, delta.chunk)
+  })
+)

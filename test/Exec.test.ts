@@ -1,0 +1,264 @@
+/**
+ * The consume loop (`Exec.run`) against a scripted executor, in virtual time.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
+import { TestClock } from "effect/testing"
+import * as Environment from "../src/Environment.ts"
+import * as Exec from "../src/Exec.ts"
+import * as OutputSink from "../src/OutputSink.ts"
+import * as Script from "./support/ScriptedExecutor.ts"
+
+const MiB = 1024 * 1024
+
+/** An environment served by a scripted executor, with deltas discarded. */
+const scripted = (script: (request: { readonly argv: ReadonlyArray<string> }) => ReadonlyArray<Script.Step>) => {
+  const executor = Script.make(script)
+  const layer = Layer.mergeAll(
+    Environment.fromExecutor({ _tag: "Local" }, "/tmp").pipe(Layer.provide(executor.layer)),
+    OutputSink.layerDiscard
+  )
+  return { ...executor, layer }
+}
+
+const bytesOf = (length: number, fill: number) => new Uint8Array(length).fill(fill)
+
+describe("Exec.run", () => {
+  it.effect("returns output, exit code and an Exited termination", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.out("hello"), Script.err("oops"), Script.exit(3), Script.close])
+      const result = yield* Exec.run({ command: ["cmd"] }).pipe(Effect.provide(env.layer))
+      assert.strictEqual(result.stdout.text, "hello")
+      assert.strictEqual(result.stderr.text, "oops")
+      assert.strictEqual(result.aggregated.text, "hellooops")
+      assert.strictEqual(result.exitCode, 3)
+      assert.deepStrictEqual(result.termination, Exec.Termination.Exited({ exitCode: 3 }))
+      assert.isFalse(result.timedOut)
+      assert.deepStrictEqual(env.terminated, [])
+    }))
+
+  it.effect("keeps exit code 1 an exit code (not a signal)", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.exit(1), Script.close])
+      const result = yield* Exec.run({ command: ["cmd"] }).pipe(Effect.provide(env.layer))
+      assert.strictEqual(result.exitCode, 1)
+      assert.strictEqual(result.signal, null)
+      assert.strictEqual(result.termination._tag, "Exited")
+    }))
+
+  it.effect("reports a death by signal as 128 + n with the signal's name", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.exit(-1, "SIGSEGV"), Script.close])
+      const result = yield* Exec.run({ command: ["cmd"] }).pipe(Effect.provide(env.layer))
+      assert.strictEqual(result.exitCode, 139)
+      assert.deepStrictEqual(result.termination, Exec.Termination.Signaled({ signal: "SIGSEGV" }))
+    }))
+
+  it.effect("times out at the deadline and not before, killing the process", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.out("partial"), Script.wait("1 hour"), Script.exit(0), Script.close])
+      const fiber = yield* Exec.run({ command: ["cmd"], timeout: "5 seconds" }).pipe(
+        Effect.provide(env.layer),
+        Effect.forkChild
+      )
+      yield* TestClock.adjust("4999 millis")
+      assert.isUndefined(fiber.pollUnsafe(), "still running 1 ms before the deadline")
+      assert.deepStrictEqual(env.terminated, [])
+      yield* TestClock.adjust("1 millis")
+      const result = yield* Fiber.join(fiber)
+      assert.strictEqual(result.exitCode, 124)
+      assert.isTrue(result.timedOut)
+      assert.strictEqual(result.termination._tag, "TimedOut")
+      assert.strictEqual(result.stdout.text, "partial", "output read before the timeout is kept")
+      assert.strictEqual(env.terminated.length, 1)
+    }))
+
+  it.effect("uses a 10 second default timeout", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.wait("1 hour"), Script.exit(0), Script.close])
+      const fiber = yield* Exec.run({ command: ["cmd"] }).pipe(Effect.provide(env.layer), Effect.forkChild)
+      yield* TestClock.adjust("9999 millis")
+      assert.isUndefined(fiber.pollUnsafe())
+      yield* TestClock.adjust("1 millis")
+      const result = yield* Fiber.join(fiber)
+      assert.isTrue(result.timedOut)
+    }))
+
+  it.effect("terminates the process when the calling fiber is interrupted", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.wait("1 hour"), Script.exit(0), Script.close])
+      const fiber = yield* Exec.run({ command: ["cmd"] }).pipe(Effect.provide(env.layer), Effect.forkChild)
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.interrupt(fiber)
+      assert.strictEqual(env.terminated.length, 1)
+    }))
+
+  it.effect("terminates on the request's interrupt and says Interrupted", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.out("so far"), Script.wait("1 hour"), Script.exit(0), Script.close])
+      const stop = yield* Deferred.make<void>()
+      const fiber = yield* Exec.run({ command: ["cmd"], interrupt: Deferred.await(stop) }).pipe(
+        Effect.provide(env.layer),
+        Effect.forkChild
+      )
+      yield* TestClock.adjust("1 second")
+      yield* Deferred.succeed(stop, undefined)
+      const result = yield* Fiber.join(fiber)
+      assert.deepStrictEqual(result.termination, Exec.Termination.Interrupted())
+      assert.strictEqual(result.stdout.text, "so far")
+      assert.strictEqual(env.terminated.length, 1)
+      assert.isFalse(result.timedOut)
+    }))
+
+  it.effect("sends deltas up to the per-call cap and keeps capturing past it", () =>
+    Effect.gen(function*() {
+      const chunks = Array.from({ length: 15 }, (_, i) => Script.out(String.fromCharCode(97 + i)))
+      const env = scripted(() => [...chunks, Script.exit(0), Script.close])
+      const deltas = yield* Queue.unbounded<OutputSink.OutputDelta>()
+      const result = yield* Exec.run({ command: ["cmd"], maxDeltas: 10, callId: "call-1" }).pipe(
+        Effect.provide(Layer.merge(env.layer, OutputSink.layerQueue(deltas)))
+      )
+      const received = yield* Queue.takeAll(deltas)
+      assert.strictEqual(received.length, 10)
+      assert.deepStrictEqual(received[0]?.callId, "call-1")
+      assert.strictEqual(result.deltasSkipped, 5)
+      assert.strictEqual(result.stdout.text, "abcdefghijklmno")
+    }))
+
+  it.effect("caps deltas at 10 000 by default", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [...Array.from({ length: 10_005 }, () => Script.out("x")), Script.exit(0), Script.close])
+      const deltas = yield* Queue.unbounded<OutputSink.OutputDelta>()
+      const result = yield* Exec.run({ command: ["cmd"] }).pipe(
+        Effect.provide(Layer.merge(env.layer, OutputSink.layerQueue(deltas)))
+      )
+      assert.strictEqual((yield* Queue.takeAll(deltas)).length, 10_000)
+      assert.strictEqual(result.stdout.totalBytes, 10_005)
+    }))
+
+  it.effect("a sink nobody reads does not stall the command", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [...Array.from({ length: 100 }, () => Script.out("y")), Script.exit(0), Script.close])
+      const deltas = yield* Queue.bounded<OutputSink.OutputDelta>(1)
+      const result = yield* Exec.run({ command: ["cmd"] }).pipe(
+        Effect.provide(Layer.merge(env.layer, OutputSink.layerQueue(deltas)))
+      )
+      assert.strictEqual(result.stdout.totalBytes, 100)
+    }))
+
+  it.effect("shellTool keeps the first 1 MiB of each stream and counts the rest", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [
+        Script.out(bytesOf(MiB, 97)),
+        Script.out(bytesOf(MiB / 2, 98)),
+        Script.err(bytesOf(10, 99)),
+        Script.exit(0),
+        Script.close
+      ])
+      const result = yield* Exec.run({ command: ["cmd"], capture: "shellTool" }).pipe(Effect.provide(env.layer))
+      assert.strictEqual(result.stdout.bytes.length, MiB)
+      assert.strictEqual(result.stdout.totalBytes, MiB + MiB / 2)
+      assert.strictEqual(result.stdout.droppedBytes, MiB / 2)
+      assert.isTrue(result.stdout.bytes.every((b) => b === 97))
+      assert.strictEqual(result.aggregated.bytes.length, MiB)
+    }))
+
+  it.effect("fullBuffer keeps everything and ignores the timeout", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [
+        Script.out(bytesOf(MiB, 97)),
+        Script.wait("1 minute"),
+        Script.out(bytesOf(MiB, 98)),
+        Script.exit(0),
+        Script.close
+      ])
+      const fiber = yield* Exec.run({ command: ["cmd"], capture: "fullBuffer", timeout: "1 second" }).pipe(
+        Effect.provide(env.layer),
+        Effect.forkChild
+      )
+      yield* TestClock.adjust("2 minutes")
+      const result = yield* Fiber.join(fiber)
+      assert.isFalse(result.timedOut)
+      assert.strictEqual(result.stdout.bytes.length, 2 * MiB)
+      assert.strictEqual(result.stdout.droppedBytes, 0)
+      assert.strictEqual(result.aggregated.bytes.length, 2 * MiB)
+    }))
+
+  it.effect("headTail keeps both ends and says how much was cut between", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.out("BEGIN-"), Script.out("x".repeat(1000)), Script.out("-END:error"), Script.exit(1), Script.close])
+      const result = yield* Exec.run({ command: ["cmd"], capture: { headBytes: 6, tailBytes: 10 } }).pipe(
+        Effect.provide(env.layer)
+      )
+      assert.strictEqual(result.stdout.text, "BEGIN-\n[… 1000 bytes omitted …]\n-END:error")
+      assert.deepStrictEqual(result.stdout.omitted, { atByte: 6, bytes: 1000 })
+      assert.strictEqual(result.stdout.totalBytes, 1016)
+    }))
+
+  it.effect("decodes a multi-byte character split across chunks", () =>
+    Effect.gen(function*() {
+      const euro = new TextEncoder().encode("€") // 3 bytes
+      const env = scripted(() => [
+        Script.out(euro.subarray(0, 1)),
+        Script.out(euro.subarray(1, 2)),
+        Script.out(euro.subarray(2)),
+        Script.exit(0),
+        Script.close
+      ])
+      const result = yield* Exec.run({ command: ["cmd"] }).pipe(Effect.provide(env.layer))
+      assert.strictEqual(result.stdout.text, "€")
+    }))
+
+  it.effect("stops draining 2 s after the exit when a pipe stays open", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.out("before"), Script.exit(0), Script.wait("1 second"), Script.out("late"), Script.wait("1 hour"), Script.close])
+      const fiber = yield* Exec.run({ command: ["cmd"], capture: "fullBuffer" }).pipe(
+        Effect.provide(env.layer),
+        Effect.forkChild
+      )
+      yield* TestClock.adjust("1999 millis")
+      assert.isUndefined(fiber.pollUnsafe(), "still draining before the limit")
+      yield* TestClock.adjust("1 millis")
+      const result = yield* Fiber.join(fiber)
+      assert.strictEqual(result.stdout.text, "beforelate", "late output within the limit is kept")
+      assert.isTrue(result.pipesHeldOpen)
+      assert.strictEqual(result.exitCode, 0)
+      assert.deepStrictEqual(env.terminated, [], "the background child is left alone")
+    }))
+
+  it.effect("returns a Lost result with the partial output when the executor fails mid-run", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.out("partial"), Script.wait("1 second"), Script.failReads("socket closed")])
+      const fiber = yield* Exec.run({ command: ["cmd"] }).pipe(Effect.provide(env.layer), Effect.forkChild)
+      yield* TestClock.adjust("3 seconds")
+      const result = yield* Fiber.join(fiber)
+      assert.strictEqual(result.termination._tag, "Lost")
+      assert.include((result.termination as { reason: string }).reason, "socket closed")
+      assert.strictEqual(result.stdout.text, "partial")
+    }))
+
+  it.effect("fails typed when the command cannot start", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [])
+      const error = yield* Effect.flip(Exec.run({ command: [] }).pipe(Effect.provide(env.layer)))
+      assert.strictEqual(error._tag, "ExecutorError")
+      assert.strictEqual(error.reason._tag, "InvalidRequest")
+    }))
+
+  it.effect("runs onSpawn once the process runs, with the executor's environment by default", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.exit(0), Script.close])
+      let spawned = 0
+      yield* Exec.run({ command: ["cmd"], onSpawn: Effect.sync(() => spawned++) }).pipe(Effect.provide(env.layer))
+      assert.strictEqual(spawned, 1)
+      assert.strictEqual(env.started[0]?.envPolicy?.inherit, "all")
+      yield* Exec.run({ command: ["cmd"], env: { ONLY: "1" } }).pipe(Effect.provide(env.layer))
+      assert.deepStrictEqual(env.started[1]?.env, { ONLY: "1" })
+      assert.strictEqual(env.started[1]?.envPolicy, null, "an explicit env is exactly the child's environment")
+      assert.strictEqual(env.started[1]?.cwd, "/tmp")
+    }))
+})
