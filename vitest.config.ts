@@ -6,6 +6,10 @@ export default defineConfig({
     setupFiles: ["./test/setup.ts"],
     // time is TestClock's job: never vi.useFakeTimers
     fakeTimers: { toFake: [] },
+    // lets memory tests collect garbage before they measure what is live
+    execArgv: ["--expose-gc"],
+    // the JSON report is what .ci/run counts for its closing line
+    reporters: ["default", ["json", { outputFile: ".cache/test-results.json" }]],
     testTimeout: 30_000,
     hookTimeout: 30_000
   }

@@ -1,0 +1,21 @@
+/**
+ * effect-exec: run shell commands in an execution environment — this machine
+ * or a remote exec-server — as Effect services.
+ *
+ * @since 0.1.0
+ */
+
+/** @since 0.1.0 */
+export * as CappedBuffer from "./CappedBuffer.ts"
+/** @since 0.1.0 */
+export * as Environment from "./Environment.ts"
+/** @since 0.1.0 */
+export * as Exec from "./Exec.ts"
+/** @since 0.1.0 */
+export * as Executor from "./Executor.ts"
+/** @since 0.1.0 */
+export * as LocalExecutor from "./LocalExecutor.ts"
+/** @since 0.1.0 */
+export * as OutputSink from "./OutputSink.ts"
+/** @since 0.1.0 */
+export * as Protocol from "./Protocol.ts"

@@ -1,0 +1,117 @@
+/**
+ * `Exec.run` on real processes through the local executor.
+ */
+import { readdirSync, readFileSync } from "node:fs"
+import { assert, describe, layer } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Environment from "../src/Environment.ts"
+import * as Exec from "../src/Exec.ts"
+import * as OutputSink from "../src/OutputSink.ts"
+import { awaitDeath, isAlive } from "./support/processes.ts"
+
+/** Pids of live processes whose command line contains `marker`. */
+const pidsWith = (marker: string): Array<number> =>
+  readdirSync("/proc").filter((name) => /^\d+$/.test(name)).flatMap((name) => {
+    try {
+      const cmdline = readFileSync(`/proc/${name}/cmdline`, "utf8").split("\0").join(" ")
+      return cmdline.includes(marker) && isAlive(Number(name)) ? [Number(name)] : []
+    } catch {
+      return []
+    }
+  })
+
+const live = Layer.mergeAll(Environment.layerLocal, OutputSink.layerDiscard)
+
+describe("Exec.run with the local executor", () => {
+  layer(live, { excludeTestServices: true, timeout: "60 seconds" })((it) => {
+    it.effect("captures stdout, stderr and the exit code", () =>
+      Effect.gen(function*() {
+        const result = yield* Exec.run({ command: ["sh", "-c", "printf hello; printf oops >&2; exit 3"] })
+        assert.strictEqual(result.stdout.text, "hello")
+        assert.strictEqual(result.stderr.text, "oops")
+        assert.strictEqual(result.exitCode, 3)
+        assert.deepStrictEqual(result.termination, Exec.Termination.Exited({ exitCode: 3 }))
+      }))
+
+    it.effect("kills the whole process group on timeout and returns 124", () =>
+      Effect.gen(function*() {
+        const marker = `100.${process.pid}${Date.now() % 1000}`
+        const fiber = yield* Effect.forkChild(
+          Exec.run({ command: ["sh", "-c", `sleep ${marker} & sleep ${marker}`], timeout: "500 millis" })
+        )
+        let sleepers: Array<number> = []
+        while (sleepers.length < 2) {
+          yield* Effect.sleep("10 millis")
+          sleepers = pidsWith(`sleep ${marker}`)
+        }
+        const result = yield* Fiber.join(fiber)
+        assert.strictEqual(result.exitCode, 124)
+        assert.isTrue(result.timedOut)
+        for (const pid of sleepers) yield* awaitDeath(pid, 2_000)
+        assert.deepStrictEqual(pidsWith(`sleep ${marker}`), [])
+      }))
+
+    it.effect("keeps 1 MiB of 50 MiB with shellTool and reports the rest dropped, in bounded memory", () =>
+      Effect.gen(function*() {
+        // live memory (after a collection), sampled while the output streams
+        const gc = (globalThis as { gc?: () => void }).gc
+        assert.isDefined(gc, "vitest runs with --expose-gc")
+        const liveBytes = () => {
+          gc!()
+          const usage = process.memoryUsage()
+          return usage.heapUsed + usage.arrayBuffers
+        }
+        const before = liveBytes()
+        let peak = before
+        const sampler = setInterval(() => {
+          peak = Math.max(peak, liveBytes())
+        }, 25)
+        const result = yield* Exec.run({ command: ["head", "-c", String(50 * 1024 * 1024), "/dev/zero"] }).pipe(
+          Effect.ensuring(Effect.sync(() => clearInterval(sampler)))
+        )
+        peak = Math.max(peak, liveBytes())
+        assert.strictEqual(result.exitCode, 0)
+        assert.strictEqual(result.stdout.bytes.length, 1024 * 1024)
+        assert.strictEqual(result.stdout.totalBytes, 50 * 1024 * 1024)
+        assert.strictEqual(result.stdout.droppedBytes, 49 * 1024 * 1024)
+        assert.strictEqual(result.droppedByExecutor, 0, "backpressure: the executor lost nothing")
+        // keeping the output would hold 50 MiB; the caps allow 1 MiB captured + 1 MiB retained + pipe buffers
+        assert.isBelow(peak - before, 8 * 1024 * 1024, `live memory grew by ${((peak - before) / 1048576).toFixed(1)} MiB`)
+      }))
+
+    it.effect("does not hang on a background child that keeps the pipe open", () =>
+      Effect.gen(function*() {
+        const marker = `30.${process.pid}${Date.now() % 1000}`
+        const result = yield* Exec.run({ command: ["sh", "-c", `printf hello; sleep ${marker} &`]})
+        assert.strictEqual(result.stdout.text, "hello")
+        assert.strictEqual(result.exitCode, 0)
+        assert.isTrue(result.pipesHeldOpen)
+        const [daemon] = pidsWith(`sleep ${marker}`)
+        assert.isDefined(daemon, "the background child is not killed by the drain limit")
+        process.kill(daemon!, "SIGKILL")
+      }))
+
+    it.effect("runs in the given cwd with exactly the given env", () =>
+      Effect.gen(function*() {
+        const result = yield* Exec.run({ command: ["/usr/bin/env"], cwd: "/", env: { ONLY_THIS: "1" } })
+        assert.strictEqual(result.stdout.text, "ONLY_THIS=1\n")
+        const pwd = yield* Exec.run({ command: ["pwd"], cwd: "/tmp" })
+        assert.strictEqual(pwd.stdout.text, "/tmp\n")
+      }))
+
+    it.effect("inherits this process's environment when no env is given", () =>
+      Effect.gen(function*() {
+        const result = yield* Exec.run({ command: ["sh", "-c", "printf %s \"$PATH\""] })
+        assert.strictEqual(result.stdout.text, process.env.PATH)
+      }))
+
+    it.effect("fails typed and names the missing command", () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(Exec.run({ command: ["no-such-command-effect-exec"] }))
+        assert.strictEqual(error.reason._tag, "SpawnFailed")
+        assert.include(error.message, "no-such-command-effect-exec")
+      }))
+  })
+})
