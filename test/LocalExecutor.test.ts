@@ -1,4 +1,87 @@
+import { existsSync } from "node:fs"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import { TestClock } from "effect/testing"
+import * as Exec from "../src/Executor.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
 import { suite } from "./support/ExecutorContract.ts"
+import { awaitDeath, readUntilClosed, start } from "./support/processes.ts"
+
+const reasonOf = <A>(exit: Exit.Exit<A, Exec.ExecutorError>): string | undefined =>
+  Exit.isFailure(exit)
+    ? exit.cause.reasons.flatMap((r) => r._tag === "Fail" ? [r.error.reason._tag] : [])[0]
+    : undefined
 
 suite("LocalExecutor", LocalExecutor.layer(), { extensions: true })
+
+describe("LocalExecutor (local behaviour)", () => {
+  /** A local executor built in the test's scope, under the test's clock. */
+  const withExecutor = <A, E>(
+    options: LocalExecutor.Options,
+    body: Effect.Effect<A, E, Exec.Executor>
+  ) => Effect.flatMap(LocalExecutor.make(options), (executor) => Effect.provideService(body, Exec.Executor, executor))
+
+  /** Lets forked fibers run up to their next sleep. */
+  const settle = TestClock.withLive(Effect.sleep("50 millis"))
+
+  it.effect("forgets a closed process after the retention and frees its id", () =>
+    withExecutor({ closedRetention: "30 seconds" }, Effect.gen(function*() {
+      const executor = yield* Exec.Executor
+      yield* start("kept", ["true"])
+      yield* readUntilClosed("kept")
+      yield* settle
+      yield* TestClock.adjust("29 seconds")
+      const stillThere = yield* executor.read({ processId: "kept", afterSeq: 0, waitMs: 0 })
+      assert.isTrue(stillThere.closed)
+      assert.strictEqual(reasonOf(yield* Effect.exit(start("kept", ["true"]))), "ProcessIdInUse")
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(reasonOf(yield* Effect.exit(executor.read({ processId: "kept" }))), "UnknownProcess")
+      yield* start("kept", ["true"])
+      yield* readUntilClosed("kept")
+    })))
+
+  it.effect("lets a backpressured process go lossy when no reader comes", () =>
+    withExecutor({ readerIdleTimeout: "10 seconds" }, Effect.gen(function*() {
+      const executor = yield* Exec.Executor
+      yield* start("idle", ["head", "-c", "5000000", "/dev/zero"], { backpressure: true })
+      yield* TestClock.withLive(Effect.sleep("300 millis"))
+      const held = yield* executor.read({ processId: "idle", afterSeq: 1_000_000_000, waitMs: 0 })
+      assert.isFalse(held.exited, "paused while its output is unread")
+      yield* TestClock.adjust("10 seconds")
+      const closed = yield* executor.read({ processId: "idle", afterSeq: 1_000_000_000, waitMs: 60_000 })
+      assert.isTrue(closed.closed)
+      const replay = yield* executor.read({ processId: "idle", afterSeq: 0, waitMs: 0 })
+      const retained = replay.chunks.reduce((n, c) => n + c.chunk.length, 0)
+      assert.strictEqual(retained + (replay.dropped?.bytes ?? 0), 5_000_000)
+      assert.isAbove(replay.dropped?.bytes ?? 0, 0)
+    })))
+
+  it.effect("leaves no zombie: an exited child is reaped", () =>
+    withExecutor({}, Effect.gen(function*() {
+      yield* start("reaped", ["sh", "-c", "echo $$"])
+      const seen = yield* readUntilClosed("reaped")
+      const pid = Number(seen.stdout.trim())
+      assert.isAbove(pid, 1)
+      assert.isFalse(existsSync(`/proc/${pid}`), "the child was waited for, not left as a zombie")
+    })))
+
+  it.effect("refuses a pty with a typed error", () =>
+    withExecutor({}, Effect.gen(function*() {
+      const error = yield* Effect.flip(start("pty", ["true"], { tty: true }))
+      assert.strictEqual(error.reason._tag, "Unsupported")
+    })))
+
+  it.effect("kills every process group it still has when its scope closes", () =>
+    Effect.gen(function*() {
+      let grandchild = 0
+      yield* Effect.scoped(withExecutor({}, Effect.gen(function*() {
+        yield* start("orphan", ["sh", "-c", "sleep 100 & echo $!; wait"])
+        const executor = yield* Exec.Executor
+        let first = yield* executor.read({ processId: "orphan", afterSeq: 0, waitMs: 5_000 })
+        while (first.chunks.length === 0) first = yield* executor.read({ processId: "orphan", afterSeq: 0, waitMs: 5_000 })
+        grandchild = Number(new TextDecoder().decode(first.chunks[0]!.chunk).trim())
+      })))
+      yield* TestClock.withLive(awaitDeath(grandchild))
+    }))
+})

@@ -198,6 +198,29 @@ export const suite = (
           assert.isFalse(unknown.running)
         }))
 
+      it.effect("streams the events of a process in seq order", () =>
+        Effect.gen(function*() {
+          const executor = yield* Exec.Executor
+          const processId = freshId("events")
+          yield* start(processId, ["sh", "-c", "printf out; sleep 0.1; printf err >&2; sleep 0.1; exit 7"])
+          const events = yield* Stream.runCollect(executor.events(processId))
+          assert.deepStrictEqual(
+            events.map((e) => e._tag === "Output" ? `Output ${e.seq} ${e.stream}` : `${e._tag} ${e.seq}`),
+            ["Output 1 stdout", "Output 2 stderr", "Exited 3", "Closed 4"]
+          )
+          const exited = events.find((e) => e._tag === "Exited")
+          assert.deepStrictEqual(exited, { _tag: "Exited", seq: 3, exitCode: 7, signal: null })
+        }))
+
+      it.effect("builds the environment from an envPolicy, then lays env on top", () =>
+        Effect.gen(function*() {
+          const seen = yield* run(["/usr/bin/env"], {
+            env: { FROM_ENV: "2", SHARED: "env-wins" },
+            envPolicy: { inherit: "none", ignoreDefaultExcludes: false, exclude: [], set: { FROM_POLICY: "1", SHARED: "policy" }, includeOnly: [] }
+          })
+          assert.deepStrictEqual(seen.stdout.trim().split("\n").sort(), ["FROM_ENV=2", "FROM_POLICY=1", "SHARED=env-wins"])
+        }))
+
       if (options.extensions) {
         it.effect("reports the signal of a death by signal, exit code -1 on the wire", () =>
           Effect.gen(function*() {
@@ -248,20 +271,6 @@ export const suite = (
             const seen = yield* readUntilClosed(processId)
             assert.strictEqual(seen.stdout, "readygot-int")
             assert.strictEqual(seen.last.exitCode, 3)
-          }))
-
-        it.effect("streams the events of a process in seq order", () =>
-          Effect.gen(function*() {
-            const executor = yield* Exec.Executor
-            const processId = freshId("events")
-            yield* start(processId, ["sh", "-c", "printf out; sleep 0.1; printf err >&2; sleep 0.1; exit 7"])
-            const events = yield* Stream.runCollect(executor.events(processId))
-            assert.deepStrictEqual(
-              events.map((e) => e._tag === "Output" ? `Output ${e.seq} ${e.stream}` : `${e._tag} ${e.seq}`),
-              ["Output 1 stdout", "Output 2 stderr", "Exited 3", "Closed 4"]
-            )
-            const exited = events.find((e) => e._tag === "Exited")
-            assert.deepStrictEqual(exited, { _tag: "Exited", seq: 3, exitCode: 7, signal: null })
           }))
 
         it.effect("names the missing binary or working directory in a spawn failure", () =>
