@@ -20,7 +20,7 @@ import * as CappedBuffer from "./CappedBuffer.ts"
 import { Environment } from "./Environment.ts"
 import type { Executor, ExecutorError } from "./Executor.ts"
 import { OutputSink } from "./OutputSink.ts"
-import type * as Protocol from "./Protocol.ts"
+import * as Protocol from "./Protocol.ts"
 
 // =============================================================================
 // Models
@@ -146,11 +146,6 @@ export const Defaults = {
   readBytes: 1024 * 1024,
   readWaitMillis: 1_000
 } as const
-
-const signalNumbers: Readonly<Record<string, number>> = {
-  SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGILL: 4, SIGTRAP: 5, SIGABRT: 6, SIGBUS: 7, SIGFPE: 8, SIGKILL: 9,
-  SIGUSR1: 10, SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15
-}
 
 // =============================================================================
 // The consume loop
@@ -349,6 +344,7 @@ const finish = (
   const stderr = progress.stderr.snapshot()
   const signal = progress.signal
   const exitedBySignal = progress.exited && (signal !== null || progress.exitCode === -1)
+  const signalExitCode = Protocol.signaledExitCode(signal)
   const termination: Termination = outcome._tag === "TimedOut"
     ? Termination.TimedOut({ timeout: Duration.fromInputUnsafe(request.timeout ?? Defaults.timeout) })
     : outcome._tag === "Interrupted"
@@ -360,8 +356,8 @@ const finish = (
     : Termination.Exited({ exitCode: progress.exitCode ?? -1 })
   const exitCode = outcome._tag === "TimedOut"
     ? Defaults.timeoutExitCode
-    : signal !== null && signalNumbers[signal] !== undefined
-    ? 128 + signalNumbers[signal]!
+    : signalExitCode !== -1
+    ? signalExitCode
     : progress.exitCode ?? -1
   return {
     processId,

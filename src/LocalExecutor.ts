@@ -178,7 +178,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       // Output the child wrote before exiting is often still queued behind the
       // exit notification in this turn of the event loop: let it land first.
       setImmediate(() => {
-        log.markExited(code ?? Protocol.Limits.signaledExitCode, signal)
+        log.markExited(code ?? Protocol.signaledExitCode(signal), signal)
         closeIfDone()
       })
     })
@@ -304,10 +304,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     processId: string,
     options?: { readonly afterSeq?: number }
   ): Stream.Stream<ProcessEvent, ExecutorError> =>
-    Stream.unwrap(Effect.map(
-      lookup(processId),
-      (entry) => eventStream(entry.log, options?.afterSeq ?? 0, (afterSeq) => acknowledge(entry, afterSeq))
-    ))
+    Stream.unwrap(Effect.map(lookup(processId), (entry) => eventStream(entry.log, options?.afterSeq ?? 0)))
 
   return Executor.of({ start, read, write, terminate, signal, events })
 })

@@ -150,9 +150,11 @@ export const InitializeResult = Schema.Struct({
 // =============================================================================
 
 /**
- * Parameters of `process/start`. `backpressure` is our extension: the server
- * stops reading the child's pipes while a full retention window is unread,
- * instead of dropping the oldest output (a Codex server ignores it).
+ * Parameters of `process/start`. Two extensions a Codex server ignores:
+ * `backpressure` (the server stops reading the child's pipes while a full
+ * retention window is unread, instead of dropping the oldest output) and
+ * `outputNotifications: false` (a client that pulls output with `process/read`
+ * needs no `process/output` copy of it; exit and close are still notified).
  *
  * @category schemas
  * @since 0.1.0
@@ -166,7 +168,8 @@ export const StartParams = Schema.Struct({
   pipeStdin: Schema.optionalKey(Schema.Boolean),
   arg0: Schema.optionalKey(Schema.NullOr(Schema.String)),
   envPolicy: Schema.optionalKey(Schema.NullOr(EnvPolicy)),
-  backpressure: Schema.optionalKey(Schema.Boolean)
+  backpressure: Schema.optionalKey(Schema.Boolean),
+  outputNotifications: Schema.optionalKey(Schema.Boolean)
 })
 
 /**
@@ -370,6 +373,21 @@ export const Limits = {
   retainedBytesPerProcess: 1024 * 1024,
   /** How long a closed process stays readable (and its id reserved). */
   closedRetentionMillis: 30_000,
-  /** Exit code reported for a death by signal. */
-  signaledExitCode: -1
 } as const
+
+const signalNumbers: Readonly<Record<string, number>> = {
+  SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGILL: 4, SIGTRAP: 5, SIGABRT: 6, SIGBUS: 7, SIGFPE: 8, SIGKILL: 9,
+  SIGUSR1: 10, SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15, SIGXCPU: 24, SIGXFSZ: 25
+}
+
+/**
+ * The exit code reported for a death by `signal`: 128 + its number, as the
+ * Codex 0.169 exec-server reports it (137 for SIGKILL), or -1 when unknown.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const signaledExitCode = (signal: string | null): number => {
+  const number = signal === null ? undefined : signalNumbers[signal]
+  return number === undefined ? -1 : 128 + number
+}

@@ -253,17 +253,13 @@ export const longPollRead = (log: ProcessLog, params: Protocol.ReadParams): Effe
 }
 
 /**
- * The log's events from `afterSeq` on, ending after the close. `onRead` runs
- * before each wait with the cursor reached (for acknowledgement).
+ * The log's events from `afterSeq` on, ending after the close. Following the
+ * events is not reading: it acknowledges nothing, so it never releases
+ * backpressure meant for the reader.
  */
-export const eventStream = (
-  log: ProcessLog,
-  afterSeq: number,
-  onRead: (afterSeq: number) => Effect.Effect<void>
-): Stream.Stream<ProcessEvent> =>
+export const eventStream = (log: ProcessLog, afterSeq: number): Stream.Stream<ProcessEvent> =>
   Stream.paginate(afterSeq, (cursor) =>
     Effect.gen(function*() {
-      yield* onRead(cursor)
       let batch = log.eventsAfter(cursor)
       while (batch.length === 0) {
         yield* awaitChange(log)

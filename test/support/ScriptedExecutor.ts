@@ -112,7 +112,7 @@ export const make = (script: (request: Exec.StartRequest) => ReadonlyArray<Step>
           }),
         signal: () => Effect.void,
         events: (processId, options) =>
-          Stream.unwrap(Effect.map(lookup(processId), (entry) => eventStream(entry.log, options?.afterSeq ?? 0, () => Effect.void)))
+          Stream.unwrap(Effect.map(lookup(processId), (entry) => eventStream(entry.log, options?.afterSeq ?? 0)))
       })
     })
   )

@@ -1,0 +1,355 @@
+/**
+ * Serves any `Executor` to exec-server clients (Codex-compatible JSON-RPC) over
+ * WebSocket or newline-delimited JSON on stdio: the handshake, sessions that
+ * detach on disconnect and resume within a TTL, every `process/*` method, and
+ * `process/output` / `process/exited` / `process/closed` notifications.
+ *
+ * Requests on one connection are served concurrently, so a long-poll read
+ * never delays a `process/terminate` sent after it.
+ *
+ * @since 0.1.0
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as FiberSet from "effect/FiberSet"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import { Executor, type ExecutorError } from "./Executor.ts"
+import { ErrorCode, type Envelope, fromStreams, parseFrame, type RequestId, type Transport } from "./JsonRpc.ts"
+import * as Protocol from "./Protocol.ts"
+
+// =============================================================================
+// Options and errors
+// =============================================================================
+
+/**
+ * How a server behaves.
+ *
+ * @category options
+ * @since 0.1.0
+ */
+export interface Options {
+  /** How long a disconnected session keeps its processes for a resume (default 30 s). */
+  readonly sessionTtl?: Duration.Input
+  /** How long a process's session entry outlives its close (default 30 s, as the executor's retention). */
+  readonly closedRetention?: Duration.Input
+}
+
+/**
+ * The extensions this server offers, named in the `initialize` result.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const capabilities = ["dropped", "signal", "backpressure", "outputNotifications", "process/signal"] as const
+
+/** A JSON-RPC error answer. */
+class Reply extends Schema.TaggedError<Reply>()("Reply", { code: Schema.Int, message: Schema.String }) {}
+
+const reply = (code: number, message: string) => Effect.fail(new Reply({ code, message }))
+
+// =============================================================================
+// Sessions
+// =============================================================================
+
+interface Connection {
+  readonly send: (message: Envelope) => Effect.Effect<void>
+}
+
+interface Session {
+  readonly id: string
+  readonly processes: Map<string, { readonly internalId: string }>
+  attached: Connection | undefined
+  expiry: Fiber.Fiber<void> | undefined
+}
+
+/**
+ * The server's state: its sessions and the executor they share. One registry
+ * serves every connection of a server.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Registry {
+  readonly executor: Executor["Service"]
+  readonly sessions: Map<string, Session>
+  readonly fibers: FiberSet.FiberSet<unknown, unknown>
+  readonly sessionTtl: Duration.Duration
+  readonly closedRetention: Duration.Duration
+}
+
+/**
+ * Creates a registry in the current scope; closing it terminates every
+ * process of every session.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const makeRegistry = Effect.fnUntraced(function*(options: Options = {}) {
+  const executor = yield* Executor
+  const registry: Registry = {
+    executor,
+    sessions: new Map(),
+    fibers: yield* FiberSet.make(),
+    sessionTtl: Duration.fromInputUnsafe(options.sessionTtl ?? "30 seconds"),
+    closedRetention: Duration.fromInputUnsafe(options.closedRetention ?? Protocol.Limits.closedRetentionMillis)
+  }
+  yield* Effect.addFinalizer(() => Effect.forEach(registry.sessions.values(), (session) => endSession(registry, session)))
+  return registry
+})
+
+const endSession = (registry: Registry, session: Session) =>
+  Effect.gen(function*() {
+    registry.sessions.delete(session.id)
+    yield* Effect.forEach(session.processes.values(), (process) => Effect.ignore(registry.executor.terminate(process.internalId)), {
+      discard: true
+    })
+  })
+
+/** Forwards a process's events to whichever connection its session has. */
+const notifyEvents = (registry: Registry, session: Session, processId: string, internalId: string, output: boolean) =>
+  registry.executor.events(internalId).pipe(
+    Stream.runForEach((event) => {
+      const connection = session.attached
+      if (connection === undefined) return Effect.void
+      switch (event._tag) {
+        case "Output":
+          return output
+            ? connection.send({
+              method: "process/output",
+              params: Schema.encodeSync(Protocol.OutputNotification)({ processId, ...event })
+            })
+            : Effect.void
+        case "Exited":
+          return connection.send({
+            method: "process/exited",
+            params: { processId, seq: event.seq, exitCode: event.exitCode, signal: event.signal, sandboxDenied: false }
+          })
+        case "Closed":
+          return connection.send({ method: "process/closed", params: { processId, seq: event.seq } })
+      }
+    }),
+    Effect.ignore,
+    Effect.andThen(Effect.sleep(registry.closedRetention)),
+    Effect.andThen(Effect.sync(() => {
+      if (session.processes.get(processId)?.internalId === internalId) session.processes.delete(processId)
+    }))
+  )
+
+// =============================================================================
+// Dispatch
+// =============================================================================
+
+const decodeParams = <S extends Schema.Top>(schema: S, params: unknown) =>
+  Schema.decodeUnknownEffect(schema as unknown as Schema.Codec<S["Type"], unknown>)(params ?? {}).pipe(
+    Effect.mapError((error) => new Reply({ code: ErrorCode.invalidParams, message: `invalid params: ${error.message}` }))
+  )
+
+/** Maps an executor failure to the answer Codex gives, naming the client's id. */
+const toReply = (processId: string) => (error: ExecutorError): Reply => {
+  const reason = error.reason
+  switch (reason._tag) {
+    case "UnknownProcess":
+      return new Reply({ code: ErrorCode.invalidRequest, message: `unknown process id ${processId}` })
+    case "ProcessIdInUse":
+      return new Reply({ code: ErrorCode.invalidRequest, message: `process ${processId} already exists` })
+    case "InvalidRequest":
+      return new Reply({
+        code: reason.description === "argv must not be empty" ? ErrorCode.invalidParams : ErrorCode.invalidRequest,
+        message: reason.description.replaceAll(processIdPlaceholder, processId)
+      })
+    case "Unsupported":
+      return new Reply({ code: ErrorCode.invalidParams, message: reason.message })
+    default:
+      return new Reply({ code: ErrorCode.internalError, message: reason.message })
+  }
+}
+const processIdPlaceholder = "\u0000"
+
+/** The executor's id for a client's process: process ids are scoped to a session. */
+const internalIdOf = (session: Session, processId: string) => `${session.id}/${processId}`
+
+const processMethods = (registry: Registry, session: Session) => {
+  const { executor } = registry
+  return {
+    "process/start": (params: unknown) =>
+      Effect.gen(function*() {
+        const request = yield* decodeParams(Protocol.StartParams, params)
+        const internalId = internalIdOf(session, request.processId)
+        yield* executor.start({ ...request, processId: internalId }).pipe(Effect.mapError(toReply(request.processId)))
+        session.processes.set(request.processId, { internalId })
+        yield* FiberSet.run(
+          registry.fibers,
+          notifyEvents(registry, session, request.processId, internalId, request.outputNotifications !== false)
+        )
+        return { processId: request.processId, sandboxType: "none" }
+      }),
+    "process/read": (params: unknown) =>
+      Effect.gen(function*() {
+        const request = yield* decodeParams(Protocol.ReadParams, params)
+        const result = yield* executor.read({ ...request, processId: internalIdOf(session, request.processId) }).pipe(
+          Effect.mapError(toReply(request.processId))
+        )
+        return Schema.encodeSync(Protocol.ReadResult)({ ...result, sandboxDenied: false })
+      }),
+    "process/write": (params: unknown) =>
+      Effect.gen(function*() {
+        const request = yield* decodeParams(Protocol.WriteParams, params)
+        const status = yield* executor.write({ ...request, processId: internalIdOf(session, request.processId) }).pipe(
+          Effect.mapError(toReply(request.processId))
+        )
+        return { status }
+      }),
+    "process/terminate": (params: unknown) =>
+      Effect.gen(function*() {
+        const request = yield* decodeParams(Protocol.TerminateParams, params)
+        return yield* executor.terminate(internalIdOf(session, request.processId)).pipe(
+          Effect.mapError(toReply(request.processId))
+        )
+      }),
+    "process/signal": (params: unknown) =>
+      Effect.gen(function*() {
+        const request = yield* decodeParams(Protocol.SignalParams, params)
+        yield* executor.signal(internalIdOf(session, request.processId), request.signal).pipe(
+          Effect.mapError(toReply(request.processId))
+        )
+        return {}
+      })
+  } as const
+}
+
+type ProcessMethod = keyof ReturnType<typeof processMethods>
+
+const isProcessMethod = (method: string): method is ProcessMethod =>
+  method === "process/start" || method === "process/read" || method === "process/write" ||
+  method === "process/terminate" || method === "process/signal"
+
+// =============================================================================
+// Connections
+// =============================================================================
+
+/**
+ * Serves one client connection until it closes; then its session is detached
+ * (kept for `sessionTtl` for a resume, after which its processes are killed).
+ *
+ * @category serving
+ * @since 0.1.0
+ */
+export const serveConnection = Effect.fnUntraced(function*(registry: Registry, transport: Transport) {
+  const scope = yield* Scope.make()
+  const run = yield* FiberSet.makeRuntime<never>().pipe(Scope.provide(scope))
+  const send = (message: Envelope) => Effect.ignore(transport.send(JSON.stringify(message)))
+  const connection: Connection = { send }
+  let initializeRequested = false
+  let initialized = false
+  let session: Session | undefined
+  let methods: ReturnType<typeof processMethods> | undefined
+
+  const initialize = Effect.fnUntraced(function*(params: unknown) {
+    if (initializeRequested) {
+      return yield* reply(ErrorCode.invalidRequest, "initialize may only be sent once per connection")
+    }
+    initializeRequested = true
+    const request = yield* decodeParams(Protocol.InitializeParams, params).pipe(
+      Effect.tapError(() => Effect.sync(() => (initializeRequested = false)))
+    )
+    const resumeId = request.resumeSessionId
+    let attached: Session
+    if (resumeId !== undefined && resumeId !== null) {
+      const existing = registry.sessions.get(resumeId)
+      if (existing === undefined) {
+        initializeRequested = false
+        return yield* reply(ErrorCode.invalidRequest, `unknown session id ${resumeId}`)
+      }
+      if (existing.attached !== undefined) {
+        initializeRequested = false
+        return yield* reply(
+          ErrorCode.sessionAlreadyAttached,
+          `session ${resumeId} is already attached to another connection`
+        )
+      }
+      if (existing.expiry !== undefined) yield* Fiber.interrupt(existing.expiry)
+      existing.expiry = undefined
+      attached = existing
+    } else {
+      attached = { id: crypto.randomUUID(), processes: new Map(), attached: undefined, expiry: undefined }
+      registry.sessions.set(attached.id, attached)
+    }
+    attached.attached = connection
+    session = attached
+    methods = processMethods(registry, attached)
+    return { sessionId: attached.id, capabilities }
+  })
+
+  const handle = (method: string, params: unknown): Effect.Effect<unknown, Reply> => {
+    if (method === "initialize") return initialize(params)
+    if (isProcessMethod(method)) {
+      if (session === undefined || methods === undefined) {
+        return reply(ErrorCode.invalidRequest, "client must call initialize before using exec methods")
+      }
+      if (!initialized) return reply(ErrorCode.invalidRequest, "client must send initialized before using exec methods")
+      return methods[method](params)
+    }
+    return reply(ErrorCode.methodNotFound, `method not found: ${method}`)
+  }
+
+  const respond = (id: RequestId, method: string, params: unknown) =>
+    handle(method, params).pipe(
+      Effect.matchEffect({
+        onSuccess: (result) => send({ id, result }),
+        onFailure: (error) => send({ id, error: { code: error.code, message: error.message } })
+      })
+    )
+
+  const closed = yield* Effect.callback<string>((resume) => {
+    transport.listen({
+      onFrame: (frame) => {
+        const parsed = parseFrame(frame)
+        if (!parsed.ok) {
+          run(send({ id: -1, error: { code: ErrorCode.invalidRequest, message: parsed.error } }))
+          return
+        }
+        const { id, method, params } = parsed.message
+        if (method === undefined) return // a response from the client: nothing asked for it
+        if (id === undefined || id === null) {
+          if (method === "initialized" && session !== undefined) initialized = true
+          return
+        }
+        run(respond(id, method, params))
+      },
+      onClose: (reason) => resume(Effect.succeed(reason))
+    })
+  })
+
+  yield* Scope.close(scope, undefined as never).pipe(Effect.ignore)
+  const detached = session
+  if (detached !== undefined && detached.attached === connection) {
+    detached.attached = undefined
+    detached.expiry = yield* FiberSet.run(
+      registry.fibers,
+      Effect.sleep(registry.sessionTtl).pipe(
+        Effect.andThen(Effect.suspend(() => detached.attached === undefined ? endSession(registry, detached) : Effect.void))
+      )
+    )
+  }
+  return closed
+})
+
+/**
+ * Serves one client on a pair of streams (newline-delimited JSON), for
+ * example this process's stdin and stdout, until the input ends; then
+ * terminates the session's processes.
+ *
+ * @category serving
+ * @since 0.1.0
+ */
+export const serveStdio = Effect.fnUntraced(function*(
+  input: NodeJS.ReadableStream,
+  output: NodeJS.WritableStream,
+  options: Options = {}
+) {
+  const registry = yield* makeRegistry(options)
+  return yield* serveConnection(registry, fromStreams(input, output))
+}, Effect.scoped)

@@ -1,0 +1,347 @@
+/**
+ * The `Executor` contract as a client of an exec-server (ours or Codex's):
+ * connects lazily, initializes a session, maps JSON-RPC errors to typed
+ * reasons, routes notifications by `processId` into per-process event logs,
+ * and when the link drops reconnects and resumes the session, retrying the
+ * calls that are safe to repeat (`read` is: it names its cursor).
+ *
+ * @since 0.1.0
+ */
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import * as Semaphore from "effect/Semaphore"
+import * as Stream from "effect/Stream"
+import WebSocket from "ws"
+import {
+  ConnectionLost,
+  Executor,
+  ExecutorError,
+  type ExecutorErrorReason,
+  InvalidRequest,
+  type ProcessEvent,
+  ProcessIdInUse,
+  ServerError,
+  SpawnFailed,
+  UnknownProcess,
+  Unsupported
+} from "./Executor.ts"
+import { ErrorCode, fromWebSocket, makeClient, type Client, RpcError, type Transport, TransportClosed } from "./JsonRpc.ts"
+import * as Protocol from "./Protocol.ts"
+
+/**
+ * How to reach an exec-server.
+ *
+ * @category options
+ * @since 0.1.0
+ */
+export interface Options {
+  /** How long connecting and initializing may take (default 10 s). */
+  readonly connectTimeout?: Duration.Input
+  /** Sent in `initialize` (default `effect-exec`). */
+  readonly clientName?: string
+}
+
+/**
+ * Options of a WebSocket exec-server.
+ *
+ * @category options
+ * @since 0.1.0
+ */
+export interface WebSocketOptions extends Options {
+  /** `ws://HOST:PORT` of the server. */
+  readonly url: string
+  /** Sent as `Authorization: Bearer …`. */
+  readonly token?: Redacted.Redacted<string> | undefined
+}
+
+/**
+ * Opens a WebSocket to an exec-server.
+ *
+ * @category transports
+ * @since 0.1.0
+ */
+export const connectWebSocket = (options: WebSocketOptions): Effect.Effect<Transport, ConnectionLost> =>
+  Effect.callback<Transport, ConnectionLost>((resume) => {
+    const headers: Record<string, string> = options.token === undefined
+      ? {}
+      : { Authorization: `Bearer ${Redacted.value(options.token)}` }
+    const socket = new WebSocket(options.url, { headers, maxPayload: 64 * 1024 * 1024 })
+    const lost = (description: string) => resume(Effect.fail(new ConnectionLost({ description })))
+    socket.once("open", () => {
+      socket.removeAllListeners("error")
+      resume(Effect.succeed(fromWebSocket(socket)))
+    })
+    socket.once("unexpected-response", (_request, response) => {
+      lost(
+        response.statusCode === 401
+          ? `${options.url} refused the connection: 401 Unauthorized (wrong or missing token)`
+          : `${options.url} refused the WebSocket upgrade: HTTP ${response.statusCode}`
+      )
+      socket.terminate()
+    })
+    socket.once("error", (error) => lost(`cannot connect to ${options.url}: ${error.message}`))
+    return Effect.sync(() => socket.terminate())
+  })
+
+/** Maps a JSON-RPC error answer to a typed reason (Codex's messages, and ours). */
+const reasonOf = (processId: string, error: RpcError): ExecutorErrorReason => {
+  const message = error.message
+  if (error.code === ErrorCode.invalidRequest && message.startsWith("unknown process id")) {
+    return new UnknownProcess({ processId })
+  }
+  if (error.code === ErrorCode.invalidRequest && message.endsWith("already exists")) {
+    return new ProcessIdInUse({ processId })
+  }
+  if (error.code === ErrorCode.invalidParams || error.code === ErrorCode.invalidRequest) {
+    return new InvalidRequest({ description: message })
+  }
+  if (error.code === ErrorCode.methodNotFound) return new Unsupported({ feature: message })
+  return new ServerError({ code: error.code, description: message })
+}
+
+const spawnReason = (command: string, error: ServerError): ExecutorErrorReason => {
+  const text = error.description
+  const kind = /working directory/i.test(text)
+    ? "CwdNotFound"
+    : /command not found|no such file/i.test(text)
+    ? "CommandNotFound"
+    : /permission denied/i.test(text)
+    ? "PermissionDenied"
+    : "Other"
+  return new SpawnFailed({ kind, command, description: text })
+}
+
+/** What this client knows of one process from notifications, in seq order. */
+class NotifiedEvents {
+  readonly events: Array<ProcessEvent> = []
+  private readonly waiters = new Set<() => void>()
+  add(event: ProcessEvent) {
+    let index = this.events.length
+    while (index > 0 && this.events[index - 1]!.seq > event.seq) index--
+    if (this.events[index - 1]?.seq === event.seq) return
+    this.events.splice(index, 0, event)
+    const waiters = [...this.waiters]
+    this.waiters.clear()
+    for (const waiter of waiters) waiter()
+  }
+  after(seq: number) {
+    return this.events.filter((event) => event.seq > seq)
+  }
+  changed = Effect.callback<void>((resume) => {
+    const waiter = () => resume(Effect.void)
+    this.waiters.add(waiter)
+    return Effect.sync(() => this.waiters.delete(waiter))
+  })
+}
+
+const decode = <S extends Schema.Top>(schema: S) => {
+  const run = Schema.decodeUnknownEffect(schema as unknown as Schema.Codec<S["Type"], unknown>)
+  return (value: unknown) =>
+    run(value).pipe(
+      Effect.mapError((error) =>
+        new ExecutorError({
+          reason: new ServerError({ code: ErrorCode.internalError, description: `unexpected answer: ${error.message}` })
+        })
+      )
+    )
+}
+const decodeStartResult = decode(Protocol.StartResult)
+const decodeReadResult = decode(Protocol.ReadResult)
+const decodeWriteResult = decode(Protocol.WriteResult)
+const decodeTerminateResult = decode(Protocol.TerminateResult)
+const decodeInitializeResult = decode(Protocol.InitializeResult)
+const encodeStart = Schema.encodeSync(Protocol.StartParams)
+const encodeWrite = Schema.encodeSync(Protocol.WriteParams)
+const decodeOutput = Schema.decodeUnknownOption(Protocol.OutputNotification)
+const decodeExited = Schema.decodeUnknownOption(Protocol.ExitedNotification)
+const decodeClosed = Schema.decodeUnknownOption(Protocol.ClosedNotification)
+
+/**
+ * Builds a remote executor over transports opened by `connect`, in the current
+ * scope (closing it closes the link).
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const make = Effect.fnUntraced(function*(
+  connect: Effect.Effect<Transport, ConnectionLost>,
+  options: Options = {}
+) {
+  const connectTimeout = Duration.fromInputUnsafe(options.connectTimeout ?? "10 seconds")
+  const clientName = options.clientName ?? "effect-exec"
+  const notified = new Map<string, NotifiedEvents>()
+  const connecting = yield* Semaphore.make(1)
+  let current: Client | undefined
+  let sessionId: string | undefined
+
+  const eventsOf = (processId: string) => {
+    let events = notified.get(processId)
+    if (events === undefined) {
+      events = new NotifiedEvents()
+      notified.set(processId, events)
+    }
+    return events
+  }
+
+  const onNotification = (method: string, params: unknown) => {
+    if (method === "process/output") {
+      const output = decodeOutput(params)
+      if (Option.isSome(output)) {
+        const { chunk, processId, seq, stream } = output.value
+        eventsOf(processId).add({ _tag: "Output", seq, stream, chunk })
+      }
+    } else if (method === "process/exited") {
+      const exited = decodeExited(params)
+      if (Option.isSome(exited)) {
+        const { exitCode, processId, seq, signal } = exited.value
+        eventsOf(processId).add({ _tag: "Exited", seq, exitCode, signal: signal ?? null })
+      }
+    } else if (method === "process/closed") {
+      const closed = decodeClosed(params)
+      if (Option.isSome(closed)) eventsOf(closed.value.processId).add({ _tag: "Closed", seq: closed.value.seq })
+    }
+  }
+
+  const lost = (error: TransportClosed | ConnectionLost) =>
+    new ExecutorError({
+      reason: error._tag === "ConnectionLost" ? error : new ConnectionLost({ description: error.reason })
+    })
+
+  /** A live, initialized client: the current one, or a new one that resumes the session. */
+  const client = connecting.withPermits(1)(Effect.suspend(() => {
+    if (current !== undefined) return Effect.succeed(current)
+    return Effect.gen(function*() {
+      const transport = yield* connect
+      const rpc = makeClient(transport, onNotification)
+      const initialize = (resumeSessionId: string | undefined) =>
+        rpc.request("initialize", resumeSessionId === undefined ? { clientName } : { clientName, resumeSessionId })
+      const answer = yield* initialize(sessionId).pipe(
+        // a session that expired cannot be resumed: start a new one
+        Effect.catchTag("RpcError", (error) =>
+          sessionId !== undefined && error.message.startsWith("unknown session id") ? initialize(undefined) : Effect.fail(error))
+      )
+      const result = yield* decodeInitializeResult(answer)
+      yield* rpc.notify("initialized", {})
+      sessionId = result.sessionId
+      current = rpc
+      yield* Effect.forkDetach(Effect.andThen(Deferred.await(rpc.closed), Effect.sync(() => {
+        if (current === rpc) current = undefined
+      })))
+      return rpc
+    }).pipe(
+      Effect.timeoutOrElse({
+        duration: connectTimeout,
+        orElse: () => Effect.fail(new ConnectionLost({ description: `no answer within ${Duration.format(connectTimeout)}` }))
+      }),
+      Effect.mapError((error) =>
+        error._tag === "ExecutorError"
+          ? error
+          : error._tag === "RpcError"
+          ? new ExecutorError({ reason: new ServerError({ code: error.code, description: error.message }) })
+          : lost(error)
+      )
+    )
+  }))
+
+  /** Sends a request; a lost link becomes `ConnectionLost`, an error answer a typed reason. */
+  const call = (processId: string, method: string, params: unknown) =>
+    Effect.flatMap(client, (rpc) =>
+      rpc.request(method, params).pipe(
+        Effect.mapError((error) =>
+          error._tag === "RpcError" ? new ExecutorError({ reason: reasonOf(processId, error) }) : lost(error)
+        )
+      ))
+
+  /** Like `call`, but reconnects once and repeats the request after a lost link. */
+  const callIdempotent = (processId: string, method: string, params: unknown) =>
+    call(processId, method, params).pipe(
+      Effect.catchIf(
+        (error) => error.reason._tag === "ConnectionLost",
+        () => call(processId, method, params)
+      )
+    )
+
+  yield* Effect.addFinalizer(() => current === undefined ? Effect.void : current.close)
+
+  return Executor.of({
+    start: (request) =>
+      Effect.gen(function*() {
+        eventsOf(request.processId)
+        const answer = yield* call(request.processId, "process/start", encodeStart(request)).pipe(
+          Effect.mapError((error) =>
+            error.reason._tag === "ServerError"
+              ? new ExecutorError({ reason: spawnReason(request.argv[0] ?? "", error.reason) })
+              : error
+          )
+        )
+        return yield* decodeStartResult(answer)
+      }),
+    read: (request) =>
+      Effect.flatMap(
+        callIdempotent(request.processId, "process/read", {
+          processId: request.processId,
+          afterSeq: request.afterSeq ?? null,
+          maxBytes: request.maxBytes ?? null,
+          waitMs: request.waitMs ?? null
+        }),
+        decodeReadResult
+      ),
+    write: (request) =>
+      call(request.processId, "process/write", encodeWrite({ ...request, writeId: request.writeId ?? crypto.randomUUID() })).pipe(
+        Effect.flatMap(decodeWriteResult),
+        Effect.map((result) => result.status)
+      ),
+    terminate: (processId) =>
+      Effect.flatMap(callIdempotent(processId, "process/terminate", { processId }), decodeTerminateResult),
+    signal: (processId, signal) => Effect.asVoid(callIdempotent(processId, "process/signal", { processId, signal })),
+    events: (processId, options) =>
+      Stream.paginate(options?.afterSeq ?? 0, (cursor) =>
+        Effect.gen(function*() {
+          const log = eventsOf(processId)
+          let batch = log.after(cursor)
+          while (batch.length === 0) {
+            if (current === undefined) yield* client
+            yield* Effect.raceFirst(log.changed, Effect.flatMap(client, (rpc) => Deferred.await(rpc.closed)))
+            batch = log.after(cursor)
+          }
+          const last = batch[batch.length - 1]!
+          return [batch, last._tag === "Closed" ? Option.none() : Option.some(last.seq)] as const
+        }))
+  })
+})
+
+/**
+ * A remote executor talking to the exec-server at `url` over WebSocket.
+ * Nothing connects until the first call.
+ *
+ * @example
+ * ```ts
+ * Exec.run({ command: ["uname", "-a"] }).pipe(
+ *   Effect.provide(Environment.fromExecutor({ _tag: "Remote", url }, "/")),
+ *   Effect.provide(RemoteExecutor.layer({ url, token: Redacted.make(token) }))
+ * )
+ * ```
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layer = (options: WebSocketOptions): Layer.Layer<Executor> =>
+  Layer.effect(Executor, make(connectWebSocket(options), options))
+
+/**
+ * A remote executor over a transport of your own (for example an exec-server
+ * child process speaking newline-delimited JSON on its stdio).
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerTransport = (
+  connect: Effect.Effect<Transport, ConnectionLost>,
+  options: Options = {}
+): Layer.Layer<Executor> => Layer.effect(Executor, make(connect, options))
+

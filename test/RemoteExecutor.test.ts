@@ -1,0 +1,35 @@
+/**
+ * The conformance suite, unchanged, against the remote executor talking to our
+ * own exec-server: over a real loopback WebSocket, and over NDJSON streams.
+ */
+import { PassThrough } from "node:stream"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as ExecServer from "../src/ExecServer.ts"
+import { Executor } from "../src/Executor.ts"
+import { fromStreams } from "../src/JsonRpc.ts"
+import * as LocalExecutor from "../src/LocalExecutor.ts"
+import * as RemoteExecutor from "../src/RemoteExecutor.ts"
+import * as WebSocketListener from "../src/WebSocketListener.ts"
+import { suite } from "./support/ExecutorContract.ts"
+
+const overWebSocket = Layer.effect(
+  Executor,
+  Effect.gen(function*() {
+    const server = yield* WebSocketListener.listen({})
+    return yield* RemoteExecutor.make(RemoteExecutor.connectWebSocket({ url: server.url }))
+  })
+).pipe(Layer.provide(LocalExecutor.layer()))
+
+const overStdio = Layer.effect(
+  Executor,
+  Effect.gen(function*() {
+    const toServer = new PassThrough()
+    const toClient = new PassThrough()
+    yield* Effect.forkScoped(ExecServer.serveStdio(toServer, toClient))
+    return yield* RemoteExecutor.make(Effect.succeed(fromStreams(toClient, toServer)))
+  })
+).pipe(Layer.provide(LocalExecutor.layer()))
+
+suite("RemoteExecutor ↔ ExecServer over WebSocket", overWebSocket, { extensions: true })
+suite("RemoteExecutor ↔ ExecServer over stdio", overStdio, { extensions: true })
