@@ -1,20 +1,26 @@
 /**
  * The `effect-exec` command line: `run` executes one command through the
- * library with its output streamed live, byte for byte, and exits with the
- * command's exit code.
+ * library (here, or on an exec-server) with its output streamed live, byte for
+ * byte, and exits with the command's exit code; `serve` makes this host an
+ * exec-server.
  *
  * @since 0.1.0
  */
+import { readFileSync } from "node:fs"
+import type * as Config from "effect/Config"
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Environment from "./Environment.ts"
 import * as Exec from "./Exec.ts"
+import * as ExecServer from "./ExecServer.ts"
 import type { ExecutorError } from "./Executor.ts"
+import * as LocalExecutor from "./LocalExecutor.ts"
 import * as OutputSink from "./OutputSink.ts"
+import * as WebSocketListener from "./WebSocketListener.ts"
 
 /**
  * Parses `--timeout`: a duration such as `500ms`, `30s`, `2m`, `1.5 hours`, or
@@ -40,11 +46,41 @@ export const parseTimeout = (input: string): Option.Option<Duration.Duration | "
   return Option.some(Duration.millis(millis))
 }
 
-/** Exit codes a shell would give when a command cannot start. */
-const startFailureExitCode = (error: ExecutorError): number =>
-  error.reason._tag === "SpawnFailed"
+/** Exit codes a shell would give when a command cannot start; 255 (as ssh) when the server is out of reach. */
+const startFailureExitCode = (error: ExecutorError | Environment.EnvironmentError | Config.ConfigError): number =>
+  error._tag !== "ExecutorError"
+    ? 2
+    : error.reason._tag === "SpawnFailed"
     ? error.reason.kind === "CommandNotFound" ? 127 : error.reason.kind === "PermissionDenied" ? 126 : 1
+    : error.reason._tag === "ConnectionLost"
+    ? 255
     : 1
+
+const tokenFlag = Flag.Redacted("token").pipe(
+  Flag.withDescription("Bearer token for the exec-server (default: $EXEC_SERVER_TOKEN)"),
+  Flag.optional
+)
+
+const tokenFileFlag = Flag.File("token-file", { mustExist: true }).pipe(
+  Flag.withDescription("Read the bearer token from this file (its first line)"),
+  Flag.optional
+)
+
+/** The token from --token, --token-file or EXEC_SERVER_TOKEN, in that order. */
+const resolveToken = (
+  token: Option.Option<Redacted.Redacted<string>>,
+  tokenFile: Option.Option<string>
+): Redacted.Redacted<string> | undefined => {
+  if (Option.isSome(token)) return token.value
+  if (Option.isSome(tokenFile)) return Redacted.make(readFileSync(tokenFile.value, "utf8").split("\n")[0]!.trim())
+  const fromEnvironment = process.env.EXEC_SERVER_TOKEN
+  return fromEnvironment === undefined || fromEnvironment === "" ? undefined : Redacted.make(fromEnvironment)
+}
+
+const remoteFlag = Flag.String("remote").pipe(
+  Flag.withDescription("Run on the exec-server at this ws://HOST:PORT (default: $EXEC_SERVER_URL, else this machine)"),
+  Flag.optional
+)
 
 const timeoutFlag = Flag.String("timeout").pipe(
   Flag.withDescription(
@@ -80,8 +116,16 @@ const commandArgument = Argument.String("command").pipe(
  */
 export const run = Command.make(
   "run",
-  { timeout: timeoutFlag, cwd: cwdFlag, capture: captureFlag, command: commandArgument },
-  Effect.fnUntraced(function*({ capture, command, cwd, timeout }) {
+  {
+    timeout: timeoutFlag,
+    cwd: cwdFlag,
+    capture: captureFlag,
+    remote: remoteFlag,
+    token: tokenFlag,
+    tokenFile: tokenFileFlag,
+    command: commandArgument
+  },
+  Effect.fnUntraced(function*({ capture, command, cwd, remote, timeout, token, tokenFile }) {
     const parsedTimeout = parseTimeout(timeout)
     if (Option.isNone(parsedTimeout)) {
       yield* Console.error(`effect-exec: invalid --timeout ${JSON.stringify(timeout)} (try 500ms, 30s, 5m or none)`)
@@ -95,7 +139,14 @@ export const run = Command.make(
       // a terminal is not an agent's event stream: every byte goes out
       maxDeltas: Infinity,
       timeout: parsedTimeout.value === "none" ? Duration.infinity : parsedTimeout.value
-    }).pipe(Effect.result)
+    }).pipe(
+      Effect.provide(
+        Option.isSome(remote)
+          ? Environment.layerRemote({ url: remote.value, token: resolveToken(token, tokenFile) })
+          : Environment.layerConfig
+      ),
+      Effect.result
+    )
     if (outcome._tag === "Failure") {
       yield* Console.error(`effect-exec: ${outcome.failure.message}`)
       process.exitCode = startFailureExitCode(outcome.failure)
@@ -123,9 +174,68 @@ export const run = Command.make(
   ),
   Command.withExamples([
     { command: "effect-exec run -- sh -c 'echo hello; echo oops >&2; exit 3'", description: "exits 3" },
-    { command: "effect-exec run --timeout 2m --cwd /repo -- npm test", description: "a test run with a deadline" }
+    { command: "effect-exec run --timeout 2m --cwd /repo -- npm test", description: "a test run with a deadline" },
+    { command: "effect-exec run --remote ws://127.0.0.1:4000 -- uname -a", description: "on an exec-server" }
   ]),
-  Command.provide(Layer.mergeAll(Environment.layerLocal, OutputSink.layerConsole))
+  Command.provide(OutputSink.layerConsole)
+)
+
+const listenFlag = Flag.String("listen").pipe(
+  Flag.withDescription(
+    "ws://IP:PORT to listen on (port 0 picks a free one; any address but loopback needs a token), or stdio for " +
+      "newline-delimited JSON on stdin/stdout"
+  ),
+  Flag.withDefault("ws://127.0.0.1:0")
+)
+
+const sessionTtlFlag = Flag.String("session-ttl").pipe(
+  Flag.withDescription("How long a disconnected client's processes wait for it to resume, e.g. 30s (default 30s)"),
+  Flag.withDefault("30s")
+)
+
+/**
+ * `effect-exec serve`.
+ *
+ * @category commands
+ * @since 0.1.0
+ */
+export const serve = Command.make(
+  "serve",
+  { listen: listenFlag, token: tokenFlag, tokenFile: tokenFileFlag, sessionTtl: sessionTtlFlag },
+  Effect.fnUntraced(function*({ listen, sessionTtl, token, tokenFile }) {
+    const ttl = parseTimeout(sessionTtl)
+    if (Option.isNone(ttl) || ttl.value === "none") {
+      yield* Console.error(`effect-exec: invalid --session-ttl ${JSON.stringify(sessionTtl)} (try 30s or 2m)`)
+      process.exitCode = 2
+      return
+    }
+    const options = { sessionTtl: ttl.value }
+    if (listen === "stdio") {
+      yield* ExecServer.serveStdio(process.stdin, process.stdout, options)
+      return
+    }
+    const outcome = yield* WebSocketListener.listen({ ...options, listen, token: resolveToken(token, tokenFile) }).pipe(
+      Effect.result
+    )
+    if (outcome._tag === "Failure") {
+      yield* Console.error(`effect-exec: ${outcome.failure.message}`)
+      process.exitCode = 2
+      return
+    }
+    // the address first, alone on stdout; everything else goes to stderr
+    yield* Console.log(outcome.success.url)
+    yield* Console.error(`effect-exec: exec-server listening on ${outcome.success.url}`)
+    return yield* Effect.never
+  }, Effect.scoped)
+).pipe(
+  Command.withDescription(
+    "Serve this host's processes to exec-server clients (ours or Codex's); SIGINT or SIGTERM stops it and kills them"
+  ),
+  Command.withExamples([
+    { command: "effect-exec serve", description: "loopback, a free port (printed first on stdout)" },
+    { command: "effect-exec serve --listen ws://10.0.0.5:4000 --token-file ~/.exec-token", description: "on a LAN" }
+  ]),
+  Command.provide(LocalExecutor.layer())
 )
 
 /**
@@ -136,7 +246,7 @@ export const run = Command.make(
  */
 export const root = Command.make("effect-exec").pipe(
   Command.withDescription("Run commands in an execution environment, the Effect way"),
-  Command.withSubcommands([run])
+  Command.withSubcommands([run, serve])
 )
 
 /**

@@ -9,8 +9,10 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
+import * as Redacted from "effect/Redacted"
 import { Executor } from "./Executor.ts"
 import * as LocalExecutor from "./LocalExecutor.ts"
+import * as RemoteExecutor from "./RemoteExecutor.ts"
 
 /**
  * Where an environment's processes run.
@@ -41,8 +43,6 @@ export class EnvironmentError extends Schema.TaggedError<EnvironmentError>()("En
 export class Environment extends Context.Service<Environment, {
   readonly executor: Executor["Service"]
   readonly location: Location
-  /** Working directory for requests that give none. */
-  readonly defaultCwd: string
 }>()("effect-exec/Environment") {}
 
 /**
@@ -51,14 +51,8 @@ export class Environment extends Context.Service<Environment, {
  * @category layers
  * @since 0.1.0
  */
-export const fromExecutor = (
-  location: Location,
-  defaultCwd: string
-): Layer.Layer<Environment, never, Executor> =>
-  Layer.effect(
-    Environment,
-    Effect.map(Executor, (executor) => Environment.of({ executor, location, defaultCwd }))
-  )
+export const fromExecutor = (location: Location): Layer.Layer<Environment, never, Executor> =>
+  Layer.effect(Environment, Effect.map(Executor, (executor) => Environment.of({ executor, location })))
 
 /**
  * This machine: processes run as children of this process, in their own
@@ -67,27 +61,42 @@ export const fromExecutor = (
  * @category layers
  * @since 0.1.0
  */
-export const layerLocal: Layer.Layer<Environment> = fromExecutor({ _tag: "Local" }, process.cwd()).pipe(
+export const layerLocal: Layer.Layer<Environment> = fromExecutor({ _tag: "Local" }).pipe(
   Layer.provide(LocalExecutor.layer())
 )
 
 /**
+ * An exec-server at `url` (ours or Codex's): commands run on its host, in its
+ * working directory unless they name one. Nothing connects until the first
+ * command.
+ *
+ * @example
+ * ```ts
+ * program.pipe(Effect.provide(Environment.layerRemote({ url: "ws://10.0.0.5:4000", token: Redacted.make(token) })))
+ * ```
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerRemote = (options: RemoteExecutor.WebSocketOptions): Layer.Layer<Environment> =>
+  fromExecutor({ _tag: "Remote", url: options.url }).pipe(Layer.provide(RemoteExecutor.layer(options)))
+
+/**
  * Chooses by configuration: `EXEC_SERVER_URL` unset or empty runs locally; a
- * `ws://` URL would run on that exec-server, which this version cannot do yet
- * (it fails with an `EnvironmentError` that says so).
+ * `ws://` URL runs on that exec-server, with `EXEC_SERVER_TOKEN` as its token
+ * when set.
  *
  * @category layers
  * @since 0.1.0
  */
 export const layerConfig: Layer.Layer<Environment, EnvironmentError | Config.ConfigError> = Layer.unwrap(
   Effect.gen(function*() {
-    const url = yield* Config.String("EXEC_SERVER_URL").pipe(Config.withDefault(""))
-    if (url.trim() === "") return layerLocal
-    return yield* Effect.fail(
-      new EnvironmentError({
-        message: `EXEC_SERVER_URL is set to ${url}, but this version of effect-exec has no remote executor yet; ` +
-          `unset EXEC_SERVER_URL to run locally`
-      })
-    )
+    const url = (yield* Config.String("EXEC_SERVER_URL").pipe(Config.withDefault(""))).trim()
+    if (url === "") return layerLocal
+    if (!url.startsWith("ws://") && !url.startsWith("wss://")) {
+      return yield* new EnvironmentError({ message: `EXEC_SERVER_URL must be a ws:// or wss:// URL, got ${url}` })
+    }
+    const token = yield* Config.String("EXEC_SERVER_TOKEN").pipe(Config.withDefault(""))
+    return layerRemote({ url, token: token === "" ? undefined : Redacted.make(token) })
   })
 )

@@ -287,12 +287,14 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
       yield* restore(executor.start({
         processId,
         argv: request.command,
-        cwd: request.cwd ?? environment.defaultCwd,
+        cwd: request.cwd ?? (yield* executor.defaultCwd),
         env: request.env ?? {},
         tty: false,
         arg0: null,
         envPolicy: request.envPolicy ?? (request.env === undefined ? inheritAll : null),
-        backpressure: true
+        backpressure: true,
+        // this loop pulls output with process/read: no need for a pushed copy
+        outputNotifications: false
       }))
       const terminate = Effect.ignore(executor.terminate(processId))
       // From here on the process exists: any way out must leave it dead or done.

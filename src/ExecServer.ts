@@ -9,6 +9,7 @@
  *
  * @since 0.1.0
  */
+import { pathToFileURL } from "node:url"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -44,6 +45,14 @@ export interface Options {
  * @since 0.1.0
  */
 export const capabilities = ["dropped", "signal", "backpressure", "outputNotifications", "process/signal"] as const
+
+/**
+ * This library's version, as servers report it.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const version = "0.1.0"
 
 /** A JSON-RPC error answer. */
 class Reply extends Schema.TaggedError<Reply>()("Reply", { code: Schema.Int, message: Schema.String }) {}
@@ -280,7 +289,12 @@ export const serveConnection = Effect.fnUntraced(function*(registry: Registry, t
     attached.attached = connection
     session = attached
     methods = processMethods(registry, attached)
-    return { sessionId: attached.id, capabilities }
+    const cwd = yield* registry.executor.defaultCwd.pipe(Effect.orElseSucceed(() => "/"))
+    return {
+      sessionId: attached.id,
+      environmentInfo: { cwd: pathToFileURL(cwd).href, platformOs: process.platform, executorVersion: `effect-exec ${version}` },
+      capabilities
+    }
   })
 
   const handle = (method: string, params: unknown): Effect.Effect<unknown, Reply> => {

@@ -208,6 +208,8 @@ export class Executor extends Context.Service<Executor, {
     processId: string,
     options?: { readonly afterSeq?: number }
   ) => Stream.Stream<ProcessEvent, ExecutorError>
+  /** The working directory of the executor's host, for requests that name none. */
+  readonly defaultCwd: Effect.Effect<string, ExecutorError>
 }>()("effect-exec/Executor") {}
 
 /**

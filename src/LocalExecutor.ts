@@ -306,7 +306,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   ): Stream.Stream<ProcessEvent, ExecutorError> =>
     Stream.unwrap(Effect.map(lookup(processId), (entry) => eventStream(entry.log, options?.afterSeq ?? 0)))
 
-  return Executor.of({ start, read, write, terminate, signal, events })
+  return Executor.of({ start, read, write, terminate, signal, events, defaultCwd: Effect.sync(() => process.cwd()) })
 })
 
 /**

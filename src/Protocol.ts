@@ -142,6 +142,12 @@ export const InitializeParams = Schema.Struct({
  */
 export const InitializeResult = Schema.Struct({
   sessionId: Schema.String,
+  /** What the server runs on (Codex sends many more fields; these are the ones we use). */
+  environmentInfo: Schema.optionalKey(Schema.Struct({
+    cwd: Schema.optionalKey(Cwd),
+    platformOs: Schema.optionalKey(Schema.String),
+    executorVersion: Schema.optionalKey(Schema.String)
+  })),
   capabilities: Schema.optionalKey(Schema.Array(Schema.String))
 })
 

@@ -178,6 +178,7 @@ export const make = Effect.fnUntraced(function*(
   const connecting = yield* Semaphore.make(1)
   let current: Client | undefined
   let sessionId: string | undefined
+  let serverCwd: string | undefined
 
   const eventsOf = (processId: string) => {
     let events = notified.get(processId)
@@ -228,6 +229,7 @@ export const make = Effect.fnUntraced(function*(
       const result = yield* decodeInitializeResult(answer)
       yield* rpc.notify("initialized", {})
       sessionId = result.sessionId
+      serverCwd = result.environmentInfo?.cwd
       current = rpc
       yield* Effect.forkDetach(Effect.andThen(Deferred.await(rpc.closed), Effect.sync(() => {
         if (current === rpc) current = undefined
@@ -299,6 +301,7 @@ export const make = Effect.fnUntraced(function*(
     terminate: (processId) =>
       Effect.flatMap(callIdempotent(processId, "process/terminate", { processId }), decodeTerminateResult),
     signal: (processId, signal) => Effect.asVoid(callIdempotent(processId, "process/signal", { processId, signal })),
+    defaultCwd: Effect.map(client, () => serverCwd ?? "/"),
     events: (processId, options) =>
       Stream.paginate(options?.afterSeq ?? 0, (cursor) =>
         Effect.gen(function*() {

@@ -16,12 +16,19 @@ describe("Environment.layerConfig", () => {
       }
     }))
 
-  it.effect("says clearly that a remote URL is not served by this version", () =>
+  it.effect("runs remotely when EXEC_SERVER_URL is a ws:// URL", () =>
     Effect.gen(function*() {
-      const error = yield* Effect.flip(
-        Effect.provide(Environment.Environment, withConfig({ EXEC_SERVER_URL: "ws://127.0.0.1:4000" }))
+      const environment = yield* Effect.provide(
+        Environment.Environment,
+        withConfig({ EXEC_SERVER_URL: "ws://127.0.0.1:4000", EXEC_SERVER_TOKEN: "t" })
       )
+      assert.deepStrictEqual(environment.location, { _tag: "Remote", url: "ws://127.0.0.1:4000" })
+    }))
+
+  it.effect("refuses an EXEC_SERVER_URL that is not a WebSocket URL, saying why", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Effect.provide(Environment.Environment, withConfig({ EXEC_SERVER_URL: "10.0.0.5:4000" })))
       assert.strictEqual(error._tag, "EnvironmentError")
-      assert.include(error.message, "ws://127.0.0.1:4000")
+      assert.include(error.message, "10.0.0.5:4000")
     }))
 })

@@ -19,7 +19,7 @@ const MiB = 1024 * 1024
 const scripted = (script: (request: { readonly argv: ReadonlyArray<string> }) => ReadonlyArray<Script.Step>) => {
   const executor = Script.make(script)
   const layer = Layer.mergeAll(
-    Environment.fromExecutor({ _tag: "Local" }, "/tmp").pipe(Layer.provide(executor.layer)),
+    Environment.fromExecutor({ _tag: "Local" }).pipe(Layer.provide(executor.layer)),
     OutputSink.layerDiscard
   )
   return { ...executor, layer }

@@ -111,6 +111,7 @@ export const make = (script: (request: Exec.StartRequest) => ReadonlyArray<Step>
             return { running: true }
           }),
         signal: () => Effect.void,
+        defaultCwd: Effect.succeed("/tmp"),
         events: (processId, options) =>
           Stream.unwrap(Effect.map(lookup(processId), (entry) => eventStream(entry.log, options?.afterSeq ?? 0)))
       })
