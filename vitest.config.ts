@@ -4,6 +4,8 @@ export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
     setupFiles: ["./test/setup.ts"],
+    // installs the real Codex exec-server once, before the workers start
+    globalSetup: ["./test/globalSetup.ts"],
     // time is TestClock's job: never vi.useFakeTimers
     fakeTimers: { toFake: [] },
     // lets memory tests collect garbage before they measure what is live
