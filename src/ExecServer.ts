@@ -327,7 +327,7 @@ export const serveConnection = Effect.fnUntraced(function*(registry: Registry, t
         }
         const { id, method, params } = parsed.message
         if (method === undefined) return // a response from the client: nothing asked for it
-        if (id === undefined || id === null) {
+        if (id === undefined) {
           if (method === "initialized" && session !== undefined) initialized = true
           return
         }

@@ -38,7 +38,7 @@ export const ErrorCode = {
  */
 export const Envelope = Schema.Struct({
   jsonrpc: Schema.optionalKey(Schema.Literal("2.0")),
-  id: Schema.optionalKey(Schema.Union([Schema.String, Schema.Int, Schema.Null])),
+  id: Schema.optionalKey(Schema.Union([Schema.String, Schema.Int])),
   method: Schema.optionalKey(Schema.String),
   params: Schema.optionalKey(Schema.Unknown),
   result: Schema.optionalKey(Schema.Unknown),
@@ -81,9 +81,16 @@ export const parseFrame = (frame: string): { readonly ok: true; readonly message
     return { ok: false, error: `failed to parse JSON-RPC message: ${(error as Error).message}` }
   }
   const decoded = decodeEnvelope(json)
-  return Exit.isSuccess(decoded)
-    ? { ok: true, message: decoded.value }
-    : { ok: false, error: `failed to parse JSON-RPC message: not a JSON-RPC 2.0 object` }
+  if (Exit.isFailure(decoded)) {
+    return { ok: false, error: "failed to parse JSON-RPC message: not a JSON-RPC 2.0 object (id must be a string or an integer)" }
+  }
+  const message = decoded.value
+  const isRequestOrNotification = message.method !== undefined
+  const isResponse = message.method === undefined && message.id !== undefined &&
+    (message.result !== undefined) !== (message.error !== undefined)
+  return isRequestOrNotification || isResponse
+    ? { ok: true, message }
+    : { ok: false, error: "failed to parse JSON-RPC message: expected a request, a notification or a response" }
 }
 
 /**
@@ -263,7 +270,7 @@ export const makeClient = (
         onNotification(message.method, message.params)
         return
       }
-      if (message.id === undefined || message.id === null) return
+      if (message.id === undefined) return
       const deferred = pending.get(message.id)
       if (deferred === undefined) return
       pending.delete(message.id)
