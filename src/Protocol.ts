@@ -35,13 +35,33 @@ export const OutputStream = Schema.Literals(["stdout", "stderr", "pty"])
  */
 export type OutputStream = typeof OutputStream.Type
 
+/** Decodes standard base64 with Node's native codec, refusing anything that is not base64. */
+const decodeBase64 = (wire: string): Effect.Effect<Uint8Array, SchemaIssue.Issue> => {
+  const bytes = Buffer.from(wire, "base64")
+  // Buffer skips characters outside the alphabet: a decoded length short of
+  // what the text's length implies betrays them, without a scan in JavaScript
+  const padding = wire.endsWith("==") ? 2 : wire.endsWith("=") ? 1 : 0
+  return wire.length % 4 === 0 && bytes.length === (wire.length / 4) * 3 - padding
+    ? Effect.succeed(bytes)
+    : Effect.fail(new SchemaIssue.InvalidValue({ message: "invalid base64: expected standard base64 with padding" }))
+}
+
+const encodeBase64 = (bytes: Uint8Array): string =>
+  Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64")
+
 /**
- * Raw bytes, carried as standard base64 (with padding) on the wire.
+ * Raw bytes, carried as standard base64 (with padding) on the wire. Uses
+ * Node's native codec: chunks are the bulk of the traffic.
  *
  * @category schemas
  * @since 0.1.0
  */
-export const Bytes = Schema.Uint8ArrayFromBase64
+export const Bytes = Schema.String.pipe(
+  Schema.decodeTo(Schema.Uint8Array, {
+    decode: SchemaGetter.transformEffect(decodeBase64),
+    encode: SchemaGetter.transform(encodeBase64)
+  })
+)
 
 /**
  * A sequence number: per process, starting at 1, shared by output, exit and close.
