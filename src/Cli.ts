@@ -7,12 +7,15 @@
  * @since 0.1.0
  */
 import { readFileSync } from "node:fs"
+import * as Cause from "effect/Cause"
 import type * as Config from "effect/Config"
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Runtime from "effect/Runtime"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Environment from "./Environment.ts"
 import * as Exec from "./Exec.ts"
@@ -224,6 +227,8 @@ export const serve = Command.make(
     }
     // the address first, alone on stdout; everything else goes to stderr
     yield* Console.log(outcome.success.url)
+    // from here on, SIGINT or SIGTERM is the way to stop: a clean exit (see teardown)
+    process.exitCode = 0
     yield* Console.error(`effect-exec: exec-server listening on ${outcome.success.url}`)
     return yield* Effect.never
   }, Effect.scoped)
@@ -248,6 +253,19 @@ export const root = Command.make("effect-exec").pipe(
   Command.withDescription("Run commands in an execution environment, the Effect way"),
   Command.withSubcommands([run, serve])
 )
+
+/**
+ * How the process exits: as Effect's default, except that a server stopped by
+ * SIGINT or SIGTERM after it started serving exits 0 (it was asked to stop,
+ * and stopped cleanly), where an interrupted `run` exits 130.
+ *
+ * @category running
+ * @since 0.1.0
+ */
+export const teardown: Runtime.Teardown = (exit, onExit) =>
+  Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) && process.exitCode === 0
+    ? onExit(0)
+    : Runtime.defaultTeardown(exit, onExit)
 
 /**
  * Runs the CLI on the given arguments.

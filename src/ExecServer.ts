@@ -54,6 +54,14 @@ export const capabilities = ["dropped", "signal", "backpressure", "outputNotific
  */
 export const version = "0.1.0"
 
+/** A result already serialized to JSON (the read fast path). */
+class RawJson {
+  readonly json: string
+  constructor(json: string) {
+    this.json = json
+  }
+}
+
 /** A JSON-RPC error answer. */
 class Reply extends Schema.TaggedError<Reply>()("Reply", { code: Schema.Int, message: Schema.String }) {}
 
@@ -201,7 +209,7 @@ const processMethods = (registry: Registry, session: Session) => {
         const result = yield* executor.read({ ...request, processId: internalIdOf(session, request.processId) }).pipe(
           Effect.mapError(toReply(request.processId))
         )
-        return Schema.encodeSync(Protocol.ReadResult)({ ...result, sandboxDenied: false })
+        return new RawJson(Protocol.readResultJson({ ...result, sandboxDenied: false }))
       }),
     "process/write": (params: unknown) =>
       Effect.gen(function*() {
@@ -312,7 +320,10 @@ export const serveConnection = Effect.fnUntraced(function*(registry: Registry, t
   const respond = (id: RequestId, method: string, params: unknown) =>
     handle(method, params).pipe(
       Effect.matchEffect({
-        onSuccess: (result) => send({ id, result }),
+        onSuccess: (result) =>
+          result instanceof RawJson
+            ? Effect.ignore(transport.send(`{"id":${JSON.stringify(id)},"result":${result.json}}`))
+            : send({ id, result }),
         onFailure: (error) => send({ id, error: { code: error.code, message: error.message } })
       })
     )

@@ -282,6 +282,23 @@ export const ReadResult = Schema.Struct({
  */
 export type ReadResult = typeof ReadResult.Type
 
+/**
+ * The JSON text of a read result, as `Schema.encode(ReadResult)` then
+ * `JSON.stringify` would give it, built without the generic passes: read
+ * results carry nearly all the bytes, and base64, seqs and stream names need
+ * no escaping.
+ *
+ * @category encoding
+ * @since 0.1.0
+ */
+export const readResultJson = (result: ReadResult): string => {
+  const { chunks, ...rest } = result
+  const encoded = chunks.map((chunk) =>
+    `{"seq":${chunk.seq},"stream":"${chunk.stream}","chunk":"${encodeBase64(chunk.chunk)}"}`
+  )
+  return `{"chunks":[${encoded.join(",")}],${JSON.stringify(rest).slice(1)}`
+}
+
 // =============================================================================
 // process/write, process/terminate, process/signal
 // =============================================================================

@@ -250,13 +250,18 @@ export const make = Effect.fnUntraced(function*(
     )
   }))
 
-  /** Sends a request; a lost link becomes `ConnectionLost`, an error answer a typed reason. */
+  /**
+   * Sends a request; a lost link becomes `ConnectionLost` (and the next call
+   * connects anew), an error answer a typed reason.
+   */
   const call = (processId: string, method: string, params: unknown) =>
     Effect.flatMap(client, (rpc) =>
       rpc.request(method, params).pipe(
-        Effect.mapError((error) =>
-          error._tag === "RpcError" ? new ExecutorError({ reason: reasonOf(processId, error) }) : lost(error)
-        )
+        Effect.mapError((error) => {
+          if (error._tag === "RpcError") return new ExecutorError({ reason: reasonOf(processId, error) })
+          if (current === rpc) current = undefined
+          return lost(error)
+        })
       ))
 
   /** Like `call`, but reconnects once and repeats the request after a lost link. */

@@ -1,10 +1,12 @@
 /**
  * The `effect-exec` command line, run as a child process like a user would.
  */
-import { spawn } from "node:child_process"
+import { type ChildProcess, spawn } from "node:child_process"
+import { readdirSync, readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 
 const bin = fileURLToPath(new URL("../bin/effect-exec.js", import.meta.url))
 
@@ -16,9 +18,12 @@ interface CliRun {
 }
 
 /** Runs the CLI with `args`, counting stdout bytes (and keeping the first 64 KiB as text). */
-const cli = (args: ReadonlyArray<string>) =>
+const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
   Effect.callback<CliRun>((resume) => {
-    const child = spawn(process.execPath, [bin, ...args], { stdio: ["ignore", "pipe", "pipe"] })
+    const child = spawn(process.execPath, [bin, ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, EXEC_SERVER_URL: "", EXEC_SERVER_TOKEN: "", ...env }
+    })
     let stdout = ""
     let stderr = ""
     let stdoutBytes = 0
@@ -91,5 +96,168 @@ describe("effect-exec run", () => {
       const result = yield* cli(["run", "--timeout", "soon", "--", "true"])
       assert.strictEqual(result.code, 2)
       assert.include(result.stderr, "invalid --timeout")
+    }))
+})
+
+/** Starts `effect-exec serve` as a child process; returns its printed address. Stopped with SIGTERM at scope close. */
+const serve = (args: ReadonlyArray<string> = [], env: Record<string, string> = {}) =>
+  Effect.acquireRelease(
+    Effect.callback<{ readonly url: string; readonly child: ChildProcess; readonly stderr: () => string }>((resume) => {
+      const child = spawn(process.execPath, [bin, "serve", ...args], {
+        stdio: ["ignore", "pipe", "pipe"],
+        env: { ...process.env, ...env }
+      })
+      let stdout = ""
+      let stderr = ""
+      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+      child.stdout.on("data", (chunk: Buffer) => {
+        stdout += chunk.toString()
+        const newline = stdout.indexOf("\n")
+        if (newline !== -1) resume(Effect.succeed({ url: stdout.slice(0, newline), child, stderr: () => stderr }))
+      })
+      child.on("exit", (code) => resume(Effect.die(new Error(`serve exited early (${code}): ${stderr}`))))
+    }),
+    ({ child }) =>
+      Effect.callback<void>((resume) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+        child.once("exit", () => resume(Effect.void))
+        child.kill("SIGTERM")
+      })
+  )
+
+/** Whether the process with this pid is alive (not a zombie). */
+const alive = (pid: number) => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    return !["Z", "X"].includes(stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3))
+  } catch {
+    return false
+  }
+}
+
+describe("effect-exec serve and run --remote", () => {
+  it.live("prints its address first and serves run --remote like the local run", () =>
+    Effect.gen(function*() {
+      const server = yield* serve()
+      assert.match(server.url, /^ws:\/\/127\.0\.0\.1:\d+$/)
+      const script = ["sh", "-c", "echo hello; echo oops >&2; exit 3"]
+      const local = yield* cli(["run", "--", ...script])
+      const remote = yield* cli(["run", "--remote", server.url, "--", ...script])
+      assert.deepStrictEqual(
+        { code: remote.code, stdout: remote.stdout, stderr: remote.stderr },
+        { code: local.code, stdout: local.stdout, stderr: local.stderr }
+      )
+      assert.strictEqual(remote.code, 3)
+      const viaEnvironment = yield* cli(["run", "--", ...script], { EXEC_SERVER_URL: server.url })
+      assert.strictEqual(viaEnvironment.code, 3)
+      assert.strictEqual(viaEnvironment.stdout, "hello\n")
+    }))
+
+  it.live("streams all 256 MiB through run --remote", () =>
+    Effect.gen(function*() {
+      const server = yield* serve()
+      const result = yield* cli(["run", "--timeout", "none", "--remote", server.url, "--", "head", "-c", "268435456", "/dev/zero"])
+      assert.strictEqual(result.code, 0)
+      assert.strictEqual(result.stdoutBytes, 268_435_456)
+    }), 120_000)
+
+  it.live("exits 124 on a remote timeout", () =>
+    Effect.gen(function*() {
+      const server = yield* serve()
+      const result = yield* cli(["run", "--remote", server.url, "--timeout", "300ms", "--", "sleep", "30"])
+      assert.strictEqual(result.code, 124)
+      assert.include(result.stderr, "timed out after 300ms")
+    }))
+
+  it.live("requires the token when one is set, and accepts it from the environment", () =>
+    Effect.gen(function*() {
+      const server = yield* serve(["--token", "s3cret"])
+      const without = yield* cli(["run", "--remote", server.url, "--", "true"])
+      assert.strictEqual(without.code, 255)
+      assert.include(without.stderr, "401")
+      const wrong = yield* cli(["run", "--remote", server.url, "--token", "nope", "--", "true"])
+      assert.strictEqual(wrong.code, 255)
+      const right = yield* cli(["run", "--remote", server.url, "--token", "s3cret", "--", "sh", "-c", "exit 4"])
+      assert.strictEqual(right.code, 4)
+      const fromEnvironment = yield* cli(["run", "--remote", server.url, "--", "true"], { EXEC_SERVER_TOKEN: "s3cret" })
+      assert.strictEqual(fromEnvironment.code, 0)
+      assert.notInclude(server.stderr(), "s3cret", "the token never reaches the logs")
+    }))
+
+  it.live("refuses to listen off loopback without a token", () =>
+    Effect.gen(function*() {
+      const result = yield* cli(["serve", "--listen", "ws://0.0.0.0:0"])
+      assert.strictEqual(result.code, 2)
+      assert.include(result.stderr, "without a token")
+      const named = yield* cli(["serve", "--listen", "ws://localhost:0"])
+      assert.strictEqual(named.code, 2)
+      assert.include(named.stderr, "host name")
+    }))
+
+  it.live("stops on SIGTERM and kills the processes it runs", () =>
+    Effect.gen(function*() {
+      const server = yield* serve()
+      const marker = `55.${process.pid}${Date.now() % 1000}`
+      const running = yield* Effect.forkChild(cli(["run", "--remote", server.url, "--timeout", "none", "--", "sh", "-c", `echo $$; exec sleep ${marker}`]))
+      let pid = 0
+      while (pid === 0) {
+        yield* Effect.sleep("20 millis")
+        for (const entry of readdirSync("/proc")) {
+          if (!/^\d+$/.test(entry)) continue
+          try {
+            // the sleep itself, not the client whose own argv holds the script
+            if (readFileSync(`/proc/${entry}/cmdline`, "utf8").startsWith(`sleep\0${marker}`)) pid = Number(entry)
+          } catch {}
+        }
+      }
+      server.child.kill("SIGTERM")
+      yield* Effect.callback<void>((resume) => {
+        if (server.child.exitCode !== null) return resume(Effect.void)
+        server.child.once("exit", () => resume(Effect.void))
+      })
+      assert.strictEqual(server.child.exitCode ?? 0, 0, "a clean stop")
+      assert.isFalse(alive(pid), "the remote command died with the server")
+      const client = yield* Fiber.join(running)
+      assert.notStrictEqual(client.code, 0, "the client learns it lost the command")
+    }))
+
+  it.live("serves NDJSON on stdio", () =>
+    Effect.gen(function*() {
+      const child = spawn(process.execPath, [bin, "serve", "--listen", "stdio"], { stdio: ["pipe", "pipe", "pipe"] })
+      const lines: Array<string> = []
+      let buffer = ""
+      child.stdout.on("data", (chunk: Buffer) => {
+        buffer += chunk.toString()
+        let newline = buffer.indexOf("\n")
+        while (newline !== -1) {
+          lines.push(buffer.slice(0, newline))
+          buffer = buffer.slice(newline + 1)
+          newline = buffer.indexOf("\n")
+        }
+      })
+      const send = (message: unknown) => child.stdin.write(JSON.stringify(message) + "\n")
+      const reply = (id: number) =>
+        Effect.gen(function*() {
+          for (let i = 0; i < 500; i++) {
+            const line = lines.find((l) => JSON.parse(l).id === id)
+            if (line !== undefined) return JSON.parse(line)
+            yield* Effect.sleep("10 millis")
+          }
+          return yield* Effect.die(new Error(`no reply ${id}: ${lines.join("\n")}`))
+        })
+      send({ id: 1, method: "initialize", params: { clientName: "stdio-test" } })
+      assert.isString((yield* reply(1)).result.sessionId)
+      send({ method: "initialized" })
+      send({ id: 2, method: "process/start", params: { processId: "p", argv: ["sh", "-c", "printf hi"], cwd: "/tmp", env: {}, tty: false } })
+      assert.deepStrictEqual((yield* reply(2)).result, { processId: "p", sandboxType: "none" })
+      send({ id: 3, method: "process/read", params: { processId: "p", afterSeq: 0, waitMs: 2000 } })
+      const read = (yield* reply(3)).result
+      assert.strictEqual(Buffer.from(read.chunks[0].chunk, "base64").toString(), "hi")
+      child.stdin.end()
+      const code = yield* Effect.callback<number | null>((resume) => {
+        if (child.exitCode !== null) return resume(Effect.succeed(child.exitCode))
+        child.once("exit", (exitCode) => resume(Effect.succeed(exitCode)))
+      })
+      assert.strictEqual(code, 0, "stdin closed: the server ends cleanly")
     }))
 })

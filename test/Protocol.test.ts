@@ -52,3 +52,28 @@ describe("Protocol", () => {
     )
   })
 })
+
+describe("Protocol.readResultJson", () => {
+  it("writes what the schema encoding and JSON.stringify would", () => {
+    const result: Protocol.ReadResult = {
+      chunks: [
+        { seq: 3, stream: "stdout", chunk: new Uint8Array([0, 1, 2, 250, 255]) },
+        { seq: 4, stream: "stderr", chunk: new TextEncoder().encode("é\"\\\n") }
+      ],
+      nextSeq: 5,
+      exited: true,
+      exitCode: 137,
+      closed: false,
+      failure: null,
+      signal: "SIGKILL",
+      dropped: { bytes: 10, chunks: 2 },
+      sandboxDenied: false
+    }
+    assert.deepStrictEqual(
+      JSON.parse(Protocol.readResultJson(result)),
+      JSON.parse(JSON.stringify(Schema.encodeSync(Protocol.ReadResult)(result)))
+    )
+    const empty = { ...result, chunks: [] }
+    assert.deepStrictEqual(JSON.parse(Protocol.readResultJson(empty)), Schema.encodeSync(Protocol.ReadResult)(empty))
+  })
+})
