@@ -1,14 +1,13 @@
 /**
  * The `effect-exec` command line, run as a child process like a user would.
  */
-import { type ChildProcess, spawn } from "node:child_process"
+import { spawn } from "node:child_process"
 import { readdirSync, readFileSync } from "node:fs"
-import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import { bin, spawnServe } from "./support/servers.ts"
 
-const bin = fileURLToPath(new URL("../bin/effect-exec.js", import.meta.url))
 
 interface CliRun {
   readonly code: number | null
@@ -99,32 +98,6 @@ describe("effect-exec run", () => {
     }))
 })
 
-/** Starts `effect-exec serve` as a child process; returns its printed address. Stopped with SIGTERM at scope close. */
-const serve = (args: ReadonlyArray<string> = [], env: Record<string, string> = {}) =>
-  Effect.acquireRelease(
-    Effect.callback<{ readonly url: string; readonly child: ChildProcess; readonly stderr: () => string }>((resume) => {
-      const child = spawn(process.execPath, [bin, "serve", ...args], {
-        stdio: ["ignore", "pipe", "pipe"],
-        env: { ...process.env, ...env }
-      })
-      let stdout = ""
-      let stderr = ""
-      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-      child.stdout.on("data", (chunk: Buffer) => {
-        stdout += chunk.toString()
-        const newline = stdout.indexOf("\n")
-        if (newline !== -1) resume(Effect.succeed({ url: stdout.slice(0, newline), child, stderr: () => stderr }))
-      })
-      child.on("exit", (code) => resume(Effect.die(new Error(`serve exited early (${code}): ${stderr}`))))
-    }),
-    ({ child }) =>
-      Effect.callback<void>((resume) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
-        child.once("exit", () => resume(Effect.void))
-        child.kill("SIGTERM")
-      })
-  )
-
 /** Whether the process with this pid is alive (not a zombie). */
 const alive = (pid: number) => {
   try {
@@ -138,7 +111,7 @@ const alive = (pid: number) => {
 describe("effect-exec serve and run --remote", () => {
   it.live("prints its address first and serves run --remote like the local run", () =>
     Effect.gen(function*() {
-      const server = yield* serve()
+      const server = yield* spawnServe()
       assert.match(server.url, /^ws:\/\/127\.0\.0\.1:\d+$/)
       const script = ["sh", "-c", "echo hello; echo oops >&2; exit 3"]
       const local = yield* cli(["run", "--", ...script])
@@ -155,7 +128,7 @@ describe("effect-exec serve and run --remote", () => {
 
   it.live("streams all 256 MiB through run --remote", () =>
     Effect.gen(function*() {
-      const server = yield* serve()
+      const server = yield* spawnServe()
       const result = yield* cli(["run", "--timeout", "none", "--remote", server.url, "--", "head", "-c", "268435456", "/dev/zero"])
       assert.strictEqual(result.code, 0)
       assert.strictEqual(result.stdoutBytes, 268_435_456)
@@ -163,7 +136,7 @@ describe("effect-exec serve and run --remote", () => {
 
   it.live("exits 124 on a remote timeout", () =>
     Effect.gen(function*() {
-      const server = yield* serve()
+      const server = yield* spawnServe()
       const result = yield* cli(["run", "--remote", server.url, "--timeout", "300ms", "--", "sleep", "30"])
       assert.strictEqual(result.code, 124)
       assert.include(result.stderr, "timed out after 300ms")
@@ -171,7 +144,7 @@ describe("effect-exec serve and run --remote", () => {
 
   it.live("requires the token when one is set, and accepts it from the environment", () =>
     Effect.gen(function*() {
-      const server = yield* serve(["--token", "s3cret"])
+      const server = yield* spawnServe(["--token", "s3cret"])
       const without = yield* cli(["run", "--remote", server.url, "--", "true"])
       assert.strictEqual(without.code, 255)
       assert.include(without.stderr, "401")
@@ -196,7 +169,7 @@ describe("effect-exec serve and run --remote", () => {
 
   it.live("stops on SIGTERM and kills the processes it runs", () =>
     Effect.gen(function*() {
-      const server = yield* serve()
+      const server = yield* spawnServe()
       const marker = `55.${process.pid}${Date.now() % 1000}`
       const running = yield* Effect.forkChild(cli(["run", "--remote", server.url, "--timeout", "none", "--", "sh", "-c", `echo $$; exec sleep ${marker}`]))
       let pid = 0

@@ -10,16 +10,9 @@ import { Executor } from "../src/Executor.ts"
 import { fromStreams } from "../src/JsonRpc.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
 import * as RemoteExecutor from "../src/RemoteExecutor.ts"
-import * as WebSocketListener from "../src/WebSocketListener.ts"
 import { suite } from "./support/ExecutorContract.ts"
+import { remoteOverWebSocket } from "./support/servers.ts"
 
-const overWebSocket = Layer.effect(
-  Executor,
-  Effect.gen(function*() {
-    const server = yield* WebSocketListener.listen({})
-    return yield* RemoteExecutor.make(RemoteExecutor.connectWebSocket({ url: server.url }))
-  })
-).pipe(Layer.provide(LocalExecutor.layer()))
 
 const overStdio = Layer.effect(
   Executor,
@@ -31,5 +24,5 @@ const overStdio = Layer.effect(
   })
 ).pipe(Layer.provide(LocalExecutor.layer()))
 
-suite("RemoteExecutor ↔ ExecServer over WebSocket", overWebSocket, { extensions: true })
+suite("RemoteExecutor ↔ ExecServer over WebSocket", remoteOverWebSocket, { extensions: true })
 suite("RemoteExecutor ↔ ExecServer over stdio", overStdio, { extensions: true })

@@ -5,7 +5,6 @@
 import { spawn } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as Net from "node:net"
-import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -18,6 +17,7 @@ import * as OutputSink from "../src/OutputSink.ts"
 import * as RemoteExecutor from "../src/RemoteExecutor.ts"
 import * as WebSocketListener from "../src/WebSocketListener.ts"
 import { freshId, start } from "./support/processes.ts"
+import { spawnServe } from "./support/servers.ts"
 
 /** A TCP proxy on 127.0.0.1 whose connections can be cut, as a network would. */
 const cuttableProxy = (targetPort: number) =>
@@ -89,15 +89,11 @@ describe("remote executor resilience", () => {
 
   it.live("fails pending and later calls promptly with ConnectionLost when the server dies", () =>
     Effect.gen(function*() {
-      const bin = fileURLToPath(new URL("../bin/effect-exec.js", import.meta.url))
-      const server = spawn(process.execPath, [bin, "serve"], { stdio: ["ignore", "pipe", "ignore"] })
-      yield* Effect.addFinalizer(() => Effect.sync(() => server.kill("SIGKILL")))
-      const url = yield* Effect.callback<string>((resume) => {
-        server.stdout.once("data", (chunk: Buffer) => resume(Effect.succeed(chunk.toString().trim())))
-      })
+      const { child: server, url } = yield* spawnServe()
       const remote = yield* RemoteExecutor.make(RemoteExecutor.connectWebSocket({ url }))
       const processId = freshId("doomed")
-      yield* start(processId, ["sh", "-c", "echo $$; exec sleep 30"]).pipe(Effect.provideService(Executor, remote))
+      const marker = `30.${process.pid}${Date.now() % 1000}`
+      yield* start(processId, ["sh", "-c", `exec sleep ${marker}`]).pipe(Effect.provideService(Executor, remote))
       const pending = yield* Effect.forkChild(Effect.flip(remote.read({ processId, afterSeq: 1_000, waitMs: 60_000 })))
       yield* Effect.sleep("100 millis")
       server.kill("SIGKILL")
@@ -106,16 +102,13 @@ describe("remote executor resilience", () => {
       const later = yield* Effect.flip(remote.read({ processId, afterSeq: 0, waitMs: 0 })).pipe(Effect.timeout("5 seconds"))
       assert.strictEqual(later.reason._tag, "ConnectionLost")
       assert.include(later.message, "ECONNREFUSED")
+      // a server killed with SIGKILL cannot take its children along (Node has no PR_SET_PDEATHSIG)
+      yield* Effect.sync(() => spawn("pkill", ["-KILL", "-f", `^sleep ${marker}$`]))
     }))
 
   it.live("Exec.run returns a Lost result, with the output so far, when the server dies", () =>
     Effect.gen(function*() {
-      const bin = fileURLToPath(new URL("../bin/effect-exec.js", import.meta.url))
-      const server = spawn(process.execPath, [bin, "serve"], { stdio: ["ignore", "pipe", "ignore"] })
-      yield* Effect.addFinalizer(() => Effect.sync(() => server.kill("SIGKILL")))
-      const url = yield* Effect.callback<string>((resume) => {
-        server.stdout.once("data", (chunk: Buffer) => resume(Effect.succeed(chunk.toString().trim())))
-      })
+      const { child: server, url } = yield* spawnServe()
       const marker = `30.${process.pid}${Date.now() % 1000}`
       const run = yield* Exec.run({ command: ["sh", "-c", `printf before; exec sleep ${marker}`], cwd: "/tmp", timeout: "60 seconds" }).pipe(
         Effect.provide(Layer.mergeAll(Environment.layerRemote({ url }), OutputSink.layerDiscard)),

@@ -8,24 +8,15 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Environment from "../src/Environment.ts"
 import * as Exec from "../src/Exec.ts"
-import { Executor } from "../src/Executor.ts"
-import * as LocalExecutor from "../src/LocalExecutor.ts"
 import * as OutputSink from "../src/OutputSink.ts"
-import * as RemoteExecutor from "../src/RemoteExecutor.ts"
-import * as WebSocketListener from "../src/WebSocketListener.ts"
 
-const remote = Layer.effect(
-  Executor,
-  Effect.gen(function*() {
-    const server = yield* WebSocketListener.listen({})
-    return yield* RemoteExecutor.make(RemoteExecutor.connectWebSocket({ url: server.url }))
-  })
-).pipe(Layer.provide(LocalExecutor.layer()))
+
+import { remoteOverWebSocket } from "./support/servers.ts"
 
 const MiB = 1024 * 1024
 
 describe("remote streaming", () => {
-  layer(Layer.mergeAll(Environment.fromExecutor({ _tag: "Local" }).pipe(Layer.provide(remote)), OutputSink.layerDiscard), {
+  layer(Layer.mergeAll(Environment.fromExecutor({ _tag: "Local" }).pipe(Layer.provide(remoteOverWebSocket)), OutputSink.layerDiscard), {
     excludeTestServices: true,
     timeout: "120 seconds"
   })((it) => {

@@ -1,0 +1,57 @@
+/**
+ * Exec-servers for tests: ours in process (a local executor behind it, our
+ * remote executor in front), or the `effect-exec serve` CLI as a child process.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { Executor } from "../../src/Executor.ts"
+import * as LocalExecutor from "../../src/LocalExecutor.ts"
+import * as RemoteExecutor from "../../src/RemoteExecutor.ts"
+import * as WebSocketListener from "../../src/WebSocketListener.ts"
+
+/** The CLI entry point. */
+export const bin = fileURLToPath(new URL("../../bin/effect-exec.js", import.meta.url))
+
+/** Our exec-server on a loopback WebSocket, serving a local executor, seen through a `RemoteExecutor`. */
+export const remoteOverWebSocket: Layer.Layer<Executor, WebSocketListener.ListenError> = Layer.effect(
+  Executor,
+  Effect.gen(function*() {
+    const server = yield* WebSocketListener.listen({})
+    return yield* RemoteExecutor.make(RemoteExecutor.connectWebSocket({ url: server.url }))
+  })
+).pipe(Layer.provide(LocalExecutor.layer()))
+
+export interface ServeProcess {
+  readonly url: string
+  readonly child: ChildProcess
+  /** What the server wrote to stderr so far. */
+  readonly stderr: () => string
+}
+
+/** Starts `effect-exec serve ARGS` as a child process and waits for its address; SIGTERM at scope close. */
+export const spawnServe = (args: ReadonlyArray<string> = [], env: Record<string, string> = {}) =>
+  Effect.acquireRelease(
+    Effect.callback<ServeProcess>((resume) => {
+      const child = spawn(process.execPath, [bin, "serve", ...args], {
+        stdio: ["ignore", "pipe", "pipe"],
+        env: { ...process.env, ...env }
+      })
+      let stdout = ""
+      let stderr = ""
+      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+      child.stdout.on("data", (chunk: Buffer) => {
+        stdout += chunk.toString()
+        const newline = stdout.indexOf("\n")
+        if (newline !== -1) resume(Effect.succeed({ url: stdout.slice(0, newline), child, stderr: () => stderr }))
+      })
+      child.on("exit", (code) => resume(Effect.die(new Error(`serve exited early (${code}): ${stderr}`))))
+    }),
+    ({ child }) =>
+      Effect.callback<void>((resume) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+        child.once("exit", () => resume(Effect.void))
+        child.kill("SIGTERM")
+      })
+  )
