@@ -143,7 +143,7 @@ export const Defaults = {
   maxDeltas: 10_000,
   shellToolBytes: 1024 * 1024,
   /** Read size and long-poll wait of one `process/read`. */
-  readBytes: 1024 * 1024,
+  readBytes: 512 * 1024,
   readWaitMillis: 1_000
 } as const
 

@@ -44,7 +44,14 @@ export interface Options {
  * @category constants
  * @since 0.1.0
  */
-export const capabilities = ["dropped", "signal", "backpressure", "outputNotifications", "process/signal"] as const
+export const capabilities = [
+  "dropped",
+  "signal",
+  "backpressure",
+  "outputNotifications",
+  "process/signal",
+  "process/acknowledge"
+] as const
 
 /**
  * This library's version, as servers report it.
@@ -73,6 +80,7 @@ const reply = (code: number, message: string) => Effect.fail(new Reply({ code, m
 
 interface Connection {
   readonly send: (message: Envelope) => Effect.Effect<void>
+  readonly sendJson: (json: string) => Effect.Effect<void>
 }
 
 interface Session {
@@ -133,12 +141,7 @@ const notifyEvents = (registry: Registry, session: Session, processId: string, i
       if (connection === undefined) return Effect.void
       switch (event._tag) {
         case "Output":
-          return output
-            ? connection.send({
-              method: "process/output",
-              params: Schema.encodeSync(Protocol.OutputNotification)({ processId, ...event })
-            })
-            : Effect.void
+          return output ? connection.sendJson(Protocol.outputNotificationJson(processId, event)) : Effect.void
         case "Exited":
           return connection.send({
             method: "process/exited",
@@ -226,6 +229,22 @@ const processMethods = (registry: Registry, session: Session) => {
           Effect.mapError(toReply(request.processId))
         )
       }),
+    /**
+     * Notification `process/acknowledge {processId, afterSeq}` (our extension):
+     * a client that reads pushed output says how far it got, as a read would,
+     * without asking for the chunks again.
+     */
+    "process/acknowledge": (params: unknown) =>
+      Effect.gen(function*() {
+        const request = yield* decodeParams(Protocol.AcknowledgeParams, params)
+        yield* executor.read({
+          processId: internalIdOf(session, request.processId),
+          afterSeq: request.afterSeq,
+          maxBytes: 1,
+          waitMs: 0
+        }).pipe(Effect.mapError(toReply(request.processId)))
+        return {}
+      }),
     "process/signal": (params: unknown) =>
       Effect.gen(function*() {
         const request = yield* decodeParams(Protocol.SignalParams, params)
@@ -239,7 +258,7 @@ const processMethods = (registry: Registry, session: Session) => {
 
 type ProcessMethod = keyof ReturnType<typeof processMethods>
 
-const isProcessMethod = (method: string): method is ProcessMethod =>
+const isProcessMethod = (method: string): method is Exclude<ProcessMethod, "process/acknowledge"> =>
   method === "process/start" || method === "process/read" || method === "process/write" ||
   method === "process/terminate" || method === "process/signal"
 
@@ -257,8 +276,9 @@ const isProcessMethod = (method: string): method is ProcessMethod =>
 export const serveConnection = Effect.fnUntraced(function*(registry: Registry, transport: Transport) {
   const scope = yield* Scope.make()
   const run = yield* FiberSet.makeRuntime<never>().pipe(Scope.provide(scope))
-  const send = (message: Envelope) => Effect.ignore(transport.send(JSON.stringify(message)))
-  const connection: Connection = { send }
+  const sendJson = (json: string) => Effect.ignore(transport.send(json))
+  const send = (message: Envelope) => sendJson(JSON.stringify(message))
+  const connection: Connection = { send, sendJson }
   let initializeRequested = false
   let initialized = false
   let session: Session | undefined
@@ -322,7 +342,7 @@ export const serveConnection = Effect.fnUntraced(function*(registry: Registry, t
       Effect.matchEffect({
         onSuccess: (result) =>
           result instanceof RawJson
-            ? Effect.ignore(transport.send(`{"id":${JSON.stringify(id)},"result":${result.json}}`))
+            ? sendJson(`{"id":${JSON.stringify(id)},"result":${result.json}}`)
             : send({ id, result }),
         onFailure: (error) => send({ id, error: { code: error.code, message: error.message } })
       })
@@ -340,6 +360,9 @@ export const serveConnection = Effect.fnUntraced(function*(registry: Registry, t
         if (method === undefined) return // a response from the client: nothing asked for it
         if (id === undefined) {
           if (method === "initialized" && session !== undefined) initialized = true
+          else if (method === "process/acknowledge" && initialized && methods !== undefined) {
+            run(Effect.ignore(methods["process/acknowledge"](params)))
+          }
           return
         }
         run(respond(id, method, params))

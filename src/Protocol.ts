@@ -299,6 +299,17 @@ export const readResultJson = (result: ReadResult): string => {
   return `{"chunks":[${encoded.join(",")}],${JSON.stringify(rest).slice(1)}`
 }
 
+/**
+ * The JSON text of a whole `process/output` notification, built the same way
+ * as {@link readResultJson}.
+ *
+ * @category encoding
+ * @since 0.1.0
+ */
+export const outputNotificationJson = (processId: string, chunk: ProcessChunk): string =>
+  `{"method":"process/output","params":{"processId":${JSON.stringify(processId)},"seq":${chunk.seq},` +
+  `"stream":"${chunk.stream}","chunk":"${encodeBase64(chunk.chunk)}"}}`
+
 // =============================================================================
 // process/write, process/terminate, process/signal
 // =============================================================================
@@ -350,6 +361,18 @@ export const TerminateParams = Schema.Struct({ processId: Schema.String })
  * @since 0.1.0
  */
 export const TerminateResult = Schema.Struct({ running: Schema.Boolean })
+
+/**
+ * Our extension, a notification: a reader of pushed output has everything up
+ * to `afterSeq` (what a `process/read` at that cursor would say).
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const AcknowledgeParams = Schema.Struct({
+  processId: Schema.String,
+  afterSeq: Seq
+})
 
 /**
  * @category schemas

@@ -17,6 +17,7 @@ import * as Schema from "effect/Schema"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import WebSocket from "ws"
+import { PushedOutput } from "./internal/pushedOutput.ts"
 import {
   ConnectionLost,
   Executor,
@@ -116,15 +117,27 @@ const spawnReason = (command: string, error: ServerError): ExecutorErrorReason =
   return new SpawnFailed({ kind, command, description: text })
 }
 
+/** Output kept per process from notifications for `events`, as the Codex client keeps it (oldest dropped). */
+const notifiedOutputBytes = 1024 * 1024
+
 /** What this client knows of one process from notifications, in seq order. */
 class NotifiedEvents {
   readonly events: Array<ProcessEvent> = []
+  private outputBytes = 0
   private readonly waiters = new Set<() => void>()
   add(event: ProcessEvent) {
     let index = this.events.length
     while (index > 0 && this.events[index - 1]!.seq > event.seq) index--
     if (this.events[index - 1]?.seq === event.seq) return
     this.events.splice(index, 0, event)
+    if (event._tag === "Output") {
+      this.outputBytes += event.chunk.length
+      while (this.outputBytes > notifiedOutputBytes) {
+        const oldest = this.events.findIndex((e) => e._tag === "Output")
+        this.outputBytes -= (this.events[oldest] as { chunk: Uint8Array }).chunk.length
+        this.events.splice(oldest, 1)
+      }
+    }
     const waiters = [...this.waiters]
     this.waiters.clear()
     for (const waiter of waiters) waiter()
@@ -175,10 +188,16 @@ export const make = Effect.fnUntraced(function*(
   const connectTimeout = Duration.fromInputUnsafe(options.connectTimeout ?? "10 seconds")
   const clientName = options.clientName ?? "effect-exec"
   const notified = new Map<string, NotifiedEvents>()
+  /** Processes whose output the server pushes for our reads (see `streams`). */
+  const pushed = new Map<string, PushedOutput>()
+  /** Processes whose pushed events `events` should show (started without `outputNotifications: false`). */
+  const notifiedOutput = new Set<string>()
   const connecting = yield* Semaphore.make(1)
+  const scope = yield* Effect.scope
   let current: Client | undefined
   let sessionId: string | undefined
   let serverCwd: string | undefined
+  let serverCapabilities: ReadonlyArray<string> = []
 
   const eventsOf = (processId: string) => {
     let events = notified.get(processId)
@@ -189,22 +208,27 @@ export const make = Effect.fnUntraced(function*(
     return events
   }
 
+  const record = (processId: string, event: ProcessEvent) => {
+    pushed.get(processId)?.add(event)
+    if (event._tag !== "Output" || notifiedOutput.has(processId)) eventsOf(processId).add(event)
+  }
+
   const onNotification = (method: string, params: unknown) => {
     if (method === "process/output") {
       const output = decodeOutput(params)
       if (Option.isSome(output)) {
         const { chunk, processId, seq, stream } = output.value
-        eventsOf(processId).add({ _tag: "Output", seq, stream, chunk })
+        record(processId, { _tag: "Output", seq, stream, chunk })
       }
     } else if (method === "process/exited") {
       const exited = decodeExited(params)
       if (Option.isSome(exited)) {
         const { exitCode, processId, seq, signal } = exited.value
-        eventsOf(processId).add({ _tag: "Exited", seq, exitCode, signal: signal ?? null })
+        record(processId, { _tag: "Exited", seq, exitCode, signal: signal ?? null })
       }
     } else if (method === "process/closed") {
       const closed = decodeClosed(params)
-      if (Option.isSome(closed)) eventsOf(closed.value.processId).add({ _tag: "Closed", seq: closed.value.seq })
+      if (Option.isSome(closed)) record(closed.value.processId, { _tag: "Closed", seq: closed.value.seq })
     }
   }
 
@@ -230,6 +254,7 @@ export const make = Effect.fnUntraced(function*(
       yield* rpc.notify("initialized", {})
       sessionId = result.sessionId
       serverCwd = result.environmentInfo?.cwd
+      serverCapabilities = result.capabilities ?? []
       current = rpc
       yield* Effect.forkDetach(Effect.andThen(Deferred.await(rpc.closed), Effect.sync(() => {
         if (current === rpc) current = undefined
@@ -275,29 +300,86 @@ export const make = Effect.fnUntraced(function*(
 
   yield* Effect.addFinalizer(() => current === undefined ? Effect.void : current.close)
 
+  const serverRead = (request: Protocol.ReadParams) =>
+    Effect.flatMap(
+      callIdempotent(request.processId, "process/read", {
+        processId: request.processId,
+        afterSeq: request.afterSeq ?? null,
+        maxBytes: request.maxBytes ?? null,
+        waitMs: request.waitMs ?? null
+      }),
+      decodeReadResult
+    )
+
+  /** Tells the server a reader has everything up to `afterSeq`, without waiting (it lets a paused process go on). */
+  const acknowledge = (processId: string, afterSeq: number) =>
+    current === undefined
+      ? Effect.void
+      : Effect.asVoid(Effect.forkIn(Effect.ignore(current.notify("process/acknowledge", { processId, afterSeq })), scope))
+
+  /**
+   * A read of a process whose output the server pushes: answered from what
+   * arrived when the next chunks are there (no round trip), from the server
+   * otherwise. Either way the server learns the cursor, which moves its window.
+   */
+  const streamedRead = (request: Protocol.ReadParams, cache: PushedOutput) =>
+    Effect.gen(function*() {
+      const afterSeq = request.afterSeq ?? 0
+      const maxBytes = request.maxBytes ?? null
+      cache.trim(afterSeq)
+      if (afterSeq > cache.acknowledged) {
+        cache.acknowledged = afterSeq
+        yield* acknowledge(request.processId, afterSeq)
+      }
+      const local = cache.read(afterSeq, maxBytes)
+      if (local !== undefined) return local
+      // Nothing yet: the next output is most likely on its way, so wait for the
+      // push (within waitMs) rather than ask for a second copy of it. What is
+      // not output (the exit, the close) and what a reconnection lost come
+      // from the server.
+      const waitMs = request.waitMs ?? 0
+      if (waitMs > 0 && !cache.knowsNext(afterSeq) && current !== undefined) {
+        const link = current
+        const fromPush = Effect.gen(function*() {
+          while (!cache.knowsNext(afterSeq)) yield* cache.changed
+          return cache.read(afterSeq, maxBytes)
+        })
+        // a lost link pushes nothing more: ask the server (reconnecting) at once
+        const linkLost = Effect.as(Deferred.await(link.closed), undefined)
+        const answer = yield* Effect.timeoutOption(Effect.raceFirst(fromPush, linkLost), waitMs)
+        if (Option.isSome(answer) && answer.value !== undefined) return answer.value
+      }
+      const result = yield* serverRead(request)
+      if (result.closed && result.chunks.length === 0) pushed.delete(request.processId)
+      return result
+    })
+
   return Executor.of({
     start: (request) =>
       Effect.gen(function*() {
         eventsOf(request.processId)
-        const answer = yield* call(request.processId, "process/start", encodeStart(request)).pipe(
+        yield* client
+        // With our server, a process read under backpressure streams: the
+        // server pushes its output within the window, and reads mostly find
+        // it here. A Codex server would ignore both fields.
+        const streams = request.backpressure === true && serverCapabilities.includes("process/acknowledge")
+        if (request.outputNotifications !== false) notifiedOutput.add(request.processId)
+        if (streams) pushed.set(request.processId, new PushedOutput())
+        const params = streams ? { ...request, outputNotifications: true } : request
+        const answer = yield* call(request.processId, "process/start", encodeStart(params)).pipe(
           Effect.mapError((error) =>
             error.reason._tag === "ServerError"
               ? new ExecutorError({ reason: spawnReason(request.argv[0] ?? "", error.reason) })
               : error
-          )
+          ),
+          Effect.tapError(() => Effect.sync(() => pushed.delete(request.processId)))
         )
         return yield* decodeStartResult(answer)
       }),
-    read: (request) =>
-      Effect.flatMap(
-        callIdempotent(request.processId, "process/read", {
-          processId: request.processId,
-          afterSeq: request.afterSeq ?? null,
-          maxBytes: request.maxBytes ?? null,
-          waitMs: request.waitMs ?? null
-        }),
-        decodeReadResult
-      ),
+    read: (request) => {
+      const cache = pushed.get(request.processId)
+      return cache === undefined ? serverRead(request) : streamedRead(request, cache)
+    },
     write: (request) =>
       call(request.processId, "process/write", encodeWrite({ ...request, writeId: request.writeId ?? crypto.randomUUID() })).pipe(
         Effect.flatMap(decodeWriteResult),

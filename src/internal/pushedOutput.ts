@@ -1,0 +1,79 @@
+/**
+ * The remote executor's cache of what an exec-server pushed for one process
+ * (output, exit, close), so that a read whose next chunks already arrived is
+ * answered without a round trip. The server bounds it: with backpressure it
+ * pushes at most a window beyond what the client acknowledged.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import type { ProcessEvent } from "../Executor.ts"
+import type * as Protocol from "../Protocol.ts"
+
+export class PushedOutput {
+  private readonly entries = new Map<number, ProcessEvent>()
+  private trimmedTo = 0
+  private exit: { readonly exitCode: number; readonly signal: string | null } | undefined
+  private readonly waiters = new Set<() => void>()
+  /** The highest cursor already acknowledged to the server. */
+  acknowledged = 0
+
+  add(event: ProcessEvent): void {
+    if (event._tag === "Exited") this.exit = { exitCode: event.exitCode, signal: event.signal }
+    if (event.seq <= this.trimmedTo) return
+    this.entries.set(event.seq, event)
+    const waiters = [...this.waiters]
+    this.waiters.clear()
+    for (const waiter of waiters) waiter()
+  }
+
+  /** Forgets everything up to `afterSeq`: the reader has it. */
+  trim(afterSeq: number): void {
+    for (let seq = this.trimmedTo + 1; seq <= afterSeq; seq++) this.entries.delete(seq)
+    this.trimmedTo = Math.max(this.trimmedTo, afterSeq)
+  }
+
+  /** Whether the entry after `afterSeq` (output, exit or close) arrived. */
+  knowsNext(afterSeq: number): boolean {
+    return this.entries.has(afterSeq + 1)
+  }
+
+  /**
+   * The read answer for `afterSeq` if the next output already arrived, with
+   * every seq accounted for (no gap); otherwise `undefined`: ask the server.
+   */
+  read(afterSeq: number, maxBytes: number | null): Protocol.ReadResult | undefined {
+    if (this.entries.get(afterSeq + 1)?._tag !== "Output") return undefined
+    const chunks: Array<Protocol.ProcessChunk> = []
+    let bytes = 0
+    let closed = false
+    for (let seq = afterSeq + 1; ; seq++) {
+      const entry = this.entries.get(seq)
+      if (entry === undefined) break
+      if (entry._tag === "Closed") {
+        closed = true
+        break
+      }
+      if (entry._tag === "Exited") continue
+      if (maxBytes !== null && chunks.length > 0 && bytes + entry.chunk.length > maxBytes) break
+      chunks.push({ seq: entry.seq, stream: entry.stream, chunk: entry.chunk })
+      bytes += entry.chunk.length
+    }
+    return {
+      chunks,
+      nextSeq: chunks[chunks.length - 1]!.seq + 1,
+      exited: this.exit !== undefined,
+      exitCode: this.exit?.exitCode ?? null,
+      closed,
+      failure: null,
+      signal: this.exit?.signal ?? null
+    }
+  }
+
+  /** Completes at the next pushed event. */
+  readonly changed: Effect.Effect<void> = Effect.callback<void>((resume) => {
+    const waiter = () => resume(Effect.void)
+    this.waiters.add(waiter)
+    return Effect.sync(() => this.waiters.delete(waiter))
+  })
+}
