@@ -16,6 +16,7 @@ import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import { Executor, type ExecutorError } from "./Executor.ts"
 import { ErrorCode, type Envelope, fromStreams, parseFrame, type RequestId, type Transport } from "./JsonRpc.ts"
@@ -36,6 +37,14 @@ export interface Options {
   readonly sessionTtl?: Duration.Input
   /** How long a process's session entry outlives its close (default 30 s, as the executor's retention). */
   readonly closedRetention?: Duration.Input
+  /** Processes not yet closed, over all sessions (default 4096). */
+  readonly maxProcesses?: number
+  /** Processes not yet closed in one session (default 1024). */
+  readonly maxProcessesPerSession?: number
+  /** Requests of one connection served at once (default 64); more wait their turn. */
+  readonly maxConcurrentRequests?: number
+  /** Requests of one connection waiting for a turn before new ones are refused (default 1024). */
+  readonly maxQueuedRequests?: number
 }
 
 /**
@@ -88,6 +97,8 @@ interface Session {
   readonly processes: Map<string, { readonly internalId: string }>
   attached: Connection | undefined
   expiry: Fiber.Fiber<void> | undefined
+  /** Processes started and not yet closed. */
+  live: number
 }
 
 /**
@@ -103,6 +114,14 @@ export interface Registry {
   readonly fibers: FiberSet.FiberSet<unknown, unknown>
   readonly sessionTtl: Duration.Duration
   readonly closedRetention: Duration.Duration
+  readonly limits: {
+    readonly processes: number
+    readonly processesPerSession: number
+    readonly concurrentRequests: number
+    readonly queuedRequests: number
+  }
+  /** Processes started and not yet closed, over all sessions. */
+  live: number
 }
 
 /**
@@ -119,7 +138,14 @@ export const makeRegistry = Effect.fnUntraced(function*(options: Options = {}) {
     sessions: new Map(),
     fibers: yield* FiberSet.make(),
     sessionTtl: Duration.fromInputUnsafe(options.sessionTtl ?? "30 seconds"),
-    closedRetention: Duration.fromInputUnsafe(options.closedRetention ?? Protocol.Limits.closedRetentionMillis)
+    closedRetention: Duration.fromInputUnsafe(options.closedRetention ?? Protocol.Limits.closedRetentionMillis),
+    limits: {
+      processes: options.maxProcesses ?? 4096,
+      processesPerSession: options.maxProcessesPerSession ?? 1024,
+      concurrentRequests: options.maxConcurrentRequests ?? 64,
+      queuedRequests: options.maxQueuedRequests ?? 1024
+    },
+    live: 0
   }
   yield* Effect.addFinalizer(() => Effect.forEach(registry.sessions.values(), (session) => endSession(registry, session)))
   return registry
@@ -133,8 +159,15 @@ const endSession = (registry: Registry, session: Session) =>
     })
   })
 
-/** Forwards a process's events to whichever connection its session has. */
-const notifyEvents = (registry: Registry, session: Session, processId: string, internalId: string, output: boolean) =>
+/** Forwards a process's events to whichever connection its session has; `closed` runs once it closed. */
+const notifyEvents = (
+  registry: Registry,
+  session: Session,
+  processId: string,
+  internalId: string,
+  output: boolean,
+  closed: Effect.Effect<void>
+) =>
   registry.executor.events(internalId).pipe(
     Stream.runForEach((event) => {
       const connection = session.attached
@@ -152,6 +185,7 @@ const notifyEvents = (registry: Registry, session: Session, processId: string, i
       }
     }),
     Effect.ignore,
+    Effect.ensuring(closed),
     Effect.andThen(Effect.sleep(registry.closedRetention)),
     Effect.andThen(Effect.sync(() => {
       if (session.processes.get(processId)?.internalId === internalId) session.processes.delete(processId)
@@ -197,12 +231,35 @@ const processMethods = (registry: Registry, session: Session) => {
     "process/start": (params: unknown) =>
       Effect.gen(function*() {
         const request = yield* decodeParams(Protocol.StartParams, params)
+        const { limits } = registry
+        if (session.live >= limits.processesPerSession) {
+          return yield* reply(
+            ErrorCode.limitExceeded,
+            `too many processes: this session already runs ${session.live} (the limit); wait for some to close`
+          )
+        }
+        if (registry.live >= limits.processes) {
+          return yield* reply(
+            ErrorCode.limitExceeded,
+            `too many processes: this server already runs ${registry.live} (the limit); wait for some to close`
+          )
+        }
+        // the slot is taken before the spawn, so racing starts cannot pass the limit together
+        session.live++
+        registry.live++
+        const release = Effect.sync(() => {
+          session.live--
+          registry.live--
+        })
         const internalId = internalIdOf(session, request.processId)
-        yield* executor.start({ ...request, processId: internalId }).pipe(Effect.mapError(toReply(request.processId)))
+        yield* executor.start({ ...request, processId: internalId }).pipe(
+          Effect.mapError(toReply(request.processId)),
+          Effect.onError(() => release)
+        )
         session.processes.set(request.processId, { internalId })
         yield* FiberSet.run(
           registry.fibers,
-          notifyEvents(registry, session, request.processId, internalId, request.outputNotifications !== false)
+          notifyEvents(registry, session, request.processId, internalId, request.outputNotifications !== false, release)
         )
         return { processId: request.processId, sandboxType: "none" }
       }),
@@ -311,7 +368,7 @@ export const serveConnection = Effect.fnUntraced(function*(registry: Registry, t
       existing.expiry = undefined
       attached = existing
     } else {
-      attached = { id: crypto.randomUUID(), processes: new Map(), attached: undefined, expiry: undefined }
+      attached = { id: crypto.randomUUID(), processes: new Map(), attached: undefined, expiry: undefined, live: 0 }
       registry.sessions.set(attached.id, attached)
     }
     attached.attached = connection
@@ -337,8 +394,20 @@ export const serveConnection = Effect.fnUntraced(function*(registry: Registry, t
     return reply(ErrorCode.methodNotFound, `method not found: ${method}`)
   }
 
+  // requests run concurrently up to a limit; a bounded number wait, the rest are refused
+  const turns = yield* Semaphore.make(registry.limits.concurrentRequests)
+  let pending = 0
   const respond = (id: RequestId, method: string, params: unknown) =>
-    handle(method, params).pipe(
+    Effect.suspend(() => {
+      if (pending >= registry.limits.concurrentRequests + registry.limits.queuedRequests) {
+        return reply(
+          ErrorCode.limitExceeded,
+          `too many requests in flight on this connection (${pending}); wait for answers before sending more`
+        )
+      }
+      pending++
+      return turns.withPermits(1)(handle(method, params)).pipe(Effect.ensuring(Effect.sync(() => pending--)))
+    }).pipe(
       Effect.matchEffect({
         onSuccess: (result) =>
           result instanceof RawJson

@@ -27,7 +27,9 @@ export const ErrorCode = {
   methodNotFound: -32601,
   invalidParams: -32602,
   internalError: -32603,
-  sessionAlreadyAttached: -32010
+  sessionAlreadyAttached: -32010,
+  /** Ours (implementation-defined range): a limit of the server was reached; retry later. */
+  limitExceeded: -32000
 } as const
 
 /**
@@ -140,13 +142,25 @@ export interface Transport {
  * @category transports
  * @since 0.1.0
  */
-export const fromWebSocket = (socket: WebSocket): Transport => {
+export const fromWebSocket = (
+  socket: WebSocket,
+  options: {
+    /** Outgoing bytes queued for a peer that does not read, before the link is dropped (default: no limit). */
+    readonly maxBufferedBytes?: number
+  } = {}
+): Transport => {
   let closedReason: string | undefined
+  const maxBufferedBytes = options.maxBufferedBytes ?? Infinity
   return {
     send: (frame) =>
       Effect.callback<void, TransportClosed>((resume) => {
         if (closedReason !== undefined || socket.readyState !== WebSocket.OPEN) {
           return resume(Effect.fail(new TransportClosed({ reason: closedReason ?? "the WebSocket is not open" })))
+        }
+        if (socket.bufferedAmount > maxBufferedBytes) {
+          closedReason = `the peer left ${socket.bufferedAmount} bytes unread (limit ${maxBufferedBytes}): dropped`
+          socket.terminate()
+          return resume(Effect.fail(new TransportClosed({ reason: closedReason })))
         }
         socket.send(frame, (error) =>
           resume(error ? Effect.fail(new TransportClosed({ reason: error.message })) : Effect.void))

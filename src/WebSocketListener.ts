@@ -40,8 +40,10 @@ export interface Options extends ExecServer.Options {
   readonly token?: Redacted.Redacted<string> | undefined
   /** Browser origins allowed to connect; any other `Origin` header is refused with 403. */
   readonly allowedOrigins?: ReadonlyArray<string>
-  /** Largest frame accepted (default 16 MiB). */
+  /** Largest frame accepted (default 16 MiB); a larger one closes the connection (1009). */
   readonly maxFrameBytes?: number
+  /** Answers and notifications queued for a client that does not read, before it is dropped (default 64 MiB). */
+  readonly maxBufferedBytes?: number
 }
 
 /**
@@ -135,7 +137,10 @@ export const listen = Effect.fnUntraced(function*(options: Options = {}) {
       return refuse(socket, 401, "Unauthorized")
     }
     sockets.handleUpgrade(request, socket, head, (webSocket) => {
-      run(ExecServer.serveConnection(registry, fromWebSocket(webSocket)))
+      run(ExecServer.serveConnection(
+        registry,
+        fromWebSocket(webSocket, { maxBufferedBytes: options.maxBufferedBytes ?? 64 * 1024 * 1024 })
+      ))
     })
   })
   yield* Effect.acquireRelease(

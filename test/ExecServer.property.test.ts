@@ -1,0 +1,103 @@
+/**
+ * Property: whatever a client sends — messages generated from the Protocol
+ * schemas, then mutated — the exec-server answers every request with exactly
+ * one result or JSON-RPC error, and a well-behaved second client is served
+ * throughout. A scripted executor stands behind the server, so generated
+ * argv never reach a real process.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Arbitrary from "effect/Arbitrary"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
+import { Executor } from "../src/Executor.ts"
+import * as Protocol from "../src/Protocol.ts"
+import * as WebSocketListener from "../src/WebSocketListener.ts"
+import * as Script from "./support/ScriptedExecutor.ts"
+import { connect, fromBase64, handshake } from "./support/wireClient.ts"
+
+/** Valid messages of every method, generated from the schemas and encoded for the wire. */
+const validMessages = Arbitrary.all([
+  Arbitrary.map(Arbitrary.schema(Protocol.StartParams), (p) => ["process/start", Schema.encodeSync(Protocol.StartParams)(p)] as const),
+  Arbitrary.map(Arbitrary.schema(Protocol.ReadParams), (p) => ["process/read", Schema.encodeSync(Protocol.ReadParams)(p)] as const),
+  Arbitrary.map(Arbitrary.schema(Protocol.WriteParams), (p) => ["process/write", Schema.encodeSync(Protocol.WriteParams)(p)] as const),
+  Arbitrary.map(Arbitrary.schema(Protocol.TerminateParams), (p) => ["process/terminate", p] as const),
+  Arbitrary.map(Arbitrary.schema(Protocol.SignalParams), (p) => ["process/signal", p] as const),
+  Arbitrary.map(Arbitrary.schema(Protocol.InitializeParams), (p) => ["initialize", p] as const)
+])
+
+/** Random JSON values to put where they do not belong. */
+const junk = Arbitrary.schema(Schema.Json)
+
+type Message = readonly [method: string, params: unknown]
+
+/** A mutation of a valid message, chosen by `choice`. */
+const mutate = ([method, params]: Message, choice: number, value: unknown): Message => {
+  const record = (typeof params === "object" && params !== null ? { ...params } : {}) as Record<string, unknown>
+  const keys = Object.keys(record)
+  const key = keys[choice % Math.max(1, keys.length)]
+  switch (choice % 7) {
+    case 0:
+      return [method, params] // unchanged
+    case 1:
+      if (key !== undefined) delete record[key]
+      return [method, record] // a field missing
+    case 2:
+      if (key !== undefined) record[key] = value
+      return [method, record] // a field of the wrong type
+    case 3:
+      return [method, value] // params of the wrong shape
+    case 4:
+      return [method, { ...record, extra: value }] // an unknown field
+    case 5:
+      return [`${method}/nope`, params] // an unknown method
+    default:
+      return [method, [params]] // params wrapped in an array
+  }
+}
+
+describe("ExecServer under generated input", () => {
+  it.live("answers every request exactly once and keeps serving a well-behaved client", () =>
+    Effect.gen(function*() {
+      const scripted = Script.make(() => [Script.out("ok"), Script.exit(0), Script.close])
+      // built in the test's scope: the scripted processes live as long as the test
+      const executor = Context.get(yield* Layer.build(scripted.layer), Executor)
+      const { url } = yield* Effect.provideService(WebSocketListener.listen({}), Executor, executor)
+      const hostile = yield* connect(url)
+      yield* handshake(hostile)
+      const polite = yield* connect(url)
+      yield* handshake(polite)
+
+      const messages = yield* Arbitrary.sampleEffect(validMessages, { count: 60, seed: 20261124 })
+      const junkValues = yield* Arbitrary.sampleEffect(junk, { count: 60, seed: 7 })
+      let sent = 0
+      let results = 0
+      for (const [i, group] of messages.entries()) {
+        for (const [j, message] of group.entries()) {
+          const [method, params] = mutate(message, i * 7 + j, junkValues[(i + j) % junkValues.length])
+          const id = `h-${sent++}`
+          const reply = yield* hostile.request(method, params, { id })
+          assert.strictEqual(reply.id, id)
+          assert.isTrue(
+            (reply.result !== undefined) !== (reply.error !== undefined),
+            `one result or one error for ${method} ${JSON.stringify(params).slice(0, 200)}`
+          )
+          if (reply.error !== undefined) assert.isNumber(reply.error.code)
+          else results++
+        }
+        if (i % 10 === 0) {
+          // the other client is served all along
+          const processId = `polite-${i}`
+          yield* polite.call("process/start", { processId, argv: ["true"], cwd: "/tmp", env: {}, tty: false })
+          const read = yield* polite.call("process/read", { processId, afterSeq: 0, maxBytes: null, waitMs: 2_000 })
+          assert.strictEqual(read.chunks.map((c: { chunk: string }) => fromBase64(c.chunk)).join(""), "ok")
+        }
+      }
+      assert.isAtLeast(sent, 300)
+      // the generator reaches both sides: accepted messages and refused ones
+      assert.isAbove(results, 20)
+      assert.isAbove(sent - results, 20)
+      assert.strictEqual(hostile.received.filter((r) => r.frame.id === undefined && r.frame.method === undefined).length, 0)
+    }), 60_000)
+})
