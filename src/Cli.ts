@@ -196,6 +196,21 @@ const sessionTtlFlag = Flag.String("session-ttl").pipe(
   Flag.withDefault("30s")
 )
 
+const concurrentRequestsFlag = Flag.Int("concurrent-requests").pipe(
+  Flag.withDescription("Requests of one connection served at once (default 64); up to 1024 more wait"),
+  Flag.withDefault(64)
+)
+
+const maxProcessesFlag = Flag.Int("max-processes").pipe(
+  Flag.withDescription("Processes running at once over all clients (default 4096); more starts are refused"),
+  Flag.withDefault(4096)
+)
+
+const maxProcessesPerSessionFlag = Flag.Int("max-processes-per-session").pipe(
+  Flag.withDescription("Processes running at once for one client session (default 1024)"),
+  Flag.withDefault(1024)
+)
+
 /**
  * `effect-exec serve`.
  *
@@ -204,15 +219,28 @@ const sessionTtlFlag = Flag.String("session-ttl").pipe(
  */
 export const serve = Command.make(
   "serve",
-  { listen: listenFlag, token: tokenFlag, tokenFile: tokenFileFlag, sessionTtl: sessionTtlFlag },
-  Effect.fnUntraced(function*({ listen, sessionTtl, token, tokenFile }) {
+  {
+    listen: listenFlag,
+    token: tokenFlag,
+    tokenFile: tokenFileFlag,
+    sessionTtl: sessionTtlFlag,
+    concurrentRequests: concurrentRequestsFlag,
+    maxProcesses: maxProcessesFlag,
+    maxProcessesPerSession: maxProcessesPerSessionFlag
+  },
+  Effect.fnUntraced(function*({ concurrentRequests, listen, maxProcesses, maxProcessesPerSession, sessionTtl, token, tokenFile }) {
     const ttl = parseTimeout(sessionTtl)
     if (Option.isNone(ttl) || ttl.value === "none") {
       yield* Console.error(`effect-exec: invalid --session-ttl ${JSON.stringify(sessionTtl)} (try 30s or 2m)`)
       process.exitCode = 2
       return
     }
-    const options = { sessionTtl: ttl.value }
+    const options = {
+      sessionTtl: ttl.value,
+      maxConcurrentRequests: concurrentRequests,
+      maxProcesses,
+      maxProcessesPerSession
+    }
     if (listen === "stdio") {
       yield* ExecServer.serveStdio(process.stdin, process.stdout, options)
       return

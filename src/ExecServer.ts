@@ -45,6 +45,8 @@ export interface Options {
   readonly maxConcurrentRequests?: number
   /** Requests of one connection waiting for a turn before new ones are refused (default 1024). */
   readonly maxQueuedRequests?: number
+  /** Sessions kept at once, attached or waiting for a resume (default 1024). */
+  readonly maxSessions?: number
 }
 
 /**
@@ -119,6 +121,7 @@ export interface Registry {
     readonly processesPerSession: number
     readonly concurrentRequests: number
     readonly queuedRequests: number
+    readonly sessions: number
   }
   /** Processes started and not yet closed, over all sessions. */
   live: number
@@ -143,7 +146,8 @@ export const makeRegistry = Effect.fnUntraced(function*(options: Options = {}) {
       processes: options.maxProcesses ?? 4096,
       processesPerSession: options.maxProcessesPerSession ?? 1024,
       concurrentRequests: options.maxConcurrentRequests ?? 64,
-      queuedRequests: options.maxQueuedRequests ?? 1024
+      queuedRequests: options.maxQueuedRequests ?? 1024,
+      sessions: options.maxSessions ?? 1024
     },
     live: 0
   }
@@ -368,6 +372,13 @@ export const serveConnection = Effect.fnUntraced(function*(registry: Registry, t
       existing.expiry = undefined
       attached = existing
     } else {
+      if (registry.sessions.size >= registry.limits.sessions) {
+        initializeRequested = false
+        return yield* reply(
+          ErrorCode.limitExceeded,
+          `too many sessions: this server keeps ${registry.sessions.size} (the limit); try again later`
+        )
+      }
       attached = { id: crypto.randomUUID(), processes: new Map(), attached: undefined, expiry: undefined, live: 0 }
       registry.sessions.set(attached.id, attached)
     }
@@ -397,25 +408,37 @@ export const serveConnection = Effect.fnUntraced(function*(registry: Registry, t
   // requests run concurrently up to a limit; a bounded number wait, the rest are refused
   const turns = yield* Semaphore.make(registry.limits.concurrentRequests)
   let pending = 0
+  const answer = (id: RequestId, outcome: Effect.Effect<unknown, Reply>) =>
+    Effect.matchEffect(outcome, {
+      onSuccess: (result) =>
+        result instanceof RawJson
+          ? sendJson(`{"id":${JSON.stringify(id)},"result":${result.json}}`)
+          : send({ id, result }),
+      onFailure: (error) => send({ id, error: { code: error.code, message: error.message } })
+    })
+  const overloaded = () => pending >= registry.limits.concurrentRequests + registry.limits.queuedRequests
+  /** A request takes a turn until its answer is handed to the OS: answers waiting to go out are bounded too. */
   const respond = (id: RequestId, method: string, params: unknown) =>
     Effect.suspend(() => {
-      if (pending >= registry.limits.concurrentRequests + registry.limits.queuedRequests) {
-        return reply(
-          ErrorCode.limitExceeded,
-          `too many requests in flight on this connection (${pending}); wait for answers before sending more`
+      if (overloaded()) {
+        return answer(
+          id,
+          reply(
+            ErrorCode.limitExceeded,
+            `too many requests in flight on this connection (${pending}); wait for answers before sending more`
+          )
         )
       }
       pending++
-      return turns.withPermits(1)(handle(method, params)).pipe(Effect.ensuring(Effect.sync(() => pending--)))
-    }).pipe(
-      Effect.matchEffect({
-        onSuccess: (result) =>
-          result instanceof RawJson
-            ? sendJson(`{"id":${JSON.stringify(id)},"result":${result.json}}`)
-            : send({ id, result }),
-        onFailure: (error) => send({ id, error: { code: error.code, message: error.message } })
-      })
-    )
+      return turns.withPermits(1)(answer(id, handle(method, params))).pipe(Effect.ensuring(Effect.sync(() => pending--)))
+    })
+  /** Notifications take turns as requests do; past the limit they are dropped (nothing answers them). */
+  const accept = (work: Effect.Effect<unknown, Reply>) =>
+    Effect.suspend(() => {
+      if (overloaded()) return Effect.void
+      pending++
+      return turns.withPermits(1)(Effect.ignore(work)).pipe(Effect.ensuring(Effect.sync(() => pending--)))
+    })
 
   const closed = yield* Effect.callback<string>((resume) => {
     transport.listen({
@@ -430,7 +453,7 @@ export const serveConnection = Effect.fnUntraced(function*(registry: Registry, t
         if (id === undefined) {
           if (method === "initialized" && session !== undefined) initialized = true
           else if (method === "process/acknowledge" && initialized && methods !== undefined) {
-            run(Effect.ignore(methods["process/acknowledge"](params)))
+            run(accept(methods["process/acknowledge"](params)))
           }
           return
         }

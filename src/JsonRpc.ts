@@ -147,10 +147,13 @@ export const fromWebSocket = (
   options: {
     /** Outgoing bytes queued for a peer that does not read, before the link is dropped (default: no limit). */
     readonly maxBufferedBytes?: number
+    /** A frame the peer has not taken within this long drops the link (default: never). */
+    readonly stallTimeoutMillis?: number
   } = {}
 ): Transport => {
   let closedReason: string | undefined
   const maxBufferedBytes = options.maxBufferedBytes ?? Infinity
+  const stallTimeoutMillis = options.stallTimeoutMillis
   return {
     send: (frame) =>
       Effect.callback<void, TransportClosed>((resume) => {
@@ -162,8 +165,14 @@ export const fromWebSocket = (
           socket.terminate()
           return resume(Effect.fail(new TransportClosed({ reason: closedReason })))
         }
-        socket.send(frame, (error) =>
-          resume(error ? Effect.fail(new TransportClosed({ reason: error.message })) : Effect.void))
+        const stalled = stallTimeoutMillis === undefined ? undefined : setTimeout(() => {
+          closedReason ??= `the peer took nothing for ${stallTimeoutMillis} ms: dropped`
+          socket.terminate()
+        }, stallTimeoutMillis)
+        socket.send(frame, (error) => {
+          clearTimeout(stalled)
+          resume(error ? Effect.fail(new TransportClosed({ reason: closedReason ?? error.message })) : Effect.void)
+        })
       }),
     listen: ({ onClose, onFrame }) => {
       socket.on("message", (data, isBinary) => {

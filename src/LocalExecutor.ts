@@ -49,6 +49,12 @@ export interface Options {
   /** How long a closed process stays readable and keeps its id (default 30 s). */
   readonly closedRetention?: Duration.Input
   /**
+   * Closed processes kept at most (default 1024): past it the oldest is
+   * forgotten before its retention ends, so memory is bounded by count, not
+   * only by time.
+   */
+  readonly maxClosedRetained?: number
+  /**
    * A process started with `backpressure` falls back to dropping its oldest
    * output when no reader has come for this long (default 10 s), so a reader
    * that went away cannot stall it forever.
@@ -68,6 +74,9 @@ interface Running {
 }
 
 type Entry = { readonly state: "starting" } | Running
+
+/** How long an exit waits for the pipes to drain before it is numbered anyway. */
+const exitGraceMillis = 200
 
 const isRunning = (child: NodeChildProcess.ChildProcess) => child.exitCode === null && child.signalCode === null
 
@@ -121,6 +130,13 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const baseEnvironment = options.baseEnvironment ?? process.env
   const table = new Map<string, Entry>()
   const supervisors = yield* FiberSet.make()
+  const maxClosedRetained = options.maxClosedRetained ?? 1024
+  /** Closed processes still retained, oldest first (a Set keeps insertion order). */
+  const closedOrder = new Set<string>()
+  const forget = (processId: string, entry: Entry) => {
+    if (table.get(processId) === entry) table.delete(processId)
+    closedOrder.delete(processId)
+  }
 
   yield* Effect.addFinalizer(() =>
     Effect.sync(() => {
@@ -146,6 +162,18 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const attach = (child: NodeChildProcess.ChildProcess, entry: Running) => {
     const { log } = entry
     let openStreams = 2
+    // The exit is numbered once the pipes are drained, or after a grace period
+    // when a background child keeps them open: Node often reports the exit
+    // before the output the child wrote just before it, and a reader that sees
+    // the exit first starts its drain clock too early.
+    let exitStatus: { readonly code: number; readonly signal: NodeJS.Signals | null } | undefined
+    let exitGrace: NodeJS.Timeout | undefined
+    const recordExit = () => {
+      if (exitStatus === undefined || log.exited) return
+      clearTimeout(exitGrace)
+      log.markExited(exitStatus.code, exitStatus.signal)
+      closeIfDone()
+    }
     const closeIfDone = () => {
       if (openStreams === 0 && log.exited) {
         log.markClosed()
@@ -168,6 +196,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       readable.on("error", () => {})
       readable.on("close", () => {
         openStreams--
+        if (openStreams === 0) recordExit()
         closeIfDone()
       })
     }
@@ -175,12 +204,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     pipe(child.stderr, "stderr")
     child.stdin?.on("error", () => {})
     child.on("exit", (code, signal) => {
-      // Output the child wrote before exiting is often still queued behind the
-      // exit notification in this turn of the event loop: let it land first.
-      setImmediate(() => {
-        log.markExited(code ?? Protocol.signaledExitCode(signal), signal)
-        closeIfDone()
-      })
+      exitStatus = { code: code ?? Protocol.signaledExitCode(signal), signal }
+      if (openStreams === 0) recordExit()
+      else exitGrace = setTimeout(recordExit, exitGraceMillis)
     })
   }
 
@@ -248,8 +274,15 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         Deferred.await(closed),
         entry.log.backpressure ? releaseWhenReaderIdle(entry) : Effect.never
       )
+      closedOrder.add(processId)
+      if (closedOrder.size > maxClosedRetained) {
+        const oldest = closedOrder.values().next().value!
+        const oldestEntry = table.get(oldest)
+        if (oldestEntry !== undefined) forget(oldest, oldestEntry)
+        else closedOrder.delete(oldest)
+      }
       yield* Effect.sleep(closedRetention)
-      if (table.get(processId) === entry) table.delete(processId)
+      forget(processId, entry)
     }))
     return { processId, sandboxType: "none" }
   })

@@ -208,9 +208,21 @@ export const make = Effect.fnUntraced(function*(
     return events
   }
 
+  /** Histories of closed processes, oldest first: at most `keptHistories` stay for `events`. */
+  const closedHistories = new Set<string>()
+  const keptHistories = 1024
   const record = (processId: string, event: ProcessEvent) => {
     pushed.get(processId)?.add(event)
     if (event._tag !== "Output" || notifiedOutput.has(processId)) eventsOf(processId).add(event)
+    if (event._tag === "Closed") {
+      closedHistories.add(processId)
+      if (closedHistories.size > keptHistories) {
+        const oldest = closedHistories.values().next().value!
+        closedHistories.delete(oldest)
+        notified.delete(oldest)
+        notifiedOutput.delete(oldest)
+      }
+    }
   }
 
   const onNotification = (method: string, params: unknown) => {

@@ -8,6 +8,7 @@
 import { createHash, timingSafeEqual } from "node:crypto"
 import * as Http from "node:http"
 import { isIP } from "node:net"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Redacted from "effect/Redacted"
@@ -42,8 +43,14 @@ export interface Options extends ExecServer.Options {
   readonly allowedOrigins?: ReadonlyArray<string>
   /** Largest frame accepted (default 16 MiB); a larger one closes the connection (1009). */
   readonly maxFrameBytes?: number
-  /** Answers and notifications queued for a client that does not read, before it is dropped (default 64 MiB). */
+  /**
+   * Answers and notifications queued for a client, before it is dropped
+   * (default 128 MiB: above what 64 concurrent reads of a full retention
+   * window can queue for a client that does read).
+   */
   readonly maxBufferedBytes?: number
+  /** A client that takes nothing from its socket for this long is dropped (default 30 s). */
+  readonly stallTimeout?: Duration.Input
 }
 
 /**
@@ -139,7 +146,10 @@ export const listen = Effect.fnUntraced(function*(options: Options = {}) {
     sockets.handleUpgrade(request, socket, head, (webSocket) => {
       run(ExecServer.serveConnection(
         registry,
-        fromWebSocket(webSocket, { maxBufferedBytes: options.maxBufferedBytes ?? 64 * 1024 * 1024 })
+        fromWebSocket(webSocket, {
+          maxBufferedBytes: options.maxBufferedBytes ?? 128 * 1024 * 1024,
+          stallTimeoutMillis: Duration.toMillis(Duration.fromInputUnsafe(options.stallTimeout ?? "30 seconds"))
+        })
       ))
     })
   })

@@ -85,3 +85,18 @@ describe("LocalExecutor (local behaviour)", () => {
       yield* TestClock.withLive(awaitDeath(grandchild))
     }))
 })
+
+describe("LocalExecutor retention by count", () => {
+  it.effect("forgets the oldest closed process past maxClosedRetained", () =>
+    Effect.flatMap(LocalExecutor.make({ maxClosedRetained: 2 }), (executor) =>
+      Effect.gen(function*() {
+        for (const id of ["c1", "c2", "c3"]) {
+          yield* start(id, ["true"])
+          yield* readUntilClosed(id)
+          yield* TestClock.withLive(Effect.sleep("20 millis"))
+        }
+        assert.strictEqual(reasonOf(yield* Effect.exit(executor.read({ processId: "c1" }))), "UnknownProcess")
+        assert.isTrue((yield* executor.read({ processId: "c2" })).closed)
+        assert.isTrue((yield* executor.read({ processId: "c3" })).closed)
+      }).pipe(Effect.provideService(Exec.Executor, executor))))
+})

@@ -83,7 +83,7 @@ export const suite = (
         Effect.gen(function*() {
           const executor = yield* Exec.Executor
           const processId = freshId("late")
-          yield* start(processId, ["sh", "-c", "(sleep 0.3; printf late) & printf early"])
+          yield* start(processId, ["sh", "-c", "(sleep 1; printf late) & printf early"])
           let result = yield* executor.read({ processId, afterSeq: 0, maxBytes: null, waitMs: 2_000 })
           let afterSeq = result.nextSeq - 1
           while (!result.exited) {

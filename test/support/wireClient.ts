@@ -74,6 +74,12 @@ export interface WireClient {
   readonly close: Effect.Effect<void>
   /** Completes once the socket is closed (by either side). */
   readonly closed: Effect.Effect<void>
+  /** The close code and reason, once the socket is closed. */
+  readonly closeInfo: () => { readonly code: number; readonly reason: string } | undefined
+  /** Waits (up to `timeoutMs`, default 5 s) for the socket to close; returns the close code and reason. */
+  readonly closedWithin: (timeoutMs?: number) => Effect.Effect<{ readonly code: number; readonly reason: string }>
+  /** Sends every frame at once (all handed to the socket before any completes), then waits until all are written. */
+  readonly sendAll: (frames: ReadonlyArray<string | Buffer>, options?: { readonly binary?: boolean }) => Effect.Effect<void>
 }
 
 const describeFrames = (received: ReadonlyArray<Received>) =>
@@ -85,6 +91,7 @@ const wrap = (socket: WebSocket, timeoutMs: number): WireClient => {
   const received: Array<Received> = []
   const listeners = new Set<() => void>()
   let isClosed = socket.readyState === WebSocket.CLOSED
+  let closeInfo: { readonly code: number; readonly reason: string } | undefined
   let nextId = 1
 
   socket.on("message", (data: Buffer, isBinary: boolean) => {
@@ -98,7 +105,8 @@ const wrap = (socket: WebSocket, timeoutMs: number): WireClient => {
     received.push({ at: now(), frame })
     for (const listener of [...listeners]) listener()
   })
-  socket.on("close", () => {
+  socket.on("close", (code: number, reason: Buffer) => {
+    closeInfo = { code, reason: reason.toString() }
     isClosed = true
     for (const listener of [...listeners]) listener()
   })
@@ -215,7 +223,25 @@ const wrap = (socket: WebSocket, timeoutMs: number): WireClient => {
       if (!isClosed) socket.close()
       return waitUntil("the socket to close", () => (isClosed ? true : undefined))
     }).pipe(Effect.asVoid),
-    closed: waitUntil("the socket to close", () => (isClosed ? true : undefined), 60_000).pipe(Effect.asVoid)
+    closed: waitUntil("the socket to close", () => (isClosed ? true : undefined), 60_000).pipe(Effect.asVoid),
+    closeInfo: () => closeInfo,
+    closedWithin: (timeout = timeoutMs) => waitUntil("the socket to close", () => (isClosed ? closeInfo ?? { code: 0, reason: "" } : undefined), timeout),
+    sendAll: (frames, options = {}) =>
+      Effect.callback<void>((resume) => {
+        let remaining = frames.length
+        let failed = false
+        if (remaining === 0) return resume(Effect.void)
+        for (const frame of frames) {
+          socket.send(frame, { binary: options.binary ?? false }, (error) => {
+            if (failed) return
+            if (error) {
+              failed = true
+              return resume(Effect.die(error))
+            }
+            if (--remaining === 0) resume(Effect.void)
+          })
+        }
+      })
   }
 }
 

@@ -1,0 +1,940 @@
+/**
+ * The exec-server against hostile or careless clients, over the wire: frames
+ * over the size limit, deeply nested JSON, floods of requests, too many
+ * processes, binary garbage, stray responses, wrong types in every field, a
+ * client that never reads, shell metacharacters in argv, and wrong tokens.
+ * After the hostile part every test proves the server unharmed: a new,
+ * well-behaved client completes a handshake and runs a command.
+ */
+import { randomBytes } from "node:crypto"
+import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import * as Net from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
+import { Executor } from "../src/Executor.ts"
+import * as LocalExecutor from "../src/LocalExecutor.ts"
+import * as WebSocketListener from "../src/WebSocketListener.ts"
+import { awaitDeath, isAlive } from "./support/processes.ts"
+import {
+  type ConnectOptions,
+  connect,
+  type Frame,
+  fromBase64,
+  handshake,
+  pollUntil,
+  refusedStatus,
+  startParams,
+  type WireClient
+} from "./support/wireClient.ts"
+
+/** A server on 127.0.0.1 for the current scope, with a local executor built in the same scope. */
+const server = (options: WebSocketListener.Options = {}) =>
+  Effect.flatMap(
+    LocalExecutor.make(),
+    (executor) => Effect.provideService(WebSocketListener.listen(options), Executor, executor)
+  )
+
+/** A connected client that has completed the handshake. */
+const client = (url: string, options: ConnectOptions = {}) =>
+  Effect.gen(function*() {
+    const connected = yield* connect(url, options)
+    const init = yield* handshake(connected)
+    return { client: connected, sessionId: init.sessionId }
+  })
+
+/** Reads a process with the client loop until it is closed; returns its output text and the last result. */
+const readAll = (client: WireClient, processId: string) =>
+  Effect.gen(function*() {
+    let afterSeq = 0
+    let text = ""
+    while (true) {
+      const result = yield* client.call("process/read", { processId, afterSeq, maxBytes: null, waitMs: 1_000 })
+      for (const chunk of result.chunks) text += fromBase64(chunk.chunk)
+      afterSeq = result.nextSeq - 1
+      if (result.closed) return { text, last: result }
+    }
+  })
+
+let unharmedCount = 0
+/**
+ * Proves the server still serves: a new client completes the handshake and
+ * runs `sh -c 'printf ok'` to completion (in its own scope, so it disconnects).
+ */
+const assertUnharmed = (url: string, options: ConnectOptions = {}) =>
+  Effect.scoped(Effect.gen(function*() {
+    const { client: fresh } = yield* client(url, options)
+    const processId = `unharmed-${++unharmedCount}`
+    const started = yield* fresh.call("process/start", startParams(processId, ["sh", "-c", "printf ok"]))
+    assert.deepStrictEqual(started, { processId, sandboxType: "none" })
+    const { last, text } = yield* readAll(fresh, processId)
+    assert.strictEqual(text, "ok")
+    assert.strictEqual(last.exitCode, 0)
+  }))
+
+/** Proves one connection still works: an unknown method gets its -32601 answer, in order. */
+const assertUsable = (client: WireClient) =>
+  Effect.gen(function*() {
+    assert.isUndefined(client.closeInfo(), "the connection is still open")
+    const error = yield* client.callError("no/such-method", {})
+    assert.strictEqual(error.code, -32601)
+  })
+
+/** Replies (frames with an id and no method) received so far. */
+const replies = (client: WireClient): ReadonlyArray<Frame> =>
+  client.received.filter((r) => r.frame.method === undefined && r.frame.id !== undefined).map((r) => r.frame)
+
+/** Waits until `count` replies have arrived (polling, bounded). */
+const awaitReplies = (client: WireClient, count: number, timeoutMs = 5_000) =>
+  pollUntil(`${count} replies (got ${replies(client).length})`, () => replies(client).length >= count, timeoutMs, 10)
+
+/** A request frame's text. */
+const request = (id: number | string, method: string, params?: unknown) =>
+  JSON.stringify({ id, method, ...(params === undefined ? {} : { params }) })
+
+/** A process that prints its pid on its first line, then sleeps in its place. */
+const sleeper = (processId: string, seconds = 30) =>
+  startParams(processId, ["sh", "-c", `echo $$; exec sleep ${seconds}`])
+
+/** The pid a `sleeper` printed, from its `process/output` notification. */
+const pidOf = (client: WireClient, processId: string) =>
+  Effect.map(
+    client.notification("process/output", processId, (params) => fromBase64(params.chunk).includes("\n")),
+    (params) => {
+      const pid = Number(fromBase64(params.chunk).split("\n")[0])
+      assert.isAbove(pid, 1, `${processId} printed its pid`)
+      return pid
+    }
+  )
+
+/** Sends every `process/start` of `ids` at once; returns the replies by process id. */
+const startAll = (client: WireClient, ids: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const before = replies(client).length
+    const requestIds = ids.map((id) => `start:${id}`)
+    yield* client.sendAll(ids.map((id, i) => request(requestIds[i]!, "process/start", sleeper(id))))
+    yield* awaitReplies(client, before + ids.length)
+    return new Map(ids.map((id, i) => [id, replies(client).find((frame) => frame.id === requestIds[i])!]))
+  })
+
+// =============================================================================
+// 1. Frames over the size limit
+// =============================================================================
+
+describe("ExecServer against hostile clients: frame size", () => {
+  /** Sends one text frame of `bytes` bytes (a JSON string) and waits for the connection to close. */
+  const oversized = (client: WireClient, bytes: number) =>
+    Effect.gen(function*() {
+      // not awaited: the server may close before the client finishes writing
+      client.socket.send(`"${"x".repeat(bytes - 2)}"`, () => {})
+      return yield* client.closedWithin(5_000)
+    })
+
+  it.live("closes a connection that sends a 17 MiB frame with 1009 (default limit)", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server()
+      const { client: hostile } = yield* client(url)
+      const bystander = (yield* client(url)).client
+      const closed = yield* oversized(hostile, 17 * 1024 * 1024)
+      assert.strictEqual(closed.code, 1009)
+      assert.isFalse(hostile.received.some((r) => r.frame.id === -1), "no reply, only the close")
+      yield* assertUsable(bystander)
+      yield* assertUnharmed(url)
+    }))
+
+  it.live("closes a connection that sends a 2 MiB frame with 1009 (maxFrameBytes 1 MiB), accepts one just below", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server({ maxFrameBytes: 1024 * 1024 })
+      const { client: near } = yield* client(url)
+      // just below the limit: an ordinary (unknown-method) request padded to 1 MiB
+      const frame = request("near", "no/such-method", { pad: "" })
+      const padded = request("near", "no/such-method", { pad: "x".repeat(1024 * 1024 - frame.length) })
+      assert.strictEqual(Buffer.byteLength(padded), 1024 * 1024)
+      yield* near.sendRaw(padded)
+      assert.strictEqual((yield* near.reply("near")).error?.code, -32601)
+      const { client: hostile } = yield* client(url)
+      const closed = yield* oversized(hostile, 2 * 1024 * 1024)
+      assert.strictEqual(closed.code, 1009)
+      yield* assertUsable(near)
+      yield* assertUnharmed(url)
+    }))
+})
+
+// =============================================================================
+// 2. Deeply nested JSON
+// =============================================================================
+
+describe("ExecServer against hostile clients: deeply nested JSON", () => {
+  const depth = 100_000
+
+  it.live("answers 100 000 nested arrays with id -1 and -32600, and the connection stays usable", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server()
+      const { client: hostile } = yield* client(url)
+      yield* hostile.sendRaw("[".repeat(depth) + "]".repeat(depth))
+      const error = yield* hostile.waitFor("the -32600 answer", (frame) => frame.id === -1)
+      assert.strictEqual(error.error?.code, -32600)
+      // nested objects in the id: not a JSON-RPC message either
+      yield* hostile.sendRaw(`{"id":${"{\"a\":".repeat(depth)}1${"}".repeat(depth)},"method":"process/read"}`)
+      yield* pollUntil("a second -32600", () => hostile.received.filter((r) => r.frame.id === -1).length === 2)
+      assert.strictEqual(hostile.received.filter((r) => r.frame.id === -1)[1]!.frame.error?.code, -32600)
+      yield* assertUsable(hostile)
+      yield* assertUnharmed(url)
+    }))
+
+  it.live("answers params nested 100 000 objects deep with -32602, wherever the nesting is", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server()
+      const { client: hostile } = yield* client(url)
+      const nested = `${"{\"a\":".repeat(depth)}1${"}".repeat(depth)}`
+      const nestedArray = `${"[".repeat(depth)}${"]".repeat(depth)}`
+      const base = JSON.stringify(startParams("deep", ["true"])).slice(1, -1)
+      const cases: ReadonlyArray<readonly [string, string, string | undefined]> = [
+        // the params object itself nests: processId (and the rest) are missing
+        ["whole params", `{"id":"whole","method":"process/start","params":${nested}}`, "processId"],
+        // the nesting sits in a field that is ignored: still missing fields
+        ["extra field", `{"id":"extra","method":"process/read","params":{"extra":${nested}}}`, "processId"],
+        // the nesting sits where a string is expected
+        ["processId", `{"id":"pid","method":"process/start","params":{${base},"processId":${nested}}}`, "processId"],
+        ["argv", `{"id":"argv","method":"process/start","params":{${base},"argv":${nestedArray}}}`, "argv"],
+        ["env", `{"id":"env","method":"process/start","params":{${base},"env":{"X":${nested}}}}`, "env"],
+        ["envPolicy.set", `{"id":"policy","method":"process/start","params":{${base},"envPolicy":{"inherit":"none","ignoreDefaultExcludes":false,"exclude":[],"includeOnly":[],"set":${nested}}}}`, "set"],
+        ["chunk", `{"id":"chunk","method":"process/write","params":{"processId":"deep","chunk":${nested}}}`, "chunk"]
+      ]
+      yield* hostile.sendAll(cases.map(([, frame]) => frame))
+      for (const [label, frame, field] of cases) {
+        const id = JSON.parse(frame.slice(0, frame.indexOf(",\"method\"")) + "}").id
+        const answer = yield* hostile.reply(id)
+        assert.strictEqual(answer.error?.code, -32602, `${label}: ${JSON.stringify(answer).slice(0, 300)}`)
+        if (field !== undefined) assert.include(answer.error!.message, field, label)
+        assert.isBelow(answer.error!.message.length, 10_000, `${label}: the message does not echo the whole value`)
+      }
+      // nothing was started
+      assert.strictEqual((yield* hostile.callError("process/read", { processId: "deep" })).code, -32600)
+      // a nested initialize, before the handshake: refused, and the handshake still works after it
+      const fresh = yield* connect(url)
+      yield* fresh.sendRaw(`{"id":"init","method":"initialize","params":{"clientName":${nested}}}`)
+      const init = yield* fresh.reply("init")
+      assert.strictEqual(init.error?.code, -32602)
+      assert.include(init.error!.message, "clientName")
+      yield* handshake(fresh)
+      yield* assertUsable(fresh)
+      yield* assertUsable(hostile)
+      yield* assertUnharmed(url)
+    }))
+})
+
+// =============================================================================
+// 3. Floods of requests
+// =============================================================================
+
+describe("ExecServer against hostile clients: request floods", () => {
+  const floodSize = 5_000
+
+  /** The id of the flood's `i`th request: integers clear of the handshake's, and strings. */
+  const idOf = (i: number) => (i % 6 === 5 ? `s${i}` : 100_000 + i)
+
+  /** A mix of valid and invalid requests; the id tells which. */
+  const mixedFlood = (count: number, processId: string) =>
+    Array.from({ length: count }, (_, i) => {
+      switch (i % 6) {
+        case 0:
+          return request(idOf(i), "process/read", { processId: `ghost-${i}` })
+        case 1:
+          return request(idOf(i), "process/read", { processId, afterSeq: 0, maxBytes: 16, waitMs: 0 })
+        case 2:
+          return request(idOf(i), "process/terminate", { processId: `ghost-${i}` })
+        case 3:
+          return request(idOf(i), "process/read", { processId: i })
+        case 4:
+          return request(idOf(i), "no/such-method", {})
+        default:
+          return request(idOf(i), "process/write", { processId: `ghost-${i}`, chunk: "aGk=" })
+      }
+    })
+
+  /** Asserts each of the flood's ids got exactly one reply; returns the replies by id. */
+  const assertOneReplyEach = (client: WireClient, count: number) => {
+    const byId = new Map<string | number, Array<Frame>>()
+    for (const frame of replies(client)) {
+      const list = byId.get(frame.id!) ?? []
+      list.push(frame)
+      byId.set(frame.id!, list)
+    }
+    for (let i = 0; i < count; i++) {
+      const got = byId.get(idOf(i))
+      assert.strictEqual(got?.length, 1, `request ${idOf(i)} got ${got?.length ?? 0} replies`)
+    }
+    return byId
+  }
+
+  it.live("answers every one of 5 000 requests sent without waiting exactly once", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server()
+      const { client: flooder } = yield* client(url)
+      yield* flooder.call("process/start", startParams("talker", ["sh", "-c", "echo hello; exec sleep 30"]))
+      yield* flooder.notification("process/output", "talker")
+      const before = replies(flooder).length
+      yield* flooder.sendAll(mixedFlood(floodSize, "talker"))
+      yield* awaitReplies(flooder, before + floodSize)
+      const byId = assertOneReplyEach(flooder, floodSize)
+      assert.strictEqual(replies(flooder).length, before + floodSize, "no reply to anything else")
+      // with the default limits (64 + 1024 queued) a flood of quick requests may
+      // still be refused in part: whatever is not a refusal is the right answer
+      let refused = 0
+      for (let i = 0; i < floodSize; i++) {
+        const [frame] = byId.get(idOf(i))!
+        if (frame!.error?.code === -32000) {
+          refused++
+          assert.match(frame!.error.message, /^too many requests in flight on this connection \(\d+\)/)
+          continue
+        }
+        switch (i % 6) {
+          case 0:
+            assert.deepStrictEqual(frame!.error, { code: -32600, message: `unknown process id ghost-${i}` })
+            break
+          case 1:
+            assert.strictEqual(fromBase64(frame!.result.chunks[0].chunk), "hello\n")
+            break
+          case 2:
+            assert.deepStrictEqual(frame!.result, { running: false })
+            break
+          case 3:
+            assert.strictEqual(frame!.error?.code, -32602)
+            break
+          case 4:
+            assert.strictEqual(frame!.error?.code, -32601)
+            break
+          default:
+            assert.deepStrictEqual(frame!.result, { status: "unknownProcess" })
+        }
+      }
+      assert.isBelow(refused, floodSize, "most requests are served")
+      yield* assertUsable(flooder)
+      const read = yield* flooder.call("process/read", { processId: "talker", afterSeq: 0, maxBytes: null, waitMs: 0 })
+      assert.strictEqual(read.exited, false)
+      yield* assertUnharmed(url)
+    }))
+
+  it.live("refuses requests beyond maxConcurrentRequests + maxQueuedRequests with -32000, and answers each once", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server({ maxConcurrentRequests: 8, maxQueuedRequests: 100 })
+      const { client: flooder } = yield* client(url)
+      yield* flooder.call("process/start", startParams("quiet", ["sleep", "30"]))
+      // long polls that each hold a turn for 100 ms, interleaved with quick ones
+      const frames = Array.from({ length: floodSize }, (_, i) =>
+        i % 2 === 0
+          ? request(idOf(i), "process/read", { processId: "quiet", afterSeq: 0, maxBytes: null, waitMs: 100 })
+          : request(idOf(i), "process/read", { processId: `ghost-${i}` }))
+      const before = replies(flooder).length
+      yield* flooder.sendAll(frames)
+      yield* awaitReplies(flooder, before + floodSize, 15_000)
+      const byId = new Map<string | number, Array<Frame>>()
+      for (const frame of replies(flooder)) byId.set(frame.id!, [...(byId.get(frame.id!) ?? []), frame])
+      let refused = 0
+      let served = 0
+      for (let i = 0; i < floodSize; i++) {
+        const got = byId.get(idOf(i))
+        assert.strictEqual(got?.length, 1, `request ${idOf(i)} got ${got?.length ?? 0} replies`)
+        const frame = got![0]!
+        if (frame.error?.code === -32000) {
+          refused++
+          assert.match(
+            frame.error.message,
+            /^too many requests in flight on this connection \(108\); /,
+            "refused at 8 running + 100 waiting"
+          )
+        } else {
+          served++
+          if (i % 2 === 0) assert.strictEqual(frame.result.exited, false)
+          else assert.deepStrictEqual(frame.error, { code: -32600, message: `unknown process id ghost-${i}` })
+        }
+      }
+      assert.isAbove(refused, 0, "some requests were refused")
+      assert.isAtLeast(served, 108, "the first 108 at least were served")
+      // the queue drained: the same connection is served again
+      yield* assertUsable(flooder)
+      const read = yield* flooder.call("process/read", { processId: "quiet", afterSeq: 0, maxBytes: null, waitMs: 0 })
+      assert.strictEqual(read.exited, false)
+      yield* assertUnharmed(url)
+    }), 20_000)
+})
+
+// =============================================================================
+// 4. Too many processes
+// =============================================================================
+
+describe("ExecServer against hostile clients: process limits", () => {
+  const ids = (prefix: string, count: number) => Array.from({ length: count }, (_, i) => `${prefix}${i}`)
+
+  const outcome = (results: Map<string, Frame>) => {
+    const ok = [...results].filter(([, frame]) => frame.error === undefined).map(([id]) => id)
+    const refused = [...results].filter(([, frame]) => frame.error !== undefined).map(([, frame]) => frame.error!)
+    return { ok, refused }
+  }
+
+  it.live("refuses starts beyond maxProcessesPerSession with -32000, and accepts again once some close", () =>
+    Effect.gen(function*() {
+      const pids: Array<number> = []
+      yield* Effect.scoped(Effect.gen(function*() {
+        const { url } = yield* server({ maxProcessesPerSession: 50 })
+        const { client: greedy } = yield* client(url)
+        const { ok, refused } = outcome(yield* startAll(greedy, ids("p", 60)))
+        assert.strictEqual(ok.length, 50)
+        assert.strictEqual(refused.length, 10)
+        for (const error of refused) {
+          assert.strictEqual(error.code, -32000)
+          assert.match(error.message, /^too many processes: this session already runs 50 \(the limit\)/)
+        }
+        for (const id of [ok[0]!, ok[1]!, ok[2]!, ok[49]!]) pids.push(yield* pidOf(greedy, id))
+        for (const pid of pids) assert.isTrue(isAlive(pid))
+        // a refused start registered nothing
+        const refusedId = ids("p", 60).find((id) => !ok.includes(id))!
+        assert.strictEqual((yield* greedy.callError("process/read", { processId: refusedId })).code, -32600)
+        // another session has its own budget
+        yield* assertUnharmed(url)
+        // terminate three: three starts succeed again, the fourth is refused
+        for (const id of ok.slice(0, 3)) {
+          assert.deepStrictEqual(yield* greedy.call("process/terminate", { processId: id }), { running: true })
+          yield* greedy.notification("process/closed", id)
+        }
+        yield* awaitDeath(pids[0]!, 3_000)
+        const again = outcome(yield* startAll(greedy, ids("q", 4)))
+        assert.strictEqual(again.ok.length, 3, JSON.stringify(again.refused))
+        assert.strictEqual(again.refused.length, 1)
+        assert.match(again.refused[0]!.message, /^too many processes: this session already runs 50 \(the limit\)/)
+        pids.push(yield* pidOf(greedy, again.ok[0]!))
+        // processes that exit by themselves free their slot too
+        yield* greedy.call("process/terminate", { processId: again.ok[0]! })
+        yield* greedy.notification("process/closed", again.ok[0]!)
+        yield* greedy.call("process/start", startParams("short", ["true"]))
+        yield* greedy.notification("process/closed", "short")
+        yield* greedy.call("process/start", startParams("short2", ["true"]))
+        yield* greedy.notification("process/closed", "short2")
+        yield* greedy.call("process/start", sleeper("last"))
+        pids.push(yield* pidOf(greedy, "last"))
+        yield* assertUnharmed(url)
+      }))
+      // closing the server's scope killed every process
+      for (const pid of pids) yield* awaitDeath(pid, 3_000)
+    }))
+
+  it.live("does not keep the slot of a start that failed", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server({ maxProcessesPerSession: 2, maxProcesses: 3 })
+      const { client: clumsy } = yield* client(url)
+      yield* clumsy.call("process/start", sleeper("one"))
+      const pid = yield* pidOf(clumsy, "one")
+      for (let i = 0; i < 10; i++) {
+        // the id is taken
+        assert.strictEqual((yield* clumsy.callError("process/start", sleeper("one"))).code, -32600)
+        // the program does not exist
+        assert.strictEqual((yield* clumsy.callError("process/start", startParams(`missing${i}`, ["/nonexistent/command"]))).code, -32603)
+        // the params are wrong
+        assert.strictEqual((yield* clumsy.callError("process/start", startParams(`bad${i}`, ["true"], { tty: 1 }))).code, -32602)
+      }
+      // both slots of the session, and the server's, are still there
+      yield* clumsy.call("process/start", sleeper("two"))
+      const refused = yield* clumsy.callError("process/start", sleeper("three"))
+      assert.match(refused.message, /^too many processes: this session already runs 2 \(the limit\)/)
+      yield* assertUnharmed(url)
+      assert.isTrue(isAlive(pid))
+    }))
+
+  it.live("refuses starts beyond maxProcesses over all sessions with -32000", () =>
+    Effect.gen(function*() {
+      const pids: Array<number> = []
+      yield* Effect.scoped(Effect.gen(function*() {
+        const { url } = yield* server({ maxProcesses: 70 })
+        const { client: a } = yield* client(url)
+        const { client: b } = yield* client(url)
+        const fromA = outcome(yield* startAll(a, ids("a", 50)))
+        assert.strictEqual(fromA.ok.length, 50)
+        const fromB = outcome(yield* startAll(b, ids("b", 30)))
+        assert.strictEqual(fromB.ok.length, 20)
+        assert.strictEqual(fromB.refused.length, 10)
+        for (const error of fromB.refused) {
+          assert.strictEqual(error.code, -32000)
+          assert.match(error.message, /^too many processes: this server already runs 70 \(the limit\)/)
+        }
+        pids.push(yield* pidOf(a, "a0"), yield* pidOf(a, "a49"), yield* pidOf(b, fromB.ok[0]!), yield* pidOf(b, fromB.ok[19]!))
+        // the server is full: a new session is refused too
+        const { client: c } = yield* client(url)
+        const full = yield* c.callError("process/start", startParams("c0", ["true"]))
+        assert.strictEqual(full.code, -32000)
+        assert.match(full.message, /^too many processes: this server already runs 70/)
+        // A frees two slots; B gets them
+        for (const id of ["a1", "a2"]) {
+          yield* a.call("process/terminate", { processId: id })
+          yield* a.notification("process/closed", id)
+        }
+        const again = outcome(yield* startAll(b, ids("b-again", 3)))
+        assert.strictEqual(again.ok.length, 2, JSON.stringify(again.refused))
+        assert.match(again.refused[0]!.message, /^too many processes: this server already runs 70/)
+        // a disconnect does not free slots while the session may resume
+        yield* a.close
+        const stillFull = yield* c.callError("process/start", startParams("c1", ["true"]))
+        assert.strictEqual(stillFull.code, -32000)
+        // make room for the unharmed check
+        yield* b.call("process/terminate", { processId: fromB.ok[0]! })
+        yield* b.notification("process/closed", fromB.ok[0]!)
+        yield* assertUnharmed(url)
+      }))
+      for (const pid of pids) yield* awaitDeath(pid, 3_000)
+    }))
+})
+
+// =============================================================================
+// 5. and 6. Garbage and stray responses
+// =============================================================================
+
+describe("ExecServer against hostile clients: sessions", () => {
+  it.live("refuses sessions beyond maxSessions with -32000, counting detached ones", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server({ maxSessions: 2 })
+      const first = yield* connect(url)
+      yield* handshake(first)
+      yield* first.close
+      const second = yield* connect(url)
+      yield* handshake(second)
+      const third = yield* connect(url)
+      const refused = yield* third.callError("initialize", { clientName: "third" })
+      assert.strictEqual(refused.code, -32000)
+      assert.match(refused.message, /^too many sessions: this server keeps 2 \(the limit\)/)
+    }))
+})
+
+describe("ExecServer against hostile clients: garbage", () => {
+  it.live("answers binary garbage frames with id -1 and -32600, and keeps the connection open", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server()
+      const { client: hostile } = yield* client(url)
+      const frames = Array.from({ length: 20 }, (_, i) => Buffer.concat([Buffer.from([0xff, i]), randomBytes(64 + i * 512)]))
+      frames.push(Buffer.alloc(0), Buffer.from([0]), Buffer.from([0xc3, 0x28]), Buffer.from("\u0000{\"id\":1}"))
+      const before = hostile.received.length
+      yield* hostile.sendAll(frames, { binary: true })
+      yield* pollUntil(
+        `${frames.length} answers with id -1`,
+        () => hostile.received.filter((r) => r.frame.id === -1).length === frames.length
+      )
+      for (const { frame } of hostile.received.slice(before)) {
+        assert.strictEqual(frame.id, -1)
+        assert.strictEqual(frame.error?.code, -32600)
+        assert.match(frame.error!.message, /^failed to parse JSON-RPC message/)
+      }
+      // text garbage too, including a lone UTF-16 surrogate, and ids that are no string or integer
+      const text = [
+        "\ud800\udfff\ud800",
+        "null",
+        "{",
+        "}{",
+        "[]",
+        "\"\"",
+        "1e999999",
+        "{\"id\":1.5,\"method\":\"process/read\"}",
+        "{\"id\":true,\"method\":\"process/read\"}",
+        "{\"id\":{},\"method\":\"process/read\"}",
+        "{\"id\":1e400,\"method\":\"process/read\"}",
+        "{\"id\":1,\"method\":5}",
+        "{\"id\":1,\"method\":null}",
+        "{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"process/read\"}",
+        "{\"id\":2}"
+      ]
+      yield* hostile.sendAll(text)
+      yield* pollUntil(
+        `${text.length} more answers`,
+        () => hostile.received.filter((r) => r.frame.id === -1).length === frames.length + text.length
+      )
+      for (const { frame } of hostile.received.slice(before)) assert.strictEqual(frame.id, -1, JSON.stringify(frame))
+      yield* assertUsable(hostile)
+      yield* assertUnharmed(url)
+    }))
+
+  it.live("does not answer responses or errors sent by the client", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server()
+      const { client: hostile } = yield* client(url)
+      const before = hostile.received.length
+      yield* hostile.sendAll([
+        JSON.stringify({ id: 5, result: {} }),
+        JSON.stringify({ id: 6, error: { code: 1, message: "x" } }),
+        JSON.stringify({ jsonrpc: "2.0", id: "seven", result: 0 }),
+        JSON.stringify({ id: 8, error: { code: -32600, message: "y", data: { nested: [1, 2, 3] } } })
+      ])
+      const answer = yield* hostile.request("no/such-method", {}, { id: "probe" })
+      assert.strictEqual(answer.error?.code, -32601)
+      yield* Effect.sleep(100)
+      assert.deepStrictEqual(
+        hostile.received.slice(before).map((r) => r.frame.id),
+        ["probe"],
+        "only the probe was answered"
+      )
+      yield* assertUsable(hostile)
+      // a response with both result and error is no valid message
+      yield* hostile.sendRaw(JSON.stringify({ id: 9, result: {}, error: { code: 1, message: "x" } }))
+      const invalid = yield* hostile.waitFor("the -32600 answer", (frame) => frame.id === -1)
+      assert.strictEqual(invalid.error?.code, -32600)
+      yield* assertUnharmed(url)
+    }))
+})
+
+// =============================================================================
+// 7. Wrong types in every field
+// =============================================================================
+
+describe("ExecServer against hostile clients: wrong types", () => {
+  it.live("answers a wrong type in every field with -32602 naming the field", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server()
+      const { client: hostile } = yield* client(url)
+      const policy = { inherit: "none", ignoreDefaultExcludes: false, exclude: [], set: {}, includeOnly: [] }
+      const start = (extra: Record<string, unknown>) => startParams("typed", ["true"], extra)
+      const cases: ReadonlyArray<readonly [string, string, unknown]> = [
+        ["process/start", "processId", start({ processId: 5 })],
+        ["process/start", "processId", start({ processId: null })],
+        ["process/start", "processId", start({ processId: "" })],
+        ["process/start", "argv", start({ argv: "true" })],
+        ["process/start", "argv", start({ argv: [1, 2] })],
+        ["process/start", "argv", start({ argv: null })],
+        ["process/start", "cwd", start({ cwd: 7 })],
+        ["process/start", "cwd", start({ cwd: ["/tmp"] })],
+        ["process/start", "cwd", start({ cwd: "relative" })],
+        ["process/start", "env", start({ env: ["PATH=/bin"] })],
+        ["process/start", "env", start({ env: "PATH=/bin" })],
+        ["process/start", "env", start({ env: { FOO: 1 } })],
+        ["process/start", "env", start({ env: { FOO: null } })],
+        ["process/start", "tty", start({ tty: "false" })],
+        ["process/start", "tty", start({ tty: 0 })],
+        ["process/start", "pipeStdin", start({ pipeStdin: "yes" })],
+        ["process/start", "arg0", start({ arg0: 0 })],
+        ["process/start", "arg0", start({ arg0: ["sh"] })],
+        ["process/start", "envPolicy", start({ envPolicy: "all" })],
+        ["process/start", "envPolicy", start({ envPolicy: [] })],
+        ["process/start", "inherit", start({ envPolicy: { ...policy, inherit: "some" } })],
+        ["process/start", "inherit", start({ envPolicy: { ...policy, inherit: 1 } })],
+        ["process/start", "ignoreDefaultExcludes", start({ envPolicy: { ...policy, ignoreDefaultExcludes: "no" } })],
+        ["process/start", "exclude", start({ envPolicy: { ...policy, exclude: "PATH" } })],
+        ["process/start", "exclude", start({ envPolicy: { ...policy, exclude: [1] } })],
+        ["process/start", "set", start({ envPolicy: { ...policy, set: [] } })],
+        ["process/start", "set", start({ envPolicy: { ...policy, set: { A: 1 } } })],
+        ["process/start", "includeOnly", start({ envPolicy: { ...policy, includeOnly: {} } })],
+        ["process/start", "includeOnly", start({ envPolicy: { ...policy, includeOnly: [null] } })],
+        ["process/start", "backpressure", start({ backpressure: "on" })],
+        ["process/start", "outputNotifications", start({ outputNotifications: 0 })],
+        ["process/read", "processId", { processId: 1 }],
+        ["process/read", "processId", {}],
+        ["process/read", "afterSeq", { processId: "typed", afterSeq: "0" }],
+        ["process/read", "afterSeq", { processId: "typed", afterSeq: -1 }],
+        ["process/read", "afterSeq", { processId: "typed", afterSeq: 1.5 }],
+        ["process/read", "maxBytes", { processId: "typed", maxBytes: "all" }],
+        ["process/read", "maxBytes", { processId: "typed", maxBytes: -1 }],
+        ["process/read", "waitMs", { processId: "typed", waitMs: true }],
+        ["process/read", "waitMs", { processId: "typed", waitMs: 0.5 }],
+        ["process/write", "processId", { processId: [], chunk: "aGk=" }],
+        ["process/write", "chunk", { processId: "typed", chunk: 5 }],
+        ["process/write", "chunk", { processId: "typed", chunk: "not base64!" }],
+        ["process/write", "chunk", { processId: "typed" }],
+        ["process/write", "writeId", { processId: "typed", chunk: "aGk=", writeId: 3 }],
+        ["process/terminate", "processId", { processId: 7 }],
+        ["process/terminate", "processId", { processId: { id: "typed" } }],
+        ["process/terminate", "processId", {}]
+      ]
+      for (const [method, field, params] of cases) {
+        const label = `${method} ${field} = ${JSON.stringify(params)}`
+        const error = yield* hostile.callError(method, params)
+        assert.strictEqual(error.code, -32602, label)
+        assert.include(error.message, field, `${label}: ${error.message}`)
+      }
+      // params that are no object at all
+      for (const params of [null, 5, "x", [], true]) {
+        for (const method of ["process/start", "process/read", "process/write", "process/terminate"]) {
+          const error = yield* hostile.callError(method, params)
+          assert.strictEqual(error.code, -32602, `${method} with params ${JSON.stringify(params)}`)
+        }
+      }
+      // nothing was started by any of it
+      assert.strictEqual((yield* hostile.callError("process/read", { processId: "typed" })).code, -32600)
+      yield* assertUsable(hostile)
+      yield* assertUnharmed(url)
+    }))
+})
+
+// =============================================================================
+// 8. A client that never reads
+// =============================================================================
+
+describe("ExecServer against hostile clients: a client that never reads", () => {
+  /** The net.Socket under a `ws` WebSocket. */
+  const tcp = (client: WireClient): Net.Socket => (client.socket as unknown as { _socket: Net.Socket })._socket
+
+  it.live("drops a connection that leaves more than maxBufferedBytes unread", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server({ maxBufferedBytes: 4 * 1024 * 1024 })
+      const { client: sluggard } = yield* client(url, { timeoutMs: 10_000 })
+      yield* sluggard.call("process/start", startParams("big", ["head", "-c", "2097152", "/dev/zero"]))
+      yield* sluggard.notification("process/closed", "big", undefined, 10_000)
+      tcp(sluggard).pause()
+      const reads = 100
+      yield* sluggard.sendAll(
+        Array.from({ length: reads }, (_, i) =>
+          request(`r${i}`, "process/read", { processId: "big", afterSeq: 0, maxBytes: null, waitMs: 0 }))
+      )
+      // give the server time to answer (into the void) and to notice, then read what got through
+      yield* Effect.sleep(1_000)
+      tcp(sluggard).resume()
+      const closed = yield* sluggard.closedWithin(5_000)
+      assert.strictEqual(closed.code, 1006, "terminated, without a close frame")
+      const answered = replies(sluggard).filter((frame) => String(frame.id).startsWith("r")).length
+      assert.isBelow(answered, reads, `the server stopped answering (${answered} answers got through)`)
+      yield* assertUnharmed(url)
+    }))
+
+  it.live("drops a paused client that asks one read at a time, each answer well under the limit", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server({ maxBufferedBytes: 4 * 1024 * 1024 })
+      const { client: sluggard } = yield* client(url, { timeoutMs: 10_000 })
+      yield* sluggard.call("process/start", startParams("big", ["head", "-c", "1048576", "/dev/zero"], { outputNotifications: false }))
+      yield* sluggard.notification("process/closed", "big", undefined, 10_000)
+      tcp(sluggard).pause()
+      const reads = 40
+      for (let i = 0; i < reads; i++) {
+        // not awaited: once the server dropped the link, writes may fail
+        sluggard.socket.send(request(`r${i}`, "process/read", { processId: "big", afterSeq: 0, maxBytes: null, waitMs: 0 }), () => {})
+        yield* Effect.sleep(20)
+      }
+      yield* Effect.sleep(300)
+      tcp(sluggard).resume()
+      const closed = yield* sluggard.closedWithin(5_000)
+      assert.strictEqual(closed.code, 1006)
+      const answered = replies(sluggard).filter((frame) => String(frame.id).startsWith("r")).length
+      assert.isBelow(answered, reads, `the server stopped answering (${answered} answers got through)`)
+      yield* assertUnharmed(url)
+    }))
+
+  it.live("drops a client that takes nothing from its socket for the stall timeout, under the byte limit", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server({ stallTimeout: "500 millis" })
+      const { client: sluggard } = yield* client(url, { timeoutMs: 10_000 })
+      yield* sluggard.call("process/start", startParams("big", ["head", "-c", "4194304", "/dev/zero"], { outputNotifications: false }))
+      yield* sluggard.notification("process/closed", "big", undefined, 10_000)
+      tcp(sluggard).pause()
+      yield* sluggard.sendAll(
+        Array.from({ length: 8 }, (_, i) =>
+          request(`s${i}`, "process/read", { processId: "big", afterSeq: 0, maxBytes: null, waitMs: 0 }))
+      )
+      // well under the default 128 MiB, but nothing is taken: the stall timeout ends it
+      yield* Effect.sleep(1_500)
+      tcp(sluggard).resume()
+      const closed = yield* sluggard.closedWithin(5_000)
+      assert.strictEqual(closed.code, 1006)
+      yield* assertUnharmed(url)
+    }))
+
+  it.live("does not drop a client that reads as fast as it asks", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server({ maxBufferedBytes: 4 * 1024 * 1024 })
+      const { client: reader } = yield* client(url, { timeoutMs: 10_000 })
+      yield* reader.call("process/start", startParams("big", ["head", "-c", "2097152", "/dev/zero"]))
+      yield* reader.notification("process/closed", "big", undefined, 10_000)
+      for (let i = 0; i < 20; i++) {
+        const result = yield* reader.call("process/read", { processId: "big", afterSeq: 0, maxBytes: null, waitMs: 0 })
+        assert.isTrue(result.closed)
+      }
+      yield* assertUsable(reader)
+      yield* assertUnharmed(url)
+    }))
+
+  // BUG (documented here, fails today): the server drops a client that reads
+  // everything promptly. Replies are queued as soon as each request is handled
+  // (the request's turn ends before its reply is written, src/ExecServer.ts:409),
+  // and the transport drops the link the moment more than maxBufferedBytes is
+  // queued (src/JsonRpc.ts:160), however fast the peer drains it. 64 reads (the
+  // default maxConcurrentRequests) of 1 MiB retained output are ~90 MB of JSON,
+  // more than the default 64 MiB: a burst any client may send, not a client that
+  // "does not read". Reproduced with client and server in separate processes too.
+  it.live("does not drop a client that reads promptly but asks for 64 x 1 MiB at once (default limits)", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server()
+      const { client: eager } = yield* client(url, { timeoutMs: 10_000 })
+      const processes = 64
+      const ids = Array.from({ length: processes }, (_, i) => `big${i}`)
+      yield* eager.sendAll(ids.map((id) =>
+        request(`start:${id}`, "process/start", startParams(id, ["head", "-c", "1048576", "/dev/zero"], { outputNotifications: false }))))
+      for (const id of ids) assert.isUndefined((yield* eager.reply(`start:${id}`)).error)
+      for (const id of ids) yield* eager.notification("process/closed", id, undefined, 10_000)
+      const before = replies(eager).length
+      yield* eager.sendAll(ids.map((id) =>
+        request(`read:${id}`, "process/read", { processId: id, afterSeq: 0, maxBytes: null, waitMs: 0 })))
+      yield* pollUntil(
+        "every read answered, or the connection dropped",
+        () => replies(eager).length === before + processes || eager.closeInfo() !== undefined,
+        10_000
+      )
+      assert.isUndefined(
+        eager.closeInfo(),
+        `the server dropped the connection after ${replies(eager).length - before} of ${processes} answers`
+      )
+      for (const id of ids) {
+        const read = (yield* eager.reply(`read:${id}`)).result
+        assert.strictEqual(read.chunks.reduce((n: number, c: any) => n + Buffer.from(c.chunk, "base64").length, 0), 1048576)
+      }
+      yield* assertUnharmed(url)
+    }))
+})
+
+// =============================================================================
+// 9. argv is never a shell string
+// =============================================================================
+
+describe("ExecServer against hostile clients: shell metacharacters", () => {
+  const scratch = Effect.acquireRelease(
+    Effect.sync(() => mkdtempSync(join(tmpdir(), "hostile-"))),
+    (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+  )
+
+  it.live("runs argv as given, never through a shell", () =>
+    Effect.gen(function*() {
+      const dir = yield* scratch
+      const { url } = yield* server()
+      const { client: hostile } = yield* client(url)
+      const marker1 = join(dir, "marker1")
+      const marker2 = join(dir, "marker2")
+      const marker3 = join(dir, "marker3")
+      const literal = `$(touch ${marker1}); rm -rf nothing \`touch ${marker3}\` && touch ${marker3} | x > y`
+      yield* hostile.call("process/start", startParams("printf", ["printf", "%s", literal]))
+      const printed = yield* readAll(hostile, "printf")
+      assert.strictEqual(printed.text, literal)
+      assert.strictEqual(printed.last.exitCode, 0)
+      const injection = `; touch ${marker2}`
+      yield* hostile.call("process/start", startParams("positional", ["sh", "-c", "printf %s \"$1\"", "x", injection]))
+      const positional = yield* readAll(hostile, "positional")
+      assert.strictEqual(positional.text, injection)
+      // metacharacters in cwd and env values are data too
+      yield* hostile.call(
+        "process/start",
+        startParams("env", ["sh", "-c", "printf %s \"$EVIL\""], { env: { EVIL: `$(touch ${marker1})`, PATH: process.env.PATH } })
+      )
+      assert.strictEqual((yield* readAll(hostile, "env")).text, `$(touch ${marker1})`)
+      assert.isFalse(existsSync(marker1), "no command substitution ran")
+      assert.isFalse(existsSync(marker2), "no injected command ran")
+      assert.isFalse(existsSync(marker3), "no backquotes ran")
+      // a program name with metacharacters is a (missing) file name, not a command line
+      const missing = yield* hostile.request("process/start", startParams("name", [`true; touch ${marker1}`]))
+      if (missing.error === undefined) yield* readAll(hostile, "name")
+      assert.isFalse(existsSync(marker1), "the program name was not split")
+      yield* assertUnharmed(url)
+    }))
+})
+
+// =============================================================================
+// 10. Tokens
+// =============================================================================
+
+describe("ExecServer against hostile clients: tokens", () => {
+  const secret = "s3cret-value"
+
+  /**
+   * Sends raw HTTP/1.1 text to the server; returns every byte it sent back
+   * until it closed (or, with `headersOnly`, until the end of the headers).
+   */
+  const rawHttp = (url: string, text: string, headersOnly = false): Effect.Effect<string> =>
+    Effect.callback<string>((resume) => {
+      const { hostname, port } = new URL(url)
+      const socket = Net.connect(Number(port), hostname)
+      const chunks: Array<Buffer> = []
+      const timer = setTimeout(() => {
+        socket.destroy()
+        resume(Effect.die(new Error(`no end of the HTTP answer within 5 s: ${Buffer.concat(chunks).toString("latin1")}`)))
+      }, 5_000)
+      socket.on("connect", () => socket.write(text))
+      socket.on("data", (chunk) => {
+        chunks.push(chunk)
+        if (headersOnly && Buffer.concat(chunks).includes("\r\n\r\n")) socket.destroy()
+      })
+      socket.on("error", () => {})
+      socket.on("close", () => {
+        clearTimeout(timer)
+        resume(Effect.succeed(Buffer.concat(chunks).toString("latin1")))
+      })
+      return Effect.sync(() => {
+        clearTimeout(timer)
+        socket.destroy()
+      })
+    })
+
+  const upgrade = (url: string, authorization: string | undefined) => {
+    const { host } = new URL(url)
+    return [
+      "GET / HTTP/1.1",
+      `Host: ${host}`,
+      "Upgrade: websocket",
+      "Connection: Upgrade",
+      `Sec-WebSocket-Key: ${randomBytes(16).toString("base64")}`,
+      "Sec-WebSocket-Version: 13",
+      ...(authorization === undefined ? [] : [`Authorization: ${authorization}`]),
+      "",
+      ""
+    ].join("\r\n")
+  }
+
+  const assertNoSecret = (label: string, text: string) => {
+    assert.notInclude(text, secret, label)
+    assert.notInclude(text, "s3cret", label)
+    assert.notInclude(text, Buffer.from(secret).toString("base64"), label)
+  }
+
+  it.live("refuses a wrong token with 401 and never sends the token back", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server({ token: Redacted.make(secret) })
+      for (
+        const authorization of [
+          undefined,
+          "Bearer wrong",
+          "Bearer s3cret",
+          `Bearer ${secret}x`,
+          `Bearer  ${secret}`,
+          `bearer ${secret}`,
+          secret,
+          `Basic ${Buffer.from(`user:${secret}`).toString("base64")}`
+        ]
+      ) {
+        assert.strictEqual(
+          yield* refusedStatus(url, authorization === undefined ? {} : { headers: { Authorization: authorization } }),
+          401,
+          `${authorization}`
+        )
+        const answer = yield* rawHttp(url, upgrade(url, authorization))
+        assert.match(answer, /^HTTP\/1\.1 401 /, `${authorization}`)
+        // the wrong token is not echoed either
+        if (authorization !== undefined) assert.notInclude(answer, authorization)
+        assertNoSecret(`the 401 answer to ${authorization}`, answer)
+      }
+      // a plain HTTP request (no upgrade), with and without the token
+      const { host } = new URL(url)
+      for (const authorization of [undefined, `Bearer ${secret}`]) {
+        const plain = yield* rawHttp(
+          url,
+          `GET / HTTP/1.1\r\nHost: ${host}\r\n${authorization === undefined ? "" : `Authorization: ${authorization}\r\n`}Connection: close\r\n\r\n`
+        )
+        assert.match(plain, /^HTTP\/1\.1 426 /)
+        assertNoSecret("the answer to a plain HTTP request", plain)
+      }
+      // the right token works, and nothing the server says on the socket carries it
+      const { client: good } = yield* client(url, { headers: { Authorization: `Bearer ${secret}` } })
+      yield* good.sendRaw("not json")
+      yield* good.waitFor("the -32600 answer", (frame) => frame.id === -1)
+      yield* good.callError("process/read", { processId: secret })
+      yield* good.callError("initialize", { clientName: secret })
+      const accepted = yield* rawHttp(url, upgrade(url, `Bearer ${secret}`), true)
+      assert.match(accepted, /^HTTP\/1\.1 101 /)
+      assertNoSecret("the 101 answer", accepted)
+      for (const { frame } of good.received) {
+        const text = JSON.stringify(frame)
+        // only the process id we sent ourselves is echoed
+        assertNoSecret(text, text.replaceAll(`unknown process id ${secret}`, ""))
+      }
+      yield* assertUnharmed(url, { headers: { Authorization: `Bearer ${secret}` } })
+    }))
+})
