@@ -14,10 +14,8 @@ import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
-import { Executor } from "../src/Executor.ts"
-import * as LocalExecutor from "../src/LocalExecutor.ts"
-import * as WebSocketListener from "../src/WebSocketListener.ts"
 import { awaitDeath, isAlive } from "./support/processes.ts"
+import { listenLocal as server } from "./support/servers.ts"
 import {
   type ConnectOptions,
   connect,
@@ -27,15 +25,9 @@ import {
   pollUntil,
   refusedStatus,
   startParams,
+  readAll,
   type WireClient
 } from "./support/wireClient.ts"
-
-/** A server on 127.0.0.1 for the current scope, with a local executor built in the same scope. */
-const server = (options: WebSocketListener.Options = {}) =>
-  Effect.flatMap(
-    LocalExecutor.make(),
-    (executor) => Effect.provideService(WebSocketListener.listen(options), Executor, executor)
-  )
 
 /** A connected client that has completed the handshake. */
 const client = (url: string, options: ConnectOptions = {}) =>
@@ -43,19 +35,6 @@ const client = (url: string, options: ConnectOptions = {}) =>
     const connected = yield* connect(url, options)
     const init = yield* handshake(connected)
     return { client: connected, sessionId: init.sessionId }
-  })
-
-/** Reads a process with the client loop until it is closed; returns its output text and the last result. */
-const readAll = (client: WireClient, processId: string) =>
-  Effect.gen(function*() {
-    let afterSeq = 0
-    let text = ""
-    while (true) {
-      const result = yield* client.call("process/read", { processId, afterSeq, maxBytes: null, waitMs: 1_000 })
-      for (const chunk of result.chunks) text += fromBase64(chunk.chunk)
-      afterSeq = result.nextSeq - 1
-      if (result.closed) return { text, last: result }
-    }
   })
 
 let unharmedCount = 0

@@ -11,10 +11,9 @@ import { pathToFileURL } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
-import { Executor } from "../src/Executor.ts"
-import * as LocalExecutor from "../src/LocalExecutor.ts"
 import * as WebSocketListener from "../src/WebSocketListener.ts"
 import { awaitDeath, isAlive } from "./support/processes.ts"
+import { listenLocal as server } from "./support/servers.ts"
 import {
   base64,
   connect,
@@ -23,19 +22,9 @@ import {
   pollUntil,
   refusedStatus,
   startParams,
+  readAll,
   type WireClient
 } from "./support/wireClient.ts"
-
-/**
- * A server on 127.0.0.1 for the test's scope. The executor is built in the
- * same scope (not with `Effect.provide(layer)`, whose scope would close as
- * soon as `listen` returns).
- */
-const server = (options: WebSocketListener.Options = {}) =>
-  Effect.flatMap(
-    LocalExecutor.make(),
-    (executor) => Effect.provideService(WebSocketListener.listen(options), Executor, executor)
-  )
 
 /** A server and one client that has completed the handshake. */
 const ready = (options: WebSocketListener.Options = {}) =>
@@ -47,19 +36,6 @@ const ready = (options: WebSocketListener.Options = {}) =>
   })
 
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
-
-/** Reads a process with the client loop until it is closed; returns stdout + stderr text and the last result. */
-const readAll = (client: WireClient, processId: string) =>
-  Effect.gen(function*() {
-    let afterSeq = 0
-    let text = ""
-    while (true) {
-      const result = yield* client.call("process/read", { processId, afterSeq, maxBytes: null, waitMs: 1_000 })
-      for (const chunk of result.chunks) text += fromBase64(chunk.chunk)
-      afterSeq = result.nextSeq - 1
-      if (result.closed) return { text, last: result }
-    }
-  })
 
 /** The first line a process prints, from its `process/output` notifications, as a pid. */
 const pidFromOutput = (client: WireClient, processId: string) =>

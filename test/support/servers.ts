@@ -23,6 +23,17 @@ export const remoteOverWebSocket: Layer.Layer<Executor, WebSocketListener.Listen
   })
 ).pipe(Layer.provide(LocalExecutor.layer()))
 
+/**
+ * Our exec-server on 127.0.0.1 for the current scope, serving a local executor
+ * built in the same scope (`Effect.provide(layer)` would close the executor as
+ * soon as `listen` returns).
+ */
+export const listenLocal = (options: WebSocketListener.Options = {}) =>
+  Effect.flatMap(
+    LocalExecutor.make(),
+    (executor) => Effect.provideService(WebSocketListener.listen(options), Executor, executor)
+  )
+
 export interface ServeProcess {
   readonly url: string
   readonly child: ChildProcess

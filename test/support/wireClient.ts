@@ -334,3 +334,16 @@ export const pollUntil = (description: string, check: () => boolean, timeoutMs =
       yield* Effect.sleep(intervalMs)
     }
   })
+
+/** Reads a process with the client loop until it is closed; returns its output text and the last result. */
+export const readAll = (client: WireClient, processId: string) =>
+  Effect.gen(function*() {
+    let afterSeq = 0
+    let text = ""
+    while (true) {
+      const result = yield* client.call("process/read", { processId, afterSeq, maxBytes: null, waitMs: 1_000 })
+      for (const chunk of result.chunks) text += fromBase64(chunk.chunk)
+      afterSeq = result.nextSeq - 1
+      if (result.closed) return { text, last: result }
+    }
+  })
