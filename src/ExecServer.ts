@@ -216,7 +216,7 @@ const toReply = (processId: string) => (error: ExecutorError): Reply => {
     case "InvalidRequest":
       return new Reply({
         code: reason.description === "argv must not be empty" ? ErrorCode.invalidParams : ErrorCode.invalidRequest,
-        message: reason.description.replaceAll(processIdPlaceholder, processId)
+        message: reason.description
       })
     case "Unsupported":
       return new Reply({ code: ErrorCode.invalidParams, message: reason.message })
@@ -224,7 +224,6 @@ const toReply = (processId: string) => (error: ExecutorError): Reply => {
       return new Reply({ code: ErrorCode.internalError, message: reason.message })
   }
 }
-const processIdPlaceholder = "\u0000"
 
 /** The executor's id for a client's process: process ids are scoped to a session. */
 const internalIdOf = (session: Session, processId: string) => `${session.id}/${processId}`

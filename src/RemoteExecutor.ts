@@ -120,6 +120,12 @@ const spawnReason = (command: string, error: ServerError): ExecutorErrorReason =
 /** Output kept per process from notifications for `events`, as the Codex client keeps it (oldest dropped). */
 const notifiedOutputBytes = 1024 * 1024
 
+/** Pushed output cached per streamed process: the server's window is 1 MiB, so more means nobody reads. */
+const maxCachedBytesPerProcess = 4 * 1024 * 1024
+
+/** Streamed processes cached at once; the one read least recently falls back to plain reads. */
+const maxStreamed = 64
+
 /** What this client knows of one process from notifications, in seq order. */
 class NotifiedEvents {
   readonly events: Array<ProcessEvent> = []
@@ -212,7 +218,12 @@ export const make = Effect.fnUntraced(function*(
   const closedHistories = new Set<string>()
   const keptHistories = 1024
   const record = (processId: string, event: ProcessEvent) => {
-    pushed.get(processId)?.add(event)
+    const cache = pushed.get(processId)
+    if (cache !== undefined) {
+      cache.add(event)
+      // nobody reads it any more (the loop gave up on a pipe held open): stop caching, reads ask the server
+      if (cache.bytes > maxCachedBytesPerProcess) pushed.delete(processId)
+    }
     if (event._tag !== "Output" || notifiedOutput.has(processId)) eventsOf(processId).add(event)
     if (event._tag === "Closed") {
       closedHistories.add(processId)
@@ -376,7 +387,10 @@ export const make = Effect.fnUntraced(function*(
         // it here. A Codex server would ignore both fields.
         const streams = request.backpressure === true && serverCapabilities.includes("process/acknowledge")
         if (request.outputNotifications !== false) notifiedOutput.add(request.processId)
-        if (streams) pushed.set(request.processId, new PushedOutput())
+        if (streams) {
+          pushed.set(request.processId, new PushedOutput())
+          if (pushed.size > maxStreamed) pushed.delete(pushed.keys().next().value!)
+        }
         const params = streams ? { ...request, outputNotifications: true } : request
         const answer = yield* call(request.processId, "process/start", encodeStart(params)).pipe(
           Effect.mapError((error) =>
@@ -390,7 +404,11 @@ export const make = Effect.fnUntraced(function*(
       }),
     read: (request) => {
       const cache = pushed.get(request.processId)
-      return cache === undefined ? serverRead(request) : streamedRead(request, cache)
+      if (cache === undefined) return serverRead(request)
+      // most recently read last, so that eviction takes the one read least recently
+      pushed.delete(request.processId)
+      pushed.set(request.processId, cache)
+      return streamedRead(request, cache)
     },
     write: (request) =>
       call(request.processId, "process/write", encodeWrite({ ...request, writeId: request.writeId ?? crypto.randomUUID() })).pipe(

@@ -17,11 +17,14 @@ export class PushedOutput {
   private readonly waiters = new Set<() => void>()
   /** The highest cursor already acknowledged to the server. */
   acknowledged = 0
+  /** Output bytes held. */
+  bytes = 0
 
   add(event: ProcessEvent): void {
     if (event._tag === "Exited") this.exit = { exitCode: event.exitCode, signal: event.signal }
-    if (event.seq <= this.trimmedTo) return
+    if (event.seq <= this.trimmedTo || this.entries.has(event.seq)) return
     this.entries.set(event.seq, event)
+    if (event._tag === "Output") this.bytes += event.chunk.length
     const waiters = [...this.waiters]
     this.waiters.clear()
     for (const waiter of waiters) waiter()
@@ -29,7 +32,11 @@ export class PushedOutput {
 
   /** Forgets everything up to `afterSeq`: the reader has it. */
   trim(afterSeq: number): void {
-    for (let seq = this.trimmedTo + 1; seq <= afterSeq; seq++) this.entries.delete(seq)
+    for (let seq = this.trimmedTo + 1; seq <= afterSeq; seq++) {
+      const entry = this.entries.get(seq)
+      if (entry?._tag === "Output") this.bytes -= entry.chunk.length
+      this.entries.delete(seq)
+    }
     this.trimmedTo = Math.max(this.trimmedTo, afterSeq)
   }
 
