@@ -69,9 +69,14 @@ interface Running {
   readonly log: ProcessLog
   readonly child: NodeChildProcess.ChildProcess
   readonly closed: Deferred.Deferred<void>
+  /** The last `writeId`s written, oldest first: a repeated one is not written again. */
+  readonly writeIds: Set<string>
   paused: boolean
   lastReadAt: number
 }
+
+/** Write ids remembered per process for de-duplication (as Codex keeps them). */
+const rememberedWriteIds = 4096
 
 type Entry = { readonly state: "starting" } | Running
 
@@ -262,6 +267,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         log: new ProcessLog(capacity, request.backpressure === true),
         child,
         closed,
+        writeIds: new Set(),
         paused: false,
         lastReadAt: now
       }))),
@@ -317,6 +323,13 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     if (entry.state === "starting") return "starting" as const
     const stdin = entry.child.stdin
     if (stdin === null || stdin.destroyed || stdin.writableEnded || entry.log.exited) return "stdinClosed" as const
+    const { writeId } = params
+    // a retried write (same id) was accepted already: answer the same, write nothing
+    if (writeId !== undefined && entry.writeIds.has(writeId)) return "accepted" as const
+    if (writeId !== undefined) {
+      entry.writeIds.add(writeId)
+      if (entry.writeIds.size > rememberedWriteIds) entry.writeIds.delete(entry.writeIds.values().next().value!)
+    }
     stdin.write(params.chunk)
     return "accepted" as const
   })

@@ -410,8 +410,9 @@ export const make = Effect.fnUntraced(function*(
       pushed.set(request.processId, cache)
       return streamedRead(request, cache)
     },
+    // a write carries an id the server de-duplicates by, so it too may be repeated after a lost link
     write: (request) =>
-      call(request.processId, "process/write", encodeWrite({ ...request, writeId: request.writeId ?? crypto.randomUUID() })).pipe(
+      callIdempotent(request.processId, "process/write", encodeWrite({ ...request, writeId: request.writeId ?? crypto.randomUUID() })).pipe(
         Effect.flatMap(decodeWriteResult),
         Effect.map((result) => result.status)
       ),

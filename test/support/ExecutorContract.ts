@@ -129,8 +129,11 @@ export const suite = (
           const executor = yield* Exec.Executor
           const processId = freshId("stdin")
           yield* start(processId, ["sh", "-c", "read line; printf 'from-stdin:%s' \"$line\""], { pipeStdin: true })
-          const status = yield* executor.write({ processId, chunk: bytes("hello\n"), writeId: "w1" })
+          const status = yield* executor.write({ processId, chunk: bytes("hel"), writeId: "w1" })
           assert.strictEqual(status, "accepted")
+          const retried = yield* executor.write({ processId, chunk: bytes("hel"), writeId: "w1" })
+          assert.strictEqual(retried, "accepted", "a repeated writeId is accepted and not written twice")
+          yield* executor.write({ processId, chunk: bytes("lo\n"), writeId: "w2" })
           const seen = yield* readUntilClosed(processId)
           assert.strictEqual(seen.stdout, "from-stdin:hello")
         }))
