@@ -175,8 +175,15 @@ export const fromWebSocket = (
         })
       }),
     listen: ({ onClose, onFrame }) => {
-      socket.on("message", (data, isBinary) => {
-        onFrame(isBinary || typeof data !== "string" ? Buffer.from(data as Buffer).toString("utf8") : data)
+      socket.on("message", (data) => {
+        // text and binary frames alike hold JSON; decode the bytes once, without copying them first
+        onFrame(
+          Buffer.isBuffer(data)
+            ? data.toString("utf8")
+            : Array.isArray(data)
+            ? Buffer.concat(data).toString("utf8")
+            : Buffer.from(data).toString("utf8")
+        )
       })
       socket.on("close", (code, reason) => {
         closedReason ??= `the WebSocket closed (${code}${reason.length > 0 ? ` ${reason.toString()}` : ""})`
