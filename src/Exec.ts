@@ -9,6 +9,7 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
@@ -236,6 +237,10 @@ const consume = (
     )
   })
 
+/** A start that was interrupted, or whose answer a lost link swallowed, may have started the process. */
+const mayHaveStarted = (cause: Cause.Cause<ExecutorError>): boolean =>
+  cause.reasons.some((reason) => reason._tag !== "Fail" || reason.error.reason._tag === "ConnectionLost")
+
 type Outcome =
   | { readonly _tag: "Finished" }
   | { readonly _tag: "TimedOut" }
@@ -282,12 +287,17 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
     includeOnly: []
   }
 
+  const cwd = request.cwd ?? (yield* executor.defaultCwd)
+  // Killing must not hang on an executor that stopped answering (a silent
+  // server): it gets as long as the drain, then the call goes on without it.
+  const terminate = executor.terminate(processId).pipe(Effect.timeoutOption(Defaults.drainLimit), Effect.ignore)
+
   return yield* Effect.uninterruptibleMask((restore) =>
     Effect.gen(function*() {
       yield* restore(executor.start({
         processId,
         argv: request.command,
-        cwd: request.cwd ?? (yield* executor.defaultCwd),
+        cwd,
         env: request.env ?? {},
         tty: false,
         arg0: null,
@@ -295,8 +305,10 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
         backpressure: true,
         // this loop pulls output with process/read: no need for a pushed copy
         outputNotifications: false
-      }))
-      const terminate = Effect.ignore(executor.terminate(processId))
+      })).pipe(
+        // interrupted or cut off while starting: the process may exist all the same
+        Effect.onError((cause) => mayHaveStarted(cause) ? terminate : Effect.void)
+      )
       // From here on the process exists: any way out must leave it dead or done.
       const outcome: Outcome = yield* restore(Effect.gen(function*() {
         if (request.onSpawn) yield* request.onSpawn

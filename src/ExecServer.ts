@@ -9,6 +9,7 @@
  *
  * @since 0.1.0
  */
+import { basename } from "node:path"
 import { pathToFileURL } from "node:url"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -19,6 +20,7 @@ import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import { Executor, type ExecutorError } from "./Executor.ts"
+import { ChangeSignal } from "./internal/changeSignal.ts"
 import { ErrorCode, type Envelope, fromStreams, parseFrame, type RequestId, type Transport } from "./JsonRpc.ts"
 import * as Protocol from "./Protocol.ts"
 
@@ -101,6 +103,10 @@ interface Session {
   expiry: Fiber.Fiber<void> | undefined
   /** Processes started and not yet closed. */
   live: number
+  /** Set once the session is gone (its TTL ended, or the server stops). */
+  ended: boolean
+  /** Tells notifiers that the session was attached or ended. */
+  readonly changes: ChangeSignal
 }
 
 /**
@@ -158,12 +164,19 @@ export const makeRegistry = Effect.fnUntraced(function*(options: Options = {}) {
 const endSession = (registry: Registry, session: Session) =>
   Effect.gen(function*() {
     registry.sessions.delete(session.id)
+    session.ended = true
+    session.changes.notify()
     yield* Effect.forEach(session.processes.values(), (process) => Effect.ignore(registry.executor.terminate(process.internalId)), {
       discard: true
     })
   })
 
-/** Forwards a process's events to whichever connection its session has; `closed` runs once it closed. */
+/**
+ * Forwards a process's events to whichever connection its session has; while
+ * the session is detached it waits (the log keeps the events), so a client
+ * that resumes still hears of an exit or close that happened in between.
+ * `closed` runs once the process closed.
+ */
 const notifyEvents = (
   registry: Registry,
   session: Session,
@@ -173,21 +186,26 @@ const notifyEvents = (
   closed: Effect.Effect<void>
 ) =>
   registry.executor.events(internalId).pipe(
-    Stream.runForEach((event) => {
-      const connection = session.attached
-      if (connection === undefined) return Effect.void
-      switch (event._tag) {
-        case "Output":
-          return output ? connection.sendJson(Protocol.outputNotificationJson(processId, event)) : Effect.void
-        case "Exited":
-          return connection.send({
-            method: "process/exited",
-            params: { processId, seq: event.seq, exitCode: event.exitCode, signal: event.signal, sandboxDenied: false }
-          })
-        case "Closed":
-          return connection.send({ method: "process/closed", params: { processId, seq: event.seq } })
-      }
-    }),
+    Stream.runForEach((event) =>
+      Effect.andThen(
+        session.changes.until(() => session.attached !== undefined || session.ended),
+        Effect.suspend(() => {
+          const connection = session.attached
+          if (connection === undefined) return Effect.void
+          switch (event._tag) {
+            case "Output":
+              return output ? connection.sendJson(Protocol.outputNotificationJson(processId, event)) : Effect.void
+            case "Exited":
+              return connection.send({
+                method: "process/exited",
+                params: { processId, seq: event.seq, exitCode: event.exitCode, signal: event.signal, sandboxDenied: false }
+              })
+            case "Closed":
+              return connection.send({ method: "process/closed", params: { processId, seq: event.seq } })
+          }
+        })
+      )
+    ),
     Effect.ignore,
     Effect.ensuring(closed),
     Effect.andThen(Effect.sleep(registry.closedRetention)),
@@ -378,16 +396,31 @@ export const serveConnection = Effect.fnUntraced(function*(registry: Registry, t
           `too many sessions: this server keeps ${registry.sessions.size} (the limit); try again later`
         )
       }
-      attached = { id: crypto.randomUUID(), processes: new Map(), attached: undefined, expiry: undefined, live: 0 }
+      attached = {
+        id: crypto.randomUUID(),
+        processes: new Map(),
+        attached: undefined,
+        expiry: undefined,
+        live: 0,
+        ended: false,
+        changes: new ChangeSignal()
+      }
       registry.sessions.set(attached.id, attached)
     }
     attached.attached = connection
+    attached.changes.notify()
     session = attached
     methods = processMethods(registry, attached)
     const cwd = yield* registry.executor.defaultCwd.pipe(Effect.orElseSucceed(() => "/"))
+    const shell = process.env.SHELL ?? "/bin/sh"
     return {
       sessionId: attached.id,
-      environmentInfo: { cwd: pathToFileURL(cwd).href, platformOs: process.platform, executorVersion: `effect-exec ${version}` },
+      environmentInfo: {
+        shell: { name: basename(shell), path: shell },
+        cwd: pathToFileURL(cwd).href,
+        platformOs: process.platform,
+        executorVersion: `effect-exec ${version}`
+      },
       capabilities
     }
   })

@@ -282,16 +282,25 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       )
       closedOrder.add(processId)
       if (closedOrder.size > maxClosedRetained) {
-        const oldest = closedOrder.values().next().value!
-        const oldestEntry = table.get(oldest)
-        if (oldestEntry !== undefined) forget(oldest, oldestEntry)
-        else closedOrder.delete(oldest)
+        // the oldest whose output was all read: output a reader still wants is kept until its retention ends
+        for (const candidate of closedOrder) {
+          const candidateEntry = table.get(candidate)
+          if (candidateEntry === undefined || candidateEntry.state !== "running") {
+            closedOrder.delete(candidate)
+            break
+          }
+          if (candidateEntry.log.unreadBytes === 0) {
+            forget(candidate, candidateEntry)
+            break
+          }
+        }
       }
       yield* Effect.sleep(closedRetention)
       forget(processId, entry)
     }))
     return { processId, sandboxType: "none" }
-  })
+    // from the reservation to the supervisor, all or nothing: an interrupted start must not leave a child behind
+  }, Effect.uninterruptible)
 
   const lookup = (processId: string) =>
     Effect.suspend(() => {
@@ -330,15 +339,28 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       entry.writeIds.add(writeId)
       if (entry.writeIds.size > rememberedWriteIds) entry.writeIds.delete(entry.writeIds.values().next().value!)
     }
-    stdin.write(params.chunk)
+    if (!stdin.write(params.chunk)) {
+      // the child reads slower than it is written to: answer once its pipe took the bytes, so memory stays bounded
+      yield* Effect.callback<void>((resume) => {
+        const done = () => resume(Effect.void)
+        stdin.once("drain", done)
+        stdin.once("close", done)
+        return Effect.sync(() => {
+          stdin.removeListener("drain", done)
+          stdin.removeListener("close", done)
+        })
+      })
+    }
     return "accepted" as const
   })
 
   const terminate = Effect.fn("LocalExecutor.terminate")(function*(processId: string) {
     const entry = table.get(processId)
-    if (entry === undefined || entry.state === "starting" || !isRunning(entry.child)) return { running: false }
-    signalGroup(entry.child, "SIGKILL")
-    return { running: true }
+    if (entry === undefined || entry.state === "starting") return { running: false }
+    const running = isRunning(entry.child)
+    // the leader may be gone while its group still holds the pipes: those die too
+    if (running || !entry.log.closed) signalGroup(entry.child, "SIGKILL")
+    return { running }
   })
 
   const signal = Effect.fn("LocalExecutor.signal")(function*(processId: string, _signal: Protocol.SignalName) {

@@ -10,6 +10,7 @@
  *
  * @since 0.1.0
  */
+import * as NodeOs from "node:os"
 import { fileURLToPath, pathToFileURL } from "node:url"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -441,10 +442,6 @@ export const Limits = {
   closedRetentionMillis: 30_000,
 } as const
 
-const signalNumbers: Readonly<Record<string, number>> = {
-  SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGILL: 4, SIGTRAP: 5, SIGABRT: 6, SIGBUS: 7, SIGFPE: 8, SIGKILL: 9,
-  SIGUSR1: 10, SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15, SIGXCPU: 24, SIGXFSZ: 25
-}
 
 /**
  * The exit code reported for a death by `signal`: 128 + its number, as the
@@ -454,6 +451,6 @@ const signalNumbers: Readonly<Record<string, number>> = {
  * @since 0.1.0
  */
 export const signaledExitCode = (signal: string | null): number => {
-  const number = signal === null ? undefined : signalNumbers[signal]
+  const number = signal === null ? undefined : (NodeOs.constants.signals as Record<string, number>)[signal]
   return number === undefined ? -1 : 128 + number
 }

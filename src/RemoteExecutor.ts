@@ -14,9 +14,11 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import * as Schedule from "effect/Schedule"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import WebSocket from "ws"
+import { ChangeSignal } from "./internal/changeSignal.ts"
 import { PushedOutput } from "./internal/pushedOutput.ts"
 import {
   ConnectionLost,
@@ -43,6 +45,12 @@ import * as Protocol from "./Protocol.ts"
 export interface Options {
   /** How long connecting and initializing may take (default 10 s). */
   readonly connectTimeout?: Duration.Input
+  /**
+   * How long an answer may take beyond a read's own `waitMs` (default 30 s);
+   * past it the link counts as lost: a server that stopped answering without
+   * closing the connection cannot hang a call.
+   */
+  readonly requestTimeout?: Duration.Input
   /** Sent in `initialize` (default `effect-exec`). */
   readonly clientName?: string
 }
@@ -130,7 +138,7 @@ const maxStreamed = 64
 class NotifiedEvents {
   readonly events: Array<ProcessEvent> = []
   private outputBytes = 0
-  private readonly waiters = new Set<() => void>()
+  private readonly changes = new ChangeSignal()
   add(event: ProcessEvent) {
     let index = this.events.length
     while (index > 0 && this.events[index - 1]!.seq > event.seq) index--
@@ -144,18 +152,15 @@ class NotifiedEvents {
         this.events.splice(oldest, 1)
       }
     }
-    const waiters = [...this.waiters]
-    this.waiters.clear()
-    for (const waiter of waiters) waiter()
+    this.changes.notify()
   }
   after(seq: number) {
     return this.events.filter((event) => event.seq > seq)
   }
-  changed = Effect.callback<void>((resume) => {
-    const waiter = () => resume(Effect.void)
-    this.waiters.add(waiter)
-    return Effect.sync(() => this.waiters.delete(waiter))
-  })
+  /** Completes once an event after `seq` arrived. */
+  untilAfter(seq: number): Effect.Effect<void> {
+    return this.changes.until(() => this.events.some((event) => event.seq > seq))
+  }
 }
 
 const decode = <S extends Schema.Top>(schema: S) => {
@@ -192,6 +197,7 @@ export const make = Effect.fnUntraced(function*(
   options: Options = {}
 ) {
   const connectTimeout = Duration.fromInputUnsafe(options.connectTimeout ?? "10 seconds")
+  const requestTimeout = Duration.toMillis(Duration.fromInputUnsafe(options.requestTimeout ?? "30 seconds"))
   const clientName = options.clientName ?? "effect-exec"
   const notified = new Map<string, NotifiedEvents>()
   /** Processes whose output the server pushes for our reads (see `streams`). */
@@ -268,13 +274,20 @@ export const make = Effect.fnUntraced(function*(
       const rpc = makeClient(transport, onNotification)
       const initialize = (resumeSessionId: string | undefined) =>
         rpc.request("initialize", resumeSessionId === undefined ? { clientName } : { clientName, resumeSessionId })
-      const answer = yield* initialize(sessionId).pipe(
+      const result = yield* initialize(sessionId).pipe(
+        // the server may not have seen our old connection go yet: it will shortly
+        Effect.retry({
+          while: (error) => error._tag === "RpcError" && error.code === ErrorCode.sessionAlreadyAttached,
+          schedule: Schedule.spaced("100 millis")
+        }),
         // a session that expired cannot be resumed: start a new one
         Effect.catchTag("RpcError", (error) =>
-          sessionId !== undefined && error.message.startsWith("unknown session id") ? initialize(undefined) : Effect.fail(error))
+          sessionId !== undefined && error.message.startsWith("unknown session id") ? initialize(undefined) : Effect.fail(error)),
+        Effect.flatMap(decodeInitializeResult),
+        Effect.tap(() => rpc.notify("initialized", {})),
+        // a link that failed to become a session must not stay open (the server would count it as attached)
+        Effect.onError(() => transport.close)
       )
-      const result = yield* decodeInitializeResult(answer)
-      yield* rpc.notify("initialized", {})
       sessionId = result.sessionId
       serverCwd = result.environmentInfo?.cwd
       serverCapabilities = result.capabilities ?? []
@@ -302,9 +315,17 @@ export const make = Effect.fnUntraced(function*(
    * Sends a request; a lost link becomes `ConnectionLost` (and the next call
    * connects anew), an error answer a typed reason.
    */
-  const call = (processId: string, method: string, params: unknown) =>
+  const call = (processId: string, method: string, params: unknown, waitMs = 0) =>
     Effect.flatMap(client, (rpc) =>
       rpc.request(method, params).pipe(
+        Effect.timeoutOrElse({
+          duration: requestTimeout + waitMs,
+          orElse: () =>
+            Effect.andThen(
+              rpc.close,
+              Effect.fail(new TransportClosed({ reason: `no answer to ${method} within ${requestTimeout + waitMs} ms` }))
+            )
+        }),
         Effect.mapError((error) => {
           if (error._tag === "RpcError") return new ExecutorError({ reason: reasonOf(processId, error) })
           if (current === rpc) current = undefined
@@ -313,11 +334,11 @@ export const make = Effect.fnUntraced(function*(
       ))
 
   /** Like `call`, but reconnects once and repeats the request after a lost link. */
-  const callIdempotent = (processId: string, method: string, params: unknown) =>
-    call(processId, method, params).pipe(
+  const callIdempotent = (processId: string, method: string, params: unknown, waitMs = 0) =>
+    call(processId, method, params, waitMs).pipe(
       Effect.catchIf(
         (error) => error.reason._tag === "ConnectionLost",
-        () => call(processId, method, params)
+        () => call(processId, method, params, waitMs)
       )
     )
 
@@ -330,7 +351,7 @@ export const make = Effect.fnUntraced(function*(
         afterSeq: request.afterSeq ?? null,
         maxBytes: request.maxBytes ?? null,
         waitMs: request.waitMs ?? null
-      }),
+      }, request.waitMs ?? 0),
       decodeReadResult
     )
 
@@ -363,10 +384,7 @@ export const make = Effect.fnUntraced(function*(
       const waitMs = request.waitMs ?? 0
       if (waitMs > 0 && !cache.knowsNext(afterSeq) && current !== undefined) {
         const link = current
-        const fromPush = Effect.gen(function*() {
-          while (!cache.knowsNext(afterSeq)) yield* cache.changed
-          return cache.read(afterSeq, maxBytes)
-        })
+        const fromPush = Effect.map(cache.untilNext(afterSeq), () => cache.read(afterSeq, maxBytes))
         // a lost link pushes nothing more: ask the server (reconnecting) at once
         const linkLost = Effect.as(Deferred.await(link.closed), undefined)
         const answer = yield* Effect.timeoutOption(Effect.raceFirst(fromPush, linkLost), waitMs)
@@ -380,7 +398,6 @@ export const make = Effect.fnUntraced(function*(
   return Executor.of({
     start: (request) =>
       Effect.gen(function*() {
-        eventsOf(request.processId)
         yield* client
         // With our server, a process read under backpressure streams: the
         // server pushes its output within the window, and reads mostly find
@@ -398,7 +415,13 @@ export const make = Effect.fnUntraced(function*(
               ? new ExecutorError({ reason: spawnReason(request.argv[0] ?? "", error.reason) })
               : error
           ),
-          Effect.tapError(() => Effect.sync(() => pushed.delete(request.processId)))
+          Effect.tapError(() =>
+            Effect.sync(() => {
+              pushed.delete(request.processId)
+              notified.delete(request.processId)
+              notifiedOutput.delete(request.processId)
+            })
+          )
         )
         return yield* decodeStartResult(answer)
       }),
@@ -427,7 +450,7 @@ export const make = Effect.fnUntraced(function*(
           let batch = log.after(cursor)
           while (batch.length === 0) {
             if (current === undefined) yield* client
-            yield* Effect.raceFirst(log.changed, Effect.flatMap(client, (rpc) => Deferred.await(rpc.closed)))
+            yield* Effect.raceFirst(log.untilAfter(cursor), Effect.flatMap(client, (rpc) => Deferred.await(rpc.closed)))
             batch = log.after(cursor)
           }
           const last = batch[batch.length - 1]!
@@ -443,7 +466,7 @@ export const make = Effect.fnUntraced(function*(
  * @example
  * ```ts
  * Exec.run({ command: ["uname", "-a"] }).pipe(
- *   Effect.provide(Environment.fromExecutor({ _tag: "Remote", url }, "/")),
+ *   Effect.provide(Environment.fromExecutor({ _tag: "Remote", url })),
  *   Effect.provide(RemoteExecutor.layer({ url, token: Redacted.make(token) }))
  * )
  * ```

@@ -9,6 +9,9 @@ import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
 import { TestClock } from "effect/testing"
 import * as Environment from "../src/Environment.ts"
+import { Executor } from "../src/Executor.ts"
+import type * as JsonRpc from "../src/JsonRpc.ts"
+import * as RemoteExecutor from "../src/RemoteExecutor.ts"
 import * as Exec from "../src/Exec.ts"
 import * as OutputSink from "../src/OutputSink.ts"
 import * as Script from "./support/ScriptedExecutor.ts"
@@ -260,5 +263,39 @@ describe("Exec.run", () => {
       assert.deepStrictEqual(env.started[1]?.env, { ONLY: "1" })
       assert.strictEqual(env.started[1]?.envPolicy, null, "an explicit env is exactly the child's environment")
       assert.strictEqual(env.started[1]?.cwd, "/tmp")
+    }))
+})
+
+describe("Exec.run against a server that stops answering", () => {
+  it.effect("returns TimedOut instead of hanging when neither reads nor terminate are answered", () =>
+    Effect.gen(function*() {
+      // a transport whose server answers the handshake and the start, then nothing more
+      const transport: JsonRpc.Transport = {
+        send: (frame) =>
+          Effect.sync(() => {
+            const message = JSON.parse(frame)
+            if (message.method === "initialize") deliver({ id: message.id, result: { sessionId: "s" } })
+            if (message.method === "process/start") deliver({ id: message.id, result: { processId: message.params.processId } })
+          }),
+        listen: (handlers) => {
+          onFrame = handlers.onFrame
+        },
+        close: Effect.void
+      }
+      let onFrame: (frame: string) => void = () => {}
+      const deliver = (message: unknown) => queueMicrotask(() => onFrame(JSON.stringify(message)))
+      const executor = yield* RemoteExecutor.make(Effect.succeed(transport), { requestTimeout: "5 seconds" })
+      const layer = Layer.mergeAll(
+        Environment.fromExecutor({ _tag: "Remote", url: "ws://silent" }).pipe(Layer.provide(Layer.succeed(Executor, executor))),
+        OutputSink.layerDiscard
+      )
+      const fiber = yield* Exec.run({ command: ["cmd"], cwd: "/tmp", timeout: "1 second" }).pipe(
+        Effect.provide(layer),
+        Effect.forkChild
+      )
+      for (let i = 0; i < 30 && fiber.pollUnsafe() === undefined; i++) yield* TestClock.adjust("1 second")
+      const result = yield* Fiber.join(fiber)
+      assert.strictEqual(result.termination._tag, "TimedOut")
+      assert.strictEqual(result.exitCode, 124)
     }))
 })

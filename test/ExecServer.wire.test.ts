@@ -520,6 +520,24 @@ describe("ExecServer over the wire: sessions", () => {
       assert.strictEqual(last.exitCode, 0)
     }))
 
+  it.live("tells a resumed client of an exit and close that happened while it was away", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server()
+      const a = yield* connect(url)
+      const { sessionId } = yield* handshake(a)
+      yield* a.call("process/start", startParams("gone", ["sh", "-c", "sleep 0.3; exit 3"], { outputNotifications: false }))
+      yield* a.close
+      yield* Effect.sleep(800) // the process exits and closes while nobody is attached
+
+      const b = yield* connect(url)
+      yield* resume(b, sessionId)
+      yield* b.notify("initialized", {})
+      const exited = yield* b.notification("process/exited", "gone")
+      assert.strictEqual(exited.exitCode, 3)
+      const closed = yield* b.notification("process/closed", "gone")
+      assert.strictEqual(closed.seq, exited.seq + 1)
+    }))
+
   it.live("refuses to resume an unknown session id, and the connection can still initialize", () =>
     Effect.gen(function*() {
       const { url } = yield* server()

@@ -12,6 +12,7 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type * as Protocol from "../Protocol.ts"
 import type { ProcessEvent } from "../Executor.ts"
+import { ChangeSignal } from "./changeSignal.ts"
 
 interface Eviction {
   readonly seq: number
@@ -30,11 +31,11 @@ export class ProcessLog {
   private foldedEvictions = { bytes: 0, chunks: 0, lastSeq: 0 }
   private exitEvent: { readonly seq: number; readonly exitCode: number; readonly signal: string | null } | undefined
   private closedSeq: number | undefined
-  private readonly waiters = new Set<() => void>()
+  /** Wakes readers when output, the exit or the close arrive. */
+  readonly changes = new ChangeSignal()
   /** Highest `afterSeq` a reader has presented: everything up to it was seen. */
   ackedSeq = 0
-  /** Output bytes seen so far, retained or not. */
-  totalBytes = 0
+  private unreadBytesValue = 0
 
   readonly capacityBytes: number
   /** When set, unread output is never evicted: the producer is paused instead. */
@@ -54,25 +55,16 @@ export class ProcessLog {
   get closed(): boolean {
     return this.closedSeq !== undefined
   }
-  get retainedBytes(): number {
-    return this.retainedBytesValue
-  }
 
   /** Bytes retained that no reader has acknowledged yet. */
   get unreadBytes(): number {
-    let unread = 0
-    for (let i = this.retained.length - 1; i >= this.head; i--) {
-      const chunk = this.retained[i]!
-      if (chunk.seq <= this.ackedSeq) break
-      unread += chunk.chunk.length
-    }
-    return unread
+    return this.unreadBytesValue
   }
 
   appendOutput(stream: Protocol.OutputStream, chunk: Uint8Array): void {
     this.retained.push({ seq: this.nextSeqValue++, stream, chunk })
     this.retainedBytesValue += chunk.length
-    this.totalBytes += chunk.length
+    this.unreadBytesValue += chunk.length
     this.evict()
     this.notify()
   }
@@ -92,7 +84,13 @@ export class ProcessLog {
   /** Records that a reader has seen everything up to `afterSeq`. */
   acknowledge(afterSeq: number): void {
     if (afterSeq > this.ackedSeq) {
-      this.ackedSeq = Math.min(afterSeq, this.nextSeqValue - 1)
+      const acked = Math.min(afterSeq, this.nextSeqValue - 1)
+      for (let i = this.firstIndexAfter(this.ackedSeq); i < this.retained.length; i++) {
+        const chunk = this.retained[i]!
+        if (chunk.seq > acked) break
+        this.unreadBytesValue -= chunk.chunk.length
+      }
+      this.ackedSeq = acked
       if (this.backpressure) this.evict()
     }
   }
@@ -153,17 +151,8 @@ export class ProcessLog {
     return events
   }
 
-  /** Registers a one-shot callback for the next change; returns its removal. */
-  onChange(waiter: () => void): () => void {
-    this.waiters.add(waiter)
-    return () => this.waiters.delete(waiter)
-  }
-
   private notify(): void {
-    if (this.waiters.size === 0) return
-    const waiters = [...this.waiters]
-    this.waiters.clear()
-    for (const waiter of waiters) waiter()
+    this.changes.notify()
   }
 
   private firstIndexAfter(afterSeq: number): number {
@@ -185,6 +174,7 @@ export class ProcessLog {
       this.retained[this.head] = undefined as never
       this.head++
       this.retainedBytesValue -= oldest.chunk.length
+      if (oldest.seq > this.ackedSeq) this.unreadBytesValue -= oldest.chunk.length
       this.recordEviction(oldest)
     }
     if (this.head > 1024 && this.head * 2 > this.retained.length) {
@@ -225,13 +215,6 @@ export class ProcessLog {
   }
 }
 
-/** Completes at the log's next change. */
-export const awaitChange = (log: ProcessLog): Effect.Effect<void> =>
-  Effect.callback<void>((resume) => {
-    const remove = log.onChange(() => resume(Effect.void))
-    return Effect.sync(remove)
-  })
-
 /**
  * `process/read` on a log: answers at once when there is output, the close, or
  * an exit new to this cursor; otherwise waits for one of them up to `waitMs`.
@@ -243,9 +226,7 @@ export const longPollRead = (log: ProcessLog, params: Protocol.ReadParams): Effe
   return Effect.suspend(() => {
     const first = log.read(afterSeq, maxBytes)
     if (waitMs === 0 || log.isReady(afterSeq, first)) return Effect.succeed(first)
-    const untilReady = Effect.gen(function*() {
-      while (!log.isReady(afterSeq, log.read(afterSeq, maxBytes))) yield* awaitChange(log)
-    })
+    const untilReady = log.changes.until(() => log.isReady(afterSeq, log.read(afterSeq, maxBytes)))
     return Effect.raceFirst(untilReady, Effect.sleep(waitMs)).pipe(
       Effect.andThen(Effect.sync(() => log.read(afterSeq, maxBytes)))
     )
@@ -262,8 +243,10 @@ export const eventStream = (log: ProcessLog, afterSeq: number): Stream.Stream<Pr
     Effect.gen(function*() {
       let batch = log.eventsAfter(cursor)
       while (batch.length === 0) {
-        yield* awaitChange(log)
+        yield* log.changes.until(() => log.nextSeq - 1 > cursor)
         batch = log.eventsAfter(cursor)
+        // what came was evicted already: wait for what follows it
+        if (batch.length === 0) cursor = log.nextSeq - 1
       }
       const last = batch[batch.length - 1]!
       return [batch, last._tag === "Closed" ? Option.none() : Option.some(last.seq)] as const

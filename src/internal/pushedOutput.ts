@@ -9,12 +9,13 @@
 import * as Effect from "effect/Effect"
 import type { ProcessEvent } from "../Executor.ts"
 import type * as Protocol from "../Protocol.ts"
+import { ChangeSignal } from "./changeSignal.ts"
 
 export class PushedOutput {
   private readonly entries = new Map<number, ProcessEvent>()
   private trimmedTo = 0
   private exit: { readonly exitCode: number; readonly signal: string | null } | undefined
-  private readonly waiters = new Set<() => void>()
+  private readonly changes = new ChangeSignal()
   /** The highest cursor already acknowledged to the server. */
   acknowledged = 0
   /** Output bytes held. */
@@ -25,9 +26,7 @@ export class PushedOutput {
     if (event.seq <= this.trimmedTo || this.entries.has(event.seq)) return
     this.entries.set(event.seq, event)
     if (event._tag === "Output") this.bytes += event.chunk.length
-    const waiters = [...this.waiters]
-    this.waiters.clear()
-    for (const waiter of waiters) waiter()
+    this.changes.notify()
   }
 
   /** Forgets everything up to `afterSeq`: the reader has it. */
@@ -77,10 +76,8 @@ export class PushedOutput {
     }
   }
 
-  /** Completes at the next pushed event. */
-  readonly changed: Effect.Effect<void> = Effect.callback<void>((resume) => {
-    const waiter = () => resume(Effect.void)
-    this.waiters.add(waiter)
-    return Effect.sync(() => this.waiters.delete(waiter))
-  })
+  /** Completes once the entry after `afterSeq` arrived. */
+  untilNext(afterSeq: number): Effect.Effect<void> {
+    return this.changes.until(() => this.knowsNext(afterSeq))
+  }
 }

@@ -280,6 +280,30 @@ export const suite = (
             assert.deepStrictEqual(seen.chunks.map((c) => c.seq), seen.chunks.map((_, i) => i + 1))
           }))
 
+        it.effect("terminate after the leader exited still kills the group that holds its pipes", () =>
+          Effect.gen(function*() {
+            const executor = yield* Exec.Executor
+            const processId = freshId("orphaned")
+            yield* start(processId, ["sh", "-c", "sleep 100 & echo $!"])
+            // long-poll with a cursor until the pid line and the exit are in
+            let text = ""
+            let afterSeq = 0
+            let exited = false
+            while (!exited || !text.includes("\n")) {
+              const result = yield* executor.read({ processId, afterSeq, maxBytes: null, waitMs: 2_000 })
+              text += result.chunks.map((c) => new TextDecoder().decode(c.chunk)).join("")
+              afterSeq = result.nextSeq - 1
+              exited = result.exited
+            }
+            const background = Number(text.trim())
+            assert.isTrue(isAlive(background), "the background child outlives the leader")
+            const terminated = yield* executor.terminate(processId)
+            assert.isFalse(terminated.running, "the leader had exited")
+            yield* awaitDeath(background)
+            const seen = yield* readUntilClosed(processId)
+            assert.isTrue(seen.last.closed)
+          }))
+
         it.effect("names the missing binary or working directory in a spawn failure", () =>
           Effect.gen(function*() {
             const missing = yield* Effect.flip(start(freshId("missing"), ["definitely-not-a-command-xyz"]))
