@@ -46,9 +46,7 @@ export type Limit =
  * @since 0.1.0
  */
 export interface CappedBuffer {
-  readonly limit: Limit
   readonly append: (chunk: Uint8Array) => void
-  readonly totalBytes: () => number
   readonly snapshot: () => Captured
 }
 
@@ -148,13 +146,11 @@ export const make = (limit: Limit): CappedBuffer => {
   )
   const tail = limit._tag === "HeadTail" ? tailKeeper(limit.tailBytes) : undefined
   return {
-    limit,
     append(chunk) {
       total += chunk.length
       const keptInHead = head.append(chunk)
       if (tail !== undefined && keptInHead < chunk.length) tail.append(chunk.subarray(keptInHead))
     },
-    totalBytes: () => total,
     snapshot() {
       const headBytes = head.bytes()
       if (tail === undefined) {
