@@ -15,6 +15,7 @@ import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as CappedBuffer from "./CappedBuffer.ts"
 import { Environment } from "./Environment.ts"
@@ -186,14 +187,17 @@ class Progress {
 export const isDrained = (result: Protocol.ReadResult): boolean => result.closed && result.chunks.length === 0
 
 /**
- * Long-poll reads until the process is closed and drained, each from the
- * cursor the previous one left in `progress` (one read at a time: the stream
- * pulls the next read only after the last was absorbed).
+ * Long-poll reads until the process is closed and drained. The cursor travels
+ * in the stream's own state, not in `progress`: the stream may pull the next
+ * read before the last one was absorbed (`interruptWhen` runs it ahead), and
+ * a cursor read from `progress` then would fetch the same chunks twice.
  */
 const reads = (executor: Executor["Service"], processId: string, progress: Progress) =>
-  Stream.fromEffectRepeat(Effect.suspend(() =>
-    executor.read({ processId, afterSeq: progress.afterSeq, maxBytes: Defaults.readBytes, waitMs: Defaults.readWaitMillis })
-  )).pipe(Stream.takeUntil(isDrained))
+  Stream.paginate(progress.afterSeq, (afterSeq) =>
+    Effect.map(
+      executor.read({ processId, afterSeq, maxBytes: Defaults.readBytes, waitMs: Defaults.readWaitMillis }),
+      (result) => [[result], isDrained(result) ? Option.none() : Option.some(result.nextSeq - 1)] as const
+    ))
 
 /** Folds one read into the progress and sends its deltas. */
 const absorb = (progress: Progress, sink: OutputSink["Service"], callId: string, maxDeltas: number) =>

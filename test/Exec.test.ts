@@ -132,6 +132,23 @@ describe("Exec.run", () => {
       assert.strictEqual(result.stdout.text, "abcdefghijklmno")
     }))
 
+  it.effect("neither repeats nor loses a chunk when the sink is slow", () =>
+    Effect.gen(function*() {
+      const chunks = Array.from({ length: 200 }, (_, i) => Script.out(`${i},`))
+      const env = scripted(() => [...chunks, Script.exit(0), Script.close])
+      const received: Array<string> = []
+      const slowSink = Layer.succeed(OutputSink.OutputSink, OutputSink.OutputSink.of({
+        emit: (delta) =>
+          Effect.andThen(Effect.yieldNow, Effect.sync(() => received.push(new TextDecoder().decode(delta.chunk))))
+      }))
+      const result = yield* Exec.run({ command: ["cmd"], maxDeltas: Infinity }).pipe(
+        Effect.provide(Layer.merge(env.layer, slowSink))
+      )
+      const expected = Array.from({ length: 200 }, (_, i) => `${i},`).join("")
+      assert.strictEqual(result.stdout.text, expected)
+      assert.strictEqual(received.join(""), expected)
+    }))
+
   it.effect("caps deltas at 10 000 by default", () =>
     Effect.gen(function*() {
       const env = scripted(() => [...Array.from({ length: 10_005 }, () => Script.out("x")), Script.exit(0), Script.close])
