@@ -3,9 +3,10 @@
  * same conformance suite through our RemoteExecutor, and Exec.run end to end.
  *
  * Cases left out for Codex (`extensions: false` in the suite): the `signal`
- * name and `dropped` report of a read, `backpressure`, and the spawn-failure
+ * name and `dropped` report of a read, `backpressure`, the spawn-failure
  * message naming the binary or directory (Codex says only "No such file or
- * directory (os error 2)"). Codex 0.169 does offer `process/signal`, so the
+ * directory (os error 2)"), and a terminate that still kills the group once
+ * the leader exited (Codex then answers `running: false` and kills nothing). Codex 0.169 does offer `process/signal`, so the
  * interrupt case runs against it too.
  */
 import { assert, describe, layer } from "@effect/vitest"
