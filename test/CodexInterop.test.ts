@@ -7,8 +7,8 @@
  * message naming the binary or directory (Codex says only "No such file or
  * directory (os error 2)"), and a terminate that still kills the group once
  * the leader exited (Codex answers `running: false` there, and its source
- * shows no kill in that case; not run against the binary). Codex 0.169 does offer `process/signal`, so the
- * interrupt case runs against it too.
+ * shows no kill in that case; not run against the binary). Codex 0.169 does
+ * offer `process/signal`, so the interrupt case runs against it too.
  */
 import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
