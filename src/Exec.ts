@@ -181,12 +181,6 @@ class Progress {
 }
 
 /**
- * Whether a reader has everything: the process is closed and a read found
- * nothing more (a server may say `closed` while `maxBytes` held chunks back).
- */
-export const isDrained = (result: Protocol.ReadResult): boolean => result.closed && result.chunks.length === 0
-
-/**
  * Long-poll reads until the process is closed and drained. The cursor travels
  * in the stream's own state, not in `progress`: the stream may pull the next
  * read before the last one was absorbed (`interruptWhen` runs it ahead), and
@@ -196,7 +190,7 @@ const reads = (executor: Executor["Service"], processId: string, progress: Progr
   Stream.paginate(progress.afterSeq, (afterSeq) =>
     Effect.map(
       executor.read({ processId, afterSeq, maxBytes: Defaults.readBytes, waitMs: Defaults.readWaitMillis }),
-      (result) => [[result], isDrained(result) ? Option.none() : Option.some(result.nextSeq - 1)] as const
+      (result) => [[result], Protocol.isDrained(result) ? Option.none() : Option.some(result.nextSeq - 1)] as const
     ))
 
 /** Folds one read into the progress and sends its deltas. */

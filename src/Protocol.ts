@@ -284,6 +284,15 @@ export const ReadResult = Schema.Struct({
 export type ReadResult = typeof ReadResult.Type
 
 /**
+ * Whether a reader has everything: the process is closed and a read found
+ * nothing more (a server may say `closed` while `maxBytes` held chunks back).
+ *
+ * @category predicates
+ * @since 0.1.0
+ */
+export const isDrained = (result: ReadResult): boolean => result.closed && result.chunks.length === 0
+
+/**
  * The JSON text of a read result, as `Schema.encode(ReadResult)` then
  * `JSON.stringify` would give it, built without the generic passes: read
  * results carry nearly all the bytes, and base64, seqs and stream names need

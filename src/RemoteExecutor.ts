@@ -391,7 +391,7 @@ export const make = Effect.fnUntraced(function*(
         if (Option.isSome(answer) && answer.value !== undefined) return answer.value
       }
       const result = yield* serverRead(request)
-      if (result.closed && result.chunks.length === 0) pushed.delete(request.processId)
+      if (Protocol.isDrained(result)) pushed.delete(request.processId)
       return result
     })
 

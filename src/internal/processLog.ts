@@ -66,19 +66,19 @@ export class ProcessLog {
     this.retainedBytesValue += chunk.length
     this.unreadBytesValue += chunk.length
     this.evict()
-    this.notify()
+    this.changes.notify()
   }
 
   markExited(exitCode: number, signal: string | null): void {
     if (this.exitEvent !== undefined) return
     this.exitEvent = { seq: this.nextSeqValue++, exitCode, signal }
-    this.notify()
+    this.changes.notify()
   }
 
   markClosed(): void {
     if (this.closedSeq !== undefined || this.exitEvent === undefined) return
     this.closedSeq = this.nextSeqValue++
-    this.notify()
+    this.changes.notify()
   }
 
   /** Records that a reader has seen everything up to `afterSeq`. */
@@ -128,9 +128,15 @@ export class ProcessLog {
     }
   }
 
-  /** Whether a read at `afterSeq` should answer now rather than long-poll. */
-  isReady(afterSeq: number, result: Protocol.ReadResult): boolean {
-    return result.chunks.length > 0 || result.closed || (this.exitEvent !== undefined && this.exitEvent.seq > afterSeq)
+  /**
+   * Whether a read at `afterSeq` should answer now rather than long-poll: there
+   * is output after it, the process is closed, or its exit is new to it.
+   * Checked at every change while readers wait, so it builds nothing.
+   */
+  isReadyAfter(afterSeq: number): boolean {
+    const newest = this.retained[this.retained.length - 1]
+    return (this.retained.length > this.head && newest!.seq > afterSeq) || this.closedSeq !== undefined ||
+      (this.exitEvent !== undefined && this.exitEvent.seq > afterSeq)
   }
 
   /** Every retained event (output, exit, close) with a seq above `afterSeq`, in seq order. */
@@ -149,10 +155,6 @@ export class ProcessLog {
       events.push({ _tag: "Closed", seq: this.closedSeq })
     }
     return events
-  }
-
-  private notify(): void {
-    this.changes.notify()
   }
 
   private firstIndexAfter(afterSeq: number): number {
@@ -224,10 +226,8 @@ export const longPollRead = (log: ProcessLog, params: Protocol.ReadParams): Effe
   const maxBytes = params.maxBytes ?? null
   const waitMs = params.waitMs ?? 0
   return Effect.suspend(() => {
-    const first = log.read(afterSeq, maxBytes)
-    if (waitMs === 0 || log.isReady(afterSeq, first)) return Effect.succeed(first)
-    const untilReady = log.changes.until(() => log.isReady(afterSeq, log.read(afterSeq, maxBytes)))
-    return Effect.raceFirst(untilReady, Effect.sleep(waitMs)).pipe(
+    if (waitMs === 0 || log.isReadyAfter(afterSeq)) return Effect.succeed(log.read(afterSeq, maxBytes))
+    return Effect.raceFirst(log.changes.until(() => log.isReadyAfter(afterSeq)), Effect.sleep(waitMs)).pipe(
       Effect.andThen(Effect.sync(() => log.read(afterSeq, maxBytes)))
     )
   })

@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs"
 import * as Effect from "effect/Effect"
 import * as Exec from "../../src/Executor.ts"
-import type * as Protocol from "../../src/Protocol.ts"
+import * as Protocol from "../../src/Protocol.ts"
 
 /**
  * A process is alive when /proc has it and it is not a zombie. PID 1 on these
@@ -66,7 +66,7 @@ export const readUntilClosed = (
       chunks.push(...result.chunks)
       droppedBytes += result.dropped?.bytes ?? 0
       afterSeq = result.nextSeq - 1
-      if (result.closed && result.chunks.length === 0) {
+      if (Protocol.isDrained(result)) {
         const text = (stream: Protocol.OutputStream) =>
           decoder.decode(concat(chunks.filter((c) => c.stream === stream).map((c) => c.chunk)))
         return { chunks, last: result, stdout: text("stdout"), stderr: text("stderr"), droppedBytes } as Collected
