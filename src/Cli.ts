@@ -191,24 +191,36 @@ const listenFlag = Flag.String("listen").pipe(
   Flag.withDefault("ws://127.0.0.1:0")
 )
 
+const seconds = (millis: number) => `${millis / 1000}s`
+
 const sessionTtlFlag = Flag.String("session-ttl").pipe(
-  Flag.withDescription("How long a disconnected client's processes wait for it to resume, e.g. 30s (default 30s)"),
-  Flag.withDefault("30s")
+  Flag.withDescription(
+    `How long a disconnected client's processes wait for it to resume, e.g. 30s (default ` +
+      `${seconds(ExecServer.defaults.sessionTtlMillis)})`
+  ),
+  Flag.withDefault(seconds(ExecServer.defaults.sessionTtlMillis))
 )
 
 const concurrentRequestsFlag = Flag.Int("concurrent-requests").pipe(
-  Flag.withDescription("Requests of one connection served at once (default 64); up to 1024 more wait"),
-  Flag.withDefault(64)
+  Flag.withDescription(
+    `Requests of one connection served at once (default ${ExecServer.defaults.maxConcurrentRequests}); up to ` +
+      `${ExecServer.defaults.maxQueuedRequests} more wait`
+  ),
+  Flag.withDefault(ExecServer.defaults.maxConcurrentRequests)
 )
 
 const maxProcessesFlag = Flag.Int("max-processes").pipe(
-  Flag.withDescription("Processes running at once over all clients (default 4096); more starts are refused"),
-  Flag.withDefault(4096)
+  Flag.withDescription(
+    `Processes running at once over all clients (default ${ExecServer.defaults.maxProcesses}); more starts are refused`
+  ),
+  Flag.withDefault(ExecServer.defaults.maxProcesses)
 )
 
 const maxProcessesPerSessionFlag = Flag.Int("max-processes-per-session").pipe(
-  Flag.withDescription("Processes running at once for one client session (default 1024)"),
-  Flag.withDefault(1024)
+  Flag.withDescription(
+    `Processes running at once for one client session (default ${ExecServer.defaults.maxProcessesPerSession})`
+  ),
+  Flag.withDefault(ExecServer.defaults.maxProcessesPerSession)
 )
 
 /**
@@ -301,4 +313,4 @@ export const teardown: Runtime.Teardown = (exit, onExit) =>
  * @category running
  * @since 0.1.0
  */
-export const main = Command.run(root, { version: "0.1.0" })
+export const main = Command.run(root, { version: ExecServer.version })

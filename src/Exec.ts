@@ -19,6 +19,7 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as CappedBuffer from "./CappedBuffer.ts"
 import { Environment } from "./Environment.ts"
+import * as InternalDefaults from "./internal/defaults.ts"
 import type { Executor, ExecutorError } from "./Executor.ts"
 import { OutputSink } from "./OutputSink.ts"
 import * as Protocol from "./Protocol.ts"
@@ -138,14 +139,14 @@ export interface ExecResult {
  * @since 0.1.0
  */
 export const Defaults = {
-  timeout: Duration.seconds(10),
-  timeoutExitCode: 124,
-  drainLimit: Duration.seconds(2),
-  maxDeltas: 10_000,
-  shellToolBytes: 1024 * 1024,
+  timeout: Duration.millis(InternalDefaults.exec.timeoutMillis),
+  timeoutExitCode: InternalDefaults.exec.timeoutExitCode,
+  drainLimit: Duration.millis(InternalDefaults.exec.drainLimitMillis),
+  maxDeltas: InternalDefaults.exec.maxDeltas,
+  shellToolBytes: InternalDefaults.exec.shellToolBytes,
   /** Read size and long-poll wait of one `process/read`. */
-  readBytes: 512 * 1024,
-  readWaitMillis: 1_000
+  readBytes: InternalDefaults.exec.readBytes,
+  readWaitMillis: InternalDefaults.exec.readWaitMillis
 } as const
 
 // =============================================================================

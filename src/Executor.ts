@@ -46,13 +46,16 @@ export class ProcessIdInUse extends Schema.TaggedClass<ProcessIdInUse>()("Proces
 }
 
 /**
- * The request is malformed (for example an empty `argv`).
+ * The request is malformed (for example an empty `argv`). `invalidParams`
+ * marks a request whose params are wrong, as opposed to one that is not
+ * allowed in the state it came in (JSON-RPC tells the two apart).
  *
  * @category errors
  * @since 0.1.0
  */
 export class InvalidRequest extends Schema.TaggedClass<InvalidRequest>()("InvalidRequest", {
-  description: Schema.String
+  description: Schema.String,
+  invalidParams: Schema.optionalKey(Schema.Boolean)
 }) {
   get message(): string {
     return this.description

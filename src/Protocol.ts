@@ -13,10 +13,22 @@
 import * as NodeOs from "node:os"
 import { fileURLToPath, pathToFileURL } from "node:url"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as SchemaGetter from "effect/SchemaGetter"
 import * as SchemaIssue from "effect/SchemaIssue"
+import {
+  ExecutorErrorReason,
+  InvalidRequest,
+  ProcessIdInUse,
+  ServerError,
+  SpawnFailed,
+  UnknownProcess,
+  Unsupported
+} from "./Executor.ts"
+import * as Defaults from "./internal/defaults.ts"
+import { ErrorCode } from "./JsonRpc.ts"
 
 // =============================================================================
 // Shared pieces
@@ -165,6 +177,7 @@ export const InitializeResult = Schema.Struct({
   sessionId: Schema.String,
   /** What the server runs on (Codex sends many more fields; these are the ones we use). */
   environmentInfo: Schema.optionalKey(Schema.Struct({
+    shell: Schema.optionalKey(Schema.Struct({ name: Schema.String, path: Schema.String })),
     cwd: Schema.optionalKey(Cwd),
     platformOs: Schema.optionalKey(Schema.String),
     executorVersion: Schema.optionalKey(Schema.String)
@@ -435,6 +448,290 @@ export const ClosedNotification = Schema.Struct({
 })
 
 // =============================================================================
+// The method table
+// =============================================================================
+
+/**
+ * A schema that crosses the wire: decoding and encoding need no service.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type WireSchema = Schema.Codec<any, any, never, never>
+
+/**
+ * A request: its params and its result.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface RequestSpec<Params extends WireSchema = WireSchema, Result extends WireSchema = WireSchema> {
+  readonly _tag: "Request"
+  readonly params: Params
+  readonly result: Result
+  /** Ours, not Codex's: named in `capabilities`, so a client uses it only with a server that offers it. */
+  readonly extension: boolean
+}
+
+/**
+ * A notification: its params.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface NotificationSpec<Params extends WireSchema = WireSchema> {
+  readonly _tag: "Notification"
+  readonly params: Params
+  readonly extension: boolean
+}
+
+const request = <Params extends WireSchema, Result extends WireSchema>(
+  params: Params,
+  result: Result,
+  options: { readonly extension?: boolean } = {}
+): RequestSpec<Params, Result> => ({ _tag: "Request", params, result, extension: options.extension ?? false })
+
+const notification = <Params extends WireSchema>(
+  params: Params,
+  options: { readonly extension?: boolean } = {}
+): NotificationSpec<Params> => ({ _tag: "Notification", params, extension: options.extension ?? false })
+
+/**
+ * An empty result (`{}`).
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const EmptyResult = Schema.Struct({})
+
+/**
+ * Every request a client may send, with its schemas. The server's router, the
+ * client's typed calls, the advertised `capabilities` and the property tests
+ * all read this table: adding a method is one entry here and one handler.
+ *
+ * @category methods
+ * @since 0.1.0
+ */
+export const requests = {
+  "initialize": request(InitializeParams, InitializeResult),
+  "process/start": request(StartParams, StartResult),
+  "process/read": request(ReadParams, ReadResult),
+  "process/write": request(WriteParams, WriteResult),
+  "process/terminate": request(TerminateParams, TerminateResult),
+  "process/signal": request(SignalParams, EmptyResult, { extension: true })
+} as const
+
+/**
+ * Every notification a client may send.
+ *
+ * @category methods
+ * @since 0.1.0
+ */
+export const clientNotifications = {
+  "initialized": notification(EmptyResult),
+  "process/acknowledge": notification(AcknowledgeParams, { extension: true })
+} as const
+
+/**
+ * Every notification a server may send.
+ *
+ * @category methods
+ * @since 0.1.0
+ */
+export const serverNotifications = {
+  "process/output": notification(OutputNotification),
+  "process/exited": notification(ExitedNotification),
+  "process/closed": notification(ClosedNotification)
+} as const
+
+/**
+ * @category methods
+ * @since 0.1.0
+ */
+export type RequestMethod = keyof typeof requests
+
+/**
+ * @category methods
+ * @since 0.1.0
+ */
+export type ClientNotificationMethod = keyof typeof clientNotifications
+
+/**
+ * @category methods
+ * @since 0.1.0
+ */
+export type ServerNotificationMethod = keyof typeof serverNotifications
+
+/**
+ * The decoded params of a request or client notification.
+ *
+ * @category methods
+ * @since 0.1.0
+ */
+export type ParamsOf<M extends RequestMethod | ClientNotificationMethod> = M extends RequestMethod
+  ? (typeof requests)[M]["params"]["Type"]
+  : M extends ClientNotificationMethod ? (typeof clientNotifications)[M]["params"]["Type"]
+  : never
+
+/**
+ * The decoded result of a request.
+ *
+ * @category methods
+ * @since 0.1.0
+ */
+export type ResultOf<M extends RequestMethod> = (typeof requests)[M]["result"]["Type"]
+
+/**
+ * Whether `method` names a request of the table.
+ *
+ * @category methods
+ * @since 0.1.0
+ */
+export const isRequestMethod = (method: string): method is RequestMethod => Object.hasOwn(requests, method)
+
+/**
+ * Whether `method` names a notification a client may send.
+ *
+ * @category methods
+ * @since 0.1.0
+ */
+export const isClientNotificationMethod = (method: string): method is ClientNotificationMethod =>
+  Object.hasOwn(clientNotifications, method)
+
+/**
+ * Our extensions that are fields of Codex's messages rather than methods: the
+ * read result's `dropped` and `signal`, and `process/start`'s `backpressure`
+ * and `outputNotifications`.
+ *
+ * @category methods
+ * @since 0.1.0
+ */
+export const fieldExtensions = ["dropped", "signal", "backpressure", "outputNotifications"] as const
+
+/**
+ * The extensions a server of this library offers, as named in the
+ * `initialize` result: the field extensions, then every method of the table
+ * marked as ours.
+ *
+ * @category methods
+ * @since 0.1.0
+ */
+export const capabilities: ReadonlyArray<string> = [
+  ...fieldExtensions,
+  ...Object.entries({ ...requests, ...clientNotifications }).flatMap(([method, spec]) => spec.extension ? [method] : [])
+]
+
+// =============================================================================
+// Errors on the wire
+// =============================================================================
+
+/**
+ * The `error` member of a JSON-RPC answer.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export interface WireError {
+  readonly code: number
+  readonly message: string
+  readonly data?: unknown
+}
+
+const encodeReason = Schema.encodeSync(ExecutorErrorReason)
+const decodeReason = Schema.decodeUnknownExit(ExecutorErrorReason)
+
+/** The JSON-RPC code of a reason, chosen by its tag (Codex's codes where Codex has the case). */
+const codeOf = (reason: ExecutorErrorReason): number => {
+  switch (reason._tag) {
+    case "UnknownProcess":
+    case "ProcessIdInUse":
+      return ErrorCode.invalidRequest
+    case "InvalidRequest":
+      return reason.invalidParams === true ? ErrorCode.invalidParams : ErrorCode.invalidRequest
+    case "Unsupported":
+      return ErrorCode.invalidParams
+    case "SpawnFailed":
+    case "ConnectionLost":
+      return ErrorCode.internalError
+    case "ServerError":
+      return reason.code
+  }
+}
+
+/**
+ * The JSON-RPC error for an executor failure: the code by the reason's tag, the
+ * message Codex gives for the same case, and the typed reason in `data.reason`
+ * (our extension, which a Codex client ignores).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export const errorToWire = (reason: ExecutorErrorReason): WireError => ({
+  code: codeOf(reason),
+  // a server error relayed from further away keeps its own words
+  message: reason._tag === "ServerError" ? reason.description : reason.message,
+  data: { reason: encodeReason(reason) }
+})
+
+/** What a failed request was about, for peers (Codex's) that send no typed reason. */
+export interface ErrorContext {
+  readonly processId?: string | undefined
+  /** The command of a failed `process/start`: its failure is a spawn failure. */
+  readonly command?: string | undefined
+}
+
+/**
+ * Codex's servers send no typed reason: their answers are told apart by code
+ * and by the message Codex writes for each case. This is the only place that
+ * reads a message's text.
+ */
+const codexReason = (error: WireError, context: ErrorContext): ExecutorErrorReason => {
+  const { code, message } = error
+  const processId = context.processId ?? ""
+  if (code === ErrorCode.invalidRequest && message.startsWith("unknown process id")) {
+    return new UnknownProcess({ processId })
+  }
+  if (code === ErrorCode.invalidRequest && message.endsWith("already exists")) return new ProcessIdInUse({ processId })
+  if (code === ErrorCode.invalidParams || code === ErrorCode.invalidRequest) {
+    return new InvalidRequest({ description: message, invalidParams: code === ErrorCode.invalidParams })
+  }
+  if (code === ErrorCode.methodNotFound) return new Unsupported({ feature: message })
+  if (code === ErrorCode.internalError && context.command !== undefined) {
+    const kind = /working directory/i.test(message)
+      ? "CwdNotFound"
+      : /command not found|no such file/i.test(message)
+      ? "CommandNotFound"
+      : /permission denied/i.test(message)
+      ? "PermissionDenied"
+      : "Other"
+    return new SpawnFailed({ kind, command: context.command, description: message })
+  }
+  return new ServerError({ code, description: message })
+}
+
+/**
+ * The executor failure a JSON-RPC error stands for: the typed reason when the
+ * server sent one (ours), else told from Codex's codes and messages. A server's
+ * `ConnectionLost` (its own link to somewhere else) is a `ServerError` here:
+ * `ConnectionLost` means this client's link.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export const errorFromWire = (error: WireError, context: ErrorContext = {}): ExecutorErrorReason => {
+  const data = error.data
+  if (typeof data === "object" && data !== null && "reason" in data) {
+    const decoded = decodeReason(data.reason)
+    if (Exit.isSuccess(decoded)) {
+      return decoded.value._tag === "ConnectionLost"
+        ? new ServerError({ code: error.code, description: error.message })
+        : decoded.value
+    }
+  }
+  return codexReason(error, context)
+}
+
+// =============================================================================
 // Constants
 // =============================================================================
 
@@ -446,11 +743,10 @@ export const ClosedNotification = Schema.Struct({
  */
 export const Limits = {
   /** Output retained per process by a server, oldest whole chunks dropped first. */
-  retainedBytesPerProcess: 1024 * 1024,
+  retainedBytesPerProcess: Defaults.processTable.retainedBytes,
   /** How long a closed process stays readable (and its id reserved). */
-  closedRetentionMillis: 30_000,
+  closedRetentionMillis: Defaults.processTable.closedRetentionMillis
 } as const
-
 
 /**
  * The exit code reported for a death by `signal`: 128 + its number, as the

@@ -131,7 +131,10 @@ export const listen = Effect.fnUntraced(function*(options: Options = {}) {
   }
   const registry = yield* ExecServer.makeRegistry(options)
   const run = yield* FiberSet.makeRuntime<Executor>()
-  const sockets = new WebSocketServer({ noServer: true, maxPayload: options.maxFrameBytes ?? 16 * 1024 * 1024 })
+  const sockets = new WebSocketServer({
+    noServer: true,
+    maxPayload: options.maxFrameBytes ?? ExecServer.defaults.maxFrameBytes
+  })
   const http = Http.createServer((_request, response) => {
     response.writeHead(426, { "Content-Type": "text/plain" }).end("exec-server: connect with a WebSocket\n")
   })
@@ -147,8 +150,10 @@ export const listen = Effect.fnUntraced(function*(options: Options = {}) {
       run(ExecServer.serveConnection(
         registry,
         fromWebSocket(webSocket, {
-          maxBufferedBytes: options.maxBufferedBytes ?? 128 * 1024 * 1024,
-          stallTimeoutMillis: Duration.toMillis(Duration.fromInputUnsafe(options.stallTimeout ?? "30 seconds"))
+          maxBufferedBytes: options.maxBufferedBytes ?? ExecServer.defaults.maxBufferedBytes,
+          stallTimeoutMillis: Duration.toMillis(
+            Duration.fromInputUnsafe(options.stallTimeout ?? ExecServer.defaults.stallTimeoutMillis)
+          )
         })
       ))
     })

@@ -24,6 +24,7 @@ import {
   handshake,
   pollUntil,
   refusedStatus,
+  codexShape,
   startParams,
   readAll,
   type WireClient
@@ -272,7 +273,7 @@ describe("ExecServer against hostile clients: request floods", () => {
         }
         switch (i % 6) {
           case 0:
-            assert.deepStrictEqual(frame!.error, { code: -32600, message: `unknown process id ghost-${i}` })
+            assert.deepStrictEqual(codexShape(frame!.error), { code: -32600, message: `unknown process id ghost-${i}` })
             break
           case 1:
             assert.strictEqual(fromBase64(frame!.result.chunks[0].chunk), "hello\n")
@@ -328,7 +329,7 @@ describe("ExecServer against hostile clients: request floods", () => {
         } else {
           served++
           if (i % 2 === 0) assert.strictEqual(frame.result.exited, false)
-          else assert.deepStrictEqual(frame.error, { code: -32600, message: `unknown process id ghost-${i}` })
+          else assert.deepStrictEqual(codexShape(frame.error), { code: -32600, message: `unknown process id ghost-${i}` })
         }
       }
       assert.isAbove(refused, 0, "some requests were refused")
@@ -911,8 +912,11 @@ describe("ExecServer against hostile clients: tokens", () => {
       assertNoSecret("the 101 answer", accepted)
       for (const { frame } of good.received) {
         const text = JSON.stringify(frame)
-        // only the process id we sent ourselves is echoed
-        assertNoSecret(text, text.replaceAll(`unknown process id ${secret}`, ""))
+        // only the process id we sent ourselves is echoed (in the message, and in the typed reason)
+        assertNoSecret(
+          text,
+          text.replaceAll(`unknown process id ${secret}`, "").replaceAll(`"processId":"${secret}"`, "")
+        )
       }
       yield* assertUnharmed(url, { headers: { Authorization: `Bearer ${secret}` } })
     }))

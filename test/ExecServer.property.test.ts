@@ -17,15 +17,12 @@ import * as WebSocketListener from "../src/WebSocketListener.ts"
 import * as Script from "./support/ScriptedExecutor.ts"
 import { connect, fromBase64, handshake } from "./support/wireClient.ts"
 
-/** Valid messages of every method, generated from the schemas and encoded for the wire. */
-const validMessages = Arbitrary.all([
-  Arbitrary.map(Arbitrary.schema(Protocol.StartParams), (p) => ["process/start", Schema.encodeSync(Protocol.StartParams)(p)] as const),
-  Arbitrary.map(Arbitrary.schema(Protocol.ReadParams), (p) => ["process/read", Schema.encodeSync(Protocol.ReadParams)(p)] as const),
-  Arbitrary.map(Arbitrary.schema(Protocol.WriteParams), (p) => ["process/write", Schema.encodeSync(Protocol.WriteParams)(p)] as const),
-  Arbitrary.map(Arbitrary.schema(Protocol.TerminateParams), (p) => ["process/terminate", p] as const),
-  Arbitrary.map(Arbitrary.schema(Protocol.SignalParams), (p) => ["process/signal", p] as const),
-  Arbitrary.map(Arbitrary.schema(Protocol.InitializeParams), (p) => ["initialize", p] as const)
-])
+/** Valid messages of every method of the table, generated from its schemas and encoded for the wire. */
+const validMessages = Arbitrary.all(
+  Object.entries(Protocol.requests).map(([method, spec]) =>
+    Arbitrary.map(Arbitrary.schema(spec.params), (params) => [method, Schema.encodeSync(spec.params)(params)] as const)
+  )
+)
 
 /** Random JSON values to put where they do not belong. */
 const junk = Arbitrary.schema(Schema.Json)

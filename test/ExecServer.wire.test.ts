@@ -21,6 +21,7 @@ import {
   handshake,
   pollUntil,
   refusedStatus,
+  codexShape,
   startParams,
   readAll,
   type WireClient
@@ -58,7 +59,7 @@ describe("ExecServer over the wire: handshake", () => {
       const { url } = yield* server()
       const client = yield* connect(url)
       const error = yield* client.callError("process/read", { processId: "p" })
-      assert.deepStrictEqual(error, { code: -32600, message: "client must call initialize before using exec methods" })
+      assert.deepStrictEqual(codexShape(error), { code: -32600, message: "client must call initialize before using exec methods" })
     }))
 
   it.live("refuses a process method after initialize but before initialized", () =>
@@ -67,7 +68,7 @@ describe("ExecServer over the wire: handshake", () => {
       const client = yield* connect(url)
       yield* client.call("initialize", { clientName: "wire-test" })
       const error = yield* client.callError("process/start", startParams("p", ["true"]))
-      assert.deepStrictEqual(error, { code: -32600, message: "client must send initialized before using exec methods" })
+      assert.deepStrictEqual(codexShape(error), { code: -32600, message: "client must send initialized before using exec methods" })
       // the handshake can still be completed on the same connection
       yield* client.notify("initialized", {})
       const started = yield* client.call("process/start", startParams("p", ["true"]))
@@ -80,10 +81,10 @@ describe("ExecServer over the wire: handshake", () => {
       const client = yield* connect(url)
       const first = yield* client.call("initialize", { clientName: "wire-test" })
       const before = yield* client.callError("initialize", { clientName: "wire-test" })
-      assert.deepStrictEqual(before, { code: -32600, message: "initialize may only be sent once per connection" })
+      assert.deepStrictEqual(codexShape(before), { code: -32600, message: "initialize may only be sent once per connection" })
       yield* client.notify("initialized", {})
       const after = yield* client.callError("initialize", { clientName: "wire-test" })
-      assert.deepStrictEqual(after, { code: -32600, message: "initialize may only be sent once per connection" })
+      assert.deepStrictEqual(codexShape(after), { code: -32600, message: "initialize may only be sent once per connection" })
       // the first session is still the connection's
       const resumed = yield* client.callError("initialize", { clientName: "wire-test", resumeSessionId: first.sessionId })
       assert.strictEqual(resumed.code, -32600)
@@ -126,7 +127,7 @@ describe("ExecServer over the wire: handshake", () => {
       assert.match(plainInit.result.sessionId, uuid)
       yield* plain.notify("initialized")
       const read = yield* plain.request("process/read", { processId: "none" }, { jsonrpc: true })
-      assert.deepStrictEqual(read.error, { code: -32600, message: "unknown process id none" })
+      assert.deepStrictEqual(codexShape(read.error), { code: -32600, message: "unknown process id none" })
     }))
 
   it.live("serves a handshake pipelined without waiting for the initialize reply", () =>
@@ -213,9 +214,9 @@ describe("ExecServer over the wire: process/start", () => {
     Effect.gen(function*() {
       const { client } = yield* ready()
       const error = yield* client.callError("process/start", startParams("empty", []))
-      assert.deepStrictEqual(error, { code: -32602, message: "argv must not be empty" })
+      assert.deepStrictEqual(codexShape(error), { code: -32602, message: "argv must not be empty" })
       const read = yield* client.callError("process/read", { processId: "empty" })
-      assert.deepStrictEqual(read, { code: -32600, message: "unknown process id empty" }, "nothing was registered")
+      assert.deepStrictEqual(codexShape(read), { code: -32600, message: "unknown process id empty" }, "nothing was registered")
     }))
 
   it.live("refuses params of the wrong type with -32602 naming the field", () =>
@@ -265,10 +266,10 @@ describe("ExecServer over the wire: process/start", () => {
       const losses = replies.filter((reply) => reply.error !== undefined)
       assert.strictEqual(wins.length, 1)
       assert.deepStrictEqual(wins[0]!.result, { processId: "dup", sandboxType: "none" })
-      assert.deepStrictEqual(losses.map((reply) => reply.error), [{ code: -32600, message: "process dup already exists" }])
+      assert.deepStrictEqual(losses.map((reply) => codexShape(reply.error)), [{ code: -32600, message: "process dup already exists" }])
       // and a later start with the id of a running process is refused the same way
       const again = yield* client.callError("process/start", startParams("dup", ["true"]))
-      assert.deepStrictEqual(again, { code: -32600, message: "process dup already exists" })
+      assert.deepStrictEqual(codexShape(again), { code: -32600, message: "process dup already exists" })
       assert.deepStrictEqual(yield* client.call("process/terminate", { processId: "dup" }), { running: true })
     }))
 
@@ -278,7 +279,7 @@ describe("ExecServer over the wire: process/start", () => {
       yield* client.call("process/start", startParams("kept", ["true"]))
       yield* client.notification("process/closed", "kept")
       const error = yield* client.callError("process/start", startParams("kept", ["true"]))
-      assert.deepStrictEqual(error, { code: -32600, message: "process kept already exists" })
+      assert.deepStrictEqual(codexShape(error), { code: -32600, message: "process kept already exists" })
     }))
 
   it.live("scopes process ids to a session", () =>
@@ -288,7 +289,7 @@ describe("ExecServer over the wire: process/start", () => {
       const other = yield* connect(url)
       yield* handshake(other)
       const unknown = yield* other.callError("process/read", { processId: "shared" })
-      assert.deepStrictEqual(unknown, { code: -32600, message: "unknown process id shared" })
+      assert.deepStrictEqual(codexShape(unknown), { code: -32600, message: "unknown process id shared" })
       yield* other.call("process/start", startParams("shared", ["sh", "-c", "printf two"]))
       assert.strictEqual((yield* readAll(client, "shared")).text, "one")
       assert.strictEqual((yield* readAll(other, "shared")).text, "two")
@@ -301,6 +302,29 @@ describe("ExecServer over the wire: process/start", () => {
       const error = yield* client.callError("process/start", startParams("missing", ["/nonexistent/command"]))
       assert.strictEqual(error.code, -32603)
       assert.isAbove(error.message.length, 0)
+    }))
+
+  it.live("names the typed reason of every executor error in data.reason (our extension)", () =>
+    Effect.gen(function*() {
+      const { client } = yield* ready()
+      const unknown = yield* client.callError("process/read", { processId: "nobody" })
+      assert.deepStrictEqual(unknown.data, { reason: { _tag: "UnknownProcess", processId: "nobody" } })
+      const empty = yield* client.callError("process/start", startParams("empty", []))
+      assert.deepStrictEqual(empty.data, {
+        reason: { _tag: "InvalidRequest", description: "argv must not be empty", invalidParams: true }
+      })
+      const missing = yield* client.callError("process/start", startParams("missing", ["/nonexistent/command"]))
+      assert.deepInclude(missing.data as object, {
+        reason: {
+          _tag: "SpawnFailed",
+          kind: "CommandNotFound",
+          command: "/nonexistent/command",
+          description: "command not found: /nonexistent/command"
+        }
+      })
+      // errors of the protocol itself (not of the executor) carry no reason
+      const early = yield* client.callError("no/such", {})
+      assert.isUndefined(early.data)
     }))
 })
 
@@ -362,7 +386,7 @@ describe("ExecServer over the wire: process/read", () => {
     Effect.gen(function*() {
       const { client } = yield* ready()
       const error = yield* client.callError("process/read", { processId: "X", afterSeq: 0, maxBytes: null, waitMs: 0 })
-      assert.deepStrictEqual(error, { code: -32600, message: "unknown process id X" })
+      assert.deepStrictEqual(codexShape(error), { code: -32600, message: "unknown process id X" })
     }))
 
   it.live("returns the read result shape", () =>
@@ -544,7 +568,7 @@ describe("ExecServer over the wire: sessions", () => {
       const client = yield* connect(url)
       const unknown = crypto.randomUUID()
       const error = yield* client.callError("initialize", { clientName: "wire-test", resumeSessionId: unknown })
-      assert.deepStrictEqual(error, { code: -32600, message: `unknown session id ${unknown}` })
+      assert.deepStrictEqual(codexShape(error), { code: -32600, message: `unknown session id ${unknown}` })
       const fresh = yield* client.call("initialize", { clientName: "wire-test", resumeSessionId: null })
       assert.match(fresh.sessionId, uuid)
       assert.notStrictEqual(fresh.sessionId, unknown)
@@ -580,7 +604,7 @@ describe("ExecServer over the wire: sessions", () => {
       assert.isAtLeast(Date.now() - closedAt, 250, "the process outlived the disconnect until the TTL")
       const b = yield* connect(url)
       const error = yield* b.callError("initialize", { clientName: "wire-test", resumeSessionId: sessionId })
-      assert.deepStrictEqual(error, { code: -32600, message: `unknown session id ${sessionId}` })
+      assert.deepStrictEqual(codexShape(error), { code: -32600, message: `unknown session id ${sessionId}` })
     }))
 })
 

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Schema from "effect/Schema"
+import * as Executor from "../src/Executor.ts"
 import * as Protocol from "../src/Protocol.ts"
 
 const decodeStart = Schema.decodeUnknownExit(Protocol.StartParams)
@@ -75,5 +76,94 @@ describe("Protocol.readResultJson", () => {
     )
     const empty = { ...result, chunks: [] }
     assert.deepStrictEqual(JSON.parse(Protocol.readResultJson(empty)), Schema.encodeSync(Protocol.ReadResult)(empty))
+  })
+})
+
+describe("Protocol errors on the wire", () => {
+  const reasons: ReadonlyArray<Executor.ExecutorErrorReason> = [
+    new Executor.UnknownProcess({ processId: "p1" }),
+    new Executor.ProcessIdInUse({ processId: "p1" }),
+    new Executor.InvalidRequest({ description: "argv must not be empty", invalidParams: true }),
+    new Executor.InvalidRequest({ description: "process id p1 is starting" }),
+    new Executor.SpawnFailed({ kind: "CwdNotFound", command: "ls", description: "working directory does not exist: /x" }),
+    new Executor.Unsupported({ feature: "tty (pty) processes" }),
+    new Executor.ServerError({ code: -32000, description: "too many processes" })
+  ]
+
+  it("round-trips every reason through errorToWire and errorFromWire", () => {
+    const tags = new Set(reasons.map((reason) => reason._tag))
+    // every reason but ConnectionLost (the client's own link: see the next test) is covered
+    assert.deepStrictEqual(
+      [...tags].sort(),
+      Executor.ExecutorErrorReason.members.map((member) => member.identifier).filter((tag) => tag !== "ConnectionLost").sort()
+    )
+    for (const reason of reasons) {
+      const wire = Protocol.errorToWire(reason)
+      assert.deepStrictEqual(Protocol.errorFromWire(JSON.parse(JSON.stringify(wire))), reason)
+    }
+  })
+
+  it("chooses codes by the reason's tag, with Codex's messages", () => {
+    assert.deepStrictEqual(
+      reasons.map((reason) => {
+        const { code, message } = Protocol.errorToWire(reason)
+        return [code, message]
+      }),
+      [
+        [-32600, "unknown process id p1"],
+        [-32600, "process p1 already exists"],
+        [-32602, "argv must not be empty"],
+        [-32600, "process id p1 is starting"],
+        [-32603, "working directory does not exist: /x"],
+        [-32602, "this executor does not support tty (pty) processes"],
+        [-32000, "too many processes"]
+      ]
+    )
+  })
+
+  it("reads a server's ConnectionLost as a ServerError: ConnectionLost is this client's own link", () => {
+    const wire = Protocol.errorToWire(new Executor.ConnectionLost({ description: "upstream gone" }))
+    assert.strictEqual(wire.code, -32603)
+    assert.strictEqual(Protocol.errorFromWire(wire)._tag, "ServerError")
+  })
+
+  it("reads a Codex server's errors, which carry no typed reason, by code and Codex's messages", () => {
+    const codex = (code: number, message: string, context: Protocol.ErrorContext = {}) =>
+      Protocol.errorFromWire({ code, message }, context)
+    assert.deepStrictEqual(codex(-32600, "unknown process id p9", { processId: "p9" }), new Executor.UnknownProcess({ processId: "p9" }))
+    assert.deepStrictEqual(codex(-32600, "process p9 already exists", { processId: "p9" }), new Executor.ProcessIdInUse({ processId: "p9" }))
+    assert.deepStrictEqual(
+      codex(-32602, "argv must not be empty"),
+      new Executor.InvalidRequest({ description: "argv must not be empty", invalidParams: true })
+    )
+    assert.deepStrictEqual(codex(-32601, "method not found: process/signal"), new Executor.Unsupported({ feature: "method not found: process/signal" }))
+    assert.strictEqual(
+      (codex(-32603, "failed to spawn: No such file or directory (os error 2)", { command: "nope" }) as Executor.SpawnFailed).kind,
+      "CommandNotFound"
+    )
+    assert.deepStrictEqual(codex(-32603, "boom"), new Executor.ServerError({ code: -32603, description: "boom" }))
+  })
+})
+
+describe("Protocol's method table", () => {
+  it("names every method once, and the capabilities from the extensions it marks", () => {
+    assert.deepStrictEqual(Object.keys(Protocol.requests), [
+      "initialize",
+      "process/start",
+      "process/read",
+      "process/write",
+      "process/terminate",
+      "process/signal"
+    ])
+    assert.deepStrictEqual(Protocol.capabilities, [
+      "dropped",
+      "signal",
+      "backpressure",
+      "outputNotifications",
+      "process/signal",
+      "process/acknowledge"
+    ])
+    assert.isTrue(Protocol.isRequestMethod("process/read"))
+    assert.isFalse(Protocol.isRequestMethod("toString"), "inherited names are not methods")
   })
 })

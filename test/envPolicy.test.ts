@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { childEnvironment } from "../src/internal/envPolicy.ts"
+import { childEnvironment } from "../src/internal/local/envPolicy.ts"
 
 const base = { PATH: "/bin", HOME: "/root", API_KEY: "k", GITHUB_TOKEN: "t", MY_SECRET_X: "s", LANG: "C", LC_ALL: "C" }
 const policy = { inherit: "all", ignoreDefaultExcludes: false, exclude: [], set: {}, includeOnly: [] } as const

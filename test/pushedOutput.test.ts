@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { PushedOutput } from "../src/internal/pushedOutput.ts"
+import { PushedOutput } from "../src/internal/remote/pushedOutput.ts"
 
 const output = (seq: number, text: string) =>
   ({ _tag: "Output", seq, stream: "stdout", chunk: new TextEncoder().encode(text) }) as const

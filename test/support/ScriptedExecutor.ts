@@ -9,7 +9,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as Exec from "../../src/Executor.ts"
-import { eventStream, longPollRead, ProcessLog } from "../../src/internal/processLog.ts"
+import { eventStream, longPollRead, ProcessLog } from "../../src/internal/local/processLog.ts"
 
 export type Step =
   | { readonly _tag: "Wait"; readonly duration: Duration.Input }

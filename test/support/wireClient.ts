@@ -301,6 +301,13 @@ export const refusedStatus = (url: string, options: ConnectOptions = {}): Effect
     socket.on("error", (error) => finish(Effect.die(error)))
   })
 
+/**
+ * An error answer as Codex sends it: its code and message. Our server adds the
+ * typed reason in `data` (checked by its own tests).
+ */
+export const codexShape = (error: Frame["error"]): { readonly code: number; readonly message: string } | undefined =>
+  error === undefined ? undefined : { code: error.code, message: error.message }
+
 /** Runs the handshake (`initialize`, then `initialized`); returns the result of `initialize`. */
 export const handshake = (client: WireClient, params: Record<string, unknown> = {}) =>
   Effect.gen(function*() {

@@ -10,9 +10,9 @@
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import type * as Protocol from "../Protocol.ts"
-import type { ProcessEvent } from "../Executor.ts"
-import { ChangeSignal } from "./changeSignal.ts"
+import type * as Protocol from "../../Protocol.ts"
+import type { ProcessEvent } from "../../Executor.ts"
+import { ChangeSignal } from "../changeSignal.ts"
 
 interface Eviction {
   readonly seq: number
@@ -54,6 +54,11 @@ export class ProcessLog {
   }
   get closed(): boolean {
     return this.closedSeq !== undefined
+  }
+
+  /** Output bytes retained now. */
+  get retainedBytes(): number {
+    return this.retainedBytesValue
   }
 
   /** Bytes retained that no reader has acknowledged yet. */

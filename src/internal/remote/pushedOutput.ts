@@ -7,9 +7,9 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
-import type { ProcessEvent } from "../Executor.ts"
-import type * as Protocol from "../Protocol.ts"
-import { ChangeSignal } from "./changeSignal.ts"
+import type { ProcessEvent } from "../../Executor.ts"
+import type * as Protocol from "../../Protocol.ts"
+import { ChangeSignal } from "../changeSignal.ts"
 
 export class PushedOutput {
   private readonly entries = new Map<number, ProcessEvent>()

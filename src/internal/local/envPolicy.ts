@@ -4,7 +4,7 @@
  *
  * @internal
  */
-import type * as Protocol from "../Protocol.ts"
+import type * as Protocol from "../../Protocol.ts"
 
 /** The variables `inherit: "core"` keeps. */
 const coreVariables = ["HOME", "LOGNAME", "PATH", "SHELL", "USER", "USERNAME", "TMPDIR", "TEMP", "TMP"]

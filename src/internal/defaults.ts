@@ -1,0 +1,89 @@
+/**
+ * Every default of the library in one place: the server's limits, the local
+ * process table's retention, the remote client's timeouts, the consume loop's
+ * constants, and the version. The CLI's flags and help, the server, the
+ * executors and the README's tables all read them from here (a test checks the
+ * README against them).
+ *
+ * @internal
+ */
+import packageJson from "../../package.json" with { type: "json" }
+
+const MiB = 1024 * 1024
+
+/** This library's version, from `package.json`. */
+export const version: string = packageJson.version
+
+/** The exec-server: sessions, limits per connection, session and server. */
+export const server = {
+  /** How long a disconnected session keeps its processes for a resume. */
+  sessionTtlMillis: 30_000,
+  /** Processes not yet closed, over all sessions. */
+  maxProcesses: 4096,
+  /** Processes not yet closed in one session. */
+  maxProcessesPerSession: 1024,
+  /** Requests of one connection served at once. */
+  maxConcurrentRequests: 64,
+  /** Requests of one connection waiting for a turn before new ones are refused. */
+  maxQueuedRequests: 1024,
+  /** Sessions kept at once, attached or waiting for a resume. */
+  maxSessions: 1024,
+  /** The largest WebSocket frame accepted. */
+  maxFrameBytes: 16 * MiB,
+  /** Answers and notifications queued for a client before it is dropped. */
+  maxBufferedBytes: 128 * MiB,
+  /** A client that takes nothing from its socket for this long is dropped. */
+  stallTimeoutMillis: 30_000
+} as const
+
+/** A process table (the local executor), with Codex's values. */
+export const processTable = {
+  /** Output retained per process, oldest whole chunks evicted first. */
+  retainedBytes: MiB,
+  /** How long a closed process stays readable, its id reserved. */
+  closedRetentionMillis: 30_000,
+  /** Closed processes kept at most, so memory is bounded by count too. */
+  maxClosedRetained: 1024,
+  /** A backpressured process with no reader for this long falls back to dropping. */
+  readerIdleTimeoutMillis: 10_000,
+  /** How long an exit waits for the pipes to drain before it is numbered anyway. */
+  exitGraceMillis: 200,
+  /** Write ids remembered per process for de-duplication. */
+  rememberedWriteIds: 4096
+} as const
+
+/** The remote executor (a client of an exec-server). */
+export const client = {
+  /** How long connecting and initializing may take. */
+  connectTimeoutMillis: 10_000,
+  /** How long an answer may take beyond a read's own wait. */
+  requestTimeoutMillis: 30_000,
+  /** The largest frame accepted from a server. */
+  maxFrameBytes: 64 * MiB,
+  /** Output kept per process from notifications for `events`. */
+  notifiedOutputBytes: MiB,
+  /** Pushed output cached per streamed process before the cache gives up. */
+  maxCachedBytesPerProcess: 4 * MiB,
+  /** Streamed processes cached at once. */
+  maxStreamed: 64,
+  /** Histories of closed processes kept for `events`. */
+  keptHistories: 1024
+} as const
+
+/** The consume loop (`Exec.run`), with Codex's values. */
+export const exec = {
+  /** The shell tool's timeout. */
+  timeoutMillis: 10_000,
+  /** The exit code of a command that timed out. */
+  timeoutExitCode: 124,
+  /** How long the loop reads on after the exit. */
+  drainLimitMillis: 2_000,
+  /** Live deltas sent per call. */
+  maxDeltas: 10_000,
+  /** Bytes kept per stream by the shell tool's capture. */
+  shellToolBytes: MiB,
+  /** Bytes asked for by one `process/read`. */
+  readBytes: 512 * 1024,
+  /** The long-poll wait of one `process/read`. */
+  readWaitMillis: 1_000
+} as const

@@ -1,0 +1,241 @@
+/**
+ * One child process on this machine: spawned in its own session (process
+ * group), its pipes and exit written into its `ProcessLog`, its pipes paused
+ * while a backpressured log holds a full unread window, its stdin written to
+ * with de-duplication by `writeId`, and its whole group signalled.
+ *
+ * @internal
+ */
+import * as NodeChildProcess from "node:child_process"
+import * as NodeFs from "node:fs"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import { InvalidRequest, SpawnFailed, type StartRequest } from "../../Executor.ts"
+import * as Protocol from "../../Protocol.ts"
+import * as Defaults from "../defaults.ts"
+import { childEnvironment } from "./envPolicy.ts"
+import { ProcessLog } from "./processLog.ts"
+
+/** How a child is set up. */
+export interface SpawnOptions {
+  /** Output retained by its log (and the window a backpressured reader gets). */
+  readonly retainedBytes: number
+  /** The environment an `envPolicy` starts from. */
+  readonly baseEnvironment: Readonly<Record<string, string | undefined>>
+}
+
+/** A running (or exited, not yet forgotten) child and its log. */
+export class LocalProcess {
+  readonly log: ProcessLog
+  readonly child: NodeChildProcess.ChildProcess
+  /** Completes once the child exited and both pipes reached their end. */
+  readonly closed = Deferred.makeUnsafe<void>()
+  /** When a reader last came (for the idle-reader fallback). */
+  lastReadAt: number
+  /** The last `writeId`s written, oldest first: a repeated one is not written again. */
+  private readonly writeIds = new Set<string>()
+  private paused = false
+  private readonly capacity: number
+
+  constructor(child: NodeChildProcess.ChildProcess, log: ProcessLog, capacity: number, now: number) {
+    this.child = child
+    this.log = log
+    this.capacity = capacity
+    this.lastReadAt = now
+  }
+
+  /** Whether the leader has not exited yet. */
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null
+  }
+
+  /** Signals the child's whole process group (it leads its own session). */
+  signalGroup(signal: NodeJS.Signals): void {
+    try {
+      process.kill(-this.child.pid!, signal)
+    } catch {
+      this.child.kill(signal)
+    }
+  }
+
+  /** Kills the group and stops reading its pipes (the executor is going away). */
+  destroy(): void {
+    if (this.log.closed) return
+    this.signalGroup("SIGKILL")
+    this.child.stdout?.destroy()
+    this.child.stderr?.destroy()
+  }
+
+  /** A reader has seen everything up to `afterSeq` at `now`: this may let a paused process go on. */
+  acknowledge(afterSeq: number, now: number): void {
+    this.lastReadAt = now
+    this.log.acknowledge(afterSeq)
+    this.resumeIfRoom()
+  }
+
+  /** Drops backpressure: from now on the oldest output is evicted rather than the pipes paused. */
+  releaseBackpressure(): void {
+    this.log.releaseBackpressure()
+    this.resumeIfRoom()
+  }
+
+  /** Writes to stdin; answers once the pipe took the bytes, so memory stays bounded. */
+  write(chunk: Uint8Array, writeId: string | undefined): Effect.Effect<Protocol.WriteStatus> {
+    return Effect.suspend(() => {
+      const stdin = this.child.stdin
+      if (stdin === null || stdin.destroyed || stdin.writableEnded || this.log.exited) {
+        return Effect.succeed("stdinClosed" as const)
+      }
+      // a retried write (same id) was accepted already: answer the same, write nothing
+      if (writeId !== undefined && this.writeIds.has(writeId)) return Effect.succeed("accepted" as const)
+      if (writeId !== undefined) {
+        this.writeIds.add(writeId)
+        if (this.writeIds.size > Defaults.processTable.rememberedWriteIds) {
+          this.writeIds.delete(this.writeIds.values().next().value!)
+        }
+      }
+      if (stdin.write(chunk)) return Effect.succeed("accepted" as const)
+      // the child reads slower than it is written to: wait for the pipe
+      return Effect.as(
+        Effect.callback<void>((resume) => {
+          const done = () => resume(Effect.void)
+          stdin.once("drain", done)
+          stdin.once("close", done)
+          return Effect.sync(() => {
+            stdin.removeListener("drain", done)
+            stdin.removeListener("close", done)
+          })
+        }),
+        "accepted" as const
+      )
+    })
+  }
+
+  private resumeIfRoom(): void {
+    if (this.paused && (!this.log.backpressure || this.log.unreadBytes < this.capacity)) {
+      this.paused = false
+      this.child.stdout?.resume()
+      this.child.stderr?.resume()
+    }
+  }
+
+  private pauseIfFull(): void {
+    if (this.log.backpressure && !this.paused && this.log.unreadBytes >= this.capacity) {
+      this.paused = true
+      this.child.stdout?.pause()
+      this.child.stderr?.pause()
+    }
+  }
+
+  /** Wires the child's pipes and exit into the log. */
+  attach(): void {
+    const { child, log } = this
+    let openStreams = 2
+    // The exit is numbered once the pipes are drained, or after a grace period
+    // when a background child keeps them open: Node often reports the exit
+    // before the output the child wrote just before it, and a reader that sees
+    // the exit first starts its drain clock too early.
+    let exitStatus: { readonly code: number; readonly signal: NodeJS.Signals | null } | undefined
+    let exitGrace: NodeJS.Timeout | undefined
+    const closeIfDone = () => {
+      if (openStreams === 0 && log.exited) {
+        log.markClosed()
+        Deferred.doneUnsafe(this.closed, Exit.void)
+      }
+    }
+    const recordExit = () => {
+      if (exitStatus === undefined || log.exited) return
+      clearTimeout(exitGrace)
+      log.markExited(exitStatus.code, exitStatus.signal)
+      closeIfDone()
+    }
+    const pipe = (readable: NodeJS.ReadableStream | null, stream: Protocol.OutputStream) => {
+      if (readable === null) {
+        openStreams--
+        return
+      }
+      readable.on("data", (chunk: Buffer) => {
+        log.appendOutput(stream, chunk)
+        this.pauseIfFull()
+      })
+      readable.on("error", () => {})
+      readable.on("close", () => {
+        openStreams--
+        if (openStreams === 0) recordExit()
+        closeIfDone()
+      })
+    }
+    pipe(child.stdout, "stdout")
+    pipe(child.stderr, "stderr")
+    child.stdin?.on("error", () => {})
+    child.on("exit", (code, signal) => {
+      exitStatus = { code: code ?? Protocol.signaledExitCode(signal), signal }
+      if (openStreams === 0) recordExit()
+      else exitGrace = setTimeout(recordExit, Defaults.processTable.exitGraceMillis)
+    })
+  }
+}
+
+const spawnFailure = (command: string, error: NodeJS.ErrnoException) => {
+  switch (error.code) {
+    case "ENOENT":
+      return new SpawnFailed({ kind: "CommandNotFound", command, description: `command not found: ${command}` })
+    case "EACCES":
+      return new SpawnFailed({ kind: "PermissionDenied", command, description: `permission denied: ${command}` })
+    default:
+      return new SpawnFailed({ kind: "Other", command, description: `failed to start ${command}: ${error.message}` })
+  }
+}
+
+const checkCwd = (command: string, cwd: string) =>
+  Effect.callback<void, SpawnFailed>((resume) => {
+    NodeFs.stat(cwd, (error, stats) => {
+      if (error === null && stats.isDirectory()) return resume(Effect.void)
+      resume(Effect.fail(
+        new SpawnFailed({
+          kind: "CwdNotFound",
+          command,
+          description: error === null
+            ? `working directory is not a directory: ${cwd}`
+            : `working directory does not exist: ${cwd}`
+        })
+      ))
+    })
+  })
+
+/** Starts `request` as a child in its own session, its output going to a fresh log. */
+export const spawnProcess = (
+  request: StartRequest,
+  options: SpawnOptions,
+  now: number
+): Effect.Effect<LocalProcess, SpawnFailed | InvalidRequest> =>
+  Effect.andThen(
+    checkCwd(request.argv[0]!, request.cwd),
+    Effect.callback<LocalProcess, SpawnFailed | InvalidRequest>((resume) => {
+      const [command, ...args] = request.argv as [string, ...Array<string>]
+      let child: NodeChildProcess.ChildProcess
+      try {
+        child = NodeChildProcess.spawn(command, args, {
+          cwd: request.cwd,
+          env: childEnvironment(request.env, request.envPolicy, options.baseEnvironment),
+          detached: true,
+          stdio: [request.pipeStdin === true ? "pipe" : "ignore", "pipe", "pipe"],
+          ...(request.arg0 ? { argv0: request.arg0 } : {})
+        })
+      } catch (error) {
+        return resume(Effect.fail(new InvalidRequest({ description: `cannot start ${command}: ${String(error)}` })))
+      }
+      child.once("error", (error) => resume(Effect.fail(spawnFailure(command, error))))
+      child.once("spawn", () => {
+        const started = new LocalProcess(
+          child,
+          new ProcessLog(options.retainedBytes, request.backpressure === true),
+          options.retainedBytes,
+          now
+        )
+        started.attach()
+        resume(Effect.succeed(started))
+      })
+    })
+  )

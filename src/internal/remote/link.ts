@@ -1,0 +1,209 @@
+/**
+ * The remote client's link to its exec-server: connects on first use,
+ * initializes a session (or resumes the last one after a drop), and sends
+ * typed calls by the method table, each bounded by a timeout. When the link
+ * is lost every pending call fails with `ConnectionLost`, and the next call
+ * connects anew.
+ *
+ * @internal
+ */
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
+import { ConnectionLost, ExecutorError, InvalidRequest, ServerError } from "../../Executor.ts"
+import * as Protocol from "../../Protocol.ts"
+import { type Client, makeClient } from "../rpc/client.ts"
+import { ErrorCode } from "../rpc/message.ts"
+import { type Transport, TransportClosed } from "../rpc/transport.ts"
+
+/** What a call is about, for its timeout and for typing a Codex server's errors. */
+export interface CallContext {
+  readonly processId?: string | undefined
+  /** The command of a `process/start`: its failure is a spawn failure. */
+  readonly command?: string | undefined
+  /** The call waits this long on the server (a long-poll read) before its answer is due. */
+  readonly waitMs?: number | undefined
+}
+
+/** What the server said of itself in `initialize`. */
+export interface ServerInfo {
+  readonly cwd: string | undefined
+  readonly capabilities: ReadonlyArray<string>
+}
+
+const lost = (error: TransportClosed | ConnectionLost): ExecutorError =>
+  new ExecutorError({
+    reason: error._tag === "ConnectionLost" ? error : new ConnectionLost({ description: error.description })
+  })
+
+const unexpected = (error: Schema.SchemaError) =>
+  new ExecutorError({
+    reason: new ServerError({ code: ErrorCode.internalError, description: `unexpected answer: ${error.message}` })
+  })
+
+/** The link of one remote executor; see the module header. */
+export class Link {
+  private current: Client | undefined
+  private sessionId: string | undefined
+  private info: ServerInfo = { cwd: undefined, capabilities: [] }
+  private readonly connecting = Semaphore.makeUnsafe(1)
+  private readonly connect: Effect.Effect<Transport, ConnectionLost>
+  private readonly onNotification: (method: string, params: unknown) => void
+  private readonly options: {
+    readonly clientName: string
+    readonly connectTimeout: Duration.Duration
+    readonly requestTimeoutMillis: number
+    /** Where fire-and-forget notifications run. */
+    readonly scope: Scope.Scope
+  }
+
+  constructor(
+    connect: Effect.Effect<Transport, ConnectionLost>,
+    onNotification: (method: string, params: unknown) => void,
+    options: Link["options"]
+  ) {
+    this.connect = connect
+    this.onNotification = onNotification
+    this.options = options
+  }
+
+  /** What the server said of itself, once connected. */
+  get server(): ServerInfo {
+    return this.info
+  }
+
+  /** The live client, if connected now. */
+  get live(): Client | undefined {
+    return this.current
+  }
+
+  /** A live, initialized client: the current one, or a new one that resumes the session. */
+  readonly client: Effect.Effect<Client, ExecutorError> = Effect.suspend(() =>
+    this.current !== undefined ? Effect.succeed(this.current) : this.connecting.withPermits(1)(this.open)
+  )
+
+  private get open(): Effect.Effect<Client, ExecutorError> {
+    return Effect.gen({ self: this }, function*() {
+      if (this.current !== undefined) return this.current
+      const transport = yield* this.connect
+      const rpc = makeClient(transport, this.onNotification)
+      const result = yield* this.initialize(rpc).pipe(
+        // a link that failed to become a session must not stay open (the server would count it as attached)
+        Effect.onError(() => transport.close)
+      )
+      this.sessionId = result.sessionId
+      this.info = { cwd: result.environmentInfo?.cwd, capabilities: result.capabilities ?? [] }
+      this.current = rpc
+      yield* Effect.forkDetach(Effect.andThen(Deferred.await(rpc.closed), Effect.sync(() => this.dropped(rpc))))
+      return rpc
+    }).pipe(
+      Effect.timeoutOrElse({
+        duration: this.options.connectTimeout,
+        orElse: () =>
+          Effect.fail(
+            new ConnectionLost({ description: `no answer within ${Duration.format(this.options.connectTimeout)}` })
+          )
+      }),
+      Effect.mapError((error) =>
+        error._tag === "RpcError"
+          ? new ExecutorError({ reason: new ServerError({ code: error.code, description: error.message }) })
+          : error._tag === "SchemaError"
+          ? unexpected(error)
+          : lost(error)
+      )
+    )
+  }
+
+  /** `initialize` (resuming the session when there is one), then `initialized`. */
+  private initialize(rpc: Client) {
+    const { clientName } = this.options
+    const request = (resumeSessionId: string | undefined) =>
+      rpc.request("initialize", resumeSessionId === undefined ? { clientName } : { clientName, resumeSessionId })
+    const sessionId = this.sessionId
+    return request(sessionId).pipe(
+      // the server may not have seen our old connection go yet: it will shortly
+      Effect.retry({
+        while: (error) => error._tag === "RpcError" && error.code === ErrorCode.sessionAlreadyAttached,
+        schedule: Schedule.spaced("100 millis")
+      }),
+      // a session that expired cannot be resumed (Codex's answer names it unknown): start a new one
+      Effect.catchTag("RpcError", (error) =>
+        sessionId !== undefined && error.message.startsWith("unknown session id") ? request(undefined) : Effect.fail(error)),
+      Effect.flatMap(Schema.decodeUnknownEffect(Protocol.InitializeResult)),
+      Effect.tap(() => rpc.notify("initialized", {}))
+    )
+  }
+
+  private dropped(rpc: Client): void {
+    if (this.current === rpc) this.current = undefined
+  }
+
+  /**
+   * Sends request `method`, its params encoded and its result decoded by the
+   * method table. A lost link is `ConnectionLost` (and the next call connects
+   * anew); an error answer is the reason `Protocol.errorFromWire` reads in it.
+   */
+  call<M extends Protocol.RequestMethod>(
+    method: M,
+    params: Protocol.ParamsOf<M>,
+    context: CallContext = {}
+  ): Effect.Effect<Protocol.ResultOf<M>, ExecutorError> {
+    const spec: Protocol.RequestSpec = Protocol.requests[method]
+    const timeoutMillis = this.options.requestTimeoutMillis + (context.waitMs ?? 0)
+    return Effect.gen({ self: this }, function*() {
+      const encoded = yield* Schema.encodeUnknownEffect(spec.params)(params).pipe(
+        Effect.mapError((error) => new ExecutorError({ reason: new InvalidRequest({ description: error.message }) }))
+      )
+      const rpc = yield* this.client
+      const answer = yield* rpc.request(method, encoded).pipe(
+        Effect.timeoutOrElse({
+          duration: timeoutMillis,
+          orElse: () =>
+            Effect.andThen(
+              rpc.close,
+              Effect.fail(new TransportClosed({ description: `no answer to ${method} within ${timeoutMillis} ms` }))
+            )
+        }),
+        Effect.mapError((error) => {
+          if (error._tag === "RpcError") {
+            return new ExecutorError({ reason: Protocol.errorFromWire(error, context) })
+          }
+          this.dropped(rpc)
+          return lost(error)
+        })
+      )
+      return yield* Effect.mapError(Schema.decodeUnknownEffect(spec.result)(answer), unexpected)
+    })
+  }
+
+  /** Like `call`, but reconnects once and repeats the request after a lost link: for calls safe to repeat. */
+  callIdempotent<M extends Protocol.RequestMethod>(
+    method: M,
+    params: Protocol.ParamsOf<M>,
+    context: CallContext = {}
+  ): Effect.Effect<Protocol.ResultOf<M>, ExecutorError> {
+    return this.call(method, params, context).pipe(
+      Effect.catchIf((error) => error.reason._tag === "ConnectionLost", () => this.call(method, params, context))
+    )
+  }
+
+  /** Sends a notification on the live link, without waiting; nothing is sent while disconnected. */
+  notify<M extends Protocol.ClientNotificationMethod>(method: M, params: Protocol.ParamsOf<M>): Effect.Effect<void> {
+    const rpc = this.current
+    if (rpc === undefined) return Effect.void
+    const spec: Protocol.NotificationSpec = Protocol.clientNotifications[method]
+    return Effect.asVoid(Effect.forkIn(
+      Effect.ignore(Effect.flatMap(Schema.encodeUnknownEffect(spec.params)(params), (encoded) => rpc.notify(method, encoded))),
+      this.options.scope
+    ))
+  }
+
+  /** Closes the live link, if any. */
+  get close(): Effect.Effect<void> {
+    return Effect.suspend(() => this.current === undefined ? Effect.void : this.current.close)
+  }
+}

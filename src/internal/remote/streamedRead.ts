@@ -1,0 +1,48 @@
+/**
+ * A read of a process whose output the server pushes (our extension, with
+ * backpressure): answered from what arrived when the next chunks are there,
+ * without a round trip; from the server otherwise. Either way the server
+ * learns the reader's cursor, which moves its window.
+ *
+ * @internal
+ */
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type { ExecutorError } from "../../Executor.ts"
+import type * as Protocol from "../../Protocol.ts"
+import type { Link } from "./link.ts"
+import type { PushedOutput } from "./pushedOutput.ts"
+
+export const streamedRead = (
+  link: Link,
+  cache: PushedOutput,
+  request: Protocol.ReadParams,
+  serverRead: (request: Protocol.ReadParams) => Effect.Effect<Protocol.ReadResult, ExecutorError>
+): Effect.Effect<Protocol.ReadResult, ExecutorError> =>
+  Effect.gen(function*() {
+    const afterSeq = request.afterSeq ?? 0
+    const maxBytes = request.maxBytes ?? null
+    cache.trim(afterSeq)
+    if (afterSeq > cache.acknowledged) {
+      cache.acknowledged = afterSeq
+      // tells the server without waiting: it lets a paused process go on
+      yield* link.notify("process/acknowledge", { processId: request.processId, afterSeq })
+    }
+    const local = cache.read(afterSeq, maxBytes)
+    if (local !== undefined) return local
+    // Nothing yet: the next output is most likely on its way, so wait for the
+    // push (within waitMs) rather than ask for a second copy of it. What is
+    // not output (the exit, the close) and what a reconnection lost come
+    // from the server.
+    const waitMs = request.waitMs ?? 0
+    const rpc = link.live
+    if (waitMs > 0 && !cache.knowsNext(afterSeq) && rpc !== undefined) {
+      const fromPush = Effect.map(cache.untilNext(afterSeq), () => cache.read(afterSeq, maxBytes))
+      // a lost link pushes nothing more: ask the server (reconnecting) at once
+      const linkLost = Effect.as(Deferred.await(rpc.closed), undefined)
+      const answer = yield* Effect.timeoutOption(Effect.raceFirst(fromPush, linkLost), waitMs)
+      if (Option.isSome(answer) && answer.value !== undefined) return answer.value
+    }
+    return yield* serverRead(request)
+  })

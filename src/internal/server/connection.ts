@@ -1,0 +1,119 @@
+/**
+ * One client connection: frames in, answers out. Requests run concurrently up
+ * to a limit (a long-poll read never delays a `process/terminate` sent after
+ * it), a bounded number wait for a turn, the rest are refused; each request
+ * gets exactly one answer, a defect in its handler included. When the
+ * connection closes its session is detached, to be resumed or to expire.
+ *
+ * @internal
+ */
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
+import * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
+import { type Envelope, ErrorCode, parseFrame, type RequestId, type Transport } from "../../JsonRpc.ts"
+import * as Protocol from "../../Protocol.ts"
+import { Handshake, type SessionMethods } from "./handshake.ts"
+import { RawJson, type Reply, reply } from "./reply.ts"
+import { type AnyHandler, routeNotification, routeRequest } from "./router.ts"
+import type { Connection, Session, SessionRegistry } from "./sessions.ts"
+
+/**
+ * Serves one client on `transport` until it closes; returns why it closed.
+ * `methodsOf` builds what a session serves once the handshake is done.
+ */
+export const serveConnection = Effect.fnUntraced(function*(
+  registry: SessionRegistry,
+  transport: Transport,
+  methodsOf: (session: Session) => SessionMethods
+) {
+  const scope = yield* Scope.make()
+  const run = yield* FiberSet.makeRuntime<never>().pipe(Scope.provide(scope))
+  const sendJson = (json: string) => Effect.ignore(transport.send(json))
+  const send = (message: Envelope) => sendJson(JSON.stringify(message))
+  const connection: Connection = { send, sendJson }
+  const handshake = new Handshake(registry, connection, methodsOf)
+
+  const resolve = (method: Protocol.RequestMethod): Effect.Effect<AnyHandler, Reply> =>
+    method === "initialize"
+      ? Effect.succeed((params: Protocol.ParamsOf<"initialize">) => handshake.initialize(params))
+      : Effect.map(handshake.ready, (methods) => methods.requests[method])
+
+  /** Sends the answer to request `id`: its result, its error, or -32603 for a defect (logged). */
+  const answer = (id: RequestId, method: string, outcome: Effect.Effect<unknown, Reply>) =>
+    Effect.matchCauseEffect(outcome, {
+      onSuccess: (result) =>
+        result instanceof RawJson
+          ? sendJson(`{"id":${JSON.stringify(id)},"result":${result.json}}`)
+          : send({ id, result }),
+      onFailure: (cause) => {
+        const failure = cause.reasons.find(Cause.isFailReason)
+        if (failure !== undefined) return send({ id, error: failure.error.wire })
+        return Effect.logError(`${method} failed unexpectedly`, cause).pipe(
+          Effect.andThen(send({ id, error: { code: ErrorCode.internalError, message: `internal error in ${method}` } }))
+        )
+      }
+    })
+
+  // requests run concurrently up to a limit; a bounded number wait, the rest are refused
+  const turns = yield* Semaphore.make(registry.limits.concurrentRequests)
+  let pending = 0
+  const overloaded = () => pending >= registry.limits.concurrentRequests + registry.limits.queuedRequests
+  /** A request takes a turn until its answer is handed to the OS: answers waiting to go out are bounded too. */
+  const respond = (id: RequestId, method: string, params: unknown) =>
+    Effect.suspend(() => {
+      if (overloaded()) {
+        return answer(
+          id,
+          method,
+          reply(
+            ErrorCode.limitExceeded,
+            `too many requests in flight on this connection (${pending}); wait for answers before sending more`
+          )
+        )
+      }
+      pending++
+      return turns.withPermits(1)(answer(id, method, routeRequest(method, params, resolve))).pipe(
+        Effect.ensuring(Effect.sync(() => pending--))
+      )
+    })
+  /** Notifications take turns as requests do; past the limit they are dropped (nothing answers them). */
+  const accept = (method: string, params: unknown) =>
+    Effect.suspend(() => {
+      const methods = handshake.readyMethods
+      if (
+        !Protocol.isClientNotificationMethod(method) || method === "initialized" || methods === undefined || overloaded()
+      ) return Effect.void
+      pending++
+      return turns.withPermits(1)(Effect.ignore(routeNotification(methods.notifications, method, params))).pipe(
+        Effect.ensuring(Effect.sync(() => pending--))
+      )
+    })
+
+  const closed = yield* Effect.callback<string>((resume) => {
+    transport.listen({
+      onFrame: (frame) => {
+        const parsed = parseFrame(frame)
+        if (!parsed.ok) {
+          run(send({ id: -1, error: { code: ErrorCode.invalidRequest, message: parsed.error } }))
+          return
+        }
+        const { id, method, params } = parsed.message
+        if (method === undefined) return // a response from the client: nothing asked for it
+        if (id === undefined) {
+          // `initialized` is handled here and now: a request right behind it must find it done
+          if (method === "initialized") handshake.markInitialized()
+          else run(accept(method, params))
+          return
+        }
+        run(respond(id, method, params))
+      },
+      onClose: (reason) => resume(Effect.succeed(reason))
+    })
+  })
+
+  yield* Scope.close(scope, undefined as never).pipe(Effect.ignore)
+  if (handshake.session !== undefined) yield* registry.detach(handshake.session, connection)
+  return closed
+})

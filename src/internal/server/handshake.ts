@@ -1,0 +1,90 @@
+/**
+ * One connection's handshake: `initialize` creates a session or resumes one,
+ * `initialized` opens the session's methods; anything else before them is
+ * refused with Codex's messages.
+ *
+ * @internal
+ */
+import { basename } from "node:path"
+import * as Effect from "effect/Effect"
+import { ErrorCode } from "../../JsonRpc.ts"
+import * as Protocol from "../../Protocol.ts"
+import * as Defaults from "../defaults.ts"
+import { type Reply, reply } from "./reply.ts"
+import type { NotificationHandlers, RequestHandlers } from "./router.ts"
+import type { Connection, Session, SessionRegistry } from "./sessions.ts"
+
+/** What a session serves once the handshake is done. */
+export interface SessionMethods {
+  readonly requests: RequestHandlers
+  readonly notifications: NotificationHandlers
+}
+
+export class Handshake {
+  private requested = false
+  private initialized = false
+  /** The session, once `initialize` succeeded. */
+  session: Session | undefined
+  private methods: SessionMethods | undefined
+  private readonly registry: SessionRegistry
+  private readonly connection: Connection
+  private readonly methodsOf: (session: Session) => SessionMethods
+
+  constructor(registry: SessionRegistry, connection: Connection, methodsOf: (session: Session) => SessionMethods) {
+    this.registry = registry
+    this.connection = connection
+    this.methodsOf = methodsOf
+  }
+
+  /** Answers `initialize`: a new session, or the one named by `resumeSessionId`. */
+  initialize(request: Protocol.ParamsOf<"initialize">): Effect.Effect<Protocol.ResultOf<"initialize">, Reply> {
+    return Effect.gen({ self: this }, function*() {
+      if (this.requested) {
+        return yield* reply(ErrorCode.invalidRequest, "initialize may only be sent once per connection")
+      }
+      this.requested = true
+      const resumeId = request.resumeSessionId
+      const session = yield* (resumeId === undefined || resumeId === null
+        ? this.registry.create(this.connection)
+        : this.registry.resume(resumeId, this.connection)).pipe(
+          // a refused initialize may be tried again
+          Effect.tapError(() => Effect.sync(() => (this.requested = false)))
+        )
+      this.session = session
+      this.methods = this.methodsOf(session)
+      const cwd = yield* this.registry.executor.defaultCwd.pipe(Effect.orElseSucceed(() => "/"))
+      const shell = process.env.SHELL ?? "/bin/sh"
+      return {
+        sessionId: session.id,
+        environmentInfo: {
+          shell: { name: basename(shell), path: shell },
+          cwd,
+          platformOs: process.platform,
+          executorVersion: `effect-exec ${Defaults.version}`
+        },
+        capabilities: Protocol.capabilities
+      }
+    })
+  }
+
+  /** The `initialized` notification: it counts once `initialize` succeeded. */
+  markInitialized(): void {
+    if (this.session !== undefined) this.initialized = true
+  }
+
+  /** The session's methods when they may be called now, or the answer Codex gives when it is too early. */
+  get ready(): Effect.Effect<SessionMethods, Reply> {
+    if (this.methods === undefined) {
+      return reply(ErrorCode.invalidRequest, "client must call initialize before using exec methods")
+    }
+    if (!this.initialized) {
+      return reply(ErrorCode.invalidRequest, "client must send initialized before using exec methods")
+    }
+    return Effect.succeed(this.methods)
+  }
+
+  /** The session's methods once `initialized` came, for notifications (which nothing answers). */
+  get readyMethods(): SessionMethods | undefined {
+    return this.initialized ? this.methods : undefined
+  }
+}
