@@ -58,7 +58,9 @@ const codex = async (): Promise<(() => Promise<Server>) | undefined> => {
     const binary = await ensureCodex()
     return () => {
       const home = mkdtempSync(join(tmpdir(), "bench-codex-home-"))
-      return startServer(binary, ["exec-server", "--listen", "ws://127.0.0.1:0"], { ...process.env, HOME: home }).then((server) => ({
+      return startServer(binary, ["exec-server", "--listen", "ws://127.0.0.1:0"], { ...process.env, HOME: home }).then((
+        server
+      ) => ({
         ...server,
         stop: () => server.stop().finally(() => rmSync(home, { recursive: true, force: true }))
       }))
@@ -117,13 +119,39 @@ const main = async () => {
     clientPeakRssMiB: Math.max(...runs.map((r) => r.clientPeakRssMiB!)),
     serverPeakRssMiB: Math.max(...runs.map((r) => r.serverPeakRssMiB ?? NaN))
   })
-  const [bare, local, remote] = rounds.map(best) as [Record<string, number>, Record<string, number>, Record<string, number>]
+  const [bare, local, remote] = rounds.map(best) as [
+    Record<string, number>,
+    Record<string, number>,
+    Record<string, number>
+  ]
   // Codex drops what its ring cannot hold, so one round says enough
-  const viaCodex = codexServer && await measureRemote(codexServer, (url) => ({ kind: "throughput", url, bytes: STREAM }))
-  row("**Throughput** 256 MiB `head -c … /dev/zero` (best of 3)", "MiB/s", "ratio to bare pipe", "client peak RSS MiB", "server peak RSS MiB", "note")
+  const viaCodex = codexServer &&
+    await measureRemote(codexServer, (url) => ({ kind: "throughput", url, bytes: STREAM }))
+  row(
+    "**Throughput** 256 MiB `head -c … /dev/zero` (best of 3)",
+    "MiB/s",
+    "ratio to bare pipe",
+    "client peak RSS MiB",
+    "server peak RSS MiB",
+    "note"
+  )
   row("(a) bare Node pipe, read to nowhere", fmt(mibps(bare)), "1.00", fmt(bare.clientPeakRssMiB), "—", "")
-  row("(b) Exec.run, local executor", fmt(mibps(local)), fmt(mibps(local) / mibps(bare), 2), fmt(local.clientPeakRssMiB), "—", "shellTool capture")
-  row("(c) Exec.run, remote, our exec-server", fmt(mibps(remote)), fmt(mibps(remote) / mibps(bare), 2), fmt(remote.clientPeakRssMiB), fmt(remote.serverPeakRssMiB), "lossless (backpressure)")
+  row(
+    "(b) Exec.run, local executor",
+    fmt(mibps(local)),
+    fmt(mibps(local) / mibps(bare), 2),
+    fmt(local.clientPeakRssMiB),
+    "—",
+    "shellTool capture"
+  )
+  row(
+    "(c) Exec.run, remote, our exec-server",
+    fmt(mibps(remote)),
+    fmt(mibps(remote) / mibps(bare), 2),
+    fmt(remote.clientPeakRssMiB),
+    fmt(remote.serverPeakRssMiB),
+    "lossless (backpressure)"
+  )
   if (viaCodex) {
     row(
       "(d) Exec.run, remote, Codex exec-server 0.169.0",
@@ -131,10 +159,19 @@ const main = async () => {
       fmt(mibps(viaCodex) / mibps(bare), 2),
       fmt(viaCodex.clientPeakRssMiB),
       fmt(viaCodex.serverPeakRssMiB),
-      `received ${fmt((viaCodex.bytes! - viaCodex.droppedByExecutor!) / MiB, 1)} MiB of 256 (its 1 MiB ring dropped the rest)`
+      `received ${
+        fmt((viaCodex.bytes! - viaCodex.droppedByExecutor!) / MiB, 1)
+      } MiB of 256 (its 1 MiB ring dropped the rest)`
     )
   }
-  row("(c) / (d): ours vs Codex, same client loop", viaCodex ? fmt(mibps(remote) / mibps(viaCodex), 2) + "×" : "—", "", "", "", "")
+  row(
+    "(c) / (d): ours vs Codex, same client loop",
+    viaCodex ? fmt(mibps(remote) / mibps(viaCodex), 2) + "×" : "—",
+    "",
+    "",
+    "",
+    ""
+  )
 
   // ---- latency ---------------------------------------------------------------
   const runs = 200
@@ -143,29 +180,78 @@ const main = async () => {
   const latencyCodex = codexServer && await measureRemote(codexServer, (url) => ({ kind: "latency", url, runs }))
   row("**Latency** `true`, start → closed, 200 runs", "p50 ms", "p99 ms", "p50 ratio to local", "", "")
   row("local", fmt(latencyLocal.p50, 2), fmt(latencyLocal.p99, 2), "1.00", "", "")
-  row("remote, our exec-server", fmt(latencyRemote.p50, 2), fmt(latencyRemote.p99, 2), fmt(latencyRemote.p50! / latencyLocal.p50!, 2), "", "")
+  row(
+    "remote, our exec-server",
+    fmt(latencyRemote.p50, 2),
+    fmt(latencyRemote.p99, 2),
+    fmt(latencyRemote.p50! / latencyLocal.p50!, 2),
+    "",
+    ""
+  )
   if (latencyCodex) {
-    row("remote, Codex exec-server", fmt(latencyCodex.p50, 2), fmt(latencyCodex.p99, 2), fmt(latencyCodex.p50! / latencyLocal.p50!, 2), "", "")
+    row(
+      "remote, Codex exec-server",
+      fmt(latencyCodex.p50, 2),
+      fmt(latencyCodex.p99, 2),
+      fmt(latencyCodex.p50! / latencyLocal.p50!, 2),
+      "",
+      ""
+    )
   }
   const deltaLocal = measure({ kind: "delta", lines: 100 })
   const deltaRemote = await measureRemote(ours, (url) => ({ kind: "delta", url, lines: 100 }))
   row("**Byte → OutputSink delta** (child stamps the wall clock)", "p50 ms", "p99 ms", "", "", "")
-  row("local", fmt(deltaLocal.p50Micros! / 1000, 2), fmt(deltaLocal.p99Micros! / 1000, 2), "", "", `${deltaLocal.samples} samples`)
-  row("remote, our exec-server", fmt(deltaRemote.p50Micros! / 1000, 2), fmt(deltaRemote.p99Micros! / 1000, 2), "", "", `${deltaRemote.samples} samples`)
+  row(
+    "local",
+    fmt(deltaLocal.p50Micros! / 1000, 2),
+    fmt(deltaLocal.p99Micros! / 1000, 2),
+    "",
+    "",
+    `${deltaLocal.samples} samples`
+  )
+  row(
+    "remote, our exec-server",
+    fmt(deltaRemote.p50Micros! / 1000, 2),
+    fmt(deltaRemote.p99Micros! / 1000, 2),
+    "",
+    "",
+    `${deltaRemote.samples} samples`
+  )
 
   // ---- memory -------------------------------------------------------------------
   // the same stream at a quarter of the size: peak RSS must not follow the output
   const smallLocal = measure({ kind: "throughput", bytes: STREAM / 4 })
   const smallRemote = await measureRemote(ours, (url) => ({ kind: "throughput", url, bytes: STREAM / 4 }))
-  row("**Memory** peak RSS against output size (shellTool)", "64 MiB: client", "256 MiB: client", "64 MiB: server", "256 MiB: server", "")
+  row(
+    "**Memory** peak RSS against output size (shellTool)",
+    "64 MiB: client",
+    "256 MiB: client",
+    "64 MiB: server",
+    "256 MiB: server",
+    ""
+  )
   row("local", fmt(smallLocal.clientPeakRssMiB), fmt(local.clientPeakRssMiB), "—", "—", "")
-  row("remote, our exec-server", fmt(smallRemote.clientPeakRssMiB), fmt(remote.clientPeakRssMiB), fmt(smallRemote.serverPeakRssMiB), fmt(remote.serverPeakRssMiB), "")
+  row(
+    "remote, our exec-server",
+    fmt(smallRemote.clientPeakRssMiB),
+    fmt(remote.clientPeakRssMiB),
+    fmt(smallRemote.serverPeakRssMiB),
+    fmt(remote.serverPeakRssMiB),
+    ""
+  )
 
   const floodLocal = measure({ kind: "flood", processes: 100, bytes: 10 * MiB })
   const floodRemote = await measureRemote(ours, (url) => ({ kind: "flood", url, processes: 100, bytes: 10 * MiB }))
   row("**Memory** 100 processes × 10 MiB nobody reads", "s", "", "client peak RSS MiB", "server peak RSS MiB", "")
   row("local", fmt(floodLocal.ms! / 1000, 1), "", fmt(floodLocal.clientPeakRssMiB), "—", "retention: 1 MiB per process")
-  row("remote, our exec-server", fmt(floodRemote.ms! / 1000, 1), "", fmt(floodRemote.clientPeakRssMiB), fmt(floodRemote.serverPeakRssMiB), "")
+  row(
+    "remote, our exec-server",
+    fmt(floodRemote.ms! / 1000, 1),
+    "",
+    fmt(floodRemote.clientPeakRssMiB),
+    fmt(floodRemote.serverPeakRssMiB),
+    ""
+  )
 
   // ---- scale ---------------------------------------------------------------------
   const scaleLocal = measure({ kind: "scale", calls: 200 })
@@ -174,8 +260,10 @@ const main = async () => {
   row("local", fmt(scaleLocal.ms), String(scaleLocal.errors), "", "", "")
   row("remote, our exec-server", fmt(scaleRemote.ms), String(scaleRemote.errors), "", "", "")
 
-  console.log(`\neffect-exec benchmark — ${new Date().toISOString()} — ${cpus().length} × ${cpus()[0]?.model.trim()}, ` +
-    `${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`)
+  console.log(
+    `\neffect-exec benchmark — ${new Date().toISOString()} — ${cpus().length} × ${cpus()[0]?.model.trim()}, ` +
+      `${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`
+  )
   // each section is a table of its own: its first row is its header
   const sections: Array<Array<Array<string>>> = []
   for (const r of rows) {

@@ -3,10 +3,10 @@
  * its own. Usage: `node bench/scenario.ts '<json config>'`; prints one JSON
  * line with the measurements.
  */
-import { spawn } from "node:child_process"
-import { readFileSync } from "node:fs"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { spawn } from "node:child_process"
+import { readFileSync } from "node:fs"
 import * as Environment from "../src/Environment.ts"
 import * as Exec from "../src/Exec.ts"
 import * as OutputSink from "../src/OutputSink.ts"
@@ -29,7 +29,8 @@ export const peakRssMiB = (pid: number | "self" = "self"): number => {
 const environment = (url: string | undefined) =>
   url === undefined ? Environment.layerLocal : Environment.layerRemote({ url })
 
-const percentile = (sorted: ReadonlyArray<number>, p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!
+const percentile = (sorted: ReadonlyArray<number>, p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!
 
 /** Reads 256 MiB from a child's pipe with plain Node, to nowhere: the limit on this machine. */
 const bare = (bytes: number) =>
@@ -44,7 +45,11 @@ const bare = (bytes: number) =>
 const throughput = (url: string | undefined, bytes: number) =>
   Effect.gen(function*() {
     const started = performance.now()
-    const result = yield* Exec.run({ command: ["head", "-c", String(bytes), "/dev/zero"], cwd: "/tmp", timeout: "10 minutes" })
+    const result = yield* Exec.run({
+      command: ["head", "-c", String(bytes), "/dev/zero"],
+      cwd: "/tmp",
+      timeout: "10 minutes"
+    })
     return {
       ms: performance.now() - started,
       bytes: result.stdout.totalBytes,
@@ -71,20 +76,23 @@ const latency = (url: string | undefined, runs: number) =>
 const delta = (url: string | undefined, lines: number) => {
   const delays: Array<number> = []
   let pending = ""
-  const sink = Layer.succeed(OutputSink.OutputSink, OutputSink.OutputSink.of({
-    emit: (delta) =>
-      Effect.sync(() => {
-        const now = (performance.timeOrigin + performance.now()) * 1000 // µs
-        pending += new TextDecoder().decode(delta.chunk)
-        let newline = pending.indexOf("\n")
-        while (newline !== -1) {
-          const written = Number(pending.slice(0, newline)) / 1000 // ns → µs
-          delays.push(now - written)
-          pending = pending.slice(newline + 1)
-          newline = pending.indexOf("\n")
-        }
-      })
-  }))
+  const sink = Layer.succeed(
+    OutputSink.OutputSink,
+    OutputSink.OutputSink.of({
+      emit: (delta) =>
+        Effect.sync(() => {
+          const now = (performance.timeOrigin + performance.now()) * 1000 // µs
+          pending += new TextDecoder().decode(delta.chunk)
+          let newline = pending.indexOf("\n")
+          while (newline !== -1) {
+            const written = Number(pending.slice(0, newline)) / 1000 // ns → µs
+            delays.push(now - written)
+            pending = pending.slice(newline + 1)
+            newline = pending.indexOf("\n")
+          }
+        })
+    })
+  )
   return Exec.run({
     command: ["sh", "-c", `for i in $(seq ${lines}); do date +%s%N; sleep 0.01; done`],
     cwd: "/tmp",

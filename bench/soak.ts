@@ -6,11 +6,11 @@
  *
  * Options: `node bench/soak.ts [seconds=60] [clients=50] [processesPerClient=20]`.
  */
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
-import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as Environment from "../src/Environment.ts"
 import * as Exec from "../src/Exec.ts"
 import * as OutputSink from "../src/OutputSink.ts"
@@ -19,16 +19,22 @@ const [seconds = 60, clients = 50, perClient = 20] = process.argv.slice(2).map(N
 const lines = 20_000
 const expected = Array.from({ length: lines }, (_, i) => `${i + 1}\n`).join("")
 
-const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024
+const rssMiB = (pid: number) =>
+  Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024
 
 const bin = fileURLToPath(new URL("../bin/effect-exec.js", import.meta.url))
 const server = spawn(bin, ["serve"], { stdio: ["ignore", "pipe", "inherit"] })
-const url = await new Promise<string>((resolve) => server.stdout.once("data", (chunk: Buffer) => resolve(chunk.toString().trim())))
+const url = await new Promise<string>((resolve) =>
+  server.stdout.once("data", (chunk: Buffer) => resolve(chunk.toString().trim()))
+)
 console.error(`soak: ${clients} clients × ${perClient} processes for ${seconds} s against ${url}`)
 
 const deadline = Date.now() + seconds * 1000
 const samples: Array<{ readonly at: number; readonly rss: number }> = []
-const sampler = setInterval(() => samples.push({ at: (Date.now() - deadline) / 1000 + seconds, rss: rssMiB(server.pid!) }), 1000)
+const sampler = setInterval(
+  () => samples.push({ at: (Date.now() - deadline) / 1000 + seconds, rss: rssMiB(server.pid!) }),
+  1000
+)
 
 let runs = 0
 let errors = 0
@@ -42,7 +48,9 @@ const client = (index: number) =>
     () =>
       Effect.gen(function*() {
         while (Date.now() < deadline) {
-          const outcome = yield* Effect.result(Exec.run({ command: ["seq", "1", String(lines)], cwd: "/tmp", timeout: "60 seconds" }))
+          const outcome = yield* Effect.result(
+            Exec.run({ command: ["seq", "1", String(lines)], cwd: "/tmp", timeout: "60 seconds" })
+          )
           runs++
           if (outcome._tag === "Failure") {
             errors++
@@ -62,7 +70,9 @@ const client = (index: number) =>
   ).pipe(Effect.provide(Layer.mergeAll(Environment.layerRemote({ url }), OutputSink.layerDiscard)))
 
 const started = Date.now()
-await Effect.runPromise(Effect.forEach(Array.from({ length: clients }, (_, i) => i), client, { concurrency: "unbounded", discard: true }))
+await Effect.runPromise(
+  Effect.forEach(Array.from({ length: clients }, (_, i) => i), client, { concurrency: "unbounded", discard: true })
+)
 clearInterval(sampler)
 server.kill("SIGTERM")
 
@@ -71,9 +81,19 @@ const at = (fraction: number) => samples[Math.min(samples.length - 1, Math.floor
 const early = at(2 / 3)
 const late = at(0.99)
 const flat = late <= early * 1.15 + 16
-console.log(`runs ${runs} in ${((Date.now() - started) / 1000).toFixed(0)} s (${clients} clients × ${perClient} at a time)`)
-console.log(`errors ${errors}, lost or wrong outputs ${lostOrWrong}, bytes checked ${(runs - errors) * expected.length}`)
-console.log(`server RSS MiB every 10 s: ${samples.filter((_, i) => i % 10 === 9).map((s) => s.rss.toFixed(0)).join(" ")}`)
-console.log(`server RSS MiB at two thirds: ${early.toFixed(0)}, at the end: ${late.toFixed(0)}, peak: ${Math.max(...samples.map((s) => s.rss)).toFixed(0)} — ${flat ? "flat" : "GROWING"}`)
+console.log(
+  `runs ${runs} in ${((Date.now() - started) / 1000).toFixed(0)} s (${clients} clients × ${perClient} at a time)`
+)
+console.log(
+  `errors ${errors}, lost or wrong outputs ${lostOrWrong}, bytes checked ${(runs - errors) * expected.length}`
+)
+console.log(
+  `server RSS MiB every 10 s: ${samples.filter((_, i) => i % 10 === 9).map((s) => s.rss.toFixed(0)).join(" ")}`
+)
+console.log(
+  `server RSS MiB at two thirds: ${early.toFixed(0)}, at the end: ${late.toFixed(0)}, peak: ${
+    Math.max(...samples.map((s) => s.rss)).toFixed(0)
+  } — ${flat ? "flat" : "GROWING"}`
+)
 for (const failure of failures.slice(0, 10)) console.log(`  ${failure}`)
 process.exit(errors === 0 && lostOrWrong === 0 && flat ? 0 : 1)

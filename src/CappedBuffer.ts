@@ -131,6 +131,8 @@ const tailKeeper = (maxBytes: number) => {
  *
  * @example
  * ```ts
+ * import { CappedBuffer } from "effect-exec"
+ *
  * const buffer = CappedBuffer.make({ _tag: "HeadTail", headBytes: 4, tailBytes: 4 })
  * buffer.append(new TextEncoder().encode("0123456789"))
  * buffer.snapshot().text // => "0123\n[… 2 bytes omitted …]\n6789"
@@ -191,6 +193,8 @@ export const make = (limit: Limit): CappedBuffer => {
  *
  * @example
  * ```ts
+ * import { CappedBuffer } from "effect-exec"
+ *
  * const a = new Uint8Array(10).fill(97), b = new Uint8Array(10).fill(98)
  * CappedBuffer.aggregate(a, b, 9).length // => 9 (3 × "a", then 6 × "b")
  * ```

@@ -6,8 +6,8 @@
  *
  * @since 0.1.0
  */
-import { readFileSync } from "node:fs"
 import * as Cause from "effect/Cause"
+import { Argument, Command, Flag } from "effect/cli"
 import type * as Config from "effect/Config"
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
@@ -16,7 +16,7 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
-import { Argument, Command, Flag } from "effect/cli"
+import { readFileSync } from "node:fs"
 import * as Environment from "./Environment.ts"
 import * as Exec from "./Exec.ts"
 import * as ExecServer from "./ExecServer.ts"
@@ -240,38 +240,42 @@ export const serve = Command.make(
     maxProcesses: maxProcessesFlag,
     maxProcessesPerSession: maxProcessesPerSessionFlag
   },
-  Effect.fnUntraced(function*({ concurrentRequests, listen, maxProcesses, maxProcessesPerSession, sessionTtl, token, tokenFile }) {
-    const ttl = parseTimeout(sessionTtl)
-    if (Option.isNone(ttl) || ttl.value === "none") {
-      yield* Console.error(`effect-exec: invalid --session-ttl ${JSON.stringify(sessionTtl)} (try 30s or 2m)`)
-      process.exitCode = 2
-      return
-    }
-    const options = {
-      sessionTtl: ttl.value,
-      maxConcurrentRequests: concurrentRequests,
-      maxProcesses,
-      maxProcessesPerSession
-    }
-    if (listen === "stdio") {
-      yield* ExecServer.serveStdio(process.stdin, process.stdout, options)
-      return
-    }
-    const outcome = yield* WebSocketListener.listen({ ...options, listen, token: resolveToken(token, tokenFile) }).pipe(
-      Effect.result
-    )
-    if (outcome._tag === "Failure") {
-      yield* Console.error(`effect-exec: ${outcome.failure.message}`)
-      process.exitCode = 2
-      return
-    }
-    // the address first, alone on stdout; everything else goes to stderr
-    yield* Console.log(outcome.success.url)
-    // from here on, SIGINT or SIGTERM is the way to stop: a clean exit (see teardown)
-    process.exitCode = 0
-    yield* Console.error(`effect-exec: exec-server listening on ${outcome.success.url}`)
-    return yield* Effect.never
-  }, Effect.scoped)
+  Effect.fnUntraced(
+    function*({ concurrentRequests, listen, maxProcesses, maxProcessesPerSession, sessionTtl, token, tokenFile }) {
+      const ttl = parseTimeout(sessionTtl)
+      if (Option.isNone(ttl) || ttl.value === "none") {
+        yield* Console.error(`effect-exec: invalid --session-ttl ${JSON.stringify(sessionTtl)} (try 30s or 2m)`)
+        process.exitCode = 2
+        return
+      }
+      const options = {
+        sessionTtl: ttl.value,
+        maxConcurrentRequests: concurrentRequests,
+        maxProcesses,
+        maxProcessesPerSession
+      }
+      if (listen === "stdio") {
+        yield* ExecServer.serveStdio(process.stdin, process.stdout, options)
+        return
+      }
+      const outcome = yield* WebSocketListener.listen({ ...options, listen, token: resolveToken(token, tokenFile) })
+        .pipe(
+          Effect.result
+        )
+      if (outcome._tag === "Failure") {
+        yield* Console.error(`effect-exec: ${outcome.failure.message}`)
+        process.exitCode = 2
+        return
+      }
+      // the address first, alone on stdout; everything else goes to stderr
+      yield* Console.log(outcome.success.url)
+      // from here on, SIGINT or SIGTERM is the way to stop: a clean exit (see teardown)
+      process.exitCode = 0
+      yield* Console.error(`effect-exec: exec-server listening on ${outcome.success.url}`)
+      return yield* Effect.never
+    },
+    Effect.scoped
+  )
 ).pipe(
   Command.withDescription(
     "Serve this host's processes to exec-server clients (ours or Codex's); SIGINT or SIGTERM stops it and kills them"

@@ -8,8 +8,8 @@ import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Schema from "effect/Schema"
 import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
 import { Executor } from "./Executor.ts"
 import * as LocalExecutor from "./LocalExecutor.ts"
 import * as RemoteExecutor from "./RemoteExecutor.ts"
@@ -72,7 +72,13 @@ export const layerLocal: Layer.Layer<Environment> = fromExecutor({ _tag: "Local"
  *
  * @example
  * ```ts
- * program.pipe(Effect.provide(Environment.layerRemote({ url: "ws://10.0.0.5:4000", token: Redacted.make(token) })))
+ * import { Effect, Redacted } from "effect"
+ * import { Environment, Exec, OutputSink } from "effect-exec"
+ *
+ * const token = Redacted.make(process.env.EXEC_SERVER_TOKEN ?? "")
+ * const program = Exec.run({ command: ["uname", "-a"] }).pipe(
+ *   Effect.provide([Environment.layerRemote({ url: "ws://10.0.0.5:4000", token }), OutputSink.layerDiscard])
+ * )
  * ```
  *
  * @category layers

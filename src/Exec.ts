@@ -9,7 +9,7 @@
  *
  * @since 0.1.0
  */
-import * as Cause from "effect/Cause"
+import type * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
@@ -19,8 +19,8 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as CappedBuffer from "./CappedBuffer.ts"
 import { Environment } from "./Environment.ts"
-import * as InternalDefaults from "./internal/defaults.ts"
 import type { Executor, ExecutorError } from "./Executor.ts"
+import * as InternalDefaults from "./internal/defaults.ts"
 import { OutputSink } from "./OutputSink.ts"
 import * as Protocol from "./Protocol.ts"
 
@@ -161,7 +161,11 @@ const limitOf = (capture: Capture): CappedBuffer.Limit =>
     : { _tag: "HeadTail", headBytes: capture.headBytes, tailBytes: capture.tailBytes }
 
 const aggregateCap = (capture: Capture): number | undefined =>
-  capture === "shellTool" ? Defaults.shellToolBytes : capture === "fullBuffer" ? undefined : capture.headBytes + capture.tailBytes
+  capture === "shellTool"
+    ? Defaults.shellToolBytes
+    : capture === "fullBuffer"
+    ? undefined
+    : capture.headBytes + capture.tailBytes
 
 /** Everything the loop has learnt so far; it survives a timeout or interrupt. */
 class Progress {

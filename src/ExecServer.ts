@@ -139,4 +139,6 @@ export const serveStdio = (
   output: NodeJS.WritableStream,
   options: Options = {}
 ): Effect.Effect<string, never, Executor> =>
-  Effect.scoped(Effect.flatMap(makeRegistry(options), (registry) => serveConnection(registry, fromStreams(input, output))))
+  Effect.scoped(
+    Effect.flatMap(makeRegistry(options), (registry) => serveConnection(registry, fromStreams(input, output)))
+  )

@@ -9,7 +9,7 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import * as Stream from "effect/Stream"
+import type * as Stream from "effect/Stream"
 import type * as Protocol from "./Protocol.ts"
 
 // =============================================================================
@@ -149,10 +149,16 @@ export type ExecutorErrorReason = typeof ExecutorErrorReason.Type
  *
  * @example
  * ```ts
- * executor.read({ processId: "p1" }).pipe(
- *   Effect.catchTag("ExecutorError", (error) =>
- *     error.reason._tag === "UnknownProcess" ? Effect.succeed(undefined) : Effect.fail(error))
- * )
+ * import { Effect } from "effect"
+ * import { Executor } from "effect-exec"
+ *
+ * const readIfKnown = Effect.gen(function*() {
+ *   const executor = yield* Executor.Executor
+ *   return yield* executor.read({ processId: "p1" }).pipe(
+ *     Effect.catchTag("ExecutorError", (error) =>
+ *       error.reason._tag === "UnknownProcess" ? Effect.succeed(undefined) : Effect.fail(error))
+ *   )
+ * })
  * ```
  *
  * @category errors
@@ -185,7 +191,12 @@ export type StartRequest = Protocol.StartParams
  * @since 0.1.0
  */
 export type ProcessEvent =
-  | { readonly _tag: "Output"; readonly seq: number; readonly stream: Protocol.OutputStream; readonly chunk: Uint8Array }
+  | {
+    readonly _tag: "Output"
+    readonly seq: number
+    readonly stream: Protocol.OutputStream
+    readonly chunk: Uint8Array
+  }
   | { readonly _tag: "Exited"; readonly seq: number; readonly exitCode: number; readonly signal: string | null }
   | { readonly _tag: "Closed"; readonly seq: number }
 

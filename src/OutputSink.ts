@@ -43,7 +43,10 @@ export class OutputSink extends Context.Service<OutputSink, {
  * @category layers
  * @since 0.1.0
  */
-export const layerDiscard: Layer.Layer<OutputSink> = Layer.succeed(OutputSink, OutputSink.of({ emit: () => Effect.void }))
+export const layerDiscard: Layer.Layer<OutputSink> = Layer.succeed(
+  OutputSink,
+  OutputSink.of({ emit: () => Effect.void })
+)
 
 /**
  * Offers each delta to `queue` without waiting: a full bounded queue drops the
@@ -51,8 +54,15 @@ export const layerDiscard: Layer.Layer<OutputSink> = Layer.succeed(OutputSink, O
  *
  * @example
  * ```ts
- * const deltas = yield* Queue.sliding<OutputDelta>(1024)
- * const result = yield* Exec.run(request).pipe(Effect.provide(OutputSink.layerQueue(deltas)))
+ * import { Effect, Queue } from "effect"
+ * import { Environment, Exec, OutputSink } from "effect-exec"
+ *
+ * const program = Effect.gen(function*() {
+ *   const deltas = yield* Queue.sliding<OutputSink.OutputDelta>(1024)
+ *   return yield* Exec.run({ command: ["ls", "-l"] }).pipe(
+ *     Effect.provide([Environment.layerLocal, OutputSink.layerQueue(deltas)])
+ *   )
+ * })
  * ```
  *
  * @category layers

@@ -10,14 +10,14 @@
  *
  * @since 0.1.0
  */
-import * as NodeOs from "node:os"
-import { fileURLToPath, pathToFileURL } from "node:url"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as SchemaGetter from "effect/SchemaGetter"
 import * as SchemaIssue from "effect/SchemaIssue"
+import * as NodeOs from "node:os"
+import { fileURLToPath, pathToFileURL } from "node:url"
 import {
   ExecutorErrorReason,
   InvalidRequest,

@@ -144,7 +144,9 @@ export const make = Effect.fnUntraced(function*(
       maxBytes: request.maxBytes ?? null,
       waitMs: request.waitMs ?? null
     }, { processId: request.processId, waitMs: request.waitMs ?? 0 }).pipe(
-      Effect.tap((result) => Protocol.isDrained(result) ? Effect.sync(() => records.stopStreaming(request.processId)) : Effect.void)
+      Effect.tap((result) =>
+        Protocol.isDrained(result) ? Effect.sync(() => records.stopStreaming(request.processId)) : Effect.void
+      )
     )
 
   const start = Effect.fn("RemoteExecutor.start")(function*(request: Protocol.StartParams) {
@@ -167,7 +169,10 @@ export const make = Effect.fnUntraced(function*(
         let batch = log.after(cursor)
         while (batch.length === 0) {
           if (link.live === undefined) yield* link.client
-          yield* Effect.raceFirst(log.untilAfter(cursor), Effect.flatMap(link.client, (rpc) => Deferred.await(rpc.closed)))
+          yield* Effect.raceFirst(
+            log.untilAfter(cursor),
+            Effect.flatMap(link.client, (rpc) => Deferred.await(rpc.closed))
+          )
           batch = log.after(cursor)
         }
         const last = batch[batch.length - 1]!

@@ -5,17 +5,17 @@
  *
  * @since 0.1.0
  */
-import { createHash, timingSafeEqual } from "node:crypto"
-import * as Http from "node:http"
-import { isIP } from "node:net"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import { createHash, timingSafeEqual } from "node:crypto"
+import * as Http from "node:http"
+import { isIP } from "node:net"
 import { WebSocketServer } from "ws"
-import type { Executor } from "./Executor.ts"
 import * as ExecServer from "./ExecServer.ts"
+import type { Executor } from "./Executor.ts"
 import { fromWebSocket } from "./JsonRpc.ts"
 
 /**
@@ -160,7 +160,10 @@ export const listen = Effect.fnUntraced(function*(options: Options = {}) {
   })
   yield* Effect.acquireRelease(
     Effect.callback<void, ListenError>((resume) => {
-      http.once("error", (error) => resume(Effect.fail(new ListenError({ message: `cannot listen: ${error.message}` }))))
+      http.once(
+        "error",
+        (error) => resume(Effect.fail(new ListenError({ message: `cannot listen: ${error.message}` })))
+      )
       http.listen(address.port, address.host, () => resume(Effect.void))
     }),
     () =>

@@ -14,8 +14,16 @@ export * as Exec from "./Exec.ts"
 /** @since 0.1.0 */
 export * as Executor from "./Executor.ts"
 /** @since 0.1.0 */
+export * as ExecServer from "./ExecServer.ts"
+/** @since 0.1.0 */
+export * as JsonRpc from "./JsonRpc.ts"
+/** @since 0.1.0 */
 export * as LocalExecutor from "./LocalExecutor.ts"
 /** @since 0.1.0 */
 export * as OutputSink from "./OutputSink.ts"
 /** @since 0.1.0 */
 export * as Protocol from "./Protocol.ts"
+/** @since 0.1.0 */
+export * as RemoteExecutor from "./RemoteExecutor.ts"
+/** @since 0.1.0 */
+export * as WebSocketListener from "./WebSocketListener.ts"

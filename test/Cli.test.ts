@@ -1,13 +1,12 @@
 /**
  * The `effect-exec` command line, run as a child process like a user would.
  */
-import { spawn } from "node:child_process"
-import { readdirSync, readFileSync } from "node:fs"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import { spawn } from "node:child_process"
+import { readdirSync, readFileSync } from "node:fs"
 import { bin, spawnServe } from "./support/servers.ts"
-
 
 interface CliRun {
   readonly code: number | null
@@ -129,7 +128,18 @@ describe("effect-exec serve and run --remote", () => {
   it.live("streams all 256 MiB through run --remote", () =>
     Effect.gen(function*() {
       const server = yield* spawnServe()
-      const result = yield* cli(["run", "--timeout", "none", "--remote", server.url, "--", "head", "-c", "268435456", "/dev/zero"])
+      const result = yield* cli([
+        "run",
+        "--timeout",
+        "none",
+        "--remote",
+        server.url,
+        "--",
+        "head",
+        "-c",
+        "268435456",
+        "/dev/zero"
+      ])
       assert.strictEqual(result.code, 0)
       assert.strictEqual(result.stdoutBytes, 268_435_456)
     }), 120_000)
@@ -171,7 +181,9 @@ describe("effect-exec serve and run --remote", () => {
     Effect.gen(function*() {
       const server = yield* spawnServe()
       const marker = `55.${process.pid}${Date.now() % 1000}`
-      const running = yield* Effect.forkChild(cli(["run", "--remote", server.url, "--timeout", "none", "--", "sh", "-c", `echo $$; exec sleep ${marker}`]))
+      const running = yield* Effect.forkChild(
+        cli(["run", "--remote", server.url, "--timeout", "none", "--", "sh", "-c", `echo $$; exec sleep ${marker}`])
+      )
       let pid = 0
       while (pid === 0) {
         yield* Effect.sleep("20 millis")
@@ -221,7 +233,11 @@ describe("effect-exec serve and run --remote", () => {
       send({ id: 1, method: "initialize", params: { clientName: "stdio-test" } })
       assert.isString((yield* reply(1)).result.sessionId)
       send({ method: "initialized" })
-      send({ id: 2, method: "process/start", params: { processId: "p", argv: ["sh", "-c", "printf hi"], cwd: "/tmp", env: {}, tty: false } })
+      send({
+        id: 2,
+        method: "process/start",
+        params: { processId: "p", argv: ["sh", "-c", "printf hi"], cwd: "/tmp", env: {}, tty: false }
+      })
       assert.deepStrictEqual((yield* reply(2)).result, { processId: "p", sandboxType: "none" })
       send({ id: 3, method: "process/read", params: { processId: "p", afterSeq: 0, waitMs: 2000 } })
       const read = (yield* reply(3)).result

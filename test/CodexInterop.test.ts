@@ -18,24 +18,29 @@ import * as Exec from "../src/Exec.ts"
 import { Executor } from "../src/Executor.ts"
 import * as OutputSink from "../src/OutputSink.ts"
 import * as RemoteExecutor from "../src/RemoteExecutor.ts"
-import { suite } from "./support/ExecutorContract.ts"
 import { startCodexServer } from "./support/codexServer.ts"
+import { suite } from "./support/ExecutorContract.ts"
 
 const codex = Layer.effect(
   Executor,
   Effect.gen(function*() {
     const server = yield* startCodexServer
-    return yield* RemoteExecutor.make(RemoteExecutor.connectWebSocket({ url: server.url }), { clientName: "effect-exec-interop" })
+    return yield* RemoteExecutor.make(RemoteExecutor.connectWebSocket({ url: server.url }), {
+      clientName: "effect-exec-interop"
+    })
   })
 )
 
 suite("RemoteExecutor ↔ Codex exec-server 0.169.0", codex, { extensions: false })
 
 describe("Codex exec-server 0.169.0 end to end", () => {
-  layer(Layer.mergeAll(Environment.fromExecutor({ _tag: "Local" }).pipe(Layer.provide(codex)), OutputSink.layerDiscard), {
-    excludeTestServices: true,
-    timeout: "60 seconds"
-  })((it) => {
+  layer(
+    Layer.mergeAll(Environment.fromExecutor({ _tag: "Local" }).pipe(Layer.provide(codex)), OutputSink.layerDiscard),
+    {
+      excludeTestServices: true,
+      timeout: "60 seconds"
+    }
+  )((it) => {
     it.effect("Exec.run returns output, plain exit codes and the aggregate", () =>
       Effect.gen(function*() {
         const result = yield* Exec.run({ command: ["sh", "-c", "printf hello; printf oops >&2; exit 1"], cwd: "/tmp" })
@@ -48,7 +53,11 @@ describe("Codex exec-server 0.169.0 end to end", () => {
 
     it.effect("Exec.run times out, kills the group and says so", () =>
       Effect.gen(function*() {
-        const result = yield* Exec.run({ command: ["sh", "-c", "printf started; sleep 30"], cwd: "/tmp", timeout: "500 millis" })
+        const result = yield* Exec.run({
+          command: ["sh", "-c", "printf started; sleep 30"],
+          cwd: "/tmp",
+          timeout: "500 millis"
+        })
         assert.strictEqual(result.exitCode, 124)
         assert.isTrue(result.timedOut)
         assert.strictEqual(result.stdout.text, "started")

@@ -2,9 +2,9 @@
  * Smoke test of the harness against the real Codex exec-server: handshake,
  * one process started and read until `closed`, and a clean shutdown.
  */
-import { existsSync, readFileSync } from "node:fs"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { existsSync, readFileSync } from "node:fs"
 import WebSocket from "ws"
 import { startCodexServer } from "./support/codexServer.ts"
 
@@ -60,12 +60,21 @@ describe("Codex exec-server (real binary)", () => {
       assert.match(init.sessionId, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/)
       yield* rpc.notify("initialized")
       yield* rpc.call("process/start", {
-        processId: "p1", argv: ["sh", "-c", "printf hi"], cwd: "file:///tmp", env: { PATH: "/usr/bin:/bin" }, tty: false
+        processId: "p1",
+        argv: ["sh", "-c", "printf hi"],
+        cwd: "file:///tmp",
+        env: { PATH: "/usr/bin:/bin" },
+        tty: false
       })
       const stdout: Array<Buffer> = []
       let afterSeq = 0
       for (let attempt = 0; attempt < 20; attempt++) {
-        const read = yield* rpc.call<ReadResult>("process/read", { processId: "p1", afterSeq, maxBytes: null, waitMs: 2000 })
+        const read = yield* rpc.call<ReadResult>("process/read", {
+          processId: "p1",
+          afterSeq,
+          maxBytes: null,
+          waitMs: 2000
+        })
         for (const c of read.chunks) if (c.stream === "stdout") stdout.push(Buffer.from(c.chunk, "base64"))
         afterSeq = read.nextSeq - 1
         if (read.closed) break
@@ -76,7 +85,8 @@ describe("Codex exec-server (real binary)", () => {
   it.live("closing the scope stops the server and removes its scratch HOME", () =>
     Effect.gen(function*() {
       const { pid, home } = yield* Effect.scoped(Effect.map(startCodexServer, ({ pid }) => ({
-        pid, home: /(?:^|\0)HOME=([^\0]*)/.exec(readFileSync(`/proc/${pid}/environ`, "utf8"))?.[1] ?? ""
+        pid,
+        home: /(?:^|\0)HOME=([^\0]*)/.exec(readFileSync(`/proc/${pid}/environ`, "utf8"))?.[1] ?? ""
       })))
       assert.isFalse(existsSync(`/proc/${pid}`), `codex ${pid} still exists`)
       assert.match(home, /codex-home-/)

@@ -27,7 +27,9 @@ describe("Environment.layerConfig", () => {
 
   it.effect("refuses an EXEC_SERVER_URL that is not a WebSocket URL, saying why", () =>
     Effect.gen(function*() {
-      const error = yield* Effect.flip(Effect.provide(Environment.Environment, withConfig({ EXEC_SERVER_URL: "10.0.0.5:4000" })))
+      const error = yield* Effect.flip(
+        Effect.provide(Environment.Environment, withConfig({ EXEC_SERVER_URL: "10.0.0.5:4000" }))
+      )
       assert.strictEqual(error._tag, "EnvironmentError")
       assert.include(error.message, "10.0.0.5:4000")
     }))

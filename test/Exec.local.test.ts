@@ -1,11 +1,11 @@
 /**
  * `Exec.run` on real processes through the local executor.
  */
-import { readdirSync, readFileSync } from "node:fs"
 import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import { readdirSync, readFileSync } from "node:fs"
 import * as Environment from "../src/Environment.ts"
 import * as Exec from "../src/Exec.ts"
 import * as OutputSink from "../src/OutputSink.ts"
@@ -69,7 +69,7 @@ describe("Exec.run with the local executor", () => {
     it.effect("does not hang on a background child that keeps the pipe open", () =>
       Effect.gen(function*() {
         const marker = `30.${process.pid}${Date.now() % 1000}`
-        const result = yield* Exec.run({ command: ["sh", "-c", `printf hello; sleep ${marker} &`]})
+        const result = yield* Exec.run({ command: ["sh", "-c", `printf hello; sleep ${marker} &`] })
         assert.strictEqual(result.stdout.text, "hello")
         assert.strictEqual(result.exitCode, 0)
         assert.isTrue(result.pipesHeldOpen)

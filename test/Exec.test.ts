@@ -9,11 +9,11 @@ import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
 import { TestClock } from "effect/testing"
 import * as Environment from "../src/Environment.ts"
+import * as Exec from "../src/Exec.ts"
 import { Executor } from "../src/Executor.ts"
 import type * as JsonRpc from "../src/JsonRpc.ts"
-import * as RemoteExecutor from "../src/RemoteExecutor.ts"
-import * as Exec from "../src/Exec.ts"
 import * as OutputSink from "../src/OutputSink.ts"
+import * as RemoteExecutor from "../src/RemoteExecutor.ts"
 import * as Script from "./support/ScriptedExecutor.ts"
 
 const MiB = 1024 * 1024
@@ -137,10 +137,13 @@ describe("Exec.run", () => {
       const chunks = Array.from({ length: 200 }, (_, i) => Script.out(`${i},`))
       const env = scripted(() => [...chunks, Script.exit(0), Script.close])
       const received: Array<string> = []
-      const slowSink = Layer.succeed(OutputSink.OutputSink, OutputSink.OutputSink.of({
-        emit: (delta) =>
-          Effect.andThen(Effect.yieldNow, Effect.sync(() => received.push(new TextDecoder().decode(delta.chunk))))
-      }))
+      const slowSink = Layer.succeed(
+        OutputSink.OutputSink,
+        OutputSink.OutputSink.of({
+          emit: (delta) =>
+            Effect.andThen(Effect.yieldNow, Effect.sync(() => received.push(new TextDecoder().decode(delta.chunk))))
+        })
+      )
       const result = yield* Exec.run({ command: ["cmd"], maxDeltas: Infinity }).pipe(
         Effect.provide(Layer.merge(env.layer, slowSink))
       )
@@ -151,7 +154,11 @@ describe("Exec.run", () => {
 
   it.effect("caps deltas at 10 000 by default", () =>
     Effect.gen(function*() {
-      const env = scripted(() => [...Array.from({ length: 10_005 }, () => Script.out("x")), Script.exit(0), Script.close])
+      const env = scripted(() => [
+        ...Array.from({ length: 10_005 }, () => Script.out("x")),
+        Script.exit(0),
+        Script.close
+      ])
       const deltas = yield* Queue.unbounded<OutputSink.OutputDelta>()
       const result = yield* Exec.run({ command: ["cmd"] }).pipe(
         Effect.provide(Layer.merge(env.layer, OutputSink.layerQueue(deltas)))
@@ -210,7 +217,15 @@ describe("Exec.run", () => {
 
   it.effect("headTail keeps both ends and says how much was cut between", () =>
     Effect.gen(function*() {
-      const env = scripted(() => [Script.out("BEGIN-"), Script.out("x".repeat(1000)), Script.out("-END:error"), Script.exit(1), Script.close])
+      const env = scripted(
+        () => [
+          Script.out("BEGIN-"),
+          Script.out("x".repeat(1000)),
+          Script.out("-END:error"),
+          Script.exit(1),
+          Script.close
+        ]
+      )
       const result = yield* Exec.run({ command: ["cmd"], capture: { headBytes: 6, tailBytes: 10 } }).pipe(
         Effect.provide(env.layer)
       )
@@ -235,7 +250,16 @@ describe("Exec.run", () => {
 
   it.effect("stops draining 2 s after the exit when a pipe stays open", () =>
     Effect.gen(function*() {
-      const env = scripted(() => [Script.out("before"), Script.exit(0), Script.wait("1 second"), Script.out("late"), Script.wait("1 hour"), Script.close])
+      const env = scripted(
+        () => [
+          Script.out("before"),
+          Script.exit(0),
+          Script.wait("1 second"),
+          Script.out("late"),
+          Script.wait("1 hour"),
+          Script.close
+        ]
+      )
       const fiber = yield* Exec.run({ command: ["cmd"], capture: "fullBuffer" }).pipe(
         Effect.provide(env.layer),
         Effect.forkChild
@@ -292,7 +316,9 @@ describe("Exec.run against a server that stops answering", () => {
           Effect.sync(() => {
             const message = JSON.parse(frame)
             if (message.method === "initialize") deliver({ id: message.id, result: { sessionId: "s" } })
-            if (message.method === "process/start") deliver({ id: message.id, result: { processId: message.params.processId } })
+            if (message.method === "process/start") {
+              deliver({ id: message.id, result: { processId: message.params.processId } })
+            }
           }),
         listen: (handlers) => {
           onFrame = handlers.onFrame
@@ -303,7 +329,9 @@ describe("Exec.run against a server that stops answering", () => {
       const deliver = (message: unknown) => queueMicrotask(() => onFrame(JSON.stringify(message)))
       const executor = yield* RemoteExecutor.make(Effect.succeed(transport), { requestTimeout: "5 seconds" })
       const layer = Layer.mergeAll(
-        Environment.fromExecutor({ _tag: "Remote", url: "ws://silent" }).pipe(Layer.provide(Layer.succeed(Executor, executor))),
+        Environment.fromExecutor({ _tag: "Remote", url: "ws://silent" }).pipe(
+          Layer.provide(Layer.succeed(Executor, executor))
+        ),
         OutputSink.layerDiscard
       )
       const fiber = yield* Exec.run({ command: ["cmd"], cwd: "/tmp", timeout: "1 second" }).pipe(

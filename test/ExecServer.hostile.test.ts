@@ -6,27 +6,27 @@
  * After the hostile part every test proves the server unharmed: a new,
  * well-behaved client completes a handshake and runs a command.
  */
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
 import { randomBytes } from "node:crypto"
 import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import * as Net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { assert, describe, it } from "@effect/vitest"
-import * as Effect from "effect/Effect"
-import * as Redacted from "effect/Redacted"
 import { awaitDeath, isAlive } from "./support/processes.ts"
 import { listenLocal as server } from "./support/servers.ts"
 import {
-  type ConnectOptions,
+  codexShape,
   connect,
+  type ConnectOptions,
   type Frame,
   fromBase64,
   handshake,
   pollUntil,
-  refusedStatus,
-  codexShape,
-  startParams,
   readAll,
+  refusedStatus,
+  startParams,
   type WireClient
 } from "./support/wireClient.ts"
 
@@ -180,7 +180,11 @@ describe("ExecServer against hostile clients: deeply nested JSON", () => {
         ["processId", `{"id":"pid","method":"process/start","params":{${base},"processId":${nested}}}`, "processId"],
         ["argv", `{"id":"argv","method":"process/start","params":{${base},"argv":${nestedArray}}}`, "argv"],
         ["env", `{"id":"env","method":"process/start","params":{${base},"env":{"X":${nested}}}}`, "env"],
-        ["envPolicy.set", `{"id":"policy","method":"process/start","params":{${base},"envPolicy":{"inherit":"none","ignoreDefaultExcludes":false,"exclude":[],"includeOnly":[],"set":${nested}}}}`, "set"],
+        [
+          "envPolicy.set",
+          `{"id":"policy","method":"process/start","params":{${base},"envPolicy":{"inherit":"none","ignoreDefaultExcludes":false,"exclude":[],"includeOnly":[],"set":${nested}}}}`,
+          "set"
+        ],
         ["chunk", `{"id":"chunk","method":"process/write","params":{"processId":"deep","chunk":${nested}}}`, "chunk"]
       ]
       yield* hostile.sendAll(cases.map(([, frame]) => frame))
@@ -298,48 +302,55 @@ describe("ExecServer against hostile clients: request floods", () => {
       yield* assertUnharmed(url)
     }))
 
-  it.live("refuses requests beyond maxConcurrentRequests + maxQueuedRequests with -32000, and answers each once", () =>
-    Effect.gen(function*() {
-      const { url } = yield* server({ maxConcurrentRequests: 8, maxQueuedRequests: 100 })
-      const { client: flooder } = yield* client(url)
-      yield* flooder.call("process/start", startParams("quiet", ["sleep", "30"]))
-      // long polls that each hold a turn for 100 ms, interleaved with quick ones
-      const frames = Array.from({ length: floodSize }, (_, i) =>
-        i % 2 === 0
-          ? request(idOf(i), "process/read", { processId: "quiet", afterSeq: 0, maxBytes: null, waitMs: 100 })
-          : request(idOf(i), "process/read", { processId: `ghost-${i}` }))
-      const before = replies(flooder).length
-      yield* flooder.sendAll(frames)
-      yield* awaitReplies(flooder, before + floodSize, 15_000)
-      const byId = new Map<string | number, Array<Frame>>()
-      for (const frame of replies(flooder)) byId.set(frame.id!, [...(byId.get(frame.id!) ?? []), frame])
-      let refused = 0
-      let served = 0
-      for (let i = 0; i < floodSize; i++) {
-        const got = byId.get(idOf(i))
-        assert.strictEqual(got?.length, 1, `request ${idOf(i)} got ${got?.length ?? 0} replies`)
-        const frame = got![0]!
-        if (frame.error?.code === -32000) {
-          refused++
-          assert.match(
-            frame.error.message,
-            /^too many requests in flight on this connection \(108\); /,
-            "refused at 8 running + 100 waiting"
-          )
-        } else {
-          served++
-          if (i % 2 === 0) assert.strictEqual(frame.result.exited, false)
-          else assert.deepStrictEqual(codexShape(frame.error), { code: -32600, message: `unknown process id ghost-${i}` })
+  it.live(
+    "refuses requests beyond maxConcurrentRequests + maxQueuedRequests with -32000, and answers each once",
+    () =>
+      Effect.gen(function*() {
+        const { url } = yield* server({ maxConcurrentRequests: 8, maxQueuedRequests: 100 })
+        const { client: flooder } = yield* client(url)
+        yield* flooder.call("process/start", startParams("quiet", ["sleep", "30"]))
+        // long polls that each hold a turn for 100 ms, interleaved with quick ones
+        const frames = Array.from({ length: floodSize }, (_, i) =>
+          i % 2 === 0
+            ? request(idOf(i), "process/read", { processId: "quiet", afterSeq: 0, maxBytes: null, waitMs: 100 })
+            : request(idOf(i), "process/read", { processId: `ghost-${i}` }))
+        const before = replies(flooder).length
+        yield* flooder.sendAll(frames)
+        yield* awaitReplies(flooder, before + floodSize, 15_000)
+        const byId = new Map<string | number, Array<Frame>>()
+        for (const frame of replies(flooder)) byId.set(frame.id!, [...(byId.get(frame.id!) ?? []), frame])
+        let refused = 0
+        let served = 0
+        for (let i = 0; i < floodSize; i++) {
+          const got = byId.get(idOf(i))
+          assert.strictEqual(got?.length, 1, `request ${idOf(i)} got ${got?.length ?? 0} replies`)
+          const frame = got![0]!
+          if (frame.error?.code === -32000) {
+            refused++
+            assert.match(
+              frame.error.message,
+              /^too many requests in flight on this connection \(108\); /,
+              "refused at 8 running + 100 waiting"
+            )
+          } else {
+            served++
+            if (i % 2 === 0) assert.strictEqual(frame.result.exited, false)
+            else {assert.deepStrictEqual(codexShape(frame.error), {
+                code: -32600,
+                message: `unknown process id ghost-${i}`
+              })}
+          }
         }
-      }
-      assert.isAbove(refused, 0, "some requests were refused")
-      assert.isAtLeast(served, 108, "the first 108 at least were served")
-      // the queue drained: the same connection is served again
-      yield* assertUsable(flooder)
-      const read = yield* flooder.call("process/read", { processId: "quiet", afterSeq: 0, maxBytes: null, waitMs: 0 })
-      assert.strictEqual(read.exited, false)
-      yield* assertUnharmed(url)
-    }), 20_000)
+        assert.isAbove(refused, 0, "some requests were refused")
+        assert.isAtLeast(served, 108, "the first 108 at least were served")
+        // the queue drained: the same connection is served again
+        yield* assertUsable(flooder)
+        const read = yield* flooder.call("process/read", { processId: "quiet", afterSeq: 0, maxBytes: null, waitMs: 0 })
+        assert.strictEqual(read.exited, false)
+        yield* assertUnharmed(url)
+      }),
+    20_000
+  )
 })
 
 // =============================================================================
@@ -411,9 +422,15 @@ describe("ExecServer against hostile clients: process limits", () => {
         // the id is taken
         assert.strictEqual((yield* clumsy.callError("process/start", sleeper("one"))).code, -32600)
         // the program does not exist
-        assert.strictEqual((yield* clumsy.callError("process/start", startParams(`missing${i}`, ["/nonexistent/command"]))).code, -32603)
+        assert.strictEqual(
+          (yield* clumsy.callError("process/start", startParams(`missing${i}`, ["/nonexistent/command"]))).code,
+          -32603
+        )
         // the params are wrong
-        assert.strictEqual((yield* clumsy.callError("process/start", startParams(`bad${i}`, ["true"], { tty: 1 }))).code, -32602)
+        assert.strictEqual(
+          (yield* clumsy.callError("process/start", startParams(`bad${i}`, ["true"], { tty: 1 }))).code,
+          -32602
+        )
       }
       // both slots of the session, and the server's, are still there
       yield* clumsy.call("process/start", sleeper("two"))
@@ -439,7 +456,12 @@ describe("ExecServer against hostile clients: process limits", () => {
           assert.strictEqual(error.code, -32000)
           assert.match(error.message, /^too many processes: this server already runs 70 \(the limit\)/)
         }
-        pids.push(yield* pidOf(a, "a0"), yield* pidOf(a, "a49"), yield* pidOf(b, fromB.ok[0]!), yield* pidOf(b, fromB.ok[19]!))
+        pids.push(
+          yield* pidOf(a, "a0"),
+          yield* pidOf(a, "a49"),
+          yield* pidOf(b, fromB.ok[0]!),
+          yield* pidOf(b, fromB.ok[19]!)
+        )
         // the server is full: a new session is refused too
         const { client: c } = yield* client(url)
         const full = yield* c.callError("process/start", startParams("c0", ["true"]))
@@ -491,7 +513,10 @@ describe("ExecServer against hostile clients: garbage", () => {
     Effect.gen(function*() {
       const { url } = yield* server()
       const { client: hostile } = yield* client(url)
-      const frames = Array.from({ length: 20 }, (_, i) => Buffer.concat([Buffer.from([0xff, i]), randomBytes(64 + i * 512)]))
+      const frames = Array.from(
+        { length: 20 },
+        (_, i) => Buffer.concat([Buffer.from([0xff, i]), randomBytes(64 + i * 512)])
+      )
       frames.push(Buffer.alloc(0), Buffer.from([0]), Buffer.from([0xc3, 0x28]), Buffer.from("\u0000{\"id\":1}"))
       const before = hostile.received.length
       yield* hostile.sendAll(frames, { binary: true })
@@ -666,7 +691,9 @@ describe("ExecServer against hostile clients: a client that never reads", () => 
       tcp(sluggard).resume()
       const closed = yield* sluggard.closedWithin(5_000)
       assert.strictEqual(closed.code, 1006, "terminated, without a close frame")
-      const answered = replies(sluggard).filter((frame) => String(frame.id).startsWith("r")).length
+      const answered = replies(sluggard).filter((frame) =>
+        String(frame.id).startsWith("r")
+      ).length
       assert.isBelow(answered, reads, `the server stopped answering (${answered} answers got through)`)
       yield* assertUnharmed(url)
     }))
@@ -675,13 +702,19 @@ describe("ExecServer against hostile clients: a client that never reads", () => 
     Effect.gen(function*() {
       const { url } = yield* server({ maxBufferedBytes: 4 * 1024 * 1024 })
       const { client: sluggard } = yield* client(url, { timeoutMs: 10_000 })
-      yield* sluggard.call("process/start", startParams("big", ["head", "-c", "1048576", "/dev/zero"], { outputNotifications: false }))
+      yield* sluggard.call(
+        "process/start",
+        startParams("big", ["head", "-c", "1048576", "/dev/zero"], { outputNotifications: false })
+      )
       yield* sluggard.notification("process/closed", "big", undefined, 10_000)
       tcp(sluggard).pause()
       const reads = 40
       for (let i = 0; i < reads; i++) {
         // not awaited: once the server dropped the link, writes may fail
-        sluggard.socket.send(request(`r${i}`, "process/read", { processId: "big", afterSeq: 0, maxBytes: null, waitMs: 0 }), () => {})
+        sluggard.socket.send(
+          request(`r${i}`, "process/read", { processId: "big", afterSeq: 0, maxBytes: null, waitMs: 0 }),
+          () => {}
+        )
         yield* Effect.sleep(20)
       }
       yield* Effect.sleep(300)
@@ -697,12 +730,17 @@ describe("ExecServer against hostile clients: a client that never reads", () => 
     Effect.gen(function*() {
       const { url } = yield* server({ stallTimeout: "500 millis" })
       const { client: sluggard } = yield* client(url, { timeoutMs: 10_000 })
-      yield* sluggard.call("process/start", startParams("big", ["head", "-c", "4194304", "/dev/zero"], { outputNotifications: false }))
+      yield* sluggard.call(
+        "process/start",
+        startParams("big", ["head", "-c", "4194304", "/dev/zero"], { outputNotifications: false })
+      )
       yield* sluggard.notification("process/closed", "big", undefined, 10_000)
       tcp(sluggard).pause()
       yield* sluggard.sendAll(
-        Array.from({ length: 8 }, (_, i) =>
-          request(`s${i}`, "process/read", { processId: "big", afterSeq: 0, maxBytes: null, waitMs: 0 }))
+        Array.from(
+          { length: 8 },
+          (_, i) => request(`s${i}`, "process/read", { processId: "big", afterSeq: 0, maxBytes: null, waitMs: 0 })
+        )
       )
       // well under the default 128 MiB, but nothing is taken: the stall timeout ends it
       yield* Effect.sleep(1_500)
@@ -740,13 +778,23 @@ describe("ExecServer against hostile clients: a client that never reads", () => 
       const { client: eager } = yield* client(url, { timeoutMs: 10_000 })
       const processes = 64
       const ids = Array.from({ length: processes }, (_, i) => `big${i}`)
-      yield* eager.sendAll(ids.map((id) =>
-        request(`start:${id}`, "process/start", startParams(id, ["head", "-c", "1048576", "/dev/zero"], { outputNotifications: false }))))
+      yield* eager.sendAll(
+        ids.map((id) =>
+          request(
+            `start:${id}`,
+            "process/start",
+            startParams(id, ["head", "-c", "1048576", "/dev/zero"], { outputNotifications: false })
+          )
+        )
+      )
       for (const id of ids) assert.isUndefined((yield* eager.reply(`start:${id}`)).error)
       for (const id of ids) yield* eager.notification("process/closed", id, undefined, 10_000)
       const before = replies(eager).length
-      yield* eager.sendAll(ids.map((id) =>
-        request(`read:${id}`, "process/read", { processId: id, afterSeq: 0, maxBytes: null, waitMs: 0 })))
+      yield* eager.sendAll(
+        ids.map((id) =>
+          request(`read:${id}`, "process/read", { processId: id, afterSeq: 0, maxBytes: null, waitMs: 0 })
+        )
+      )
       yield* pollUntil(
         "every read answered, or the connection dropped",
         () => replies(eager).length === before + processes || eager.closeInfo() !== undefined,
@@ -758,7 +806,10 @@ describe("ExecServer against hostile clients: a client that never reads", () => 
       )
       for (const id of ids) {
         const read = (yield* eager.reply(`read:${id}`)).result
-        assert.strictEqual(read.chunks.reduce((n: number, c: any) => n + Buffer.from(c.chunk, "base64").length, 0), 1048576)
+        assert.strictEqual(
+          read.chunks.reduce((n: number, c: any) => n + Buffer.from(c.chunk, "base64").length, 0),
+          1048576
+        )
       }
       yield* assertUnharmed(url)
     }))
@@ -794,7 +845,9 @@ describe("ExecServer against hostile clients: shell metacharacters", () => {
       // metacharacters in cwd and env values are data too
       yield* hostile.call(
         "process/start",
-        startParams("env", ["sh", "-c", "printf %s \"$EVIL\""], { env: { EVIL: `$(touch ${marker1})`, PATH: process.env.PATH } })
+        startParams("env", ["sh", "-c", "printf %s \"$EVIL\""], {
+          env: { EVIL: `$(touch ${marker1})`, PATH: process.env.PATH }
+        })
       )
       assert.strictEqual((yield* readAll(hostile, "env")).text, `$(touch ${marker1})`)
       assert.isFalse(existsSync(marker1), "no command substitution ran")
@@ -826,7 +879,9 @@ describe("ExecServer against hostile clients: tokens", () => {
       const chunks: Array<Buffer> = []
       const timer = setTimeout(() => {
         socket.destroy()
-        resume(Effect.die(new Error(`no end of the HTTP answer within 5 s: ${Buffer.concat(chunks).toString("latin1")}`)))
+        resume(
+          Effect.die(new Error(`no end of the HTTP answer within 5 s: ${Buffer.concat(chunks).toString("latin1")}`))
+        )
       }, 5_000)
       socket.on("connect", () => socket.write(text))
       socket.on("data", (chunk) => {
@@ -896,7 +951,9 @@ describe("ExecServer against hostile clients: tokens", () => {
       for (const authorization of [undefined, `Bearer ${secret}`]) {
         const plain = yield* rawHttp(
           url,
-          `GET / HTTP/1.1\r\nHost: ${host}\r\n${authorization === undefined ? "" : `Authorization: ${authorization}\r\n`}Connection: close\r\n\r\n`
+          `GET / HTTP/1.1\r\nHost: ${host}\r\n${
+            authorization === undefined ? "" : `Authorization: ${authorization}\r\n`
+          }Connection: close\r\n\r\n`
         )
         assert.match(plain, /^HTTP\/1\.1 426 /)
         assertNoSecret("the answer to a plain HTTP request", plain)

@@ -95,6 +95,9 @@ describe("ExecServer under generated input", () => {
       // the generator reaches both sides: accepted messages and refused ones
       assert.isAbove(results, 20)
       assert.isAbove(sent - results, 20)
-      assert.strictEqual(hostile.received.filter((r) => r.frame.id === undefined && r.frame.method === undefined).length, 0)
+      assert.strictEqual(
+        hostile.received.filter((r) => r.frame.id === undefined && r.frame.method === undefined).length,
+        0
+      )
     }), 60_000)
 })

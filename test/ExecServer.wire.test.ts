@@ -4,26 +4,26 @@
  * Codes and messages are the ones `shared/protocol.md` (and Codex 0.169)
  * specify.
  */
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { pathToFileURL } from "node:url"
-import { assert, describe, it } from "@effect/vitest"
-import * as Effect from "effect/Effect"
-import * as Redacted from "effect/Redacted"
-import * as WebSocketListener from "../src/WebSocketListener.ts"
+import type * as WebSocketListener from "../src/WebSocketListener.ts"
 import { awaitDeath, isAlive } from "./support/processes.ts"
 import { listenLocal as server } from "./support/servers.ts"
 import {
   base64,
+  codexShape,
   connect,
   fromBase64,
   handshake,
   pollUntil,
-  refusedStatus,
-  codexShape,
-  startParams,
   readAll,
+  refusedStatus,
+  startParams,
   type WireClient
 } from "./support/wireClient.ts"
 
@@ -59,7 +59,10 @@ describe("ExecServer over the wire: handshake", () => {
       const { url } = yield* server()
       const client = yield* connect(url)
       const error = yield* client.callError("process/read", { processId: "p" })
-      assert.deepStrictEqual(codexShape(error), { code: -32600, message: "client must call initialize before using exec methods" })
+      assert.deepStrictEqual(codexShape(error), {
+        code: -32600,
+        message: "client must call initialize before using exec methods"
+      })
     }))
 
   it.live("refuses a process method after initialize but before initialized", () =>
@@ -68,7 +71,10 @@ describe("ExecServer over the wire: handshake", () => {
       const client = yield* connect(url)
       yield* client.call("initialize", { clientName: "wire-test" })
       const error = yield* client.callError("process/start", startParams("p", ["true"]))
-      assert.deepStrictEqual(codexShape(error), { code: -32600, message: "client must send initialized before using exec methods" })
+      assert.deepStrictEqual(codexShape(error), {
+        code: -32600,
+        message: "client must send initialized before using exec methods"
+      })
       // the handshake can still be completed on the same connection
       yield* client.notify("initialized", {})
       const started = yield* client.call("process/start", startParams("p", ["true"]))
@@ -81,12 +87,21 @@ describe("ExecServer over the wire: handshake", () => {
       const client = yield* connect(url)
       const first = yield* client.call("initialize", { clientName: "wire-test" })
       const before = yield* client.callError("initialize", { clientName: "wire-test" })
-      assert.deepStrictEqual(codexShape(before), { code: -32600, message: "initialize may only be sent once per connection" })
+      assert.deepStrictEqual(codexShape(before), {
+        code: -32600,
+        message: "initialize may only be sent once per connection"
+      })
       yield* client.notify("initialized", {})
       const after = yield* client.callError("initialize", { clientName: "wire-test" })
-      assert.deepStrictEqual(codexShape(after), { code: -32600, message: "initialize may only be sent once per connection" })
+      assert.deepStrictEqual(codexShape(after), {
+        code: -32600,
+        message: "initialize may only be sent once per connection"
+      })
       // the first session is still the connection's
-      const resumed = yield* client.callError("initialize", { clientName: "wire-test", resumeSessionId: first.sessionId })
+      const resumed = yield* client.callError("initialize", {
+        clientName: "wire-test",
+        resumeSessionId: first.sessionId
+      })
       assert.strictEqual(resumed.code, -32600)
     }))
 
@@ -173,8 +188,11 @@ describe("ExecServer over the wire: frames and methods", () => {
       for (const frame of ["{}", "{\"id\":77}", "{\"id\":78,\"methd\":\"initialize\"}", "42", "[]"]) {
         const before = client.received.length
         yield* client.sendRaw(frame)
-        yield* pollUntil(`an id -1 error for ${frame}`, () => client.received.slice(before).some((r) => r.frame.id === -1), 1_000)
-        const reply = client.received.slice(before).find((r) => r.frame.id === -1)!.frame
+        yield* pollUntil(`an id -1 error for ${frame}`, () =>
+          client.received.slice(before).some((r) => r.frame.id === -1), 1_000)
+        const reply = client.received.slice(before).find((r) =>
+          r.frame.id === -1
+        )!.frame
         assert.strictEqual(reply.error?.code, -32600, frame)
       }
       const init = yield* client.call("initialize", { clientName: "wire-test" })
@@ -216,7 +234,11 @@ describe("ExecServer over the wire: process/start", () => {
       const error = yield* client.callError("process/start", startParams("empty", []))
       assert.deepStrictEqual(codexShape(error), { code: -32602, message: "argv must not be empty" })
       const read = yield* client.callError("process/read", { processId: "empty" })
-      assert.deepStrictEqual(codexShape(read), { code: -32600, message: "unknown process id empty" }, "nothing was registered")
+      assert.deepStrictEqual(
+        codexShape(read),
+        { code: -32600, message: "unknown process id empty" },
+        "nothing was registered"
+      )
     }))
 
   it.live("refuses params of the wrong type with -32602 naming the field", () =>
@@ -235,7 +257,12 @@ describe("ExecServer over the wire: process/start", () => {
         assert.strictEqual(error.code, -32602, field)
         assert.include(error.message, field, `the message names ${field}: ${error.message}`)
       }
-      const missing = yield* client.callError("process/start", { processId: "t7", argv: ["true"], cwd: "/tmp", env: {} })
+      const missing = yield* client.callError("process/start", {
+        processId: "t7",
+        argv: ["true"],
+        cwd: "/tmp",
+        env: {}
+      })
       assert.strictEqual(missing.code, -32602)
       assert.include(missing.message, "tty")
       const read = yield* client.callError("process/read", { processId: "t1", waitMs: "soon" })
@@ -266,7 +293,10 @@ describe("ExecServer over the wire: process/start", () => {
       const losses = replies.filter((reply) => reply.error !== undefined)
       assert.strictEqual(wins.length, 1)
       assert.deepStrictEqual(wins[0]!.result, { processId: "dup", sandboxType: "none" })
-      assert.deepStrictEqual(losses.map((reply) => codexShape(reply.error)), [{ code: -32600, message: "process dup already exists" }])
+      assert.deepStrictEqual(losses.map((reply) => codexShape(reply.error)), [{
+        code: -32600,
+        message: "process dup already exists"
+      }])
       // and a later start with the id of a running process is refused the same way
       const again = yield* client.callError("process/start", startParams("dup", ["true"]))
       assert.deepStrictEqual(codexShape(again), { code: -32600, message: "process dup already exists" })
@@ -394,7 +424,12 @@ describe("ExecServer over the wire: process/read", () => {
       const { client } = yield* ready()
       yield* client.call("process/start", startParams("r1", ["sh", "-c", "printf hi; exit 4"]))
       yield* client.notification("process/closed", "r1")
-      const result = yield* client.call("process/read", { processId: "r1", afterSeq: null, maxBytes: null, waitMs: null })
+      const result = yield* client.call("process/read", {
+        processId: "r1",
+        afterSeq: null,
+        maxBytes: null,
+        waitMs: null
+      })
       assert.deepStrictEqual(result.chunks, [{ seq: 1, stream: "stdout", chunk: base64("hi") }])
       assert.strictEqual(result.nextSeq, 2)
       assert.strictEqual(result.exited, true)
@@ -438,7 +473,8 @@ describe("ExecServer over the wire: process/write", () => {
       assert.deepStrictEqual(withoutId, { status: "accepted" })
       yield* pollUntil(
         "cat echoes both writes",
-        () => client.notifications("process/output", "cat").map((p) => fromBase64(p.chunk)).join("") === "hello\nagain\n",
+        () =>
+          client.notifications("process/output", "cat").map((p) => fromBase64(p.chunk)).join("") === "hello\nagain\n",
         5_000
       )
       assert.deepStrictEqual(yield* client.call("process/terminate", { processId: "cat" }), { running: true })
@@ -497,12 +533,18 @@ describe("ExecServer over the wire: concurrency", () => {
       const { client } = yield* ready()
       yield* client.call("process/start", startParams("quiet", ["sleep", "100"]))
       const sentAt = client.now()
-      const readId = yield* client.send("process/read", { processId: "quiet", afterSeq: 0, maxBytes: null, waitMs: 5_000 })
+      const readId = yield* client.send("process/read", {
+        processId: "quiet",
+        afterSeq: 0,
+        maxBytes: null,
+        waitMs: 5_000
+      })
       const terminateId = yield* client.send("process/terminate", { processId: "quiet" })
       const terminated = yield* client.reply(terminateId, 2_000)
       assert.deepStrictEqual(terminated.result, { running: true })
       const read = yield* client.reply(readId, 2_000)
-      const arrival = (id: string | number) => client.received.findIndex((r) => r.frame.method === undefined && r.frame.id === id)
+      const arrival = (id: string | number) =>
+        client.received.findIndex((r) => r.frame.method === undefined && r.frame.id === id)
       assert.isBelow(arrival(terminateId), arrival(readId), "the terminate reply came first")
       const readAt = client.received[arrival(readId)]!.at
       assert.isBelow(readAt - sentAt, 2_000, "the read woke on the exit, well before its 5 s wait")
@@ -549,7 +591,10 @@ describe("ExecServer over the wire: sessions", () => {
       const { url } = yield* server()
       const a = yield* connect(url)
       const { sessionId } = yield* handshake(a)
-      yield* a.call("process/start", startParams("gone", ["sh", "-c", "sleep 0.3; exit 3"], { outputNotifications: false }))
+      yield* a.call(
+        "process/start",
+        startParams("gone", ["sh", "-c", "sleep 0.3; exit 3"], { outputNotifications: false })
+      )
       yield* a.close
       yield* Effect.sleep(800) // the process exits and closes while nobody is attached
 

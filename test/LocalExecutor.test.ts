@@ -1,8 +1,8 @@
-import { existsSync } from "node:fs"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import { TestClock } from "effect/testing"
+import { existsSync } from "node:fs"
 import * as Exec from "../src/Executor.ts"
 import { spawnProcess } from "../src/internal/local/childProcess.ts"
 import { longPollRead } from "../src/internal/local/processLog.ts"
@@ -28,62 +28,79 @@ describe("LocalExecutor (local behaviour)", () => {
   const settle = TestClock.withLive(Effect.sleep("50 millis"))
 
   it.effect("forgets a closed process after the retention and frees its id", () =>
-    withExecutor({ closedRetention: "30 seconds" }, Effect.gen(function*() {
-      const executor = yield* Exec.Executor
-      yield* start("kept", ["true"])
-      yield* readUntilClosed("kept")
-      yield* settle
-      yield* TestClock.adjust("29 seconds")
-      const stillThere = yield* executor.read({ processId: "kept", afterSeq: 0, waitMs: 0 })
-      assert.isTrue(stillThere.closed)
-      assert.strictEqual(reasonOf(yield* Effect.exit(start("kept", ["true"]))), "ProcessIdInUse")
-      yield* TestClock.adjust("1 second")
-      assert.strictEqual(reasonOf(yield* Effect.exit(executor.read({ processId: "kept" }))), "UnknownProcess")
-      yield* start("kept", ["true"])
-      yield* readUntilClosed("kept")
-    })))
+    withExecutor(
+      { closedRetention: "30 seconds" },
+      Effect.gen(function*() {
+        const executor = yield* Exec.Executor
+        yield* start("kept", ["true"])
+        yield* readUntilClosed("kept")
+        yield* settle
+        yield* TestClock.adjust("29 seconds")
+        const stillThere = yield* executor.read({ processId: "kept", afterSeq: 0, waitMs: 0 })
+        assert.isTrue(stillThere.closed)
+        assert.strictEqual(reasonOf(yield* Effect.exit(start("kept", ["true"]))), "ProcessIdInUse")
+        yield* TestClock.adjust("1 second")
+        assert.strictEqual(reasonOf(yield* Effect.exit(executor.read({ processId: "kept" }))), "UnknownProcess")
+        yield* start("kept", ["true"])
+        yield* readUntilClosed("kept")
+      })
+    ))
 
   it.effect("lets a backpressured process go lossy when no reader comes", () =>
-    withExecutor({ readerIdleTimeout: "10 seconds" }, Effect.gen(function*() {
-      const executor = yield* Exec.Executor
-      yield* start("idle", ["head", "-c", "5000000", "/dev/zero"], { backpressure: true })
-      yield* TestClock.withLive(Effect.sleep("300 millis"))
-      const held = yield* executor.read({ processId: "idle", afterSeq: 1_000_000_000, waitMs: 0 })
-      assert.isFalse(held.exited, "paused while its output is unread")
-      yield* TestClock.adjust("10 seconds")
-      const closed = yield* executor.read({ processId: "idle", afterSeq: 1_000_000_000, waitMs: 60_000 })
-      assert.isTrue(closed.closed)
-      const replay = yield* executor.read({ processId: "idle", afterSeq: 0, waitMs: 0 })
-      const retained = replay.chunks.reduce((n, c) => n + c.chunk.length, 0)
-      assert.strictEqual(retained + (replay.dropped?.bytes ?? 0), 5_000_000)
-      assert.isAbove(replay.dropped?.bytes ?? 0, 0)
-    })))
+    withExecutor(
+      { readerIdleTimeout: "10 seconds" },
+      Effect.gen(function*() {
+        const executor = yield* Exec.Executor
+        yield* start("idle", ["head", "-c", "5000000", "/dev/zero"], { backpressure: true })
+        yield* TestClock.withLive(Effect.sleep("300 millis"))
+        const held = yield* executor.read({ processId: "idle", afterSeq: 1_000_000_000, waitMs: 0 })
+        assert.isFalse(held.exited, "paused while its output is unread")
+        yield* TestClock.adjust("10 seconds")
+        const closed = yield* executor.read({ processId: "idle", afterSeq: 1_000_000_000, waitMs: 60_000 })
+        assert.isTrue(closed.closed)
+        const replay = yield* executor.read({ processId: "idle", afterSeq: 0, waitMs: 0 })
+        const retained = replay.chunks.reduce((n, c) => n + c.chunk.length, 0)
+        assert.strictEqual(retained + (replay.dropped?.bytes ?? 0), 5_000_000)
+        assert.isAbove(replay.dropped?.bytes ?? 0, 0)
+      })
+    ))
 
   it.effect("leaves no zombie: an exited child is reaped", () =>
-    withExecutor({}, Effect.gen(function*() {
-      yield* start("reaped", ["sh", "-c", "echo $$"])
-      const seen = yield* readUntilClosed("reaped")
-      const pid = Number(seen.stdout.trim())
-      assert.isAbove(pid, 1)
-      assert.isFalse(existsSync(`/proc/${pid}`), "the child was waited for, not left as a zombie")
-    })))
+    withExecutor(
+      {},
+      Effect.gen(function*() {
+        yield* start("reaped", ["sh", "-c", "echo $$"])
+        const seen = yield* readUntilClosed("reaped")
+        const pid = Number(seen.stdout.trim())
+        assert.isAbove(pid, 1)
+        assert.isFalse(existsSync(`/proc/${pid}`), "the child was waited for, not left as a zombie")
+      })
+    ))
 
   it.effect("refuses a pty with a typed error", () =>
-    withExecutor({}, Effect.gen(function*() {
-      const error = yield* Effect.flip(start("pty", ["true"], { tty: true }))
-      assert.strictEqual(error.reason._tag, "Unsupported")
-    })))
+    withExecutor(
+      {},
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(start("pty", ["true"], { tty: true }))
+        assert.strictEqual(error.reason._tag, "Unsupported")
+      })
+    ))
 
   it.effect("kills every process group it still has when its scope closes", () =>
     Effect.gen(function*() {
       let grandchild = 0
-      yield* Effect.scoped(withExecutor({}, Effect.gen(function*() {
-        yield* start("orphan", ["sh", "-c", "sleep 100 & echo $!; wait"])
-        const executor = yield* Exec.Executor
-        let first = yield* executor.read({ processId: "orphan", afterSeq: 0, waitMs: 5_000 })
-        while (first.chunks.length === 0) first = yield* executor.read({ processId: "orphan", afterSeq: 0, waitMs: 5_000 })
-        grandchild = Number(new TextDecoder().decode(first.chunks[0]!.chunk).trim())
-      })))
+      yield* Effect.scoped(withExecutor(
+        {},
+        Effect.gen(function*() {
+          yield* start("orphan", ["sh", "-c", "sleep 100 & echo $!; wait"])
+          const executor = yield* Exec.Executor
+          let first = yield* executor.read({ processId: "orphan", afterSeq: 0, waitMs: 5_000 })
+          while (first.chunks.length === 0) {
+            first = yield* executor.read({ processId: "orphan", afterSeq: 0, waitMs: 5_000 })
+          }
+          grandchild = Number(new TextDecoder().decode(first.chunks[0]!.chunk).trim())
+        })
+      ))
       yield* TestClock.withLive(awaitDeath(grandchild))
     }))
 })
@@ -104,35 +121,51 @@ describe("LocalExecutor retention by count", () => {
 })
 
 describe("LocalExecutor memory, asserted through what it holds", () => {
-  it.live("a backpressured child never retains more than its window while a slow reader catches up", () =>
-    Effect.gen(function*() {
-      const window = 256 * 1024
-      const total = 20 * 1024 * 1024
-      const child = yield* spawnProcess(
-        { processId: "window", argv: ["head", "-c", String(total), "/dev/zero"], cwd: "/tmp", env: {}, tty: false, backpressure: true },
-        { retainedBytes: window, baseEnvironment: {} },
-        0
-      )
-      let afterSeq = 0
-      let received = 0
-      let peakRetained = 0
-      let peakUnread = 0
-      while (true) {
-        // a slow reader: the child fills the window and waits for it
-        yield* Effect.sleep("1 millis")
-        peakRetained = Math.max(peakRetained, child.log.retainedBytes)
-        peakUnread = Math.max(peakUnread, child.log.unreadBytes)
-        const result = yield* longPollRead(child.log, { processId: "window", afterSeq, maxBytes: 64 * 1024, waitMs: 1_000 })
-        received += result.chunks.reduce((n, c) => n + c.chunk.length, 0)
-        afterSeq = result.nextSeq - 1
-        child.acknowledge(afterSeq, 0)
-        if (result.closed && result.chunks.length === 0) break
-      }
-      assert.strictEqual(received, total, "every byte arrived")
-      // past the moment the window filled, what Node's stream had buffered still
-      // comes (a few 64 KiB reads): bounded by a constant, not by the output
-      const slack = 256 * 1024
-      assert.isAtMost(peakUnread, window + slack, `unread peaked at ${peakUnread}`)
-      assert.isAtMost(peakRetained, window + slack, `retained peaked at ${peakRetained}`)
-    }), 60_000)
+  it.live(
+    "a backpressured child never retains more than its window while a slow reader catches up",
+    () =>
+      Effect.gen(function*() {
+        const window = 256 * 1024
+        const total = 20 * 1024 * 1024
+        const child = yield* spawnProcess(
+          {
+            processId: "window",
+            argv: ["head", "-c", String(total), "/dev/zero"],
+            cwd: "/tmp",
+            env: {},
+            tty: false,
+            backpressure: true
+          },
+          { retainedBytes: window, baseEnvironment: {} },
+          0
+        )
+        let afterSeq = 0
+        let received = 0
+        let peakRetained = 0
+        let peakUnread = 0
+        while (true) {
+          // a slow reader: the child fills the window and waits for it
+          yield* Effect.sleep("1 millis")
+          peakRetained = Math.max(peakRetained, child.log.retainedBytes)
+          peakUnread = Math.max(peakUnread, child.log.unreadBytes)
+          const result = yield* longPollRead(child.log, {
+            processId: "window",
+            afterSeq,
+            maxBytes: 64 * 1024,
+            waitMs: 1_000
+          })
+          received += result.chunks.reduce((n, c) => n + c.chunk.length, 0)
+          afterSeq = result.nextSeq - 1
+          child.acknowledge(afterSeq, 0)
+          if (result.closed && result.chunks.length === 0) break
+        }
+        assert.strictEqual(received, total, "every byte arrived")
+        // past the moment the window filled, what Node's stream had buffered still
+        // comes (a few 64 KiB reads): bounded by a constant, not by the output
+        const slack = 256 * 1024
+        assert.isAtMost(peakUnread, window + slack, `unread peaked at ${peakUnread}`)
+        assert.isAtMost(peakRetained, window + slack, `retained peaked at ${peakRetained}`)
+      }),
+    60_000
+  )
 })

@@ -11,7 +11,11 @@ describe("Protocol", () => {
   it("decodes base64 chunks to bytes and encodes them back with padding", () => {
     const decoded = Schema.decodeUnknownSync(Protocol.ProcessChunk)({ seq: 1, stream: "stdout", chunk: "aGk=" })
     assert.deepStrictEqual([...decoded.chunk], [104, 105])
-    assert.deepStrictEqual(Schema.encodeSync(Protocol.ProcessChunk)(decoded), { seq: 1, stream: "stdout", chunk: "aGk=" })
+    assert.deepStrictEqual(Schema.encodeSync(Protocol.ProcessChunk)(decoded), {
+      seq: 1,
+      stream: "stdout",
+      chunk: "aGk="
+    })
   })
 
   it("accepts cwd as a plain absolute path or a file:// URI, and sends the URI", () => {
@@ -85,7 +89,11 @@ describe("Protocol errors on the wire", () => {
     new Executor.ProcessIdInUse({ processId: "p1" }),
     new Executor.InvalidRequest({ description: "argv must not be empty", invalidParams: true }),
     new Executor.InvalidRequest({ description: "process id p1 is starting" }),
-    new Executor.SpawnFailed({ kind: "CwdNotFound", command: "ls", description: "working directory does not exist: /x" }),
+    new Executor.SpawnFailed({
+      kind: "CwdNotFound",
+      command: "ls",
+      description: "working directory does not exist: /x"
+    }),
     new Executor.Unsupported({ feature: "tty (pty) processes" }),
     new Executor.ServerError({ code: -32000, description: "too many processes" })
   ]
@@ -95,7 +103,8 @@ describe("Protocol errors on the wire", () => {
     // every reason but ConnectionLost (the client's own link: see the next test) is covered
     assert.deepStrictEqual(
       [...tags].sort(),
-      Executor.ExecutorErrorReason.members.map((member) => member.identifier).filter((tag) => tag !== "ConnectionLost").sort()
+      Executor.ExecutorErrorReason.members.map((member) => member.identifier).filter((tag) => tag !== "ConnectionLost")
+        .sort()
     )
     for (const reason of reasons) {
       const wire = Protocol.errorToWire(reason)
@@ -130,15 +139,26 @@ describe("Protocol errors on the wire", () => {
   it("reads a Codex server's errors, which carry no typed reason, by code and Codex's messages", () => {
     const codex = (code: number, message: string, context: Protocol.ErrorContext = {}) =>
       Protocol.errorFromWire({ code, message }, context)
-    assert.deepStrictEqual(codex(-32600, "unknown process id p9", { processId: "p9" }), new Executor.UnknownProcess({ processId: "p9" }))
-    assert.deepStrictEqual(codex(-32600, "process p9 already exists", { processId: "p9" }), new Executor.ProcessIdInUse({ processId: "p9" }))
+    assert.deepStrictEqual(
+      codex(-32600, "unknown process id p9", { processId: "p9" }),
+      new Executor.UnknownProcess({ processId: "p9" })
+    )
+    assert.deepStrictEqual(
+      codex(-32600, "process p9 already exists", { processId: "p9" }),
+      new Executor.ProcessIdInUse({ processId: "p9" })
+    )
     assert.deepStrictEqual(
       codex(-32602, "argv must not be empty"),
       new Executor.InvalidRequest({ description: "argv must not be empty", invalidParams: true })
     )
-    assert.deepStrictEqual(codex(-32601, "method not found: process/signal"), new Executor.Unsupported({ feature: "method not found: process/signal" }))
+    assert.deepStrictEqual(
+      codex(-32601, "method not found: process/signal"),
+      new Executor.Unsupported({ feature: "method not found: process/signal" })
+    )
     assert.strictEqual(
-      (codex(-32603, "failed to spawn: No such file or directory (os error 2)", { command: "nope" }) as Executor.SpawnFailed).kind,
+      (codex(-32603, "failed to spawn: No such file or directory (os error 2)", {
+        command: "nope"
+      }) as Executor.SpawnFailed).kind,
       "CommandNotFound"
     )
     assert.deepStrictEqual(codex(-32603, "boom"), new Executor.ServerError({ code: -32603, description: "boom" }))

@@ -2,9 +2,9 @@
  * The conformance suite, unchanged, against the remote executor talking to our
  * own exec-server: over a real loopback WebSocket, and over NDJSON streams.
  */
-import { PassThrough } from "node:stream"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { PassThrough } from "node:stream"
 import * as ExecServer from "../src/ExecServer.ts"
 import { Executor } from "../src/Executor.ts"
 import { fromStreams } from "../src/JsonRpc.ts"
@@ -12,7 +12,6 @@ import * as LocalExecutor from "../src/LocalExecutor.ts"
 import * as RemoteExecutor from "../src/RemoteExecutor.ts"
 import { suite } from "./support/ExecutorContract.ts"
 import { remoteOverWebSocket } from "./support/servers.ts"
-
 
 const overStdio = Layer.effect(
   Executor,

@@ -2,13 +2,13 @@
  * The remote executor when the link fails: a dropped connection is resumed
  * without losing or repeating a byte; a dead server fails calls promptly.
  */
-import { spawn } from "node:child_process"
-import { createHash } from "node:crypto"
-import * as Net from "node:net"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import { spawn } from "node:child_process"
+import { createHash } from "node:crypto"
+import * as Net from "node:net"
 import * as Environment from "../src/Environment.ts"
 import * as Exec from "../src/Exec.ts"
 import { Executor } from "../src/Executor.ts"
@@ -22,7 +22,14 @@ import { spawnServe } from "./support/servers.ts"
 /** A TCP proxy on 127.0.0.1 whose connections can be cut, as a network would. */
 const cuttableProxy = (targetPort: number) =>
   Effect.acquireRelease(
-    Effect.callback<{ readonly port: number; readonly cut: () => void; readonly connections: () => number; readonly close: () => void }>((resume) => {
+    Effect.callback<
+      {
+        readonly port: number
+        readonly cut: () => void
+        readonly connections: () => number
+        readonly close: () => void
+      }
+    >((resume) => {
       const sockets = new Set<Net.Socket>()
       let connections = 0
       const server = Net.createServer((client) => {
@@ -62,7 +69,9 @@ describe("remote executor resilience", () => {
       const local = yield* LocalExecutor.make()
       const server = yield* WebSocketListener.listen({}).pipe(Effect.provideService(Executor, local))
       const proxy = yield* cuttableProxy(server.port)
-      const remote = yield* RemoteExecutor.make(RemoteExecutor.connectWebSocket({ url: `ws://127.0.0.1:${proxy.port}` }))
+      const remote = yield* RemoteExecutor.make(
+        RemoteExecutor.connectWebSocket({ url: `ws://127.0.0.1:${proxy.port}` })
+      )
       const layer = Layer.mergeAll(
         Environment.fromExecutor({ _tag: "Remote", url: `ws://127.0.0.1:${proxy.port}` }).pipe(
           Layer.provide(Layer.succeed(Executor, remote))
@@ -71,7 +80,13 @@ describe("remote executor resilience", () => {
       )
       const run = yield* Exec.run({
         // paced so the cuts fall mid-stream: 64 MiB in 16 bursts
-        command: ["bash", "-c", `for i in $(seq 16); do head -c ${4 * MiB} /dev/urandom; sleep 0.05; done | tee >(sha256sum | cut -d' ' -f1 >&2)`],
+        command: [
+          "bash",
+          "-c",
+          `for i in $(seq 16); do head -c ${
+            4 * MiB
+          } /dev/urandom; sleep 0.05; done | tee >(sha256sum | cut -d' ' -f1 >&2)`
+        ],
         cwd: "/tmp",
         capture: "fullBuffer"
       }).pipe(Effect.provide(layer), Effect.forkChild)
@@ -99,7 +114,9 @@ describe("remote executor resilience", () => {
       server.kill("SIGKILL")
       const error = yield* Fiber.join(pending).pipe(Effect.timeout("5 seconds"))
       assert.strictEqual(error.reason._tag, "ConnectionLost")
-      const later = yield* Effect.flip(remote.read({ processId, afterSeq: 0, waitMs: 0 })).pipe(Effect.timeout("5 seconds"))
+      const later = yield* Effect.flip(remote.read({ processId, afterSeq: 0, waitMs: 0 })).pipe(
+        Effect.timeout("5 seconds")
+      )
       assert.strictEqual(later.reason._tag, "ConnectionLost")
       assert.include(later.message, "ECONNREFUSED")
       // a server killed with SIGKILL cannot take its children along (Node has no PR_SET_PDEATHSIG)
@@ -110,7 +127,11 @@ describe("remote executor resilience", () => {
     Effect.gen(function*() {
       const { child: server, url } = yield* spawnServe()
       const marker = `30.${process.pid}${Date.now() % 1000}`
-      const run = yield* Exec.run({ command: ["sh", "-c", `printf before; exec sleep ${marker}`], cwd: "/tmp", timeout: "60 seconds" }).pipe(
+      const run = yield* Exec.run({
+        command: ["sh", "-c", `printf before; exec sleep ${marker}`],
+        cwd: "/tmp",
+        timeout: "60 seconds"
+      }).pipe(
         Effect.provide(Layer.mergeAll(Environment.layerRemote({ url }), OutputSink.layerDiscard)),
         Effect.forkChild
       )

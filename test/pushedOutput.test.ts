@@ -3,8 +3,7 @@ import { PushedOutput } from "../src/internal/remote/pushedOutput.ts"
 
 const output = (seq: number, text: string) =>
   ({ _tag: "Output", seq, stream: "stdout", chunk: new TextEncoder().encode(text) }) as const
-const texts = (result: ReturnType<PushedOutput["read"]>) =>
-  result?.chunks.map((c) => new TextDecoder().decode(c.chunk))
+const texts = (result: ReturnType<PushedOutput["read"]>) => result?.chunks.map((c) => new TextDecoder().decode(c.chunk))
 
 describe("PushedOutput (the remote executor's cache of pushed output)", () => {
   it("answers a read only from output that follows the cursor without a gap", () => {

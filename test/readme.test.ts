@@ -4,7 +4,8 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
-import { Environment, Exec, OutputSink } from "effect-exec"
+import { Environment, Exec, ExecServer, OutputSink } from "effect-exec"
+import { readFileSync } from "node:fs"
 
 describe("README example", () => {
   it.live("runs a command locally and returns a typed result", () =>
@@ -20,4 +21,12 @@ describe("README example", () => {
       assert.strictEqual(result.stderr.text, "oops\n")
       assert.deepStrictEqual(result.termination, Exec.Termination.Exited({ exitCode: 3 }))
     }))
+})
+
+describe("README limits table", () => {
+  it("quotes every server default as the code has it", () => {
+    const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8")
+    const rows = [...readme.matchAll(/^\| `(\w+)` \| (\d+) \|/gm)].map(([, name, value]) => [name, Number(value)])
+    assert.deepStrictEqual(Object.fromEntries(rows), { ...ExecServer.defaults })
+  })
 })

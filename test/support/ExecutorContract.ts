@@ -6,7 +6,7 @@
 import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Layer from "effect/Layer"
+import type * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as Exec from "../../src/Executor.ts"
 import { awaitDeath, freshId, isAlive, readUntilClosed, run, start } from "./processes.ts"
@@ -46,7 +46,12 @@ export const suite = (
 
       it.effect("streams output with argv, cwd and exactly the given env", () =>
         Effect.gen(function*() {
-          const seen = yield* run(["sh", "-c", "printf '%s|%s|%s|' \"$0\" \"$PWD\" \"$FOO\"; sleep 0.05; printf done", "zero"], {
+          const seen = yield* run([
+            "sh",
+            "-c",
+            "printf '%s|%s|%s|' \"$0\" \"$PWD\" \"$FOO\"; sleep 0.05; printf done",
+            "zero"
+          ], {
             env: { PATH: process.env.PATH ?? "/usr/bin:/bin", FOO: "bar baz" }
           })
           assert.strictEqual(seen.stdout, "zero|/tmp|bar baz|done")
@@ -168,7 +173,9 @@ export const suite = (
       it.effect("fails typed for unknown ids, empty argv and spawn failures", () =>
         Effect.gen(function*() {
           const executor = yield* Exec.Executor
-          const read = yield* Effect.exit(executor.read({ processId: freshId("ghost"), afterSeq: 0, maxBytes: null, waitMs: 0 }))
+          const read = yield* Effect.exit(
+            executor.read({ processId: freshId("ghost"), afterSeq: 0, maxBytes: null, waitMs: 0 })
+          )
           assert.strictEqual(reasonOf(read), "UnknownProcess")
           const empty = yield* Effect.exit(start(freshId("empty"), []))
           assert.strictEqual(reasonOf(empty), "InvalidRequest")
@@ -219,9 +226,17 @@ export const suite = (
         Effect.gen(function*() {
           const seen = yield* run(["/usr/bin/env"], {
             env: { FROM_ENV: "2", SHARED: "env-wins" },
-            envPolicy: { inherit: "none", ignoreDefaultExcludes: false, exclude: [], set: { FROM_POLICY: "1", SHARED: "policy" }, includeOnly: [] }
+            envPolicy: {
+              inherit: "none",
+              ignoreDefaultExcludes: false,
+              exclude: [],
+              set: { FROM_POLICY: "1", SHARED: "policy" },
+              includeOnly: []
+            }
           })
-          const variables = new Map(seen.stdout.trim().split("\n").map((line) => line.split("=", 2) as [string, string]))
+          const variables = new Map(
+            seen.stdout.trim().split("\n").map((line) => line.split("=", 2) as [string, string])
+          )
           assert.strictEqual(variables.get("FROM_ENV"), "2")
           assert.strictEqual(variables.get("FROM_POLICY"), "1")
           assert.strictEqual(variables.get("SHARED"), "env-wins")
@@ -232,9 +247,15 @@ export const suite = (
         Effect.gen(function*() {
           const executor = yield* Exec.Executor
           const processId = freshId("int")
-          yield* start(processId, ["sh", "-c", "trap 'printf got-int; exit 3' INT; printf ready; while :; do sleep 0.05; done"])
+          yield* start(processId, [
+            "sh",
+            "-c",
+            "trap 'printf got-int; exit 3' INT; printf ready; while :; do sleep 0.05; done"
+          ])
           let ready = yield* executor.read({ processId, afterSeq: 0, maxBytes: null, waitMs: 5_000 })
-          while (ready.chunks.length === 0) ready = yield* executor.read({ processId, afterSeq: 0, maxBytes: null, waitMs: 5_000 })
+          while (ready.chunks.length === 0) {
+            ready = yield* executor.read({ processId, afterSeq: 0, maxBytes: null, waitMs: 5_000 })
+          }
           yield* executor.signal(processId, "interrupt")
           const seen = yield* readUntilClosed(processId)
           assert.strictEqual(seen.stdout, "readygot-int")
@@ -261,7 +282,9 @@ export const suite = (
             yield* start(processId, ["head", "-c", String(total), "/dev/zero"])
             // wait for the close without reading any output
             let poll = yield* executor.read({ processId, afterSeq: 1_000_000_000, maxBytes: 0, waitMs: 1_000 })
-            while (!poll.closed) poll = yield* executor.read({ processId, afterSeq: 1_000_000_000, maxBytes: 0, waitMs: 1_000 })
+            while (!poll.closed) {
+              poll = yield* executor.read({ processId, afterSeq: 1_000_000_000, maxBytes: 0, waitMs: 1_000 })
+            }
             const replay = yield* executor.read({ processId, afterSeq: 0, maxBytes: null, waitMs: 0 })
             const retained = replay.chunks.reduce((n, c) => n + c.chunk.length, 0)
             assert.isAtMost(retained, 1024 * 1024)

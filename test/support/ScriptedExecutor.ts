@@ -3,7 +3,7 @@
  * testing the consume loop with `TestClock`. It keeps the same seq-numbered log
  * as the local executor, so reads behave as the protocol says.
  */
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
@@ -99,7 +99,8 @@ export const make = (script: (request: Exec.StartRequest) => ReadonlyArray<Step>
             return { processId: request.processId, sandboxType: "none" }
           }),
         read: (params) => Effect.flatMap(lookup(params.processId), (entry) => longPollRead(entry.log, params)),
-        write: (params) => Effect.succeed(processes.has(params.processId) ? "stdinClosed" as const : "unknownProcess" as const),
+        write: (params) =>
+          Effect.succeed(processes.has(params.processId) ? "stdinClosed" as const : "unknownProcess" as const),
         terminate: (processId) =>
           Effect.gen(function*() {
             const entry = processes.get(processId)
@@ -119,4 +120,3 @@ export const make = (script: (request: Exec.StartRequest) => ReadonlyArray<Step>
   )
   return { layer, terminated, started }
 }
-

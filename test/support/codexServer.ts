@@ -7,13 +7,13 @@
  * - `locateCodex` only finds the binary: this is what test workers use.
  * - `startCodexServer` runs `codex exec-server` on 127.0.0.1 for one scope.
  */
+import { Effect, type Scope } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { chmodSync, existsSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from "node:fs"
 import { mkdir, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { Effect, type Scope } from "effect"
 
 /** The pinned Codex release the tests run against. */
 export const codexVersion = "0.169.0"
@@ -67,7 +67,15 @@ export const locateCodex = (): string => {
 
 const runNpmInstall = (prefix: string): Promise<void> =>
   new Promise((resolve, reject) => {
-    const args = ["install", "--prefix", prefix, "--no-save", "--no-audit", "--no-fund", `@openai/codex@${codexVersion}`]
+    const args = [
+      "install",
+      "--prefix",
+      prefix,
+      "--no-save",
+      "--no-audit",
+      "--no-fund",
+      `@openai/codex@${codexVersion}`
+    ]
     const child = spawn("npm", args, { cwd: prefix, stdio: ["ignore", "pipe", "pipe"] })
     let stderr = ""
     child.stdout.resume()
@@ -191,7 +199,9 @@ export const startCodexServer: Effect.Effect<CodexServer, never, Scope.Scope> = 
     new Error(`codex exec-server (${binary}) ${what}\n--- stderr ---\n${stderr.trim() || "(empty)"}`)
 
   const firstLine = Effect.callback<string>((resume) => {
-    if (spawnError !== undefined) return resume(Effect.die(describeFailure(`could not be started: ${spawnError.message}`)))
+    if (spawnError !== undefined) {
+      return resume(Effect.die(describeFailure(`could not be started: ${spawnError.message}`)))
+    }
     if (hasExited(child)) return resume(Effect.die(describeFailure("exited before printing its address")))
     let buffered = ""
     const onData = (data: Buffer) => {

@@ -1,8 +1,8 @@
 /**
  * Helpers for tests that look at real processes and drive executors.
  */
-import { readFileSync } from "node:fs"
 import * as Effect from "effect/Effect"
+import { readFileSync } from "node:fs"
 import * as Exec from "../../src/Executor.ts"
 import * as Protocol from "../../src/Protocol.ts"
 

@@ -2,10 +2,10 @@
  * Exec-servers for tests: ours in process (a local executor behind it, our
  * remote executor in front), or the `effect-exec serve` CLI as a child process.
  */
-import { type ChildProcess, spawn } from "node:child_process"
-import { fileURLToPath } from "node:url"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { type ChildProcess, spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
 import { Executor } from "../../src/Executor.ts"
 import * as LocalExecutor from "../../src/LocalExecutor.ts"
 import * as RemoteExecutor from "../../src/RemoteExecutor.ts"

@@ -53,14 +53,23 @@ export interface WireClient {
   readonly request: (
     method: string,
     params?: unknown,
-    options?: { readonly id?: string | number; readonly jsonrpc?: boolean; readonly binary?: boolean; readonly timeoutMs?: number }
+    options?: {
+      readonly id?: string | number
+      readonly jsonrpc?: boolean
+      readonly binary?: boolean
+      readonly timeoutMs?: number
+    }
   ) => Effect.Effect<Frame>
   /** Sends a request and returns its `result`; dies when the reply is an error. */
   readonly call: (method: string, params?: unknown) => Effect.Effect<any>
   /** Sends a request and returns its `error`; dies when the reply is a success. */
   readonly callError: (method: string, params?: unknown) => Effect.Effect<NonNullable<Frame["error"]>>
   /** Waits for the first frame (already received or not) matching `predicate`. */
-  readonly waitFor: (description: string, predicate: (frame: Frame) => boolean, timeoutMs?: number) => Effect.Effect<Frame>
+  readonly waitFor: (
+    description: string,
+    predicate: (frame: Frame) => boolean,
+    timeoutMs?: number
+  ) => Effect.Effect<Frame>
   /** The params of every notification `method` received so far, optionally for one process. */
   readonly notifications: (method: string, processId?: string) => ReadonlyArray<any>
   /** Waits for the first notification `method` for `processId` matching `predicate`; returns its params. */
@@ -79,7 +88,10 @@ export interface WireClient {
   /** Waits (up to `timeoutMs`, default 5 s) for the socket to close; returns the close code and reason. */
   readonly closedWithin: (timeoutMs?: number) => Effect.Effect<{ readonly code: number; readonly reason: string }>
   /** Sends every frame at once (all handed to the socket before any completes), then waits until all are written. */
-  readonly sendAll: (frames: ReadonlyArray<string | Buffer>, options?: { readonly binary?: boolean }) => Effect.Effect<void>
+  readonly sendAll: (
+    frames: ReadonlyArray<string | Buffer>,
+    options?: { readonly binary?: boolean }
+  ) => Effect.Effect<void>
 }
 
 const describeFrames = (received: ReadonlyArray<Received>) =>
@@ -129,7 +141,9 @@ const wrap = (socket: WebSocket, timeoutMs: number): WireClient => {
       const timer = setTimeout(
         () =>
           finish(Effect.die(
-            new Error(`timed out after ${timeout} ms waiting for ${description}; last frames:\n${describeFrames(received)}`)
+            new Error(
+              `timed out after ${timeout} ms waiting for ${description}; last frames:\n${describeFrames(received)}`
+            )
           )),
         timeout
       )
@@ -144,8 +158,7 @@ const wrap = (socket: WebSocket, timeoutMs: number): WireClient => {
 
   const sendRaw = (data: string | Buffer, options: { readonly binary?: boolean } = {}) =>
     Effect.callback<void>((resume) => {
-      socket.send(data, { binary: options.binary ?? false }, (error) =>
-        resume(error ? Effect.die(error) : Effect.void))
+      socket.send(data, { binary: options.binary ?? false }, (error) => resume(error ? Effect.die(error) : Effect.void))
     })
 
   const send: WireClient["send"] = (method, params, options = {}) =>
@@ -158,7 +171,10 @@ const wrap = (socket: WebSocket, timeoutMs: number): WireClient => {
         ...(params === undefined ? {} : { params })
       }
       const text = JSON.stringify(message)
-      return Effect.as(sendRaw(options.binary ? Buffer.from(text, "utf8") : text, { binary: options.binary ?? false }), id)
+      return Effect.as(
+        sendRaw(options.binary ? Buffer.from(text, "utf8") : text, { binary: options.binary ?? false }),
+        id
+      )
     })
 
   const reply = (id: string | number, timeout = timeoutMs) =>
@@ -225,7 +241,8 @@ const wrap = (socket: WebSocket, timeoutMs: number): WireClient => {
     }).pipe(Effect.asVoid),
     closed: waitUntil("the socket to close", () => (isClosed ? true : undefined), 60_000).pipe(Effect.asVoid),
     closeInfo: () => closeInfo,
-    closedWithin: (timeout = timeoutMs) => waitUntil("the socket to close", () => (isClosed ? closeInfo ?? { code: 0, reason: "" } : undefined), timeout),
+    closedWithin: (timeout = timeoutMs) =>
+      waitUntil("the socket to close", () => (isClosed ? closeInfo ?? { code: 0, reason: "" } : undefined), timeout),
     sendAll: (frames, options = {}) =>
       Effect.callback<void>((resume) => {
         let remaining = frames.length

@@ -6,11 +6,11 @@
  *
  * @internal
  */
-import * as NodeChildProcess from "node:child_process"
-import * as NodeFs from "node:fs"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as NodeChildProcess from "node:child_process"
+import * as NodeFs from "node:fs"
 import { InvalidRequest, SpawnFailed, type StartRequest } from "../../Executor.ts"
 import * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"

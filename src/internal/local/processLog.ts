@@ -10,8 +10,8 @@
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import type * as Protocol from "../../Protocol.ts"
 import type { ProcessEvent } from "../../Executor.ts"
+import type * as Protocol from "../../Protocol.ts"
 import { ChangeSignal } from "../changeSignal.ts"
 
 interface Eviction {

@@ -12,7 +12,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
-import * as Scope from "effect/Scope"
+import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import { ConnectionLost, ExecutorError, InvalidRequest, ServerError } from "../../Executor.ts"
 import * as Protocol from "../../Protocol.ts"
@@ -131,8 +131,13 @@ export class Link {
         schedule: Schedule.spaced("100 millis")
       }),
       // a session that expired cannot be resumed (Codex's answer names it unknown): start a new one
-      Effect.catchTag("RpcError", (error) =>
-        sessionId !== undefined && error.message.startsWith("unknown session id") ? request(undefined) : Effect.fail(error)),
+      Effect.catchTag(
+        "RpcError",
+        (error) =>
+          sessionId !== undefined && error.message.startsWith("unknown session id")
+            ? request(undefined)
+            : Effect.fail(error)
+      ),
       Effect.flatMap(Schema.decodeUnknownEffect(Protocol.InitializeResult)),
       Effect.tap(() => rpc.notify("initialized", {}))
     )
@@ -197,7 +202,9 @@ export class Link {
     if (rpc === undefined) return Effect.void
     const spec: Protocol.NotificationSpec = Protocol.clientNotifications[method]
     return Effect.asVoid(Effect.forkIn(
-      Effect.ignore(Effect.flatMap(Schema.encodeUnknownEffect(spec.params)(params), (encoded) => rpc.notify(method, encoded))),
+      Effect.ignore(
+        Effect.flatMap(Schema.encodeUnknownEffect(spec.params)(params), (encoded) => rpc.notify(method, encoded))
+      ),
       this.options.scope
     ))
   }

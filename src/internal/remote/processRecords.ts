@@ -7,7 +7,7 @@
  *
  * @internal
  */
-import * as Effect from "effect/Effect"
+import type * as Effect from "effect/Effect"
 import type { ProcessEvent } from "../../Executor.ts"
 import { ChangeSignal } from "../changeSignal.ts"
 import * as Defaults from "../defaults.ts"

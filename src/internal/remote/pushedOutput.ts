@@ -6,7 +6,7 @@
  *
  * @internal
  */
-import * as Effect from "effect/Effect"
+import type * as Effect from "effect/Effect"
 import type { ProcessEvent } from "../../Executor.ts"
 import type * as Protocol from "../../Protocol.ts"
 import { ChangeSignal } from "../changeSignal.ts"
@@ -53,7 +53,7 @@ export class PushedOutput {
     const chunks: Array<Protocol.ProcessChunk> = []
     let bytes = 0
     let closed = false
-    for (let seq = afterSeq + 1; ; seq++) {
+    for (let seq = afterSeq + 1;; seq++) {
       const entry = this.entries.get(seq)
       if (entry === undefined) break
       if (entry._tag === "Closed") {

@@ -86,7 +86,10 @@ export const parseFrame = (frame: string): ParsedFrame => {
   }
   const decoded = decodeEnvelope(json)
   if (Exit.isFailure(decoded)) {
-    return { ok: false, error: "failed to parse JSON-RPC message: not a JSON-RPC 2.0 object (id must be a string or an integer)" }
+    return {
+      ok: false,
+      error: "failed to parse JSON-RPC message: not a JSON-RPC 2.0 object (id must be a string or an integer)"
+    }
   }
   const message = decoded.value
   const isRequestOrNotification = message.method !== undefined
@@ -105,4 +108,3 @@ export const parseFrame = (frame: string): ParsedFrame => {
  * @since 0.1.0
  */
 export const encode = (message: Envelope): string => JSON.stringify(message)
-

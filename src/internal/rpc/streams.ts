@@ -52,4 +52,3 @@ export const fromStreams = (input: NodeJS.ReadableStream, output: NodeJS.Writabl
     })
   }
 }
-

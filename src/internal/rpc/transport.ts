@@ -37,4 +37,3 @@ export interface Transport {
   }) => void
   readonly close: Effect.Effect<void>
 }
-

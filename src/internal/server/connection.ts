@@ -83,7 +83,8 @@ export const serveConnection = Effect.fnUntraced(function*(
     Effect.suspend(() => {
       const methods = handshake.readyMethods
       if (
-        !Protocol.isClientNotificationMethod(method) || method === "initialized" || methods === undefined || overloaded()
+        !Protocol.isClientNotificationMethod(method) || method === "initialized" || methods === undefined ||
+        overloaded()
       ) return Effect.void
       pending++
       return turns.withPermits(1)(Effect.ignore(routeNotification(methods.notifications, method, params))).pipe(

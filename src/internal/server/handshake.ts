@@ -5,8 +5,8 @@
  *
  * @internal
  */
-import { basename } from "node:path"
 import * as Effect from "effect/Effect"
+import { basename } from "node:path"
 import { ErrorCode } from "../../JsonRpc.ts"
 import * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"

@@ -76,7 +76,12 @@ export const processHandlers = (registry: SessionRegistry, session: Session): {
    * cursor would, without asking for the chunks again (our extension).
    */
   const acknowledge = (request: Protocol.ParamsOf<"process/acknowledge">) =>
-    executor.read({ processId: session.internalIdOf(request.processId), afterSeq: request.afterSeq, maxBytes: 1, waitMs: 0 })
+    executor.read({
+      processId: session.internalIdOf(request.processId),
+      afterSeq: request.afterSeq,
+      maxBytes: 1,
+      waitMs: 0
+    })
       .pipe(Effect.asVoid, Effect.mapError(fromExecutorError(request.processId)))
 
   return {

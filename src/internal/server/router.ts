@@ -40,9 +40,14 @@ const memo = <F>(cache: Map<Protocol.WireSchema, F>, schema: Protocol.WireSchema
 }
 
 /** Decodes params by `schema`: a mismatch is `-32602` with the schema's message (it names the field). */
-export const decodeParams = <S extends Protocol.WireSchema>(schema: S, params: unknown): Effect.Effect<S["Type"], Reply> =>
+export const decodeParams = <S extends Protocol.WireSchema>(
+  schema: S,
+  params: unknown
+): Effect.Effect<S["Type"], Reply> =>
   memo(decoders, schema, () => Schema.decodeUnknownEffect(schema))(params ?? {}).pipe(
-    Effect.mapError((error) => new Reply({ code: ErrorCode.invalidParams, message: `invalid params: ${error.message}` }))
+    Effect.mapError((error) =>
+      new Reply({ code: ErrorCode.invalidParams, message: `invalid params: ${error.message}` })
+    )
   )
 
 const encodeResult = (schema: Protocol.WireSchema, result: unknown): Effect.Effect<unknown, Reply> =>

@@ -6,12 +6,12 @@
  *
  * @internal
  */
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import type { Executor } from "../../Executor.ts"
-import { ErrorCode, type Envelope } from "../../JsonRpc.ts"
+import { type Envelope, ErrorCode } from "../../JsonRpc.ts"
 import { ChangeSignal } from "../changeSignal.ts"
 import { type Reply, reply } from "./reply.ts"
 
