@@ -139,6 +139,13 @@ export const serveStdio = (
   output: NodeJS.WritableStream,
   options: Options = {}
 ): Effect.Effect<string, never, Executor> =>
-  Effect.scoped(
-    Effect.flatMap(makeRegistry(options), (registry) => serveConnection(registry, fromStreams(input, output)))
-  )
+  Effect.scoped(Effect.flatMap(makeRegistry(options), (registry) =>
+    serveConnection(
+      registry,
+      // the bounds of a WebSocket client: one that leaves too much unread, or takes nothing, is dropped
+      fromStreams(input, output, {
+        maxBufferedBytes: defaults.maxBufferedBytes,
+        stallTimeoutMillis: defaults.stallTimeoutMillis,
+        maxFrameBytes: defaults.maxFrameBytes
+      })
+    )))

@@ -199,6 +199,11 @@ export type ProcessEvent =
   }
   | { readonly _tag: "Exited"; readonly seq: number; readonly exitCode: number; readonly signal: string | null }
   | { readonly _tag: "Closed"; readonly seq: number }
+  /**
+   * Output up to `seq` was lost before this follower saw it (it fell too far
+   * behind): `bytes` in `chunks` chunks. A lossless follower never sees one.
+   */
+  | { readonly _tag: "Dropped"; readonly seq: number; readonly bytes: number; readonly chunks: number }
 
 // =============================================================================
 // Service

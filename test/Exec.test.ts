@@ -311,15 +311,17 @@ describe("Exec.run against a server that stops answering", () => {
   it.effect("returns TimedOut instead of hanging when neither reads nor terminate are answered", () =>
     Effect.gen(function*() {
       // a transport whose server answers the handshake and the start, then nothing more
+      const answer = (frame: string) =>
+        Effect.sync(() => {
+          const message = JSON.parse(frame)
+          if (message.method === "initialize") deliver({ id: message.id, result: { sessionId: "s" } })
+          if (message.method === "process/start") {
+            deliver({ id: message.id, result: { processId: message.params.processId } })
+          }
+        })
       const transport: JsonRpc.Transport = {
-        send: (frame) =>
-          Effect.sync(() => {
-            const message = JSON.parse(frame)
-            if (message.method === "initialize") deliver({ id: message.id, result: { sessionId: "s" } })
-            if (message.method === "process/start") {
-              deliver({ id: message.id, result: { processId: message.params.processId } })
-            }
-          }),
+        send: answer,
+        post: answer,
         listen: (handlers) => {
           onFrame = handlers.onFrame
         },

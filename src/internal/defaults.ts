@@ -49,7 +49,12 @@ export const processTable = {
   /** How long an exit waits for the pipes to drain before it is numbered anyway. */
   exitGraceMillis: 200,
   /** Write ids remembered per process for de-duplication. */
-  rememberedWriteIds: 4096
+  rememberedWriteIds: 4096,
+  /**
+   * Output a follower of every event (the notifier pushing to a client) may
+   * fall behind by, beyond the retention, before it is evicted all the same.
+   */
+  followerLagBytes: 16 * MiB
 } as const
 
 /** The remote executor (a client of an exec-server). */

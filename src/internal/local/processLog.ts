@@ -13,6 +13,12 @@ import * as Stream from "effect/Stream"
 import type { ProcessEvent } from "../../Executor.ts"
 import type * as Protocol from "../../Protocol.ts"
 import { ChangeSignal } from "../changeSignal.ts"
+import * as Defaults from "../defaults.ts"
+
+/** A reader of every event (the notifier): output past its cursor is kept for it, within a bound. */
+export interface Follower {
+  cursor: number
+}
 
 interface Eviction {
   readonly seq: number
@@ -40,10 +46,41 @@ export class ProcessLog {
   readonly capacityBytes: number
   /** When set, unread output is never evicted: the producer is paused instead. */
   backpressure: boolean
+  private readonly followers = new Set<Follower>()
+  private readonly followerLagBytes: number
 
-  constructor(capacityBytes: number, backpressure: boolean) {
+  constructor(
+    capacityBytes: number,
+    backpressure: boolean,
+    followerLagBytes: number = Defaults.processTable.followerLagBytes
+  ) {
     this.capacityBytes = capacityBytes
     this.backpressure = backpressure
+    this.followerLagBytes = followerLagBytes
+  }
+
+  /** Registers a follower at `afterSeq`: output it has not taken outlives the retention, up to a bound. */
+  follow(afterSeq: number): Follower {
+    const follower = { cursor: afterSeq }
+    this.followers.add(follower)
+    return follower
+  }
+
+  /** The follower took everything up to `cursor`: what it held may go. */
+  advance(follower: Follower, cursor: number): void {
+    follower.cursor = Math.max(follower.cursor, cursor)
+    this.evict()
+  }
+
+  unfollow(follower: Follower): void {
+    this.followers.delete(follower)
+    this.evict()
+  }
+
+  private slowestFollower(): number {
+    let slowest = Infinity
+    for (const follower of this.followers) slowest = Math.min(slowest, follower.cursor)
+    return slowest
   }
 
   get nextSeq(): number {
@@ -147,6 +184,8 @@ export class ProcessLog {
   /** Every retained event (output, exit, close) with a seq above `afterSeq`, in seq order. */
   eventsAfter(afterSeq: number): Array<ProcessEvent> {
     const events: Array<ProcessEvent> = []
+    const dropped = this.droppedAfter(afterSeq)
+    if (dropped.chunks > 0) events.push({ _tag: "Dropped", seq: this.lastEvictedSeq(), ...dropped })
     for (let i = this.firstIndexAfter(afterSeq); i < this.retained.length; i++) {
       const { seq, stream, chunk } = this.retained[i]!
       events.push({ _tag: "Output", seq, stream, chunk })
@@ -162,6 +201,10 @@ export class ProcessLog {
     return events
   }
 
+  private lastEvictedSeq(): number {
+    return this.evictions[this.evictions.length - 1]?.seq ?? this.foldedEvictions.lastSeq
+  }
+
   private firstIndexAfter(afterSeq: number): number {
     // chunks are in seq order: binary search the first with seq > afterSeq
     let low = this.head
@@ -175,9 +218,12 @@ export class ProcessLog {
   }
 
   private evict(): void {
+    const followed = this.slowestFollower()
     while (this.retainedBytesValue > this.capacityBytes && this.head < this.retained.length) {
       const oldest = this.retained[this.head]!
       if (this.backpressure && oldest.seq > this.ackedSeq) break
+      // a follower has not taken it yet: kept, unless the follower fell too far behind
+      if (oldest.seq > followed && this.retainedBytesValue <= this.capacityBytes + this.followerLagBytes) break
       this.retained[this.head] = undefined as never
       this.head++
       this.retainedBytesValue -= oldest.chunk.length
@@ -239,13 +285,25 @@ export const longPollRead = (log: ProcessLog, params: Protocol.ReadParams): Effe
 }
 
 /**
- * The log's events from `afterSeq` on, ending after the close. Following the
+ * The log's events from `afterSeq` on, ending after the close. The stream
+ * follows the log: output it has not pulled yet outlives the retention (up to
+ * `followerLagBytes`; past that it gets a `Dropped` event). Following the
  * events is not reading: it acknowledges nothing, so it never releases
  * backpressure meant for the reader.
  */
 export const eventStream = (log: ProcessLog, afterSeq: number): Stream.Stream<ProcessEvent> =>
+  Stream.unwrap(Effect.map(
+    Effect.acquireRelease(Effect.sync(() => log.follow(afterSeq)), (follower) =>
+      Effect.sync(() => log.unfollow(follower))),
+    (follower) =>
+      followEvents(log, follower, afterSeq)
+  ))
+
+const followEvents = (log: ProcessLog, follower: Follower, afterSeq: number): Stream.Stream<ProcessEvent> =>
   Stream.paginate(afterSeq, (cursor) =>
     Effect.gen(function*() {
+      // asked for more: everything up to the cursor was taken
+      log.advance(follower, cursor)
       let batch = log.eventsAfter(cursor)
       while (batch.length === 0) {
         yield* log.changes.until(() => log.nextSeq - 1 > cursor)

@@ -60,7 +60,7 @@ export class PushedOutput {
         closed = true
         break
       }
-      if (entry._tag === "Exited") continue
+      if (entry._tag !== "Output") continue
       if (maxBytes !== null && chunks.length > 0 && bytes + entry.chunk.length > maxBytes) break
       chunks.push({ seq: entry.seq, stream: entry.stream, chunk: entry.chunk })
       bytes += entry.chunk.length

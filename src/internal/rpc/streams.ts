@@ -5,7 +5,7 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
-import { type Transport, TransportClosed } from "./transport.ts"
+import { outgoing, type OutgoingLimits, type Transport } from "./transport.ts"
 
 /**
  * A transport of newline-delimited JSON over a pair of streams (a child's
@@ -14,21 +14,39 @@ import { type Transport, TransportClosed } from "./transport.ts"
  * @category transports
  * @since 0.1.0
  */
-export const fromStreams = (input: NodeJS.ReadableStream, output: NodeJS.WritableStream): Transport => {
+export const fromStreams = (
+  input: NodeJS.ReadableStream,
+  output: NodeJS.WritableStream,
+  limits: OutgoingLimits & {
+    /** The longest line accepted; a longer one ends the link (default: no limit). */
+    readonly maxFrameBytes?: number | undefined
+  } = {}
+): Transport => {
   let closedReason: string | undefined
+  const drop = (reason: string) => {
+    closedReason ??= reason
+    output.end?.()
+    ;(input as { destroy?: () => void }).destroy?.()
+  }
+  const maxFrameBytes = limits.maxFrameBytes ?? Infinity
   return {
-    send: (frame) =>
-      Effect.callback<void, TransportClosed>((resume) => {
-        if (closedReason !== undefined) return resume(Effect.fail(new TransportClosed({ description: closedReason })))
-        output.write(frame + "\n", (error) =>
-          resume(error ? Effect.fail(new TransportClosed({ description: error.message })) : Effect.void))
-      }),
+    ...outgoing({
+      limits,
+      closedReason: () => closedReason,
+      buffered: () => (output as { writableLength?: number }).writableLength ?? 0,
+      write: (frame, done) => output.write(frame + "\n", done),
+      drop
+    }),
     listen: ({ onClose, onFrame }) => {
       let pending = ""
       input.setEncoding?.("utf8")
       input.on("data", (data: string) => {
         pending += data
         let newline = pending.indexOf("\n")
+        if (newline === -1 && pending.length > maxFrameBytes) {
+          drop(`a line longer than ${maxFrameBytes} bytes: dropped`)
+          return
+        }
         while (newline !== -1) {
           const line = pending.slice(0, newline).trim()
           pending = pending.slice(newline + 1)

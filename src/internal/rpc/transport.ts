@@ -4,7 +4,7 @@
  *
  * @internal
  */
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 
 /**
@@ -31,9 +31,85 @@ export class TransportClosed extends Schema.TaggedError<TransportClosed>()("Tran
 export interface Transport {
   /** Sends a frame; completes once it is handed to the OS (so a slow peer slows the sender). */
   readonly send: (frame: string) => Effect.Effect<void, TransportClosed>
+  /**
+   * Queues a frame without waiting for the peer to take it (notifications:
+   * what is produced must not wait on a slow reader, or it is lost to
+   * retention). Fails, and drops the link, once the peer has left more than
+   * the transport's budget unread.
+   */
+  readonly post: (frame: string) => Effect.Effect<void, TransportClosed>
   readonly listen: (handlers: {
     readonly onFrame: (frame: string) => void
     readonly onClose: (reason: string) => void
   }) => void
   readonly close: Effect.Effect<void>
+}
+
+/**
+ * Bounds on what a transport queues for its peer.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface OutgoingLimits {
+  /** Outgoing bytes queued for a peer that does not read, before the link is dropped (default: no limit). */
+  readonly maxBufferedBytes?: number | undefined
+  /** A frame the peer has not taken within this long drops the link (default: never). */
+  readonly stallTimeoutMillis?: number | undefined
+}
+
+/**
+ * The outgoing half of a transport: `send` and `post` over a `write(frame,
+ * done)` that hands a frame to the OS, with the budget and stall rules of
+ * `limits`. `buffered` says how many bytes wait for the peer; `drop` ends the
+ * link with a reason.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const outgoing = (options: {
+  readonly limits: OutgoingLimits
+  readonly closedReason: () => string | undefined
+  readonly buffered: () => number
+  readonly write: (frame: string, done: (error?: Error | null) => void) => void
+  readonly drop: (reason: string) => void
+}): Pick<Transport, "send" | "post"> => {
+  const maxBufferedBytes = options.limits.maxBufferedBytes ?? Infinity
+  const stallTimeoutMillis = options.limits.stallTimeoutMillis
+  /** Hands `frame` over; `written` runs once the OS took it (or it failed). */
+  const write = (frame: string, written: (error: TransportClosed | undefined) => void): TransportClosed | undefined => {
+    const closed = options.closedReason()
+    if (closed !== undefined) return new TransportClosed({ description: closed })
+    const buffered = options.buffered()
+    if (buffered > maxBufferedBytes) {
+      const reason = `the peer left ${buffered} bytes unread (limit ${maxBufferedBytes}): dropped`
+      options.drop(reason)
+      return new TransportClosed({ description: reason })
+    }
+    const stalled = stallTimeoutMillis === undefined
+      ? undefined
+      : setTimeout(
+        () => options.drop(`the peer took nothing for ${stallTimeoutMillis} ms: dropped`),
+        stallTimeoutMillis
+      )
+    options.write(frame, (error) => {
+      clearTimeout(stalled)
+      written(
+        error ? new TransportClosed({ description: options.closedReason() ?? error.message }) : undefined
+      )
+    })
+    return undefined
+  }
+  return {
+    send: (frame) =>
+      Effect.callback<void, TransportClosed>((resume) => {
+        const refused = write(frame, (error) => resume(error === undefined ? Effect.void : Effect.fail(error)))
+        if (refused !== undefined) resume(Effect.fail(refused))
+      }),
+    post: (frame) =>
+      Effect.suspend(() => {
+        const refused = write(frame, () => {})
+        return refused === undefined ? Effect.void : Effect.fail(refused)
+      })
+  }
 }

@@ -32,7 +32,12 @@ export const serveConnection = Effect.fnUntraced(function*(
   const run = yield* FiberSet.makeRuntime<never>().pipe(Scope.provide(scope))
   const sendJson = (json: string) => Effect.ignore(transport.send(json))
   const send = (message: Envelope) => sendJson(JSON.stringify(message))
-  const connection: Connection = { send, sendJson }
+  const connection: Connection = {
+    send,
+    sendJson,
+    postJson: (json) => Effect.ignore(transport.post(json)),
+    close: (reason) => Effect.andThen(Effect.logWarning(`closing a connection: ${reason}`), transport.close)
+  }
   const handshake = new Handshake(registry, connection, methodsOf)
 
   const resolve = (method: Protocol.RequestMethod): Effect.Effect<AnyHandler, Reply> =>

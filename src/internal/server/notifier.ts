@@ -1,9 +1,19 @@
 /**
  * Forwards a process's events (output, exit, close) to whichever connection
  * its session has, as `process/output`, `process/exited` and `process/closed`
- * notifications. While the session is detached it waits (the executor's log
- * keeps the events), so a client that resumes still hears of an exit or a
- * close that happened in between.
+ * notifications.
+ *
+ * Pushed output never has a silent gap: notifications are queued on the
+ * connection without waiting for the client to take them (a client that
+ * leaves too much unread is dropped by the transport, as any slow reader is),
+ * and the executor keeps output the notifier has not taken yet. If the
+ * notifier still falls too far behind, it closes the connection: the client
+ * resumes and reads what it missed (`process/read`, which reports what
+ * retention lost as `dropped`).
+ *
+ * While the session is detached, output is not queued (as with Codex, a
+ * client that resumes reads what it missed); the exit and the close wait for
+ * the client to come back, so it still hears of them.
  *
  * @internal
  */
@@ -27,16 +37,29 @@ const notify = (connection: Connection, process: NotifiedProcess, event: Process
   const { processId } = process
   switch (event._tag) {
     case "Output":
-      return process.output ? connection.sendJson(Protocol.outputNotificationJson(processId, event)) : Effect.void
+      return process.output ? connection.postJson(Protocol.outputNotificationJson(processId, event)) : Effect.void
     case "Exited":
-      return connection.send({
+      return connection.postJson(JSON.stringify({
         method: "process/exited",
         params: { processId, seq: event.seq, exitCode: event.exitCode, signal: event.signal, sandboxDenied: false }
-      })
+      }))
     case "Closed":
-      return connection.send({ method: "process/closed", params: { processId, seq: event.seq } })
+      return connection.postJson(JSON.stringify({ method: "process/closed", params: { processId, seq: event.seq } }))
+    case "Dropped":
+      return process.output
+        ? connection.close(
+          `the output of process ${processId} up to seq ${event.seq} (${event.bytes} bytes) was lost before it ` +
+            `could be pushed: the client reads too slowly; it may resume and read`
+        )
+        : Effect.void
   }
 }
+
+/** Waits for the session to have a connection, except for output, which a detached session does not queue. */
+const whenAttached = (session: Session, event: ProcessEvent): Effect.Effect<Connection | undefined> =>
+  event._tag === "Output" || event._tag === "Dropped"
+    ? Effect.sync(() => session.attached)
+    : Effect.map(session.changes.until(() => session.attached !== undefined || session.ended), () => session.attached)
 
 /**
  * Notifies `session`'s client of the process's events until it closes, then
@@ -51,9 +74,9 @@ export const notifyEvents = (
 ): Effect.Effect<void> =>
   registry.executor.events(process.internalId).pipe(
     Stream.runForEach((event) =>
-      Effect.andThen(
-        session.changes.until(() => session.attached !== undefined || session.ended),
-        Effect.suspend(() => session.attached === undefined ? Effect.void : notify(session.attached, process, event))
+      Effect.flatMap(
+        whenAttached(session, event),
+        (connection) => connection === undefined ? Effect.void : notify(connection, process, event)
       )
     ),
     Effect.ignore,

@@ -17,9 +17,17 @@ import { type Reply, reply } from "./reply.ts"
 
 /** Where a session's answers and notifications go. */
 export interface Connection {
+  /** Sends an answer; completes once the OS took it. */
   readonly send: (message: Envelope) => Effect.Effect<void>
-  /** Sends a message already serialized to JSON. */
+  /** Sends an answer already serialized to JSON. */
   readonly sendJson: (json: string) => Effect.Effect<void>
+  /**
+   * Queues a notification already serialized to JSON without waiting for the
+   * client to take it; a client that leaves too much unread is dropped.
+   */
+  readonly postJson: (json: string) => Effect.Effect<void>
+  /** Ends the connection (the session detaches, to be resumed). */
+  readonly close: (reason: string) => Effect.Effect<void>
 }
 
 /** The limits a server enforces. */
