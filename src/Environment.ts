@@ -126,7 +126,7 @@ export const layerRemote = (
 /**
  * Chooses by configuration: `EXEC_SERVER_URL` unset or empty runs locally; a
  * `ws://` URL runs on that exec-server, with `EXEC_SERVER_TOKEN` as its token
- * when set.
+ * when set. The `FileSystem` is the chosen place's.
  *
  * @category layers
  * @since 0.1.0

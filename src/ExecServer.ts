@@ -2,13 +2,14 @@
  * Serves any `Executor` to exec-server clients (Codex-compatible JSON-RPC) over
  * WebSocket or newline-delimited JSON on stdio: the handshake, sessions that
  * detach on disconnect and resume within a TTL, every method of
- * `Protocol.requests`, and `process/output` / `process/exited` /
- * `process/closed` notifications.
+ * `Protocol.requests` (the `fs/*` methods serve this host's files), and
+ * `process/output` / `process/exited` / `process/closed` notifications.
  *
  * The roles live under `internal/server/`: `sessions` (registry, resume,
- * expiry, process slots), `handshake`, `router` (the method table),
- * `processHandlers`, `notifier`, and `connection` (the frame loop, request
- * turns and answers).
+ * expiry, process slots), `handshake` and `environmentInfo`, `router` (the
+ * method table), `processHandlers`, `fileSystemHandlers` (over
+ * `internal/fs/`), `notifier`, and `connection` (the frame loop, request turns
+ * and answers).
  *
  * @since 0.1.0
  */

@@ -6,10 +6,13 @@
  * that are safe to repeat (`read` is: it names its cursor; `write` is: the
  * server de-duplicates by its `writeId`).
  *
+ * `makeEnvironment` adds Effect's `FileSystem` over the server's `fs/*`
+ * methods, on the same link.
+ *
  * The roles live under `internal/remote/`: `link` (connect, initialize and
  * resume, typed calls with timeouts), `processRecords` (what notifications
  * told of each process), `pushedOutput` and `streamedRead` (reads answered
- * from pushed output).
+ * from pushed output), `fileSystem` and `platformError` (the file system).
  *
  * @since 0.1.0
  */

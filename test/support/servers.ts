@@ -45,11 +45,21 @@ export interface ServeProcess {
   readonly stderr: () => string
 }
 
-/** Starts `effect-exec serve ARGS` as a child process and waits for its address; SIGTERM at scope close. */
-export const spawnServe = (args: ReadonlyArray<string> = [], env: Record<string, string> = {}) =>
+/**
+ * Starts `effect-exec serve ARGS` as a child process and waits for its
+ * address; SIGTERM at scope close. `env` is laid over this process's (an
+ * `undefined` value removes a variable); `prefix` runs it through another
+ * command (`setpriv …`).
+ */
+export const spawnServe = (
+  args: ReadonlyArray<string> = [],
+  env: Record<string, string | undefined> = {},
+  prefix: ReadonlyArray<string> = []
+) =>
   Effect.acquireRelease(
     Effect.callback<ServeProcess>((resume) => {
-      const child = spawn(process.execPath, [bin, "serve", ...args], {
+      const [command, ...commandArgs] = [...prefix, process.execPath, bin, "serve", ...args]
+      const child = spawn(command!, commandArgs, {
         stdio: ["ignore", "pipe", "pipe"],
         env: { ...process.env, ...env }
       })
