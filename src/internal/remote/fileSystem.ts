@@ -118,13 +118,11 @@ export const makeFileSystem = (link: Link, options: Options = {}): FileSystem.Fi
         const { size } = yield* metadata("readFile", absolute)
         if (size > maxFileBytes) return yield* tooLarge("readFile", absolute, "read", maxFileBytes)
       }
-      const { dataBase64 } = yield* call("readFile", absolute, "fs/readFile", (path) => ({
+      const { dataBase64: bytes } = yield* call("readFile", absolute, "fs/readFile", (path) => ({
         path,
         maxBytes: maxFileBytes
       }))
-      return dataBase64.length > maxFileBytes
-        ? yield* tooLarge("readFile", absolute, "read", maxFileBytes)
-        : dataBase64
+      return bytes.length > maxFileBytes ? yield* tooLarge("readFile", absolute, "read", maxFileBytes) : bytes
     })
 
   const writeFile: FileSystem.FileSystem["writeFile"] = (path, data, options) =>
