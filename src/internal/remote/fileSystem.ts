@@ -73,60 +73,72 @@ const randomName = () => randomBytes(6).toString("hex")
 const notSupported = (method: string) => () =>
   Effect.fail(unsupported(method, `${method} is not one of the exec-server's fs/* methods`))
 
-/** A `FileSystem` over `link`'s `fs/*` methods. */
-export const makeFileSystem = (link: Link, options: Options = {}): FileSystem.FileSystem => {
-  const maxFileBytes = options.maxFileBytes ?? Defaults.fileSystem.maxFileBytes
-  const server = Effect.map(link.client, () => link.server)
+/** The operations of a remote file system, each a small method bound to its link. */
+class RemoteFiles {
+  private readonly link: Link
+  private readonly maxFileBytes: number
+
+  constructor(link: Link, maxFileBytes: number) {
+    this.link = link
+    this.maxFileBytes = maxFileBytes
+  }
+
+  /** What the server said of itself (connecting first if need be). */
+  private server(method: string, path: string) {
+    return Effect.map(this.link.client, () => this.link.server).pipe(Effect.mapError(toPlatformError(method, path)))
+  }
 
   /** `path` on the server's host: relative paths are resolved against its working directory. */
-  const resolve = (method: string, path: string): Effect.Effect<string, PlatformError.PlatformError> =>
-    posix.isAbsolute(path)
+  private resolve(method: string, path: string): Effect.Effect<string, PlatformError.PlatformError> {
+    return posix.isAbsolute(path)
       ? Effect.succeed(posix.normalize(path))
-      : server.pipe(
-        Effect.map((info) => posix.resolve(info.cwd ?? "/", path)),
-        Effect.mapError(toPlatformError(method, path))
-      )
+      : Effect.map(this.server(method, path), (info) => posix.resolve(info.cwd ?? "/", path))
+  }
 
   /** Calls `fs/*` `wire` for file-system method `method` on `path`, resolved. */
-  const call = <M extends Protocol.RequestMethod>(
+  private call<M extends Protocol.RequestMethod>(
     method: string,
     path: string,
     wire: M,
     params: (path: string) => Protocol.ParamsOf<M>
-  ): Effect.Effect<Protocol.ResultOf<M>, PlatformError.PlatformError> =>
-    Effect.flatMap(
-      resolve(method, path),
+  ): Effect.Effect<Protocol.ResultOf<M>, PlatformError.PlatformError> {
+    return Effect.flatMap(
+      this.resolve(method, path),
       (absolute) =>
-        link.call(wire, params(absolute), { path: absolute }).pipe(
+        this.link.call(wire, params(absolute), { path: absolute }).pipe(
           Effect.mapError(toPlatformError(method, absolute))
         )
     )
+  }
 
-  const tooLarge = (method: string, path: string, operation: "read" | "write", limit: number) =>
-    Effect.fail(
+  private tooLarge(method: string, path: string, operation: "read" | "write", limit = this.maxFileBytes) {
+    return Effect.fail(
       toPlatformError(method, path)(new ExecutorError({ reason: new FileTooLarge({ path, operation, limit }) }))
     )
+  }
 
-  const metadata = (method: string, path: string) => call(method, path, "fs/getMetadata", (path) => ({ path }))
+  metadata(method: string, path: string) {
+    return this.call(method, path, "fs/getMetadata", (path) => ({ path }))
+  }
 
-  const readFile: FileSystem.FileSystem["readFile"] = (path) =>
-    Effect.gen(function*() {
-      const absolute = yield* resolve("readFile", path)
-      const info = yield* server.pipe(Effect.mapError(toPlatformError("readFile", absolute)))
+  readonly readFile: FileSystem.FileSystem["readFile"] = (path) =>
+    Effect.gen({ self: this }, function*() {
+      const absolute = yield* this.resolve("readFile", path)
+      const info = yield* this.server("readFile", absolute)
       // a server that does not take our limit (Codex's) sends what it has: look at the size first
       if (!(info.capabilities ?? []).includes("fs/readFile.maxBytes")) {
-        const { size } = yield* metadata("readFile", absolute)
-        if (size > maxFileBytes) return yield* tooLarge("readFile", absolute, "read", maxFileBytes)
+        const { size } = yield* this.metadata("readFile", absolute)
+        if (size > this.maxFileBytes) return yield* this.tooLarge("readFile", absolute, "read")
       }
-      const { dataBase64: bytes } = yield* call("readFile", absolute, "fs/readFile", (path) => ({
+      const { dataBase64: bytes } = yield* this.call("readFile", absolute, "fs/readFile", (path) => ({
         path,
-        maxBytes: maxFileBytes
+        maxBytes: this.maxFileBytes
       }))
-      return bytes.length > maxFileBytes ? yield* tooLarge("readFile", absolute, "read", maxFileBytes) : bytes
+      return bytes.length > this.maxFileBytes ? yield* this.tooLarge("readFile", absolute, "read") : bytes
     })
 
-  const writeFile: FileSystem.FileSystem["writeFile"] = (path, data, options) =>
-    Effect.gen(function*() {
+  readonly writeFile: FileSystem.FileSystem["writeFile"] = (path, data, options) =>
+    Effect.gen({ self: this }, function*() {
       if (options?.flag !== undefined && options.flag !== "w") {
         return yield* Effect.fail(
           unsupported("writeFile", `the exec-server writes whole files: flag "w", not "${options.flag}"`)
@@ -135,35 +147,35 @@ export const makeFileSystem = (link: Link, options: Options = {}): FileSystem.Fi
       if (options?.mode !== undefined) {
         return yield* Effect.fail(unsupported("writeFile", "the exec-server protocol cannot set a file's mode"))
       }
-      const absolute = yield* resolve("writeFile", path)
-      if (data.length > maxFileBytes) return yield* tooLarge("writeFile", absolute, "write", maxFileBytes)
-      const info = yield* server.pipe(Effect.mapError(toPlatformError("writeFile", absolute)))
+      const absolute = yield* this.resolve("writeFile", path)
+      if (data.length > this.maxFileBytes) return yield* this.tooLarge("writeFile", absolute, "write")
+      const info = yield* this.server("writeFile", absolute)
       // a larger frame would make a Codex server drop the connection without an answer
       if (info.capabilities === undefined && base64Length(data.length) > base64Length(codexMaxWriteBytes)) {
-        return yield* tooLarge("writeFile", absolute, "write", codexMaxWriteBytes)
+        return yield* this.tooLarge("writeFile", absolute, "write", codexMaxWriteBytes)
       }
       const dataBase64 = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64")
-      yield* call("writeFile", absolute, "fs/writeFile", (path) => ({ path, dataBase64 }))
+      yield* this.call("writeFile", absolute, "fs/writeFile", (path) => ({ path, dataBase64 }))
     })
 
-  const remove: FileSystem.FileSystem["remove"] = (path, options) =>
-    Effect.asVoid(call("remove", path, "fs/remove", (path) => ({
+  readonly remove: FileSystem.FileSystem["remove"] = (path, options) =>
+    Effect.asVoid(this.call("remove", path, "fs/remove", (path) => ({
       path,
       recursive: options?.recursive ?? false,
       force: options?.force ?? false
     })))
 
-  const makeDirectory: FileSystem.FileSystem["makeDirectory"] = (path, options) =>
+  readonly makeDirectory: FileSystem.FileSystem["makeDirectory"] = (path, options) =>
     options?.mode !== undefined
       ? Effect.fail(unsupported("makeDirectory", "the exec-server protocol cannot set a directory's mode"))
-      : Effect.asVoid(call("makeDirectory", path, "fs/createDirectory", (path) => ({
+      : Effect.asVoid(this.call("makeDirectory", path, "fs/createDirectory", (path) => ({
         path,
         recursive: options?.recursive ?? false
       })))
 
-  const readDirectoryEntries = (path: string) =>
+  readonly readDirectoryEntries: FileSystem.FileSystem["readDirectoryEntries"] = (path) =>
     Effect.map(
-      call("readDirectoryEntries", path, "fs/readDirectory", (path) => ({ path })),
+      this.call("readDirectoryEntries", path, "fs/readDirectory", (path) => ({ path })),
       ({ entries }) =>
         entries.map((entry): FileSystem.DirectoryEntry => ({
           name: entry.fileName,
@@ -171,153 +183,166 @@ export const makeFileSystem = (link: Link, options: Options = {}): FileSystem.Fi
         }))
     )
 
+  readonly readDirectory: FileSystem.FileSystem["readDirectory"] = (path, options) =>
+    options?.recursive === true
+      ? Effect.flatMap(this.resolve("readDirectory", path), (absolute) => this.walk(absolute, ""))
+      : Effect.map(
+        this.call("readDirectory", path, "fs/readDirectory", (path) => ({ path })),
+        ({ entries }) => entries.map((entry) => entry.fileName)
+      )
+
   /** The names under `path`, depth first, relative to it; links to directories are listed, not entered. */
-  const walk = (path: string, prefix: string): Effect.Effect<Array<string>, PlatformError.PlatformError> =>
-    Effect.flatMap(
-      call("readDirectory", path, "fs/readDirectory", (path) => ({ path })),
+  private walk(path: string, prefix: string): Effect.Effect<Array<string>, PlatformError.PlatformError> {
+    return Effect.flatMap(
+      this.call("readDirectory", path, "fs/readDirectory", (path) => ({ path })),
       ({ entries }) =>
         Effect.map(
           Effect.forEach(entries, (entry) => {
             const name = prefix === "" ? entry.fileName : `${prefix}/${entry.fileName}`
             const child = posix.join(path, entry.fileName)
             return entry.isDirectory
-              ? Effect.flatMap(metadata("readDirectory", child), (info) =>
-                info.isSymlink ? Effect.succeed([name]) : Effect.map(walk(child, name), (names) => [name, ...names]))
+              ? Effect.flatMap(this.metadata("readDirectory", child), (info) =>
+                info.isSymlink
+                  ? Effect.succeed([name])
+                  : Effect.map(this.walk(child, name), (names) => [name, ...names]))
               : Effect.succeed([name])
           }),
-          (names) =>
-            names.flat()
+          (names) => names.flat()
         )
     )
+  }
 
-  const makeTempDirectory: FileSystem.FileSystem["makeTempDirectory"] = (options) =>
-    Effect.gen(function*() {
-      const info = yield* server.pipe(Effect.mapError(toPlatformError("makeTempDirectory", "")))
-      const directory = yield* resolve("makeTempDirectory", options?.directory ?? info.tempDir ?? "/tmp")
-      return yield* Effect.suspend(() => {
-        const path = posix.join(directory, `${options?.prefix ?? ""}${randomName()}`)
-        return Effect.as(makeDirectory(path), path)
-      }).pipe(
-        Effect.retry({
-          times: 5,
-          while: (error) => error.reason._tag === "AlreadyExists"
-        })
-      )
+  readonly copy: FileSystem.FileSystem["copy"] = (fromPath, toPath, options) =>
+    Effect.gen({ self: this }, function*() {
+      if (options?.preserveTimestamps === true) {
+        return yield* Effect.fail(unsupported("copy", "the exec-server protocol cannot preserve timestamps"))
+      }
+      const destination = yield* this.resolve("copy", toPath)
+      if (options?.overwrite !== true && (yield* this.exists("copy", destination))) {
+        return yield* Effect.fail(PlatformError.systemError({
+          _tag: "AlreadyExists",
+          module: "FileSystem",
+          method: "copy",
+          pathOrDescriptor: destination,
+          description: "the destination exists: copy with overwrite: true to replace it"
+        }))
+      }
+      yield* this.call("copy", fromPath, "fs/copy", (sourcePath) => ({
+        sourcePath,
+        destinationPath: destination,
+        recursive: true
+      }))
     })
 
-  const makeTempFile: FileSystem.FileSystem["makeTempFile"] = (options) =>
-    Effect.gen(function*() {
-      const directory = yield* makeTempDirectory(options)
+  private exists(method: string, path: string) {
+    return this.metadata(method, path).pipe(
+      Effect.as(true),
+      Effect.catchIf((error) => error.reason._tag === "NotFound", () => Effect.succeed(false))
+    )
+  }
+
+  readonly realPath: FileSystem.FileSystem["realPath"] = (path) =>
+    Effect.map(this.call("realPath", path, "fs/canonicalize", (path) => ({ path })), (result) => result.path)
+
+  readonly copyFile: FileSystem.FileSystem["copyFile"] = (fromPath, toPath) =>
+    Effect.flatMap(
+      this.resolve("copyFile", toPath),
+      (destinationPath) =>
+        Effect.asVoid(this.call("copyFile", fromPath, "fs/copy", (sourcePath) => ({
+          sourcePath,
+          destinationPath,
+          recursive: false
+        })))
+    )
+
+  readonly makeTempDirectory: FileSystem.FileSystem["makeTempDirectory"] = (options) =>
+    Effect.gen({ self: this }, function*() {
+      const info = yield* this.server("makeTempDirectory", options?.directory ?? "")
+      const directory = yield* this.resolve("makeTempDirectory", options?.directory ?? info.tempDir ?? "/tmp")
+      return yield* Effect.suspend(() => {
+        const path = posix.join(directory, `${options?.prefix ?? ""}${randomName()}`)
+        return Effect.as(this.makeDirectory(path), path)
+      }).pipe(Effect.retry({ times: 5, while: (error) => error.reason._tag === "AlreadyExists" }))
+    })
+
+  readonly makeTempFile: FileSystem.FileSystem["makeTempFile"] = (options) =>
+    Effect.gen({ self: this }, function*() {
+      const directory = yield* this.makeTempDirectory(options)
       const path = posix.join(directory, `${randomName()}${options?.suffix ?? ""}`)
-      yield* writeFile(path, new Uint8Array(0))
+      yield* this.writeFile(path, new Uint8Array(0))
       return path
     })
 
-  const removeLater = (path: string) =>
-    remove(path, { recursive: true, force: true }).pipe(
+  /** Removes a scoped temporary path; a failure (a lost link) is logged, not raised in a finalizer. */
+  readonly removeLater = (path: string) =>
+    this.remove(path, { recursive: true, force: true }).pipe(
       Effect.catch((error) => Effect.logWarning(`could not remove ${path} on the exec-server: ${error.message}`))
     )
 
+  /** Files travel whole: a stream is a read, cut into chunks. */
+  readonly stream: FileSystem.FileSystem["stream"] = (path, options) =>
+    Stream.unwrap(Effect.map(this.readFile(path), (bytes) => {
+      const offset = options?.offset === undefined ? 0 : Number(ByteSize.fromInputUnsafe(options.offset))
+      const end = options?.bytesToRead === undefined
+        ? bytes.length
+        : Math.min(bytes.length, offset + Number(ByteSize.fromInputUnsafe(options.bytesToRead)))
+      const chunkSize = Math.max(1, options?.chunkSize ?? 64 * 1024)
+      const chunks: Array<Uint8Array> = []
+      for (let at = offset; at < end; at += chunkSize) chunks.push(bytes.subarray(at, Math.min(end, at + chunkSize)))
+      return Stream.fromIterable(chunks)
+    }))
+
+  /** Files travel whole: a sink collects (at most `maxFileBytes`), then writes. */
+  readonly sink: FileSystem.FileSystem["sink"] = (path, options) =>
+    Sink.foldArray(
+      () => ({ chunks: [] as Array<Uint8Array>, bytes: 0 }),
+      () => true,
+      (state, chunks: ReadonlyArray<Uint8Array>) => {
+        for (const chunk of chunks) {
+          state.chunks.push(chunk)
+          state.bytes += chunk.length
+        }
+        return state.bytes > this.maxFileBytes ? this.tooLarge("sink", path, "write") : Effect.succeed(state)
+      }
+    ).pipe(Sink.mapEffect((state) => this.writeFile(path, Buffer.concat(state.chunks), options)))
+}
+
+/** A `FileSystem` over `link`'s `fs/*` methods. */
+export const makeFileSystem = (link: Link, options: Options = {}): FileSystem.FileSystem => {
+  const files = new RemoteFiles(link, options.maxFileBytes ?? Defaults.fileSystem.maxFileBytes)
   const base = FileSystem.make({
     access: (path, options) =>
       options?.readable === true || options?.writable === true
         ? Effect.fail(unsupported("access", "the exec-server protocol tells whether a path exists, not who may use it"))
-        : Effect.asVoid(metadata("access", path)),
-    copy: (fromPath, toPath, options) =>
-      Effect.gen(function*() {
-        if (options?.preserveTimestamps === true) {
-          return yield* Effect.fail(unsupported("copy", "the exec-server protocol cannot preserve timestamps"))
-        }
-        const destination = yield* resolve("copy", toPath)
-        if (options?.overwrite !== true) {
-          const exists = yield* metadata("copy", destination).pipe(
-            Effect.as(true),
-            Effect.catchIf((error) => error.reason._tag === "NotFound", () => Effect.succeed(false))
-          )
-          if (exists) {
-            return yield* Effect.fail(PlatformError.systemError({
-              _tag: "AlreadyExists",
-              module: "FileSystem",
-              method: "copy",
-              pathOrDescriptor: destination,
-              description: "the destination exists: copy with overwrite: true to replace it"
-            }))
-          }
-        }
-        yield* call("copy", fromPath, "fs/copy", (sourcePath) => ({
-          sourcePath,
-          destinationPath: destination,
-          recursive: true
-        }))
-      }),
-    copyFile: (fromPath, toPath) =>
-      Effect.flatMap(
-        resolve("copyFile", toPath),
-        (destinationPath) =>
-          Effect.asVoid(call("copyFile", fromPath, "fs/copy", (sourcePath) => ({
-            sourcePath,
-            destinationPath,
-            recursive: false
-          })))
-      ),
+        : Effect.asVoid(files.metadata("access", path)),
+    copy: files.copy,
+    copyFile: files.copyFile,
     chmod: notSupported("chmod"),
     chown: notSupported("chown"),
     link: notSupported("link"),
     lstat: (path) =>
-      Effect.map(metadata("lstat", path), (info) => toInfo(info, info.isSymlink ? "SymbolicLink" : typeOf(info))),
-    makeDirectory,
-    makeTempDirectory,
-    makeTempDirectoryScoped: (options) => Effect.acquireRelease(makeTempDirectory(options), removeLater),
-    makeTempFile,
+      Effect.map(files.metadata("lstat", path), (info) => toInfo(info, info.isSymlink ? "SymbolicLink" : typeOf(info))),
+    makeDirectory: files.makeDirectory,
+    makeTempDirectory: files.makeTempDirectory,
+    makeTempDirectoryScoped: (options) => Effect.acquireRelease(files.makeTempDirectory(options), files.removeLater),
+    makeTempFile: files.makeTempFile,
     makeTempFileScoped: (options) =>
-      Effect.acquireRelease(makeTempFile(options), (path) => removeLater(posix.dirname(path))),
+      Effect.acquireRelease(files.makeTempFile(options), (path) => files.removeLater(posix.dirname(path))),
     open: notSupported("open"),
-    readDirectory: (path, options) =>
-      options?.recursive === true
-        ? Effect.flatMap(resolve("readDirectory", path), (absolute) => walk(absolute, ""))
-        : Effect.map(call("readDirectory", path, "fs/readDirectory", (path) => ({ path })), ({ entries }) =>
-          entries.map((entry) => entry.fileName)),
-    readDirectoryEntries,
-    readFile,
+    readDirectory: files.readDirectory,
+    readDirectoryEntries: files.readDirectoryEntries,
+    readFile: files.readFile,
     readLink: notSupported("readLink"),
-    realPath: (path) =>
-      Effect.map(call("realPath", path, "fs/canonicalize", (path) => ({ path })), (result) => result.path),
-    remove,
+    realPath: files.realPath,
+    remove: files.remove,
     rename: notSupported("rename"),
-    stat: (path) => Effect.map(metadata("stat", path), (info) => toInfo(info, typeOf(info))),
+    stat: (path) => Effect.map(files.metadata("stat", path), (info) => toInfo(info, typeOf(info))),
     symlink: notSupported("symlink"),
     truncate: notSupported("truncate"),
     utimes: notSupported("utimes"),
     watch: (path) =>
       Stream.fail(unsupported("watch", `cannot watch ${path}: watch is not one of the exec-server's fs/* methods`)),
-    writeFile
+    writeFile: files.writeFile
   })
-
-  return FileSystem.FileSystem.of({
-    ...base,
-    // files travel whole: a stream is a read, cut into chunks; a sink collects, then writes
-    stream: (path, options) =>
-      Stream.unwrap(Effect.map(readFile(path), (bytes) => {
-        const offset = options?.offset === undefined ? 0 : Number(ByteSize.fromInputUnsafe(options.offset))
-        const end = options?.bytesToRead === undefined
-          ? bytes.length
-          : Math.min(bytes.length, offset + Number(ByteSize.fromInputUnsafe(options.bytesToRead)))
-        const chunkSize = Math.max(1, options?.chunkSize ?? 64 * 1024)
-        const chunks: Array<Uint8Array> = []
-        for (let at = offset; at < end; at += chunkSize) chunks.push(bytes.subarray(at, Math.min(end, at + chunkSize)))
-        return Stream.fromIterable(chunks)
-      })),
-    sink: (path, options) =>
-      Sink.foldArray(
-        () => ({ chunks: [] as Array<Uint8Array>, bytes: 0 }),
-        () => true,
-        (state, chunks: ReadonlyArray<Uint8Array>) => {
-          for (const chunk of chunks) {
-            state.chunks.push(chunk)
-            state.bytes += chunk.length
-          }
-          return state.bytes > maxFileBytes ? tooLarge("sink", path, "write", maxFileBytes) : Effect.succeed(state)
-        }
-      ).pipe(Sink.mapEffect((state) => writeFile(path, Buffer.concat(state.chunks), options)))
-  })
+  return FileSystem.FileSystem.of({ ...base, stream: files.stream, sink: files.sink })
 }
