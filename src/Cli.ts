@@ -223,6 +223,14 @@ const maxProcessesPerSessionFlag = Flag.Int("max-processes-per-session").pipe(
   Flag.withDefault(ExecServer.defaults.maxProcessesPerSession)
 )
 
+const maxFileBytesFlag = Flag.Int("max-file-bytes").pipe(
+  Flag.withDescription(
+    `The largest file a client may read or write with fs/* (default ${ExecServer.defaults.maxFileBytes}); ` +
+      `larger ones are refused`
+  ),
+  Flag.withDefault(ExecServer.defaults.maxFileBytes)
+)
+
 /**
  * `effect-exec serve`.
  *
@@ -238,10 +246,13 @@ export const serve = Command.make(
     sessionTtl: sessionTtlFlag,
     concurrentRequests: concurrentRequestsFlag,
     maxProcesses: maxProcessesFlag,
-    maxProcessesPerSession: maxProcessesPerSessionFlag
+    maxProcessesPerSession: maxProcessesPerSessionFlag,
+    maxFileBytes: maxFileBytesFlag
   },
   Effect.fnUntraced(
-    function*({ concurrentRequests, listen, maxProcesses, maxProcessesPerSession, sessionTtl, token, tokenFile }) {
+    function*(
+      { concurrentRequests, listen, maxFileBytes, maxProcesses, maxProcessesPerSession, sessionTtl, token, tokenFile }
+    ) {
       const ttl = parseTimeout(sessionTtl)
       if (Option.isNone(ttl) || ttl.value === "none") {
         yield* Console.error(`effect-exec: invalid --session-ttl ${JSON.stringify(sessionTtl)} (try 30s or 2m)`)
@@ -252,7 +263,8 @@ export const serve = Command.make(
         sessionTtl: ttl.value,
         maxConcurrentRequests: concurrentRequests,
         maxProcesses,
-        maxProcessesPerSession
+        maxProcessesPerSession,
+        maxFileBytes
       }
       if (listen === "stdio") {
         yield* ExecServer.serveStdio(process.stdin, process.stdout, options)
@@ -278,7 +290,8 @@ export const serve = Command.make(
   )
 ).pipe(
   Command.withDescription(
-    "Serve this host's processes to exec-server clients (ours or Codex's); SIGINT or SIGTERM stops it and kills them"
+    "Serve this host's processes and files to exec-server clients (ours or Codex's); SIGINT or SIGTERM stops it " +
+      "and kills them"
   ),
   Command.withExamples([
     { command: "effect-exec serve", description: "loopback, a free port (printed first on stdout)" },

@@ -1,12 +1,22 @@
 /**
  * Where commands run: which `Executor` serves `Exec.run`, and where it is
- * (this machine, or an exec-server at a URL).
+ * (this machine, or an exec-server at a URL). Each layer also provides
+ * Effect's `FileSystem` for the same place: Node's file system here, the
+ * exec-server's `fs/*` methods there, so an app reads and writes files where
+ * its commands run with the `FileSystem` it already knows.
+ *
+ * Paths: absolute paths are the environment host's; relative ones are
+ * resolved against the environment's working directory (where a command that
+ * names no `cwd` runs): this process's directory locally, the server's
+ * remotely.
  *
  * @since 0.1.0
  */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as FileSystem from "effect/FileSystem"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
@@ -56,19 +66,35 @@ export const fromExecutor = (location: Location): Layer.Layer<Environment, never
 
 /**
  * This machine: processes run as children of this process, in their own
- * process groups, with the current directory as the default `cwd`.
+ * process groups, with the current directory as the default `cwd`; files are
+ * Node's (`FileSystem`).
+ *
+ * @example
+ * ```ts
+ * import { Effect, FileSystem } from "effect"
+ * import { Environment, Exec, OutputSink } from "effect-exec"
+ *
+ * const program = Effect.gen(function*() {
+ *   const fs = yield* FileSystem.FileSystem
+ *   const dir = yield* fs.makeTempDirectoryScoped()
+ *   yield* fs.writeFileString(`${dir}/greeting.txt`, "hello")
+ *   return yield* Exec.run({ command: ["cat", "greeting.txt"], cwd: dir })
+ * }).pipe(Effect.scoped, Effect.provide([Environment.layerLocal, OutputSink.layerDiscard]))
+ * ```
  *
  * @category layers
  * @since 0.1.0
  */
-export const layerLocal: Layer.Layer<Environment> = fromExecutor({ _tag: "Local" }).pipe(
-  Layer.provide(LocalExecutor.layer())
+export const layerLocal: Layer.Layer<Environment | FileSystem.FileSystem> = Layer.merge(
+  fromExecutor({ _tag: "Local" }).pipe(Layer.provide(LocalExecutor.layer())),
+  NodeFileSystem.layer
 )
 
 /**
  * An exec-server at `url` (ours or Codex's): commands run on its host, in its
- * working directory unless they name one. Nothing connects until the first
- * command.
+ * working directory unless they name one, and `FileSystem` reads and writes
+ * its host's files (over its `fs/*` methods, on the same connection). Nothing
+ * connects until the first command or file call.
  *
  * @example
  * ```ts
@@ -84,18 +110,31 @@ export const layerLocal: Layer.Layer<Environment> = fromExecutor({ _tag: "Local"
  * @category layers
  * @since 0.1.0
  */
-export const layerRemote = (options: RemoteExecutor.WebSocketOptions): Layer.Layer<Environment> =>
-  fromExecutor({ _tag: "Remote", url: options.url }).pipe(Layer.provide(RemoteExecutor.layer(options)))
+export const layerRemote = (
+  options: RemoteExecutor.WebSocketOptions
+): Layer.Layer<Environment | FileSystem.FileSystem> =>
+  Layer.effectContext(
+    Effect.map(
+      RemoteExecutor.makeEnvironment(RemoteExecutor.connectWebSocket(options), options),
+      ({ executor, fileSystem }) =>
+        Context.make(Environment, Environment.of({ executor, location: { _tag: "Remote", url: options.url } })).pipe(
+          Context.add(FileSystem.FileSystem, fileSystem)
+        )
+    )
+  )
 
 /**
  * Chooses by configuration: `EXEC_SERVER_URL` unset or empty runs locally; a
  * `ws://` URL runs on that exec-server, with `EXEC_SERVER_TOKEN` as its token
- * when set.
+ * when set. The `FileSystem` is the chosen place's.
  *
  * @category layers
  * @since 0.1.0
  */
-export const layerConfig: Layer.Layer<Environment, EnvironmentError | Config.ConfigError> = Layer.unwrap(
+export const layerConfig: Layer.Layer<
+  Environment | FileSystem.FileSystem,
+  EnvironmentError | Config.ConfigError
+> = Layer.unwrap(
   Effect.gen(function*() {
     const url = (yield* Config.String("EXEC_SERVER_URL").pipe(Config.withDefault(""))).trim()
     if (url === "") return layerLocal

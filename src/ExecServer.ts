@@ -2,13 +2,14 @@
  * Serves any `Executor` to exec-server clients (Codex-compatible JSON-RPC) over
  * WebSocket or newline-delimited JSON on stdio: the handshake, sessions that
  * detach on disconnect and resume within a TTL, every method of
- * `Protocol.requests`, and `process/output` / `process/exited` /
- * `process/closed` notifications.
+ * `Protocol.requests` (the `fs/*` methods serve this host's files), and
+ * `process/output` / `process/exited` / `process/closed` notifications.
  *
  * The roles live under `internal/server/`: `sessions` (registry, resume,
- * expiry, process slots), `handshake`, `router` (the method table),
- * `processHandlers`, `notifier`, and `connection` (the frame loop, request
- * turns and answers).
+ * expiry, process slots), `handshake` and `environmentInfo`, `router` (the
+ * method table), `processHandlers`, `fileSystemHandlers` (over
+ * `internal/fs/`), `notifier`, and `connection` (the frame loop, request turns
+ * and answers).
  *
  * @since 0.1.0
  */
@@ -18,7 +19,9 @@ import * as FiberSet from "effect/FiberSet"
 import type * as Scope from "effect/Scope"
 import { Executor } from "./Executor.ts"
 import * as Defaults from "./internal/defaults.ts"
+import { HostFileSystem } from "./internal/fs/hostFileSystem.ts"
 import * as Connection from "./internal/server/connection.ts"
+import { fileSystemHandlers } from "./internal/server/fileSystemHandlers.ts"
 import type { SessionMethods } from "./internal/server/handshake.ts"
 import { processHandlers } from "./internal/server/processHandlers.ts"
 import { type Session, SessionRegistry } from "./internal/server/sessions.ts"
@@ -44,8 +47,12 @@ export interface Options {
   readonly maxConcurrentRequests?: number
   /** Requests of one connection waiting for a turn before new ones are refused. */
   readonly maxQueuedRequests?: number
+  /** Bytes of one connection's requests in flight before new ones are refused (default 192 MiB). */
+  readonly maxPendingRequestBytes?: number
   /** Sessions kept at once, attached or waiting for a resume. */
   readonly maxSessions?: number
+  /** The largest file `fs/readFile` returns or `fs/writeFile` writes (default 64 MiB); larger ones are refused. */
+  readonly maxFileBytes?: number
 }
 
 /**
@@ -55,7 +62,7 @@ export interface Options {
  * @category constants
  * @since 0.1.0
  */
-export const defaults = Defaults.server
+export const defaults = { ...Defaults.server, maxFileBytes: Defaults.fileSystem.maxFileBytes } as const
 
 /**
  * The extensions this server offers, named in the `initialize` result.
@@ -82,6 +89,8 @@ export const version: string = Defaults.version
  */
 export interface Registry {
   readonly sessions: SessionRegistry
+  /** This host's files, as the `fs/*` methods serve them. */
+  readonly files: HostFileSystem
 }
 
 /**
@@ -103,17 +112,21 @@ export const makeRegistry = (options: Options = {}): Effect.Effect<Registry, nev
         processesPerSession: options.maxProcessesPerSession ?? defaults.maxProcessesPerSession,
         concurrentRequests: options.maxConcurrentRequests ?? defaults.maxConcurrentRequests,
         queuedRequests: options.maxQueuedRequests ?? defaults.maxQueuedRequests,
+        pendingRequestBytes: options.maxPendingRequestBytes ?? defaults.maxPendingRequestBytes,
         sessions: options.maxSessions ?? defaults.maxSessions
       }
     })
     yield* Effect.addFinalizer(() => sessions.endAll())
-    return { sessions }
+    return { sessions, files: new HostFileSystem({ maxFileBytes: options.maxFileBytes ?? defaults.maxFileBytes }) }
   })
 
 /** Everything a session serves: one entry per method of the table. */
-const methodsOf = (registry: SessionRegistry) => (session: Session): SessionMethods => {
-  const process = processHandlers(registry, session)
-  return { requests: process.requests, notifications: process.notifications }
+const methodsOf = (registry: Registry) => (session: Session): SessionMethods => {
+  const process = processHandlers(registry.sessions, session)
+  return {
+    requests: { ...process.requests, ...fileSystemHandlers(registry.files) },
+    notifications: process.notifications
+  }
 }
 
 /**
@@ -124,7 +137,7 @@ const methodsOf = (registry: SessionRegistry) => (session: Session): SessionMeth
  * @since 0.1.0
  */
 export const serveConnection = (registry: Registry, transport: Transport): Effect.Effect<string> =>
-  Connection.serveConnection(registry.sessions, transport, methodsOf(registry.sessions))
+  Connection.serveConnection(registry.sessions, transport, methodsOf(registry))
 
 /**
  * Serves one client on a pair of streams (newline-delimited JSON), for

@@ -122,8 +122,81 @@ export class ServerError extends Schema.TaggedClass<ServerError>()("ServerError"
   }
 }
 
+// -----------------------------------------------------------------------------
+// File reasons: the `fs/*` methods of an exec-server (Codex's codes in brackets)
+// -----------------------------------------------------------------------------
+
 /**
- * Why an executor call failed.
+ * A path an `fs/*` call needs does not exist (`-32004`; `description` is the
+ * OS's words, as Codex gives them: "No such file or directory (os error 2)").
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class PathNotFound extends Schema.TaggedClass<PathNotFound>()("PathNotFound", {
+  path: Schema.String,
+  description: Schema.String
+}) {
+  get message(): string {
+    return this.description
+  }
+}
+
+/**
+ * The OS refused access to a path (`EACCES` / `EPERM`; `-32600`).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class PathAccessDenied extends Schema.TaggedClass<PathAccessDenied>()("PathAccessDenied", {
+  path: Schema.String,
+  description: Schema.String
+}) {
+  get message(): string {
+    return this.description
+  }
+}
+
+/**
+ * A file to read or data to write is larger than the limit of the server or
+ * of the client (`-32600`). Nothing was read or written.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class FileTooLarge extends Schema.TaggedClass<FileTooLarge>()("FileTooLarge", {
+  path: Schema.String,
+  operation: Schema.Literals(["read", "write"]),
+  limit: Schema.Int
+}) {
+  get message(): string {
+    return `file is too large to ${this.operation}: limit is ${this.limit} bytes`
+  }
+}
+
+/**
+ * Any other failure of the OS on a path: its error code (`EEXIST`,
+ * `ENOTDIR`, …), number, and words (`-32603`).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class FileSystemFailure extends Schema.TaggedClass<FileSystemFailure>()("FileSystemFailure", {
+  path: Schema.String,
+  code: Schema.String,
+  errno: Schema.Int,
+  description: Schema.String
+}) {
+  get message(): string {
+    return this.description
+  }
+}
+
+/**
+ * Why a call to an execution environment failed: a process reason, or a file
+ * reason (`PathNotFound`, `PathAccessDenied`, `FileTooLarge`,
+ * `FileSystemFailure`) from an exec-server's `fs/*` methods, which the remote
+ * file system turns into Effect's `PlatformError`.
  *
  * @category errors
  * @since 0.1.0
@@ -135,7 +208,11 @@ export const ExecutorErrorReason = Schema.Union([
   SpawnFailed,
   Unsupported,
   ConnectionLost,
-  ServerError
+  ServerError,
+  PathNotFound,
+  PathAccessDenied,
+  FileTooLarge,
+  FileSystemFailure
 ])
 
 /**

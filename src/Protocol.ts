@@ -20,7 +20,11 @@ import * as NodeOs from "node:os"
 import { fileURLToPath, pathToFileURL } from "node:url"
 import {
   ExecutorErrorReason,
+  FileSystemFailure,
+  FileTooLarge,
   InvalidRequest,
+  PathAccessDenied,
+  PathNotFound,
   ProcessIdInUse,
   ServerError,
   SpawnFailed,
@@ -28,6 +32,8 @@ import {
   Unsupported
 } from "./Executor.ts"
 import * as Defaults from "./internal/defaults.ts"
+import { errnoCode } from "./internal/fs/osError.ts"
+import { parsePathUri, toPathUri } from "./internal/fs/pathUri.ts"
 import { ErrorCode } from "./JsonRpc.ts"
 
 // =============================================================================
@@ -119,6 +125,33 @@ export const Cwd = Schema.String.pipe(
 )
 
 /**
+ * A path of the `fs/*` methods: a `file:` URI on the wire (as Codex 0.169
+ * requires: a plain path is refused with `-32602`), an absolute path inside.
+ * Decoding reads URIs as Codex does (`file:/a`, `file://localhost/a`, `%XX`
+ * decoded, `..` resolved, a trailing slash dropped); encoding refuses a
+ * relative path, which names no place on its own.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const PathUri = Schema.String.pipe(
+  Schema.decodeTo(Schema.String, {
+    decode: SchemaGetter.transformEffect((wire: string) => {
+      const parsed = parsePathUri(wire)
+      return parsed.ok
+        ? Effect.succeed(parsed.path)
+        : Effect.fail(new SchemaIssue.InvalidValue({ message: parsed.message }))
+    }),
+    encode: SchemaGetter.transformEffect((path: string) => {
+      const uri = toPathUri(path)
+      return uri === undefined
+        ? Effect.fail(new SchemaIssue.InvalidValue({ message: `not an absolute path: ${JSON.stringify(path)}` }))
+        : Effect.succeed(uri)
+    })
+  })
+)
+
+/**
  * How a server builds a child's environment from its own (Codex's shell
  * environment policy). Without a policy the child gets exactly `env`.
  *
@@ -170,18 +203,42 @@ export const InitializeParams = Schema.Struct({
 })
 
 /**
+ * What a server says of the host it runs on, in Codex 0.169's shape and key
+ * order (Codex also sends `providerId`, a build stamp, and `prependPathDirs`,
+ * where its bundled tools live). `shell` is the user's login shell (`name` is
+ * its kind: `bash`, `zsh`, `sh`, `powershell` or `cmd`); directories are
+ * `file://` URIs on the wire; `capabilities` says which optional Codex
+ * features the server offers (its client calls `fs/watchMissing` and
+ * `environmentConfig/read` only when they are true).
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const EnvironmentInfo = Schema.Struct({
+  shell: Schema.optionalKey(Schema.Struct({ name: Schema.String, path: Schema.String })),
+  executorVersion: Schema.optionalKey(Schema.String),
+  cwd: Schema.optionalKey(Cwd),
+  userHomeDir: Schema.optionalKey(Cwd),
+  platformOs: Schema.optionalKey(Schema.String),
+  temporaryDirectories: Schema.optionalKey(Schema.Array(Cwd)),
+  tempDir: Schema.optionalKey(Cwd),
+  capabilities: Schema.optionalKey(Schema.Record(Schema.String, Schema.Boolean))
+})
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type EnvironmentInfo = typeof EnvironmentInfo.Type
+
+/**
  * @category schemas
  * @since 0.1.0
  */
 export const InitializeResult = Schema.Struct({
   sessionId: Schema.String,
-  /** What the server runs on (Codex sends many more fields; these are the ones we use). */
-  environmentInfo: Schema.optionalKey(Schema.Struct({
-    shell: Schema.optionalKey(Schema.Struct({ name: Schema.String, path: Schema.String })),
-    cwd: Schema.optionalKey(Cwd),
-    platformOs: Schema.optionalKey(Schema.String),
-    executorVersion: Schema.optionalKey(Schema.String)
-  })),
+  environmentInfo: Schema.optionalKey(EnvironmentInfo),
+  /** Our extensions the server offers (ours only; a Codex server sends none). */
   capabilities: Schema.optionalKey(Schema.Array(Schema.String))
 })
 
@@ -448,6 +505,145 @@ export const ClosedNotification = Schema.Struct({
 })
 
 // =============================================================================
+// fs/* (Codex's file methods)
+// =============================================================================
+
+/**
+ * The `sandbox` of an `fs/*` call: absent or `null` runs the call without a
+ * sandbox; a policy is refused for now (`Unsupported`), never ignored.
+ */
+const FsSandbox = Schema.optionalKey(Schema.Unknown)
+
+/**
+ * @category schemas
+ * @since 0.1.0
+ */
+export const PathParams = Schema.Struct({ path: PathUri, sandbox: FsSandbox })
+
+/**
+ * Result of `fs/getMetadata`: the link's target's type, size and times
+ * (milliseconds since the epoch, `createdAtMs` 0 where the OS keeps no birth
+ * time); `isSymlink` of the path itself.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const GetMetadataResult = Schema.Struct({
+  isDirectory: Schema.Boolean,
+  isFile: Schema.Boolean,
+  isSymlink: Schema.Boolean,
+  size: Schema.Int,
+  createdAtMs: Schema.Int,
+  modifiedAtMs: Schema.Int
+})
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type GetMetadataResult = typeof GetMetadataResult.Type
+
+/**
+ * Parameters of `fs/readFile`. `maxBytes` is our extension: the client's own
+ * limit, which the server applies as well as its own (a Codex server ignores
+ * it).
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const ReadFileParams = Schema.Struct({
+  path: PathUri,
+  sandbox: FsSandbox,
+  maxBytes: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)))
+})
+
+/**
+ * @category schemas
+ * @since 0.1.0
+ */
+export const ReadFileResult = Schema.Struct({ dataBase64: Bytes })
+
+/**
+ * Parameters of `fs/writeFile`. The data stays base64 text here: the server
+ * checks its size before decoding it, and answers bad base64 with `-32600`,
+ * as Codex does.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const WriteFileParams = Schema.Struct({ path: PathUri, dataBase64: Schema.String, sandbox: FsSandbox })
+
+/**
+ * Parameters of `fs/createDirectory`: `recursive` absent or `null` means true.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const CreateDirectoryParams = Schema.Struct({
+  path: PathUri,
+  recursive: Schema.optionalKey(Schema.NullOr(Schema.Boolean)),
+  sandbox: FsSandbox
+})
+
+/**
+ * Parameters of `fs/remove`: `recursive` and `force` absent or `null` mean true.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const RemoveParams = Schema.Struct({
+  path: PathUri,
+  recursive: Schema.optionalKey(Schema.NullOr(Schema.Boolean)),
+  force: Schema.optionalKey(Schema.NullOr(Schema.Boolean)),
+  sandbox: FsSandbox
+})
+
+/**
+ * One entry of `fs/readDirectory`, typed through its link.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const DirectoryEntry = Schema.Struct({
+  fileName: Schema.String,
+  isDirectory: Schema.Boolean,
+  isFile: Schema.Boolean
+})
+
+/**
+ * @category schemas
+ * @since 0.1.0
+ */
+export const ReadDirectoryResult = Schema.Struct({ entries: Schema.Array(DirectoryEntry) })
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type ReadDirectoryResult = typeof ReadDirectoryResult.Type
+
+/**
+ * Parameters of `fs/copy`: `recursive` is required (a directory needs it).
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const CopyParams = Schema.Struct({
+  sourcePath: PathUri,
+  destinationPath: PathUri,
+  recursive: Schema.Boolean,
+  sandbox: FsSandbox
+})
+
+/**
+ * Result of `fs/canonicalize`: the path with every link and `..` resolved.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const CanonicalizeResult = Schema.Struct({ path: PathUri })
+
+// =============================================================================
 // The method table
 // =============================================================================
 
@@ -518,7 +714,15 @@ export const requests = {
   "process/read": request(ReadParams, ReadResult),
   "process/write": request(WriteParams, WriteResult),
   "process/terminate": request(TerminateParams, TerminateResult),
-  "process/signal": request(SignalParams, EmptyResult, { extension: true })
+  "process/signal": request(SignalParams, EmptyResult, { extension: true }),
+  "fs/getMetadata": request(PathParams, GetMetadataResult),
+  "fs/readFile": request(ReadFileParams, ReadFileResult),
+  "fs/writeFile": request(WriteFileParams, EmptyResult),
+  "fs/createDirectory": request(CreateDirectoryParams, EmptyResult),
+  "fs/remove": request(RemoveParams, EmptyResult),
+  "fs/readDirectory": request(PathParams, ReadDirectoryResult),
+  "fs/copy": request(CopyParams, EmptyResult),
+  "fs/canonicalize": request(PathParams, CanonicalizeResult)
 } as const
 
 /**
@@ -600,13 +804,19 @@ export const isClientNotificationMethod = (method: string): method is ClientNoti
 
 /**
  * Our extensions that are fields of Codex's messages rather than methods: the
- * read result's `dropped` and `signal`, and `process/start`'s `backpressure`
- * and `outputNotifications`.
+ * read result's `dropped` and `signal`, `process/start`'s `backpressure` and
+ * `outputNotifications`, and `fs/readFile`'s `maxBytes`.
  *
  * @category methods
  * @since 0.1.0
  */
-export const fieldExtensions = ["dropped", "signal", "backpressure", "outputNotifications"] as const
+export const fieldExtensions = [
+  "dropped",
+  "signal",
+  "backpressure",
+  "outputNotifications",
+  "fs/readFile.maxBytes"
+] as const
 
 /**
  * The extensions a server of this library offers, as named in the
@@ -652,9 +862,15 @@ const codeOf = (reason: ExecutorErrorReason): number => {
       return ErrorCode.invalidParams
     case "SpawnFailed":
     case "ConnectionLost":
+    case "FileSystemFailure":
       return ErrorCode.internalError
     case "ServerError":
       return reason.code
+    case "PathNotFound":
+      return ErrorCode.notFound
+    case "PathAccessDenied":
+    case "FileTooLarge":
+      return ErrorCode.invalidRequest
   }
 }
 
@@ -678,6 +894,28 @@ export interface ErrorContext {
   readonly processId?: string | undefined
   /** The command of a failed `process/start`: its failure is a spawn failure. */
   readonly command?: string | undefined
+  /** The path of a failed `fs/*` call: its failure is a file reason. */
+  readonly path?: string | undefined
+}
+
+/**
+ * A Codex server's answer to an `fs/*` call, told by code, and for some
+ * answers by the words Codex writes: an OS error ends in "(os error N)".
+ */
+const codexFileReason = (error: WireError, path: string): ExecutorErrorReason | undefined => {
+  const { code, message } = error
+  const errno = /\(os error (\d+)\)$/.exec(message)?.[1]
+  const osCode = errno === undefined ? undefined : errnoCode(Number(errno))
+  if (code === ErrorCode.notFound) return new PathNotFound({ path, description: message })
+  if (osCode === "EACCES" || osCode === "EPERM") return new PathAccessDenied({ path, description: message })
+  const tooLarge = /^file is too large to (read|write): limit is (\d+) bytes$/.exec(message)
+  if (code === ErrorCode.invalidRequest && tooLarge !== null) {
+    return new FileTooLarge({ path, operation: tooLarge[1] as "read" | "write", limit: Number(tooLarge[2]) })
+  }
+  if (code === ErrorCode.internalError && osCode !== undefined) {
+    return new FileSystemFailure({ path, code: osCode, errno: Number(errno), description: message })
+  }
+  return undefined
 }
 
 /**
@@ -687,6 +925,8 @@ export interface ErrorContext {
  */
 const codexReason = (error: WireError, context: ErrorContext): ExecutorErrorReason => {
   const { code, message } = error
+  const fileReason = context.path === undefined ? undefined : codexFileReason(error, context.path)
+  if (fileReason !== undefined) return fileReason
   const processId = context.processId ?? ""
   if (code === ErrorCode.invalidRequest && message.startsWith("unknown process id")) {
     return new UnknownProcess({ processId })

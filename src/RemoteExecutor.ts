@@ -6,24 +6,30 @@
  * that are safe to repeat (`read` is: it names its cursor; `write` is: the
  * server de-duplicates by its `writeId`).
  *
+ * `makeEnvironment` adds Effect's `FileSystem` over the server's `fs/*`
+ * methods, on the same link.
+ *
  * The roles live under `internal/remote/`: `link` (connect, initialize and
  * resume, typed calls with timeouts), `processRecords` (what notifications
  * told of each process), `pushedOutput` and `streamedRead` (reads answered
- * from pushed output).
+ * from pushed output), `fileSystem` and `platformError` (the file system).
  *
  * @since 0.1.0
  */
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as FileSystem from "effect/FileSystem"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import WebSocket from "ws"
 import { ConnectionLost, Executor } from "./Executor.ts"
 import * as Defaults from "./internal/defaults.ts"
+import { makeFileSystem } from "./internal/remote/fileSystem.ts"
 import { Link } from "./internal/remote/link.ts"
 import { ProcessRecords } from "./internal/remote/processRecords.ts"
 import { streamedRead } from "./internal/remote/streamedRead.ts"
@@ -47,6 +53,8 @@ export interface Options {
   readonly requestTimeout?: Duration.Input
   /** Sent in `initialize` (default `effect-exec`). */
   readonly clientName?: string
+  /** The largest file the file system reads or writes (default 64 MiB); larger ones are refused. */
+  readonly maxFileBytes?: number
 }
 
 /**
@@ -116,13 +124,31 @@ const recordNotification = (records: ProcessRecords) => (method: string, params:
 }
 
 /**
- * Builds a remote executor over transports opened by `connect`, in the current
- * scope (closing it closes the link).
+ * What runs on an exec-server's host: its processes and its files, over one
+ * connection.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface RemoteEnvironment {
+  readonly executor: Executor["Service"]
+  /**
+   * Effect's `FileSystem` over the server's `fs/*` methods: absolute paths are
+   * the server host's, relative ones are resolved against the server's working
+   * directory; what the protocol cannot do (`rename`, `chmod`, `watch`, a
+   * `mode`, …) fails with a `BadArgument`.
+   */
+  readonly fileSystem: FileSystem.FileSystem
+}
+
+/**
+ * Builds a remote executor and file system sharing one link over transports
+ * opened by `connect`, in the current scope (closing it closes the link).
  *
  * @category constructors
  * @since 0.1.0
  */
-export const make = Effect.fnUntraced(function*(
+export const makeEnvironment = Effect.fnUntraced(function*(
   connect: Effect.Effect<Transport, ConnectionLost>,
   options: Options = {}
 ) {
@@ -154,7 +180,7 @@ export const make = Effect.fnUntraced(function*(
     // With our server, a process read under backpressure streams: the server
     // pushes its output within the window, and reads mostly find it here. A
     // Codex server would ignore both fields.
-    const streams = request.backpressure === true && link.server.capabilities.includes("process/acknowledge")
+    const streams = request.backpressure === true && (link.server.capabilities ?? []).includes("process/acknowledge")
     records.starting(request.processId, { showsOutput: request.outputNotifications !== false, streams })
     return yield* link.call("process/start", streams ? { ...request, outputNotifications: true } : request, {
       processId: request.processId,
@@ -179,7 +205,7 @@ export const make = Effect.fnUntraced(function*(
         return [batch, last._tag === "Closed" ? Option.none() : Option.some(last.seq)] as const
       }))
 
-  return Executor.of({
+  const executor = Executor.of({
     start,
     read: Effect.fn("RemoteExecutor.read")(function*(request: Protocol.ReadParams) {
       const cache = records.pushedFor(request.processId)
@@ -199,7 +225,25 @@ export const make = Effect.fnUntraced(function*(
     defaultCwd: Effect.map(link.client, () => link.server.cwd ?? "/"),
     events
   })
+  const fileSystem = makeFileSystem(
+    link,
+    options.maxFileBytes === undefined ? {} : { maxFileBytes: options.maxFileBytes }
+  )
+  return { executor, fileSystem } satisfies RemoteEnvironment
 })
+
+/**
+ * Builds a remote executor over transports opened by `connect`, in the current
+ * scope (closing it closes the link).
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const make = (
+  connect: Effect.Effect<Transport, ConnectionLost>,
+  options: Options = {}
+): Effect.Effect<Executor["Service"], never, Scope.Scope> =>
+  Effect.map(makeEnvironment(connect, options), (environment) => environment.executor)
 
 /**
  * A remote executor talking to the exec-server at `url` over WebSocket.

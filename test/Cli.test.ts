@@ -5,8 +5,12 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import { spawn } from "node:child_process"
-import { readdirSync, readFileSync } from "node:fs"
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { pathToFileURL } from "node:url"
 import { bin, spawnServe } from "./support/servers.ts"
+import { base64, connect, handshake } from "./support/wireClient.ts"
 
 interface CliRun {
   readonly code: number | null
@@ -204,6 +208,25 @@ describe("effect-exec serve and run --remote", () => {
       assert.isFalse(alive(pid), "the remote command died with the server")
       const client = yield* Fiber.join(running)
       assert.notStrictEqual(client.code, 0, "the client learns it lost the command")
+    }))
+
+  it.live("serves files within --max-file-bytes", () =>
+    Effect.gen(function*() {
+      const server = yield* spawnServe(["--max-file-bytes", "10"])
+      const client = yield* connect(server.url)
+      yield* handshake(client)
+      const dir = yield* Effect.acquireRelease(
+        Effect.sync(() => mkdtempSync(join(tmpdir(), "cli-fs-"))),
+        (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+      )
+      const write = (text: string) =>
+        client.request("fs/writeFile", { path: pathToFileURL(join(dir, "f")).href, dataBase64: base64(text) })
+      assert.deepStrictEqual((yield* write("ten bytes!")).result, {})
+      assert.strictEqual(readFileSync(join(dir, "f"), "utf8"), "ten bytes!")
+      assert.deepStrictEqual(
+        (yield* write("eleven byte")).error?.message,
+        "file is too large to write: limit is 10 bytes"
+      )
     }))
 
   it.live("serves NDJSON on stdio", () =>

@@ -14,6 +14,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import * as Net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import * as ExecServer from "../src/ExecServer.ts"
 import { awaitDeath, isAlive } from "./support/processes.ts"
 import { listenLocal as server } from "./support/servers.ts"
 import {
@@ -112,12 +113,12 @@ describe("ExecServer against hostile clients: frame size", () => {
       return yield* client.closedWithin(5_000)
     })
 
-  it.live("closes a connection that sends a 17 MiB frame with 1009 (default limit)", () =>
+  it.live("closes a connection that sends a frame 1 MiB over the default limit with 1009", () =>
     Effect.gen(function*() {
       const { url } = yield* server()
       const { client: hostile } = yield* client(url)
       const bystander = (yield* client(url)).client
-      const closed = yield* oversized(hostile, 17 * 1024 * 1024)
+      const closed = yield* oversized(hostile, ExecServer.defaults.maxFrameBytes + 1024 * 1024)
       assert.strictEqual(closed.code, 1009)
       assert.isFalse(hostile.received.some((r) => r.frame.id === -1), "no reply, only the close")
       yield* assertUsable(bystander)

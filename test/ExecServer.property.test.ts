@@ -3,7 +3,8 @@
  * schemas, then mutated — the exec-server answers every request with exactly
  * one result or JSON-RPC error, and a well-behaved second client is served
  * throughout. A scripted executor stands behind the server, so generated
- * argv never reach a real process.
+ * argv never reach a real process, and generated `fs/*` paths are moved into a
+ * scratch directory, so no generated call touches a file outside it.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Arbitrary from "effect/Arbitrary"
@@ -11,16 +12,38 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterAll } from "vitest"
 import { Executor } from "../src/Executor.ts"
 import * as Protocol from "../src/Protocol.ts"
 import * as WebSocketListener from "../src/WebSocketListener.ts"
 import * as Script from "./support/ScriptedExecutor.ts"
 import { connect, fromBase64, handshake } from "./support/wireClient.ts"
 
+/** Where generated `fs/*` calls may touch files: nothing outside it. */
+const scratch = mkdtempSync(join(tmpdir(), "property-fs-"))
+afterAll(() => rmSync(scratch, { recursive: true, force: true }))
+
+/** Generated params with every path of an `fs/*` call moved into the scratch directory. */
+const confined = <P>(method: string, params: P): P => {
+  if (!method.startsWith("fs/") || typeof params !== "object" || params === null) return params
+  const record = { ...params } as Record<string, unknown>
+  for (const key of ["path", "sourcePath", "destinationPath"]) {
+    const generated = record[key]
+    if (typeof generated === "string") record[key] = join(scratch, Buffer.from(generated).toString("hex").slice(0, 64))
+  }
+  return record as P
+}
+
 /** Valid messages of every method of the table, generated from its schemas and encoded for the wire. */
 const validMessages = Arbitrary.all(
   Object.entries(Protocol.requests).map(([method, spec]) =>
-    Arbitrary.map(Arbitrary.schema(spec.params), (params) => [method, Schema.encodeSync(spec.params)(params)] as const)
+    Arbitrary.map(
+      Arbitrary.schema(spec.params),
+      (params) => [method, Schema.encodeSync(spec.params)(confined(method, params))] as const
+    )
   )
 )
 

@@ -215,7 +215,7 @@ describe("ExecServer over the wire: frames and methods", () => {
       const early = yield* client.callError("no/such", {})
       assert.strictEqual(early.code, -32601)
       yield* handshake(client)
-      for (const method of ["no/such", "fs/readFile", "http/request", "Process/Start"]) {
+      for (const method of ["no/such", "fs/watchMissing", "http/request", "Process/Start"]) {
         const error = yield* client.callError(method, {})
         assert.strictEqual(error.code, -32601, method)
         assert.include(error.message, method)

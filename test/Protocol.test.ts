@@ -95,7 +95,11 @@ describe("Protocol errors on the wire", () => {
       description: "working directory does not exist: /x"
     }),
     new Executor.Unsupported({ feature: "tty (pty) processes" }),
-    new Executor.ServerError({ code: -32000, description: "too many processes" })
+    new Executor.ServerError({ code: -32000, description: "too many processes" }),
+    new Executor.PathNotFound({ path: "/x", description: "No such file or directory (os error 2)" }),
+    new Executor.PathAccessDenied({ path: "/x", description: "Permission denied (os error 13)" }),
+    new Executor.FileTooLarge({ path: "/x", operation: "read", limit: 64 }),
+    new Executor.FileSystemFailure({ path: "/x", code: "EEXIST", errno: 17, description: "File exists (os error 17)" })
   ]
 
   it("round-trips every reason through errorToWire and errorFromWire", () => {
@@ -125,7 +129,11 @@ describe("Protocol errors on the wire", () => {
         [-32600, "process id p1 is starting"],
         [-32603, "working directory does not exist: /x"],
         [-32602, "this executor does not support tty (pty) processes"],
-        [-32000, "too many processes"]
+        [-32000, "too many processes"],
+        [-32004, "No such file or directory (os error 2)"],
+        [-32600, "Permission denied (os error 13)"],
+        [-32600, "file is too large to read: limit is 64 bytes"],
+        [-32603, "File exists (os error 17)"]
       ]
     )
   })
@@ -163,6 +171,77 @@ describe("Protocol errors on the wire", () => {
     )
     assert.deepStrictEqual(codex(-32603, "boom"), new Executor.ServerError({ code: -32603, description: "boom" }))
   })
+
+  it("reads a Codex server's fs errors as file reasons, by code and the OS error number", () => {
+    const codex = (code: number, message: string) => Protocol.errorFromWire({ code, message }, { path: "/p" })
+    assert.deepStrictEqual(
+      codex(-32004, "No such file or directory (os error 2)"),
+      new Executor.PathNotFound({ path: "/p", description: "No such file or directory (os error 2)" })
+    )
+    assert.deepStrictEqual(
+      codex(-32600, "Permission denied (os error 13)"),
+      new Executor.PathAccessDenied({ path: "/p", description: "Permission denied (os error 13)" })
+    )
+    assert.deepStrictEqual(
+      codex(-32603, "File exists (os error 17)"),
+      new Executor.FileSystemFailure({
+        path: "/p",
+        code: "EEXIST",
+        errno: 17,
+        description: "File exists (os error 17)"
+      })
+    )
+    assert.deepStrictEqual(
+      codex(-32600, "file is too large to read: limit is 536870912 bytes"),
+      new Executor.FileTooLarge({ path: "/p", operation: "read", limit: 536870912 })
+    )
+    assert.deepStrictEqual(
+      codex(-32600, "path `/p` is not a file"),
+      new Executor.InvalidRequest({ description: "path `/p` is not a file", invalidParams: false })
+    )
+  })
+})
+
+describe("Protocol.PathUri", () => {
+  const decode = Schema.decodeUnknownExit(Protocol.PathUri)
+  const decoded = (uri: string) => {
+    const exit = decode(uri)
+    return exit._tag === "Success" ? exit.value : `refused: ${String(exit.cause)}`
+  }
+
+  it("reads file URIs as Codex 0.169 does", () => {
+    assert.strictEqual(decoded("file:///abs/a.txt"), "/abs/a.txt")
+    assert.strictEqual(decoded("file:/abs/a.txt"), "/abs/a.txt")
+    assert.strictEqual(decoded("file://localhost/abs/a.txt"), "/abs/a.txt")
+    assert.strictEqual(decoded("FILE:///abs/a.txt"), "/abs/a.txt")
+    assert.strictEqual(decoded("file:///abs/spa%20ce%25.txt"), "/abs/spa ce%.txt")
+    assert.strictEqual(decoded("file:///abs/spa ce%.txt"), "/abs/spa ce%.txt")
+    assert.strictEqual(decoded("file:///abs/dir%2Ff.txt"), "/abs/dir/f.txt")
+    assert.strictEqual(decoded("file:///abs/dir/../a.txt"), "/abs/a.txt")
+    assert.strictEqual(decoded("file:///abs/a.txt/"), "/abs/a.txt")
+    assert.strictEqual(decoded("file:///%C3%A9t%C3%A9"), "/été")
+    assert.strictEqual(decoded("file:///"), "/")
+  })
+
+  it("refuses what Codex refuses, in its words", () => {
+    assert.include(decoded("/abs/a.txt"), "invalid URI: relative URL without a base")
+    assert.include(decoded("a.txt"), "invalid URI: relative URL without a base")
+    assert.include(decoded(""), "invalid URI: relative URL without a base")
+    assert.include(decoded("http://x/a"), "unsupported path URI scheme `http`")
+    assert.include(decoded("file:///abs/f.txt?x=1"), "query parameters are not allowed in path URIs")
+    assert.include(decoded("file:///abs/f.txt#frag"), "fragments are not allowed in path URIs")
+    assert.include(decoded("file://otherhost/abs/a.txt"), "'file://otherhost/abs/a.txt' is invalid on")
+  })
+
+  it("sends an absolute path as a URI that reads back the same, and refuses a relative one", () => {
+    const encode = Schema.encodeUnknownExit(Protocol.PathUri)
+    for (const path of ["/a b/%/#?/x", "/été/\n", "/"]) {
+      const uri = encode(path)
+      assert.strictEqual(uri._tag, "Success")
+      if (uri._tag === "Success") assert.strictEqual(decoded(uri.value), path)
+    }
+    assert.strictEqual(encode("relative/path")._tag, "Failure")
+  })
 })
 
 describe("Protocol's method table", () => {
@@ -173,13 +252,22 @@ describe("Protocol's method table", () => {
       "process/read",
       "process/write",
       "process/terminate",
-      "process/signal"
+      "process/signal",
+      "fs/getMetadata",
+      "fs/readFile",
+      "fs/writeFile",
+      "fs/createDirectory",
+      "fs/remove",
+      "fs/readDirectory",
+      "fs/copy",
+      "fs/canonicalize"
     ])
     assert.deepStrictEqual(Protocol.capabilities, [
       "dropped",
       "signal",
       "backpressure",
       "outputNotifications",
+      "fs/readFile.maxBytes",
       "process/signal",
       "process/acknowledge"
     ])

@@ -28,12 +28,41 @@ export const server = {
   maxQueuedRequests: 1024,
   /** Sessions kept at once, attached or waiting for a resume. */
   maxSessions: 1024,
-  /** The largest WebSocket frame accepted. */
-  maxFrameBytes: 16 * MiB,
+  /**
+   * The largest WebSocket frame accepted: room for an `fs/writeFile` of
+   * `fileSystem.maxFileBytes` (64 MiB of data are 85.4 MiB of base64).
+   */
+  maxFrameBytes: 96 * MiB,
+  /**
+   * Bytes of requests one connection has in flight (received, not yet
+   * answered); past it new requests are refused, so pipelined large frames
+   * cannot pile up.
+   */
+  maxPendingRequestBytes: 192 * MiB,
   /** Answers and notifications queued for a client before it is dropped. */
   maxBufferedBytes: 128 * MiB,
   /** A client that takes nothing from its socket for this long is dropped. */
   stallTimeoutMillis: 30_000
+} as const
+
+/** The `fs/*` methods (server) and the remote file system (client). */
+export const fileSystem = {
+  /**
+   * The largest file `fs/readFile` returns or `fs/writeFile` writes (a server
+   * refuses larger ones), and that the remote file system reads or writes.
+   */
+  maxFileBytes: 64 * MiB,
+  /** File bytes a server holds for reads and writes at once, over all clients; more wait their turn. */
+  maxBytesInFlight: 256 * MiB,
+  /** Entries one `fs/readDirectory` lists at most; a larger directory is refused. */
+  maxDirectoryEntries: 100_000,
+  /** Directory entries a server `stat`s at once for one `fs/readDirectory`. */
+  statConcurrency: 16,
+  /**
+   * The largest frame a Codex exec-server (0.169) accepts: a larger one drops
+   * the connection, so the remote file system refuses such writes itself.
+   */
+  codexMaxFrameBytes: 16 * MiB
 } as const
 
 /** A process table (the local executor), with Codex's values. */
@@ -63,8 +92,8 @@ export const client = {
   connectTimeoutMillis: 10_000,
   /** How long an answer may take beyond a read's own wait. */
   requestTimeoutMillis: 30_000,
-  /** The largest frame accepted from a server. */
-  maxFrameBytes: 64 * MiB,
+  /** The largest frame accepted from a server: room for an `fs/readFile` of `fileSystem.maxFileBytes`. */
+  maxFrameBytes: 96 * MiB,
   /** Output kept per process from notifications for `events`. */
   notifiedOutputBytes: MiB,
   /** Pushed output cached per streamed process before the cache gives up. */

@@ -2,10 +2,14 @@
  * Exec-servers for tests: ours in process (a local executor behind it, our
  * remote executor in front), or the `effect-exec serve` CLI as a child process.
  */
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as FileSystem from "effect/FileSystem"
 import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
+import { Environment } from "../../src/Environment.ts"
 import { Executor } from "../../src/Executor.ts"
 import * as LocalExecutor from "../../src/LocalExecutor.ts"
 import * as RemoteExecutor from "../../src/RemoteExecutor.ts"
@@ -41,11 +45,21 @@ export interface ServeProcess {
   readonly stderr: () => string
 }
 
-/** Starts `effect-exec serve ARGS` as a child process and waits for its address; SIGTERM at scope close. */
-export const spawnServe = (args: ReadonlyArray<string> = [], env: Record<string, string> = {}) =>
+/**
+ * Starts `effect-exec serve ARGS` as a child process and waits for its
+ * address; SIGTERM at scope close. `env` is laid over this process's (an
+ * `undefined` value removes a variable); `prefix` runs it through another
+ * command (`setpriv …`).
+ */
+export const spawnServe = (
+  args: ReadonlyArray<string> = [],
+  env: Record<string, string | undefined> = {},
+  prefix: ReadonlyArray<string> = []
+) =>
   Effect.acquireRelease(
     Effect.callback<ServeProcess>((resume) => {
-      const child = spawn(process.execPath, [bin, "serve", ...args], {
+      const [command, ...commandArgs] = [...prefix, process.execPath, bin, "serve", ...args]
+      const child = spawn(command!, commandArgs, {
         stdio: ["ignore", "pipe", "pipe"],
         env: { ...process.env, ...env }
       })
@@ -66,3 +80,24 @@ export const spawnServe = (args: ReadonlyArray<string> = [], env: Record<string,
         child.kill("SIGTERM")
       })
   )
+
+/**
+ * The environment (`Environment` and `FileSystem`) of the exec-server at
+ * `url`, seen through our remote executor and file system on one link.
+ */
+export const remoteEnvironment = <E>(
+  server: Effect.Effect<{ readonly url: string }, E, Scope.Scope>,
+  options: RemoteExecutor.Options = {}
+): Layer.Layer<Environment | FileSystem.FileSystem, E> =>
+  Layer.effectContext(Effect.gen(function*() {
+    const { url } = yield* server
+    const remote = yield* RemoteExecutor.makeEnvironment(RemoteExecutor.connectWebSocket({ url }), options)
+    return Context.make(Environment, Environment.of({ executor: remote.executor, location: { _tag: "Remote", url } }))
+      .pipe(Context.add(FileSystem.FileSystem, remote.fileSystem))
+  }))
+
+/** Our exec-server on a loopback WebSocket, seen as a remote environment. */
+export const environmentOverWebSocket = (
+  options: WebSocketListener.Options = {},
+  clientOptions: RemoteExecutor.Options = {}
+) => remoteEnvironment(listenLocal(options), clientOptions)

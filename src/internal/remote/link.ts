@@ -25,6 +25,8 @@ export interface CallContext {
   readonly processId?: string | undefined
   /** The command of a `process/start`: its failure is a spawn failure. */
   readonly command?: string | undefined
+  /** The path of an `fs/*` call: its failure is a file reason. */
+  readonly path?: string | undefined
   /** The call waits this long on the server (a long-poll read) before its answer is due. */
   readonly waitMs?: number | undefined
 }
@@ -32,7 +34,10 @@ export interface CallContext {
 /** What the server said of itself in `initialize`. */
 export interface ServerInfo {
   readonly cwd: string | undefined
-  readonly capabilities: ReadonlyArray<string>
+  /** Where its temporary files go (Codex's `environmentInfo.tempDir`). */
+  readonly tempDir: string | undefined
+  /** Our extensions it offers; `undefined` when it names none (a Codex server). */
+  readonly capabilities: ReadonlyArray<string> | undefined
 }
 
 const lost = (error: TransportClosed | ConnectionLost): ExecutorError =>
@@ -49,7 +54,7 @@ const unexpected = (error: Schema.SchemaError) =>
 export class Link {
   private current: Client | undefined
   private sessionId: string | undefined
-  private info: ServerInfo = { cwd: undefined, capabilities: [] }
+  private info: ServerInfo = { cwd: undefined, tempDir: undefined, capabilities: undefined }
   private readonly connecting = Semaphore.makeUnsafe(1)
   private readonly connect: Effect.Effect<Transport, ConnectionLost>
   private readonly onNotification: (method: string, params: unknown) => void
@@ -96,7 +101,11 @@ export class Link {
         Effect.onError(() => transport.close)
       )
       this.sessionId = result.sessionId
-      this.info = { cwd: result.environmentInfo?.cwd, capabilities: result.capabilities ?? [] }
+      this.info = {
+        cwd: result.environmentInfo?.cwd,
+        tempDir: result.environmentInfo?.tempDir,
+        capabilities: result.capabilities
+      }
       this.current = rpc
       yield* Effect.forkDetach(Effect.andThen(Deferred.await(rpc.closed), Effect.sync(() => this.dropped(rpc))))
       return rpc

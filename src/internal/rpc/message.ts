@@ -23,6 +23,8 @@ export const ErrorCode = {
   invalidParams: -32602,
   internalError: -32603,
   sessionAlreadyAttached: -32010,
+  /** Codex's answer to an `fs/*` call on a path that does not exist. */
+  notFound: -32004,
   /** Ours (implementation-defined range): a limit of the server was reached; retry later. */
   limitExceeded: -32000
 } as const

@@ -10,6 +10,7 @@
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
+import * as Latch from "effect/Latch"
 import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import { type Envelope, ErrorCode, parseFrame, type RequestId, type Transport } from "../../JsonRpc.ts"
@@ -32,10 +33,13 @@ export const serveConnection = Effect.fnUntraced(function*(
   const run = yield* FiberSet.makeRuntime<never>().pipe(Scope.provide(scope))
   const sendJson = (json: string) => Effect.ignore(transport.send(json))
   const send = (message: Envelope) => sendJson(JSON.stringify(message))
+  // what the session pushes waits for the `initialize` answer: a resumed
+  // session's notifications never reach the client before it knows the session
+  const initializeAnswered = Latch.makeUnsafe(false)
   const connection: Connection = {
-    send,
-    sendJson,
-    postJson: (json) => Effect.ignore(transport.post(json)),
+    send: (message) => Effect.andThen(initializeAnswered.await, send(message)),
+    sendJson: (json) => Effect.andThen(initializeAnswered.await, sendJson(json)),
+    postJson: (json) => Effect.andThen(initializeAnswered.await, Effect.ignore(transport.post(json))),
     close: (reason) => Effect.andThen(Effect.logWarning(`closing a connection: ${reason}`), transport.close)
   }
   const handshake = new Handshake(registry, connection, methodsOf)
@@ -43,7 +47,7 @@ export const serveConnection = Effect.fnUntraced(function*(
   const resolve = (method: Protocol.RequestMethod): Effect.Effect<AnyHandler, Reply> =>
     method === "initialize"
       ? Effect.succeed((params: Protocol.ParamsOf<"initialize">) => handshake.initialize(params))
-      : Effect.map(handshake.ready, (methods) => methods.requests[method])
+      : Effect.map(handshake.ready(method), (methods) => methods.requests[method])
 
   /** Sends the answer to request `id`: its result, its error, or -32603 for a defect (logged). */
   const answer = (id: RequestId, method: string, outcome: Effect.Effect<unknown, Reply>) =>
@@ -64,9 +68,11 @@ export const serveConnection = Effect.fnUntraced(function*(
   // requests run concurrently up to a limit; a bounded number wait, the rest are refused
   const turns = yield* Semaphore.make(registry.limits.concurrentRequests)
   let pending = 0
+  /** Bytes of the requests in flight: large frames (file writes) cannot pile up either. */
+  let pendingBytes = 0
   const overloaded = () => pending >= registry.limits.concurrentRequests + registry.limits.queuedRequests
   /** A request takes a turn until its answer is handed to the OS: answers waiting to go out are bounded too. */
-  const respond = (id: RequestId, method: string, params: unknown) =>
+  const respond = (id: RequestId, method: string, params: unknown, bytes: number) =>
     Effect.suspend(() => {
       if (overloaded()) {
         return answer(
@@ -78,9 +84,27 @@ export const serveConnection = Effect.fnUntraced(function*(
           )
         )
       }
+      if (pending > 0 && pendingBytes + bytes > registry.limits.pendingRequestBytes) {
+        return answer(
+          id,
+          method,
+          reply(
+            ErrorCode.limitExceeded,
+            `too many request bytes in flight on this connection (${pendingBytes}); wait for answers before ` +
+              `sending more`
+          )
+        )
+      }
       pending++
+      pendingBytes += bytes
       return turns.withPermits(1)(answer(id, method, routeRequest(method, params, resolve))).pipe(
-        Effect.ensuring(Effect.sync(() => pending--))
+        Effect.andThen(Effect.suspend(() =>
+          method === "initialize" && handshake.session !== undefined ? initializeAnswered.open : Effect.void
+        )),
+        Effect.ensuring(Effect.sync(() => {
+          pending--
+          pendingBytes -= bytes
+        }))
       )
     })
   /** Notifications take turns as requests do; past the limit they are dropped (nothing answers them). */
@@ -113,12 +137,14 @@ export const serveConnection = Effect.fnUntraced(function*(
           else run(accept(method, params))
           return
         }
-        run(respond(id, method, params))
+        run(respond(id, method, params, frame.length))
       },
       onClose: (reason) => resume(Effect.succeed(reason))
     })
   })
 
+  // a notification still waiting for the answer goes nowhere now: let it finish
+  initializeAnswered.openUnsafe()
   yield* Scope.close(scope, undefined as never).pipe(Effect.ignore)
   if (handshake.session !== undefined) yield* registry.detach(handshake.session, connection)
   return closed

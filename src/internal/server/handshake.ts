@@ -6,10 +6,9 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
-import { basename } from "node:path"
 import { ErrorCode } from "../../JsonRpc.ts"
 import * as Protocol from "../../Protocol.ts"
-import * as Defaults from "../defaults.ts"
+import { environmentInfo } from "./environmentInfo.ts"
 import { type Reply, reply } from "./reply.ts"
 import type { NotificationHandlers, RequestHandlers } from "./router.ts"
 import type { Connection, Session, SessionRegistry } from "./sessions.ts"
@@ -53,17 +52,7 @@ export class Handshake {
       this.session = session
       this.methods = this.methodsOf(session)
       const cwd = yield* this.registry.executor.defaultCwd.pipe(Effect.orElseSucceed(() => "/"))
-      const shell = process.env.SHELL ?? "/bin/sh"
-      return {
-        sessionId: session.id,
-        environmentInfo: {
-          shell: { name: basename(shell), path: shell },
-          cwd,
-          platformOs: process.platform,
-          executorVersion: `effect-exec ${Defaults.version}`
-        },
-        capabilities: Protocol.capabilities
-      }
+      return { sessionId: session.id, environmentInfo: environmentInfo(cwd), capabilities: Protocol.capabilities }
     })
   }
 
@@ -72,13 +61,17 @@ export class Handshake {
     if (this.session !== undefined) this.initialized = true
   }
 
-  /** The session's methods when they may be called now, or the answer Codex gives when it is too early. */
-  get ready(): Effect.Effect<SessionMethods, Reply> {
+  /**
+   * The session's methods when `method` may be called now, or the answer Codex
+   * gives when it is too early (naming the method's family, as Codex does).
+   */
+  ready(method: Protocol.RequestMethod): Effect.Effect<SessionMethods, Reply> {
+    const family = method.startsWith("fs/") ? "filesystem" : "exec"
     if (this.methods === undefined) {
-      return reply(ErrorCode.invalidRequest, "client must call initialize before using exec methods")
+      return reply(ErrorCode.invalidRequest, `client must call initialize before using ${family} methods`)
     }
     if (!this.initialized) {
-      return reply(ErrorCode.invalidRequest, "client must send initialized before using exec methods")
+      return reply(ErrorCode.invalidRequest, `client must send initialized before using ${family} methods`)
     }
     return Effect.succeed(this.methods)
   }

@@ -36,6 +36,8 @@ export interface Limits {
   readonly processesPerSession: number
   readonly concurrentRequests: number
   readonly queuedRequests: number
+  /** Bytes of one connection's requests in flight (received, not yet answered). */
+  readonly pendingRequestBytes: number
   readonly sessions: number
 }
 
