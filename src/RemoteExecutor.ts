@@ -22,7 +22,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import WebSocket from "ws"
-import { ConnectionLost, Executor } from "./Executor.ts"
+import { ConnectionLost, Executor, ExecutorError, Unsupported } from "./Executor.ts"
 import * as Defaults from "./internal/defaults.ts"
 import { Link } from "./internal/remote/link.ts"
 import { ProcessRecords } from "./internal/remote/processRecords.ts"
@@ -195,6 +195,16 @@ export const make = Effect.fnUntraced(function*(
     }),
     signal: Effect.fn("RemoteExecutor.signal")(function*(processId: string, signal: Protocol.SignalName) {
       yield* link.callIdempotent("process/signal", { processId, signal }, { processId })
+    }),
+    resize: Effect.fn("RemoteExecutor.resize")(function*(processId: string, size: Protocol.TerminalSize) {
+      yield* link.client
+      // Codex 0.169 has no process/resize (it answers -32601): say so without asking
+      if (!link.server.capabilities.includes("process/resize")) {
+        return yield* Effect.fail(
+          new ExecutorError({ reason: new Unsupported({ feature: "terminal resize (process/resize)" }) })
+        )
+      }
+      yield* link.callIdempotent("process/resize", { processId, size }, { processId })
     }),
     defaultCwd: Effect.map(link.client, () => link.server.cwd ?? "/"),
     events

@@ -173,14 +173,17 @@ describe("Protocol's method table", () => {
       "process/read",
       "process/write",
       "process/terminate",
-      "process/signal"
+      "process/signal",
+      "process/resize"
     ])
     assert.deepStrictEqual(Protocol.capabilities, [
       "dropped",
       "signal",
       "backpressure",
       "outputNotifications",
+      "size",
       "process/signal",
+      "process/resize",
       "process/acknowledge"
     ])
     assert.isTrue(Protocol.isRequestMethod("process/read"))

@@ -52,6 +52,13 @@ export const processTable = {
   rememberedWriteIds: 4096
 } as const
 
+/** A `tty` process's terminal. */
+export const terminal = {
+  /** The size a terminal opens with when the request names none (Codex 0.169's fixed size). */
+  rows: 24,
+  cols: 80
+} as const
+
 /** The remote executor (a client of an exec-server). */
 export const client = {
   /** How long connecting and initializing may take. */

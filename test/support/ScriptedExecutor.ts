@@ -41,12 +41,17 @@ export interface Scripted {
   /** Ids that `terminate` was called with while their process ran. */
   readonly terminated: Array<string>
   readonly started: Array<Exec.StartRequest>
+  /** Every `resize`, in order. */
+  readonly resized: Array<
+    { readonly processId: string; readonly size: { readonly rows: number; readonly cols: number } }
+  >
 }
 
 /** A scripted executor; `script` gives the steps for each started request. */
 export const make = (script: (request: Exec.StartRequest) => ReadonlyArray<Step>): Scripted => {
   const terminated: Array<string> = []
   const started: Array<Exec.StartRequest> = []
+  const resized: Scripted["resized"] = []
   const layer = Layer.effect(
     Exec.Executor,
     Effect.gen(function*() {
@@ -112,11 +117,15 @@ export const make = (script: (request: Exec.StartRequest) => ReadonlyArray<Step>
             return { running: true }
           }),
         signal: () => Effect.void,
+        resize: (processId, size) =>
+          Effect.map(lookup(processId), () => {
+            resized.push({ processId, size })
+          }),
         defaultCwd: Effect.succeed("/tmp"),
         events: (processId, options) =>
           Stream.unwrap(Effect.map(lookup(processId), (entry) => eventStream(entry.log, options?.afterSeq ?? 0)))
       })
     })
   )
-  return { layer, terminated, started }
+  return { layer, terminated, started, resized }
 }
