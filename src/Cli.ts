@@ -21,6 +21,7 @@ import * as Environment from "./Environment.ts"
 import * as Exec from "./Exec.ts"
 import * as ExecServer from "./ExecServer.ts"
 import type { ExecutorError } from "./Executor.ts"
+import * as UserTerminal from "./internal/cli/userTerminal.ts"
 import * as LocalExecutor from "./LocalExecutor.ts"
 import * as OutputSink from "./OutputSink.ts"
 import * as WebSocketListener from "./WebSocketListener.ts"
@@ -87,10 +88,19 @@ const remoteFlag = Flag.String("remote").pipe(
 
 const timeoutFlag = Flag.String("timeout").pipe(
   Flag.withDescription(
-    "Kill the command's process group after this long and exit 124: 500ms, 30s, 5m, 1h, or none (default 10s; " +
-      "ignored with --capture fullBuffer)"
+    "Kill the command's process group after this long and exit 124: 500ms, 30s, 5m, 1h, or none (default 10s, " +
+      "none with --tty; ignored with --capture fullBuffer)"
   ),
-  Flag.withDefault("10s")
+  Flag.optional
+)
+
+const ttyFlag = Flag.Boolean("tty").pipe(
+  Flag.withAlias("t"),
+  Flag.withDescription(
+    "Run the command on a pseudo-terminal, as in a shell: colours, line editing, prompts. When stdin is a " +
+      "terminal it is put in raw mode (every key, Ctrl-C too, goes to the command) and window size changes follow"
+  ),
+  Flag.withDefault(false)
 )
 
 const cwdFlag = Flag.Directory("cwd", { mustExist: true }).pipe(
@@ -121,6 +131,7 @@ export const run = Command.make(
   "run",
   {
     timeout: timeoutFlag,
+    tty: ttyFlag,
     cwd: cwdFlag,
     capture: captureFlag,
     remote: remoteFlag,
@@ -128,21 +139,35 @@ export const run = Command.make(
     tokenFile: tokenFileFlag,
     command: commandArgument
   },
-  Effect.fnUntraced(function*({ capture, command, cwd, remote, timeout, token, tokenFile }) {
-    const parsedTimeout = parseTimeout(timeout)
+  Effect.fnUntraced(function*({ capture, command, cwd, remote, timeout, token, tokenFile, tty }) {
+    // an interactive session has no deadline unless one is asked for
+    const timeoutText = Option.getOrElse(timeout, () => tty ? "none" : "10s")
+    const parsedTimeout = parseTimeout(timeoutText)
     if (Option.isNone(parsedTimeout)) {
-      yield* Console.error(`effect-exec: invalid --timeout ${JSON.stringify(timeout)} (try 500ms, 30s, 5m or none)`)
+      yield* Console.error(
+        `effect-exec: invalid --timeout ${JSON.stringify(timeoutText)} (try 500ms, 30s, 5m or none)`
+      )
       process.exitCode = 2
       return
     }
-    const outcome = yield* Exec.run({
-      command,
-      capture,
-      ...(Option.isSome(cwd) ? { cwd: cwd.value } : {}),
-      // a terminal is not an agent's event stream: every byte goes out
-      maxDeltas: Infinity,
-      timeout: parsedTimeout.value === "none" ? Duration.infinity : parsedTimeout.value
-    }).pipe(
+    const outcome = yield* Effect.scoped(Effect.gen(function*() {
+      // the terminal is lent for the run only: raw mode ends before anything below is printed
+      const terminal = tty ? yield* UserTerminal.lend() : undefined
+      return yield* Exec.run({
+        command,
+        capture,
+        ...(Option.isSome(cwd) ? { cwd: cwd.value } : {}),
+        // a terminal is not an agent's event stream: every byte goes out
+        maxDeltas: Infinity,
+        timeout: parsedTimeout.value === "none" ? Duration.infinity : parsedTimeout.value,
+        ...(terminal === undefined ? {} : {
+          tty: terminal,
+          // the command sees the user's environment, TERM included, as in their shell
+          envPolicy: { inherit: "all", ignoreDefaultExcludes: true, exclude: [], set: {}, includeOnly: [] },
+          ...(process.env.TERM === undefined ? {} : { env: { TERM: process.env.TERM } })
+        })
+      })
+    })).pipe(
       Effect.provide(
         Option.isSome(remote)
           ? Environment.layerRemote({ url: remote.value, token: resolveToken(token, tokenFile) })
@@ -178,7 +203,8 @@ export const run = Command.make(
   Command.withExamples([
     { command: "effect-exec run -- sh -c 'echo hello; echo oops >&2; exit 3'", description: "exits 3" },
     { command: "effect-exec run --timeout 2m --cwd /repo -- npm test", description: "a test run with a deadline" },
-    { command: "effect-exec run --remote ws://127.0.0.1:4000 -- uname -a", description: "on an exec-server" }
+    { command: "effect-exec run --remote ws://127.0.0.1:4000 -- uname -a", description: "on an exec-server" },
+    { command: "effect-exec run -t --remote ws://127.0.0.1:4000 -- bash", description: "a shell on an exec-server" }
   ]),
   Command.provide(OutputSink.layerConsole)
 )

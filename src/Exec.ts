@@ -43,6 +43,26 @@ export type Capture =
   | { readonly headBytes: number; readonly tailBytes: number }
 
 /**
+ * The pseudo-terminal a command runs on (`ExecRequest.tty`): its size, what is
+ * typed into it, and how it is resized while the command runs.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Terminal {
+  /** Its size when the command starts (default 24 rows × 80 columns, as Codex opens it). */
+  readonly size?: Protocol.TerminalSize
+  /**
+   * Bytes typed into the terminal (keystrokes, in raw form: `"\x03"` is
+   * Ctrl-C, `"\x04"` at the start of a line is end of input), written in order
+   * while the command runs.
+   */
+  readonly input?: Stream.Stream<Uint8Array>
+  /** New sizes, applied as they come (an executor that cannot resize ignores them). */
+  readonly resize?: Stream.Stream<Protocol.TerminalSize>
+}
+
+/**
  * A command to run.
  *
  * @category models
@@ -72,6 +92,15 @@ export interface ExecRequest {
   readonly callId?: string
   /** Live deltas sent to the `OutputSink` at most (default 10 000; `Infinity` for all). */
   readonly maxDeltas?: number
+  /**
+   * Runs the command on a pseudo-terminal (`true`, or a {@link Terminal} with
+   * its size, input and resizes), so it behaves as in a shell: colours, line
+   * editing, prompts. A terminal merges stdout and stderr: what it shows is
+   * captured in `stdout` (and `aggregated`), `stderr` stays empty, and live
+   * deltas come on stream `"pty"`. Its text has the terminal's `\r\n` line
+   * ends and echoes what was typed.
+   */
+  readonly tty?: boolean | Terminal
 }
 
 /**
@@ -113,7 +142,9 @@ export interface ExecResult {
   readonly exitCode: number
   /** The signal that ended it, when it died of one. */
   readonly signal: string | null
+  /** What the command wrote to stdout; with `tty`, everything its terminal showed. */
   readonly stdout: CappedBuffer.Captured
+  /** What the command wrote to stderr; empty with `tty` (the terminal merges it into `stdout`). */
   readonly stderr: CappedBuffer.Captured
   /** stdout and stderr combined by the Codex rule. */
   readonly aggregated: CappedBuffer.Captured
@@ -241,6 +272,29 @@ const consume = (
     )
   })
 
+/**
+ * Types a terminal's input into the process and applies its resizes, until
+ * both streams end, then waits forever (the caller races it against the
+ * consume loop). A failure stops the feeding only: the loop reports the lost
+ * process, and a resize the executor cannot do is no reason to stop.
+ */
+const feedTerminal = (executor: Executor["Service"], processId: string, terminal: Terminal): Effect.Effect<never> =>
+  Effect.andThen(
+    Effect.all([
+      terminal.input === undefined ? Effect.void : terminal.input.pipe(
+        Stream.mapEffect((chunk) => executor.write({ processId, chunk })),
+        Stream.takeWhile((status) => status === "accepted"),
+        Stream.runDrain,
+        Effect.ignore
+      ),
+      terminal.resize === undefined ? Effect.void : Stream.runForEach(
+        terminal.resize,
+        (size) => Effect.ignore(executor.resize(processId, size))
+      )
+    ], { concurrency: "unbounded", discard: true }),
+    Effect.never
+  )
+
 /** A start that was interrupted, or whose answer a lost link swallowed, may have started the process. */
 const mayHaveStarted = (cause: Cause.Cause<ExecutorError>): boolean =>
   cause.reasons.some((reason) => reason._tag !== "Fail" || reason.error.reason._tag === "ConnectionLost")
@@ -279,6 +333,7 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
   const sink = yield* OutputSink
   const { executor } = environment
   const capture = request.capture ?? "shellTool"
+  const terminal = request.tty === true ? {} : request.tty === false ? undefined : request.tty
   const processId = `shell-${crypto.randomUUID()}`
   const startedAt = yield* Clock.currentTimeMillis
   const progress = new Progress(limitOf(capture))
@@ -303,7 +358,8 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
         argv: request.command,
         cwd,
         env: request.env ?? {},
-        tty: false,
+        tty: terminal !== undefined,
+        ...(terminal?.size === undefined ? {} : { size: terminal.size }),
         arg0: null,
         envPolicy: request.envPolicy ?? (request.env === undefined ? inheritAll : null),
         backpressure: true,
@@ -326,7 +382,10 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
           ),
           Effect.raceFirst(
             Effect.as(timeout, { _tag: "TimedOut" } as const),
-            Effect.as(request.interrupt ?? Effect.never, { _tag: "Interrupted" } as const)
+            Effect.raceFirst(
+              Effect.as(request.interrupt ?? Effect.never, { _tag: "Interrupted" } as const),
+              terminal === undefined ? Effect.never : feedTerminal(executor, processId, terminal)
+            )
           )
         )
       })).pipe(Effect.onInterrupt(() => terminate))

@@ -289,7 +289,10 @@ export type ProcessEvent =
 /**
  * The contract every executor meets. Methods mirror the exec-server requests;
  * `events` streams one process's log (output, exit, close) in seq order from
- * `afterSeq` and ends after the close.
+ * `afterSeq` and ends after the close. A process started with `tty: true` runs
+ * on a pseudo-terminal: its output (stdout and stderr as the terminal merged
+ * them) is on stream `"pty"`, `write` types into the terminal, and `resize`
+ * changes its size.
  *
  * @category services
  * @since 0.1.0
@@ -300,6 +303,13 @@ export class Executor extends Context.Service<Executor, {
   readonly write: (request: Protocol.WriteParams) => Effect.Effect<Protocol.WriteStatus, ExecutorError>
   readonly terminate: (processId: string) => Effect.Effect<{ readonly running: boolean }, ExecutorError>
   readonly signal: (processId: string, signal: Protocol.SignalName) => Effect.Effect<void, ExecutorError>
+  /**
+   * Sets the size of a `tty` process's terminal (the child gets `SIGWINCH`).
+   * Fails with `InvalidRequest` for a process without a terminal, and with
+   * `Unsupported` where the executor cannot resize (a Codex 0.169 server);
+   * once the process has exited it does nothing.
+   */
+  readonly resize: (processId: string, size: Protocol.TerminalSize) => Effect.Effect<void, ExecutorError>
   readonly events: (
     processId: string,
     options?: { readonly afterSeq?: number }

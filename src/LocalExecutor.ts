@@ -9,9 +9,15 @@
  * children whose late output the protocol keeps, and it reports a death by
  * signal as an error without the signal's name.
  *
- * The roles live under `internal/local/`: `childProcess` (spawn, pipes, exit,
- * pause and resume, stdin, signals), `processTable` (ids, retention, bounds),
- * `processLog` (the seq-numbered log and its long-poll), `envPolicy`.
+ * A `tty` request runs on a pseudo-terminal (`@lydell/node-pty`): its output
+ * is on stream `"pty"`, writes type into the terminal, `resize` sets its size.
+ *
+ * The roles live under `internal/local/`: `localProcess` (what the executor
+ * asks of a process, and the flow control and writes both kinds share),
+ * `childProcess` (a child on pipes: spawn, pipes, exit, stdin, signals),
+ * `ptyProcess` (a child on a pseudo-terminal), `processTable` (ids,
+ * retention, bounds), `processLog` (the seq-numbered log and its long-poll),
+ * `envPolicy`.
  *
  * @since 0.1.0
  */
@@ -29,13 +35,14 @@ import {
   InvalidRequest,
   type ProcessEvent,
   ProcessIdInUse,
-  type StartRequest,
-  Unsupported
+  type StartRequest
 } from "./Executor.ts"
 import * as Defaults from "./internal/defaults.ts"
-import { type LocalProcess, spawnProcess } from "./internal/local/childProcess.ts"
+import { spawnProcess } from "./internal/local/childProcess.ts"
+import type { LocalProcess } from "./internal/local/localProcess.ts"
 import { eventStream, longPollRead } from "./internal/local/processLog.ts"
 import { ProcessTable } from "./internal/local/processTable.ts"
+import { spawnPtyProcess } from "./internal/local/ptyProcess.ts"
 import type * as Protocol from "./Protocol.ts"
 
 /**
@@ -116,10 +123,10 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     if (request.argv.length === 0) {
       return yield* fail(new InvalidRequest({ description: "argv must not be empty", invalidParams: true }))
     }
-    if (request.tty) return yield* fail(new Unsupported({ feature: "tty (pty) processes" }))
     if (!table.reserve(processId)) return yield* fail(new ProcessIdInUse({ processId }))
     const now = yield* Clock.currentTimeMillis
-    const process = yield* spawnProcess(request, spawnOptions, now).pipe(
+    const spawn = request.tty ? spawnPtyProcess : spawnProcess
+    const process = yield* spawn(request, spawnOptions, now).pipe(
       Effect.mapError((reason) => new ExecutorError({ reason })),
       Effect.onError(() => Effect.sync(() => table.unreserve(processId)))
     )
@@ -157,13 +164,31 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     if (entry?.state === "running" && entry.process.running) entry.process.signalGroup("SIGINT")
   })
 
+  const resize = Effect.fn("LocalExecutor.resize")(function*(processId: string, size: Protocol.TerminalSize) {
+    const process = yield* table.lookup(processId)
+    if (!process.resize(size)) {
+      return yield* fail(
+        new InvalidRequest({ description: `process ${processId} has no terminal (started without tty)` })
+      )
+    }
+  })
+
   const events = (
     processId: string,
     options?: { readonly afterSeq?: number }
   ): Stream.Stream<ProcessEvent, ExecutorError> =>
     Stream.unwrap(Effect.map(table.lookup(processId), (process) => eventStream(process.log, options?.afterSeq ?? 0)))
 
-  return Executor.of({ start, read, write, terminate, signal, events, defaultCwd: Effect.sync(() => process.cwd()) })
+  return Executor.of({
+    start,
+    read,
+    write,
+    terminate,
+    signal,
+    resize,
+    events,
+    defaultCwd: Effect.sync(() => process.cwd())
+  })
 })
 
 /**

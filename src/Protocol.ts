@@ -243,15 +243,43 @@ export const InitializeResult = Schema.Struct({
 })
 
 // =============================================================================
+// Terminals
+// =============================================================================
+
+/** A terminal dimension: Codex carries rows and columns as `u16`; zero cells is no terminal. */
+const Cells = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 65_535 }))
+
+/**
+ * A terminal's size in character cells, in the shape Codex gives it
+ * (`TerminalSize` of its `command/exec`, and the `size` of the early
+ * exec-server's `process/resize`).
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const TerminalSize = Schema.Struct({
+  rows: Cells,
+  cols: Cells
+})
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type TerminalSize = typeof TerminalSize.Type
+
+// =============================================================================
 // process/start
 // =============================================================================
 
 /**
- * Parameters of `process/start`. Two extensions a Codex server ignores:
+ * Parameters of `process/start`. Three extensions a Codex server ignores:
  * `backpressure` (the server stops reading the child's pipes while a full
- * retention window is unread, instead of dropping the oldest output) and
+ * retention window is unread, instead of dropping the oldest output),
  * `outputNotifications: false` (a client that pulls output with `process/read`
- * needs no `process/output` copy of it; exit and close are still notified).
+ * needs no `process/output` copy of it; exit and close are still notified),
+ * and `size`, the initial size of a `tty` process's terminal (Codex 0.169
+ * always opens 24 × 80, our default too).
  *
  * @category schemas
  * @since 0.1.0
@@ -266,7 +294,8 @@ export const StartParams = Schema.Struct({
   arg0: Schema.optionalKey(Schema.NullOr(Schema.String)),
   envPolicy: Schema.optionalKey(Schema.NullOr(EnvPolicy)),
   backpressure: Schema.optionalKey(Schema.Boolean),
-  outputNotifications: Schema.optionalKey(Schema.Boolean)
+  outputNotifications: Schema.optionalKey(Schema.Boolean),
+  size: Schema.optionalKey(Schema.NullOr(TerminalSize))
 })
 
 /**
@@ -468,6 +497,19 @@ export const SignalParams = Schema.Struct({
  * @since 0.1.0
  */
 export type SignalName = typeof SignalParams.Type["signal"]
+
+/**
+ * Our extension (Codex 0.169 has no such method and answers `-32601`): the
+ * new size of a `tty` process's terminal, in the shape Codex's own resize
+ * requests use (`{processId, size: {rows, cols}}`, answered with `{}`).
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const ResizeParams = Schema.Struct({
+  processId: Schema.String,
+  size: TerminalSize
+})
 
 // =============================================================================
 // Notifications (server → client)
@@ -715,6 +757,7 @@ export const requests = {
   "process/write": request(WriteParams, WriteResult),
   "process/terminate": request(TerminateParams, TerminateResult),
   "process/signal": request(SignalParams, EmptyResult, { extension: true }),
+  "process/resize": request(ResizeParams, EmptyResult, { extension: true }),
   "fs/getMetadata": request(PathParams, GetMetadataResult),
   "fs/readFile": request(ReadFileParams, ReadFileResult),
   "fs/writeFile": request(WriteFileParams, EmptyResult),
@@ -804,8 +847,8 @@ export const isClientNotificationMethod = (method: string): method is ClientNoti
 
 /**
  * Our extensions that are fields of Codex's messages rather than methods: the
- * read result's `dropped` and `signal`, `process/start`'s `backpressure` and
- * `outputNotifications`, and `fs/readFile`'s `maxBytes`.
+ * read result's `dropped` and `signal`, `process/start`'s `backpressure`,
+ * `outputNotifications` and `size`, and `fs/readFile`'s `maxBytes`.
  *
  * @category methods
  * @since 0.1.0
@@ -815,6 +858,7 @@ export const fieldExtensions = [
   "signal",
   "backpressure",
   "outputNotifications",
+  "size",
   "fs/readFile.maxBytes"
 ] as const
 

@@ -27,7 +27,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import WebSocket from "ws"
-import { ConnectionLost, Executor } from "./Executor.ts"
+import { ConnectionLost, Executor, ExecutorError, Unsupported } from "./Executor.ts"
 import * as Defaults from "./internal/defaults.ts"
 import { makeFileSystem } from "./internal/remote/fileSystem.ts"
 import { Link } from "./internal/remote/link.ts"
@@ -221,6 +221,16 @@ export const makeEnvironment = Effect.fnUntraced(function*(
     }),
     signal: Effect.fn("RemoteExecutor.signal")(function*(processId: string, signal: Protocol.SignalName) {
       yield* link.callIdempotent("process/signal", { processId, signal }, { processId })
+    }),
+    resize: Effect.fn("RemoteExecutor.resize")(function*(processId: string, size: Protocol.TerminalSize) {
+      yield* link.client
+      // Codex 0.169 has no process/resize (it answers -32601): say so without asking
+      if (!(link.server.capabilities ?? []).includes("process/resize")) {
+        return yield* Effect.fail(
+          new ExecutorError({ reason: new Unsupported({ feature: "terminal resize (process/resize)" }) })
+        )
+      }
+      yield* link.callIdempotent("process/resize", { processId, size }, { processId })
     }),
     defaultCwd: Effect.map(link.client, () => link.server.cwd ?? "/"),
     events

@@ -8,11 +8,14 @@
  * directory (os error 2)"), and a terminate that still kills the group once
  * the leader exited (Codex answers `running: false` there, and its source
  * shows no kill in that case; not run against the binary). Codex 0.169 does
- * offer `process/signal`, so the interrupt case runs against it too.
+ * offer `process/signal`, so the interrupt case runs against it too. Its
+ * terminals (`tty: true`) run the same cases as ours but the size ones: 0.169
+ * opens every terminal at 24 × 80 and has no `process/resize`.
  */
 import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Stream from "effect/Stream"
 import * as Environment from "../src/Environment.ts"
 import * as Exec from "../src/Exec.ts"
 import { Executor } from "../src/Executor.ts"
@@ -61,6 +64,21 @@ describe("Codex exec-server 0.169.0 end to end", () => {
         assert.strictEqual(result.exitCode, 124)
         assert.isTrue(result.timedOut)
         assert.strictEqual(result.stdout.text, "started")
+      }))
+
+    it.effect("Exec.run on a terminal: input typed, a resize ignored (0.169 has none), output in stdout", () =>
+      Effect.gen(function*() {
+        const result = yield* Exec.run({
+          command: ["sh", "-c", "read line; echo got:$line; stty size"],
+          cwd: "/tmp",
+          env: { PATH: "/usr/bin:/bin" },
+          tty: {
+            input: Stream.make(new TextEncoder().encode("hello\r")),
+            resize: Stream.make({ rows: 50, cols: 132 })
+          }
+        })
+        assert.strictEqual(result.stdout.text, "hello\r\ngot:hello\r\n24 80\r\n")
+        assert.strictEqual(result.exitCode, 0)
       }))
 
     it.effect("Exec.run without cwd runs in the server's working directory", () =>

@@ -2,9 +2,12 @@
  * `Exec.run` on real processes through the local executor.
  */
 import { assert, describe, layer } from "@effect/vitest"
+import type * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
+import * as Stream from "effect/Stream"
 import { readdirSync, readFileSync } from "node:fs"
 import * as Environment from "../src/Environment.ts"
 import * as Exec from "../src/Exec.ts"
@@ -97,6 +100,29 @@ describe("Exec.run with the local executor", () => {
         const error = yield* Effect.flip(Exec.run({ command: ["no-such-command-effect-exec"] }))
         assert.strictEqual(error.reason._tag, "SpawnFailed")
         assert.include(error.message, "no-such-command-effect-exec")
+      }))
+
+    it.effect("runs on a terminal: typed input, a resize, and what the terminal showed in stdout", () =>
+      Effect.gen(function*() {
+        const typed = yield* Queue.unbounded<Uint8Array, Cause.Done>()
+        const sizes = yield* Queue.unbounded<{ readonly rows: number; readonly cols: number }, Cause.Done>()
+        const deltas = yield* Queue.unbounded<OutputSink.OutputDelta>()
+        const fiber = yield* Exec.run({
+          command: ["sh", "-c", "stty size; read line; stty size; echo got:$line >&2"],
+          tty: { size: { rows: 20, cols: 60 }, input: Stream.fromQueue(typed), resize: Stream.fromQueue(sizes) },
+          timeout: "20 seconds"
+        }).pipe(Effect.provide(OutputSink.layerQueue(deltas)), Effect.forkChild)
+        // the first size is shown before the terminal is resized
+        let shown = ""
+        while (!shown.includes("20 60\r\n")) shown += new TextDecoder().decode((yield* Queue.take(deltas)).chunk)
+        yield* Queue.offer(sizes, { rows: 33, cols: 99 })
+        // input and resizes are fed by two fibers: let the resize land before the line that shows it
+        yield* Effect.sleep("50 millis")
+        yield* Queue.offer(typed, new TextEncoder().encode("hello\r"))
+        const result = yield* Fiber.join(fiber)
+        assert.strictEqual(result.stdout.text, "20 60\r\nhello\r\n33 99\r\ngot:hello\r\n")
+        assert.strictEqual(result.stderr.text, "")
+        assert.strictEqual(result.exitCode, 0)
       }))
   })
 })

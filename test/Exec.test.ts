@@ -2,11 +2,13 @@
  * The consume loop (`Exec.run`) against a scripted executor, in virtual time.
  */
 import { assert, describe, it } from "@effect/vitest"
+import type * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
+import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
 import * as Environment from "../src/Environment.ts"
 import * as Exec from "../src/Exec.ts"
@@ -304,6 +306,67 @@ describe("Exec.run", () => {
       assert.deepStrictEqual(env.started[1]?.env, { ONLY: "1" })
       assert.strictEqual(env.started[1]?.envPolicy, null, "an explicit env is exactly the child's environment")
       assert.strictEqual(env.started[1]?.cwd, "/tmp")
+    }))
+})
+
+describe("Exec.run on a terminal", () => {
+  it.effect("starts a tty process at the terminal's size and captures what it shows in stdout", () =>
+    Effect.gen(function*() {
+      const env = scripted(
+        () => [Script.pty("\x1b[31mred\x1b[0m\r\n"), Script.pty("prompt$ "), Script.exit(0), Script.close]
+      )
+      const result = yield* Exec.run({ command: ["sh"], tty: { size: { rows: 40, cols: 100 } } }).pipe(
+        Effect.provide(env.layer)
+      )
+      assert.isTrue(env.started[0]?.tty)
+      assert.deepStrictEqual(env.started[0]?.size, { rows: 40, cols: 100 })
+      assert.strictEqual(result.stdout.text, "\x1b[31mred\x1b[0m\r\nprompt$ ")
+      assert.strictEqual(result.stderr.text, "")
+      assert.strictEqual(result.aggregated.text, result.stdout.text)
+      const plain = yield* Exec.run({ command: ["sh"], tty: true }).pipe(Effect.provide(env.layer))
+      assert.isTrue(env.started[1]?.tty)
+      assert.isUndefined(env.started[1]?.size, "the executor's default size")
+      assert.strictEqual(plain.exitCode, 0)
+    }))
+
+  it.effect("sends live deltas on stream pty", () =>
+    Effect.gen(function*() {
+      const executor = Script.make(() => [Script.pty("hi"), Script.exit(0), Script.close])
+      const deltas = yield* Queue.unbounded<OutputSink.OutputDelta>()
+      yield* Exec.run({ command: ["sh"], tty: true }).pipe(
+        Effect.provide(Layer.mergeAll(
+          Environment.fromExecutor({ _tag: "Local" }).pipe(Layer.provide(executor.layer)),
+          OutputSink.layerQueue(deltas)
+        ))
+      )
+      const delta = yield* Queue.take(deltas)
+      assert.strictEqual(delta.stream, "pty")
+      assert.strictEqual(new TextDecoder().decode(delta.chunk), "hi")
+    }))
+
+  it.effect("types the terminal's input and applies its resizes while the command runs", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.wait("5 seconds"), Script.exit(0), Script.close])
+      const input = yield* Queue.unbounded<Uint8Array, Cause.Done>()
+      const sizes = yield* Queue.unbounded<{ readonly rows: number; readonly cols: number }, Cause.Done>()
+      const fiber = yield* Exec.run({
+        command: ["sh"],
+        tty: { input: Stream.fromQueue(input), resize: Stream.fromQueue(sizes) }
+      }).pipe(Effect.provide(env.layer), Effect.forkChild)
+      yield* TestClock.adjust("1 second")
+      yield* Queue.offer(input, new TextEncoder().encode("ls\r"))
+      yield* Queue.offer(sizes, { rows: 50, cols: 132 })
+      yield* TestClock.adjust("1 second")
+      yield* Queue.offer(input, new TextEncoder().encode("\x04"))
+      yield* TestClock.adjust("5 seconds")
+      const result = yield* Fiber.join(fiber)
+      assert.strictEqual(result.exitCode, 0)
+      const processId = env.started[0]!.processId
+      assert.deepStrictEqual(
+        env.written.map((w) => [w.processId, new TextDecoder().decode(w.chunk)]),
+        [[processId, "ls\r"], [processId, "\x04"]]
+      )
+      assert.deepStrictEqual(env.resized, [{ processId, size: { rows: 50, cols: 132 } }])
     }))
 })
 

@@ -495,6 +495,67 @@ describe("ExecServer over the wire: process/write", () => {
 })
 
 // =============================================================================
+// tty and process/resize
+// =============================================================================
+
+describe("ExecServer over the wire: tty and process/resize", () => {
+  it.live("runs a tty process, its output on stream pty, typed into with process/write", () =>
+    Effect.gen(function*() {
+      const { client } = yield* ready()
+      const argv = ["sh", "-c", "printf ready; read x; echo got:$x; exit 3"]
+      yield* client.call("process/start", startParams("tty", argv, { tty: true }))
+      yield* client.notification("process/output", "tty", (params) => fromBase64(params.chunk).includes("ready"))
+      const status = yield* client.call("process/write", { processId: "tty", chunk: base64("hi\n"), writeId: "w-1" })
+      assert.deepStrictEqual(status, { status: "accepted" })
+      const exited = yield* client.notification("process/exited", "tty")
+      assert.strictEqual(exited.exitCode, 3)
+      yield* client.notification("process/closed", "tty")
+      const outputs = client.notifications("process/output", "tty")
+      assert.deepStrictEqual([...new Set(outputs.map((p) => p.stream))], ["pty"])
+      assert.strictEqual(outputs.map((p) => fromBase64(p.chunk)).join(""), "readyhi\r\ngot:hi\r\n")
+    }))
+
+  it.live("resizes a terminal with {processId, size: {rows, cols}} and answers {}", () =>
+    Effect.gen(function*() {
+      const { client } = yield* ready()
+      yield* client.call(
+        "process/start",
+        startParams("sized", ["sh", "-c", "stty size; read x; stty size"], { tty: true, size: { rows: 30, cols: 100 } })
+      )
+      yield* client.notification("process/output", "sized", (params) => fromBase64(params.chunk).includes("30 100"))
+      assert.deepStrictEqual(
+        yield* client.call("process/resize", { processId: "sized", size: { rows: 40, cols: 120 } }),
+        {}
+      )
+      yield* client.call("process/write", { processId: "sized", chunk: base64("\n"), writeId: "w-1" })
+      yield* client.notification("process/closed", "sized")
+      const output = client.notifications("process/output", "sized").map((p) => fromBase64(p.chunk)).join("")
+      assert.strictEqual(output, "30 100\r\n\r\n40 120\r\n")
+    }))
+
+  it.live("refuses a resize of a process without a terminal, an unknown one, or to an impossible size", () =>
+    Effect.gen(function*() {
+      const { client } = yield* ready()
+      yield* client.call("process/start", startParams("piped", ["sleep", "5"]))
+      const size = { rows: 10, cols: 10 }
+      const piped = yield* client.callError("process/resize", { processId: "piped", size })
+      assert.strictEqual(piped.code, -32600)
+      assert.include(piped.message, "no terminal")
+      assert.strictEqual((yield* client.callError("process/resize", { processId: "ghost", size })).code, -32600)
+      for (const bad of [{ rows: 0, cols: 10 }, { rows: 10, cols: 70_000 }, { rows: 1.5, cols: 10 }]) {
+        const error = yield* client.callError("process/resize", { processId: "piped", size: bad })
+        assert.strictEqual(error.code, -32602)
+        assert.include(error.message, "size")
+      }
+      // Codex's shape only: a flat {rows, cols} names the missing field
+      const flat = yield* client.callError("process/resize", { processId: "piped", rows: 10, cols: 10 })
+      assert.strictEqual(flat.code, -32602)
+      assert.include(flat.message, "size")
+      yield* client.call("process/terminate", { processId: "piped" })
+    }))
+})
+
+// =============================================================================
 // process/terminate
 // =============================================================================
 

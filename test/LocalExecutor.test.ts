@@ -77,15 +77,6 @@ describe("LocalExecutor (local behaviour)", () => {
       })
     ))
 
-  it.effect("refuses a pty with a typed error", () =>
-    withExecutor(
-      {},
-      Effect.gen(function*() {
-        const error = yield* Effect.flip(start("pty", ["true"], { tty: true }))
-        assert.strictEqual(error.reason._tag, "Unsupported")
-      })
-    ))
-
   it.effect("kills every process group it still has when its scope closes", () =>
     Effect.gen(function*() {
       let grandchild = 0

@@ -253,6 +253,7 @@ describe("Protocol's method table", () => {
       "process/write",
       "process/terminate",
       "process/signal",
+      "process/resize",
       "fs/getMetadata",
       "fs/readFile",
       "fs/writeFile",
@@ -267,8 +268,10 @@ describe("Protocol's method table", () => {
       "signal",
       "backpressure",
       "outputNotifications",
+      "size",
       "fs/readFile.maxBytes",
       "process/signal",
+      "process/resize",
       "process/acknowledge"
     ])
     assert.isTrue(Protocol.isRequestMethod("process/read"))

@@ -166,6 +166,7 @@ describe("the notifier, when the executor reports lost output", () => {
         write: () => Effect.succeed("accepted" as const),
         terminate: () => Effect.succeed({ running: false }),
         signal: () => Effect.void,
+        resize: () => Effect.void,
         events: () => Stream.concat(Stream.fromIterable(events), Stream.never),
         defaultCwd: Effect.succeed("/tmp")
       })

@@ -86,6 +86,13 @@ export const processTable = {
   followerLagBytes: 16 * MiB
 } as const
 
+/** A `tty` process's terminal. */
+export const terminal = {
+  /** The size a terminal opens with when the request names none (Codex 0.169's fixed size). */
+  rows: 24,
+  cols: 80
+} as const
+
 /** The remote executor (a client of an exec-server). */
 export const client = {
   /** How long connecting and initializing may take. */

@@ -27,6 +27,23 @@ const reasonOf = <A>(exit: Exit.Exit<A, Exec.ExecutorError>): string | undefined
     ? exit.cause.reasons.flatMap((r) => r._tag === "Fail" ? [r.error.reason._tag] : [])[0]
     : undefined
 
+/** Reads a process until its output (of any stream) contains `marker`; returns that output and the cursor. */
+const readUntilOutput = (processId: string, marker: string) =>
+  Effect.gen(function*() {
+    const executor = yield* Exec.Executor
+    let output = ""
+    let afterSeq = 0
+    while (!output.includes(marker)) {
+      const result = yield* executor.read({ processId, afterSeq, maxBytes: null, waitMs: 2_000 })
+      output += result.chunks.map((c) => text(c.chunk)).join("")
+      afterSeq = result.nextSeq - 1
+      if (result.closed && !output.includes(marker)) {
+        return yield* Effect.die(new Error(`${processId} closed before printing ${marker}: ${JSON.stringify(output)}`))
+      }
+    }
+    return { output, afterSeq }
+  })
+
 /** Registers the conformance suite for the executor provided by `executorLayer`. */
 export const suite = (
   name: string,
@@ -261,6 +278,110 @@ export const suite = (
           assert.strictEqual(seen.stdout, "readygot-int")
           assert.strictEqual(seen.last.exitCode, 3)
         }))
+
+      it.effect("runs a tty process on a terminal of 24 × 80, its output on stream pty", () =>
+        Effect.gen(function*() {
+          const seen = yield* run([
+            "sh",
+            "-c",
+            "test -t 0 && test -t 1 && echo on-a-tty; stty size; echo to-stderr >&2; exit 3"
+          ], { tty: true })
+          assert.strictEqual(seen.pty, "on-a-tty\r\n24 80\r\nto-stderr\r\n", "the terminal merges both streams")
+          assert.deepStrictEqual([...new Set(seen.chunks.map((c) => c.stream))], ["pty"])
+          assert.strictEqual(seen.last.exitCode, 3)
+        }))
+
+      it.effect("writes type into a tty process's terminal", () =>
+        Effect.gen(function*() {
+          const executor = yield* Exec.Executor
+          const processId = freshId("tty-write")
+          yield* start(processId, ["sh", "-c", "printf ready; read x; echo got:$x"], { tty: true })
+          yield* readUntilOutput(processId, "ready")
+          assert.strictEqual(yield* executor.write({ processId, chunk: bytes("hello\n"), writeId: "w1" }), "accepted")
+          const seen = yield* readUntilClosed(processId)
+          // the terminal echoes what was typed, then the child answers
+          assert.include(seen.pty, "hello\r\ngot:hello\r\n")
+          assert.strictEqual(seen.last.exitCode, 0)
+        }))
+
+      it.effect("terminates a tty process and its whole group", () =>
+        Effect.gen(function*() {
+          const executor = yield* Exec.Executor
+          const processId = freshId("tty-group")
+          yield* start(processId, ["sh", "-c", "sleep 100 & echo bg:$!; wait"], { tty: true })
+          const { output } = yield* readUntilOutput(processId, "\n")
+          const background = Number(/bg:(\d+)/.exec(output)![1])
+          assert.isTrue(isAlive(background))
+          assert.isTrue((yield* executor.terminate(processId)).running)
+          const seen = yield* readUntilClosed(processId)
+          assert.isTrue(seen.last.exited)
+          assert.notStrictEqual(seen.last.exitCode, 0)
+          yield* awaitDeath(background)
+        }))
+
+      if (options.extensions) {
+        it.effect("opens a tty process's terminal at the requested size and resizes it", () =>
+          Effect.gen(function*() {
+            const executor = yield* Exec.Executor
+            const processId = freshId("tty-size")
+            yield* start(processId, ["sh", "-c", "stty size; read x; stty size"], {
+              tty: true,
+              size: { rows: 10, cols: 40 }
+            })
+            yield* readUntilOutput(processId, "10 40")
+            yield* executor.resize(processId, { rows: 50, cols: 132 })
+            yield* executor.write({ processId, chunk: bytes("\n"), writeId: "w1" })
+            const seen = yield* readUntilClosed(processId)
+            assert.strictEqual(seen.pty, "10 40\r\n\r\n50 132\r\n")
+            // after the exit there is no terminal left to resize, and that is no error
+            yield* executor.resize(processId, { rows: 5, cols: 5 })
+          }))
+
+        it.effect("reports a tty process's death by signal as 128 + n with the signal's name", () =>
+          Effect.gen(function*() {
+            const seen = yield* run(["sh", "-c", "kill -TERM $$"], { tty: true })
+            assert.strictEqual(seen.last.exitCode, 143)
+            assert.strictEqual(seen.last.signal, "SIGTERM")
+          }))
+
+        it.effect("terminate also kills the jobs a job-control shell started on the terminal", () =>
+          Effect.gen(function*() {
+            const executor = yield* Exec.Executor
+            const processId = freshId("tty-jobs")
+            // an interactive sh runs its background job in a process group of its own
+            yield* start(processId, ["sh", "-ic", "sleep 100 & echo bg:$!; wait"], { tty: true })
+            const { output } = yield* readUntilOutput(processId, "bg:")
+            const { output: rest } = output.includes("\n") ? { output } : yield* readUntilOutput(processId, "\n")
+            const background = Number(/bg:(\d+)/.exec(output + rest)![1])
+            assert.isTrue(isAlive(background))
+            yield* executor.terminate(processId)
+            yield* awaitDeath(background)
+            assert.isTrue((yield* readUntilClosed(processId)).last.closed)
+          }))
+
+        it.effect("refuses to resize a process without a terminal, or an unknown one", () =>
+          Effect.gen(function*() {
+            const executor = yield* Exec.Executor
+            const processId = freshId("no-tty")
+            yield* start(processId, ["sleep", "5"])
+            const noTerminal = yield* Effect.flip(executor.resize(processId, { rows: 10, cols: 10 }))
+            assert.strictEqual(noTerminal.reason._tag, "InvalidRequest")
+            assert.include(noTerminal.message, "no terminal")
+            yield* executor.terminate(processId)
+            const unknown = yield* Effect.flip(executor.resize(freshId("ghost"), { rows: 10, cols: 10 }))
+            assert.strictEqual(unknown.reason._tag, "UnknownProcess")
+          }))
+      } else {
+        it.effect("says resizing is unsupported (the server has no process/resize)", () =>
+          Effect.gen(function*() {
+            const executor = yield* Exec.Executor
+            const processId = freshId("tty-nosize")
+            yield* start(processId, ["sh", "-c", "sleep 5"], { tty: true })
+            const error = yield* Effect.flip(executor.resize(processId, { rows: 10, cols: 40 }))
+            assert.strictEqual(error.reason._tag, "Unsupported")
+            yield* executor.terminate(processId)
+          }))
+      }
 
       if (options.extensions) {
         it.effect("reports the signal of a death by signal, exit code 128 + n on the wire", () =>

@@ -13,7 +13,7 @@ import { eventStream, longPollRead, ProcessLog } from "../../src/internal/local/
 
 export type Step =
   | { readonly _tag: "Wait"; readonly duration: Duration.Input }
-  | { readonly _tag: "Output"; readonly stream: "stdout" | "stderr"; readonly bytes: Uint8Array }
+  | { readonly _tag: "Output"; readonly stream: "stdout" | "stderr" | "pty"; readonly bytes: Uint8Array }
   | { readonly _tag: "Exit"; readonly exitCode: number; readonly signal?: string }
   | { readonly _tag: "Close" }
   | { readonly _tag: "FailReads"; readonly description: string }
@@ -30,6 +30,12 @@ export const err = (text: string | Uint8Array): Step => ({
   stream: "stderr",
   bytes: typeof text === "string" ? encoder.encode(text) : text
 })
+/** Output of a `tty` process (its terminal's). */
+export const pty = (text: string | Uint8Array): Step => ({
+  _tag: "Output",
+  stream: "pty",
+  bytes: typeof text === "string" ? encoder.encode(text) : text
+})
 export const exit = (exitCode: number, signal?: string): Step =>
   signal === undefined ? { _tag: "Exit", exitCode } : { _tag: "Exit", exitCode, signal }
 export const close: Step = { _tag: "Close" }
@@ -41,17 +47,28 @@ export interface Scripted {
   /** Ids that `terminate` was called with while their process ran. */
   readonly terminated: Array<string>
   readonly started: Array<Exec.StartRequest>
+  /** Every write accepted (to a `tty` or `pipeStdin` process), in order. */
+  readonly written: Array<{ readonly processId: string; readonly chunk: Uint8Array }>
+  /** Every `resize`, in order. */
+  readonly resized: Array<
+    { readonly processId: string; readonly size: { readonly rows: number; readonly cols: number } }
+  >
 }
 
 /** A scripted executor; `script` gives the steps for each started request. */
 export const make = (script: (request: Exec.StartRequest) => ReadonlyArray<Step>): Scripted => {
   const terminated: Array<string> = []
   const started: Array<Exec.StartRequest> = []
+  const resized: Scripted["resized"] = []
+  const written: Scripted["written"] = []
   const layer = Layer.effect(
     Exec.Executor,
     Effect.gen(function*() {
       const scope = yield* Effect.scope
-      const processes = new Map<string, { log: ProcessLog; fiber: Fiber.Fiber<void>; lost?: string }>()
+      const processes = new Map<
+        string,
+        { log: ProcessLog; fiber: Fiber.Fiber<void>; lost?: string; readonly input: boolean }
+      >()
 
       const runScript = (log: ProcessLog, steps: ReadonlyArray<Step>, entry: () => { lost?: string }) =>
         Effect.forEach(steps, (step) => {
@@ -90,9 +107,10 @@ export const make = (script: (request: Exec.StartRequest) => ReadonlyArray<Step>
             }
             started.push(request)
             const log = new ProcessLog(1024 * 1024, request.backpressure === true)
-            const entry: { log: ProcessLog; fiber: Fiber.Fiber<void>; lost?: string } = {
+            const entry: { log: ProcessLog; fiber: Fiber.Fiber<void>; lost?: string; readonly input: boolean } = {
               log,
-              fiber: undefined as never
+              fiber: undefined as never,
+              input: request.tty || request.pipeStdin === true
             }
             processes.set(request.processId, entry)
             entry.fiber = yield* runScript(log, script(request), () => entry).pipe(Effect.forkIn(scope))
@@ -100,7 +118,13 @@ export const make = (script: (request: Exec.StartRequest) => ReadonlyArray<Step>
           }),
         read: (params) => Effect.flatMap(lookup(params.processId), (entry) => longPollRead(entry.log, params)),
         write: (params) =>
-          Effect.succeed(processes.has(params.processId) ? "stdinClosed" as const : "unknownProcess" as const),
+          Effect.sync(() => {
+            const entry = processes.get(params.processId)
+            if (entry === undefined) return "unknownProcess" as const
+            if (!entry.input || entry.log.exited) return "stdinClosed" as const
+            written.push({ processId: params.processId, chunk: params.chunk })
+            return "accepted" as const
+          }),
         terminate: (processId) =>
           Effect.gen(function*() {
             const entry = processes.get(processId)
@@ -112,11 +136,15 @@ export const make = (script: (request: Exec.StartRequest) => ReadonlyArray<Step>
             return { running: true }
           }),
         signal: () => Effect.void,
+        resize: (processId, size) =>
+          Effect.map(lookup(processId), () => {
+            resized.push({ processId, size })
+          }),
         defaultCwd: Effect.succeed("/tmp"),
         events: (processId, options) =>
           Stream.unwrap(Effect.map(lookup(processId), (entry) => eventStream(entry.log, options?.afterSeq ?? 0)))
       })
     })
   )
-  return { layer, terminated, started }
+  return { layer, terminated, started, resized, written }
 }

@@ -40,6 +40,8 @@ export interface Collected {
   readonly last: Protocol.ReadResult
   readonly stdout: string
   readonly stderr: string
+  /** What a `tty` process wrote to its terminal. */
+  readonly pty: string
   readonly droppedBytes: number
 }
 
@@ -69,7 +71,14 @@ export const readUntilClosed = (
       if (Protocol.isDrained(result)) {
         const text = (stream: Protocol.OutputStream) =>
           decoder.decode(concat(chunks.filter((c) => c.stream === stream).map((c) => c.chunk)))
-        return { chunks, last: result, stdout: text("stdout"), stderr: text("stderr"), droppedBytes } as Collected
+        return {
+          chunks,
+          last: result,
+          stdout: text("stdout"),
+          stderr: text("stderr"),
+          pty: text("pty"),
+          droppedBytes
+        } as Collected
       }
     }
   })

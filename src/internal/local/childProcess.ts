@@ -15,6 +15,7 @@ import { InvalidRequest, SpawnFailed, type StartRequest } from "../../Executor.t
 import * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"
 import { childEnvironment } from "./envPolicy.ts"
+import { InputWriter, type LocalProcess, OutputFlow, signalGroup } from "./localProcess.ts"
 import { ProcessLog } from "./processLog.ts"
 
 /** How a child is set up. */
@@ -25,24 +26,23 @@ export interface SpawnOptions {
   readonly baseEnvironment: Readonly<Record<string, string | undefined>>
 }
 
-/** A running (or exited, not yet forgotten) child and its log. */
-export class LocalProcess {
+/** A running (or exited, not yet forgotten) child on pipes and its log. */
+export class PipeProcess implements LocalProcess {
   readonly log: ProcessLog
   readonly child: NodeChildProcess.ChildProcess
   /** Completes once the child exited and both pipes reached their end. */
   readonly closed = Deferred.makeUnsafe<void>()
-  /** When a reader last came (for the idle-reader fallback). */
-  lastReadAt: number
-  /** The last `writeId`s written, oldest first: a repeated one is not written again. */
-  private readonly writeIds = new Set<string>()
-  private paused = false
-  private readonly capacity: number
+  private readonly flow: OutputFlow
+  private readonly input = new InputWriter()
 
-  constructor(child: NodeChildProcess.ChildProcess, log: ProcessLog, capacity: number, now: number) {
+  constructor(child: NodeChildProcess.ChildProcess, log: ProcessLog, now: number) {
     this.child = child
     this.log = log
-    this.capacity = capacity
-    this.lastReadAt = now
+    this.flow = new OutputFlow(log, [child.stdout, child.stderr].filter((pipe) => pipe !== null), now)
+  }
+
+  get lastReadAt(): number {
+    return this.flow.lastReadAt
   }
 
   /** Whether the leader has not exited yet. */
@@ -52,11 +52,7 @@ export class LocalProcess {
 
   /** Signals the child's whole process group (it leads its own session). */
   signalGroup(signal: NodeJS.Signals): void {
-    try {
-      process.kill(-this.child.pid!, signal)
-    } catch {
-      this.child.kill(signal)
-    }
+    signalGroup(this.child.pid!, signal, () => this.child.kill(signal))
   }
 
   /** Kills the group and stops reading its pipes (the executor is going away). */
@@ -67,65 +63,22 @@ export class LocalProcess {
     this.child.stderr?.destroy()
   }
 
-  /** A reader has seen everything up to `afterSeq` at `now`: this may let a paused process go on. */
   acknowledge(afterSeq: number, now: number): void {
-    this.lastReadAt = now
-    this.log.acknowledge(afterSeq)
-    this.resumeIfRoom()
+    this.flow.acknowledge(afterSeq, now)
   }
 
-  /** Drops backpressure: from now on the oldest output is evicted rather than the pipes paused. */
   releaseBackpressure(): void {
-    this.log.releaseBackpressure()
-    this.resumeIfRoom()
+    this.flow.releaseBackpressure()
   }
 
   /** Writes to stdin; answers once the pipe took the bytes, so memory stays bounded. */
   write(chunk: Uint8Array, writeId: string | undefined): Effect.Effect<Protocol.WriteStatus> {
-    return Effect.suspend(() => {
-      const stdin = this.child.stdin
-      if (stdin === null || stdin.destroyed || stdin.writableEnded || this.log.exited) {
-        return Effect.succeed("stdinClosed" as const)
-      }
-      // a retried write (same id) was accepted already: answer the same, write nothing
-      if (writeId !== undefined && this.writeIds.has(writeId)) return Effect.succeed("accepted" as const)
-      if (writeId !== undefined) {
-        this.writeIds.add(writeId)
-        if (this.writeIds.size > Defaults.processTable.rememberedWriteIds) {
-          this.writeIds.delete(this.writeIds.values().next().value!)
-        }
-      }
-      if (stdin.write(chunk)) return Effect.succeed("accepted" as const)
-      // the child reads slower than it is written to: wait for the pipe
-      return Effect.as(
-        Effect.callback<void>((resume) => {
-          const done = () => resume(Effect.void)
-          stdin.once("drain", done)
-          stdin.once("close", done)
-          return Effect.sync(() => {
-            stdin.removeListener("drain", done)
-            stdin.removeListener("close", done)
-          })
-        }),
-        "accepted" as const
-      )
-    })
+    return this.input.write(this.child.stdin, this.log.exited, chunk, writeId)
   }
 
-  private resumeIfRoom(): void {
-    if (this.paused && (!this.log.backpressure || this.log.unreadBytes < this.capacity)) {
-      this.paused = false
-      this.child.stdout?.resume()
-      this.child.stderr?.resume()
-    }
-  }
-
-  private pauseIfFull(): void {
-    if (this.log.backpressure && !this.paused && this.log.unreadBytes >= this.capacity) {
-      this.paused = true
-      this.child.stdout?.pause()
-      this.child.stderr?.pause()
-    }
+  /** A child on pipes has no terminal to resize. */
+  resize(): boolean {
+    return false
   }
 
   /** Wires the child's pipes and exit into the log. */
@@ -157,7 +110,7 @@ export class LocalProcess {
       }
       readable.on("data", (chunk: Buffer) => {
         log.appendOutput(stream, chunk)
-        this.pauseIfFull()
+        this.flow.pauseIfFull()
       })
       readable.on("error", () => {})
       readable.on("close", () => {
@@ -177,7 +130,8 @@ export class LocalProcess {
   }
 }
 
-const spawnFailure = (command: string, error: NodeJS.ErrnoException) => {
+/** The typed failure for an error of starting `command`. */
+export const spawnFailure = (command: string, error: NodeJS.ErrnoException) => {
   switch (error.code) {
     case "ENOENT":
       return new SpawnFailed({ kind: "CommandNotFound", command, description: `command not found: ${command}` })
@@ -188,7 +142,8 @@ const spawnFailure = (command: string, error: NodeJS.ErrnoException) => {
   }
 }
 
-const checkCwd = (command: string, cwd: string) =>
+/** Fails with `CwdNotFound` unless `cwd` is a directory. */
+export const checkCwd = (command: string, cwd: string) =>
   Effect.callback<void, SpawnFailed>((resume) => {
     NodeFs.stat(cwd, (error, stats) => {
       if (error === null && stats.isDirectory()) return resume(Effect.void)
@@ -228,10 +183,9 @@ export const spawnProcess = (
       }
       child.once("error", (error) => resume(Effect.fail(spawnFailure(command, error))))
       child.once("spawn", () => {
-        const started = new LocalProcess(
+        const started = new PipeProcess(
           child,
           new ProcessLog(options.retainedBytes, request.backpressure === true),
-          options.retainedBytes,
           now
         )
         started.attach()

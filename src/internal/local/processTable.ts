@@ -9,7 +9,7 @@
  */
 import * as Effect from "effect/Effect"
 import { ExecutorError, InvalidRequest, UnknownProcess } from "../../Executor.ts"
-import type { LocalProcess } from "./childProcess.ts"
+import type { LocalProcess } from "./localProcess.ts"
 
 type Entry = { readonly state: "starting" } | { readonly state: "running"; readonly process: LocalProcess }
 

@@ -71,6 +71,13 @@ export const processHandlers = (registry: SessionRegistry, session: Session): {
     return {}
   })
 
+  const resize = Effect.fn("ExecServer.process/resize")(function*(request: Protocol.ParamsOf<"process/resize">) {
+    yield* executor.resize(session.internalIdOf(request.processId), request.size).pipe(
+      Effect.mapError(fromExecutorError(request.processId))
+    )
+    return {}
+  })
+
   /**
    * A client that reads pushed output says how far it got, as a read at that
    * cursor would, without asking for the chunks again (our extension).
@@ -90,7 +97,8 @@ export const processHandlers = (registry: SessionRegistry, session: Session): {
       "process/read": read,
       "process/write": write,
       "process/terminate": terminate,
-      "process/signal": signal
+      "process/signal": signal,
+      "process/resize": resize
     },
     notifications: { "process/acknowledge": acknowledge }
   }

@@ -1,0 +1,303 @@
+/**
+ * One child on a pseudo-terminal: it leads its own session with the terminal
+ * as its controlling terminal; what it writes (stdout and stderr, merged by
+ * the terminal) goes into its `ProcessLog` on stream `"pty"`; writes type into
+ * the terminal; `resize` sets the terminal's size (the child gets SIGWINCH).
+ * Flow control, de-duplicated writes and the exit grace are those of a child
+ * on pipes (`localProcess`).
+ *
+ * The terminal comes from `@lydell/node-pty`'s native binding (`fork` and
+ * `resize`, what its `UnixTerminal` wraps), not from `UnixTerminal` itself:
+ * `UnixTerminal` destroys the terminal 200 ms after the child exits, which
+ * loses whatever a paused (backpressured) reader has not taken yet, and it
+ * reports the exit only after that. Here the terminal is read to its end (EIO,
+ * once no process holds its other side), like a pipe.
+ *
+ * @internal
+ */
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as NodeFs from "node:fs"
+import { createRequire } from "node:module"
+import * as NodeOs from "node:os"
+import * as NodePath from "node:path"
+import * as NodeTty from "node:tty"
+import { InvalidRequest, SpawnFailed, type StartRequest, Unsupported } from "../../Executor.ts"
+import type * as Protocol from "../../Protocol.ts"
+import * as Defaults from "../defaults.ts"
+import { checkCwd, spawnFailure, type SpawnOptions } from "./childProcess.ts"
+import { childEnvironment } from "./envPolicy.ts"
+import { InputWriter, type LocalProcess, OutputFlow, signalGroup } from "./localProcess.ts"
+import { ProcessLog } from "./processLog.ts"
+
+/** The part of `@lydell/node-pty`'s native binding used here (its 1.1.0 signatures). */
+interface PtyBinding {
+  fork(
+    file: string,
+    args: ReadonlyArray<string>,
+    env: ReadonlyArray<string>,
+    cwd: string,
+    cols: number,
+    rows: number,
+    uid: number,
+    gid: number,
+    utf8: boolean,
+    helperPath: string,
+    onExit: (exitCode: number, signal: number) => void
+  ): { readonly fd: number; readonly pid: number; readonly pty: string }
+  resize(fd: number, cols: number, rows: number): void
+}
+
+const require = createRequire(import.meta.url)
+let loaded: { readonly binding: PtyBinding; readonly helperPath: string } | undefined
+
+/** The binding, loaded on the first tty start (a machine without it still runs pipes). */
+const loadBinding = Effect.try({
+  try: () => {
+    if (loaded === undefined) {
+      const { requireBinary } = require("@lydell/node-pty/requireBinary.js") as {
+        requireBinary: (file: string) => PtyBinding
+      }
+      // macOS spawns through a helper shipped beside the binary; Linux forks directly
+      const helperPath = process.platform === "darwin"
+        ? require.resolve(`@lydell/node-pty-${process.platform}-${process.arch}/spawn-helper`)
+        : "spawn-helper-unused"
+      loaded = { binding: requireBinary("pty.node"), helperPath }
+    }
+    return loaded
+  },
+  catch: (error) =>
+    new Unsupported({ feature: `tty processes here (@lydell/node-pty could not be loaded: ${String(error)})` })
+})
+
+const signalNames = new Map(
+  Object.entries(NodeOs.constants.signals).map(([name, number]) => [number, name as NodeJS.Signals])
+)
+
+/** The processes of session `sid` but its leader (those in other groups: a job-control shell's jobs). */
+const sessionMembers = (sid: number): ReadonlyArray<number> => {
+  let entries: ReadonlyArray<string>
+  try {
+    entries = NodeFs.readdirSync("/proc")
+  } catch {
+    return [] // no /proc: the leader's group is all we can reach
+  }
+  const members: Array<number> = []
+  for (const entry of entries) {
+    const pid = Number(entry)
+    if (!Number.isInteger(pid) || pid === sid) continue
+    try {
+      const stat = NodeFs.readFileSync(`/proc/${pid}/stat`, "utf8")
+      // fields after the command name: state ppid pgrp session
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      if (Number(fields[3]) === sid) members.push(pid)
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return members
+}
+
+/** A running (or exited, not yet forgotten) child on a pseudo-terminal and its log. */
+export class PtyProcess implements LocalProcess {
+  readonly log: ProcessLog
+  readonly closed = Deferred.makeUnsafe<void>()
+  /** The child's pid: its process group and its session have the same id. */
+  readonly pid: number
+  /** Our side of the terminal: the child's output is read from it, its input written to it. */
+  private readonly terminal: NodeTty.ReadStream
+  private readonly resizeTerminal: (size: Protocol.TerminalSize) => void
+  private readonly flow: OutputFlow
+  private readonly input = new InputWriter()
+  private leaderExited = false
+  private exitStatus: { readonly code: number; readonly signal: string | null } | undefined
+  private exitGrace: NodeJS.Timeout | undefined
+
+  constructor(
+    forked: { readonly fd: number; readonly pid: number },
+    binding: PtyBinding,
+    log: ProcessLog,
+    now: number
+  ) {
+    this.pid = forked.pid
+    this.log = log
+    this.terminal = new NodeTty.ReadStream(forked.fd)
+    this.resizeTerminal = (size) => binding.resize(forked.fd, size.cols, size.rows)
+    this.flow = new OutputFlow(log, [this.terminal], now)
+  }
+
+  get lastReadAt(): number {
+    return this.flow.lastReadAt
+  }
+
+  get running(): boolean {
+    return !this.leaderExited
+  }
+
+  /**
+   * Signals the child's process group. SIGKILL reaches its whole session:
+   * a job-control shell on a terminal runs each job in a group of its own.
+   */
+  signalGroup(signal: NodeJS.Signals): void {
+    signalGroup(this.pid, signal, () => {})
+    if (signal !== "SIGKILL") return
+    for (const member of sessionMembers(this.pid)) {
+      try {
+        process.kill(member, signal)
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+
+  destroy(): void {
+    if (this.log.closed) return
+    this.signalGroup("SIGKILL")
+    this.terminal.destroy()
+  }
+
+  acknowledge(afterSeq: number, now: number): void {
+    this.flow.acknowledge(afterSeq, now)
+  }
+
+  releaseBackpressure(): void {
+    this.flow.releaseBackpressure()
+  }
+
+  /** Types into the terminal; answers once it took the bytes. */
+  write(chunk: Uint8Array, writeId: string | undefined): Effect.Effect<Protocol.WriteStatus> {
+    return this.input.write(this.terminal, this.log.exited, chunk, writeId)
+  }
+
+  /** Sets the terminal's size; nothing to do once the child exited. */
+  resize(size: Protocol.TerminalSize): boolean {
+    if (!this.leaderExited && !this.terminal.destroyed) {
+      try {
+        this.resizeTerminal(size)
+      } catch {
+        // the terminal went away meanwhile: the same as after the exit
+      }
+    }
+    return true
+  }
+
+  /** The binding's exit callback: the leader was waited for. */
+  readonly onExit = (exitCode: number, signal: number): void => {
+    this.leaderExited = true
+    const name = signalNames.get(signal) ?? null
+    this.exitStatus = { code: signal === 0 ? exitCode : 128 + signal, signal: signal === 0 ? null : name }
+    if (this.terminal.destroyed) this.recordExit()
+    else this.exitGrace = setTimeout(this.recordExit, Defaults.processTable.exitGraceMillis)
+  }
+
+  // The exit is numbered once the terminal reached its end, or after a grace
+  // period when a background child keeps it open, as for pipes.
+  private readonly recordExit = (): void => {
+    if (this.exitStatus === undefined || this.log.exited) return
+    clearTimeout(this.exitGrace)
+    this.log.markExited(this.exitStatus.code, this.exitStatus.signal)
+    this.closeIfDone()
+  }
+
+  private closeIfDone(): void {
+    if (this.terminal.destroyed && this.log.exited) {
+      this.log.markClosed()
+      Deferred.doneUnsafe(this.closed, Exit.void)
+    }
+  }
+
+  /** Wires the terminal's output and end into the log. */
+  attach(): void {
+    this.terminal.on("data", (chunk: Buffer) => {
+      this.log.appendOutput("pty", chunk)
+      this.flow.pauseIfFull()
+    })
+    // EIO once no process holds the terminal's other side: its end, not a failure
+    this.terminal.on("error", () => {})
+    this.terminal.on("close", () => {
+      this.recordExit()
+      this.closeIfDone()
+    })
+  }
+}
+
+/**
+ * Where `execvp` would find `command` for the child: on the child's `PATH`
+ * (the system default when it has none), or as a path from `cwd`. Fails as a
+ * spawn would, so a missing program is a typed error, not a child that prints
+ * the failure on its terminal.
+ */
+const checkCommand = (command: string, cwd: string, path: string | undefined) =>
+  Effect.callback<void, SpawnFailed>((resume) => {
+    const candidates = command.includes("/")
+      ? [NodePath.resolve(cwd, command)]
+      : (path ?? "/bin:/usr/bin").split(":").map((dir) => NodePath.resolve(cwd, dir, command))
+    let refused: NodeJS.ErrnoException | undefined
+    const next = (index: number): void => {
+      const candidate = candidates[index]
+      if (candidate === undefined) {
+        const missing = Object.assign(new Error(`${command}: not found`), { code: "ENOENT" })
+        return resume(Effect.fail(spawnFailure(command, refused ?? missing)))
+      }
+      NodeFs.stat(candidate, (statError, stats) => {
+        if (statError !== null || !stats.isFile()) return next(index + 1)
+        NodeFs.access(candidate, NodeFs.constants.X_OK, (accessError) => {
+          if (accessError === null) return resume(Effect.void)
+          refused = accessError
+          next(index + 1)
+        })
+      })
+    }
+    next(0)
+  })
+
+/** Starts `request` on a fresh pseudo-terminal, its output going to a fresh log. */
+export const spawnPtyProcess = (
+  request: StartRequest,
+  options: SpawnOptions,
+  now: number
+): Effect.Effect<LocalProcess, SpawnFailed | InvalidRequest | Unsupported> =>
+  Effect.gen(function*() {
+    const [command, ...args] = request.argv as [string, ...Array<string>]
+    if (request.arg0 !== undefined && request.arg0 !== null) {
+      return yield* Effect.fail(
+        new InvalidRequest({
+          description: "arg0 cannot be set for a tty process (its argv[0] is the program it runs)",
+          invalidParams: true
+        })
+      )
+    }
+    const env = childEnvironment(request.env, request.envPolicy, options.baseEnvironment)
+    yield* checkCwd(command, request.cwd)
+    yield* checkCommand(command, request.cwd, env.PATH)
+    const { binding, helperPath } = yield* loadBinding
+    const size = request.size ?? Defaults.terminal
+    const log = new ProcessLog(options.retainedBytes, request.backpressure === true)
+    let started: PtyProcess | undefined
+    const forked = yield* Effect.try({
+      try: () =>
+        binding.fork(
+          command,
+          args,
+          Object.entries(env).map(([name, value]) => `${name}=${value}`),
+          request.cwd,
+          size.cols,
+          size.rows,
+          -1,
+          -1,
+          true,
+          helperPath,
+          (exitCode, signal) => started?.onExit(exitCode, signal)
+        ),
+      catch: (error) =>
+        new SpawnFailed({
+          kind: "Other",
+          command,
+          description: `failed to start ${command} on a terminal: ${error instanceof Error ? error.message : error}`
+        })
+    })
+    started = new PtyProcess(forked, binding, log, now)
+    started.attach()
+    return started
+  })
