@@ -257,6 +257,22 @@ const maxFileBytesFlag = Flag.Int("max-file-bytes").pipe(
   Flag.withDefault(ExecServer.defaults.maxFileBytes)
 )
 
+const maxSessionsPerAddressFlag = Flag.Int("max-sessions-per-address").pipe(
+  Flag.withDescription(
+    `Sessions attached at once from one client IP address (default ${ExecServer.defaults.maxSessionsPerAddress}), ` +
+      `so one client cannot take every one of the ${ExecServer.defaults.maxSessions} session slots`
+  ),
+  Flag.withDefault(ExecServer.defaults.maxSessionsPerAddress)
+)
+
+const maxConnectionsPerAddressFlag = Flag.Int("max-connections-per-address").pipe(
+  Flag.withDescription(
+    `Connections open at once from one client IP address (default ${ExecServer.defaults.maxConnectionsPerAddress}); ` +
+      `more are answered 503`
+  ),
+  Flag.withDefault(ExecServer.defaults.maxConnectionsPerAddress)
+)
+
 /**
  * `effect-exec serve`.
  *
@@ -273,25 +289,20 @@ export const serve = Command.make(
     concurrentRequests: concurrentRequestsFlag,
     maxProcesses: maxProcessesFlag,
     maxProcessesPerSession: maxProcessesPerSessionFlag,
-    maxFileBytes: maxFileBytesFlag
+    maxFileBytes: maxFileBytesFlag,
+    maxSessionsPerAddress: maxSessionsPerAddressFlag,
+    maxConnectionsPerAddress: maxConnectionsPerAddressFlag
   },
   Effect.fnUntraced(
-    function*(
-      { concurrentRequests, listen, maxFileBytes, maxProcesses, maxProcessesPerSession, sessionTtl, token, tokenFile }
-    ) {
+    function*({ listen, sessionTtl, token, tokenFile, ...limits }) {
       const ttl = parseTimeout(sessionTtl)
       if (Option.isNone(ttl) || ttl.value === "none") {
         yield* Console.error(`effect-exec: invalid --session-ttl ${JSON.stringify(sessionTtl)} (try 30s or 2m)`)
         process.exitCode = 2
         return
       }
-      const options = {
-        sessionTtl: ttl.value,
-        maxConcurrentRequests: concurrentRequests,
-        maxProcesses,
-        maxProcessesPerSession,
-        maxFileBytes
-      }
+      const { concurrentRequests, ...rest } = limits
+      const options = { sessionTtl: ttl.value, maxConcurrentRequests: concurrentRequests, ...rest }
       if (listen === "stdio") {
         yield* ExecServer.serveStdio(process.stdin, process.stdout, options)
         return

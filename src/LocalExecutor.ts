@@ -43,6 +43,7 @@ import type { LocalProcess } from "./internal/local/localProcess.ts"
 import { eventStream, longPollRead } from "./internal/local/processLog.ts"
 import { ProcessTable } from "./internal/local/processTable.ts"
 import { spawnPtyProcess } from "./internal/local/ptyProcess.ts"
+import { startProblem } from "./internal/local/startChecks.ts"
 import type * as Protocol from "./Protocol.ts"
 
 /**
@@ -70,6 +71,13 @@ export interface Options {
   readonly readerIdleTimeout?: Duration.Input
   /** The environment an `envPolicy` starts from (default `process.env`). */
   readonly baseEnvironment?: Readonly<Record<string, string | undefined>>
+  /**
+   * Bytes written to a process's input that it has not taken yet, at most
+   * (default 1 MiB; one larger write goes alone): a write that does not fit
+   * waits until the process reads, and is answered `accepted` only once the
+   * OS took every byte of it.
+   */
+  readonly stdinWindowBytes?: number
 }
 
 /**
@@ -82,7 +90,8 @@ export interface Options {
 export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const spawnOptions = {
     retainedBytes: options.retainedBytes ?? Defaults.processTable.retainedBytes,
-    baseEnvironment: options.baseEnvironment ?? process.env
+    baseEnvironment: options.baseEnvironment ?? process.env,
+    stdinWindowBytes: options.stdinWindowBytes ?? Defaults.processTable.stdinWindowBytes
   }
   const closedRetention = Duration.fromInputUnsafe(
     options.closedRetention ?? Defaults.processTable.closedRetentionMillis
@@ -123,6 +132,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     if (request.argv.length === 0) {
       return yield* fail(new InvalidRequest({ description: "argv must not be empty", invalidParams: true }))
     }
+    const problem = startProblem(request)
+    if (problem !== undefined) return yield* fail(problem)
     if (!table.reserve(processId)) return yield* fail(new ProcessIdInUse({ processId }))
     const now = yield* Clock.currentTimeMillis
     const spawn = request.tty ? spawnPtyProcess : spawnProcess

@@ -388,6 +388,8 @@ describe("Exec.run against a server that stops answering", () => {
         listen: (handlers) => {
           onFrame = handlers.onFrame
         },
+        pause: () => {},
+        resume: () => {},
         close: Effect.void
       }
       let onFrame: (frame: string) => void = () => {}

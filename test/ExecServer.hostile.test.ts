@@ -494,18 +494,89 @@ describe("ExecServer against hostile clients: process limits", () => {
 // =============================================================================
 
 describe("ExecServer against hostile clients: sessions", () => {
-  it.live("refuses sessions beyond maxSessions with -32000, counting detached ones", () =>
+  it.live("refuses sessions beyond maxSessions with -32000 when all are attached", () =>
     Effect.gen(function*() {
       const { url } = yield* server({ maxSessions: 2 })
-      const first = yield* connect(url)
-      yield* handshake(first)
-      yield* first.close
-      const second = yield* connect(url)
-      yield* handshake(second)
+      for (let i = 0; i < 2; i++) yield* handshake(yield* connect(url))
       const third = yield* connect(url)
       const refused = yield* third.callError("initialize", { clientName: "third" })
       assert.strictEqual(refused.code, -32000)
-      assert.match(refused.message, /^too many sessions: this server keeps 2 \(the limit\)/)
+      assert.match(refused.message, /^too many sessions: this server keeps 2 attached \(the limit\)/)
+    }))
+
+  it.live("ends the oldest detached session, with its processes, when a new client needs its slot", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server({ maxSessions: 3, sessionTtl: "1 hour" })
+      // two sessions with a process each go away (detached, resumable for an hour); a third stays attached
+      const gone: Array<{ sessionId: string; pid: number }> = []
+      for (const name of ["oldest", "younger"]) {
+        const { client: leaving, sessionId } = yield* client(url)
+        yield* leaving.call("process/start", sleeper(name))
+        gone.push({ sessionId, pid: yield* pidOf(leaving, name) })
+        yield* leaving.close
+      }
+      const { client: staying } = yield* client(url)
+      yield* staying.call("process/start", sleeper("stays"))
+      const stayingPid = yield* pidOf(staying, "stays")
+      // a new client gets the oldest detached session's slot: that session ends as at its TTL
+      yield* assertUnharmed(url)
+      yield* awaitDeath(gone[0]!.pid, 3_000)
+      assert.isTrue(isAlive(gone[1]!.pid), "the younger detached session keeps its process")
+      assert.isTrue(isAlive(stayingPid), "an attached session is never ended for a newcomer")
+      const expired = yield* connect(url)
+      const unknown = yield* expired.callError("initialize", {
+        clientName: "back",
+        resumeSessionId: gone[0]!.sessionId
+      })
+      assert.strictEqual(unknown.message, `unknown session id ${gone[0]!.sessionId}`)
+      // the younger one can still be resumed, and gives way next only when it is the oldest detached
+      const back = yield* connect(url)
+      const resumed = yield* back.call("initialize", { clientName: "back", resumeSessionId: gone[1]!.sessionId })
+      assert.strictEqual(resumed.sessionId, gone[1]!.sessionId)
+      yield* back.notify("initialized", {})
+      assert.strictEqual(
+        (yield* back.call("process/read", { processId: "younger", afterSeq: 0, waitMs: 0 })).exited,
+        false
+      )
+    }))
+
+  it.live("a client that reconnects in a loop cannot lock others out", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server({ maxSessions: 8, sessionTtl: "1 hour" })
+      // each round takes a session and leaves it detached, far faster than any TTL
+      for (let round = 0; round < 40; round++) {
+        const churner = yield* connect(url)
+        yield* handshake(churner)
+        yield* churner.close
+      }
+      yield* assertUnharmed(url)
+    }))
+
+  it.live("limits the sessions attached from one address; other addresses are served", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server({ maxSessionsPerAddress: 3 })
+      const hog = { localAddress: "127.0.0.2" }
+      const first = yield* connect(url, hog)
+      yield* handshake(first)
+      for (let i = 0; i < 2; i++) yield* handshake(yield* connect(url, hog))
+      const fourth = yield* connect(url, hog)
+      const refused = yield* fourth.callError("initialize", { clientName: "fourth" })
+      assert.strictEqual(refused.code, -32000)
+      assert.strictEqual(
+        refused.message,
+        "too many sessions from 127.0.0.2: 3 attached (the limit per address); close some first"
+      )
+      yield* assertUnharmed(url)
+      // a closed connection frees its address's share: the refused initialize may be sent again
+      yield* first.close
+      let answer = yield* fourth.request("initialize", { clientName: "fourth" })
+      for (let tries = 0; answer.error !== undefined && tries < 250; tries++) {
+        yield* Effect.sleep(20)
+        answer = yield* fourth.request("initialize", { clientName: "fourth" })
+      }
+      assert.isUndefined(answer.error, JSON.stringify(answer.error))
+      yield* fourth.notify("initialized", {})
+      yield* assertUsable(fourth)
     }))
 })
 
@@ -930,8 +1001,10 @@ describe("ExecServer against hostile clients: tokens", () => {
           "Bearer wrong",
           "Bearer s3cret",
           `Bearer ${secret}x`,
-          `Bearer  ${secret}`,
-          `bearer ${secret}`,
+          `Bearer ${secret} x`,
+          `Bearer${secret}`,
+          `Bearerx ${secret}`,
+          `Bear ${secret}`,
           secret,
           `Basic ${Buffer.from(`user:${secret}`).toString("base64")}`
         ]
@@ -946,6 +1019,19 @@ describe("ExecServer against hostile clients: tokens", () => {
         // the wrong token is not echoed either
         if (authorization !== undefined) assert.notInclude(answer, authorization)
         assertNoSecret(`the 401 answer to ${authorization}`, answer)
+      }
+      // RFC 9110 § 11.4: the scheme in any case, one or more spaces (or tabs) after it, whitespace around the value
+      for (
+        const authorization of [
+          `bearer ${secret}`,
+          `BEARER ${secret}`,
+          `Bearer  ${secret}`,
+          `Bearer \t ${secret}`,
+          ` Bearer ${secret} `
+        ]
+      ) {
+        const answer = yield* rawHttp(url, upgrade(url, authorization), true)
+        assert.match(answer, /^HTTP\/1\.1 101 /, JSON.stringify(authorization))
       }
       // a plain HTTP request (no upgrade), with and without the token
       const { host } = new URL(url)

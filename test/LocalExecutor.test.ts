@@ -127,7 +127,7 @@ describe("LocalExecutor memory, asserted through what it holds", () => {
             tty: false,
             backpressure: true
           },
-          { retainedBytes: window, baseEnvironment: {} },
+          { retainedBytes: window, baseEnvironment: {}, stdinWindowBytes: 1024 * 1024 },
           0
         )
         let afterSeq = 0

@@ -24,6 +24,8 @@ export interface SpawnOptions {
   readonly retainedBytes: number
   /** The environment an `envPolicy` starts from. */
   readonly baseEnvironment: Readonly<Record<string, string | undefined>>
+  /** Bytes written to its input that it has not taken yet, at most (one larger write goes alone). */
+  readonly stdinWindowBytes: number
 }
 
 /** A running (or exited, not yet forgotten) child on pipes and its log. */
@@ -33,12 +35,13 @@ export class PipeProcess implements LocalProcess {
   /** Completes once the child exited and both pipes reached their end. */
   readonly closed = Deferred.makeUnsafe<void>()
   private readonly flow: OutputFlow
-  private readonly input = new InputWriter()
+  private readonly input: InputWriter
 
-  constructor(child: NodeChildProcess.ChildProcess, log: ProcessLog, now: number) {
+  constructor(child: NodeChildProcess.ChildProcess, log: ProcessLog, now: number, stdinWindowBytes: number) {
     this.child = child
     this.log = log
     this.flow = new OutputFlow(log, [child.stdout, child.stderr].filter((pipe) => pipe !== null), now)
+    this.input = new InputWriter(child.stdin, stdinWindowBytes)
   }
 
   get lastReadAt(): number {
@@ -71,9 +74,9 @@ export class PipeProcess implements LocalProcess {
     this.flow.releaseBackpressure()
   }
 
-  /** Writes to stdin; answers once the pipe took the bytes, so memory stays bounded. */
+  /** Writes to stdin: `accepted` once the pipe took every byte (see `InputWriter`). */
   write(chunk: Uint8Array, writeId: string | undefined): Effect.Effect<Protocol.WriteStatus> {
-    return this.input.write(this.child.stdin, this.log.exited, chunk, writeId)
+    return this.input.write(chunk, writeId, this.log.exited)
   }
 
   /** A child on pipes has no terminal to resize. */
@@ -93,6 +96,8 @@ export class PipeProcess implements LocalProcess {
     let exitGrace: NodeJS.Timeout | undefined
     const closeIfDone = () => {
       if (openStreams === 0 && log.exited) {
+        // nothing reads the input any more: writes still waiting are answered stdinClosed
+        child.stdin?.destroy()
         log.markClosed()
         Deferred.doneUnsafe(this.closed, Exit.void)
       }
@@ -186,7 +191,8 @@ export const spawnProcess = (
         const started = new PipeProcess(
           child,
           new ProcessLog(options.retainedBytes, request.backpressure === true),
-          now
+          now,
+          options.stdinWindowBytes
         )
         started.attach()
         resume(Effect.succeed(started))

@@ -42,6 +42,16 @@ export interface Transport {
     readonly onFrame: (frame: string) => void
     readonly onClose: (reason: string) => void
   }) => void
+  /**
+   * Stops reading the peer's frames until `resume`: backpressure, the peer's
+   * writes wait in its own buffers and the OS's. Frames already received may
+   * still arrive (at most what one read from the OS held).
+   */
+  readonly pause: () => void
+  /** Reads the peer's frames again after `pause`. */
+  readonly resume: () => void
+  /** The peer's IP address, when the transport has one (per-address limits). */
+  readonly remoteAddress?: string | undefined
   readonly close: Effect.Effect<void>
 }
 

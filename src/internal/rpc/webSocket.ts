@@ -15,9 +15,16 @@ import { outgoing, type OutgoingLimits, type Transport } from "./transport.ts"
  * @category transports
  * @since 0.1.0
  */
-export const fromWebSocket = (socket: WebSocket, limits: OutgoingLimits = {}): Transport => {
+export const fromWebSocket = (
+  socket: WebSocket,
+  limits: OutgoingLimits = {},
+  remoteAddress?: string | undefined
+): Transport => {
   let closedReason: string | undefined
   return {
+    remoteAddress,
+    pause: () => socket.pause(),
+    resume: () => socket.resume(),
     ...outgoing({
       limits,
       closedReason: () =>
