@@ -113,8 +113,12 @@ export const spawn = {
   maxTotalBytes: 2 * MiB,
   /** Patterns in each of `envPolicy.exclude` and `envPolicy.includeOnly`. */
   maxEnvPatterns: 64,
-  /** Characters in one `envPolicy` pattern. */
-  maxEnvPatternLength: 256
+  /**
+   * Characters of the patterns of each of `envPolicy.exclude` and
+   * `envPolicy.includeOnly`, together: matching costs a machine word per 32
+   * of them for each character of each variable name.
+   */
+  maxEnvPatternChars: 1024
 } as const
 
 /** A `tty` process's terminal. */

@@ -1,14 +1,14 @@
 /**
  * Builds a child's environment from the server's own by an `EnvPolicy`
  * (Codex's shell environment policy), then lays the request's `env` on top.
- * Names are matched against the policy's globs in time linear in each name
- * (`glob.ts`); the number and length of patterns are bounded by
- * `startChecks.ts` before this runs.
+ * Names are matched against the policy's globs in one pass each (`glob.ts`),
+ * at a cost proportional to the patterns' length, which `startChecks.ts`
+ * bounds before this runs.
  *
  * @internal
  */
 import type * as Protocol from "../../Protocol.ts"
-import { compileGlob, foldCase, matchesFolded } from "./glob.ts"
+import { compileGlobs, foldCase, matchesAnyFolded } from "./glob.ts"
 
 /** The variables `inherit: "core"` keeps. */
 const coreVariables = new Set(["HOME", "LOGNAME", "PATH", "SHELL", "USER", "USERNAME", "TMPDIR", "TEMP", "TMP"])
@@ -18,11 +18,8 @@ const defaultExcludes = ["*KEY*", "*SECRET*", "*TOKEN*"]
 
 /** Case-insensitive globs (`*` and `?`) as one predicate on names. */
 const globMatcher = (patterns: ReadonlyArray<string>): (name: string) => boolean => {
-  const globs = patterns.map(compileGlob)
-  return (name) => {
-    const folded = foldCase(name)
-    return globs.some((glob) => matchesFolded(glob, folded))
-  }
+  const globs = compileGlobs(patterns)
+  return (name) => matchesAnyFolded(globs, foldCase(name))
 }
 
 /**

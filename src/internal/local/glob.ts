@@ -1,9 +1,10 @@
 /**
  * Case-insensitive globs (`*` any run of characters, `?` any one character,
- * everything else literal) matched in time linear in the name: a pattern
- * compiles to a bit-parallel automaton (one bit per position, a star a
- * self-loop on the position before it), so a name is read once, left to
- * right, whatever the pattern. A backtracking `RegExp` would take exponential
+ * everything else literal) matched in time linear in the name: a list of
+ * patterns compiles to one bit-parallel automaton (a bit per position of each
+ * pattern, a star a self-loop on the position before it), so a name is read
+ * once, left to right, whatever the patterns, at a cost of one machine word
+ * per 32 positions of all of them. A backtracking `RegExp` takes exponential
  * time on patterns such as `*a*a*a…*b`.
  *
  * @internal
@@ -22,19 +23,21 @@ export const foldCase = (text: string): string => {
   return folded
 }
 
-/** A compiled glob. */
-export interface Glob {
-  /** Positions (literals and `?`s); a name shorter than this cannot match. */
-  readonly positions: number
-  /** Whether the pattern has a star (without one, a match has exactly `positions` characters). */
-  readonly hasStar: boolean
+/** Globs compiled together: a name matches when it matches any of them. */
+export interface GlobSet {
   /** 32-bit words per state vector. */
   readonly words: number
-  /** Per character: the positions it can fill (its literal positions and every `?`). */
-  readonly masks: ReadonlyMap<number, Uint32Array>
-  /** The positions only a `?` can fill: any character not in `masks`. */
+  /** The start state of every pattern. */
+  readonly startMask: Uint32Array
+  /** The final state of every pattern: a name matches when one of them is reached. */
+  readonly finalMask: Uint32Array
+  /** Per ASCII character: the positions it can fill (its literal positions and every `?`). */
+  readonly asciiMasks: ReadonlyArray<Uint32Array | undefined>
+  /** The same for other characters. */
+  readonly otherMasks: ReadonlyMap<number, Uint32Array>
+  /** The positions only a `?` fills: those of any character without a mask. */
   readonly anyMask: Uint32Array
-  /** The states a star keeps alive whatever the character (the state before each position a star precedes). */
+  /** The states a star keeps whatever the character. */
   readonly loopMask: Uint32Array
 }
 
@@ -42,62 +45,80 @@ const setBit = (vector: Uint32Array, bit: number) => {
   vector[bit >>> 5]! |= 1 << (bit & 31)
 }
 
-/** Compiles `pattern` (its case folded). Cost: linear in its length. */
-export const compileGlob = (pattern: string): Glob => {
-  const folded = foldCase(pattern)
-  let positions = 0
-  for (let i = 0; i < folded.length; i++) if (folded[i] !== "*") positions++
-  // state s = "the first s positions matched"; states 0..positions
-  const words = (positions >>> 5) + 1
-  const anyMask = new Uint32Array(words)
-  const loopMask = new Uint32Array(words)
-  const literals = new Map<number, Array<number>>()
-  let position = 0
-  let hasStar = false
-  for (let i = 0; i < folded.length; i++) {
-    const code = folded.charCodeAt(i)
-    if (code === 42 /* * */) {
-      hasStar = true
-      setBit(loopMask, position)
-      continue
-    }
-    // filling position `position` moves state `position` to `position + 1`
-    if (code === 63 /* ? */) setBit(anyMask, position + 1)
-    else {
-      const bits = literals.get(code)
-      if (bits === undefined) literals.set(code, [position + 1])
-      else bits.push(position + 1)
-    }
-    position++
+/**
+ * Compiles `patterns` (case folded) into one automaton. Pattern `j` owns the
+ * states `offset..offset + positions`: state `offset + s` means "its first
+ * `s` positions matched". Shifting moves every state one position on, and the
+ * masks only ever hold positions past a start state, so nothing spills from
+ * one pattern into the next. Cost: linear in the patterns' length.
+ */
+export const compileGlobs = (patterns: ReadonlyArray<string>): GlobSet => {
+  const folded = patterns.map(foldCase)
+  let states = 0
+  for (const pattern of folded) {
+    states++
+    for (let i = 0; i < pattern.length; i++) if (pattern.charCodeAt(i) !== 42 /* * */) states++
   }
-  const masks = new Map<number, Uint32Array>()
+  const words = Math.max(1, Math.ceil(states / 32))
+  const vector = () => new Uint32Array(words)
+  const startMask = vector()
+  const finalMask = vector()
+  const anyMask = vector()
+  const loopMask = vector()
+  const literals = new Map<number, Array<number>>()
+  let state = 0
+  for (const pattern of folded) {
+    setBit(startMask, state)
+    for (let i = 0; i < pattern.length; i++) {
+      const code = pattern.charCodeAt(i)
+      if (code === 42 /* * */) {
+        setBit(loopMask, state)
+        continue
+      }
+      // filling this position moves `state` to `state + 1`
+      state++
+      if (code === 63 /* ? */) setBit(anyMask, state)
+      else {
+        const bits = literals.get(code)
+        if (bits === undefined) literals.set(code, [state])
+        else bits.push(state)
+      }
+    }
+    setBit(finalMask, state)
+    state++
+  }
+  const asciiMasks: Array<Uint32Array | undefined> = new Array(128).fill(undefined)
+  const otherMasks = new Map<number, Uint32Array>()
   for (const [code, bits] of literals) {
     const mask = Uint32Array.from(anyMask)
     for (const bit of bits) setBit(mask, bit)
-    masks.set(code, mask)
+    if (code < 128) asciiMasks[code] = mask
+    else otherMasks.set(code, mask)
   }
-  return { positions, hasStar, words, masks, anyMask, loopMask }
+  return { words, startMask, finalMask, asciiMasks, otherMasks, anyMask, loopMask }
 }
 
-/** Whether `name` (its case already folded by `foldCase`) matches `glob`. Cost: linear in the name's length. */
-export const matchesFolded = (glob: Glob, name: string): boolean => {
-  if (name.length < glob.positions || (!glob.hasStar && name.length !== glob.positions)) return false
-  const { anyMask, loopMask, masks, words } = glob
+const maskOf = (globs: GlobSet, code: number): Uint32Array =>
+  (code < 128 ? globs.asciiMasks[code] : globs.otherMasks.get(code)) ?? globs.anyMask
+
+/**
+ * Whether `name` (its case folded by `foldCase`) matches any of `globs`.
+ * Cost: one pass over the name, `globs.words` machine words per character.
+ */
+export const matchesAnyFolded = (globs: GlobSet, name: string): boolean => {
+  const { finalMask, loopMask, startMask, words } = globs
   if (words === 1) {
     const loop = loopMask[0]!
-    const any = anyMask[0]!
-    let state = 1
+    let state = startMask[0]!
     for (let i = 0; i < name.length && state !== 0; i++) {
-      const mask = masks.get(name.charCodeAt(i))
-      state = ((state << 1) & (mask === undefined ? any : mask[0]!)) | (state & loop)
+      state = ((state << 1) & maskOf(globs, name.charCodeAt(i))[0]!) | (state & loop)
     }
-    return (state & (1 << glob.positions)) !== 0
+    return (state & finalMask[0]!) !== 0
   }
-  const state = new Uint32Array(words)
-  state[0] = 1
+  const state = Uint32Array.from(startMask)
   let alive = true
   for (let i = 0; i < name.length && alive; i++) {
-    const mask = masks.get(name.charCodeAt(i)) ?? anyMask
+    const mask = maskOf(globs, name.charCodeAt(i))
     let carry = 0
     alive = false
     for (let w = 0; w < words; w++) {
@@ -108,8 +129,10 @@ export const matchesFolded = (glob: Glob, name: string): boolean => {
       if (next !== 0) alive = true
     }
   }
-  return (state[glob.positions >>> 5]! & (1 << (glob.positions & 31))) !== 0
+  for (let w = 0; w < words; w++) if ((state[w]! & finalMask[w]!) !== 0) return true
+  return false
 }
 
-/** Whether `name` matches `pattern`, ignoring case. */
-export const matches = (pattern: string, name: string): boolean => matchesFolded(compileGlob(pattern), foldCase(name))
+/** Whether `name` matches any of `patterns`, ignoring case. */
+export const matchesAny = (patterns: ReadonlyArray<string>, name: string): boolean =>
+  matchesAnyFolded(compileGlobs(patterns), foldCase(name))

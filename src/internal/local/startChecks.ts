@@ -59,12 +59,9 @@ export const startProblem = (
       if (patterns.length > limits.maxEnvPatterns) {
         return refuse(`envPolicy.${field} has ${patterns.length} patterns: at most ${limits.maxEnvPatterns}`)
       }
-      const long = patterns.findIndex((pattern) => pattern.length > limits.maxEnvPatternLength)
-      if (long !== -1) {
-        return refuse(
-          `envPolicy.${field}[${long}] is ${patterns[long]!.length} characters long: at most ` +
-            `${limits.maxEnvPatternLength}`
-        )
+      const chars = patterns.reduce((sum, pattern) => sum + pattern.length, 0)
+      if (chars > limits.maxEnvPatternChars) {
+        return refuse(`envPolicy.${field} has ${chars} characters of patterns: at most ${limits.maxEnvPatternChars}`)
       }
     }
   }
