@@ -10,7 +10,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import { randomBytes } from "node:crypto"
-import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import * as Net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -934,7 +934,279 @@ describe("ExecServer against hostile clients: shell metacharacters", () => {
 })
 
 // =============================================================================
-// 10. Tokens
+// 10. Bounded work per request
+// =============================================================================
+
+describe("ExecServer against hostile clients: work per request", () => {
+  const policy = { inherit: "none", ignoreDefaultExcludes: true, exclude: [], set: {}, includeOnly: [] }
+
+  it.live("answers a start whose env globs would backtrack for hours, and serves a bystander meanwhile", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server()
+      const { client: hostile } = yield* client(url)
+      // thirteen `*a` and a `*b`: a backtracking matcher takes seconds on 30 a's, hours on 40
+      const pattern = "*a".repeat(13) + "*b"
+      const set = Object.fromEntries(Array.from({ length: 32 }, (_, i) => ["a".repeat(30 + i), "x"]))
+      const [started] = yield* Effect.all([
+        hostile.call(
+          "process/start",
+          startParams("globs", ["sh", "-c", "env | grep -c '^aaa'"], {
+            envPolicy: { ...policy, exclude: [pattern], set, includeOnly: [pattern, "A*", "PATH"] }
+          })
+        ),
+        assertUnharmed(url)
+      ], { concurrency: "unbounded" })
+      assert.deepStrictEqual(started, { processId: "globs", sandboxType: "none" })
+      // every a… name matched A* (case-insensitively) and none the pattern (no b): all 32 are there
+      assert.strictEqual((yield* readAll(hostile, "globs")).text, "32\n")
+    }))
+
+  it.live("refuses a start over exec's limits or the glob bounds with -32602, before anything runs", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server()
+      const { client: hostile } = yield* client(url)
+      const KiB = 1024
+      const cases: ReadonlyArray<readonly [string, Record<string, unknown>, string]> = [
+        ["a long argument", { argv: ["echo", "x".repeat(200 * KiB)] }, "argv[1] is 204801 bytes: longer than exec"],
+        [
+          "a long variable",
+          { env: { BIG: "x".repeat(200 * KiB) } },
+          "env \"BIG\" is 204805 bytes: longer than exec accepts (131072)"
+        ],
+        [
+          "an environment over ARG_MAX",
+          { env: Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`V${i}`, "x".repeat(120 * KiB)])) },
+          "more than exec accepts (2097152, argument list too long)"
+        ],
+        [
+          "set over ARG_MAX",
+          {
+            envPolicy: {
+              ...policy,
+              set: Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`V${i}`, "x".repeat(120 * KiB)]))
+            }
+          },
+          "argument list too long"
+        ],
+        [
+          "65 patterns",
+          { envPolicy: { ...policy, exclude: Array.from({ length: 65 }, (_, i) => `P${i}*`) } },
+          "envPolicy.exclude has 65 patterns: at most 64"
+        ],
+        [
+          "1025 characters of patterns",
+          { envPolicy: { ...policy, includeOnly: ["*a".repeat(512) + "b"] } },
+          "envPolicy.includeOnly has 1025 characters of patterns: at most 1024"
+        ]
+      ]
+      for (const tty of [false, true]) {
+        for (const [label, extra, message] of cases) {
+          const processId = `${label}-${tty}`
+          const error = yield* hostile.callError("process/start", startParams(processId, ["true"], { tty, ...extra }))
+          assert.strictEqual(error.code, -32602, `${label}: ${error.message.slice(0, 200)}`)
+          assert.include(error.message, message, label)
+          assert.isBelow(error.message.length, 1_000, `${label}: the message does not echo the value`)
+          assert.strictEqual((yield* hostile.callError("process/read", { processId })).code, -32600, "nothing started")
+        }
+      }
+      yield* assertUnharmed(url)
+    }))
+
+  it.live("refuses a NUL byte in cwd, argv, env or arg0 with -32602, never a dead request", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server()
+      const { client: hostile } = yield* client(url)
+      const cases: ReadonlyArray<readonly [string, Record<string, unknown>, string]> = [
+        ["cwd", { cwd: "/tmp/a\u0000b" }, "cwd contains a NUL byte"],
+        ["cwd as a URI", { cwd: "file:///tmp/a%00b" }, "cwd contains a NUL byte"],
+        ["argv", { argv: ["echo", "a\u0000b"] }, "argv[1] contains a NUL byte"],
+        ["program", { argv: ["ec\u0000ho"] }, "argv[0] contains a NUL byte"],
+        ["env name", { env: { "A\u0000B": "x" } }, "contains a NUL byte"],
+        ["env value", { env: { A: "x\u0000y" } }, "env \"A\" contains a NUL byte"],
+        ["set value", { envPolicy: { ...policy, set: { A: "\u0000" } } }, "envPolicy.set \"A\" contains a NUL byte"],
+        ["arg0", { arg0: "s\u0000h" }, "arg0 contains a NUL byte"]
+      ]
+      for (const tty of [false, true]) {
+        for (const [label, extra, message] of cases) {
+          const processId = `nul-${label}-${tty}`
+          const answer = yield* hostile.request("process/start", startParams(processId, ["true"], { tty, ...extra }))
+          assert.strictEqual(answer.error?.code, -32602, `${label} (tty ${tty}): ${JSON.stringify(answer)}`)
+          assert.include(answer.error!.message, message, label)
+        }
+      }
+      yield* assertUsable(hostile)
+      yield* assertUnharmed(url)
+    }))
+})
+
+// =============================================================================
+// 11. Memory bounded in bytes
+// =============================================================================
+
+describe("ExecServer against hostile clients: bytes held", () => {
+  const MiB = 1024 * 1024
+  const scratch = Effect.acquireRelease(
+    Effect.sync(() => mkdtempSync(join(tmpdir(), "hostile-bytes-"))),
+    (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+  )
+
+  /** The state letter of a process in /proc (`T` when stopped). */
+  const stateOf = (pid: number) => {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3)
+  }
+
+  /** Collects this process's warnings (MaxListenersExceededWarning among them) while the scope is open. */
+  const warnings = Effect.acquireRelease(
+    Effect.sync(() => {
+      const seen: Array<string> = []
+      const listener = (warning: Error) => seen.push(`${warning.name}: ${warning.message}`)
+      process.on("warning", listener)
+      return { seen, listener }
+    }),
+    ({ listener }) => Effect.sync(() => process.off("warning", listener))
+  ).pipe(Effect.map(({ seen }) => seen))
+
+  /** Hands a frame to the socket without waiting for it to be written (the server may not be reading). */
+  const push = (hostile: WireClient, frame: string) => hostile.socket.send(frame, () => {})
+
+  /**
+   * Sends frames that are no JSON: a server that reads them answers each at
+   * once (id -1, no turn needed), so while none is answered the server is not
+   * reading this connection.
+   */
+  const probe = (hostile: WireClient, count = 5) => {
+    for (let i = 0; i < count; i++) push(hostile, `probe ${i}`)
+  }
+  const probesAnswered = (hostile: WireClient) => hostile.received.filter((r) => r.frame.id === -1).length
+
+  const statuses = (hostile: WireClient, prefix: string) =>
+    replies(hostile).filter((frame) => String(frame.id).startsWith(prefix)).map((frame) =>
+      frame.result?.status ?? `error ${frame.error?.code}`
+    )
+
+  it.live(
+    "stops reading while writes wait on a process that does not read; then every byte arrives, in order",
+    () =>
+      Effect.gen(function*() {
+        const seen = yield* warnings
+        const out = join(yield* scratch, "stdin")
+        const { url } = yield* server({ maxPendingRequestBytes: 4 * MiB })
+        const { client: writer } = yield* client(url, { timeoutMs: 30_000 })
+        yield* writer.call(
+          "process/start",
+          startParams("stopped", ["sh", "-c", "echo $$; kill -STOP $$; exec cat > \"$0\"", out], { pipeStdin: true })
+        )
+        const pid = yield* pidOf(writer, "stopped")
+        yield* pollUntil("the reader stopped itself", () => stateOf(pid) === "T")
+        const writes = 48
+        for (let i = 0; i < writes; i++) {
+          push(
+            writer,
+            request(`w${i}`, "process/write", {
+              processId: "stopped",
+              writeId: `id${i}`,
+              chunk: Buffer.alloc(MiB, i % 251).toString("base64")
+            })
+          )
+        }
+        probe(writer)
+        yield* Effect.sleep(1_500)
+        // the writes hold the 4 MiB budget: the server reads nothing more of this connection, the probes included
+        assert.strictEqual(probesAnswered(writer), 0, "the server stopped reading")
+        // nothing is accepted before the process took it: a 1 MiB write does not fit in a pipe
+        assert.deepStrictEqual(statuses(writer, "w"), [])
+        process.kill(pid, "SIGCONT")
+        yield* awaitReplies(writer, replies(writer).length + writes, 30_000).pipe(Effect.ignore)
+        yield* pollUntil(`${writes} writes answered`, () => statuses(writer, "w").length === writes, 30_000)
+        assert.deepStrictEqual(statuses(writer, "w"), Array.from({ length: writes }, () => "accepted"))
+        yield* pollUntil("the probes answered, once the server reads again", () => probesAnswered(writer) === 5)
+        // answered in order, each once
+        assert.deepStrictEqual(
+          replies(writer).filter((frame) => String(frame.id).startsWith("w")).map((frame) => frame.id),
+          Array.from({ length: writes }, (_, i) => `w${i}`)
+        )
+        yield* writer.call("process/terminate", { processId: "stopped" })
+        yield* writer.notification("process/closed", "stopped", undefined, 10_000)
+        const written = readFileSync(out)
+        assert.strictEqual(written.length, writes * MiB)
+        for (let i = 0; i < writes; i++) {
+          assert.isTrue(written.subarray(i * MiB, (i + 1) * MiB).equals(Buffer.alloc(MiB, i % 251)), `block ${i}`)
+        }
+        assert.deepStrictEqual(seen, [], "no warning (no listener per write)")
+        yield* assertUnharmed(url)
+      }),
+    60_000
+  )
+
+  it.live("never answers accepted for bytes a process exits without taking, and adds no listener per write", () =>
+    Effect.gen(function*() {
+      const seen = yield* warnings
+      const { url } = yield* server()
+      const { client: writer } = yield* client(url, { timeoutMs: 10_000 })
+      yield* writer.call("process/start", startParams("deaf", ["sleep", "30"], { pipeStdin: true }))
+      const writes = 30
+      for (let i = 0; i < writes; i++) {
+        push(
+          writer,
+          request(`w${i}`, "process/write", {
+            processId: "deaf",
+            writeId: `id${i}`,
+            chunk: Buffer.alloc(256 * 1024, 1).toString("base64")
+          })
+        )
+      }
+      yield* Effect.sleep(500)
+      assert.deepStrictEqual(statuses(writer, "w"), [], "a process that reads nothing accepted nothing")
+      assert.deepStrictEqual(yield* writer.call("process/terminate", { processId: "deaf" }), { running: true })
+      yield* pollUntil(`${writes} writes answered`, () => statuses(writer, "w").length === writes)
+      assert.deepStrictEqual(statuses(writer, "w"), Array.from({ length: writes }, () => "stdinClosed"))
+      // after the exit, a write is refused at once
+      const late = yield* writer.call("process/write", { processId: "deaf", writeId: "late", chunk: "aGk=" })
+      assert.deepStrictEqual(late, { status: "stdinClosed" })
+      assert.deepStrictEqual(seen, [], "no MaxListenersExceededWarning")
+      yield* assertUnharmed(url)
+    }))
+
+  it.live(
+    "reads no more of a connection than its byte budget while its requests wait for turns",
+    () =>
+      Effect.gen(function*() {
+        const { url } = yield* server()
+        const { client: hostile } = yield* client(url, { timeoutMs: 20_000 })
+        yield* hostile.call("process/start", startParams("quiet", ["sleep", "30"]))
+        // 64 long polls take every turn for a while, then 40 requests of 1 MiB each wait for one
+        const polls = 64
+        const large = 40
+        for (let i = 0; i < polls; i++) {
+          push(hostile, request(`poll${i}`, "process/read", { processId: "quiet", afterSeq: 0, waitMs: 4_000 }))
+        }
+        for (let i = 0; i < large; i++) {
+          push(hostile, request(`big${i}`, "no/such-method", { pad: "x".repeat(MiB) }))
+        }
+        probe(hostile)
+        yield* Effect.sleep(2_500)
+        // the waiting requests hold the 16 MiB budget: what was sent after them stays in the socket
+        assert.strictEqual(probesAnswered(hostile), 0, "the server stopped reading")
+        assert.strictEqual(replies(hostile).filter((frame) => String(frame.id).startsWith("big")).length, 0)
+        yield* pollUntil(
+          "every request answered",
+          () => replies(hostile).filter((frame) => /^(poll|big)/.test(String(frame.id))).length === polls + large,
+          20_000
+        )
+        for (const frame of replies(hostile)) {
+          if (String(frame.id).startsWith("big")) assert.strictEqual(frame.error?.code, -32601)
+          if (String(frame.id).startsWith("poll")) assert.strictEqual(frame.result?.exited, false)
+        }
+        yield* pollUntil("the probes answered, once the server reads again", () => probesAnswered(hostile) === 5)
+        yield* assertUnharmed(url)
+      }),
+    30_000
+  )
+})
+
+// =============================================================================
+// 12. Tokens
 // =============================================================================
 
 describe("ExecServer against hostile clients: tokens", () => {

@@ -18,10 +18,13 @@ export const startProblem = (
   limits: typeof Defaults.spawn = Defaults.spawn
 ): InvalidRequest | undefined => {
   let total = 0
-  /** Counts one string handed to `exec`; names it when it cannot be. */
-  const check = (label: string, text: string, bytesAround = 1): InvalidRequest | undefined => {
-    if (text.includes("\0")) return refuse(`${label} contains a NUL byte`)
-    const bytes = Buffer.byteLength(text) + bytesAround
+  /** Counts one string handed to `exec` (`parts` joined, and `extraBytes`: `=` and the NUL); names it when it cannot be. */
+  const check = (label: string, parts: ReadonlyArray<string>, extraBytes: number): InvalidRequest | undefined => {
+    let bytes = extraBytes
+    for (const part of parts) {
+      if (part.includes("\0")) return refuse(`${label} contains a NUL byte`)
+      bytes += Buffer.byteLength(part)
+    }
     total += bytes
     if (bytes > limits.maxStringBytes) {
       return refuse(`${label} is ${bytes} bytes: longer than exec accepts (${limits.maxStringBytes})`)
@@ -31,8 +34,7 @@ export const startProblem = (
   const checkEnvironment = (label: string, env: Readonly<Record<string, string>>) => {
     for (const name in env) {
       // NAME=value and its NUL
-      const problem = check(`${label} ${JSON.stringify(name.slice(0, 64))}`, name, 2) ??
-        check(`${label} ${JSON.stringify(name.slice(0, 64))}`, env[name]!, 0)
+      const problem = check(`${label} ${JSON.stringify(name.slice(0, 64))}`, [name, env[name]!], 2)
       if (problem !== undefined) return problem
     }
     return undefined
@@ -42,7 +44,7 @@ export const startProblem = (
     return refuse("arg0 contains a NUL byte")
   }
   for (let i = 0; i < request.argv.length; i++) {
-    const problem = check(`argv[${i}]`, request.argv[i]!)
+    const problem = check(`argv[${i}]`, [request.argv[i]!], 1)
     if (problem !== undefined) return problem
   }
   const problem = checkEnvironment("env", request.env) ??
