@@ -7,14 +7,25 @@
  * well-behaved client completes a handshake and runs a command.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
 import * as Redacted from "effect/Redacted"
 import { randomBytes } from "node:crypto"
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import * as Net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { PassThrough } from "node:stream"
 import * as ExecServer from "../src/ExecServer.ts"
+import { Executor } from "../src/Executor.ts"
+import * as Connection from "../src/internal/server/connection.ts"
+import { fileSystemHandlers } from "../src/internal/server/fileSystemHandlers.ts"
+import type { SessionMethods } from "../src/internal/server/handshake.ts"
+import { processHandlers } from "../src/internal/server/processHandlers.ts"
+import type { Session } from "../src/internal/server/sessions.ts"
+import { fromStreams } from "../src/JsonRpc.ts"
+import * as LocalExecutor from "../src/LocalExecutor.ts"
 import { awaitDeath, isAlive } from "./support/processes.ts"
 import { listenLocal as server } from "./support/servers.ts"
 import {
@@ -577,6 +588,78 @@ describe("ExecServer against hostile clients: sessions", () => {
       assert.isUndefined(answer.error, JSON.stringify(answer.error))
       yield* fourth.notify("initialized", {})
       yield* assertUsable(fourth)
+    }))
+})
+
+describe("ExecServer against hostile clients: connections", () => {
+  /** Opens `count` WebSocket connections from `addresses` in turn (a few at a time), each left idle. */
+  const openIdle = (url: string, count: number, addresses: ReadonlyArray<string>, initialize: (i: number) => boolean) =>
+    Effect.forEach(
+      Array.from({ length: count }, (_, i) => i),
+      (i) =>
+        Effect.gen(function*() {
+          const idle = yield* connect(url, { localAddress: addresses[i % addresses.length]!, timeoutMs: 20_000 })
+          if (initialize(i)) yield* handshake(idle)
+          return idle
+        }),
+      { concurrency: 50 }
+    )
+
+  it.live("answers a newcomer while 2 000 idle connections sit open", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server()
+      const addresses = Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 2}`)
+      // 2 000 connections from 8 addresses (within the per-address default), a quarter of them with a session
+      const idle = yield* openIdle(url, 2_000, addresses, (i) => i % 4 === 0)
+      assert.strictEqual(idle.filter((connection) => connection.closeInfo() === undefined).length, 2_000)
+      yield* assertUnharmed(url)
+      // and the idle ones are still served when they wake up
+      yield* assertUsable(idle[0]!)
+      yield* assertUsable(idle[1_999]!)
+    }), 60_000)
+
+  it.live("answers 503 to connections past maxConnectionsPerAddress; other addresses are served", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server({ maxConnectionsPerAddress: 20 })
+      const hog = "127.0.0.3"
+      const open = yield* openIdle(url, 20, [hog], () => false)
+      assert.strictEqual(yield* refusedStatus(url, { localAddress: hog }), 503)
+      yield* assertUnharmed(url)
+      // a closed connection frees its address's share
+      yield* open[0]!.close
+      let again = yield* Effect.exit(connect(url, { localAddress: hog }))
+      for (let tries = 0; again._tag === "Failure" && tries < 100; tries++) {
+        yield* Effect.sleep(20)
+        again = yield* Effect.exit(connect(url, { localAddress: hog }))
+      }
+      assert.strictEqual(again._tag, "Success")
+      if (again._tag === "Success") yield* assertUsable(again.value)
+    }))
+
+  it.live("answers 503 to a raw TCP client past the limit before it sends anything", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server({ maxConnectionsPerAddress: 2 })
+      const { hostname, port } = new URL(url)
+      const silent = yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          [0, 1].map(() => {
+            const socket = Net.connect({ port: Number(port), host: hostname, localAddress: "127.0.0.4" })
+            socket.on("error", () => {})
+            return socket
+          })
+        ),
+        (sockets) => Effect.sync(() => sockets.forEach((socket) => socket.destroy()))
+      )
+      yield* pollUntil("both silent sockets connected", () => silent.every((socket) => socket.readyState === "open"))
+      const answer = yield* Effect.callback<string>((resume) => {
+        const third = Net.connect({ port: Number(port), host: hostname, localAddress: "127.0.0.4" })
+        let text = ""
+        third.on("data", (chunk) => (text += chunk.toString("latin1")))
+        third.on("error", () => {})
+        third.on("close", () => resume(Effect.succeed(text)))
+      })
+      assert.match(answer, /^HTTP\/1\.1 503 /)
+      yield* assertUnharmed(url)
     }))
 })
 
@@ -1335,5 +1418,85 @@ describe("ExecServer against hostile clients: tokens", () => {
         )
       }
       yield* assertUnharmed(url, { headers: { Authorization: `Bearer ${secret}` } })
+    }))
+})
+
+// =============================================================================
+// 13. A defect in a handler
+// =============================================================================
+
+describe("ExecServer against hostile clients: defects", () => {
+  it.live("answers a request whose handler throws with -32603 and logs the cause; the connection goes on", () =>
+    Effect.gen(function*() {
+      const logged: Array<string> = []
+      const collector = Logger.make((options) => {
+        logged.push(`${options.logLevel} ${Cause.pretty(options.cause)} ${JSON.stringify(options.message)}`)
+      })
+      const executor = yield* LocalExecutor.make()
+      const registry = yield* Effect.provideService(ExecServer.makeRegistry(), Executor, executor)
+      // the real methods, but three that fail as no handler should: a throw, a thrown effect, a die
+      const methodsOf = (session: Session): SessionMethods => {
+        const real = processHandlers(registry.sessions, session)
+        return {
+          requests: {
+            ...real.requests,
+            ...fileSystemHandlers(registry.files),
+            "process/read": () => {
+              throw new Error("read exploded")
+            },
+            "process/terminate": () => Effect.sync(() => JSON.parse("{")),
+            "fs/getMetadata": () => Effect.die("metadata died")
+          },
+          notifications: {
+            "process/acknowledge": () => {
+              throw new Error("acknowledge exploded")
+            }
+          }
+        }
+      }
+      const toServer = new PassThrough()
+      const toClient = new PassThrough()
+      const answers: Array<any> = []
+      let pending = ""
+      toClient.setEncoding("utf8")
+      toClient.on("data", (text: string) => {
+        pending += text
+        const lines = pending.split("\n")
+        pending = lines.pop()!
+        for (const line of lines) if (line.length > 0) answers.push(JSON.parse(line))
+      })
+      yield* Connection.serveConnection(registry.sessions, fromStreams(toServer, toClient), methodsOf).pipe(
+        Effect.provide(Logger.layer([collector])),
+        Effect.forkScoped
+      )
+      const send = (message: unknown) => toServer.write(JSON.stringify(message) + "\n")
+      const answerTo = (id: number) =>
+        pollUntil(`the answer to ${id}`, () => answers.some((answer) => answer.id === id)).pipe(
+          Effect.map(() => answers.find((answer) => answer.id === id))
+        )
+      send({ id: 1, method: "initialize", params: { clientName: "defects" } })
+      yield* answerTo(1)
+      send({ method: "initialized", params: {} })
+      send({ method: "process/acknowledge", params: { processId: "x", afterSeq: 0 } })
+      send({ id: 2, method: "process/read", params: { processId: "x" } })
+      send({ id: 3, method: "process/terminate", params: { processId: "x" } })
+      send({ id: 4, method: "fs/getMetadata", params: { path: "file:///tmp" } })
+      send({ id: 5, method: "process/start", params: startParams("ok", ["true"]) })
+      for (const [id, method] of [[2, "process/read"], [3, "process/terminate"], [4, "fs/getMetadata"]] as const) {
+        const answer = yield* answerTo(id)
+        assert.deepStrictEqual(answer, { id, error: { code: -32603, message: `internal error in ${method}` } })
+      }
+      assert.deepStrictEqual((yield* answerTo(5)).result, { processId: "ok", sandboxType: "none" })
+      // each defect was logged once, with its cause
+      yield* pollUntil("four log lines", () => logged.length >= 4)
+      for (const cause of ["read exploded", "JSON", "metadata died", "acknowledge exploded"]) {
+        assert.strictEqual(logged.filter((line) => line.includes(cause)).length, 1, `${cause}: ${logged.join("\n")}`)
+      }
+      // one answer per request, nothing for the notification
+      assert.deepStrictEqual(
+        answers.filter((answer) => answer.method === undefined).map((answer) => answer.id).sort(),
+        [1, 2, 3, 4, 5]
+      )
+      toServer.end()
     }))
 })

@@ -114,7 +114,9 @@ export const serveConnection = Effect.fnUntraced(function*(
       bytes.hold(frameBytes)
       return turns.withPermits(1)(routeNotification(methods.notifications, method, params)).pipe(
         Effect.ignore,
-        Effect.catchDefect((defect) => Effect.logError(`${method} notification failed unexpectedly`, defect)),
+        Effect.catchDefect((defect) =>
+          Effect.logError(`${method} notification failed unexpectedly`, Cause.die(defect))
+        ),
         Effect.ensuring(Effect.sync(() => {
           pending--
           bytes.release(frameBytes)
