@@ -11,7 +11,9 @@
  *
  * The roles live under `internal/local/`: `childProcess` (spawn, pipes, exit,
  * pause and resume, stdin, signals), `processTable` (ids, retention, bounds),
- * `processLog` (the seq-numbered log and its long-poll), `envPolicy`.
+ * `processLog` (the seq-numbered log and its long-poll), `envPolicy`. A start
+ * with a `sandbox` runs under bubblewrap, built by `internal/sandbox/`, or is
+ * refused.
  *
  * @since 0.1.0
  */
@@ -36,6 +38,7 @@ import * as Defaults from "./internal/defaults.ts"
 import { type LocalProcess, spawnProcess } from "./internal/local/childProcess.ts"
 import { eventStream, longPollRead } from "./internal/local/processLog.ts"
 import { ProcessTable } from "./internal/local/processTable.ts"
+import { makeLauncher, type SandboxOptions } from "./internal/sandbox/launcher.ts"
 import type * as Protocol from "./Protocol.ts"
 
 /**
@@ -63,7 +66,21 @@ export interface Options {
   readonly readerIdleTimeout?: Duration.Input
   /** The environment an `envPolicy` starts from (default `process.env`). */
   readonly baseEnvironment?: Readonly<Record<string, string | undefined>>
+  /** How sandboxed starts are confined: where bubblewrap is, whether every start must be sandboxed. */
+  readonly sandbox?: SandboxOptions
 }
+
+export type {
+  /**
+   * The sandbox's options: `bwrap` (the bubblewrap binary; default
+   * `$EXEC_SANDBOX_BWRAP`, else `bwrap` on `PATH`) and `required` (refuse every
+   * start that would run unconfined).
+   *
+   * @category options
+   * @since 0.1.0
+   */
+  SandboxOptions
+} from "./internal/sandbox/launcher.ts"
 
 /**
  * Builds a local executor in the current scope; closing the scope kills every
@@ -84,6 +101,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     options.readerIdleTimeout ?? Defaults.processTable.readerIdleTimeoutMillis
   )
   const table = new ProcessTable(options.maxClosedRetained ?? Defaults.processTable.maxClosedRetained)
+  const sandbox = yield* makeLauncher(options.sandbox)
   const supervisors = yield* FiberSet.make()
   yield* Effect.addFinalizer(() => Effect.sync(() => table.destroyAll()))
 
@@ -119,13 +137,13 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     if (request.tty) return yield* fail(new Unsupported({ feature: "tty (pty) processes" }))
     if (!table.reserve(processId)) return yield* fail(new ProcessIdInUse({ processId }))
     const now = yield* Clock.currentTimeMillis
-    const process = yield* spawnProcess(request, spawnOptions, now).pipe(
+    const process = yield* spawnProcess(request, spawnOptions, now, (env) => sandbox.prepare(request, env)).pipe(
       Effect.mapError((reason) => new ExecutorError({ reason })),
       Effect.onError(() => Effect.sync(() => table.unreserve(processId)))
     )
     table.started(processId, process)
     yield* FiberSet.run(supervisors, supervise(processId, process))
-    return { processId, sandboxType: "none" }
+    return { processId, sandboxType: process.sandboxType }
     // from the reservation to the supervisor, all or nothing: an interrupted start must not leave a child behind
   }, Effect.uninterruptible)
 
@@ -163,7 +181,16 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   ): Stream.Stream<ProcessEvent, ExecutorError> =>
     Stream.unwrap(Effect.map(table.lookup(processId), (process) => eventStream(process.log, options?.afterSeq ?? 0)))
 
-  return Executor.of({ start, read, write, terminate, signal, events, defaultCwd: Effect.sync(() => process.cwd()) })
+  return Executor.of({
+    start,
+    read,
+    write,
+    terminate,
+    signal,
+    events,
+    defaultCwd: Effect.sync(() => process.cwd()),
+    sandboxSupport: sandbox.support
+  })
 })
 
 /**

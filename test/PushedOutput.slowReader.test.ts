@@ -167,7 +167,8 @@ describe("the notifier, when the executor reports lost output", () => {
         terminate: () => Effect.succeed({ running: false }),
         signal: () => Effect.void,
         events: () => Stream.concat(Stream.fromIterable(events), Stream.never),
-        defaultCwd: Effect.succeed("/tmp")
+        defaultCwd: Effect.succeed("/tmp"),
+        sandboxSupport: Effect.succeed({ available: false as const, reason: "a stub runs nothing" })
       })
       const { url } = yield* Effect.provideService(WebSocketListener.listen({}), Executor, executor)
       const client = yield* connect(url)
