@@ -16,6 +16,7 @@ import * as NodeFs from "node:fs"
 import { InvalidRequest, type SandboxRefused, SpawnFailed, type StartRequest } from "../../Executor.ts"
 import * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"
+import { feed } from "../sandbox/bwrap.ts"
 import { isLikelySandboxDenied } from "../sandbox/denial.ts"
 import type { Launch } from "../sandbox/launcher.ts"
 import { childEnvironment } from "./envPolicy.ts"
@@ -252,7 +253,7 @@ const startChild = (
       resume(Effect.fail(spawnFailure(launch?.file ?? command, error)))
     })
     child.once("spawn", () => {
-      inputs.forEach((bytes, index) => (child.stdio[3 + index] as NodeJS.WritableStream).end(bytes))
+      feed(child, inputs)
       const started = new LocalProcess(
         child,
         new ProcessLog(options.retainedBytes, request.backpressure === true),

@@ -64,6 +64,18 @@ interface TrialOutcome {
   readonly error?: string
 }
 
+/**
+ * Writes each input to the child's file descriptor 3, 4, … and closes it. A
+ * child that exits without reading them (a failing bubblewrap) must not
+ * bring this process down with EPIPE or ECONNRESET.
+ */
+export const feed = (child: NodeChildProcess.ChildProcess, inputs: ReadonlyArray<Uint8Array>): void =>
+  inputs.forEach((bytes, index) => {
+    const stream = child.stdio[3 + index] as NodeJS.WritableStream | null | undefined
+    stream?.on("error", () => {})
+    stream?.end(bytes)
+  })
+
 /** Runs bubblewrap with `args`, feeding `inputs` to fds 3, 4, …; resolves with its exit and output. */
 const trial = (path: string, args: ReadonlyArray<string>, inputs: ReadonlyArray<Uint8Array>) =>
   Effect.callback<TrialOutcome>((resume) => {
@@ -83,10 +95,7 @@ const trial = (path: string, args: ReadonlyArray<string>, inputs: ReadonlyArray<
     child.stdout?.on("data", collect)
     child.stderr?.on("data", collect)
     child.once("error", (error) => resume(Effect.succeed({ exitCode: null, output, error: error.message })))
-    child.once(
-      "spawn",
-      () => inputs.forEach((bytes, index) => (child.stdio[3 + index] as NodeJS.WritableStream).end(bytes))
-    )
+    child.once("spawn", () => feed(child, inputs))
     child.once("close", (exitCode) => resume(Effect.succeed({ exitCode, output })))
     return Effect.sync(() => {
       if (child.pid !== undefined && child.exitCode === null) {
