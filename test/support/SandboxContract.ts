@@ -54,6 +54,15 @@ const sandboxed = (cwd: string, policy: Sandbox.Policy, script: string) =>
     return { ...seen, sandboxType: started.sandboxType, exitCode: seen.last.exitCode, denied: seen.last.sandboxDenied }
   })
 
+/** A restricted policy of `entries`, the network restricted, `root` its one workspace root. */
+const custom = (root: string, entries: ReadonlyArray<Protocol.SandboxEntry>): Sandbox.Policy =>
+  Sandbox.custom({
+    permissions: { type: "managed", file_system: { type: "restricted", entries }, network: "restricted" },
+    cwd: root,
+    workspaceRoots: [root],
+    windowsSandboxLevel: "disabled"
+  })
+
 /** A TCP server on the host's loopback that greets every connection, for the current scope. */
 const loopbackServer = Effect.acquireRelease(
   Effect.callback<Net.Server>((resume) => {
@@ -123,6 +132,36 @@ export const sandboxSuite = (
           assert.isFalse(existsSync(join(ws.root, ".codex", "skills")))
         }))
 
+      it.effect("keeps .git and the other protected names read-only even when the policy does not list them", () =>
+        Effect.gen(function*() {
+          using ws = workspace()
+          const policy = custom(ws.root, [
+            { path: { type: "special", value: { kind: "root" } }, access: "read" },
+            { path: { type: "special", value: { kind: "project_roots" } }, access: "write" }
+          ])
+          const git = yield* sandboxed(ws.root, policy, "printf x > .git/config")
+          assert.isTrue(git.denied)
+          assert.isFalse(existsSync(join(ws.root, ".git", "config")))
+          const agents = yield* sandboxed(ws.root, policy, "mkdir -p .agents/skills")
+          assert.notStrictEqual(agents.exitCode, 0)
+          assert.isFalse(existsSync(join(ws.root, ".agents", "skills")))
+          const other = yield* sandboxed(ws.root, policy, "mkdir -p notes && printf ok > notes/a")
+          assert.strictEqual(other.exitCode, 0)
+        }))
+
+      it.effect("cannot lift its own confinement: no remount, no way out through a new user namespace", () =>
+        Effect.gen(function*() {
+          using ws = workspace()
+          const target = `${ws.outside}/x`
+          const script = `mount -o remount,rw,bind / ; printf a > ${target}; ` +
+            `unshare -Urm sh -c 'mount -o remount,rw,bind / ; printf b > ${target}'; ` +
+            `printf c > ${target}; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status`
+          const seen = yield* sandboxed(ws.root, Sandbox.workspaceWrite(), script)
+          assert.isFalse(existsSync(target), "nothing written outside the workspace")
+          assert.match(seen.stdout, /CapEff:\s+0+\n/)
+          assert.match(seen.stdout, /NoNewPrivs:\s+1/)
+        }))
+
       it.effect("/tmp is writable under workspace-write, not under read-only; read-only writes nowhere", () =>
         Effect.gen(function*() {
           using ws = workspace()
@@ -142,6 +181,50 @@ export const sandboxSuite = (
           assert.deepStrictEqual([reading.exitCode, reading.denied], [0, false])
         }))
 
+      it.effect("deny hides a file and a directory, even inside the writable workspace", () =>
+        Effect.gen(function*() {
+          using ws = workspace()
+          writeFileSync(join(ws.root, "secret.txt"), "top secret\n")
+          mkdirSync(join(ws.root, "private"))
+          writeFileSync(join(ws.root, "private", "key"), "key\n")
+          const policy = custom(ws.root, [
+            { path: { type: "special", value: { kind: "root" } }, access: "read" },
+            { path: { type: "special", value: { kind: "project_roots" } }, access: "write" },
+            { path: { type: "path", path: join(ws.root, "secret.txt") }, access: "deny" },
+            { path: { type: "path", path: join(ws.root, "private") }, access: "deny" }
+          ])
+          const file = yield* sandboxed(ws.root, policy, "cat secret.txt")
+          assert.notStrictEqual(file.exitCode, 0)
+          assert.match(file.stderr, /Permission denied/)
+          assert.notInclude(file.stdout, "secret")
+          const directory = yield* sandboxed(ws.root, policy, "cat private/key")
+          assert.notStrictEqual(directory.exitCode, 0)
+          assert.notInclude(directory.stdout, "key")
+          const overwrite = yield* sandboxed(ws.root, policy, "printf gone > secret.txt")
+          assert.notStrictEqual(overwrite.exitCode, 0)
+          assert.strictEqual(readFileSync(join(ws.root, "secret.txt"), "utf8"), "top secret\n")
+          const elsewhere = yield* sandboxed(ws.root, policy, "printf ok > other.txt")
+          assert.strictEqual(elsewhere.exitCode, 0)
+        }))
+
+      it.effect("minimal: the system's read set and the workspace, nothing else", () =>
+        Effect.gen(function*() {
+          using ws = workspace()
+          writeFileSync(join(ws.outside, "notes"), "elsewhere\n")
+          const policy = custom(ws.root, [
+            { path: { type: "special", value: { kind: "minimal" } }, access: "read" },
+            { path: { type: "special", value: { kind: "project_roots" } }, access: "write" }
+          ])
+          const seen = yield* sandboxed(
+            ws.root,
+            policy,
+            `cat /etc/passwd > /dev/null && echo etc; cat ${ws.outside}/notes; printf ok > mine && cat mine`
+          )
+          assert.strictEqual(seen.stdout, "etc\nok")
+          assert.match(seen.stderr, /No such file or directory/)
+          assert.isFalse(existsSync(join(ws.root, "..", "..", "..", "mine")))
+        }))
+
       it.effect("network restricted: a loopback server on the host is unreachable", () =>
         Effect.gen(function*() {
           using ws = workspace()
@@ -159,6 +242,13 @@ export const sandboxSuite = (
           const port = yield* loopbackServer
           const seen = yield* sandboxed(ws.root, Sandbox.workspaceWrite({ network: "enabled" }), connectScript(port))
           assert.deepStrictEqual([seen.exitCode, seen.denied, seen.stdout], [0, false, "hello from the host\n"])
+          // VM sockets stay closed (they reach host services past the file system sandbox): EPERM, not EAFNOSUPPORT
+          const vsock = yield* sandboxed(
+            ws.root,
+            Sandbox.workspaceWrite({ network: "enabled" }),
+            `python3 -c 'import socket\ntry: socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)\nexcept OSError as e: print(e.errno)'`
+          )
+          assert.strictEqual(vsock.stdout, "1\n")
         }))
 
       it.effect("sandboxDenied follows Codex's rule: exit code, then what the output says", () =>
@@ -246,6 +336,15 @@ export const sandboxSuite = (
               })
             )
             assert.match(reasonOf(managed)?.message ?? "", /managed network/)
+            const arg0 = yield* Effect.exit(
+              start(freshId("arg0"), ["true"], {
+                cwd: ws.root,
+                env: environment,
+                sandbox: Sandbox.toWire(Sandbox.readOnly(), ws.root),
+                arg0: "renamed"
+              })
+            )
+            assert.match(reasonOf(arg0)?.message ?? "", /arg0 under a sandbox/)
           }))
 
         it.effect("removes the mount points it created once the sandbox is gone", () =>

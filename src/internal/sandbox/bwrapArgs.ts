@@ -4,7 +4,9 @@
  * over the one it refines:
  *
  * - the root: read-only (`--ro-bind / /`), writable (`--bind / /`), or, when
- *   it is not readable, an empty tmpfs made read-only at the end;
+ *   it is not readable, an empty tmpfs made read-only at the end, with the
+ *   links of the minimal read set (`/bin` → `usr/bin`) and the working
+ *   directory by its real path;
  * - a fresh `/dev` and `/proc`;
  * - every path whose access differs from what it inherits: `--bind` to make
  *   it writable, `--ro-bind` to make it read-only, and to hide it an empty
@@ -24,7 +26,7 @@
  */
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
-import { type Access, accessOf, isWithin, type ResolvedPolicy } from "./policy.ts"
+import { type Access, accessOf, isWithin, realPathOf, type ResolvedPolicy } from "./policy.ts"
 
 /** One mount on top of the root: `path` gets `access`. */
 export interface MountOp {
@@ -178,11 +180,15 @@ export const confinedInvocation = (
     } else builder.push("--ro-bind", op.path, op.path)
   }
   for (const path of options.hidden) builder.hide(path)
-  if (baseline === "deny") builder.push("--remount-ro", "/")
+  if (baseline === "deny") {
+    for (const link of policy.links) builder.push("--symlink", link.target, link.path)
+    builder.push("--remount-ro", "/")
+  }
   builder.push("--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-ipc")
   if (policy.network === "restricted") builder.push("--unshare-net")
   builder.push("--cap-drop", "ALL")
-  return builder.finish(options)
+  // under an empty root only real paths exist: a working directory reached through a link is not there
+  return builder.finish(baseline === "deny" ? { ...options, cwd: realPathOf(options.cwd) } : options)
 }
 
 /**

@@ -50,6 +50,11 @@ export interface ResolvedPolicy {
   readonly writableRoots: ReadonlyArray<string>
   /** Paths kept read-only inside writable roots, whether or not they exist. */
   readonly protectedPaths: ReadonlyArray<string>
+  /**
+   * Symlinks of the minimal read set (`/bin` → `usr/bin` on a merged-/usr
+   * system): where `/` is not readable, the sandbox needs them as links.
+   */
+  readonly links: ReadonlyArray<{ readonly path: string; readonly target: string }>
 }
 
 /** What a policy is read against, besides its own context. */
@@ -205,7 +210,7 @@ const pathsOfEntry = (entry: Protocol.SandboxEntry, context: Context): ReadonlyA
 const rulesOf = (
   fileSystem: Extract<Protocol.SandboxFileSystem, { type: "restricted" }>,
   context: Context
-): ReadonlyArray<Rule> => {
+): Pick<ResolvedPolicy, "rules" | "links"> => {
   if (fileSystem.entries.length > Defaults.sandbox.maxEntries) {
     refuse(`a policy of ${fileSystem.entries.length} entries (at most ${Defaults.sandbox.maxEntries})`)
   }
@@ -221,11 +226,19 @@ const rulesOf = (
     entry.path.type === "special" && entry.path.value.kind === "minimal" && entry.access !== "deny" &&
     entry.access !== "none"
   )
+  const links: Array<{ readonly path: string; readonly target: string }> = []
   if (wantsMinimal && explicitAccess([...rules.values()], "/") === "deny") {
-    for (const path of minimalPaths) if (lstatOrUndefined(path) !== undefined) add(path, "read")
+    for (const path of minimalPaths) {
+      const stats = lstatOrUndefined(path)
+      if (stats?.isSymbolicLink() === true) links.push({ path, target: NodeFs.readlinkSync(path) })
+      if (stats !== undefined) add(path, "read")
+    }
   }
-  // a write root that does not exist grants nothing (Codex drops it too)
-  return [...rules.values()].filter((rule) => rule.access !== "write" || lstatOrUndefined(rule.path) !== undefined)
+  return {
+    // a write root that does not exist grants nothing (Codex drops it too)
+    rules: [...rules.values()].filter((rule) => rule.access !== "write" || lstatOrUndefined(rule.path) !== undefined),
+    links
+  }
 }
 
 /** The git directory a `.git` file (a worktree's or a submodule's) points to, if any. */
@@ -270,7 +283,8 @@ const resolveSync = (context: Protocol.SandboxContext, options: ResolveOptions):
     network: "enabled",
     rules: [{ path: "/", access: "write" }],
     writableRoots: [],
-    protectedPaths: []
+    protectedPaths: [],
+    links: []
   }
   if (permissions.type === "disabled") return unconfined
   const network = permissions.network
@@ -281,14 +295,14 @@ const resolveSync = (context: Protocol.SandboxContext, options: ResolveOptions):
   }
   if (permissions.type === "external" || permissions.file_system.type === "unrestricted") return wholeDiskWritable
   const workspaceRoots = context.workspaceRoots ?? context.policyContext?.workspaceRoots ?? []
-  const rules = rulesOf(permissions.file_system, { workspaceRoots, tmpdir: options.tmpdir })
+  const { links, rules } = rulesOf(permissions.file_system, { workspaceRoots, tmpdir: options.tmpdir })
   if (isFullDiskWrite(rules)) return wholeDiskWritable
   if (context.useLegacyLandlock === true) refuse("useLegacyLandlock with a restricted file system")
   const writableRoots = rules
     .filter((rule) => rule.access === "write" && explicitAccess(rules, rule.path) === "write")
     .map((rule) => rule.path)
     .sort((a, b) => depthOf(a) - depthOf(b) || a.localeCompare(b))
-  return { confinement: "full", network, rules, writableRoots, protectedPaths: protectedPathsOf(writableRoots) }
+  return { confinement: "full", network, rules, writableRoots, protectedPaths: protectedPathsOf(writableRoots), links }
 }
 
 /**
