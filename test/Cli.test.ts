@@ -10,9 +10,22 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { pathToFileURL } from "node:url"
 import { bwrapPath } from "./support/bwrap.ts"
+import { awaitDeath, isAlive } from "./support/processes.ts"
 import { scratchDir } from "./support/sandbox.ts"
 import { bin, spawnServe } from "./support/servers.ts"
-import { base64, connect, handshake } from "./support/wireClient.ts"
+import { base64, connect, handshake, pollUntil, startParams } from "./support/wireClient.ts"
+
+/** The pids of live processes whose command line is exactly `argv`. */
+const pidsRunning = (argv: ReadonlyArray<string>): Array<number> =>
+  readdirSync("/proc").filter((name) => /^\d+$/.test(name)).flatMap((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, "utf8") === `${argv.join("\0")}\0` && isAlive(Number(pid))
+        ? [Number(pid)]
+        : []
+    } catch {
+      return []
+    }
+  })
 
 interface CliRun {
   readonly code: number | null
@@ -335,6 +348,34 @@ describe("effect-exec and the sandbox", () => {
         "echo hi"
       ])
       assert.deepStrictEqual([confined.code, confined.stdout], [0, "hi\n"])
+    }))
+
+  it.live("a sandboxed command dies with a server killed by SIGKILL", () =>
+    Effect.gen(function*() {
+      const server = yield* spawnServe(["--bwrap", bwrapPath])
+      const client = yield* connect(server.url)
+      yield* handshake(client)
+      const marker = `${600 + Math.floor(Math.random() * 300)}.${process.pid}`
+      const readOnly = {
+        permissions: {
+          type: "managed",
+          file_system: {
+            type: "restricted",
+            entries: [{ path: { type: "special", value: { kind: "root" } }, access: "read" }]
+          },
+          network: "restricted"
+        },
+        windowsSandboxLevel: "disabled"
+      }
+      const started = yield* client.call("process/start", startParams("s", ["sleep", marker], { sandbox: readOnly }))
+      assert.strictEqual(started.sandboxType, "linuxSeccomp")
+      let sleeper: number | undefined
+      yield* pollUntil("the sandboxed sleep runs", () => {
+        sleeper = pidsRunning(["sleep", marker])[0]
+        return sleeper !== undefined
+      })
+      server.child.kill("SIGKILL")
+      yield* awaitDeath(sleeper!)
     }))
 
   it.live("serve --require-sandbox does not start when the sandbox is unavailable", () =>
