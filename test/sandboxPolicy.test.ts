@@ -11,6 +11,7 @@ import * as Exit from "effect/Exit"
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import type { SandboxRefused } from "../src/Executor.ts"
+import { registryDirectory } from "../src/internal/sandbox/mountPoints.ts"
 import {
   accessOf,
   canRead,
@@ -78,6 +79,8 @@ describe("sandbox policy", () => {
       assert.strictEqual(accessOf(policy, join(dirs.outside, "x")), "read")
       assert.strictEqual(accessOf(policy, "/tmp/anything"), "write")
       assert.strictEqual(accessOf(policy, "/etc/passwd"), "read")
+      // the sandboxes' own registry of mount points is hidden from them, /tmp or not
+      assert.isFalse(canRead(policy, join(registryDirectory(), "claims")))
     }))
 
   it.effect("read-only: nothing writable, everything readable", () =>

@@ -15,6 +15,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import * as Net from "node:net"
 import { join } from "node:path"
 import * as Exec from "../../src/Executor.ts"
+import { registryDirectory } from "../../src/internal/sandbox/mountPoints.ts"
 import type * as Protocol from "../../src/Protocol.ts"
 import * as Sandbox from "../../src/Sandbox.ts"
 import { awaitDeath, freshId, isAlive, readUntilClosed, start } from "./processes.ts"
@@ -353,6 +354,10 @@ export const sandboxSuite = (
             const seen = yield* sandboxed(ws.root, Sandbox.workspaceWrite(), "ls -a")
             assert.include(seen.stdout, ".codex", "the missing protected names are masked")
             assert.deepStrictEqual(readdirSync(ws.root), [".git"], "and gone from the host afterwards")
+            // the registry that counts them is out of the sandbox's reach
+            const registry = yield* sandboxed(ws.root, Sandbox.workspaceWrite(), `ls ${registryDirectory()}`)
+            assert.isTrue(registry.denied)
+            assert.match(registry.stderr, /Permission denied/)
           }))
       }
     })

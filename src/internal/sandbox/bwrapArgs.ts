@@ -115,7 +115,10 @@ export interface InvocationOptions {
   readonly cwd: string
   /** The seccomp program, if any (fed on a file descriptor). */
   readonly seccomp: Uint8Array | undefined
-  /** Existing directories to hide from the sandbox (our own bookkeeping). */
+  /**
+   * Existing directories to hide from a network-only sandbox (our own
+   * bookkeeping); a confined policy hides them with its own deny rules.
+   */
   readonly hidden: ReadonlyArray<string>
   /** argv[0] for the command, when the request sets one (needs a bubblewrap with `--argv0`). */
   readonly argv0?: string | undefined
@@ -179,7 +182,6 @@ export const confinedInvocation = (
       builder.push("--perms", "555", "--tmpfs", op.path, "--remount-ro", op.path)
     } else builder.push("--ro-bind", op.path, op.path)
   }
-  for (const path of options.hidden) builder.hide(path)
   if (baseline === "deny") {
     for (const link of policy.links) builder.push("--symlink", link.target, link.path)
     builder.push("--remount-ro", "/")

@@ -144,7 +144,7 @@ export const makeLauncher = (options: SandboxOptions = {}): Effect.Effect<Launch
       if (context === null) {
         return options.required === true ? yield* refuse("Required", "the request asks for no sandbox") : undefined
       }
-      const policy = yield* resolvePolicy(context, { tmpdir: environment.TMPDIR })
+      const policy = yield* resolvePolicy(context, { tmpdir: environment.TMPDIR, hidden: [mountPoints.directory] })
       if (policy.confinement === "none") {
         return options.required === true ? yield* refuse("Required", "its policy confines nothing") : undefined
       }

@@ -23,6 +23,7 @@ import * as NodePath from "node:path"
 import { SandboxRefused } from "../../Executor.ts"
 import type * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"
+import { registryDirectory } from "./mountPoints.ts"
 
 /** What a rule grants. */
 export type Access = "read" | "write" | "deny"
@@ -61,6 +62,8 @@ export interface ResolvedPolicy {
 export interface ResolveOptions {
   /** `TMPDIR` of the command's environment, for the `tmpdir` special path. */
   readonly tmpdir: string | undefined
+  /** Paths no confined policy grants, whatever it says (default: the sandboxes' own registry). */
+  readonly hidden?: ReadonlyArray<string>
 }
 
 /** Names kept read-only inside every writable root. */
@@ -302,7 +305,18 @@ const resolveSync = (context: Protocol.SandboxContext, options: ResolveOptions):
     .filter((rule) => rule.access === "write" && explicitAccess(rules, rule.path) === "write")
     .map((rule) => rule.path)
     .sort((a, b) => depthOf(a) - depthOf(b) || a.localeCompare(b))
-  return { confinement: "full", network, rules, writableRoots, protectedPaths: protectedPathsOf(writableRoots), links }
+  const hidden = (options.hidden ?? [registryDirectory()]).map((path): Rule => ({
+    path: realPathOf(path),
+    access: "deny"
+  }))
+  return {
+    confinement: "full",
+    network,
+    rules: [...rules, ...hidden],
+    writableRoots,
+    protectedPaths: protectedPathsOf(writableRoots),
+    links
+  }
 }
 
 /**
