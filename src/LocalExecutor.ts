@@ -38,7 +38,7 @@ import * as Defaults from "./internal/defaults.ts"
 import { type LocalProcess, spawnProcess } from "./internal/local/childProcess.ts"
 import { eventStream, longPollRead } from "./internal/local/processLog.ts"
 import { ProcessTable } from "./internal/local/processTable.ts"
-import { makeLauncher, type SandboxOptions } from "./internal/sandbox/launcher.ts"
+import { makeLauncher, type SandboxOptions as LauncherOptions } from "./internal/sandbox/launcher.ts"
 import type * as Protocol from "./Protocol.ts"
 
 /**
@@ -70,17 +70,15 @@ export interface Options {
   readonly sandbox?: SandboxOptions
 }
 
-export type {
-  /**
-   * The sandbox's options: `bwrap` (the bubblewrap binary; default
-   * `$EXEC_SANDBOX_BWRAP`, else `bwrap` on `PATH`) and `required` (refuse every
-   * start that would run unconfined).
-   *
-   * @category options
-   * @since 0.1.0
-   */
-  SandboxOptions
-} from "./internal/sandbox/launcher.ts"
+/**
+ * How sandboxed starts are confined: `bwrap` (the bubblewrap binary; default
+ * `$EXEC_SANDBOX_BWRAP`, else `bwrap` on `PATH`) and `required` (refuse every
+ * start that would run unconfined).
+ *
+ * @category options
+ * @since 0.1.0
+ */
+export type SandboxOptions = LauncherOptions
 
 /**
  * Builds a local executor in the current scope; closing the scope kills every

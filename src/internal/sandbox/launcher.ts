@@ -26,12 +26,7 @@ import { MountPoints } from "./mountPoints.ts"
 import { type ResolvedPolicy, resolvePolicy } from "./policy.ts"
 import { networkFilter } from "./seccomp.ts"
 
-/**
- * How the local executor sandboxes.
- *
- * @category options
- * @since 0.1.0
- */
+/** How the local executor sandboxes (`LocalExecutor.SandboxOptions`). */
 export interface SandboxOptions {
   /** The bubblewrap binary (default: `$EXEC_SANDBOX_BWRAP`, else `bwrap` on `PATH`). */
   readonly bwrap?: string | undefined
