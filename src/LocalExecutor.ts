@@ -38,7 +38,7 @@ import * as Defaults from "./internal/defaults.ts"
 import { type LocalProcess, spawnProcess } from "./internal/local/childProcess.ts"
 import { eventStream, longPollRead } from "./internal/local/processLog.ts"
 import { ProcessTable } from "./internal/local/processTable.ts"
-import { makeLauncher, type SandboxOptions as LauncherOptions } from "./internal/sandbox/launcher.ts"
+import * as Launcher from "./internal/sandbox/launcher.ts"
 import type * as Protocol from "./Protocol.ts"
 
 /**
@@ -78,7 +78,7 @@ export interface Options {
  * @category options
  * @since 0.1.0
  */
-export type SandboxOptions = LauncherOptions
+export type SandboxOptions = Launcher.SandboxOptions
 
 /**
  * Builds a local executor in the current scope; closing the scope kills every
@@ -99,7 +99,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     options.readerIdleTimeout ?? Defaults.processTable.readerIdleTimeoutMillis
   )
   const table = new ProcessTable(options.maxClosedRetained ?? Defaults.processTable.maxClosedRetained)
-  const sandbox = yield* makeLauncher(options.sandbox)
+  const sandbox = yield* Launcher.makeLauncher(options.sandbox)
   const supervisors = yield* FiberSet.make()
   yield* Effect.addFinalizer(() => Effect.sync(() => table.destroyAll()))
 
