@@ -7,6 +7,7 @@ import * as Exec from "../src/Executor.ts"
 import { spawnProcess } from "../src/internal/local/childProcess.ts"
 import { longPollRead } from "../src/internal/local/processLog.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
+import * as Sandbox from "../src/Sandbox.ts"
 import { suite } from "./support/ExecutorContract.ts"
 import { awaitDeath, readUntilClosed, start } from "./support/processes.ts"
 
@@ -159,4 +160,28 @@ describe("LocalExecutor memory, asserted through what it holds", () => {
       }),
     60_000
   )
+})
+
+describe("LocalExecutor: a process on a terminal and a sandbox", () => {
+  it.effect("refuses a sandboxed tty start (it cannot be confined yet) and runs an unsandboxed one", () =>
+    Effect.flatMap(LocalExecutor.make(), (executor) =>
+      Effect.gen(function*() {
+        const sandbox = Sandbox.toWire(Sandbox.readOnly(), "/tmp")
+        const refused = yield* Effect.flip(
+          executor.start({ processId: "tty-sandboxed", argv: ["true"], cwd: "/tmp", env: {}, tty: true, sandbox })
+        )
+        assert.strictEqual(refused.reason._tag, "SandboxRefused")
+        assert.include(refused.message, "a process on a terminal under a sandbox")
+        const unknown = yield* Effect.exit(executor.read({ processId: "tty-sandboxed" }))
+        assert.strictEqual(reasonOf(unknown), "UnknownProcess", "nothing ran, and the id is free")
+        const started = yield* executor.start({
+          processId: "tty-free",
+          argv: ["true"],
+          cwd: "/tmp",
+          env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+          tty: true,
+          sandbox: Sandbox.toWire(Sandbox.fullAccess, "/tmp")
+        })
+        assert.strictEqual(started.sandboxType, "none")
+      })))
 })
