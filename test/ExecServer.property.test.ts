@@ -228,6 +228,65 @@ describe("ExecServer under pathological input", () => {
     120_000
   )
 
+  it.live(
+    "answers sandbox policies of deep paths within a budget set by policies of as many bytes",
+    () =>
+      Effect.gen(function*() {
+        const { url } = yield* listenLocal()
+        const client = yield* connect(url, { timeoutMs: 60_000 })
+        yield* handshake(client)
+        let started = 0
+        /** A start under a policy that hides `paths` (none of them exists) and reads the rest. */
+        const start = (paths: ReadonlyArray<string>) =>
+          timed(client.request("process/start", {
+            processId: `s${++started}`,
+            argv: ["true"],
+            cwd: "/tmp",
+            env: {},
+            tty: false,
+            sandbox: {
+              permissions: {
+                type: "managed",
+                network: "restricted",
+                file_system: {
+                  type: "restricted",
+                  entries: [
+                    { path: { type: "special", value: { kind: "root" } }, access: "read" },
+                    ...paths.map((path) => ({ path: { type: "path", path: `file://${path}` }, access: "deny" }))
+                  ]
+                }
+              },
+              windowsSandboxLevel: "disabled"
+            }
+          }))
+        // 255 paths of 4 000 bytes each: 1 999 levels deep, or 16 levels of long names
+        const deep = Array.from(
+          { length: 255 },
+          (_, i) => `/tmp/missing-${String(i).padStart(3, "0")}${"/a".repeat(1_992)}`
+        )
+        const shallow = Array.from(
+          { length: 255 },
+          (_, i) => `/tmp/missing-${String(i).padStart(3, "0")}${`/${"a".repeat(248)}`.repeat(16)}`.slice(0, 4_000)
+        )
+        assert.strictEqual(Buffer.byteLength(deep[0]!), Buffer.byteLength(shallow[0]!))
+        for (let i = 0; i < 2; i++) yield* start(shallow)
+        const plain: Array<number> = []
+        for (let i = 0; i < 5; i++) plain.push((yield* start(shallow)).millis)
+        const costs: Array<number> = []
+        for (let i = 0; i < 3; i++) {
+          const { millis, result } = yield* start(deep)
+          assert.isTrue(result.result !== undefined || result.error !== undefined, "answered")
+          costs.push(millis)
+        }
+        assert.isBelow(
+          Math.min(...costs),
+          20 * median(plain),
+          `deep: ${costs.map((t) => t.toFixed(1))} ms; as many bytes, 16 levels: ${plain.map((t) => t.toFixed(1))} ms`
+        )
+      }),
+    120_000
+  )
+
   it.live("answers file paths of many slashes within a budget set by a plain path", () =>
     Effect.gen(function*() {
       const { url } = yield* listenLocal()
