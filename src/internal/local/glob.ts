@@ -87,7 +87,7 @@ export const compileGlobs = (patterns: ReadonlyArray<string>): GlobSet => {
     setBit(finalMask, state)
     state++
   }
-  const asciiMasks: Array<Uint32Array | undefined> = new Array(128).fill(undefined)
+  const asciiMasks: Array<Uint32Array | undefined> = Array.from({ length: 128 }, () => undefined)
   const otherMasks = new Map<number, Uint32Array>()
   for (const [code, bits] of literals) {
     const mask = Uint32Array.from(anyMask)
