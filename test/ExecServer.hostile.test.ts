@@ -27,7 +27,7 @@ import type { Session } from "../src/internal/server/sessions.ts"
 import { fromStreams } from "../src/JsonRpc.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
 import { awaitDeath, isAlive } from "./support/processes.ts"
-import { listenLocal as server } from "./support/servers.ts"
+import { listenMeasured as server } from "./support/servers.ts"
 import {
   codexShape,
   connect,

@@ -36,7 +36,11 @@ export const fromStreams = (
       limits,
       closedReason: () => closedReason,
       buffered: () => (output as { writableLength?: number }).writableLength ?? 0,
-      write: (frame, done) => output.write(frame + "\n", done),
+      write: (frame, done) => {
+        if (typeof frame === "string") return output.write(frame + "\n", done)
+        output.write(frame)
+        output.write("\n", done)
+      },
       drop
     }),
     listen: ({ onClose, onFrame }) => {

@@ -30,7 +30,8 @@ export const fromWebSocket = (
       closedReason: () =>
         closedReason ?? (socket.readyState === WebSocket.OPEN ? undefined : "the WebSocket is not open"),
       buffered: () => socket.bufferedAmount,
-      write: (frame, done) => socket.send(frame, done),
+      // bytes are the UTF-8 of a text frame: sent as text, without a copy
+      write: (frame, done) => socket.send(frame, { binary: false }, done),
       drop: (reason) => {
         closedReason ??= reason
         socket.terminate()

@@ -34,7 +34,7 @@ export const serveConnection = Effect.fnUntraced(function*(
 ) {
   const scope = yield* Scope.make()
   const run = yield* FiberSet.makeRuntime<never>().pipe(Scope.provide(scope))
-  const sendJson = (json: string) => Effect.ignore(transport.send(json))
+  const sendJson = (json: string | Uint8Array) => Effect.ignore(transport.send(json))
   const send = (message: Envelope) => sendJson(JSON.stringify(message))
   // what the session pushes waits for the `initialize` answer: a resumed
   // session's notifications never reach the client before it knows the session
@@ -58,7 +58,7 @@ export const serveConnection = Effect.fnUntraced(function*(
     Effect.matchCauseEffect(outcome, {
       onSuccess: (result) =>
         result instanceof RawJson
-          ? sendJson(`{"id":${JSON.stringify(id)},"result":${result.json}}`)
+          ? sendJson(result.frame(`{"id":${JSON.stringify(id)},"result":`, "}"))
           : send({ id, result }),
       onFailure: (cause) => {
         const failure = cause.reasons.find(Cause.isFailReason)

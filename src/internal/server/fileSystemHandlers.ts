@@ -39,10 +39,8 @@ export const fileSystemHandlers = (files: HostFileSystem): Pick<RequestHandlers,
   }),
   "fs/readFile": Effect.fn("ExecServer.fs/readFile")(function*(request) {
     const bytes = yield* unsandboxed(request.sandbox, files.readFile(request.path, request.maxBytes))
-    // base64 needs no escaping: the answer is built without a pass over the (large) text
-    return new RawJson(
-      `{"dataBase64":"${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64")}"}`
-    )
+    // base64 needs no escaping: the answer is written without a pass over the (large) text, nor a string of it
+    return new RawJson(["{\"dataBase64\":\"", bytes, "\"}"])
   }),
   "fs/writeFile": Effect.fn("ExecServer.fs/writeFile")(function*(request) {
     yield* unsandboxed(request.sandbox, files.writeFile(request.path, request.dataBase64))

@@ -22,8 +22,8 @@ import { type Reply, reply } from "./reply.ts"
 export interface Connection {
   /** Sends an answer; completes once the OS took it. */
   readonly send: (message: Envelope) => Effect.Effect<void>
-  /** Sends an answer already serialized to JSON. */
-  readonly sendJson: (json: string) => Effect.Effect<void>
+  /** Sends an answer already serialized to JSON (its text, or its UTF-8 bytes). */
+  readonly sendJson: (json: string | Uint8Array) => Effect.Effect<void>
   /**
    * Queues a notification already serialized to JSON without waiting for the
    * client to take it; a client that leaves too much unread is dropped.
