@@ -19,7 +19,7 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as CappedBuffer from "./CappedBuffer.ts"
 import { Environment } from "./Environment.ts"
-import type { Executor, ExecutorError } from "./Executor.ts"
+import { type Executor, type ExecutorError, fail, InvalidRequest } from "./Executor.ts"
 import * as InternalDefaults from "./internal/defaults.ts"
 import { OutputSink } from "./OutputSink.ts"
 import * as Protocol from "./Protocol.ts"
@@ -30,9 +30,11 @@ import * as Protocol from "./Protocol.ts"
 
 /**
  * What to keep of the output. `"shellTool"` (Codex's default): the first 1 MiB
- * of each stream, and the timeout applies. `"fullBuffer"`: everything, and no
- * timeout. `headTail`: the first `headBytes` and the last `tailBytes` of each
- * stream, with the cut counted (the errors are usually at the end).
+ * of each stream, with a 10 s timeout unless the request names one.
+ * `"fullBuffer"`: everything, with no timeout unless the request names one.
+ * `headTail`: the first `headBytes` and the last `tailBytes` of each stream,
+ * with the cut counted (the errors are usually at the end), and the 10 s
+ * default timeout.
  *
  * @category models
  * @since 0.1.0
@@ -80,10 +82,24 @@ export interface ExecRequest {
   readonly env?: Readonly<Record<string, string>>
   /** Builds the environment from the executor's own; `env` goes on top. */
   readonly envPolicy?: Protocol.EnvPolicy
-  /** Default 10 seconds; ignored by `"fullBuffer"` capture. */
+  /**
+   * Kills the process group after this long (exit code 124). Honoured with
+   * every capture; without it, `"shellTool"` and head/tail capture time out
+   * after 10 seconds (Codex's shell tool) and `"fullBuffer"` never does.
+   * `Duration.infinity` disables it.
+   */
   readonly timeout?: Duration.Input
   /** Default `"shellTool"`. */
   readonly capture?: Capture
+  /**
+   * What the command reads on its stdin: a string (as UTF-8), bytes, or a
+   * `Stream` of bytes written as it comes, each chunk once the command's pipe
+   * took the previous one; then its stdin is ended, so it reads end-of-file.
+   * Without it, stdin is `/dev/null`. Not with `tty`: type into the terminal
+   * with `tty.input`. A Codex 0.169 exec-server cannot end a pipe's input, so
+   * there the command gets the bytes but no end-of-file.
+   */
+  readonly stdin?: string | Uint8Array | Stream.Stream<Uint8Array>
   /** Runs once the process is running (Codex's `after_spawn`). */
   readonly onSpawn?: Effect.Effect<void>
   /** When this completes the process group is terminated and the result says `Interrupted`. */
@@ -177,7 +193,9 @@ export const Defaults = {
   shellToolBytes: InternalDefaults.exec.shellToolBytes,
   /** Read size and long-poll wait of one `process/read`. */
   readBytes: InternalDefaults.exec.readBytes,
-  readWaitMillis: InternalDefaults.exec.readWaitMillis
+  readWaitMillis: InternalDefaults.exec.readWaitMillis,
+  /** The largest chunk of `stdin` one `process/write` carries. */
+  writeBytes: InternalDefaults.exec.writeBytes
 } as const
 
 // =============================================================================
@@ -230,7 +248,7 @@ const reads = (executor: Executor["Service"], processId: string, progress: Progr
     ))
 
 /** Folds one read into the progress and sends its deltas. */
-const absorb = (progress: Progress, sink: OutputSink["Service"], callId: string, maxDeltas: number) =>
+const absorb = (progress: Progress, sink: OutputSink.Service, callId: string, maxDeltas: number) =>
   Effect.fnUntraced(function*(result: Protocol.ReadResult) {
     for (const { chunk, seq, stream } of result.chunks) {
       ;(stream === "stderr" ? progress.stderr : progress.stdout).append(chunk)
@@ -295,6 +313,40 @@ const feedTerminal = (executor: Executor["Service"], processId: string, terminal
     Effect.never
   )
 
+/** A request's `stdin` as a stream of writes, none larger than one write may carry. */
+const stdinChunks = (stdin: NonNullable<ExecRequest["stdin"]>): Stream.Stream<Uint8Array> => {
+  const split = (bytes: Uint8Array): Array<Uint8Array> => {
+    const chunks: Array<Uint8Array> = []
+    for (let offset = 0; offset < bytes.length; offset += Defaults.writeBytes) {
+      chunks.push(bytes.subarray(offset, offset + Defaults.writeBytes))
+    }
+    return chunks
+  }
+  if (typeof stdin === "string") return Stream.fromIterable(split(new TextEncoder().encode(stdin)))
+  if (stdin instanceof Uint8Array) return Stream.fromIterable(split(stdin))
+  return Stream.flatMap(stdin, (chunk) => Stream.fromIterable(split(chunk)))
+}
+
+/**
+ * Writes `stdin` to the process in order, each chunk once the previous one was
+ * taken, then ends its stdin; then waits forever (the caller races it against
+ * the consume loop). It stops early when the command no longer reads (its
+ * stdin closed, or it exited). A failure stops the feeding only: the loop
+ * reports a lost process, and an executor that cannot end stdin (a Codex
+ * server) leaves the command without end-of-file.
+ */
+const feedStdin = (executor: Executor["Service"], processId: string, stdin: Stream.Stream<Uint8Array>) =>
+  stdin.pipe(
+    Stream.mapEffect((chunk) => executor.write({ processId, chunk })),
+    Stream.takeUntil((status) => status !== "accepted"),
+    Stream.runLast,
+    Effect.flatMap((last) =>
+      Option.isNone(last) || last.value === "accepted" ? Effect.asVoid(executor.closeStdin(processId)) : Effect.void
+    ),
+    Effect.ignore,
+    Effect.andThen(Effect.never)
+  )
+
 /** A start that was interrupted, or whose answer a lost link swallowed, may have started the process. */
 const mayHaveStarted = (cause: Cause.Cause<ExecutorError>): boolean =>
   cause.reasons.some((reason) => reason._tag !== "Fail" || reason.error.reason._tag === "ConnectionLost")
@@ -327,13 +379,20 @@ type Outcome =
 export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect.fn.Return<
   ExecResult,
   ExecutorError,
-  Environment | OutputSink
+  Environment
 > {
   const environment = yield* Environment
   const sink = yield* OutputSink
   const { executor } = environment
   const capture = request.capture ?? "shellTool"
   const terminal = request.tty === true ? {} : request.tty === false ? undefined : request.tty
+  if (terminal !== undefined && request.stdin !== undefined) {
+    return yield* fail(
+      new InvalidRequest({ description: "stdin is for a command on pipes: with tty, type into it with tty.input" })
+    )
+  }
+  const stdin = request.stdin === undefined ? undefined : stdinChunks(request.stdin)
+  const timeout = timeoutOf(request, capture)
   const processId = `shell-${crypto.randomUUID()}`
   const startedAt = yield* Clock.currentTimeMillis
   const progress = new Progress(limitOf(capture))
@@ -360,6 +419,7 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
         env: request.env ?? {},
         tty: terminal !== undefined,
         ...(terminal?.size === undefined ? {} : { size: terminal.size }),
+        ...(stdin === undefined ? {} : { pipeStdin: true }),
         arg0: null,
         envPolicy: request.envPolicy ?? (request.env === undefined ? inheritAll : null),
         backpressure: true,
@@ -372,19 +432,21 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
       // From here on the process exists: any way out must leave it dead or done.
       const outcome: Outcome = yield* restore(Effect.gen(function*() {
         if (request.onSpawn) yield* request.onSpawn
-        const timeout = capture === "fullBuffer"
-          ? Effect.never
-          : Effect.sleep(request.timeout ?? Defaults.timeout)
+        const feedInput = terminal !== undefined
+          ? feedTerminal(executor, processId, terminal)
+          : stdin !== undefined
+          ? feedStdin(executor, processId, stdin)
+          : Effect.never
         return yield* Effect.raceFirst(
           consume(executor, processId, progress, step).pipe(
             Effect.as<Outcome>({ _tag: "Finished" }),
             Effect.catch((error) => Effect.succeed<Outcome>({ _tag: "Lost", error }))
           ),
           Effect.raceFirst(
-            Effect.as(timeout, { _tag: "TimedOut" } as const),
+            Effect.as(timeout === undefined ? Effect.never : Effect.sleep(timeout), { _tag: "TimedOut" } as const),
             Effect.raceFirst(
               Effect.as(request.interrupt ?? Effect.never, { _tag: "Interrupted" } as const),
-              terminal === undefined ? Effect.never : feedTerminal(executor, processId, terminal)
+              feedInput
             )
           )
         )
@@ -404,14 +466,26 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
       }
 
       const finishedAt = yield* Clock.currentTimeMillis
-      return finish(request, capture, processId, progress, outcome, finishedAt - startedAt)
+      return finish(capture, timeout, processId, progress, outcome, finishedAt - startedAt)
     })
   )
 })
 
+/**
+ * The request's timeout; without one, Codex's 10 s for its shell tool's
+ * capture (and head/tail), none for a full buffer.
+ */
+const timeoutOf = (request: ExecRequest, capture: Capture): Duration.Duration | undefined => {
+  if (request.timeout !== undefined) {
+    const timeout = Duration.fromInputUnsafe(request.timeout)
+    return Duration.isFinite(timeout) ? timeout : undefined
+  }
+  return capture === "fullBuffer" ? undefined : Defaults.timeout
+}
+
 const finish = (
-  request: ExecRequest,
   capture: Capture,
+  timeout: Duration.Duration | undefined,
   processId: string,
   progress: Progress,
   outcome: Outcome,
@@ -423,7 +497,7 @@ const finish = (
   const exitedBySignal = progress.exited && (signal !== null || progress.exitCode === -1)
   const signalExitCode = Protocol.signaledExitCode(signal)
   const termination: Termination = outcome._tag === "TimedOut"
-    ? Termination.TimedOut({ timeout: Duration.fromInputUnsafe(request.timeout ?? Defaults.timeout) })
+    ? Termination.TimedOut({ timeout: timeout ?? Duration.infinity })
     : outcome._tag === "Interrupted"
     ? Termination.Interrupted()
     : outcome._tag === "Lost"
@@ -451,3 +525,124 @@ const finish = (
     deltasSkipped: progress.deltasSkipped
   }
 }
+
+// =============================================================================
+// One-liners
+// =============================================================================
+
+/**
+ * A command that did not succeed: it exited non-zero, died of a signal, timed
+ * out, was interrupted or lost. `result` has everything it did (its output,
+ * exit code, termination); the message says how it ended and quotes the end
+ * of its stderr.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class CommandFailed extends Data.TaggedError("CommandFailed")<{
+  readonly command: ReadonlyArray<string>
+  readonly result: ExecResult
+}> {
+  override get message(): string {
+    const { result } = this
+    const how = Termination.$match(result.termination, {
+      Exited: ({ exitCode }) => `exited with code ${exitCode}`,
+      Signaled: ({ signal }) => `was killed by ${signal ?? "a signal"}`,
+      TimedOut: ({ timeout }) => `timed out after ${Duration.format(timeout)}`,
+      Interrupted: () => "was interrupted",
+      Lost: ({ reason }) => `was lost: ${reason}`
+    })
+    const stderr = result.stderr.text.trimEnd()
+    const tail = stderr.length > 500 ? `…${stderr.slice(-500)}` : stderr
+    return `${this.command.join(" ")} ${how}${tail === "" ? "" : `: ${tail}`}`
+  }
+}
+
+/**
+ * What a one-liner runs: an argv, or a full request.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Command = ReadonlyArray<string> | ExecRequest
+
+/** A one-liner keeps all of the output and has no deadline, unless the request says otherwise. */
+const requestOf = (command: Command): ExecRequest =>
+  Array.isArray(command)
+    ? { command: command as ReadonlyArray<string>, capture: "fullBuffer" }
+    : { capture: "fullBuffer", ...(command as ExecRequest) }
+
+/**
+ * Runs a command and succeeds only when it exits 0; otherwise fails with
+ * {@link CommandFailed}, which carries the whole result.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Environment, Exec } from "effect-exec"
+ *
+ * const program = Exec.runOrFail({ command: ["make", "test"], timeout: "5 minutes" }).pipe(
+ *   Effect.catchTag("CommandFailed", (error) => Effect.logError(error.result.aggregated.text)),
+ *   Effect.provide(Environment.layerLocal)
+ * )
+ * ```
+ *
+ * @category running
+ * @since 0.1.0
+ */
+export const runOrFail = Effect.fn("Exec.runOrFail")(function*(request: ExecRequest): Effect.fn.Return<
+  ExecResult,
+  ExecutorError | CommandFailed,
+  Environment
+> {
+  const result = yield* run(request)
+  if (result.termination._tag === "Exited" && result.exitCode === 0) return result
+  return yield* new CommandFailed({ command: request.command, result })
+})
+
+/**
+ * Runs a command and returns its stdout as text, as `$(…)` in a shell; fails
+ * with {@link CommandFailed} unless it exits 0. An argv alone keeps all of the
+ * output and has no timeout; a request may say otherwise.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Environment, Exec } from "effect-exec"
+ *
+ * const head = Exec.string(["git", "rev-parse", "HEAD"]).pipe(Effect.provide(Environment.layerLocal))
+ * ```
+ *
+ * @category running
+ * @since 0.1.0
+ */
+export const string = (command: Command): Effect.Effect<string, ExecutorError | CommandFailed, Environment> =>
+  Effect.map(runOrFail(requestOf(command)), (result) => result.stdout.text)
+
+/**
+ * Runs a command and returns the lines of its stdout (without their line
+ * ends, `\n` or `\r\n`; no empty last line for a final newline); fails with
+ * {@link CommandFailed} unless it exits 0.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Environment, Exec } from "effect-exec"
+ *
+ * const files = Exec.lines({ command: ["git", "ls-files"], cwd: "/repo" }).pipe(
+ *   Effect.provide(Environment.layerLocal)
+ * )
+ * ```
+ *
+ * @category running
+ * @since 0.1.0
+ */
+export const lines = (
+  command: Command
+): Effect.Effect<ReadonlyArray<string>, ExecutorError | CommandFailed, Environment> =>
+  Effect.map(string(command), (text) => {
+    if (text === "") return []
+    const split = text.split(/\r?\n/)
+    if (split.at(-1) === "") split.pop()
+    return split
+  })

@@ -40,6 +40,7 @@ import {
 import * as Defaults from "./internal/defaults.ts"
 import { spawnProcess } from "./internal/local/childProcess.ts"
 import type { LocalProcess } from "./internal/local/localProcess.ts"
+import { ParentWatchdog } from "./internal/local/parentWatchdog.ts"
 import { eventStream, longPollRead } from "./internal/local/processLog.ts"
 import { ProcessTable } from "./internal/local/processTable.ts"
 import { spawnPtyProcess } from "./internal/local/ptyProcess.ts"
@@ -92,7 +93,13 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   )
   const table = new ProcessTable(options.maxClosedRetained ?? Defaults.processTable.maxClosedRetained)
   const supervisors = yield* FiberSet.make()
-  yield* Effect.addFinalizer(() => Effect.sync(() => table.destroyAll()))
+  const watchdog = new ParentWatchdog()
+  yield* Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      table.destroyAll()
+      watchdog.close()
+    })
+  )
 
   /** Lets a paused process go lossy when no reader has come for a while. */
   const releaseWhenReaderIdle = (process: LocalProcess): Effect.Effect<never> =>
@@ -116,6 +123,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       table.closed(processId)
       yield* Effect.sleep(closedRetention)
       table.forget(processId, process)
+      // what the group left behind had its retention to finish: its id may go to another group now
+      watchdog.forget(process.pid)
     })
 
   const start = Effect.fn("LocalExecutor.start")(function*(request: StartRequest) {
@@ -131,6 +140,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       Effect.onError(() => Effect.sync(() => table.unreserve(processId)))
     )
     table.started(processId, process)
+    watchdog.watch(process.pid)
     yield* FiberSet.run(supervisors, supervise(processId, process))
     return { processId, sandboxType: "none" }
     // from the reservation to the supervisor, all or nothing: an interrupted start must not leave a child behind
@@ -173,6 +183,19 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     }
   })
 
+  const closeStdin = Effect.fn("LocalExecutor.closeStdin")(function*(processId: string) {
+    const entry = table.get(processId)
+    if (entry === undefined) return "unknownProcess" as const
+    if (entry.state === "starting") return "starting" as const
+    const status = entry.process.closeStdin()
+    if (status === undefined) {
+      return yield* fail(
+        new InvalidRequest({ description: `process ${processId} runs on a terminal: type Ctrl-D to end its input` })
+      )
+    }
+    return status
+  })
+
   const events = (
     processId: string,
     options?: { readonly afterSeq?: number }
@@ -186,6 +209,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     terminate,
     signal,
     resize,
+    closeStdin,
     events,
     defaultCwd: Effect.sync(() => process.cwd())
   })

@@ -232,6 +232,17 @@ export const makeEnvironment = Effect.fnUntraced(function*(
       }
       yield* link.callIdempotent("process/resize", { processId, size }, { processId })
     }),
+    closeStdin: Effect.fn("RemoteExecutor.closeStdin")(function*(processId: string) {
+      yield* link.client
+      // Codex 0.169 cannot end a pipe's input: say so without asking
+      if (!(link.server.capabilities ?? []).includes("process/closeStdin")) {
+        return yield* Effect.fail(
+          new ExecutorError({ reason: new Unsupported({ feature: "ending a command's stdin (process/closeStdin)" }) })
+        )
+      }
+      const result = yield* link.callIdempotent("process/closeStdin", { processId }, { processId })
+      return result.status
+    }),
     defaultCwd: Effect.map(link.client, () => link.server.cwd ?? "/"),
     events
   })
