@@ -48,7 +48,7 @@ const startServer = (command: string, args: ReadonlyArray<string>, env: NodeJS.P
   })
 
 /** Our server as a user starts it: the executable, so its shebang's Node flags apply. */
-const ours = () => startServer(join(root, "bin/effect-exec.js"), ["serve"])
+const ours = () => startServer(join(root, "dist/effect-exec.cjs"), ["serve"])
 
 /** Client scenarios run with the same Node flags as the CLI. */
 const clientFlags = ["--max-semi-space-size=1"]
