@@ -254,6 +254,7 @@ describe("Protocol's method table", () => {
       "process/terminate",
       "process/signal",
       "process/resize",
+      "process/closeStdin",
       "fs/getMetadata",
       "fs/readFile",
       "fs/writeFile",
@@ -272,6 +273,7 @@ describe("Protocol's method table", () => {
       "fs/readFile.maxBytes",
       "process/signal",
       "process/resize",
+      "process/closeStdin",
       "process/acknowledge"
     ])
     assert.isTrue(Protocol.isRequestMethod("process/read"))
