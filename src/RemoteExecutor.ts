@@ -26,7 +26,6 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import WebSocket from "ws"
 import { ConnectionLost, Executor, ExecutorError, Unsupported } from "./Executor.ts"
 import * as Defaults from "./internal/defaults.ts"
 import { makeFileSystem } from "./internal/remote/fileSystem.ts"
@@ -77,27 +76,30 @@ export interface WebSocketOptions extends Options {
  * @since 0.1.0
  */
 export const connectWebSocket = (options: WebSocketOptions): Effect.Effect<Transport, ConnectionLost> =>
-  Effect.callback<Transport, ConnectionLost>((resume) => {
-    const headers: Record<string, string> = options.token === undefined
-      ? {}
-      : { Authorization: `Bearer ${Redacted.value(options.token)}` }
-    const socket = new WebSocket(options.url, { headers, maxPayload: Defaults.client.maxFrameBytes })
-    const lost = (description: string) => resume(Effect.fail(new ConnectionLost({ description })))
-    socket.once("open", () => {
-      socket.removeAllListeners("error")
-      resume(Effect.succeed(fromWebSocket(socket)))
-    })
-    socket.once("unexpected-response", (_request, response) => {
-      lost(
-        response.statusCode === 401
-          ? `${options.url} refused the connection: 401 Unauthorized (wrong or missing token)`
-          : `${options.url} refused the WebSocket upgrade: HTTP ${response.statusCode}`
-      )
-      socket.terminate()
-    })
-    socket.once("error", (error) => lost(`cannot connect to ${options.url}: ${error.message}`))
-    return Effect.sync(() => socket.terminate())
-  })
+  // ws (and Node's http, tls and zlib under it) loads on the first connection, not with this module
+  Effect.flatMap(Effect.promise(() => import("ws")), ({ default: WebSocket }) =>
+    Effect.callback<Transport, ConnectionLost>((resume) => {
+      const headers: Record<string, string> = options.token === undefined
+        ? {}
+        : { Authorization: `Bearer ${Redacted.value(options.token)}` }
+      const socket = new WebSocket(options.url, { headers, maxPayload: Defaults.client.maxFrameBytes })
+      const lost = (description: string) =>
+        resume(Effect.fail(new ConnectionLost({ description })))
+      socket.once("open", () => {
+        socket.removeAllListeners("error")
+        resume(Effect.succeed(fromWebSocket(socket)))
+      })
+      socket.once("unexpected-response", (_request, response) => {
+        lost(
+          response.statusCode === 401
+            ? `${options.url} refused the connection: 401 Unauthorized (wrong or missing token)`
+            : `${options.url} refused the WebSocket upgrade: HTTP ${response.statusCode}`
+        )
+        socket.terminate()
+      })
+      socket.once("error", (error) => lost(`cannot connect to ${options.url}: ${error.message}`))
+      return Effect.sync(() => socket.terminate())
+    }))
 
 const decodeOutput = Schema.decodeUnknownOption(Protocol.OutputNotification)
 const decodeExited = Schema.decodeUnknownOption(Protocol.ExitedNotification)

@@ -474,6 +474,17 @@ describe("effect-exec serve and run --remote", () => {
       assert.notStrictEqual(client.code, 0, "the client learns it lost the command")
     }))
 
+  it.live("takes its processes along when it is SIGKILLed; the client exits 255", () =>
+    Effect.gen(function*() {
+      const server = yield* spawnServe()
+      const running = yield* cliRunningCommand(["run", "--remote", server.url, "--", ...twoProcesses])
+      server.child.kill("SIGKILL")
+      for (const pid of running.pids) yield* awaitDeath(pid)
+      const finished = yield* running.finished
+      assert.strictEqual(finished.code, 255, finished.stderr)
+      assert.match(finished.stderr, /^effect-exec: lost the command: [^\n]*\n$/)
+    }))
+
   it.live("serves files within --max-file-bytes", () =>
     Effect.gen(function*() {
       const server = yield* spawnServe(["--max-file-bytes", "10"])
