@@ -2,7 +2,8 @@
  * `Exec.run`: run one command in the current `Environment` and return a typed
  * result. One consume loop serves every executor: start, then a `Stream` of
  * long-poll reads (`afterSeq = nextSeq - 1`) until the process is closed,
- * raced against the timeout and an optional interrupt; live deltas go to the
+ * raced against the timeout and an optional interrupt, while the request's
+ * stdin (or a terminal's keys) is written in; live deltas go to the
  * `OutputSink` (capped per call), chunks fold into capped buffers, and after
  * the exit the loop drains for at most `drainLimit`, so a background child
  * that keeps a pipe open cannot hang the call.
@@ -566,11 +567,11 @@ export class CommandFailed extends Data.TaggedError("CommandFailed")<{
  */
 export type Command = ReadonlyArray<string> | ExecRequest
 
+const isArgv = (command: Command): command is ReadonlyArray<string> => Array.isArray(command)
+
 /** A one-liner keeps all of the output and has no deadline, unless the request says otherwise. */
 const requestOf = (command: Command): ExecRequest =>
-  Array.isArray(command)
-    ? { command: command as ReadonlyArray<string>, capture: "fullBuffer" }
-    : { capture: "fullBuffer", ...(command as ExecRequest) }
+  isArgv(command) ? { command, capture: "fullBuffer" } : { capture: "fullBuffer", ...command }
 
 /**
  * Runs a command and succeeds only when it exits 0; otherwise fails with

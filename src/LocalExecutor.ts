@@ -12,12 +12,17 @@
  * A `tty` request runs on a pseudo-terminal (`@lydell/node-pty`): its output
  * is on stream `"pty"`, writes type into the terminal, `resize` sets its size.
  *
+ * The process groups die with this process, however it ends: closing the
+ * executor's scope kills them, and a watchdog outside them (`parentWatchdog`)
+ * kills those still running when this process dies without closing it
+ * (SIGKILL, an unhandled Ctrl-C).
+ *
  * The roles live under `internal/local/`: `localProcess` (what the executor
  * asks of a process, and the flow control and writes both kinds share),
  * `childProcess` (a child on pipes: spawn, pipes, exit, stdin, signals),
  * `ptyProcess` (a child on a pseudo-terminal), `processTable` (ids,
  * retention, bounds), `processLog` (the seq-numbered log and its long-poll),
- * `envPolicy`.
+ * `envPolicy`, `parentWatchdog`.
  *
  * @since 0.1.0
  */

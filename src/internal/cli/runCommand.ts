@@ -99,10 +99,10 @@ const timeoutOf = (flags: RunFlags): Effect.Effect<Duration.Duration, UsageError
 }
 
 /** The user's environment, TERM included, as in their shell: what a command on a terminal sees. */
-const asInTheUsersShell: Pick<Exec.ExecRequest, "envPolicy" | "env"> = {
+const asInTheUsersShell = (): Pick<Exec.ExecRequest, "envPolicy" | "env"> => ({
   envPolicy: { inherit: "all", ignoreDefaultExcludes: true, exclude: [], set: {}, includeOnly: [] },
   ...(process.env.TERM === undefined ? {} : { env: { TERM: process.env.TERM } })
-}
+})
 
 /** Runs the command: on the user's terminal (lent for the run only) with `--tty`, else on pipes. */
 const execute = (flags: RunFlags, timeout: Duration.Duration) =>
@@ -118,7 +118,7 @@ const execute = (flags: RunFlags, timeout: Duration.Duration) =>
     if (!flags.tty) return yield* Exec.run(flags.stdin ? { ...request, stdin: Stdin.bytes() } : request)
     // raw mode ends with this scope, before anything below is printed
     const terminal: Exec.Terminal = flags.stdin ? yield* UserTerminal.lend() : {}
-    return yield* Exec.run({ ...request, ...asInTheUsersShell, tty: terminal })
+    return yield* Exec.run({ ...request, ...asInTheUsersShell(), tty: terminal })
   }))
 
 /** `run` with its flags parsed. */
