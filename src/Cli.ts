@@ -341,7 +341,8 @@ const serveWith = Effect.fnUntraced(
       maxConcurrentRequests: concurrentRequests,
       maxProcesses,
       maxProcessesPerSession,
-      maxFileBytes
+      maxFileBytes,
+      requireSandbox
     }
     if (!(yield* announceSandbox(requireSandbox))) {
       yield* Console.error("effect-exec: --require-sandbox, but the sandbox is unavailable: not serving")

@@ -752,9 +752,10 @@ export const ClosedNotification = Schema.Struct({
 
 /**
  * The `sandbox` of an `fs/*` call: absent or `null` runs the call without a
- * sandbox; a policy is refused for now (`Unsupported`), never ignored.
+ * sandbox; a policy confines what the call may read and write, as it would a
+ * process's.
  */
-const FsSandbox = Schema.optionalKey(Schema.Unknown)
+const FsSandbox = Schema.optionalKey(Schema.NullOr(SandboxContext))
 
 /**
  * @category schemas
