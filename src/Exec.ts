@@ -24,6 +24,7 @@ import { type Executor, type ExecutorError, fail, InvalidRequest } from "./Execu
 import * as InternalDefaults from "./internal/defaults.ts"
 import { OutputSink } from "./OutputSink.ts"
 import * as Protocol from "./Protocol.ts"
+import * as Sandbox from "./Sandbox.ts"
 
 // =============================================================================
 // Models
@@ -83,6 +84,11 @@ export interface ExecRequest {
   readonly env?: Readonly<Record<string, string>>
   /** Builds the environment from the executor's own; `env` goes on top. */
   readonly envPolicy?: Protocol.EnvPolicy
+  /**
+   * Confines the command (default: no sandbox). An executor that cannot
+   * enforce the policy fails the call with `SandboxRefused`.
+   */
+  readonly sandbox?: Sandbox.Policy
   /**
    * Kills the process group after this long (exit code 124). Honoured with
    * every capture; without it, `"shellTool"` and head/tail capture time out
@@ -174,6 +180,10 @@ export interface ExecResult {
   readonly droppedByExecutor: number
   /** Deltas not sent because the per-call cap was reached. */
   readonly deltasSkipped: number
+  /** How the executor confined it: `"none"`, or its sandbox's name (`"linuxSeccomp"`). */
+  readonly sandboxType: string
+  /** The failure looks like the sandbox's doing (Codex's rule over the exit code and the output). */
+  readonly sandboxDenied: boolean
 }
 
 // =============================================================================
@@ -224,6 +234,8 @@ class Progress {
   closed = false
   exitCode: number | null = null
   signal: string | null = null
+  sandboxType = "none"
+  sandboxDenied = false
   droppedByExecutor = 0
   deltasSent = 0
   deltasSkipped = 0
@@ -268,6 +280,7 @@ const absorb = (progress: Progress, sink: OutputSink.Service, callId: string, ma
     progress.closed = result.closed
     progress.exitCode = result.exitCode
     progress.signal = result.signal ?? null
+    progress.sandboxDenied = result.sandboxDenied ?? false
   })
 
 /**
@@ -413,7 +426,7 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
 
   return yield* Effect.uninterruptibleMask((restore) =>
     Effect.gen(function*() {
-      yield* restore(executor.start({
+      const started = yield* restore(executor.start({
         processId,
         argv: request.command,
         cwd,
@@ -423,6 +436,7 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
         ...(stdin === undefined ? {} : { pipeStdin: true }),
         arg0: null,
         envPolicy: request.envPolicy ?? (request.env === undefined ? inheritAll : null),
+        sandbox: request.sandbox === undefined ? null : Sandbox.toWire(request.sandbox, cwd),
         backpressure: true,
         // this loop pulls output with process/read: no need for a pushed copy
         outputNotifications: false
@@ -430,6 +444,7 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
         // interrupted or cut off while starting: the process may exist all the same
         Effect.onError((cause) => mayHaveStarted(cause) ? terminate : Effect.void)
       )
+      progress.sandboxType = started.sandboxType ?? "none"
       // From here on the process exists: any way out must leave it dead or done.
       const outcome: Outcome = yield* restore(Effect.gen(function*() {
         if (request.onSpawn) yield* request.onSpawn
@@ -523,7 +538,9 @@ const finish = (
     termination,
     pipesHeldOpen: outcome._tag === "Finished" && progress.exited && !progress.closed,
     droppedByExecutor: progress.droppedByExecutor,
-    deltasSkipped: progress.deltasSkipped
+    deltasSkipped: progress.deltasSkipped,
+    sandboxType: progress.sandboxType,
+    sandboxDenied: progress.sandboxDenied
   }
 }
 

@@ -130,3 +130,13 @@ export const exec = {
   /** The largest chunk of a command's stdin one `process/write` carries (Codex's frames are 16 MiB at most). */
   writeBytes: MiB
 } as const
+
+/** The sandbox (bubblewrap) of the local executor. */
+export const sandbox = {
+  /** Entries a policy may hold; each may become a mount. */
+  maxEntries: 256,
+  /** How long probing bubblewrap (a trial sandbox) may take. */
+  probeTimeoutMillis: 10_000,
+  /** The environment variable naming the bubblewrap binary (else `bwrap` on `PATH`). */
+  bwrapVariable: "EXEC_SANDBOX_BWRAP"
+} as const

@@ -17,6 +17,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Exec from "../../Exec.ts"
 import * as OutputSink from "../../OutputSink.ts"
+import * as Sandbox from "../../Sandbox.ts"
 import * as Connection from "./connection.ts"
 import * as CliDuration from "./duration.ts"
 import { UsageError } from "./exitCodes.ts"
@@ -69,6 +70,16 @@ const captureFlag = Flag.Literals("capture", ["shellTool", "fullBuffer"]).pipe(
   Flag.withDefault("shellTool")
 )
 
+const sandboxFlag = Flag.Literals("sandbox", Sandbox.modes).pipe(
+  Flag.withDescription(
+    "Confine the command as Codex's CLI does: read-only (nothing writable), workspace-write (the working directory, " +
+      "/tmp and $TMPDIR writable, but not .git/.agents/.codex/.aws), danger-full-access (no sandbox); the network " +
+      "is restricted in the first two. Default: no sandbox. Locally it needs bubblewrap (" +
+      "$EXEC_SANDBOX_BWRAP, else bwrap on PATH); a host that cannot enforce it refuses the command"
+  ),
+  Flag.optional
+)
+
 const commandArgument = Argument.String("command").pipe(
   Argument.withDescription("The command and its arguments, after --; run as an argv, never through a shell"),
   Argument.variadic({ min: 1 })
@@ -82,6 +93,7 @@ export interface RunFlags extends Connection.ConnectionFlags {
   readonly json: boolean
   readonly cwd: Option.Option<string>
   readonly capture: "shellTool" | "fullBuffer"
+  readonly sandbox: Option.Option<Sandbox.Mode>
   readonly command: ReadonlyArray<string>
 }
 
@@ -112,6 +124,7 @@ const execute = (flags: RunFlags, timeout: Duration.Duration) =>
       capture: flags.capture,
       timeout,
       ...(Option.isSome(flags.cwd) ? { cwd: flags.cwd.value } : {}),
+      ...(Option.isSome(flags.sandbox) ? { sandbox: Sandbox.fromMode(flags.sandbox.value) } : {}),
       // a person is not an agent's event stream: every byte goes out
       maxDeltas: Infinity
     }
@@ -153,6 +166,7 @@ export const command = Command.make(
     json: jsonFlag,
     cwd: cwdFlag,
     capture: captureFlag,
+    sandbox: sandboxFlag,
     remote: Connection.remoteFlag,
     token: Connection.tokenFlag,
     tokenFile: Connection.tokenFileFlag,
@@ -170,6 +184,7 @@ export const command = Command.make(
     { command: "effect-exec run -- sort < names.txt", description: "stdin goes to the command" },
     { command: "effect-exec run --remote ws://127.0.0.1:4000 -- uname -a", description: "on an exec-server" },
     { command: "effect-exec run -t --remote ws://127.0.0.1:4000 -- bash", description: "a shell on an exec-server" },
+    { command: "effect-exec run --sandbox workspace-write -- make", description: "writes only in the workspace" },
     { command: "effect-exec run --json -- make 2>build.log", description: "a JSON result on stdout" }
   ])
 )

@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import * as ExecServer from "../../ExecServer.ts"
+import { Executor } from "../../Executor.ts"
 import * as LocalExecutor from "../../LocalExecutor.ts"
 import * as WebSocketListener from "../../WebSocketListener.ts"
 import * as Connection from "./connection.ts"
@@ -66,6 +67,37 @@ const maxFileBytesFlag = Flag.Int("max-file-bytes").pipe(
   Flag.withDefault(ExecServer.defaults.maxFileBytes)
 )
 
+const requireSandboxFlag = Flag.Boolean("require-sandbox").pipe(
+  Flag.withDescription(
+    "Refuse every process/start that would run unconfined (no sandbox, or a policy that confines nothing); " +
+      "the server does not start when the sandbox is unavailable"
+  ),
+  Flag.withDefault(false)
+)
+
+const bwrapFlag = Flag.File("bwrap", { mustExist: true }).pipe(
+  Flag.withDescription(
+    "The bubblewrap binary that enforces sandboxed starts (default: $EXEC_SANDBOX_BWRAP, else bwrap on PATH); " +
+      "without a working one, sandboxed starts are refused and initialize does not name the sandbox capability"
+  ),
+  Flag.optional
+)
+
+/** Says on stderr whether sandboxed starts are enforced; false when they are required and cannot be. */
+const announceSandbox = (required: boolean) =>
+  Effect.gen(function*() {
+    const executor = yield* Executor
+    const support = yield* executor.sandboxSupport.pipe(
+      Effect.orElseSucceed(() => ({ available: false as const, reason: "unknown" }))
+    )
+    if (support.available) {
+      yield* Console.error(`effect-exec: sandboxed starts are enforced (bubblewrap)`)
+      return true
+    }
+    yield* Console.error(`effect-exec: sandbox unavailable: ${support.reason}; sandboxed starts are refused`)
+    return !required
+  })
+
 /** The flags of `serve`, parsed. */
 export interface ServeFlags {
   readonly listen: string
@@ -76,6 +108,8 @@ export interface ServeFlags {
   readonly maxProcesses: number
   readonly maxProcessesPerSession: number
   readonly maxFileBytes: number
+  readonly requireSandbox: boolean
+  readonly bwrap: Option.Option<string>
 }
 
 /** `serve` with its flags parsed and its executor provided. */
@@ -91,7 +125,13 @@ const serveWith = Effect.fnUntraced(function*(flags: ServeFlags) {
     maxConcurrentRequests: flags.concurrentRequests,
     maxProcesses: flags.maxProcesses,
     maxProcessesPerSession: flags.maxProcessesPerSession,
-    maxFileBytes: flags.maxFileBytes
+    maxFileBytes: flags.maxFileBytes,
+    requireSandbox: flags.requireSandbox
+  }
+  if (!(yield* announceSandbox(flags.requireSandbox))) {
+    yield* Console.error("effect-exec: --require-sandbox, but the sandbox is unavailable: not serving")
+    process.exitCode = ExitCodes.usage
+    return
   }
   if (flags.listen === "stdio") {
     yield* signalStopsCleanlyFromNow
@@ -125,9 +165,16 @@ export const command = Command.make(
     concurrentRequests: concurrentRequestsFlag,
     maxProcesses: maxProcessesFlag,
     maxProcessesPerSession: maxProcessesPerSessionFlag,
-    maxFileBytes: maxFileBytesFlag
+    maxFileBytes: maxFileBytesFlag,
+    requireSandbox: requireSandboxFlag,
+    bwrap: bwrapFlag
   },
-  (flags) => serveWith(flags).pipe(Effect.provide(LocalExecutor.layer()))
+  (flags) =>
+    serveWith(flags).pipe(
+      Effect.provide(LocalExecutor.layer({
+        sandbox: { bwrap: Option.getOrUndefined(flags.bwrap), required: flags.requireSandbox }
+      }))
+    )
 ).pipe(
   Command.withDescription(
     "Serve this host's processes and files to exec-server clients (ours or Codex's); SIGINT, SIGTERM, SIGHUP or " +
@@ -135,6 +182,10 @@ export const command = Command.make(
   ),
   Command.withExamples([
     { command: "effect-exec serve", description: "loopback, a free port (printed first on stdout)" },
-    { command: "effect-exec serve --listen ws://10.0.0.5:4000 --token-file ~/.exec-token", description: "on a LAN" }
+    { command: "effect-exec serve --listen ws://10.0.0.5:4000 --token-file ~/.exec-token", description: "on a LAN" },
+    {
+      command: "effect-exec serve --require-sandbox --bwrap /usr/bin/bwrap",
+      description: "every command confined by the policy its client sends"
+    }
   ])
 )

@@ -35,7 +35,14 @@ export class ProcessLog {
   private retainedBytesValue = 0
   private readonly evictions: Array<Eviction> = []
   private foldedEvictions = { bytes: 0, chunks: 0, lastSeq: 0 }
-  private exitEvent: { readonly seq: number; readonly exitCode: number; readonly signal: string | null } | undefined
+  private exitEvent:
+    | {
+      readonly seq: number
+      readonly exitCode: number
+      readonly signal: string | null
+      readonly sandboxDenied: boolean
+    }
+    | undefined
   private closedSeq: number | undefined
   /** Wakes readers when output, the exit or the close arrive. */
   readonly changes = new ChangeSignal()
@@ -111,9 +118,9 @@ export class ProcessLog {
     this.changes.notify()
   }
 
-  markExited(exitCode: number, signal: string | null): void {
+  markExited(exitCode: number, signal: string | null, sandboxDenied = false): void {
     if (this.exitEvent !== undefined) return
-    this.exitEvent = { seq: this.nextSeqValue++, exitCode, signal }
+    this.exitEvent = { seq: this.nextSeqValue++, exitCode, signal, sandboxDenied }
     this.changes.notify()
   }
 
@@ -121,6 +128,11 @@ export class ProcessLog {
     if (this.closedSeq !== undefined || this.exitEvent === undefined) return
     this.closedSeq = this.nextSeqValue++
     this.changes.notify()
+  }
+
+  /** The output retained now, in seq order. */
+  retainedChunks(): ReadonlyArray<Protocol.ProcessChunk> {
+    return this.retained.slice(this.head)
   }
 
   /** Records that a reader has seen everything up to `afterSeq`. */
@@ -166,6 +178,7 @@ export class ProcessLog {
       closed: this.closedSeq !== undefined && index === this.retained.length,
       failure: null,
       signal: this.exitEvent?.signal ?? null,
+      sandboxDenied: this.exitEvent?.sandboxDenied ?? false,
       ...(dropped.bytes > 0 ? { dropped } : {})
     }
   }
@@ -191,9 +204,9 @@ export class ProcessLog {
       events.push({ _tag: "Output", seq, stream, chunk })
     }
     if (this.exitEvent !== undefined && this.exitEvent.seq > afterSeq) {
-      const { seq, exitCode, signal } = this.exitEvent
+      const { exitCode, sandboxDenied, seq, signal } = this.exitEvent
       const index = events.findIndex((event) => event.seq > seq)
-      events.splice(index === -1 ? events.length : index, 0, { _tag: "Exited", seq, exitCode, signal })
+      events.splice(index === -1 ? events.length : index, 0, { _tag: "Exited", seq, exitCode, signal, sandboxDenied })
     }
     if (this.closedSeq !== undefined && this.closedSeq > afterSeq) {
       events.push({ _tag: "Closed", seq: this.closedSeq })

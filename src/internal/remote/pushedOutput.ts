@@ -14,7 +14,9 @@ import { ChangeSignal } from "../changeSignal.ts"
 export class PushedOutput {
   private readonly entries = new Map<number, ProcessEvent>()
   private trimmedTo = 0
-  private exit: { readonly exitCode: number; readonly signal: string | null } | undefined
+  private exit:
+    | { readonly exitCode: number; readonly signal: string | null; readonly sandboxDenied: boolean }
+    | undefined
   private readonly changes = new ChangeSignal()
   /** The highest cursor already acknowledged to the server. */
   acknowledged = 0
@@ -22,7 +24,9 @@ export class PushedOutput {
   bytes = 0
 
   add(event: ProcessEvent): void {
-    if (event._tag === "Exited") this.exit = { exitCode: event.exitCode, signal: event.signal }
+    if (event._tag === "Exited") {
+      this.exit = { exitCode: event.exitCode, signal: event.signal, sandboxDenied: event.sandboxDenied }
+    }
     if (event.seq <= this.trimmedTo || this.entries.has(event.seq)) return
     this.entries.set(event.seq, event)
     if (event._tag === "Output") this.bytes += event.chunk.length
@@ -72,7 +76,8 @@ export class PushedOutput {
       exitCode: this.exit?.exitCode ?? null,
       closed,
       failure: null,
-      signal: this.exit?.signal ?? null
+      signal: this.exit?.signal ?? null,
+      sandboxDenied: this.exit?.sandboxDenied ?? false
     }
   }
 
