@@ -56,10 +56,21 @@ const capturedJson = (captured: Exec.ExecResult["stdout"]) => ({
   droppedBytes: captured.droppedBytes
 })
 
-const terminationJson = (termination: Exec.Termination) =>
-  termination._tag === "TimedOut"
-    ? { _tag: "TimedOut", timeoutMs: Duration.toMillis(termination.timeout) }
-    : termination
+/** The termination as JSON, its tag first, a timeout in milliseconds. */
+const terminationJson = (termination: Exec.Termination): Record<string, unknown> => {
+  switch (termination._tag) {
+    case "Exited":
+      return { _tag: termination._tag, exitCode: termination.exitCode }
+    case "Signaled":
+      return { _tag: termination._tag, signal: termination.signal }
+    case "TimedOut":
+      return { _tag: termination._tag, timeoutMs: Duration.toMillis(termination.timeout) }
+    case "Interrupted":
+      return { _tag: termination._tag }
+    case "Lost":
+      return { _tag: termination._tag, reason: termination.reason }
+  }
+}
 
 /** `--json`: the result of a command that ran. */
 export const resultJson = (result: Exec.ExecResult): string =>
