@@ -21,6 +21,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { pathToFileURL } from "node:url"
 import { bwrapPath } from "./support/bwrap.ts"
+import { startCodexServer } from "./support/codexServer.ts"
 import { awaitDeath, isAlive } from "./support/processes.ts"
 import { scratchDir } from "./support/sandbox.ts"
 import { bin, spawnServe } from "./support/servers.ts"
@@ -244,6 +245,14 @@ describe("effect-exec run, as a Unix tool", () => {
       assert.strictEqual(remote.stdoutBytes, file.size)
       assert.strictEqual(remote.stdoutSha256, file.sha256)
     }), 60_000)
+
+  it.live("with /dev/null on its stdin, runs a reader to its end on a Codex exec-server too (it cannot end a pipe)", () =>
+    Effect.gen(function*() {
+      const codex = yield* startCodexServer
+      const result = yield* cli(["run", "--remote", codex.url, "--", "sh", "-c", "cat; echo '<eof>'"])
+      assert.strictEqual(result.code, 0, result.stderr)
+      assert.strictEqual(result.stdout, "<eof>\n")
+    }))
 
   it.live("gives the command /dev/null with --no-stdin", () =>
     Effect.gen(function*() {

@@ -128,7 +128,9 @@ const execute = (flags: RunFlags, timeout: Duration.Duration) =>
       // a person is not an agent's event stream: every byte goes out
       maxDeltas: Infinity
     }
-    if (!flags.tty) return yield* Exec.run(flags.stdin ? { ...request, stdin: Stdin.bytes() } : request)
+    if (!flags.tty) {
+      return yield* Exec.run(flags.stdin && !Stdin.isDevNull() ? { ...request, stdin: Stdin.bytes() } : request)
+    }
     // raw mode ends with this scope, before anything below is printed
     const terminal: Exec.Terminal = flags.stdin ? yield* UserTerminal.lend() : {}
     return yield* Exec.run({ ...request, ...asInTheUsersShell(), tty: terminal })
