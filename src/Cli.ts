@@ -350,6 +350,8 @@ const serveWith = Effect.fnUntraced(
       return
     }
     if (listen === "stdio") {
+      // as over WebSocket, SIGINT or SIGTERM is a clean stop: the Codex CLI stops its stdio environment with SIGTERM
+      process.exitCode = 0
       yield* ExecServer.serveStdio(process.stdin, process.stdout, options)
       return
     }

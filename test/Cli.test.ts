@@ -289,6 +289,38 @@ describe("effect-exec serve and run --remote", () => {
       })
       assert.strictEqual(code, 0, "stdin closed: the server ends cleanly")
     }))
+
+  it.live("stops on SIGTERM over stdio too (as the Codex CLI stops it): exit 0, its processes killed", () =>
+    Effect.gen(function*() {
+      const child = spawn(process.execPath, [bin, "serve", "--listen", "stdio"], { stdio: ["pipe", "pipe", "ignore"] })
+      let stdout = ""
+      child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
+      const send = (message: unknown) => child.stdin.write(JSON.stringify(message) + "\n")
+      send({ id: 1, method: "initialize", params: { clientName: "stdio-test" } })
+      send({ method: "initialized" })
+      send({
+        id: 2,
+        method: "process/start",
+        params: { processId: "p", argv: ["sh", "-c", "echo $$; exec sleep 30"], cwd: "/tmp", env: {}, tty: false }
+      })
+      let pid = 0
+      for (let i = 0; i < 1000 && pid === 0; i++) {
+        yield* Effect.sleep("10 millis")
+        const output = stdout.split("\n").flatMap((line) => {
+          const message = line.startsWith("{") ? JSON.parse(line) : undefined
+          return message?.method === "process/output" ? [Buffer.from(message.params.chunk, "base64").toString()] : []
+        })
+        pid = Number.parseInt(output.join(""), 10) || 0
+      }
+      assert.isAbove(pid, 0, `the command printed its pid: ${stdout}`)
+      child.kill("SIGTERM")
+      const code = yield* Effect.callback<number | null>((resume) => {
+        if (child.exitCode !== null) return resume(Effect.succeed(child.exitCode))
+        child.once("exit", (exitCode) => resume(Effect.succeed(exitCode)))
+      })
+      assert.strictEqual(code, 0, "a clean stop")
+      assert.isFalse(alive(pid), "the command died with the server")
+    }))
 })
 
 describe("effect-exec and the sandbox", () => {
