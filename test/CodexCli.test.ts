@@ -19,9 +19,11 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
+import * as Net from "node:net"
 import { userInfo } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
+import { bwrapPath } from "./support/bwrap.ts"
 import * as CodexCli from "./support/codexCli.ts"
 import { startCodexServer } from "./support/codexServer.ts"
 import * as MockModel from "./support/mockModel.ts"
@@ -325,6 +327,58 @@ layer(servers, { concurrent: true, excludeTestServices: true, timeout: "60 secon
           const initialized = proxy.frames.find((f) => f.from === "server" && f.message.result?.environmentInfo)
           assert.strictEqual(initialized?.message.result.environmentInfo.shell.path, loginShell)
           assert.strictEqual(sent(proxy, "process/start")[0]?.argv[0], loginShell)
+        }),
+      caseTimeout
+    )
+
+    it.effect(
+      "--sandbox workspace-write: the command writes in the workspace only, not into .git, and reaches no port",
+      () =>
+        Effect.gen(function*() {
+          // a server of its own, with bubblewrap: the shared one has none and refuses sandboxed starts
+          const server = yield* spawnServe(["--bwrap", bwrapPath], { SHELL: undefined })
+          const proxy = yield* WebSocketProxy.start(server.url)
+          const workspace = yield* CodexCli.workspace({ ".git/HEAD": "ref: refs/heads/main\n" })
+          // workspace-write leaves /tmp writable: "outside" is elsewhere
+          const outside = `/var/tmp/codex-cli-sandbox-${process.pid}-${Date.now()}`
+          const listener = yield* Effect.acquireRelease(
+            Effect.callback<Net.Server>((resume) => {
+              const tcp = Net.createServer((socket) => socket.end("hello\n"))
+              tcp.listen(0, "127.0.0.1", () => resume(Effect.succeed(tcp)))
+            }),
+            (tcp) => Effect.sync(() => tcp.close())
+          )
+          const port = (listener.address() as Net.AddressInfo).port
+          const { toolResults } = yield* CodexCli.run({
+            workspace,
+            server: { _tag: "WebSocket", url: proxy.url },
+            sandbox: "workspace-write",
+            script: [
+              MockModel.execCommand({
+                cmd: [
+                  "echo in > inside.txt",
+                  `echo out > ${outside} 2>/dev/null && echo outside-written`,
+                  "echo x > .git/x 2>/dev/null && echo git-written",
+                  `(exec 3<>/dev/tcp/127.0.0.1/${port}) 2>/dev/null && echo port-reached`,
+                  "echo end"
+                ].join("; "),
+                yield_time_ms: 30_000
+              }),
+              MockModel.say("done")
+            ]
+          })
+          const result = CodexCli.commandOutput(toolResults[0])
+          // (the login shell's profile may print warnings of its own in a read-only world: only our lines count)
+          const lines = result.output.split("\n")
+          assert.include(lines, "end")
+          for (const escaped of ["outside-written", "git-written", "port-reached"]) assert.notInclude(lines, escaped)
+          assert.strictEqual(read(workspace, "inside.txt"), "in\n")
+          assert.isFalse(existsSync(outside))
+          assert.isFalse(existsSync(join(workspace, ".git", "x")))
+          const start = sent(proxy, "process/start")[0]
+          assert.strictEqual(start?.sandbox?.permissions?.type, "managed", "the CLI asked for its sandbox")
+          const answer = proxy.frames.find((f) => f.from === "server" && f.message.result?.sandboxType !== undefined)
+          assert.strictEqual(answer?.message.result.sandboxType, "linuxSeccomp")
         }),
       caseTimeout
     )

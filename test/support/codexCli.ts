@@ -48,6 +48,8 @@ export interface RunOptions {
   readonly prompt?: string
   /** How long the CLI may take before it is killed and the run dies (default 90 s). */
   readonly timeoutMillis?: number
+  /** The CLI's own sandbox mode (default: approvals and sandbox bypassed). */
+  readonly sandbox?: "read-only" | "workspace-write"
 }
 
 export interface Run {
@@ -145,7 +147,9 @@ export const run = (options: RunOptions): Effect.Effect<Run, never, Scope.Scope>
       "--json",
       "-m",
       "gpt-5.5",
-      "--dangerously-bypass-approvals-and-sandbox",
+      ...(options.sandbox === undefined
+        ? ["--dangerously-bypass-approvals-and-sandbox"]
+        : ["--sandbox", options.sandbox]),
       "--skip-git-repo-check",
       "-C",
       options.workspace,
