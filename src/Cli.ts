@@ -20,10 +20,11 @@ import { readFileSync } from "node:fs"
 import * as Environment from "./Environment.ts"
 import * as Exec from "./Exec.ts"
 import * as ExecServer from "./ExecServer.ts"
-import type { ExecutorError } from "./Executor.ts"
+import { Executor, type ExecutorError } from "./Executor.ts"
 import * as UserTerminal from "./internal/cli/userTerminal.ts"
 import * as LocalExecutor from "./LocalExecutor.ts"
 import * as OutputSink from "./OutputSink.ts"
+import * as Sandbox from "./Sandbox.ts"
 import * as WebSocketListener from "./WebSocketListener.ts"
 
 /**
@@ -116,6 +117,16 @@ const captureFlag = Flag.Literals("capture", ["shellTool", "fullBuffer"]).pipe(
   Flag.withDefault("shellTool")
 )
 
+const sandboxFlag = Flag.Literals("sandbox", Sandbox.modes).pipe(
+  Flag.withDescription(
+    "Confine the command as Codex's CLI does: read-only (nothing writable), workspace-write (the working directory, " +
+      "/tmp and $TMPDIR writable, but not .git/.agents/.codex/.aws), danger-full-access (no sandbox); the network " +
+      "is restricted in the first two. Default: no sandbox. Locally it needs bubblewrap (" +
+      "$EXEC_SANDBOX_BWRAP, else bwrap on PATH); a host that cannot enforce it refuses the command"
+  ),
+  Flag.optional
+)
+
 const commandArgument = Argument.String("command").pipe(
   Argument.withDescription("The command and its arguments, after --; run as an argv, never through a shell"),
   Argument.variadic({ min: 1 })
@@ -134,12 +145,13 @@ export const run = Command.make(
     tty: ttyFlag,
     cwd: cwdFlag,
     capture: captureFlag,
+    sandbox: sandboxFlag,
     remote: remoteFlag,
     token: tokenFlag,
     tokenFile: tokenFileFlag,
     command: commandArgument
   },
-  Effect.fnUntraced(function*({ capture, command, cwd, remote, timeout, token, tokenFile, tty }) {
+  Effect.fnUntraced(function*({ capture, command, cwd, remote, sandbox, timeout, token, tokenFile, tty }) {
     // an interactive session has no deadline unless one is asked for
     const timeoutText = Option.getOrElse(timeout, () => tty ? "none" : "10s")
     const parsedTimeout = parseTimeout(timeoutText)
@@ -157,6 +169,7 @@ export const run = Command.make(
         command,
         capture,
         ...(Option.isSome(cwd) ? { cwd: cwd.value } : {}),
+        ...(Option.isSome(sandbox) ? { sandbox: Sandbox.fromMode(sandbox.value) } : {}),
         // a terminal is not an agent's event stream: every byte goes out
         maxDeltas: Infinity,
         timeout: parsedTimeout.value === "none" ? Duration.infinity : parsedTimeout.value,
@@ -204,7 +217,8 @@ export const run = Command.make(
     { command: "effect-exec run -- sh -c 'echo hello; echo oops >&2; exit 3'", description: "exits 3" },
     { command: "effect-exec run --timeout 2m --cwd /repo -- npm test", description: "a test run with a deadline" },
     { command: "effect-exec run --remote ws://127.0.0.1:4000 -- uname -a", description: "on an exec-server" },
-    { command: "effect-exec run -t --remote ws://127.0.0.1:4000 -- bash", description: "a shell on an exec-server" }
+    { command: "effect-exec run -t --remote ws://127.0.0.1:4000 -- bash", description: "a shell on an exec-server" },
+    { command: "effect-exec run --sandbox workspace-write -- make", description: "writes only in the workspace" }
   ]),
   Command.provide(OutputSink.layerConsole)
 )
@@ -257,6 +271,109 @@ const maxFileBytesFlag = Flag.Int("max-file-bytes").pipe(
   Flag.withDefault(ExecServer.defaults.maxFileBytes)
 )
 
+const requireSandboxFlag = Flag.Boolean("require-sandbox").pipe(
+  Flag.withDescription(
+    "Refuse every process/start that would run unconfined (no sandbox, or a policy that confines nothing); " +
+      "the server does not start when the sandbox is unavailable"
+  ),
+  Flag.withDefault(false)
+)
+
+const bwrapFlag = Flag.File("bwrap", { mustExist: true }).pipe(
+  Flag.withDescription(
+    "The bubblewrap binary that enforces sandboxed starts (default: $EXEC_SANDBOX_BWRAP, else bwrap on PATH); " +
+      "without a working one, sandboxed starts are refused and initialize does not name the sandbox capability"
+  ),
+  Flag.optional
+)
+
+/** Says on stderr whether sandboxed starts are enforced; false when they are required and cannot be. */
+const announceSandbox = (required: boolean) =>
+  Effect.gen(function*() {
+    const executor = yield* Executor
+    const support = yield* executor.sandboxSupport.pipe(
+      Effect.orElseSucceed(() => ({ available: false as const, reason: "unknown" }))
+    )
+    if (support.available) {
+      yield* Console.error(`effect-exec: sandboxed starts are enforced (bubblewrap)`)
+      return true
+    }
+    yield* Console.error(`effect-exec: sandbox unavailable: ${support.reason}; sandboxed starts are refused`)
+    return !required
+  })
+
+/** The flags of `serve`. */
+interface ServeFlags {
+  readonly listen: string
+  readonly token: Option.Option<Redacted.Redacted<string>>
+  readonly tokenFile: Option.Option<string>
+  readonly sessionTtl: string
+  readonly concurrentRequests: number
+  readonly maxProcesses: number
+  readonly maxProcessesPerSession: number
+  readonly maxFileBytes: number
+  readonly requireSandbox: boolean
+}
+
+/** `serve` once its executor is provided. */
+const serveWith = Effect.fnUntraced(
+  function*(
+    {
+      concurrentRequests,
+      listen,
+      maxFileBytes,
+      maxProcesses,
+      maxProcessesPerSession,
+      requireSandbox,
+      sessionTtl,
+      token,
+      tokenFile
+    }: ServeFlags
+  ) {
+    const ttl = parseTimeout(sessionTtl)
+    if (Option.isNone(ttl) || ttl.value === "none") {
+      yield* Console.error(`effect-exec: invalid --session-ttl ${JSON.stringify(sessionTtl)} (try 30s or 2m)`)
+      process.exitCode = 2
+      return
+    }
+    const options = {
+      sessionTtl: ttl.value,
+      maxConcurrentRequests: concurrentRequests,
+      maxProcesses,
+      maxProcessesPerSession,
+      maxFileBytes,
+      requireSandbox
+    }
+    if (!(yield* announceSandbox(requireSandbox))) {
+      yield* Console.error("effect-exec: --require-sandbox, but the sandbox is unavailable: not serving")
+      process.exitCode = 2
+      return
+    }
+    if (listen === "stdio") {
+      // as over WebSocket, SIGINT or SIGTERM is a clean stop: the Codex CLI stops its stdio environment with SIGTERM
+      process.exitCode = 0
+      yield* ExecServer.serveStdio(process.stdin, process.stdout, options)
+      return
+    }
+    const outcome = yield* WebSocketListener.listen({ ...options, listen, token: resolveToken(token, tokenFile) })
+      .pipe(
+        Effect.result
+      )
+    if (outcome._tag === "Failure") {
+      yield* Console.error(`effect-exec: ${outcome.failure.message}`)
+      process.exitCode = 2
+      return
+    }
+    // the address first, alone on stdout; everything else goes to stderr
+    yield* Console.log(outcome.success.url)
+    // from here on, SIGINT or SIGTERM is the way to stop: a clean exit (see teardown)
+    process.exitCode = 0
+    yield* Console.error(`effect-exec: exec-server listening on ${outcome.success.url}`)
+    return yield* Effect.never
+  },
+  Effect.scoped
+)
+
 /**
  * `effect-exec serve`.
  *
@@ -273,47 +390,16 @@ export const serve = Command.make(
     concurrentRequests: concurrentRequestsFlag,
     maxProcesses: maxProcessesFlag,
     maxProcessesPerSession: maxProcessesPerSessionFlag,
-    maxFileBytes: maxFileBytesFlag
+    maxFileBytes: maxFileBytesFlag,
+    requireSandbox: requireSandboxFlag,
+    bwrap: bwrapFlag
   },
-  Effect.fnUntraced(
-    function*(
-      { concurrentRequests, listen, maxFileBytes, maxProcesses, maxProcessesPerSession, sessionTtl, token, tokenFile }
-    ) {
-      const ttl = parseTimeout(sessionTtl)
-      if (Option.isNone(ttl) || ttl.value === "none") {
-        yield* Console.error(`effect-exec: invalid --session-ttl ${JSON.stringify(sessionTtl)} (try 30s or 2m)`)
-        process.exitCode = 2
-        return
-      }
-      const options = {
-        sessionTtl: ttl.value,
-        maxConcurrentRequests: concurrentRequests,
-        maxProcesses,
-        maxProcessesPerSession,
-        maxFileBytes
-      }
-      if (listen === "stdio") {
-        yield* ExecServer.serveStdio(process.stdin, process.stdout, options)
-        return
-      }
-      const outcome = yield* WebSocketListener.listen({ ...options, listen, token: resolveToken(token, tokenFile) })
-        .pipe(
-          Effect.result
-        )
-      if (outcome._tag === "Failure") {
-        yield* Console.error(`effect-exec: ${outcome.failure.message}`)
-        process.exitCode = 2
-        return
-      }
-      // the address first, alone on stdout; everything else goes to stderr
-      yield* Console.log(outcome.success.url)
-      // from here on, SIGINT or SIGTERM is the way to stop: a clean exit (see teardown)
-      process.exitCode = 0
-      yield* Console.error(`effect-exec: exec-server listening on ${outcome.success.url}`)
-      return yield* Effect.never
-    },
-    Effect.scoped
-  )
+  (flags) =>
+    serveWith(flags).pipe(
+      Effect.provide(LocalExecutor.layer({
+        sandbox: { bwrap: Option.getOrUndefined(flags.bwrap), required: flags.requireSandbox }
+      }))
+    )
 ).pipe(
   Command.withDescription(
     "Serve this host's processes and files to exec-server clients (ours or Codex's); SIGINT or SIGTERM stops it " +
@@ -321,9 +407,12 @@ export const serve = Command.make(
   ),
   Command.withExamples([
     { command: "effect-exec serve", description: "loopback, a free port (printed first on stdout)" },
-    { command: "effect-exec serve --listen ws://10.0.0.5:4000 --token-file ~/.exec-token", description: "on a LAN" }
-  ]),
-  Command.provide(LocalExecutor.layer())
+    { command: "effect-exec serve --listen ws://10.0.0.5:4000 --token-file ~/.exec-token", description: "on a LAN" },
+    {
+      command: "effect-exec serve --require-sandbox --bwrap /usr/bin/bwrap",
+      description: "every command confined by the policy its client sends"
+    }
+  ])
 )
 
 /**

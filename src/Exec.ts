@@ -23,6 +23,7 @@ import type { Executor, ExecutorError } from "./Executor.ts"
 import * as InternalDefaults from "./internal/defaults.ts"
 import { OutputSink } from "./OutputSink.ts"
 import * as Protocol from "./Protocol.ts"
+import * as Sandbox from "./Sandbox.ts"
 
 // =============================================================================
 // Models
@@ -80,6 +81,11 @@ export interface ExecRequest {
   readonly env?: Readonly<Record<string, string>>
   /** Builds the environment from the executor's own; `env` goes on top. */
   readonly envPolicy?: Protocol.EnvPolicy
+  /**
+   * Confines the command (default: no sandbox). An executor that cannot
+   * enforce the policy fails the call with `SandboxRefused`.
+   */
+  readonly sandbox?: Sandbox.Policy
   /** Default 10 seconds; ignored by `"fullBuffer"` capture. */
   readonly timeout?: Duration.Input
   /** Default `"shellTool"`. */
@@ -166,6 +172,10 @@ export interface ExecResult {
   readonly droppedByExecutor: number
   /** Deltas not sent because the per-call cap was reached. */
   readonly deltasSkipped: number
+  /** How the executor confined it: `"none"`, or its sandbox's name (`"linuxSeccomp"`). */
+  readonly sandboxType: string
+  /** The failure looks like the sandbox's doing (Codex's rule over the exit code and the output). */
+  readonly sandboxDenied: boolean
 }
 
 // =============================================================================
@@ -218,6 +228,8 @@ class Progress {
   closed = false
   exitCode: number | null = null
   signal: string | null = null
+  sandboxType = "none"
+  sandboxDenied = false
   droppedByExecutor = 0
   deltasSent = 0
   deltasSkipped = 0
@@ -272,6 +284,7 @@ const absorb = (progress: Progress, sink: OutputSink["Service"], callId: string,
     progress.closed = result.closed
     progress.exitCode = result.exitCode
     progress.signal = result.signal ?? null
+    progress.sandboxDenied = result.sandboxDenied ?? false
   })
 
 /**
@@ -382,7 +395,7 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
   const start = Effect.gen(function*() {
     const cwd = request.cwd ?? (yield* executor.defaultCwd)
     progress.startSent = true
-    yield* executor.start({
+    const started = yield* executor.start({
       processId,
       argv: request.command,
       cwd,
@@ -391,11 +404,13 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
       ...(terminal?.size === undefined ? {} : { size: terminal.size }),
       arg0: null,
       envPolicy: request.envPolicy ?? (request.env === undefined ? inheritAll : null),
+      sandbox: request.sandbox === undefined ? null : Sandbox.toWire(request.sandbox, cwd),
       backpressure: true,
       // this loop pulls output with process/read: no need for a pushed copy
       outputNotifications: false
     })
     progress.started = true
+    progress.sandboxType = started.sandboxType ?? "none"
   })
 
   return yield* Effect.uninterruptibleMask((restore) =>
@@ -497,6 +512,8 @@ const finish = (
     termination,
     pipesHeldOpen: outcome._tag === "Finished" && progress.exited && !progress.closed,
     droppedByExecutor: progress.droppedByExecutor,
-    deltasSkipped: progress.deltasSkipped
+    deltasSkipped: progress.deltasSkipped,
+    sandboxType: progress.sandboxType,
+    sandboxDenied: progress.sandboxDenied
   }
 }

@@ -95,6 +95,28 @@ export class Unsupported extends Schema.TaggedClass<Unsupported>()("Unsupported"
 }
 
 /**
+ * A sandboxed start the executor refused rather than run unconfined or
+ * approximately confined. `kind` says why: no sandbox on this host
+ * (`Unavailable`: no usable bubblewrap, another platform), a policy with a
+ * part this executor cannot enforce faithfully (`Unsupported`), or an
+ * executor that runs only sandboxed processes and was asked for an
+ * unconfined one (`Required`).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class SandboxRefused extends Schema.TaggedClass<SandboxRefused>()("SandboxRefused", {
+  kind: Schema.Literals(["Unavailable", "Unsupported", "Required"]),
+  description: Schema.String
+}) {
+  get message(): string {
+    return this.kind === "Required"
+      ? `this executor runs only sandboxed processes: ${this.description}`
+      : `sandbox intent cannot be enforced on this executor: ${this.description}`
+  }
+}
+
+/**
  * The link to a remote executor is gone.
  *
  * @category errors
@@ -225,6 +247,7 @@ export const ExecutorErrorReason = Schema.Union([
   InvalidRequest,
   SpawnFailed,
   Unsupported,
+  SandboxRefused,
   ConnectionLost,
   ServerError,
   ProtocolViolation,
@@ -296,7 +319,14 @@ export type ProcessEvent =
     readonly stream: Protocol.OutputStream
     readonly chunk: Uint8Array
   }
-  | { readonly _tag: "Exited"; readonly seq: number; readonly exitCode: number; readonly signal: string | null }
+  | {
+    readonly _tag: "Exited"
+    readonly seq: number
+    readonly exitCode: number
+    readonly signal: string | null
+    /** The exit looks like the sandbox's doing (Codex's rule); always false for an unsandboxed process. */
+    readonly sandboxDenied: boolean
+  }
   | { readonly _tag: "Closed"; readonly seq: number }
   /**
    * Output up to `seq` was lost before this follower saw it (it fell too far
@@ -307,6 +337,17 @@ export type ProcessEvent =
 // =============================================================================
 // Service
 // =============================================================================
+
+/**
+ * Whether an executor confines the processes that ask for a sandbox, and if
+ * not, why.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type SandboxSupport =
+  | { readonly available: true }
+  | { readonly available: false; readonly reason: string }
 
 /**
  * The contract every executor meets. Methods mirror the exec-server requests;
@@ -338,6 +379,8 @@ export class Executor extends Context.Service<Executor, {
   ) => Stream.Stream<ProcessEvent, ExecutorError>
   /** The working directory of the executor's host, for requests that name none. */
   readonly defaultCwd: Effect.Effect<string, ExecutorError>
+  /** Whether a `sandbox` in a start is enforced here; when not, sandboxed starts fail with `SandboxRefused`. */
+  readonly sandboxSupport: Effect.Effect<SandboxSupport, ExecutorError>
 }>()("effect-exec/Executor") {}
 
 /**

@@ -17,7 +17,9 @@
  * `childProcess` (a child on pipes: spawn, pipes, exit, stdin, signals),
  * `ptyProcess` (a child on a pseudo-terminal), `processTable` (ids,
  * retention, bounds), `processLog` (the seq-numbered log and its long-poll),
- * `envPolicy`.
+ * `envPolicy`. A start with a `sandbox` runs under bubblewrap, built by
+ * `internal/sandbox/`, or is refused (a process on a terminal cannot be
+ * confined yet).
  *
  * @since 0.1.0
  */
@@ -39,10 +41,12 @@ import {
 } from "./Executor.ts"
 import * as Defaults from "./internal/defaults.ts"
 import { spawnProcess } from "./internal/local/childProcess.ts"
+import { childEnvironment } from "./internal/local/envPolicy.ts"
 import type { LocalProcess } from "./internal/local/localProcess.ts"
 import { eventStream, longPollRead } from "./internal/local/processLog.ts"
 import { ProcessTable } from "./internal/local/processTable.ts"
 import { spawnPtyProcess } from "./internal/local/ptyProcess.ts"
+import * as Launcher from "./internal/sandbox/launcher.ts"
 import type * as Protocol from "./Protocol.ts"
 
 /**
@@ -70,7 +74,19 @@ export interface Options {
   readonly readerIdleTimeout?: Duration.Input
   /** The environment an `envPolicy` starts from (default `process.env`). */
   readonly baseEnvironment?: Readonly<Record<string, string | undefined>>
+  /** How sandboxed starts are confined: where bubblewrap is, whether every start must be sandboxed. */
+  readonly sandbox?: SandboxOptions
 }
+
+/**
+ * How sandboxed starts are confined: `bwrap` (the bubblewrap binary; default
+ * `$EXEC_SANDBOX_BWRAP`, else `bwrap` on `PATH`) and `required` (refuse every
+ * start that would run unconfined).
+ *
+ * @category options
+ * @since 0.1.0
+ */
+export type SandboxOptions = Launcher.SandboxOptions
 
 /**
  * Builds a local executor in the current scope; closing the scope kills every
@@ -91,6 +107,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     options.readerIdleTimeout ?? Defaults.processTable.readerIdleTimeoutMillis
   )
   const table = new ProcessTable(options.maxClosedRetained ?? Defaults.processTable.maxClosedRetained)
+  const sandbox = yield* Launcher.makeLauncher(options.sandbox)
   const supervisors = yield* FiberSet.make()
   yield* Effect.addFinalizer(() => Effect.sync(() => table.destroyAll()))
 
@@ -125,14 +142,23 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     }
     if (!table.reserve(processId)) return yield* fail(new ProcessIdInUse({ processId }))
     const now = yield* Clock.currentTimeMillis
-    const spawn = request.tty ? spawnPtyProcess : spawnProcess
-    const process = yield* spawn(request, spawnOptions, now).pipe(
+    const spawned = request.tty
+      ? Effect.andThen(
+        sandbox.refuseConfined(
+          request,
+          childEnvironment(request.env, request.envPolicy, spawnOptions.baseEnvironment),
+          "a process on a terminal"
+        ),
+        spawnPtyProcess(request, spawnOptions, now)
+      )
+      : spawnProcess(request, spawnOptions, now, (env) => sandbox.prepare(request, env))
+    const process = yield* spawned.pipe(
       Effect.mapError((reason) => new ExecutorError({ reason })),
       Effect.onError(() => Effect.sync(() => table.unreserve(processId)))
     )
     table.started(processId, process)
     yield* FiberSet.run(supervisors, supervise(processId, process))
-    return { processId, sandboxType: "none" }
+    return { processId, sandboxType: process.sandboxType }
     // from the reservation to the supervisor, all or nothing: an interrupted start must not leave a child behind
   }, Effect.uninterruptible)
 
@@ -187,7 +213,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     signal,
     resize,
     events,
-    defaultCwd: Effect.sync(() => process.cwd())
+    defaultCwd: Effect.sync(() => process.cwd()),
+    sandboxSupport: sandbox.support
   })
 })
 

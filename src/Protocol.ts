@@ -26,6 +26,7 @@ import {
   PathAccessDenied,
   PathNotFound,
   ProcessIdInUse,
+  SandboxRefused,
   ServerError,
   SpawnFailed,
   UnknownProcess,
@@ -269,11 +270,206 @@ export const TerminalSize = Schema.Struct({
 export type TerminalSize = typeof TerminalSize.Type
 
 // =============================================================================
+// Sandbox policies (Codex's `sandbox` value of process/start and fs/*)
+// =============================================================================
+
+/**
+ * A path the platform or the request names (Codex's `FileSystemSpecialPath`):
+ * `root` is `/`; `minimal` the system's read set (`/bin`, `/usr`, `/etc`,
+ * `/lib`…); `project_roots` each workspace root, joined with a relative
+ * `subpath` (`current_working_directory` is its older name); `tmpdir` the
+ * command's `$TMPDIR`; `slash_tmp` `/tmp`; `unknown` a newer Codex's kind,
+ * kept so that such a policy still decodes.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const SandboxSpecialPath = Schema.Union([
+  Schema.Struct({ kind: Schema.Literal("root") }),
+  Schema.Struct({ kind: Schema.Literal("minimal") }),
+  Schema.Struct({ kind: Schema.Literal("current_working_directory") }),
+  Schema.Struct({
+    kind: Schema.Literal("project_roots"),
+    subpath: Schema.optionalKey(Schema.NullOr(Schema.String))
+  }),
+  Schema.Struct({ kind: Schema.Literal("tmpdir") }),
+  Schema.Struct({ kind: Schema.Literal("slash_tmp") }),
+  Schema.Struct({
+    kind: Schema.Literal("unknown"),
+    path: Schema.String,
+    subpath: Schema.optionalKey(Schema.NullOr(Schema.String))
+  })
+])
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type SandboxSpecialPath = typeof SandboxSpecialPath.Type
+
+/**
+ * What a policy entry applies to: an absolute path, a glob pattern, or a
+ * special path.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const SandboxPath = Schema.Union([
+  Schema.Struct({ type: Schema.Literal("path"), path: PathUri }),
+  Schema.Struct({ type: Schema.Literal("glob_pattern"), pattern: Schema.String }),
+  Schema.Struct({ type: Schema.Literal("special"), value: SandboxSpecialPath })
+])
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type SandboxPath = typeof SandboxPath.Type
+
+/**
+ * Access an entry grants: `deny` hides a path (`none` is its older name).
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const SandboxAccess = Schema.Literals(["read", "write", "deny", "none"])
+
+/**
+ * One entry of a restricted file system policy. Where entries overlap, the
+ * most specific path wins; on a tie, `deny` beats `write`, which beats `read`.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const SandboxEntry = Schema.Struct({
+  path: SandboxPath,
+  access: SandboxAccess,
+  missing_path_behavior: Schema.optionalKey(Schema.NullOr(Schema.Literal("skip")))
+})
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type SandboxEntry = typeof SandboxEntry.Type
+
+/**
+ * The file system part of a managed profile.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const SandboxFileSystem = Schema.Union([
+  Schema.Struct({
+    type: Schema.Literal("restricted"),
+    entries: Schema.Array(SandboxEntry),
+    glob_scan_max_depth: Schema.optionalKey(Schema.NullOr(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))))
+  }),
+  Schema.Struct({ type: Schema.Literal("unrestricted") })
+])
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type SandboxFileSystem = typeof SandboxFileSystem.Type
+
+/**
+ * Network access: `restricted` (none) or `enabled`.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const SandboxNetwork = Schema.Literals(["restricted", "enabled"])
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type SandboxNetwork = typeof SandboxNetwork.Type
+
+/**
+ * Codex's permission profile: `managed` (a file system policy and a network
+ * policy to enforce), `disabled` (no sandbox), or `external` (another sandbox
+ * confines the file system; only the network policy is ours).
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const SandboxPermissions = Schema.Union([
+  Schema.Struct({ type: Schema.Literal("managed"), file_system: SandboxFileSystem, network: SandboxNetwork }),
+  Schema.Struct({ type: Schema.Literal("disabled") }),
+  Schema.Struct({ type: Schema.Literal("external"), network: SandboxNetwork })
+])
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type SandboxPermissions = typeof SandboxPermissions.Type
+
+/**
+ * The `sandbox` value of `process/start` (and of each `fs/*` call), Codex's
+ * `FileSystemSandboxContext`: the permissions, and what they are read
+ * against. The context's own fields are camelCase, the permissions'
+ * snake_case, as Codex sends them. Fields for Windows are accepted and
+ * ignored on other platforms.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const SandboxContext = Schema.Struct({
+  permissions: SandboxPermissions,
+  windowsSandboxLevel: Schema.Literals(["disabled", "restricted-token", "elevated", "mxc"]),
+  /** The directory the policy is read against (default: the process's cwd). */
+  cwd: Schema.optionalKey(Schema.NullOr(PathUri)),
+  /** What `project_roots` means; none: `project_roots` grants nothing. */
+  workspaceRoots: Schema.optionalKey(Schema.NullOr(Schema.Array(PathUri))),
+  /** `fs/*` calls carry the policy's cwd and roots here too. */
+  policyContext: Schema.optionalKey(Schema.NullOr(Schema.Struct({
+    cwd: Schema.optionalKey(Schema.NullOr(PathUri)),
+    workspaceRoots: Schema.optionalKey(Schema.NullOr(Schema.Array(PathUri)))
+  }))),
+  userHomeDir: Schema.optionalKey(Schema.NullOr(PathUri)),
+  temporaryDirectories: Schema.optionalKey(Schema.NullOr(Schema.Array(PathUri))),
+  windowsSandboxPrivateDesktop: Schema.optionalKey(Schema.Boolean),
+  windowsSandboxProxySettingsMode: Schema.optionalKey(Schema.Literals(["reconcile", "preserve"])),
+  useLegacyLandlock: Schema.optionalKey(Schema.Boolean)
+})
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type SandboxContext = typeof SandboxContext.Type
+
+/**
+ * How a process was confined, as `process/start` answers it: `none` when it
+ * runs unconfined, `linuxSeccomp` for Linux's sandbox (namespaces, mounts and
+ * a seccomp filter; the name is Codex's).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type SandboxType = "none" | "linuxSeccomp" | "macosSeatbelt" | "windowsRestrictedToken"
+
+/**
+ * The capability a server names in `initialize` when it enforces `sandbox`
+ * policies; without it, sandboxed starts are refused.
+ *
+ * @category methods
+ * @since 0.1.0
+ */
+export const sandboxCapability = "sandbox"
+
+// =============================================================================
 // process/start
 // =============================================================================
 
 /**
- * Parameters of `process/start`. Three extensions a Codex server ignores:
+ * Parameters of `process/start`. `sandbox` asks for a confined process
+ * (`null` or absent: none); `enforceManagedNetwork` and `managedNetwork` ask
+ * for Codex's network proxy. Three extensions a Codex server ignores:
  * `backpressure` (the server stops reading the child's pipes while a full
  * retention window is unread, instead of dropping the oldest output),
  * `outputNotifications: false` (a client that pulls output with `process/read`
@@ -293,6 +489,9 @@ export const StartParams = Schema.Struct({
   pipeStdin: Schema.optionalKey(Schema.Boolean),
   arg0: Schema.optionalKey(Schema.NullOr(Schema.String)),
   envPolicy: Schema.optionalKey(Schema.NullOr(EnvPolicy)),
+  sandbox: Schema.optionalKey(Schema.NullOr(SandboxContext)),
+  enforceManagedNetwork: Schema.optionalKey(Schema.Boolean),
+  managedNetwork: Schema.optionalKey(Schema.NullOr(Schema.Unknown)),
   backpressure: Schema.optionalKey(Schema.Boolean),
   outputNotifications: Schema.optionalKey(Schema.Boolean),
   size: Schema.optionalKey(Schema.NullOr(TerminalSize))
@@ -534,7 +733,8 @@ export const ExitedNotification = Schema.Struct({
   processId: Schema.String,
   seq: Seq,
   exitCode: Schema.Int,
-  signal: Schema.optionalKey(Schema.NullOr(Schema.String))
+  signal: Schema.optionalKey(Schema.NullOr(Schema.String)),
+  sandboxDenied: Schema.optionalKey(Schema.Boolean)
 })
 
 /**
@@ -552,9 +752,10 @@ export const ClosedNotification = Schema.Struct({
 
 /**
  * The `sandbox` of an `fs/*` call: absent or `null` runs the call without a
- * sandbox; a policy is refused for now (`Unsupported`), never ignored.
+ * sandbox; a policy confines what the call may read and write, as it would a
+ * process's.
  */
-const FsSandbox = Schema.optionalKey(Schema.Unknown)
+const FsSandbox = Schema.optionalKey(Schema.NullOr(SandboxContext))
 
 /**
  * @category schemas
@@ -903,6 +1104,7 @@ const codeOf = (reason: ExecutorErrorReason): number => {
     case "InvalidRequest":
       return reason.invalidParams === true ? ErrorCode.invalidParams : ErrorCode.invalidRequest
     case "Unsupported":
+    case "SandboxRefused":
       return ErrorCode.invalidParams
     case "SpawnFailed":
     case "ConnectionLost":
@@ -977,6 +1179,10 @@ const codexReason = (error: WireError, context: ErrorContext): ExecutorErrorReas
     return new UnknownProcess({ processId })
   }
   if (code === ErrorCode.invalidRequest && message.endsWith("already exists")) return new ProcessIdInUse({ processId })
+  if (code === ErrorCode.invalidParams && /^sandbox intent cannot be enforced|^sandbox runtime paths/.test(message)) {
+    const description = message.replace(/^sandbox intent cannot be enforced on this executor:?\s*/, "")
+    return new SandboxRefused({ kind: "Unavailable", description: description || "the exec-server has no sandbox" })
+  }
   if (code === ErrorCode.invalidParams || code === ErrorCode.invalidRequest) {
     return new InvalidRequest({ description: message, invalidParams: code === ErrorCode.invalidParams })
   }

@@ -127,8 +127,14 @@ const recordNotification = (records: ProcessRecords) => (method: string, params:
   } else if (method === "process/exited") {
     const exited = decodeExited(params)
     if (Option.isSome(exited) && isExitCode(exited.value.exitCode) && isSignalName(exited.value.signal)) {
-      const { exitCode, processId, seq, signal } = exited.value
-      records.add(processId, { _tag: "Exited", seq, exitCode, signal: signal ?? null })
+      const { exitCode, processId, sandboxDenied, seq, signal } = exited.value
+      records.add(processId, {
+        _tag: "Exited",
+        seq,
+        exitCode,
+        signal: signal ?? null,
+        sandboxDenied: sandboxDenied ?? false
+      })
     }
   } else if (method === "process/closed") {
     const closed = decodeClosed(params)
@@ -256,6 +262,14 @@ export const makeEnvironment = Effect.fnUntraced(function*(
       yield* link.callIdempotent("process/resize", { processId, size }, { processId })
     }),
     defaultCwd: Effect.map(link.client, () => link.server.cwd ?? "/"),
+    // only our servers say: a Codex server names no such capability (it sandboxes where its platform can)
+    sandboxSupport: Effect.map(link.client, () =>
+      (link.server.capabilities ?? []).includes(Protocol.sandboxCapability)
+        ? { available: true as const }
+        : {
+          available: false as const,
+          reason: `the exec-server does not name the ${Protocol.sandboxCapability} capability`
+        }),
     events
   })
   const fileSystem = makeFileSystem(

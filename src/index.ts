@@ -26,4 +26,6 @@ export * as Protocol from "./Protocol.ts"
 /** @since 0.1.0 */
 export * as RemoteExecutor from "./RemoteExecutor.ts"
 /** @since 0.1.0 */
+export * as Sandbox from "./Sandbox.ts"
+/** @since 0.1.0 */
 export * as WebSocketListener from "./WebSocketListener.ts"

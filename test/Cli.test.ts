@@ -5,12 +5,27 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import { spawn } from "node:child_process"
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { pathToFileURL } from "node:url"
+import { bwrapPath } from "./support/bwrap.ts"
+import { awaitDeath, isAlive } from "./support/processes.ts"
+import { scratchDir } from "./support/sandbox.ts"
 import { bin, spawnServe } from "./support/servers.ts"
-import { base64, connect, handshake } from "./support/wireClient.ts"
+import { base64, connect, handshake, pollUntil, startParams } from "./support/wireClient.ts"
+
+/** The pids of live processes whose command line is exactly `argv`. */
+const pidsRunning = (argv: ReadonlyArray<string>): Array<number> =>
+  readdirSync("/proc").filter((name) => /^\d+$/.test(name)).flatMap((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, "utf8") === `${argv.join("\0")}\0` && isAlive(Number(pid))
+        ? [Number(pid)]
+        : []
+    } catch {
+      return []
+    }
+  })
 
 interface CliRun {
   readonly code: number | null
@@ -89,7 +104,9 @@ describe("effect-exec run", () => {
     Effect.gen(function*() {
       const result = yield* cli(["run", "--help"])
       assert.strictEqual(result.code, 0)
-      for (const flag of ["--timeout", "--cwd", "--capture", "command..."]) assert.include(result.stdout, flag)
+      for (const flag of ["--timeout", "--cwd", "--capture", "--sandbox", "command..."]) {
+        assert.include(result.stdout, flag)
+      }
       assert.include(result.stdout, "124")
     }))
 
@@ -271,5 +288,133 @@ describe("effect-exec serve and run --remote", () => {
         child.once("exit", (exitCode) => resume(Effect.succeed(exitCode)))
       })
       assert.strictEqual(code, 0, "stdin closed: the server ends cleanly")
+    }))
+
+  it.live("stops on SIGTERM over stdio too (as the Codex CLI stops it): exit 0, its processes killed", () =>
+    Effect.gen(function*() {
+      const child = spawn(process.execPath, [bin, "serve", "--listen", "stdio"], { stdio: ["pipe", "pipe", "ignore"] })
+      let stdout = ""
+      child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
+      const send = (message: unknown) => child.stdin.write(JSON.stringify(message) + "\n")
+      send({ id: 1, method: "initialize", params: { clientName: "stdio-test" } })
+      send({ method: "initialized" })
+      send({
+        id: 2,
+        method: "process/start",
+        params: { processId: "p", argv: ["sh", "-c", "echo $$; exec sleep 30"], cwd: "/tmp", env: {}, tty: false }
+      })
+      let pid = 0
+      for (let i = 0; i < 1000 && pid === 0; i++) {
+        yield* Effect.sleep("10 millis")
+        const output = stdout.split("\n").flatMap((line) => {
+          const message = line.startsWith("{") ? JSON.parse(line) : undefined
+          return message?.method === "process/output" ? [Buffer.from(message.params.chunk, "base64").toString()] : []
+        })
+        pid = Number.parseInt(output.join(""), 10) || 0
+      }
+      assert.isAbove(pid, 0, `the command printed its pid: ${stdout}`)
+      child.kill("SIGTERM")
+      const code = yield* Effect.callback<number | null>((resume) => {
+        if (child.exitCode !== null) return resume(Effect.succeed(child.exitCode))
+        child.once("exit", (exitCode) => resume(Effect.succeed(exitCode)))
+      })
+      assert.strictEqual(code, 0, "a clean stop")
+      assert.isFalse(alive(pid), "the command died with the server")
+    }))
+})
+
+describe("effect-exec and the sandbox", () => {
+  const withBwrap = { EXEC_SANDBOX_BWRAP: bwrapPath }
+
+  it.live("run --sandbox workspace-write writes in its working directory and nowhere else", () =>
+    Effect.gen(function*() {
+      using dir = scratchDir("cli")
+      const workspace = join(dir.path, "ws")
+      const outside = join(dir.path, "outside")
+      mkdirSync(workspace)
+      mkdirSync(outside)
+      const script = `printf ok > in.txt && printf x > ${outside}/x`
+      const result = yield* cli(
+        ["run", "--sandbox", "workspace-write", "--cwd", workspace, "--", "sh", "-c", script],
+        withBwrap
+      )
+      assert.notStrictEqual(result.code, 0)
+      assert.match(result.stderr, /Read-only file system/)
+      assert.isTrue(existsSync(join(workspace, "in.txt")))
+      assert.isFalse(existsSync(join(outside, "x")))
+    }))
+
+  it.live("run --sandbox without a working bubblewrap refuses the command instead of running it", () =>
+    Effect.gen(function*() {
+      using dir = scratchDir("cli")
+      const result = yield* cli(
+        ["run", "--sandbox", "read-only", "--cwd", dir.path, "--", "touch", "ran"],
+        { EXEC_SANDBOX_BWRAP: "/bin/false" }
+      )
+      assert.strictEqual(result.code, 1)
+      assert.match(
+        result.stderr,
+        /^effect-exec: sandbox intent cannot be enforced on this executor: bubblewrap at \/bin\/false/
+      )
+      assert.isFalse(existsSync(join(dir.path, "ran")))
+    }))
+
+  it.live("serve --require-sandbox refuses unsandboxed starts and runs sandboxed ones", () =>
+    Effect.gen(function*() {
+      const server = yield* spawnServe(["--require-sandbox", "--bwrap", bwrapPath])
+      assert.include(server.stderr(), "sandboxed starts are enforced")
+      const unconfined = yield* cli(["run", "--remote", server.url, "--", "true"])
+      assert.strictEqual(unconfined.code, 1)
+      assert.include(unconfined.stderr, "this executor runs only sandboxed processes")
+      const fullAccess = yield* cli(["run", "--remote", server.url, "--sandbox", "danger-full-access", "--", "true"])
+      assert.strictEqual(fullAccess.code, 1, "danger-full-access is no sandbox")
+      const confined = yield* cli([
+        "run",
+        "--remote",
+        server.url,
+        "--sandbox",
+        "read-only",
+        "--",
+        "sh",
+        "-c",
+        "echo hi"
+      ])
+      assert.deepStrictEqual([confined.code, confined.stdout], [0, "hi\n"])
+    }))
+
+  it.live("a sandboxed command dies with a server killed by SIGKILL", () =>
+    Effect.gen(function*() {
+      const server = yield* spawnServe(["--bwrap", bwrapPath])
+      const client = yield* connect(server.url)
+      yield* handshake(client)
+      const marker = `${600 + Math.floor(Math.random() * 300)}.${process.pid}`
+      const readOnly = {
+        permissions: {
+          type: "managed",
+          file_system: {
+            type: "restricted",
+            entries: [{ path: { type: "special", value: { kind: "root" } }, access: "read" }]
+          },
+          network: "restricted"
+        },
+        windowsSandboxLevel: "disabled"
+      }
+      const started = yield* client.call("process/start", startParams("s", ["sleep", marker], { sandbox: readOnly }))
+      assert.strictEqual(started.sandboxType, "linuxSeccomp")
+      let sleeper: number | undefined
+      yield* pollUntil("the sandboxed sleep runs", () => {
+        sleeper = pidsRunning(["sleep", marker])[0]
+        return sleeper !== undefined
+      })
+      server.child.kill("SIGKILL")
+      yield* awaitDeath(sleeper!)
+    }))
+
+  it.live("serve --require-sandbox does not start when the sandbox is unavailable", () =>
+    Effect.gen(function*() {
+      const result = yield* cli(["serve", "--require-sandbox", "--bwrap", "/bin/false"])
+      assert.strictEqual(result.code, 2)
+      assert.include(result.stderr, "sandbox unavailable: bubblewrap at /bin/false cannot build a sandbox here")
+      assert.strictEqual(result.stdout, "", "no address: it never listened")
     }))
 })

@@ -26,10 +26,37 @@ import { connect, fromBase64, handshake } from "./support/wireClient.ts"
 const scratch = mkdtempSync(join(tmpdir(), "property-fs-"))
 afterAll(() => rmSync(scratch, { recursive: true, force: true }))
 
-/** Generated params with every path of an `fs/*` call moved into the scratch directory. */
+/** A generated string made an absolute path inside the scratch directory. */
+const absolute = (generated: unknown): unknown =>
+  typeof generated === "string"
+    ? join(scratch, Buffer.from(generated).toString("hex").slice(0, 64))
+    : Array.isArray(generated)
+    ? generated.map(absolute)
+    : generated
+
+/** The path fields of a sandbox policy (file URIs on the wire), wherever they are nested. */
+const sandboxPathKeys = new Set(["cwd", "workspaceRoots", "userHomeDir", "temporaryDirectories"])
+
+/** A generated sandbox policy whose paths are absolute (a relative one has no URI to encode to). */
+const absolutePaths = (value: unknown): unknown => {
+  if (Array.isArray(value)) return value.map(absolutePaths)
+  if (typeof value !== "object" || value === null) return value
+  const record: Record<string, unknown> = { ...value }
+  for (const [key, inner] of Object.entries(record)) {
+    const isPath = sandboxPathKeys.has(key) || (key === "path" && record.type === "path")
+    record[key] = isPath ? absolute(inner) : absolutePaths(inner)
+  }
+  return record
+}
+
+/** Generated params with every path of an `fs/*` call, and of a start's sandbox, moved into the scratch directory. */
 const confined = <P>(method: string, params: P): P => {
+  if (method === "process/start" && typeof params === "object" && params !== null && "sandbox" in params) {
+    return { ...params, sandbox: absolutePaths(params.sandbox) }
+  }
   if (!method.startsWith("fs/") || typeof params !== "object" || params === null) return params
   const record = { ...params } as Record<string, unknown>
+  if ("sandbox" in record) record.sandbox = absolutePaths(record.sandbox)
   for (const key of ["path", "sourcePath", "destinationPath"]) {
     const generated = record[key]
     if (typeof generated === "string") record[key] = join(scratch, Buffer.from(generated).toString("hex").slice(0, 64))

@@ -7,6 +7,8 @@ import * as Exec from "../src/Executor.ts"
 import { spawnProcess } from "../src/internal/local/childProcess.ts"
 import { longPollRead } from "../src/internal/local/processLog.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
+import * as Sandbox from "../src/Sandbox.ts"
+import { bwrapPath } from "./support/bwrap.ts"
 import { suite } from "./support/ExecutorContract.ts"
 import { awaitDeath, readUntilClosed, start } from "./support/processes.ts"
 
@@ -159,4 +161,63 @@ describe("LocalExecutor memory, asserted through what it holds", () => {
       }),
     60_000
   )
+})
+
+describe("LocalExecutor: a process on a terminal and a sandbox", () => {
+  it.effect("refuses a sandboxed tty start (it cannot be confined yet) and runs an unsandboxed one", () =>
+    Effect.flatMap(LocalExecutor.make(), (executor) =>
+      Effect.gen(function*() {
+        const sandbox = Sandbox.toWire(Sandbox.readOnly(), "/tmp")
+        const refused = yield* Effect.flip(
+          executor.start({ processId: "tty-sandboxed", argv: ["true"], cwd: "/tmp", env: {}, tty: true, sandbox })
+        )
+        assert.strictEqual(refused.reason._tag, "SandboxRefused")
+        assert.include(refused.message, "a process on a terminal under a sandbox")
+        const unknown = yield* Effect.exit(executor.read({ processId: "tty-sandboxed" }))
+        assert.strictEqual(reasonOf(unknown), "UnknownProcess", "nothing ran, and the id is free")
+        const started = yield* executor.start({
+          processId: "tty-free",
+          argv: ["true"],
+          cwd: "/tmp",
+          env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+          tty: true,
+          sandbox: Sandbox.toWire(Sandbox.fullAccess, "/tmp")
+        })
+        assert.strictEqual(started.sandboxType, "none")
+      })))
+})
+
+describe("LocalExecutor: what a sandboxed command inherits", () => {
+  it.live("nothing but its stdio: not the controlling side of another process's terminal", () =>
+    Effect.flatMap(LocalExecutor.make({ sandbox: { bwrap: bwrapPath } }), (executor) =>
+      Effect.gen(function*() {
+        const path = process.env.PATH ?? "/usr/bin:/bin"
+        // a terminal's controlling side is not close-on-exec: every child spawned meanwhile inherits it
+        yield* executor.start({
+          processId: "terminal",
+          argv: ["sleep", "30"],
+          cwd: "/tmp",
+          env: { PATH: path },
+          tty: true
+        })
+        const sandbox = Sandbox.toWire(Sandbox.readOnly(), "/tmp")
+        const listing = "for fd in /proc/self/fd/*; do echo ${fd##*/}; done"
+        for (const [processId, confined] of [["open", null], ["confined", sandbox]] as const) {
+          yield* executor.start({
+            processId,
+            argv: ["sh", "-c", listing],
+            cwd: "/tmp",
+            env: { PATH: path },
+            tty: false,
+            sandbox: confined
+          })
+        }
+        const descriptors = (processId: string) =>
+          Effect.map(readUntilClosed(processId), (seen) => seen.stdout.trim().split("\n").map(Number))
+        // unconfined, the leak is there (the test would prove nothing without it)
+        assert.isAbove((yield* descriptors("open")).filter((fd) => fd > 3).length, 0)
+        // 0-2, and the one the shell's glob opened to list the directory
+        assert.deepStrictEqual((yield* descriptors("confined")).filter((fd) => fd > 3), [])
+        yield* executor.terminate("terminal")
+      }).pipe(Effect.provideService(Exec.Executor, executor))))
 })

@@ -99,7 +99,9 @@ describe("Protocol errors on the wire", () => {
     new Executor.PathNotFound({ path: "/x", description: "No such file or directory (os error 2)" }),
     new Executor.PathAccessDenied({ path: "/x", description: "Permission denied (os error 13)" }),
     new Executor.FileTooLarge({ path: "/x", operation: "read", limit: 64 }),
-    new Executor.FileSystemFailure({ path: "/x", code: "EEXIST", errno: 17, description: "File exists (os error 17)" })
+    new Executor.FileSystemFailure({ path: "/x", code: "EEXIST", errno: 17, description: "File exists (os error 17)" }),
+    new Executor.SandboxRefused({ kind: "Unavailable", description: "bubblewrap not found" }),
+    new Executor.SandboxRefused({ kind: "Required", description: "the request asks for no sandbox" })
   ]
 
   it("round-trips every reason through errorToWire and errorFromWire", () => {
@@ -135,7 +137,9 @@ describe("Protocol errors on the wire", () => {
         [-32004, "No such file or directory (os error 2)"],
         [-32600, "Permission denied (os error 13)"],
         [-32600, "file is too large to read: limit is 64 bytes"],
-        [-32603, "File exists (os error 17)"]
+        [-32603, "File exists (os error 17)"],
+        [-32602, "sandbox intent cannot be enforced on this executor: bubblewrap not found"],
+        [-32602, "this executor runs only sandboxed processes: the request asks for no sandbox"]
       ]
     )
   })
@@ -159,6 +163,10 @@ describe("Protocol errors on the wire", () => {
     assert.deepStrictEqual(
       codex(-32600, "unknown process id p9", { processId: "p9" }),
       new Executor.UnknownProcess({ processId: "p9" })
+    )
+    assert.deepStrictEqual(
+      codex(-32602, "sandbox intent cannot be enforced on this executor"),
+      new Executor.SandboxRefused({ kind: "Unavailable", description: "the exec-server has no sandbox" })
     )
     assert.deepStrictEqual(
       codex(-32600, "process p9 already exists", { processId: "p9" }),

@@ -168,7 +168,8 @@ describe("the notifier, when the executor reports lost output", () => {
         signal: () => Effect.void,
         resize: () => Effect.void,
         events: () => Stream.concat(Stream.fromIterable(events), Stream.never),
-        defaultCwd: Effect.succeed("/tmp")
+        defaultCwd: Effect.succeed("/tmp"),
+        sandboxSupport: Effect.succeed({ available: false as const, reason: "a stub runs nothing" })
       })
       const { url } = yield* Effect.provideService(WebSocketListener.listen({}), Executor, executor)
       const client = yield* connect(url)

@@ -29,7 +29,7 @@ const toEvent = ({ length, seq, tag }: typeof GeneratedEvent.Type): ProcessEvent
   tag === "Output"
     ? output(seq, length)
     : tag === "Exited"
-    ? { _tag: "Exited", seq, exitCode: seq % 256, signal: null }
+    ? { _tag: "Exited", seq, exitCode: seq % 256, signal: null, sandboxDenied: false }
     : { _tag: "Closed", seq }
 
 /** Strictly increasing seqs: each event once, in order. */
@@ -66,8 +66,8 @@ describe("NotifiedEvents", () => {
     const events = new NotifiedEvents()
     events.add(output(1, 3))
     events.add(output(2, 0))
-    events.add({ _tag: "Exited", seq: 3, exitCode: 7, signal: null })
-    events.add({ _tag: "Exited", seq: 9, exitCode: 0, signal: null })
+    events.add({ _tag: "Exited", seq: 3, exitCode: 7, signal: null, sandboxDenied: false })
+    events.add({ _tag: "Exited", seq: 9, exitCode: 0, signal: null, sandboxDenied: false })
     events.add(output(4, 2))
     events.add({ _tag: "Closed", seq: 5 })
     events.add({ _tag: "Closed", seq: 6 })
@@ -83,7 +83,7 @@ describe("NotifiedEvents", () => {
   it("puts output that arrives a little out of order in its place (Codex sends it from separate tasks)", () => {
     const events = new NotifiedEvents()
     for (const seq of [1, 3, 2, 5, 4]) events.add(output(seq, 1))
-    events.add({ _tag: "Exited", seq: 6, exitCode: 0, signal: null })
+    events.add({ _tag: "Exited", seq: 6, exitCode: 0, signal: null, sandboxDenied: false })
     assert.deepStrictEqual(events.after(0).map((e) => e.seq), [1, 2, 3, 4, 5, 6])
   })
 

@@ -31,7 +31,7 @@ describe("PushedOutput (the remote executor's cache of pushed output)", () => {
   it("skips the exit, stops at the close, and says closed only then", () => {
     const cache = new PushedOutput()
     cache.add(output(1, "a"))
-    cache.add({ _tag: "Exited", seq: 2, exitCode: 3, signal: null })
+    cache.add({ _tag: "Exited", seq: 2, exitCode: 3, signal: null, sandboxDenied: false })
     cache.add(output(3, "late"))
     cache.add({ _tag: "Closed", seq: 4 })
     const result = cache.read(0, null)
@@ -94,7 +94,7 @@ describe("PushedOutput (the remote executor's cache of pushed output)", () => {
           tag === "Output"
             ? output(seq, "x".repeat(length))
             : tag === "Exited"
-            ? { _tag: "Exited", seq, exitCode: 0, signal: null }
+            ? { _tag: "Exited", seq, exitCode: 0, signal: null, sandboxDenied: false }
             : { _tag: "Closed", seq }
         )
         lastSeq = Math.max(lastSeq, seq)

@@ -154,3 +154,13 @@ export const exec = {
   /** The long-poll wait of one `process/read`. */
   readWaitMillis: 1_000
 } as const
+
+/** The sandbox (bubblewrap) of the local executor. */
+export const sandbox = {
+  /** Entries a policy may hold; each may become a mount. */
+  maxEntries: 256,
+  /** How long probing bubblewrap (a trial sandbox) may take. */
+  probeTimeoutMillis: 10_000,
+  /** The environment variable naming the bubblewrap binary (else `bwrap` on `PATH`). */
+  bwrapVariable: "EXEC_SANDBOX_BWRAP"
+} as const

@@ -236,7 +236,7 @@ export const suite = (
             ["Output 1 stdout", "Output 2 stderr", "Exited 3", "Closed 4"]
           )
           const exited = events.find((e) => e._tag === "Exited")
-          assert.deepStrictEqual(exited, { _tag: "Exited", seq: 3, exitCode: 7, signal: null })
+          assert.deepStrictEqual(exited, { _tag: "Exited", seq: 3, exitCode: 7, signal: null, sandboxDenied: false })
         }))
 
       it.effect("builds the environment from an envPolicy, then lays env on top", () =>

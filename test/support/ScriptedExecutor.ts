@@ -141,6 +141,7 @@ export const make = (script: (request: Exec.StartRequest) => ReadonlyArray<Step>
             resized.push({ processId, size })
           }),
         defaultCwd: Effect.succeed("/tmp"),
+        sandboxSupport: Effect.succeed({ available: false as const, reason: "a scripted executor runs nothing" }),
         events: (processId, options) =>
           Stream.unwrap(Effect.map(lookup(processId), (entry) => eventStream(entry.log, options?.afterSeq ?? 0)))
       })

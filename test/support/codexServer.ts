@@ -14,6 +14,7 @@ import { mkdir, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { pathWithoutBwrap } from "./bwrap.ts"
 
 /** The pinned Codex release the tests run against. */
 export const codexVersion = "0.169.0"
@@ -176,7 +177,8 @@ export const startCodexServer: Effect.Effect<CodexServer, never, Scope.Scope> = 
   const binary = yield* Effect.sync(locateCodex)
   const home = yield* scratchDir("codex-home-")
   const cwd = yield* scratchDir("codex-cwd-")
-  const env: NodeJS.ProcessEnv = { ...process.env, HOME: home }
+  // a bwrap on PATH would replace Codex's own, which its sandbox needs ("bwrap: execvp codex-linux-sandbox")
+  const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, PATH: pathWithoutBwrap(process.env.PATH) }
   delete env.CODEX_HOME // would point it back at a real ~/.codex
   let stderr = ""
   let spawnError: Error | undefined

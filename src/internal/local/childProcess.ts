@@ -2,7 +2,9 @@
  * One child process on this machine: spawned in its own session (process
  * group), its pipes and exit written into its `ProcessLog`, its pipes paused
  * while a backpressured log holds a full unread window, its stdin written to
- * with de-duplication by `writeId`, and its whole group signalled.
+ * with de-duplication by `writeId`, and its whole group signalled. A start
+ * may be wrapped (a sandbox): the hook gets the final environment and says
+ * what to spawn instead, with what to feed extra file descriptors.
  *
  * @internal
  */
@@ -11,9 +13,13 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as NodeChildProcess from "node:child_process"
 import * as NodeFs from "node:fs"
-import { InvalidRequest, SpawnFailed, type StartRequest } from "../../Executor.ts"
+import { InvalidRequest, SandboxRefused, SpawnFailed, type StartRequest } from "../../Executor.ts"
 import * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"
+import { feed } from "../sandbox/bwrap.ts"
+import { closingDescriptors } from "../sandbox/closeDescriptors.ts"
+import { isLikelySandboxDenied } from "../sandbox/denial.ts"
+import type { Launch } from "../sandbox/launcher.ts"
 import { childEnvironment } from "./envPolicy.ts"
 import { InputWriter, type LocalProcess, OutputFlow, signalGroup } from "./localProcess.ts"
 import { ProcessLog } from "./processLog.ts"
@@ -26,12 +32,24 @@ export interface SpawnOptions {
   readonly baseEnvironment: Readonly<Record<string, string | undefined>>
 }
 
+/**
+ * Decides, from the final environment, what to spawn for a request instead of
+ * its argv (`undefined`: the argv as is), or refuses it.
+ */
+export type WrapSpawn = (
+  environment: Readonly<Record<string, string>>
+) => Effect.Effect<Launch | undefined, SandboxRefused | SpawnFailed>
+
 /** A running (or exited, not yet forgotten) child on pipes and its log. */
 export class PipeProcess implements LocalProcess {
   readonly log: ProcessLog
   readonly child: NodeChildProcess.ChildProcess
   /** Completes once the child exited and both pipes reached their end. */
   readonly closed = Deferred.makeUnsafe<void>()
+  /** How it is confined (`none`: not at all); a confined exit is classified by Codex's denial rule. */
+  sandboxType: Protocol.SandboxType = "none"
+  /** Run once, when the process is closed. */
+  readonly onClosed: Array<() => void> = []
   private readonly flow: OutputFlow
   private readonly input = new InputWriter()
 
@@ -93,6 +111,8 @@ export class PipeProcess implements LocalProcess {
     let exitGrace: NodeJS.Timeout | undefined
     const closeIfDone = () => {
       if (openStreams === 0 && log.exited) {
+        // before the close is told: a reader that sees it may look for what the process held
+        for (const closed of this.onClosed.splice(0)) closed()
         log.markClosed()
         Deferred.doneUnsafe(this.closed, Exit.void)
       }
@@ -100,7 +120,8 @@ export class PipeProcess implements LocalProcess {
     const recordExit = () => {
       if (exitStatus === undefined || log.exited) return
       clearTimeout(exitGrace)
-      log.markExited(exitStatus.code, exitStatus.signal)
+      const denied = this.sandboxType !== "none" && isLikelySandboxDenied(exitStatus.code, log.retainedChunks())
+      log.markExited(exitStatus.code, exitStatus.signal, denied)
       closeIfDone()
     }
     const pipe = (readable: NodeJS.ReadableStream | null, stream: Protocol.OutputStream) => {
@@ -159,37 +180,81 @@ export const checkCwd = (command: string, cwd: string) =>
     })
   })
 
-/** Starts `request` as a child in its own session, its output going to a fresh log. */
+/** Spawns `request` (or what `launch` says instead) in its own session, its output going to a fresh log. */
+const startChild = (
+  request: StartRequest,
+  options: SpawnOptions,
+  now: number,
+  environment: Readonly<Record<string, string>>,
+  launch: Launch | undefined
+) =>
+  Effect.callback<LocalProcess, SpawnFailed | InvalidRequest | SandboxRefused>((resume) => {
+    const [command, ...args] = request.argv as [string, ...Array<string>]
+    const inputs = launch?.inputs ?? []
+    // checked when spawning: a descriptor opened a moment earlier must not slip into the sandbox
+    const spawned = launch === undefined
+      ? { file: command, args }
+      : closingDescriptors(launch.file, launch.args, 2 + inputs.length)
+    if ("unclosable" in spawned) {
+      launch?.release()
+      return resume(Effect.fail(
+        new SandboxRefused({
+          kind: "Unavailable",
+          description: `descriptors ${spawned.unclosable.join(", ")} of this process would reach the sandbox, and ` +
+            `this host has no bash or perl to close them`
+        })
+      ))
+    }
+    let child: NodeChildProcess.ChildProcess
+    try {
+      child = NodeChildProcess.spawn(spawned.file, spawned.args, {
+        cwd: request.cwd,
+        env: environment,
+        detached: true,
+        stdio: [request.pipeStdin === true ? "pipe" : "ignore", "pipe", "pipe", ...inputs.map(() => "pipe" as const)],
+        ...(request.arg0 && launch === undefined ? { argv0: request.arg0 } : {})
+      })
+    } catch (error) {
+      launch?.release()
+      return resume(Effect.fail(new InvalidRequest({ description: `cannot start ${command}: ${String(error)}` })))
+    }
+    child.once("error", (error) => {
+      launch?.release()
+      resume(Effect.fail(spawnFailure(launch?.file ?? command, error)))
+    })
+    child.once("spawn", () => {
+      feed(child, inputs)
+      const started = new PipeProcess(
+        child,
+        new ProcessLog(options.retainedBytes, request.backpressure === true),
+        now
+      )
+      if (launch !== undefined) {
+        started.sandboxType = launch.sandboxType
+        started.onClosed.push(launch.release)
+      }
+      started.attach()
+      resume(Effect.succeed(started))
+    })
+  })
+
+/**
+ * Starts `request` as a child in its own session, its output going to a fresh
+ * log; `wrap` (a sandbox) may replace what is spawned, or refuse it.
+ */
 export const spawnProcess = (
   request: StartRequest,
   options: SpawnOptions,
-  now: number
-): Effect.Effect<LocalProcess, SpawnFailed | InvalidRequest> =>
+  now: number,
+  wrap?: WrapSpawn
+): Effect.Effect<LocalProcess, SpawnFailed | InvalidRequest | SandboxRefused> =>
   Effect.andThen(
     checkCwd(request.argv[0]!, request.cwd),
-    Effect.callback<LocalProcess, SpawnFailed | InvalidRequest>((resume) => {
-      const [command, ...args] = request.argv as [string, ...Array<string>]
-      let child: NodeChildProcess.ChildProcess
-      try {
-        child = NodeChildProcess.spawn(command, args, {
-          cwd: request.cwd,
-          env: childEnvironment(request.env, request.envPolicy, options.baseEnvironment),
-          detached: true,
-          stdio: [request.pipeStdin === true ? "pipe" : "ignore", "pipe", "pipe"],
-          ...(request.arg0 ? { argv0: request.arg0 } : {})
-        })
-      } catch (error) {
-        return resume(Effect.fail(new InvalidRequest({ description: `cannot start ${command}: ${String(error)}` })))
-      }
-      child.once("error", (error) => resume(Effect.fail(spawnFailure(command, error))))
-      child.once("spawn", () => {
-        const started = new PipeProcess(
-          child,
-          new ProcessLog(options.retainedBytes, request.backpressure === true),
-          now
-        )
-        started.attach()
-        resume(Effect.succeed(started))
-      })
+    Effect.suspend(() => {
+      const environment = childEnvironment(request.env, request.envPolicy, options.baseEnvironment)
+      return Effect.flatMap(
+        wrap === undefined ? Effect.undefined : wrap(environment),
+        (launch) => startChild(request, options, now, environment, launch)
+      )
     })
   )

@@ -24,6 +24,8 @@ export interface LocalProcess {
   readonly lastReadAt: number
   /** Whether the leader has not exited yet. */
   readonly running: boolean
+  /** How it is confined (`none`: not at all). */
+  readonly sandboxType: Protocol.SandboxType
   /** Signals its whole process group (it leads its own session). */
   signalGroup(signal: NodeJS.Signals): void
   /** Kills the group and stops reading its output (the executor is going away). */

@@ -35,7 +35,14 @@ export class ProcessLog {
   private retainedBytesValue = 0
   private readonly evictions: Array<Eviction> = []
   private foldedEvictions = { bytes: 0, chunks: 0, lastSeq: 0 }
-  private exitEvent: { readonly seq: number; readonly exitCode: number; readonly signal: string | null } | undefined
+  private exitEvent:
+    | {
+      readonly seq: number
+      readonly exitCode: number
+      readonly signal: string | null
+      readonly sandboxDenied: boolean
+    }
+    | undefined
   private closedSeq: number | undefined
   /** Wakes readers when output, the exit or the close arrive. */
   readonly changes = new ChangeSignal()
@@ -111,9 +118,9 @@ export class ProcessLog {
     this.changes.notify()
   }
 
-  markExited(exitCode: number, signal: string | null): void {
+  markExited(exitCode: number, signal: string | null, sandboxDenied = false): void {
     if (this.exitEvent !== undefined) return
-    this.exitEvent = { seq: this.nextSeqValue++, exitCode, signal }
+    this.exitEvent = { seq: this.nextSeqValue++, exitCode, signal, sandboxDenied }
     this.changes.notify()
   }
 
@@ -121,6 +128,11 @@ export class ProcessLog {
     if (this.closedSeq !== undefined || this.exitEvent === undefined) return
     this.closedSeq = this.nextSeqValue++
     this.changes.notify()
+  }
+
+  /** The output retained now, in seq order. */
+  retainedChunks(): ReadonlyArray<Protocol.ProcessChunk> {
+    return this.retained.slice(this.head)
   }
 
   /** Records that a reader has seen everything up to `afterSeq`. */
@@ -154,7 +166,11 @@ export class ProcessLog {
       chunks.push(chunk)
       bytes += chunk.chunk.length
     }
-    const nextSeq = chunks.length > 0 ? chunks[chunks.length - 1]!.seq + 1 : this.nextSeqValue
+    const reachedEnd = index === this.retained.length
+    // an answer that reaches the end of the log moves its reader past the exit
+    // and the close as well, as Codex's server does: its client, resuming,
+    // takes `nextSeq - 1` of a closed process for the close's seq
+    const nextSeq = reachedEnd ? this.nextSeqValue : chunks[chunks.length - 1]!.seq + 1
     const dropped = this.droppedAfter(afterSeq)
     return {
       chunks,
@@ -163,9 +179,10 @@ export class ProcessLog {
       exitCode: this.exitEvent?.exitCode ?? null,
       // closed only when this answer reaches the end of the log: a reader that
       // stops at `closed` has then seen everything
-      closed: this.closedSeq !== undefined && index === this.retained.length,
+      closed: this.closedSeq !== undefined && reachedEnd,
       failure: null,
       signal: this.exitEvent?.signal ?? null,
+      sandboxDenied: this.exitEvent?.sandboxDenied ?? false,
       ...(dropped.bytes > 0 ? { dropped } : {})
     }
   }
@@ -191,9 +208,9 @@ export class ProcessLog {
       events.push({ _tag: "Output", seq, stream, chunk })
     }
     if (this.exitEvent !== undefined && this.exitEvent.seq > afterSeq) {
-      const { seq, exitCode, signal } = this.exitEvent
+      const { exitCode, sandboxDenied, seq, signal } = this.exitEvent
       const index = events.findIndex((event) => event.seq > seq)
-      events.splice(index === -1 ? events.length : index, 0, { _tag: "Exited", seq, exitCode, signal })
+      events.splice(index === -1 ? events.length : index, 0, { _tag: "Exited", seq, exitCode, signal, sandboxDenied })
     }
     if (this.closedSeq !== undefined && this.closedSeq > afterSeq) {
       events.push({ _tag: "Closed", seq: this.closedSeq })

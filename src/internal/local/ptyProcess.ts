@@ -103,6 +103,8 @@ const sessionMembers = (sid: number): ReadonlyArray<number> => {
 export class PtyProcess implements LocalProcess {
   readonly log: ProcessLog
   readonly closed = Deferred.makeUnsafe<void>()
+  /** A process on a terminal is never confined (a sandboxed start of one is refused). */
+  readonly sandboxType = "none" as const
   /** The child's pid: its process group and its session have the same id. */
   readonly pid: number
   /** Our side of the terminal: the child's output is read from it, its input written to it. */

@@ -23,7 +23,9 @@ export class PushedOutput {
   private readonly entries = new SeqQueue<ProcessEvent>()
   /** The newest seq taken in or trimmed: anything at or before it is a repeat. */
   private newestSeq = 0
-  private exit: { readonly exitCode: number; readonly signal: string | null } | undefined
+  private exit:
+    | { readonly exitCode: number; readonly signal: string | null; readonly sandboxDenied: boolean }
+    | undefined
   private readonly changes = new ChangeSignal()
   /** The highest cursor already acknowledged to the server. */
   acknowledged = 0
@@ -38,7 +40,9 @@ export class PushedOutput {
   add(event: ProcessEvent): void {
     if (event.seq <= this.newestSeq) return
     this.newestSeq = event.seq
-    if (event._tag === "Exited") this.exit = { exitCode: event.exitCode, signal: event.signal }
+    if (event._tag === "Exited") {
+      this.exit = { exitCode: event.exitCode, signal: event.signal, sandboxDenied: event.sandboxDenied }
+    }
     this.entries.insert(event, 0)
     if (event._tag === "Output") this.bytes += event.chunk.length
     this.changes.notify()
@@ -87,7 +91,8 @@ export class PushedOutput {
       exitCode: this.exit?.exitCode ?? null,
       closed,
       failure: null,
-      signal: this.exit?.signal ?? null
+      signal: this.exit?.signal ?? null,
+      sandboxDenied: this.exit?.sandboxDenied ?? false
     }
   }
 

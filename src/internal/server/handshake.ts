@@ -52,7 +52,15 @@ export class Handshake {
       this.session = session
       this.methods = this.methodsOf(session)
       const cwd = yield* this.registry.executor.defaultCwd.pipe(Effect.orElseSucceed(() => "/"))
-      return { sessionId: session.id, environmentInfo: environmentInfo(cwd), capabilities: Protocol.capabilities }
+      const sandbox = yield* this.registry.executor.sandboxSupport.pipe(
+        Effect.orElseSucceed(() => ({ available: false }) as const)
+      )
+      return {
+        sessionId: session.id,
+        environmentInfo: environmentInfo(cwd),
+        // "sandbox" only where sandboxed starts are enforced: elsewhere they are refused
+        capabilities: sandbox.available ? [...Protocol.capabilities, Protocol.sandboxCapability] : Protocol.capabilities
+      }
     })
   }
 

@@ -41,7 +41,13 @@ const notify = (connection: Connection, process: NotifiedProcess, event: Process
     case "Exited":
       return connection.postJson(JSON.stringify({
         method: "process/exited",
-        params: { processId, seq: event.seq, exitCode: event.exitCode, signal: event.signal, sandboxDenied: false }
+        params: {
+          processId,
+          seq: event.seq,
+          exitCode: event.exitCode,
+          signal: event.signal,
+          sandboxDenied: event.sandboxDenied
+        }
       }))
     case "Closed":
       return connection.postJson(JSON.stringify({ method: "process/closed", params: { processId, seq: event.seq } }))

@@ -25,7 +25,7 @@ export const processHandlers = (registry: SessionRegistry, session: Session): {
   const start = Effect.fn("ExecServer.process/start")(function*(request: Protocol.ParamsOf<"process/start">) {
     const release = yield* registry.reserveProcess(session)
     const internalId = session.internalIdOf(request.processId)
-    yield* executor.start({ ...request, processId: internalId }).pipe(
+    const started = yield* executor.start({ ...request, processId: internalId }).pipe(
       Effect.mapError(fromExecutorError(request.processId)),
       Effect.onError(() => release)
     )
@@ -39,14 +39,14 @@ export const processHandlers = (registry: SessionRegistry, session: Session): {
         release
       )
     )
-    return { processId: request.processId, sandboxType: "none" }
+    return { processId: request.processId, sandboxType: started.sandboxType ?? "none" }
   })
 
   const read = Effect.fn("ExecServer.process/read")(function*(request: Protocol.ParamsOf<"process/read">) {
     const result = yield* executor.read({ ...request, processId: session.internalIdOf(request.processId) }).pipe(
       Effect.mapError(fromExecutorError(request.processId))
     )
-    return new RawJson(Protocol.readResultJson({ ...result, sandboxDenied: false }))
+    return new RawJson(Protocol.readResultJson({ ...result, sandboxDenied: result.sandboxDenied ?? false }))
   })
 
   const write = Effect.fn("ExecServer.process/write")(function*(request: Protocol.ParamsOf<"process/write">) {

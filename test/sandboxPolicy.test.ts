@@ -1,0 +1,276 @@
+/**
+ * Sandbox policy resolution and the access decision the `fs/*` methods share
+ * with the process sandbox: Codex's precedence (most specific path, then deny
+ * > write > read), special paths, protected names inside writable roots,
+ * symlinks, and the refusals for what cannot be enforced as written. Real
+ * directories, real symlinks.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import type { SandboxRefused } from "../src/Executor.ts"
+import { registryDirectory } from "../src/internal/sandbox/mountPoints.ts"
+import {
+  accessOf,
+  canRead,
+  canWrite,
+  realPathOf,
+  type ResolvedPolicy,
+  resolvePolicy
+} from "../src/internal/sandbox/policy.ts"
+import type * as Protocol from "../src/Protocol.ts"
+import * as Sandbox from "../src/Sandbox.ts"
+import { scratchRoot } from "./support/sandbox.ts"
+
+const special = (value: Protocol.SandboxSpecialPath): Protocol.SandboxPath => ({ type: "special", value })
+const path = (absolute: string): Protocol.SandboxPath => ({ type: "path", path: absolute })
+const entry = (
+  target: Protocol.SandboxPath,
+  access: Protocol.SandboxEntry["access"]
+): Protocol.SandboxEntry => ({ path: target, access })
+
+const restricted = (
+  entries: ReadonlyArray<Protocol.SandboxEntry>,
+  roots: ReadonlyArray<string>,
+  network: Protocol.SandboxNetwork = "restricted"
+): Protocol.SandboxContext => ({
+  permissions: { type: "managed", file_system: { type: "restricted", entries }, network },
+  workspaceRoots: roots,
+  windowsSandboxLevel: "disabled"
+})
+
+/**
+ * A fresh real directory (its own symlinks resolved) with a workspace and a
+ * sibling outside it; not under /tmp, which the presets make writable.
+ */
+const scratch = () => {
+  mkdirSync(scratchRoot, { recursive: true })
+  const base = realpathSync(mkdtempSync(join(scratchRoot, "policy-")))
+  const workspace = join(base, "ws")
+  const outside = join(base, "outside")
+  mkdirSync(join(workspace, ".git"), { recursive: true })
+  mkdirSync(outside)
+  return { base, workspace, outside, [Symbol.dispose]: () => rmSync(base, { recursive: true, force: true }) }
+}
+
+const resolve = (context: Protocol.SandboxContext, tmpdirValue?: string) =>
+  resolvePolicy(context, { tmpdir: tmpdirValue })
+
+const refusal = (exit: Exit.Exit<ResolvedPolicy, SandboxRefused>): string | undefined =>
+  Exit.isFailure(exit)
+    ? exit.cause.reasons.flatMap((reason) => (reason._tag === "Fail" ? [reason.error.description] : []))[0]
+    : undefined
+
+describe("sandbox policy", () => {
+  it.effect("workspace-write: the workspace writable, .git and the other protected names read-only, the rest read", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      const wire = Sandbox.toWire(Sandbox.workspaceWrite(), dirs.workspace)!
+      const policy = yield* resolve(wire)
+      assert.strictEqual(policy.confinement, "full")
+      assert.strictEqual(accessOf(policy, join(dirs.workspace, "src/main.ts")), "write")
+      assert.strictEqual(accessOf(policy, join(dirs.workspace, ".git")), "read")
+      assert.strictEqual(accessOf(policy, join(dirs.workspace, ".git/hooks/pre-commit")), "read")
+      // protected whether or not they exist
+      assert.strictEqual(accessOf(policy, join(dirs.workspace, ".codex/config.toml")), "read")
+      assert.strictEqual(accessOf(policy, join(dirs.workspace, ".aws")), "read")
+      assert.strictEqual(accessOf(policy, join(dirs.outside, "x")), "read")
+      assert.strictEqual(accessOf(policy, "/tmp/anything"), "write")
+      assert.strictEqual(accessOf(policy, "/etc/passwd"), "read")
+      // the sandboxes' own registry of mount points is hidden from them, /tmp or not
+      assert.isFalse(canRead(policy, join(registryDirectory(), "claims")))
+    }))
+
+  it.effect("read-only: nothing writable, everything readable", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      const policy = yield* resolve(Sandbox.toWire(Sandbox.readOnly(), dirs.workspace)!)
+      assert.strictEqual(accessOf(policy, join(dirs.workspace, "a")), "read")
+      assert.strictEqual(accessOf(policy, "/tmp/a"), "read")
+      assert.isTrue(canRead(policy, "/etc/hostname"))
+      assert.isFalse(canWrite(policy, join(dirs.workspace, "a")))
+    }))
+
+  it.effect("the most specific path wins; on a tie deny beats write beats read; no rule: denied", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      const sub = join(dirs.workspace, "sub")
+      const deep = join(sub, "deep")
+      mkdirSync(deep, { recursive: true })
+      const policy = yield* resolve(restricted([
+        entry(special({ kind: "project_roots" }), "write"),
+        entry(path(sub), "read"),
+        entry(path(deep), "write"),
+        entry(path(join(dirs.workspace, "tie")), "write"),
+        entry(path(join(dirs.workspace, "tie")), "read"),
+        entry(path(join(dirs.workspace, "tie")), "deny")
+      ], [dirs.workspace]))
+      assert.strictEqual(accessOf(policy, join(sub, "file")), "read")
+      assert.strictEqual(accessOf(policy, join(deep, "file")), "write")
+      assert.strictEqual(accessOf(policy, join(dirs.workspace, "tie/x")), "deny")
+      assert.strictEqual(accessOf(policy, join(dirs.outside, "x")), "deny", "no rule covers it, and / is not listed")
+      assert.strictEqual(accessOf(policy, "/etc/passwd"), "deny")
+    }))
+
+  it.effect("`none` is deny; a deny entry inside a readable root hides it", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      const policy = yield* resolve(restricted([
+        entry(special({ kind: "root" }), "read"),
+        entry(path(dirs.outside), "none")
+      ], []))
+      assert.isFalse(canRead(policy, join(dirs.outside, "secret")))
+      assert.isTrue(canRead(policy, join(dirs.workspace, "x")))
+    }))
+
+  it.effect("project_roots means the workspace roots only; with none it grants nothing", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      const entries = [entry(special({ kind: "root" }), "read"), entry(special({ kind: "project_roots" }), "write")]
+      const withRoots = yield* resolve(restricted(entries, [dirs.workspace, dirs.outside]))
+      assert.isTrue(canWrite(withRoots, join(dirs.outside, "x")))
+      const withoutRoots = yield* resolve({ ...restricted(entries, []), cwd: dirs.workspace })
+      assert.isFalse(canWrite(withoutRoots, join(dirs.workspace, "x")), "cwd is not a project root")
+    }))
+
+  it.effect("project_roots subpaths join each root; one that leaves its root is refused", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      mkdirSync(join(dirs.workspace, "build"))
+      const policy = yield* resolve(restricted([
+        entry(special({ kind: "root" }), "read"),
+        entry(special({ kind: "project_roots", subpath: "build" }), "write")
+      ], [dirs.workspace]))
+      assert.isTrue(canWrite(policy, join(dirs.workspace, "build/out.o")))
+      assert.isFalse(canWrite(policy, join(dirs.workspace, "src.c")))
+      const escaping = yield* Effect.exit(resolve(restricted([
+        entry(special({ kind: "project_roots", subpath: "../outside" }), "write")
+      ], [dirs.workspace])))
+      assert.match(refusal(escaping) ?? "", /leaves its root/)
+    }))
+
+  it.effect("tmpdir is the command's TMPDIR; slash_tmp is /tmp", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      const entries = [
+        entry(special({ kind: "root" }), "read"),
+        entry(special({ kind: "tmpdir" }), "write"),
+        entry(special({ kind: "slash_tmp" }), "write")
+      ]
+      const policy = yield* resolve(restricted(entries, []), dirs.outside)
+      assert.isTrue(canWrite(policy, join(dirs.outside, "t")))
+      assert.isTrue(canWrite(policy, "/tmp/t"))
+      const noTmpdir = yield* resolve(restricted(entries, []))
+      assert.isFalse(canWrite(noTmpdir, join(dirs.workspace, "t")))
+    }))
+
+  it.effect("symlinks resolve: a link into a read-only place is read-only, a linked root is its target", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      symlinkSync(dirs.outside, join(dirs.workspace, "escape"))
+      const linkedRoot = join(dirs.base, "linked-ws")
+      symlinkSync(dirs.workspace, linkedRoot)
+      const policy = yield* resolve(Sandbox.toWire(Sandbox.workspaceWrite({ roots: [linkedRoot] }), linkedRoot)!)
+      assert.isFalse(canWrite(policy, join(dirs.workspace, "escape/file")), "the link leads outside the workspace")
+      assert.isTrue(canWrite(policy, join(linkedRoot, "new/file")), "a missing path below a linked root")
+      assert.isFalse(canWrite(policy, join(linkedRoot, ".git/config")))
+      assert.strictEqual(realPathOf(join(linkedRoot, "a/b")), join(dirs.workspace, "a/b"))
+    }))
+
+  it.effect("a write root that does not exist grants nothing; a write entry narrowed nowhere is full disk write", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      const missing = yield* resolve(restricted([
+        entry(special({ kind: "root" }), "read"),
+        entry(path(join(dirs.base, "not-yet")), "write")
+      ], []))
+      assert.isFalse(canWrite(missing, join(dirs.base, "not-yet/x")))
+      const wholeDisk = yield* resolve(restricted([entry(special({ kind: "root" }), "write")], [], "restricted"))
+      assert.strictEqual(wholeDisk.confinement, "network")
+      const narrowed = yield* resolve(restricted([
+        entry(special({ kind: "root" }), "write"),
+        entry(path(dirs.outside), "read")
+      ], []))
+      assert.strictEqual(narrowed.confinement, "full")
+      assert.isFalse(canWrite(narrowed, join(dirs.outside, "x")))
+      assert.isTrue(canWrite(narrowed, join(dirs.workspace, "x")))
+    }))
+
+  it.effect("confinement: none for disabled and for full access with the network on; network for external", () =>
+    Effect.gen(function*() {
+      const base = { windowsSandboxLevel: "disabled" } as const
+      const confinement = (permissions: Protocol.SandboxPermissions) =>
+        Effect.map(resolve({ ...base, permissions }), (policy) => policy.confinement)
+      assert.strictEqual(yield* confinement({ type: "disabled" }), "none")
+      assert.strictEqual(yield* confinement({ type: "external", network: "enabled" }), "none")
+      assert.strictEqual(yield* confinement({ type: "external", network: "restricted" }), "network")
+      assert.strictEqual(
+        yield* confinement({ type: "managed", file_system: { type: "unrestricted" }, network: "enabled" }),
+        "none"
+      )
+      assert.strictEqual(
+        yield* confinement({ type: "managed", file_system: { type: "unrestricted" }, network: "restricted" }),
+        "network"
+      )
+    }))
+
+  it.effect("minimal is the system's read set, where / is not readable", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      const policy = yield* resolve(restricted([
+        entry(special({ kind: "minimal" }), "read"),
+        entry(special({ kind: "project_roots" }), "write")
+      ], [dirs.workspace]))
+      assert.isTrue(canRead(policy, "/usr/bin/env"))
+      assert.isTrue(canRead(policy, "/etc/passwd"))
+      assert.isFalse(canRead(policy, join(dirs.outside, "x")))
+      assert.isTrue(canWrite(policy, join(dirs.workspace, "x")))
+    }))
+
+  it.effect("refuses what it cannot enforce as written, and ignores only what narrows access", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      const refused = (entries: ReadonlyArray<Protocol.SandboxEntry>, extra: Partial<Protocol.SandboxContext> = {}) =>
+        Effect.map(Effect.exit(resolve({ ...restricted(entries, [dirs.workspace]), ...extra })), refusal)
+      const root = entry(special({ kind: "root" }), "read")
+      assert.match(
+        (yield* refused([root, entry({ type: "glob_pattern", pattern: "**/*.env" }, "deny")])) ?? "",
+        /glob_pattern/
+      )
+      assert.match(
+        (yield* refused([root, entry(special({ kind: "unknown", path: ":future" }), "deny")])) ?? "",
+        /future/
+      )
+      assert.match(
+        (yield* refused([root, entry(special({ kind: "project_roots" }), "write")], { useLegacyLandlock: true })) ?? "",
+        /useLegacyLandlock/
+      )
+      // ignoring these narrows access: a write glob (Codex gives it no effect), an unknown special path to write
+      assert.isUndefined(yield* refused([root, entry({ type: "glob_pattern", pattern: "/tmp/*" }, "write")]))
+      assert.isUndefined(yield* refused([root, entry(special({ kind: "unknown", path: ":future" }), "write")]))
+    }))
+
+  it.effect("a protected name that is a symlink is refused: it could be re-pointed", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      symlinkSync(dirs.outside, join(dirs.workspace, ".codex"))
+      const exit = yield* Effect.exit(resolve(Sandbox.toWire(Sandbox.workspaceWrite(), dirs.workspace)!))
+      assert.match(refusal(exit) ?? "", /\.codex is a symlink/)
+    }))
+
+  it.effect("a worktree's .git file protects the git directory it points to", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      rmSync(join(dirs.workspace, ".git"), { recursive: true })
+      const gitDir = join(dirs.base, "main-repo/.git/worktrees/ws")
+      mkdirSync(gitDir, { recursive: true })
+      writeFileSync(join(dirs.workspace, ".git"), `gitdir: ${gitDir}\n`)
+      const policy = yield* resolve(
+        Sandbox.toWire(Sandbox.workspaceWrite({ roots: [dirs.workspace, dirs.base] }), dirs.workspace)!
+      )
+      assert.isFalse(canWrite(policy, join(gitDir, "HEAD")))
+      assert.isTrue(canWrite(policy, join(dirs.base, "other")))
+    }))
+})
