@@ -153,9 +153,13 @@ export const Termination = Data.taggedEnum<Termination>()
  */
 export interface ExecResult {
   readonly processId: string
-  /** The exit code; 124 on timeout, 128 + n for a death by signal n, -1 when unknown. */
+  /**
+   * The exit code; 124 on timeout, 128 + n for a death by signal n, -1 when
+   * unknown, and -1 for every `Lost` run (whatever the executor said before it
+   * failed: the run's output may be incomplete, or its server untrustworthy).
+   */
   readonly exitCode: number
-  /** The signal that ended it, when it died of one. */
+  /** The signal that ended it, when it died of one (`null` for a `Lost` run). */
   readonly signal: string | null
   /** What the command wrote to stdout; with `tty`, everything its terminal showed. */
   readonly stdout: CappedBuffer.Captured
@@ -495,15 +499,18 @@ const finish = (
     : exitedBySignal
     ? Termination.Signaled({ signal })
     : Termination.Exited({ exitCode: progress.exitCode ?? -1 })
+  // a Lost run claims no exit code: its output may be cut short, or come from a server that broke the protocol
   const exitCode = outcome._tag === "TimedOut"
     ? Defaults.timeoutExitCode
+    : outcome._tag === "Lost"
+    ? -1
     : signalExitCode !== -1
     ? signalExitCode
     : progress.exitCode ?? -1
   return {
     processId,
     exitCode,
-    signal,
+    signal: outcome._tag === "Lost" ? null : signal,
     stdout,
     stderr,
     aggregated: CappedBuffer.aggregateCaptured(stdout, stderr, aggregateCap(capture)),

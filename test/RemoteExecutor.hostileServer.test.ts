@@ -455,6 +455,7 @@ describe("the client against replays: nothing twice", () => {
       assert.include(error.message, "a read after seq 2 returned seq 1 again")
       assert.strictEqual(result.stdout.text, "hi\nbye\n")
       assert.deepStrictEqual(sink.counted, { deltas: 2, bytes: 7 })
+      assert.strictEqual(result.exitCode, -1, "the exit 0 said before the replay is not claimed")
     }))
 
   it.effect("chunks out of order in one answer end the run Lost", () =>
