@@ -137,12 +137,21 @@ export type Termination = Data.TaggedEnum<{
   Exited: { readonly exitCode: number }
   /** It died of a signal it was not sent by us. */
   Signaled: { readonly signal: string | null }
-  /** The timeout passed; its process group was killed. */
+  /**
+   * The timeout passed (it counts from the call: connecting and starting
+   * included); whatever had started was killed with its process group.
+   */
   TimedOut: { readonly timeout: Duration.Duration }
   /** The request's `interrupt` fired; its process group was killed. */
   Interrupted: {}
-  /** The executor failed while the command ran (for example a lost connection). */
-  Lost: { readonly reason: string }
+  /**
+   * The executor failed while the command ran: the link to the exec-server
+   * was lost (`ConnectionLost`), or the server broke the protocol
+   * (`ProtocolViolation`: it repeated or inflated output, sent an impossible
+   * exit code, …). `reason` is the error's one-line message; the command may
+   * still run there (the loop asked for it to be killed).
+   */
+  Lost: { readonly reason: string; readonly error: ExecutorError }
 }>
 
 /**
@@ -161,9 +170,13 @@ export const Termination = Data.taggedEnum<Termination>()
  */
 export interface ExecResult {
   readonly processId: string
-  /** The exit code; 124 on timeout, 128 + n for a death by signal n, -1 when unknown. */
+  /**
+   * The exit code; 124 on timeout, 128 + n for a death by signal n, -1 when
+   * unknown, and -1 for every `Lost` run (whatever the executor said before it
+   * failed: the run's output may be incomplete, or its server untrustworthy).
+   */
   readonly exitCode: number
-  /** The signal that ended it, when it died of one. */
+  /** The signal that ended it, when it died of one (`null` for a `Lost` run). */
   readonly signal: string | null
   /** What the command wrote to stdout; with `tty`, everything its terminal showed. */
   readonly stdout: CappedBuffer.Captured
@@ -229,6 +242,10 @@ const aggregateCap = (capture: Capture): number | undefined =>
 
 /** Everything the loop has learnt so far; it survives a timeout or interrupt. */
 class Progress {
+  /** `start` was asked for: from here on the process may exist. */
+  startSent = false
+  /** `start` answered: the process exists. */
+  started = false
   afterSeq = 0
   exited = false
   closed = false
@@ -257,13 +274,23 @@ const reads = (executor: Executor["Service"], processId: string, progress: Progr
   Stream.paginate(progress.afterSeq, (afterSeq) =>
     Effect.map(
       executor.read({ processId, afterSeq, maxBytes: Defaults.readBytes, waitMs: Defaults.readWaitMillis }),
-      (result) => [[result], Protocol.isDrained(result) ? Option.none() : Option.some(result.nextSeq - 1)] as const
+      // the cursor never goes back: an executor that says otherwise cannot make the loop read output twice
+      (result) =>
+        [
+          [result],
+          Protocol.isDrained(result) ? Option.none() : Option.some(Math.max(afterSeq, result.nextSeq - 1))
+        ] as const
     ))
 
 /** Folds one read into the progress and sends its deltas. */
 const absorb = (progress: Progress, sink: OutputSink.Service, callId: string, maxDeltas: number) =>
   Effect.fnUntraced(function*(result: Protocol.ReadResult) {
     for (const { chunk, seq, stream } of result.chunks) {
+      // nothing twice: a chunk at or before the cursor was taken already; an empty one is nothing
+      if (seq <= progress.afterSeq || chunk.length === 0) {
+        progress.afterSeq = Math.max(progress.afterSeq, seq)
+        continue
+      }
       ;(stream === "stderr" ? progress.stderr : progress.stdout).append(chunk)
       // advance per chunk: an interrupt between chunks must not make a re-read repeat one
       progress.afterSeq = seq
@@ -274,7 +301,7 @@ const absorb = (progress: Progress, sink: OutputSink.Service, callId: string, ma
         progress.deltasSkipped++
       }
     }
-    progress.afterSeq = result.nextSeq - 1
+    progress.afterSeq = Math.max(progress.afterSeq, result.nextSeq - 1)
     progress.droppedByExecutor += result.dropped?.bytes ?? 0
     progress.exited = result.exited
     progress.closed = result.closed
@@ -361,9 +388,15 @@ const feedStdin = (executor: Executor["Service"], processId: string, stdin: Stre
     Effect.andThen(Effect.never)
   )
 
-/** A start that was interrupted, or whose answer a lost link swallowed, may have started the process. */
+/**
+ * A start that was interrupted, whose answer a lost link swallowed, or whose
+ * answer broke the protocol may have started the process.
+ */
 const mayHaveStarted = (cause: Cause.Cause<ExecutorError>): boolean =>
-  cause.reasons.some((reason) => reason._tag !== "Fail" || reason.error.reason._tag === "ConnectionLost")
+  cause.reasons.some((reason) =>
+    reason._tag !== "Fail" || reason.error.reason._tag === "ConnectionLost" ||
+    reason.error.reason._tag === "ProtocolViolation"
+  )
 
 type Outcome =
   | { readonly _tag: "Finished" }
@@ -406,7 +439,6 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
     )
   }
   const stdin = request.stdin === undefined ? undefined : stdinChunks(request.stdin)
-  const timeout = timeoutOf(request, capture)
   const processId = `shell-${crypto.randomUUID()}`
   const startedAt = yield* Clock.currentTimeMillis
   const progress = new Progress(limitOf(capture))
@@ -419,66 +451,65 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
     includeOnly: []
   }
 
-  const cwd = request.cwd ?? (yield* executor.defaultCwd)
   // Killing must not hang on an executor that stopped answering (a silent
   // server): it gets as long as the drain, then the call goes on without it.
   const terminate = executor.terminate(processId).pipe(Effect.timeoutOption(Defaults.drainLimit), Effect.ignore)
+  const timeout = timeoutOf(request, capture)
+  const start = Effect.gen(function*() {
+    const cwd = request.cwd ?? (yield* executor.defaultCwd)
+    progress.startSent = true
+    const started = yield* executor.start({
+      processId,
+      argv: request.command,
+      cwd,
+      env: request.env ?? {},
+      tty: terminal !== undefined,
+      ...(terminal?.size === undefined ? {} : { size: terminal.size }),
+      ...(stdin === undefined ? {} : { pipeStdin: true }),
+      arg0: null,
+      envPolicy: request.envPolicy ?? (request.env === undefined ? inheritAll : null),
+      sandbox: request.sandbox === undefined ? null : Sandbox.toWire(request.sandbox, cwd),
+      backpressure: true,
+      // this loop pulls output with process/read: no need for a pushed copy
+      outputNotifications: false
+    })
+    progress.started = true
+    progress.sandboxType = started.sandboxType ?? "none"
+  })
+
+  // what is written into the command while it runs: a terminal's keys and resizes, or stdin
+  const feedInput = terminal !== undefined
+    ? feedTerminal(executor, processId, terminal)
+    : stdin !== undefined
+    ? feedStdin(executor, processId, stdin)
+    : Effect.never
 
   return yield* Effect.uninterruptibleMask((restore) =>
     Effect.gen(function*() {
-      const started = yield* restore(executor.start({
-        processId,
-        argv: request.command,
-        cwd,
-        env: request.env ?? {},
-        tty: terminal !== undefined,
-        ...(terminal?.size === undefined ? {} : { size: terminal.size }),
-        ...(stdin === undefined ? {} : { pipeStdin: true }),
-        arg0: null,
-        envPolicy: request.envPolicy ?? (request.env === undefined ? inheritAll : null),
-        sandbox: request.sandbox === undefined ? null : Sandbox.toWire(request.sandbox, cwd),
-        backpressure: true,
-        // this loop pulls output with process/read: no need for a pushed copy
-        outputNotifications: false
-      })).pipe(
-        // interrupted or cut off while starting: the process may exist all the same
-        Effect.onError((cause) => mayHaveStarted(cause) ? terminate : Effect.void)
-      )
-      progress.sandboxType = started.sandboxType ?? "none"
-      // From here on the process exists: any way out must leave it dead or done.
-      const outcome: Outcome = yield* restore(Effect.gen(function*() {
-        if (request.onSpawn) yield* request.onSpawn
-        const feedInput = terminal !== undefined
-          ? feedTerminal(executor, processId, terminal)
-          : stdin !== undefined
-          ? feedStdin(executor, processId, stdin)
-          : Effect.never
-        return yield* Effect.raceFirst(
-          consume(executor, processId, progress, step).pipe(
-            Effect.as<Outcome>({ _tag: "Finished" }),
-            Effect.catch((error) => Effect.succeed<Outcome>({ _tag: "Lost", error }))
-          ),
-          Effect.raceFirst(
-            Effect.as(timeout === undefined ? Effect.never : Effect.sleep(timeout), { _tag: "TimedOut" } as const),
-            Effect.raceFirst(
-              Effect.as(request.interrupt ?? Effect.never, { _tag: "Interrupted" } as const),
-              feedInput
-            )
-          )
+      // The timeout and the interrupt race everything, the start included: a
+      // server that never answers `process/start` cannot outlast the deadline.
+      const outcome: Outcome = yield* restore(Effect.raceFirst(
+        startThenConsume(executor, processId, progress, step, start, request.onSpawn, feedInput),
+        Effect.raceFirst(
+          Effect.as(timeout === undefined ? Effect.never : Effect.sleep(timeout), { _tag: "TimedOut" } as const),
+          Effect.as(request.interrupt ?? Effect.never, { _tag: "Interrupted" } as const)
         )
-      })).pipe(Effect.onInterrupt(() => terminate))
+      )).pipe(
+        // a start interrupted or cut off may have started the process all the same
+        Effect.onError((cause) => progress.startSent && mayHaveStarted(cause) ? terminate : Effect.void)
+      )
 
-      if (outcome._tag !== "Finished") {
-        yield* terminate
-        // collect what the killed group left in its pipes, within the drain limit
-        if (outcome._tag !== "Lost") {
-          yield* restore(
-            consume(executor, processId, progress, step).pipe(
-              Effect.ignore,
-              Effect.timeoutOption(Defaults.drainLimit)
-            )
-          ).pipe(Effect.onInterrupt(() => terminate))
-        }
+      if (outcome._tag !== "Finished" && progress.startSent) {
+        // kill what may run, then collect what the killed group left in its
+        // pipes: both within one drain limit past the deadline
+        yield* restore(
+          Effect.andThen(
+            terminate,
+            progress.started && outcome._tag !== "Lost"
+              ? Effect.ignore(consume(executor, processId, progress, step))
+              : Effect.void
+          ).pipe(Effect.timeoutOption(Defaults.drainLimit))
+        ).pipe(Effect.onInterrupt(() => terminate))
       }
 
       const finishedAt = yield* Clock.currentTimeMillis
@@ -486,6 +517,32 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
     })
   )
 })
+
+/**
+ * Starts the process, then reads it to its end (feeding its input
+ * meanwhile). Fails only when the start does; a failure of the executor
+ * after the start is the outcome `Lost`.
+ */
+const startThenConsume = (
+  executor: Executor["Service"],
+  processId: string,
+  progress: Progress,
+  step: (result: Protocol.ReadResult) => Effect.Effect<void>,
+  start: Effect.Effect<void, ExecutorError>,
+  onSpawn: Effect.Effect<void> | undefined,
+  feedInput: Effect.Effect<never>
+): Effect.Effect<Outcome, ExecutorError> =>
+  Effect.gen(function*() {
+    yield* start
+    if (onSpawn) yield* onSpawn
+    return yield* Effect.raceFirst(
+      consume(executor, processId, progress, step).pipe(
+        Effect.as<Outcome>({ _tag: "Finished" }),
+        Effect.catch((error) => Effect.succeed<Outcome>({ _tag: "Lost", error }))
+      ),
+      feedInput
+    )
+  })
 
 /**
  * The request's timeout; without one, Codex's 10 s for its shell tool's
@@ -517,19 +574,22 @@ const finish = (
     : outcome._tag === "Interrupted"
     ? Termination.Interrupted()
     : outcome._tag === "Lost"
-    ? Termination.Lost({ reason: outcome.error.message })
+    ? Termination.Lost({ reason: outcome.error.message, error: outcome.error })
     : exitedBySignal
     ? Termination.Signaled({ signal })
     : Termination.Exited({ exitCode: progress.exitCode ?? -1 })
+  // a Lost run claims no exit code: its output may be cut short, or come from a server that broke the protocol
   const exitCode = outcome._tag === "TimedOut"
     ? Defaults.timeoutExitCode
+    : outcome._tag === "Lost"
+    ? -1
     : signalExitCode !== -1
     ? signalExitCode
     : progress.exitCode ?? -1
   return {
     processId,
     exitCode,
-    signal,
+    signal: outcome._tag === "Lost" ? null : signal,
     stdout,
     stderr,
     aggregated: CappedBuffer.aggregateCaptured(stdout, stderr, aggregateCap(capture)),

@@ -1121,6 +1121,7 @@ const codeOf = (reason: ExecutorErrorReason): number => {
       return ErrorCode.invalidParams
     case "SpawnFailed":
     case "ConnectionLost":
+    case "ProtocolViolation":
     case "FileSystemFailure":
       return ErrorCode.internalError
     case "ServerError":
@@ -1215,8 +1216,9 @@ const codexReason = (error: WireError, context: ErrorContext): ExecutorErrorReas
 /**
  * The executor failure a JSON-RPC error stands for: the typed reason when the
  * server sent one (ours), else told from Codex's codes and messages. A server's
- * `ConnectionLost` (its own link to somewhere else) is a `ServerError` here:
- * `ConnectionLost` means this client's link.
+ * `ConnectionLost` (its own link to somewhere else) or `ProtocolViolation` is a
+ * `ServerError` here: those reasons are this client's judgement of its own
+ * link.
  *
  * @category errors
  * @since 0.1.0
@@ -1226,7 +1228,7 @@ export const errorFromWire = (error: WireError, context: ErrorContext = {}): Exe
   if (typeof data === "object" && data !== null && "reason" in data) {
     const decoded = decodeReason(data.reason)
     if (Exit.isSuccess(decoded)) {
-      return decoded.value._tag === "ConnectionLost"
+      return decoded.value._tag === "ConnectionLost" || decoded.value._tag === "ProtocolViolation"
         ? new ServerError({ code: error.code, description: error.message })
         : decoded.value
     }
@@ -1259,6 +1261,8 @@ export const Limits = {
  * @since 0.1.0
  */
 export const signaledExitCode = (signal: string | null): number => {
-  const number = signal === null ? undefined : (NodeOs.constants.signals as Record<string, number>)[signal]
+  const signals = NodeOs.constants.signals as Record<string, number>
+  // own keys only: a peer's "constructor" or "__proto__" is no signal
+  const number = signal !== null && Object.hasOwn(signals, signal) ? signals[signal] : undefined
   return number === undefined ? -1 : 128 + number
 }

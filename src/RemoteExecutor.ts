@@ -26,11 +26,14 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { ConnectionLost, Executor, ExecutorError, Unsupported } from "./Executor.ts"
+import type WebSocket from "ws"
+import { ConnectionLost, Executor, ExecutorError, ProtocolViolation, Unsupported } from "./Executor.ts"
 import * as Defaults from "./internal/defaults.ts"
 import { makeFileSystem } from "./internal/remote/fileSystem.ts"
+import { FootprintProbe } from "./internal/remote/footprint.ts"
 import { Link } from "./internal/remote/link.ts"
 import { ProcessRecords } from "./internal/remote/processRecords.ts"
+import { isExitCode, isSignalName, readAnswerViolation } from "./internal/remote/serverAnswers.ts"
 import { streamedRead } from "./internal/remote/streamedRead.ts"
 import { fromWebSocket, type Transport } from "./JsonRpc.ts"
 import * as Protocol from "./Protocol.ts"
@@ -82,7 +85,14 @@ export const connectWebSocket = (options: WebSocketOptions): Effect.Effect<Trans
       const headers: Record<string, string> = options.token === undefined
         ? {}
         : { Authorization: `Bearer ${Redacted.value(options.token)}` }
-      const socket = new WebSocket(options.url, { headers, maxPayload: Defaults.client.maxFrameBytes })
+      const socketOptions: WebSocket.ClientOptions & { readonly closeTimeout: number } = {
+        headers,
+        maxPayload: Defaults.client.maxFrameBytes,
+        // ws 8.23's own option (its types lag): a server that never answers our
+        // close cannot keep this process alive for ws's default 30 s
+        closeTimeout: Defaults.client.closeTimeoutMillis
+      }
+      const socket = new WebSocket(options.url, socketOptions)
       const lost = (description: string) =>
         resume(Effect.fail(new ConnectionLost({ description })))
       socket.once("open", () => {
@@ -105,7 +115,11 @@ const decodeOutput = Schema.decodeUnknownOption(Protocol.OutputNotification)
 const decodeExited = Schema.decodeUnknownOption(Protocol.ExitedNotification)
 const decodeClosed = Schema.decodeUnknownOption(Protocol.ClosedNotification)
 
-/** Routes a server notification into the records. */
+/**
+ * Routes a server notification into the records. One that does not decode, or
+ * whose exit code or signal no process can have, is dropped (a read answer
+ * with them is a protocol violation).
+ */
 const recordNotification = (records: ProcessRecords) => (method: string, params: unknown): void => {
   if (method === "process/output") {
     const output = decodeOutput(params)
@@ -115,7 +129,7 @@ const recordNotification = (records: ProcessRecords) => (method: string, params:
     }
   } else if (method === "process/exited") {
     const exited = decodeExited(params)
-    if (Option.isSome(exited)) {
+    if (Option.isSome(exited) && isExitCode(exited.value.exitCode) && isSignalName(exited.value.signal)) {
       const { exitCode, processId, sandboxDenied, seq, signal } = exited.value
       records.add(processId, {
         _tag: "Exited",
@@ -169,8 +183,13 @@ export const makeEnvironment = Effect.fnUntraced(function*(
     ),
     scope: yield* Effect.scope
   })
-  yield* Effect.addFinalizer(() => link.close)
 
+  yield* Effect.addFinalizer(() => link.close)
+  // tests measure what the client holds through this (nothing listens otherwise)
+  const probe = yield* FootprintProbe
+  if (probe !== undefined) probe(() => records.footprint())
+
+  /** A read answered by the server, checked: output only forwards, no more than asked for, real exit codes. */
   const serverRead = (request: Protocol.ReadParams) =>
     link.callIdempotent("process/read", {
       processId: request.processId,
@@ -178,9 +197,14 @@ export const makeEnvironment = Effect.fnUntraced(function*(
       maxBytes: request.maxBytes ?? null,
       waitMs: request.waitMs ?? null
     }, { processId: request.processId, waitMs: request.waitMs ?? 0 }).pipe(
-      Effect.tap((result) =>
-        Protocol.isDrained(result) ? Effect.sync(() => records.stopStreaming(request.processId)) : Effect.void
-      )
+      Effect.flatMap((result) => {
+        const violation = readAnswerViolation(request, result)
+        if (violation !== undefined) {
+          return Effect.fail(new ExecutorError({ reason: new ProtocolViolation({ description: violation }) }))
+        }
+        if (Protocol.isDrained(result)) records.drained(request.processId)
+        return Effect.succeed(result)
+      })
     )
 
   const start = Effect.fn("RemoteExecutor.start")(function*(request: Protocol.StartParams) {
