@@ -17,4 +17,4 @@ const program = Effect.gen(function*() {
 const exitCode = await Effect.runPromise(
   program.pipe(Effect.provide([Environment.layerLocal, OutputSink.layerConsole]))
 )
-process.exitCode = exitCode === 3 ? 0 : 1
+process.exitCode = exitCode // 3: this program exits as its command did

@@ -35,7 +35,7 @@ describe("examples/", () => {
   it.live("app.ts feeds stdin, streams the output live and reports the result", () =>
     Effect.gen(function*() {
       const result = yield* runExample("app.ts")
-      assert.strictEqual(result.code, 0, result.stderr)
+      assert.strictEqual(result.code, 3, "it exits as its command did")
       assert.strictEqual(result.stdout, "hello world\nexit code 3 (Exited), 12 bytes out\n")
       assert.strictEqual(result.stderr, "almost done\n")
     }))

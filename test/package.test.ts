@@ -114,7 +114,7 @@ describe("the package, installed from its tarball", () => {
   ) => {
     assert.match(execFileSync(node(), ["--version"], { encoding: "utf8" }), new RegExp(`^v${version}\\.`))
     const appRun = inApp(node(), node(), ["build/app.js"])
-    assert.strictEqual(appRun.status, 0, appRun.stderr)
+    assert.strictEqual(appRun.status, 3, `it exits as its command did: ${appRun.stderr}`)
     assert.strictEqual(appRun.stdout, "hello world\nexit code 3 (Exited), 12 bytes out\n")
     assert.strictEqual(appRun.stderr, "almost done\n")
     const oneLiner = inApp(node(), node(), ["build/oneLiner.js"])
