@@ -22,6 +22,7 @@ import { join } from "node:path"
 import { pathToFileURL } from "node:url"
 import { bwrapPath } from "./support/bwrap.ts"
 import { startCodexServer } from "./support/codexServer.ts"
+import * as Fake from "./support/fakeServer.ts"
 import { awaitDeath, isAlive } from "./support/processes.ts"
 import { scratchDir } from "./support/sandbox.ts"
 import { bin, spawnServe } from "./support/servers.ts"
@@ -650,7 +651,7 @@ describe("effect-exec and the sandbox", () => {
         ["run", "--sandbox", "read-only", "--cwd", dir.path, "--", "touch", "ran"],
         { env: { EXEC_SANDBOX_BWRAP: "/bin/false" } }
       )
-      assert.strictEqual(result.code, 1)
+      assert.strictEqual(result.code, 255, "the environment refused: never a code the command could give")
       assert.match(
         result.stderr,
         /^effect-exec: sandbox intent cannot be enforced on this executor: bubblewrap at \/bin\/false/
@@ -663,10 +664,10 @@ describe("effect-exec and the sandbox", () => {
       const server = yield* spawnServe(["--require-sandbox", "--bwrap", bwrapPath])
       assert.include(server.stderr(), "sandboxed starts are enforced")
       const unconfined = yield* cli(["run", "--remote", server.url, "--", "true"])
-      assert.strictEqual(unconfined.code, 1)
+      assert.strictEqual(unconfined.code, 255)
       assert.include(unconfined.stderr, "this executor runs only sandboxed processes")
       const fullAccess = yield* cli(["run", "--remote", server.url, "--sandbox", "danger-full-access", "--", "true"])
-      assert.strictEqual(fullAccess.code, 1, "danger-full-access is no sandbox")
+      assert.strictEqual(fullAccess.code, 255, "danger-full-access is no sandbox")
       const confined = yield* cli([
         "run",
         "--remote",
@@ -716,4 +717,95 @@ describe("effect-exec and the sandbox", () => {
       assert.include(result.stderr, "sandbox unavailable: bubblewrap at /bin/false cannot build a sandbox here")
       assert.strictEqual(result.stdout, "", "no address: it never listened")
     }))
+})
+
+describe("effect-exec run against a misbehaving exec-server: exit 255 and one line, or the command's own ending", () => {
+  /** Answers the handshake, the start and the terminate; `read` decides the reads. */
+  const scripted =
+    (read: (message: Fake.Incoming, connection: Fake.FakeConnection) => void): Fake.Script => (message, connection) => {
+      if (message.method === "process/start") connection.answer(message.id, Fake.startAnswer(message))
+      if (message.method === "process/terminate") connection.answer(message.id, { running: false })
+      if (message.method === "process/read") read(message, connection)
+    }
+
+  const runOn = (url: string, extra: ReadonlyArray<string> = []) =>
+    cli(["run", "--remote", url, "--no-stdin", ...extra, "--", "sh", "-c", "echo hi"])
+
+  const oneLine = (stderr: string) => {
+    assert.strictEqual(stderr.trimEnd().split("\n").length, 1, `one line on stderr: ${JSON.stringify(stderr)}`)
+    assert.notMatch(stderr, /\x1b/, "no escape sequence from the server reaches the terminal")
+  }
+
+  it.live("an initialize answer of the wrong shape", () =>
+    Effect.gen(function*() {
+      const server = yield* Fake.fakeServer(() => {}, {
+        initialize: (message, connection) => connection.answer(message.id, { sessionId: 7, capabilities: "all" })
+      })
+      const result = yield* runOn(server.url)
+      assert.strictEqual(result.code, 255)
+      assert.include(result.stderr, "broke the protocol")
+      oneLine(result.stderr)
+    }))
+
+  it.live("an error answer to the start, with newlines and escape sequences in its message", () =>
+    Effect.gen(function*() {
+      const server = yield* Fake.fakeServer((message, connection) => {
+        if (message.method === "process/start") connection.fail(message.id, -32000, "boom\nsecond line\x1b[31m red")
+      })
+      const result = yield* runOn(server.url)
+      assert.strictEqual(result.code, 255, "not the 1 a command could exit with")
+      assert.include(result.stderr, "boom")
+      oneLine(result.stderr)
+    }))
+
+  it.live("an exit code of 256 (which a shell would turn into 0)", () =>
+    Effect.gen(function*() {
+      const server = yield* Fake.fakeServer(
+        scripted((message, connection) =>
+          connection.answer(message.id, Fake.readAnswer(1, ["hi\n"], { exitCode: 256 }))
+        )
+      )
+      const result = yield* runOn(server.url)
+      assert.strictEqual(result.code, 255)
+      assert.include(result.stderr, "exit code 256")
+      oneLine(result.stderr)
+    }))
+
+  it.live("a link cut at every read, reconnection included: the run is lost", () =>
+    Effect.gen(function*() {
+      const server = yield* Fake.fakeServer(scripted((_message, connection) => connection.cut()))
+      const result = yield* runOn(server.url)
+      assert.strictEqual(result.code, 255)
+      assert.include(result.stderr, "lost the command")
+      oneLine(result.stderr)
+      assert.isAtLeast(server.connections(), 2, "it reconnected once before giving up")
+    }))
+
+  it.live("a start never answered: --timeout holds, and the process is terminated all the same", () =>
+    Effect.gen(function*() {
+      const server = yield* Fake.fakeServer((message, connection) => {
+        if (message.method === "process/terminate") connection.answer(message.id, { running: true })
+      })
+      const result = yield* runOn(server.url, ["--timeout", "1s"])
+      assert.strictEqual(result.code, 124)
+      oneLine(result.stderr)
+      assert.strictEqual(server.calls("process/terminate").length, 1)
+    }))
+
+  it.live(
+    "a server that never answers the WebSocket close cannot keep the CLI alive after its work",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* Fake.fakeServer(scripted((message, connection) => {
+          connection.answer(message.id, Fake.readAnswer(1, ["hi\n"], { exitCode: 0 }))
+        }))
+        const proxy = yield* Fake.deafProxy(server.port)
+        // deaf from the moment the run is done: the client's close is read and never answered
+        yield* Effect.forkChild(Effect.andThen(server.whenReceived("process/read"), Effect.sync(proxy.deafen)))
+        const result = yield* runOn(`ws://127.0.0.1:${proxy.port}`)
+        assert.strictEqual(result.code, 0)
+        assert.strictEqual(result.stdout, "hi\n")
+      }),
+    20_000
+  )
 })

@@ -10,7 +10,7 @@ import * as NodeOs from "node:os"
 /** A usage error: a flag or argument the CLI cannot use (as `getopt` tools exit). */
 export const usage = 2
 
-/** The exec-server cannot be reached, or the link to it broke (as ssh exits). */
+/** The environment failed: the exec-server cannot be reached, broke the link or the protocol, or refused (as ssh exits). */
 export const connection = 255
 
 /** The CLI failed in a way it did not foresee (a bug): one line, never a trace. */

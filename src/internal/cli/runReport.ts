@@ -15,24 +15,23 @@ import * as ExitCodes from "./exitCodes.ts"
 /** Why the command could not start. */
 export type StartFailure = ExecutorError | Environment.EnvironmentError | Config.ConfigError
 
-/** The exit code of a command that could not start: a shell's, or ssh's 255 for a server out of reach. */
+/**
+ * The exit code of a command that could not start: a shell's 127 and 126 for
+ * a command it cannot find or execute; 2 for a configuration the CLI cannot
+ * use; and, as ssh does, 255 for every other failure of the environment (a
+ * server out of reach or breaking the protocol, an error answer, a refused
+ * sandbox, a missing directory) — never a code the command itself could
+ * have exited with.
+ */
 export const startFailureExitCode = (error: StartFailure): number => {
   if (error._tag !== "ExecutorError") return ExitCodes.usage
-  switch (error.reason._tag) {
-    case "SpawnFailed":
-      return error.reason.kind === "CommandNotFound"
-        ? ExitCodes.notFound
-        : error.reason.kind === "PermissionDenied"
-        ? ExitCodes.cannotExecute
-        : 1
-    case "ConnectionLost":
-      return ExitCodes.connection
-    default:
-      return 1
-  }
+  const reason = error.reason
+  if (reason._tag === "SpawnFailed" && reason.kind === "CommandNotFound") return ExitCodes.notFound
+  if (reason._tag === "SpawnFailed" && reason.kind === "PermissionDenied") return ExitCodes.cannotExecute
+  return ExitCodes.connection
 }
 
-/** The exit code of a command that ran: its own; 255 when the link to the server was lost. */
+/** The exit code of a command that ran: its own; 255 when the environment lost it (the link, or a broken protocol). */
 export const exitCodeOf = (result: Exec.ExecResult): number =>
   result.termination._tag === "Lost" ? ExitCodes.connection : result.exitCode < 0 ? 1 : result.exitCode
 
