@@ -58,6 +58,11 @@ export interface Options {
   readonly maxSessionsPerAddress?: number
   /** The largest file `fs/readFile` returns or `fs/writeFile` writes (default 64 MiB); larger ones are refused. */
   readonly maxFileBytes?: number
+  /**
+   * Refuse every `fs/*` call without a sandbox policy (default false). For
+   * processes, the executor decides (`LocalExecutor`'s `sandbox.required`).
+   */
+  readonly requireSandbox?: boolean
 }
 
 /**
@@ -96,6 +101,8 @@ export interface Registry {
   readonly sessions: SessionRegistry
   /** This host's files, as the `fs/*` methods serve them. */
   readonly files: HostFileSystem
+  /** Whether every `fs/*` call must carry a sandbox policy. */
+  readonly requireSandbox: boolean
 }
 
 /**
@@ -123,14 +130,21 @@ export const makeRegistry = (options: Options = {}): Effect.Effect<Registry, nev
       }
     })
     yield* Effect.addFinalizer(() => sessions.endAll())
-    return { sessions, files: new HostFileSystem({ maxFileBytes: options.maxFileBytes ?? defaults.maxFileBytes }) }
+    return {
+      sessions,
+      files: new HostFileSystem({ maxFileBytes: options.maxFileBytes ?? defaults.maxFileBytes }),
+      requireSandbox: options.requireSandbox === true
+    }
   })
 
 /** Everything a session serves: one entry per method of the table. */
 const methodsOf = (registry: Registry) => (session: Session): SessionMethods => {
   const process = processHandlers(registry.sessions, session)
   return {
-    requests: { ...process.requests, ...fileSystemHandlers(registry.files) },
+    requests: {
+      ...process.requests,
+      ...fileSystemHandlers(registry.files, { requireSandbox: registry.requireSandbox })
+    },
     notifications: process.notifications
   }
 }

@@ -8,11 +8,14 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import { execFileSync } from "node:child_process"
 import * as NodeFs from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { pathToFileURL } from "node:url"
+import { fileURLToPath, pathToFileURL } from "node:url"
+import * as Protocol from "../src/Protocol.ts"
+import * as Sandbox from "../src/Sandbox.ts"
 import type * as WebSocketListener from "../src/WebSocketListener.ts"
 import { listenLocal as server } from "./support/servers.ts"
 import { base64, codexShape, connect, type Frame, handshake } from "./support/wireClient.ts"
@@ -444,26 +447,115 @@ describe("ExecServer over the wire: fs and the handshake", () => {
 })
 
 describe("ExecServer over the wire: fs sandbox", () => {
-  it.live("accepts sandbox null or absent, and refuses a policy with a typed error, touching nothing", () =>
+  /** A workspace outside /tmp (which workspace-write leaves writable), with a `.git` inside and a file beside it. */
+  const sandboxed = (options: WebSocketListener.Options = {}) =>
     Effect.gen(function*() {
-      const { client, dir, uri } = yield* ready()
-      const policy = { permissions: { type: "managed" }, cwd: uri(), workspaceRoots: [uri()] }
-      const error = yield* client.callError("fs/writeFile", {
-        path: uri("f"),
-        dataBase64: base64("x"),
+      const { url } = yield* server(options)
+      const client = yield* connect(url)
+      yield* handshake(client)
+      const dir = yield* Effect.acquireRelease(
+        Effect.sync(() => NodeFs.realpathSync(NodeFs.mkdtempSync("/var/tmp/fs-sandbox-"))),
+        (path) => Effect.sync(() => NodeFs.rmSync(path, { recursive: true, force: true }))
+      )
+      const workspace = join(dir, "ws")
+      NodeFs.mkdirSync(join(workspace, ".git"), { recursive: true })
+      NodeFs.writeFileSync(join(workspace, ".git", "HEAD"), "ref")
+      NodeFs.writeFileSync(join(dir, "beside.txt"), "beside")
+      const uri = (...parts: ReadonlyArray<string>) => pathToFileURL(join(dir, ...parts)).href
+      const encode = Schema.encodeSync(Protocol.SandboxContext)
+      // as JSON, the way a client sends it: a test edits its entries freely
+      const policy: any = encode(Sandbox.toWire(Sandbox.workspaceWrite({ roots: [workspace] }), workspace)!)
+      return { client, dir, workspace, uri, policy }
+    })
+
+  it.live("lets a policy's writable roots be written and everything else only read, as it would a process", () =>
+    Effect.gen(function*() {
+      const { client, dir, policy, uri, workspace } = yield* sandboxed()
+      const write = (path: string) => client.request("fs/writeFile", { path, dataBase64: base64("x"), sandbox: policy })
+      assert.isUndefined((yield* write(uri("ws", "inside.txt"))).error)
+      assert.strictEqual(NodeFs.readFileSync(join(workspace, "inside.txt"), "utf8"), "x")
+      for (const path of [uri("outside.txt"), uri("ws", ".git", "config")]) {
+        const { error } = yield* write(path)
+        assert.deepStrictEqual(codexShape(error), { code: -32603, message: "Read-only file system (os error 30)" })
+        assert.isFalse(NodeFs.existsSync(fileURLToPath(path)), `${path} was not written`)
+      }
+      const read = yield* client.call("fs/readFile", { path: uri("beside.txt"), sandbox: policy })
+      assert.strictEqual(Buffer.from(read.dataBase64, "base64").toString(), "beside", "root is readable")
+      // a recursive removal of the workspace would take its .git with it: refused, nothing removed
+      const removal = yield* client.callError("fs/remove", {
+        path: uri("ws"),
+        recursive: true,
+        force: true,
         sandbox: policy
       })
-      assert.strictEqual(error.code, -32602)
-      assert.include(error.message, "sandboxed file system access")
-      assert.strictEqual(reasonOf(error)?._tag, "Unsupported")
-      assert.isFalse(NodeFs.existsSync(join(dir, "f")))
-      for (const method of ["fs/getMetadata", "fs/readFile", "fs/readDirectory", "fs/remove", "fs/createDirectory"]) {
-        assert.strictEqual(
-          reasonOf(yield* client.callError(method, { path: uri(), sandbox: policy }))?._tag,
-          "Unsupported"
-        )
+      assert.strictEqual(removal.code, -32603)
+      assert.isTrue(NodeFs.existsSync(join(workspace, ".git", "HEAD")))
+      assert.isTrue(NodeFs.existsSync(join(dir, "beside.txt")))
+    }))
+
+  it.live("hides a denied path from reads, recursive copies included", () =>
+    Effect.gen(function*() {
+      const { client, policy, uri, workspace } = yield* sandboxed()
+      NodeFs.mkdirSync(join(workspace, "secret"))
+      NodeFs.writeFileSync(join(workspace, "secret", "key"), "k")
+      const entries = [
+        ...policy.permissions.file_system.entries,
+        { path: { type: "path", path: uri("ws", "secret") }, access: "deny" }
+      ]
+      const denying = {
+        ...policy,
+        permissions: { ...policy.permissions, file_system: { type: "restricted", entries } }
       }
-      assert.isTrue(NodeFs.existsSync(dir), "fs/remove with a policy removed nothing")
+      const read = yield* client.callError("fs/readFile", { path: uri("ws", "secret", "key"), sandbox: denying })
+      assert.deepStrictEqual(codexShape(read), { code: -32600, message: "Permission denied (os error 13)" })
+      const copy = yield* client.callError("fs/copy", {
+        sourcePath: uri("ws"),
+        destinationPath: uri("ws", "copy"),
+        recursive: true,
+        sandbox: denying
+      })
+      assert.strictEqual(copy.code, -32600)
+      assert.isFalse(NodeFs.existsSync(join(workspace, "copy")))
+    }))
+
+  it.live("refuses a policy it cannot enforce, and one that does not decode, touching nothing", () =>
+    Effect.gen(function*() {
+      const { client, policy, uri } = yield* sandboxed()
+      const glob = {
+        ...policy,
+        permissions: {
+          ...policy.permissions,
+          file_system: {
+            type: "restricted",
+            entries: [...policy.permissions.file_system.entries, {
+              path: { type: "glob_pattern", pattern: "**/*.pem" },
+              access: "deny"
+            }]
+          }
+        }
+      }
+      const refused = yield* client.callError("fs/writeFile", {
+        path: uri("ws", "f"),
+        dataBase64: base64("x"),
+        sandbox: glob
+      })
+      assert.strictEqual(reasonOf(refused)?._tag, "SandboxRefused")
+      assert.include(refused.message, "sandbox intent cannot be enforced")
+      const malformed = yield* client.callError("fs/writeFile", {
+        path: uri("ws", "f"),
+        dataBase64: base64("x"),
+        sandbox: { permissions: { type: "managed" } }
+      })
+      assert.strictEqual(malformed.code, -32602)
+      assert.isFalse(NodeFs.existsSync(fileURLToPath(uri("ws", "f"))))
+    }))
+
+  it.live("with requireSandbox, refuses every call without a policy", () =>
+    Effect.gen(function*() {
+      const { client, policy, uri } = yield* sandboxed({ requireSandbox: true })
+      const refused = yield* client.callError("fs/getMetadata", { path: uri("beside.txt"), sandbox: null })
+      assert.strictEqual(reasonOf(refused)?._tag, "SandboxRefused")
+      assert.isTrue((yield* client.call("fs/getMetadata", { path: uri("beside.txt"), sandbox: policy })).isFile)
     }))
 })
 

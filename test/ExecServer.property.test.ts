@@ -57,6 +57,7 @@ const confined = <P>(method: string, params: P): P => {
   }
   if (!method.startsWith("fs/") || typeof params !== "object" || params === null) return params
   const record = { ...params } as Record<string, unknown>
+  if ("sandbox" in record) record.sandbox = absolutePaths(record.sandbox)
   for (const key of ["path", "sourcePath", "destinationPath"]) {
     const generated = record[key]
     if (typeof generated === "string") record[key] = join(scratch, Buffer.from(generated).toString("hex").slice(0, 64))

@@ -431,7 +431,9 @@ describe("ExecServer over the wire: process/read", () => {
         waitMs: null
       })
       assert.deepStrictEqual(result.chunks, [{ seq: 1, stream: "stdout", chunk: base64("hi") }])
-      assert.strictEqual(result.nextSeq, 2)
+      // the answer reaches the end of the log, so nextSeq is past the exit (2) and the close (3), as Codex
+      // 0.169 answers: its client, resuming, takes nextSeq - 1 of a closed process for the close's seq
+      assert.strictEqual(result.nextSeq, 4)
       assert.strictEqual(result.exited, true)
       assert.strictEqual(result.exitCode, 4)
       assert.strictEqual(result.closed, true)

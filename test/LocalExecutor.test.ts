@@ -10,6 +10,7 @@ import { spawnProcess } from "../src/internal/local/childProcess.ts"
 import { longPollRead } from "../src/internal/local/processLog.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
 import * as Sandbox from "../src/Sandbox.ts"
+import { bwrapPath } from "./support/bwrap.ts"
 import { suite } from "./support/ExecutorContract.ts"
 import { awaitDeath, readUntilClosed, start } from "./support/processes.ts"
 
@@ -239,4 +240,39 @@ describe("LocalExecutor: a process on a terminal and a sandbox", () => {
         })
         assert.strictEqual(started.sandboxType, "none")
       })))
+})
+
+describe("LocalExecutor: what a sandboxed command inherits", () => {
+  it.live("nothing but its stdio: not the controlling side of another process's terminal", () =>
+    Effect.flatMap(LocalExecutor.make({ sandbox: { bwrap: bwrapPath } }), (executor) =>
+      Effect.gen(function*() {
+        const path = process.env.PATH ?? "/usr/bin:/bin"
+        // a terminal's controlling side is not close-on-exec: every child spawned meanwhile inherits it
+        yield* executor.start({
+          processId: "terminal",
+          argv: ["sleep", "30"],
+          cwd: "/tmp",
+          env: { PATH: path },
+          tty: true
+        })
+        const sandbox = Sandbox.toWire(Sandbox.readOnly(), "/tmp")
+        const listing = "for fd in /proc/self/fd/*; do echo ${fd##*/}; done"
+        for (const [processId, confined] of [["open", null], ["confined", sandbox]] as const) {
+          yield* executor.start({
+            processId,
+            argv: ["sh", "-c", listing],
+            cwd: "/tmp",
+            env: { PATH: path },
+            tty: false,
+            sandbox: confined
+          })
+        }
+        const descriptors = (processId: string) =>
+          Effect.map(readUntilClosed(processId), (seen) => seen.stdout.trim().split("\n").map(Number))
+        // unconfined, the leak is there (the test would prove nothing without it)
+        assert.isAbove((yield* descriptors("open")).filter((fd) => fd > 3).length, 0)
+        // 0-2, and the one the shell's glob opened to list the directory
+        assert.deepStrictEqual((yield* descriptors("confined")).filter((fd) => fd > 3), [])
+        yield* executor.terminate("terminal")
+      }).pipe(Effect.provideService(Exec.Executor, executor))))
 })

@@ -13,10 +13,11 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as NodeChildProcess from "node:child_process"
 import * as NodeFs from "node:fs"
-import { InvalidRequest, type SandboxRefused, SpawnFailed, type StartRequest } from "../../Executor.ts"
+import { InvalidRequest, SandboxRefused, SpawnFailed, type StartRequest } from "../../Executor.ts"
 import * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"
 import { feed } from "../sandbox/bwrap.ts"
+import { closingDescriptors } from "../sandbox/closeDescriptors.ts"
 import { isLikelySandboxDenied } from "../sandbox/denial.ts"
 import type { Launch } from "../sandbox/launcher.ts"
 import { childEnvironment } from "./envPolicy.ts"
@@ -65,6 +66,10 @@ export class PipeProcess implements LocalProcess {
     return this.flow.lastReadAt
   }
 
+  get pid(): number {
+    return this.child.pid!
+  }
+
   /** Whether the leader has not exited yet. */
   get running(): boolean {
     return this.child.exitCode === null && this.child.signalCode === null
@@ -99,6 +104,14 @@ export class PipeProcess implements LocalProcess {
   /** A child on pipes has no terminal to resize. */
   resize(): boolean {
     return false
+  }
+
+  /** Ends the stdin pipe once the writes queued before it are flushed: the child reads end-of-file. */
+  closeStdin(): Protocol.WriteStatus {
+    const stdin = this.child.stdin
+    if (stdin === null || stdin.destroyed || stdin.writableEnded || this.log.exited) return "stdinClosed"
+    stdin.end()
+    return "accepted"
   }
 
   /** Wires the child's pipes and exit into the log. */
@@ -192,12 +205,26 @@ const startChild = (
   environment: Readonly<Record<string, string>>,
   launch: Launch | undefined
 ) =>
-  Effect.callback<LocalProcess, SpawnFailed | InvalidRequest>((resume) => {
+  Effect.callback<LocalProcess, SpawnFailed | InvalidRequest | SandboxRefused>((resume) => {
     const [command, ...args] = request.argv as [string, ...Array<string>]
     const inputs = launch?.inputs ?? []
+    // checked when spawning: a descriptor opened a moment earlier must not slip into the sandbox
+    const spawned = launch === undefined
+      ? { file: command, args }
+      : closingDescriptors(launch.file, launch.args, 2 + inputs.length)
+    if ("unclosable" in spawned) {
+      launch?.release()
+      return resume(Effect.fail(
+        new SandboxRefused({
+          kind: "Unavailable",
+          description: `descriptors ${spawned.unclosable.join(", ")} of this process would reach the sandbox, and ` +
+            `this host has no bash or perl to close them`
+        })
+      ))
+    }
     let child: NodeChildProcess.ChildProcess
     try {
-      child = NodeChildProcess.spawn(launch?.file ?? command, launch?.args ?? args, {
+      child = NodeChildProcess.spawn(spawned.file, spawned.args, {
         cwd: request.cwd,
         env: environment,
         detached: true,

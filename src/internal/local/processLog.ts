@@ -166,7 +166,11 @@ export class ProcessLog {
       chunks.push(chunk)
       bytes += chunk.chunk.length
     }
-    const nextSeq = chunks.length > 0 ? chunks[chunks.length - 1]!.seq + 1 : this.nextSeqValue
+    const reachedEnd = index === this.retained.length
+    // an answer that reaches the end of the log moves its reader past the exit
+    // and the close as well, as Codex's server does: its client, resuming,
+    // takes `nextSeq - 1` of a closed process for the close's seq
+    const nextSeq = reachedEnd ? this.nextSeqValue : chunks[chunks.length - 1]!.seq + 1
     const dropped = this.droppedAfter(afterSeq)
     return {
       chunks,
@@ -175,7 +179,7 @@ export class ProcessLog {
       exitCode: this.exitEvent?.exitCode ?? null,
       // closed only when this answer reaches the end of the log: a reader that
       // stops at `closed` has then seen everything
-      closed: this.closedSeq !== undefined && index === this.retained.length,
+      closed: this.closedSeq !== undefined && reachedEnd,
       failure: null,
       signal: this.exitEvent?.signal ?? null,
       sandboxDenied: this.exitEvent?.sandboxDenied ?? false,

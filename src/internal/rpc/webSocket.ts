@@ -5,7 +5,7 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
-import WebSocket from "ws"
+import type WebSocket from "ws"
 import { outgoing, type OutgoingLimits, type Transport } from "./transport.ts"
 
 /**
@@ -27,8 +27,7 @@ export const fromWebSocket = (
     resume: () => socket.resume(),
     ...outgoing({
       limits,
-      closedReason: () =>
-        closedReason ?? (socket.readyState === WebSocket.OPEN ? undefined : "the WebSocket is not open"),
+      closedReason: () => closedReason ?? (socket.readyState === socket.OPEN ? undefined : "the WebSocket is not open"),
       buffered: () => socket.bufferedAmount,
       // bytes are the UTF-8 of a text frame: sent as text, without a copy
       write: (frame, done) => socket.send(frame, { binary: false }, done),

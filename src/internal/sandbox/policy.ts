@@ -187,6 +187,24 @@ export const canRead = (policy: ResolvedPolicy, path: string): boolean => access
 export const canWrite = (policy: ResolvedPolicy, path: string): boolean =>
   accessOf(policy, realPathOf(path)) === "write"
 
+/** Whether `policy` lets a process read `path` and everything below it (no denied path inside). */
+export const canReadTree = (policy: ResolvedPolicy, path: string): boolean => {
+  const real = realPathOf(path)
+  if (accessOf(policy, real) === "deny") return false
+  return policy.confinement !== "full" ||
+    !policy.rules.some((rule) => rule.path !== real && isWithin(rule.path, real) && rule.access === "deny")
+}
+
+/** Whether `policy` lets a process write `path` and everything below it (no read-only or denied path inside). */
+export const canWriteTree = (policy: ResolvedPolicy, path: string): boolean => {
+  const real = realPathOf(path)
+  if (accessOf(policy, real) !== "write") return false
+  return policy.confinement !== "full" || (
+    !policy.rules.some((rule) => isWithin(rule.path, real) && accessOf(policy, rule.path) !== "write") &&
+    !policy.protectedPaths.some((protectedPath) => isWithin(protectedPath, real))
+  )
+}
+
 // =============================================================================
 // Resolution
 // =============================================================================
