@@ -1222,6 +1222,55 @@ describe("ExecServer against hostile clients: bytes held", () => {
     60_000
   )
 
+  it.live("pauses a stdio client's input while its requests in flight hold the budget, and resumes it after", () =>
+    Effect.gen(function*() {
+      const toServer = new PassThrough()
+      const toClient = new PassThrough()
+      const answers: Array<any> = []
+      let pending = ""
+      toClient.setEncoding("utf8")
+      toClient.on("data", (text: string) => {
+        pending += text
+        const lines = pending.split("\n")
+        pending = lines.pop()!
+        for (const line of lines) if (line.length > 0) answers.push(JSON.parse(line))
+      })
+      const executor = yield* LocalExecutor.make()
+      yield* ExecServer.serveStdio(toServer, toClient, { maxPendingRequestBytes: 2 * MiB }).pipe(
+        Effect.provideService(Executor, executor),
+        Effect.forkScoped
+      )
+      const send = (message: unknown) => toServer.write(JSON.stringify(message) + "\n")
+      const answered = (id: string) => answers.some((answer) => answer.id === id)
+      send({ id: "init", method: "initialize", params: { clientName: "stdio" } })
+      yield* pollUntil("initialized", () => answered("init"))
+      send({ method: "initialized", params: {} })
+      send({ id: "start", method: "process/start", params: startParams("quiet", ["sleep", "30"]) })
+      yield* pollUntil("started", () => answered("start"))
+      // three long polls of 1 MiB each: past the 2 MiB budget
+      for (let i = 0; i < 3; i++) {
+        send({
+          id: `poll${i}`,
+          method: "process/read",
+          params: { processId: "quiet", afterSeq: 0, waitMs: 1_500, pad: "x".repeat(MiB) }
+        })
+      }
+      yield* pollUntil("the input paused", () => toServer.isPaused(), 5_000)
+      send({ id: "behind", method: "no/such-method" })
+      yield* Effect.sleep(500)
+      assert.isFalse(answered("behind"), "what came after the budget is not read yet")
+      yield* pollUntil("the input resumed, what was behind answered", () => answered("behind"), 10_000)
+      const order = answers.map((answer) => answer.id)
+      assert.isBelow(order.indexOf("poll0"), order.indexOf("behind"), "read only once the first polls freed room")
+      yield* pollUntil("every poll answered", () => [0, 1, 2].every((i) => answered(`poll${i}`)), 10_000)
+      assert.isFalse(toServer.isPaused())
+      for (let i = 0; i < 3; i++) {
+        const poll = answers.find((a) => a.id === `poll${i}`)
+        assert.strictEqual(poll?.result?.exited, false, JSON.stringify(poll).slice(0, 300))
+      }
+      toServer.end()
+    }))
+
   it.live("never answers accepted for bytes a process exits without taking, and adds no listener per write", () =>
     Effect.gen(function*() {
       const seen = yield* warnings
