@@ -178,8 +178,14 @@ export const exec = {
   timeoutMillis: 10_000,
   /** The exit code of a command that timed out. */
   timeoutExitCode: 124,
-  /** How long the loop reads on after the exit. */
+  /** How long the loop reads on after the exit (time spent waiting on the executor). */
   drainLimitMillis: 2_000,
+  /**
+   * Output read after the exit for which full reads give the drain its whole
+   * limit again: a backlog written before the exit (a backpressured
+   * executor's window) is read whole, a background child writing forever is not.
+   */
+  drainBacklogBytes: 8 * MiB,
   /** Live deltas sent per call. */
   maxDeltas: 10_000,
   /** Bytes kept per stream by the shell tool's capture. */
