@@ -447,9 +447,9 @@ describe("Exec.run against a server that stops answering", () => {
   it.effect("returns TimedOut instead of hanging when neither reads nor terminate are answered", () =>
     Effect.gen(function*() {
       // a transport whose server answers the handshake and the start, then nothing more
-      const answer = (frame: string) =>
+      const answer = (frame: string | Uint8Array) =>
         Effect.sync(() => {
-          const message = JSON.parse(frame)
+          const message = JSON.parse(typeof frame === "string" ? frame : Buffer.from(frame).toString("utf8"))
           if (message.method === "initialize") deliver({ id: message.id, result: { sessionId: "s" } })
           if (message.method === "process/start") {
             deliver({ id: message.id, result: { processId: message.params.processId } })
@@ -461,6 +461,8 @@ describe("Exec.run against a server that stops answering", () => {
         listen: (handlers) => {
           onFrame = handlers.onFrame
         },
+        pause: () => {},
+        resume: () => {},
         close: Effect.void
       }
       let onFrame: (frame: string) => void = () => {}
