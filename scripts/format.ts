@@ -26,7 +26,9 @@ context.addPlugin(readFileSync(getPath()), config.typescript)
 
 const files = (dir: string): Array<string> =>
   readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
-    entry.isDirectory()
+    entry.name === "node_modules"
+      ? []
+      : entry.isDirectory()
       ? files(join(dir, entry.name))
       : /\.(ts|js)$/.test(entry.name)
       ? [join(dir, entry.name)]

@@ -1,0 +1,117 @@
+/**
+ * `npm run mutate -- <module…>`: Stryker over one module (or a file) at a time,
+ * running only the test files that exercise it. A module is a name below
+ * (`npm run mutate -- --list` prints them) or a path under `src/`, which runs
+ * the test files vitest finds related to it. Stryker and the TypeScript it
+ * type-checks mutants with (5.9: its checker needs TypeScript's JS API, which
+ * the project's TypeScript 7 does not have) live in this folder's own
+ * package, installed here on first use; the project's toolchain never loads
+ * them, and CI does not run this.
+ *
+ * Reports: `reports/mutation/<module>.html` and `.json`.
+ */
+import { spawnSync } from "node:child_process"
+import { existsSync } from "node:fs"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+
+interface Module {
+  readonly mutate: ReadonlyArray<string>
+  readonly tests: ReadonlyArray<string>
+}
+
+/** The modules the mutation score is kept for (test/README.md), with the test files that exercise each. */
+export const modules: Readonly<Record<string, Module>> = {
+  capture: {
+    mutate: ["src/CappedBuffer.ts", "src/internal/bytes.ts"],
+    tests: ["test/CappedBuffer.test.ts", "test/bytes.test.ts"]
+  },
+  exec: {
+    mutate: ["src/Exec.ts"],
+    tests: ["test/Exec.test.ts", "test/Exec.local.test.ts", "test/Exec.stdin.test.ts"]
+  },
+  protocol: {
+    mutate: ["src/Protocol.ts", "src/internal/protocol/*.ts"],
+    tests: ["test/Protocol.test.ts", "test/ExecServer.wire.test.ts", "test/RemoteExecutor.hostileServer.test.ts"]
+  },
+  processLog: {
+    mutate: ["src/internal/local/processLog.ts"],
+    tests: ["test/processLog.test.ts", "test/LocalExecutor.test.ts", "test/ExecServer.wire.test.ts"]
+  },
+  envPolicy: {
+    mutate: ["src/internal/local/envPolicy.ts", "src/internal/local/glob.ts"],
+    tests: ["test/envPolicy.test.ts"]
+  },
+  server: {
+    mutate: [
+      "src/internal/server/processHandlers.ts",
+      "src/internal/server/sessions.ts",
+      "src/internal/server/router.ts"
+    ],
+    tests: [
+      "test/ExecServer.wire.test.ts",
+      "test/ExecServer.hostile.test.ts",
+      "test/ExecServer.environment.test.ts",
+      "test/ExecServer.sessions.test.ts"
+    ]
+  },
+  remote: {
+    mutate: [
+      "src/internal/remote/pushedOutput.ts",
+      "src/internal/remote/processRecords.ts",
+      "src/internal/remote/seqQueue.ts",
+      "src/internal/remote/streamedRead.ts",
+      "src/internal/remote/serverAnswers.ts"
+    ],
+    tests: [
+      "test/pushedOutput.test.ts",
+      "test/processRecords.test.ts",
+      "test/RemoteExecutor.hostileServer.test.ts",
+      "test/RemoteStreaming.test.ts"
+    ]
+  }
+}
+
+const here = fileURLToPath(new URL(".", import.meta.url))
+const repository = join(here, "..", "..")
+
+const run = (
+  command: string,
+  args: ReadonlyArray<string>,
+  cwd: string,
+  env: Record<string, string> = {}
+): number => {
+  const result = spawnSync(command, args, {
+    cwd,
+    stdio: "inherit",
+    env: { ...process.env, ...env, EFFECT_EXEC_REPOSITORY: repository }
+  })
+  return result.status ?? 1
+}
+
+const names = process.argv.slice(2)
+if (names.length === 0 || names.includes("--list") || names.includes("--help")) {
+  console.log("usage: npm run mutate -- <module|src/file.ts>…")
+  for (const [name, module] of Object.entries(modules)) console.log(`  ${name.padEnd(12)} ${module.mutate.join(" ")}`)
+  process.exit(names.length === 0 ? 2 : 0)
+}
+
+if (!existsSync(join(here, "node_modules", "@stryker-mutator", "core"))) {
+  // its own lock file: the project's `npm ci` never installs Stryker
+  const status = run("npm", ["ci", "--no-audit", "--no-fund"], here)
+  if (status !== 0) process.exit(status)
+}
+
+let failed = 0
+for (const name of names) {
+  const module: Module | undefined = modules[name]
+  const mutate = module?.mutate ?? [name]
+  const tests = module?.tests.filter((file) => existsSync(join(repository, file))) ?? []
+  const label = module === undefined ? name.replace(/^src\//, "").replace(/\.ts$/, "").replaceAll("/", "-") : name
+  const stryker = join(here, "node_modules", "@stryker-mutator", "core", "bin", "stryker.js")
+  console.log(`\n# mutate ${label}: ${mutate.join(" ")} (tests: ${tests.join(" ") || "related"})`)
+  // a file outside the modules (no test files named): vitest's related mode finds its tests
+  const env = { MUTATE: mutate.join(","), MUTATE_TESTS: tests.join(","), MUTATE_LABEL: label }
+  if (run(process.execPath, [stryker, "run", join(here, "stryker.config.mjs")], repository, env) !== 0) failed++
+}
+process.exit(failed > 0 ? 1 : 0)
