@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Schema from "effect/Schema"
 import * as CappedBuffer from "../src/CappedBuffer.ts"
 
 const N = 1024 * 1024
@@ -101,5 +102,119 @@ describe("CappedBuffer.utf8CompleteLength", () => {
     assert.strictEqual(CappedBuffer.utf8CompleteLength(euro), 3)
     assert.strictEqual(CappedBuffer.utf8CompleteLength(euro.subarray(0, 2)), 0)
     assert.strictEqual(CappedBuffer.utf8CompleteLength(encode("abc")), 3)
+  })
+})
+
+/** What a capture keeps, computed the obvious way from all of the bytes at once. */
+const reference = (all: Uint8Array, limit: CappedBuffer.Limit) => {
+  const headBytes = limit._tag === "Head" ? limit.maxBytes : limit._tag === "HeadTail" ? limit.headBytes : all.length
+  const head = all.subarray(0, Math.min(headBytes, all.length))
+  const rest = all.subarray(head.length)
+  const tail = limit._tag === "HeadTail"
+    ? rest.subarray(Math.max(0, rest.length - limit.tailBytes))
+    : rest.subarray(0, 0)
+  return { head, tail, dropped: all.length - head.length - tail.length }
+}
+
+const Bytes = Schema.Array(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 255 })))
+const Size = Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 12 }))
+
+describe("CappedBuffer.make against a reference", () => {
+  it.prop("keeps the head and the tail of any chunks, counting the cut", {
+    chunks: Schema.Array(Bytes),
+    headBytes: Size,
+    tailBytes: Size
+  }, ({ chunks, headBytes, tailBytes }) => {
+    const all = Uint8Array.from(chunks.flat())
+    for (
+      const limit of [
+        { _tag: "Head", maxBytes: headBytes },
+        { _tag: "HeadTail", headBytes, tailBytes },
+        { _tag: "Unlimited" }
+      ] as const
+    ) {
+      const buffer = CappedBuffer.make(limit)
+      for (const chunk of chunks) buffer.append(Uint8Array.from(chunk))
+      const captured = buffer.snapshot()
+      const { dropped, head, tail } = reference(all, limit)
+      assert.deepStrictEqual([...captured.bytes], [...head, ...tail], limit._tag)
+      assert.strictEqual(captured.totalBytes, all.length)
+      assert.strictEqual(captured.droppedBytes, dropped)
+      assert.deepStrictEqual(
+        captured.omitted,
+        limit._tag === "HeadTail" && dropped > 0 ? { atByte: head.length, bytes: dropped } : undefined
+      )
+    }
+  })
+
+  it("keeps the end of one chunk larger than the tail, after the head", () => {
+    const buffer = CappedBuffer.make({ _tag: "HeadTail", headBytes: 3, tailBytes: 4 })
+    buffer.append(encode("abcdefghijklmnop"))
+    const captured = buffer.snapshot()
+    assert.strictEqual(new TextDecoder().decode(captured.bytes), "abcmnop")
+    assert.strictEqual(captured.text, "abc\n[… 9 bytes omitted …]\nmnop")
+    assert.deepStrictEqual([captured.totalBytes, captured.droppedBytes], [16, 9])
+  })
+
+  it("keeps the end of a chunk larger than the tail that follows a full head, and the ring's wrap", () => {
+    const buffer = CappedBuffer.make({ _tag: "HeadTail", headBytes: 2, tailBytes: 4 })
+    buffer.append(encode("ab"))
+    buffer.append(encode("cde")) // the ring holds cde
+    buffer.append(encode("fghijk")) // larger than the ring: its last 4 replace everything
+    assert.strictEqual(buffer.snapshot().text, "ab\n[… 5 bytes omitted …]\nhijk")
+    buffer.append(encode("lm")) // wraps
+    assert.strictEqual(buffer.snapshot().text, "ab\n[… 7 bytes omitted …]\njklm")
+  })
+
+  it("cuts text at whole characters on both sides of the omission mark", () => {
+    const buffer = CappedBuffer.make({ _tag: "HeadTail", headBytes: 3, tailBytes: 5 })
+    // the head ends inside € (a, then 2 of its 3 bytes); the tail starts inside 😀 (its last 2 bytes, then "xyz")
+    buffer.append(encode("a€b-----😀xyz"))
+    const captured = buffer.snapshot()
+    assert.strictEqual(captured.text, "a\n[… 9 bytes omitted …]\nxyz")
+    assert.strictEqual(captured.bytes.length, 8, "the bytes keep what the text leaves out")
+  })
+
+  it("keeps the whole text of a head that was not cut, an incomplete last character included", () => {
+    const buffer = CappedBuffer.make({ _tag: "Head", maxBytes: 10 })
+    const euro = encode("€")
+    buffer.append(euro.subarray(0, 2))
+    assert.strictEqual(buffer.snapshot().text, "\uFFFD", "nothing was cut: the bytes decode as they are")
+    buffer.append(euro.subarray(2))
+    assert.strictEqual(buffer.snapshot().text, "€")
+  })
+})
+
+describe("CappedBuffer.aggregateCaptured", () => {
+  const captured = (text: string, limit: CappedBuffer.Limit = { _tag: "Unlimited" }) => {
+    const buffer = CappedBuffer.make(limit)
+    buffer.append(encode(text))
+    return buffer.snapshot()
+  }
+
+  it("has the text of what it kept once stdout and stderr pass the cap", () => {
+    const aggregated = CappedBuffer.aggregateCaptured(captured("a".repeat(10)), captured("b".repeat(10)), 9)
+    assert.strictEqual(aggregated.text, "aaabbbbbb")
+    assert.deepStrictEqual([aggregated.totalBytes, aggregated.droppedBytes, aggregated.bytes.length], [20, 11, 9])
+    assert.strictEqual(aggregated.omitted, undefined)
+  })
+
+  it("under the cap, is stdout's text then stderr's, marks of their cuts included", () => {
+    const limit = { _tag: "HeadTail", headBytes: 2, tailBytes: 2 } as const
+    const aggregated = CappedBuffer.aggregateCaptured(captured("0123456", limit), captured("err"), 100)
+    assert.strictEqual(aggregated.text, "01\n[… 3 bytes omitted …]\n56err")
+    assert.deepStrictEqual([aggregated.totalBytes, aggregated.droppedBytes], [10, 3])
+    assert.strictEqual(new TextDecoder().decode(aggregated.bytes), "0156err")
+  })
+
+  it.prop("follows the Codex rule: stdout keeps a third (or what stderr leaves), stderr the rest", {
+    stdout: Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 30 })),
+    stderr: Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 30 })),
+    cap: Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 40 }))
+  }, ({ cap, stderr, stdout }) => {
+    const out = CappedBuffer.aggregate(filled(stdout, "a"), filled(stderr, "b"), cap)
+    const stdoutTake = stdout + stderr <= cap ? stdout : Math.min(stdout, Math.max(Math.floor(cap / 3), cap - stderr))
+    const stderrTake = stdout + stderr <= cap ? stderr : Math.min(stderr, cap - stdoutTake)
+    assert.strictEqual(new TextDecoder().decode(out), "a".repeat(stdoutTake) + "b".repeat(stderrTake))
   })
 })

@@ -120,6 +120,38 @@ describe("Exec.run", () => {
       assert.isFalse(result.timedOut)
     }))
 
+  it.effect("after a timeout, keeps what the killed group left in its pipes", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.out("partial "), Script.whenKilled("last words"), Script.wait("1 hour")])
+      const fiber = yield* Exec.run({ command: ["cmd"], timeout: "5 seconds" }).pipe(
+        Effect.provide(env.layer),
+        Effect.forkChild
+      )
+      yield* TestClock.adjust("5 seconds")
+      const result = yield* Fiber.join(fiber)
+      assert.strictEqual(result.termination._tag, "TimedOut")
+      assert.strictEqual(result.stdout.text, "partial last words", "the drain after the kill reads the pipe to its end")
+      assert.strictEqual(result.exitCode, 124)
+      assert.strictEqual(result.signal, "SIGKILL")
+      assert.isFalse(result.pipesHeldOpen)
+    }))
+
+  it.effect("after the request's interrupt, keeps what the killed group left in its pipes", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.whenKilled("bye"), Script.wait("1 hour")])
+      const stop = yield* Deferred.make<void>()
+      const fiber = yield* Exec.run({ command: ["cmd"], interrupt: Deferred.await(stop) }).pipe(
+        Effect.provide(env.layer),
+        Effect.forkChild
+      )
+      yield* TestClock.adjust("1 second")
+      yield* Deferred.succeed(stop, undefined)
+      const result = yield* Fiber.join(fiber)
+      assert.deepStrictEqual(result.termination, Exec.Termination.Interrupted())
+      assert.strictEqual(result.stdout.text, "bye")
+      assert.strictEqual(result.exitCode, 137, "128 + SIGKILL's 9: the kill is what ended it")
+    }))
+
   it.effect("sends deltas up to the per-call cap and keeps capturing past it", () =>
     Effect.gen(function*() {
       const chunks = Array.from({ length: 15 }, (_, i) => Script.out(String.fromCharCode(97 + i)))
@@ -234,6 +266,25 @@ describe("Exec.run", () => {
       assert.strictEqual(result.stdout.droppedBytes, MiB / 2)
       assert.isTrue(result.stdout.bytes.every((b) => b === 97))
       assert.strictEqual(result.aggregated.bytes.length, MiB)
+      // past the cap: stdout's 1 MiB and stderr's 10 bytes make more than 1 MiB, so stderr keeps
+      // its 10 and stdout the rest, and the text says exactly that
+      assert.strictEqual(result.aggregated.text, "a".repeat(MiB - 10) + "c".repeat(10))
+      assert.deepStrictEqual([result.aggregated.totalBytes, result.aggregated.droppedBytes], [
+        MiB + MiB / 2 + 10,
+        MiB / 2 + 10
+      ])
+    }))
+
+  it.effect("headTail's aggregated text past its cap gives stdout a third and stderr the rest", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.out("o".repeat(30)), Script.err("e".repeat(30)), Script.exit(0), Script.close])
+      const result = yield* Exec.run({ command: ["cmd"], capture: { headBytes: 6, tailBytes: 6 } }).pipe(
+        Effect.provide(env.layer)
+      )
+      assert.strictEqual(result.stdout.text, "oooooo\n[… 18 bytes omitted …]\noooooo")
+      // the cap is head + tail = 12: stdout keeps 4, stderr 8 of the 24 bytes the two captures kept
+      assert.strictEqual(result.aggregated.text, "oooo" + "eeeeeeee")
+      assert.strictEqual(result.aggregated.droppedBytes, 60 - 12)
     }))
 
   it.effect("fullBuffer keeps everything and has no timeout by default", () =>

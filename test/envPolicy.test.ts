@@ -23,6 +23,43 @@ describe("childEnvironment", () => {
     assert.deepStrictEqual(childEnvironment({}, { ...policy, inherit: "core" }, base), { PATH: "/bin", HOME: "/root" })
   })
 
+  it("drops what exclude names, without includeOnly, and keeps everything else", () => {
+    const env = childEnvironment({}, { ...policy, exclude: ["LC_*", "HOME"] }, base)
+    assert.deepStrictEqual(env, { PATH: "/bin", LANG: "C" })
+  })
+
+  it("drops credential-looking names whatever their case, by default only", () => {
+    const lower = { api_key: "k", github_token: "t", my_secret: "s", Session_Token_Path: "p", keep: "1", PATH: "/bin" }
+    assert.deepStrictEqual(childEnvironment({}, policy, lower), { keep: "1", PATH: "/bin" })
+    assert.deepStrictEqual(
+      childEnvironment({}, { ...policy, ignoreDefaultExcludes: true }, lower),
+      lower,
+      "ignoreDefaultExcludes keeps them all"
+    )
+    assert.deepStrictEqual(
+      childEnvironment({}, { ...policy, ignoreDefaultExcludes: true, exclude: ["*token*"] }, lower),
+      { api_key: "k", my_secret: "s", keep: "1", PATH: "/bin" },
+      "an explicit exclude still applies"
+    )
+  })
+
+  it("inherits nothing with inherit none, yet applies set and env", () => {
+    assert.deepStrictEqual(childEnvironment({ E: "1" }, { ...policy, inherit: "none", set: { S: "2" } }, base), {
+      S: "2",
+      E: "1"
+    })
+  })
+
+  it("lets set and env name what the excludes drop: they are the caller's, not inherited", () => {
+    const env = childEnvironment({ GITHUB_TOKEN: "mine" }, { ...policy, set: { API_KEY: "set" } }, base)
+    assert.strictEqual(env["API_KEY"], "set")
+    assert.strictEqual(env["GITHUB_TOKEN"], "mine")
+  })
+
+  it("skips a base variable whose value is undefined", () => {
+    assert.deepStrictEqual(Object.keys(childEnvironment({}, policy, { A: "1", B: undefined })), ["A"])
+  })
+
   it("applies exclude globs, then set, then includeOnly, then env on top", () => {
     const env = childEnvironment(
       { EXTRA: "e", LANG: "overlay" },

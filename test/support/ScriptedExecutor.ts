@@ -17,6 +17,7 @@ export type Step =
   | { readonly _tag: "Exit"; readonly exitCode: number; readonly signal?: string }
   | { readonly _tag: "Close" }
   | { readonly _tag: "FailReads"; readonly description: string }
+  | { readonly _tag: "WhenKilled"; readonly bytes: Uint8Array }
 
 const encoder = new TextEncoder()
 export const wait = (duration: Duration.Input): Step => ({ _tag: "Wait", duration })
@@ -39,6 +40,11 @@ export const pty = (text: string | Uint8Array): Step => ({
 export const exit = (exitCode: number, signal?: string): Step =>
   signal === undefined ? { _tag: "Exit", exitCode } : { _tag: "Exit", exitCode, signal }
 export const close: Step = { _tag: "Close" }
+/**
+ * From this step on, a `terminate` leaves `text` on stdout before the exit:
+ * what a killed group had written to its pipe that nobody read yet.
+ */
+export const whenKilled = (text: string): Step => ({ _tag: "WhenKilled", bytes: encoder.encode(text) })
 /** Every later read fails as if the connection to a server were lost. */
 export const failReads = (description: string): Step => ({ _tag: "FailReads", description })
 
@@ -70,10 +76,14 @@ export const make = (script: (request: Exec.StartRequest) => ReadonlyArray<Step>
       const scope = yield* Effect.scope
       const processes = new Map<
         string,
-        { log: ProcessLog; fiber: Fiber.Fiber<void>; lost?: string; input: boolean }
+        { log: ProcessLog; fiber: Fiber.Fiber<void>; lost?: string; input: boolean; lastWords?: Uint8Array }
       >()
 
-      const runScript = (log: ProcessLog, steps: ReadonlyArray<Step>, entry: () => { lost?: string }) =>
+      const runScript = (
+        log: ProcessLog,
+        steps: ReadonlyArray<Step>,
+        entry: () => { lost?: string; lastWords?: Uint8Array }
+      ) =>
         Effect.forEach(steps, (step) => {
           switch (step._tag) {
             case "Wait":
@@ -87,6 +97,10 @@ export const make = (script: (request: Exec.StartRequest) => ReadonlyArray<Step>
             case "FailReads":
               return Effect.sync(() => {
                 entry().lost = step.description
+              })
+            case "WhenKilled":
+              return Effect.sync(() => {
+                entry().lastWords = step.bytes
               })
           }
         }, { discard: true })
@@ -110,7 +124,13 @@ export const make = (script: (request: Exec.StartRequest) => ReadonlyArray<Step>
             }
             started.push(request)
             const log = new ProcessLog(1024 * 1024, request.backpressure === true)
-            const entry: { log: ProcessLog; fiber: Fiber.Fiber<void>; lost?: string; input: boolean } = {
+            const entry: {
+              log: ProcessLog
+              fiber: Fiber.Fiber<void>
+              lost?: string
+              input: boolean
+              lastWords?: Uint8Array
+            } = {
               log,
               fiber: undefined as never,
               input: request.tty || request.pipeStdin === true
@@ -134,6 +154,7 @@ export const make = (script: (request: Exec.StartRequest) => ReadonlyArray<Step>
             if (entry === undefined || entry.log.exited) return { running: false }
             terminated.push(processId)
             yield* Fiber.interrupt(entry.fiber)
+            if (entry.lastWords !== undefined) entry.log.appendOutput("stdout", entry.lastWords)
             entry.log.markExited(-1, "SIGKILL")
             entry.log.markClosed()
             return { running: true }
