@@ -6,6 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
 import {
   accessSync,
   chmodSync,
@@ -20,7 +21,11 @@ import {
 import * as NodeOs from "node:os"
 import { delimiter, join } from "node:path"
 import { pathToFileURL } from "node:url"
+import { Executor } from "../src/Executor.ts"
 import { detectLoginShell, type ShellLookup } from "../src/internal/server/environmentInfo.ts"
+import { ErrorCode } from "../src/JsonRpc.ts"
+import * as LocalExecutor from "../src/LocalExecutor.ts"
+import * as WebSocketListener from "../src/WebSocketListener.ts"
 import { listenLocal as server, spawnServe } from "./support/servers.ts"
 import { codexShape, connect, handshake, readAll, startParams } from "./support/wireClient.ts"
 
@@ -220,27 +225,58 @@ describe("ExecServer over the wire: a user the OS refuses", () => {
 // =============================================================================
 
 describe("ExecServer over the wire: resume order", () => {
+  /**
+   * Sends `initialize` on fresh connections until one is answered without an
+   * error (the server's per-address limit of 1 refuses while another session
+   * of this address is attached), and returns that connection.
+   */
+  const initializeOnceFree = (url: string, params: Record<string, unknown>) =>
+    Effect.gen(function*() {
+      while (true) {
+        const client = yield* connect(url)
+        yield* client.send("initialize", { clientName: "wire-test", ...params }, { id: "init" })
+        const answer = yield* client.reply("init")
+        if (answer.error === undefined) return { client, answer }
+        assert.strictEqual(answer.error.code, ErrorCode.limitExceeded, JSON.stringify(answer.error))
+        yield* client.close
+        yield* Effect.sleep(20)
+      }
+    })
+
   it.live("sends a resumed session's notifications only after the initialize answer", () =>
     Effect.gen(function*() {
+      const marker = mkdtempSync(join(NodeOs.tmpdir(), "effect-exec-resume-"))
       for (let round = 0; round < 3; round++) {
-        const { url } = yield* server()
+        const executor = yield* LocalExecutor.make()
+        const { url } = yield* Effect.provideService(
+          WebSocketListener.listen({ maxSessionsPerAddress: 1 }),
+          Executor,
+          executor
+        )
         const first = yield* connect(url)
         const { sessionId } = yield* handshake(first)
-        // events pile up while nobody is attached: output, exit and close
-        yield* first.call("process/start", startParams("away", ["sh", "-c", "sleep 0.2; echo bye; exit 4"]))
+        // events pile up while nobody is attached: output, exit and close; the command ends only once told
+        const go = join(marker, `go-${round}`)
+        const script = `while [ ! -e "$1" ]; do sleep 0.01; done; echo bye; exit 4`
+        yield* first.call("process/start", startParams("away", ["sh", "-c", script, "sh", go]))
         yield* first.close
-        yield* Effect.sleep(500)
+        // the session is detached once this address may attach another one
+        const { client: probe } = yield* initializeOnceFree(url, {})
+        yield* probe.close
+        writeFileSync(go, "")
+        // the process ends while detached: wait for its close on the server's own executor
+        yield* Stream.runDrain(executor.events(`${sessionId}/away`))
 
-        const second = yield* connect(url)
-        yield* second.send("initialize", { clientName: "wire-test", resumeSessionId: sessionId }, { id: "resume" })
+        const { answer, client: second } = yield* initializeOnceFree(url, { resumeSessionId: sessionId })
+        assert.strictEqual(answer.result?.sessionId, sessionId)
         yield* second.notification("process/closed", "away")
         const frames = second.received.map((received) => received.frame)
-        assert.strictEqual(frames[0]?.id, "resume", `first frame: ${JSON.stringify(frames[0])}`)
-        assert.strictEqual(frames[0]?.result?.sessionId, sessionId)
+        assert.strictEqual(frames[0]?.id, "init", `first frame: ${JSON.stringify(frames[0])}`)
         // output produced while nobody was attached is not queued (as with Codex): the client reads it
         assert.deepStrictEqual(frames.slice(1).map((frame) => frame.method), ["process/exited", "process/closed"])
         yield* second.notify("initialized", {})
         assert.strictEqual((yield* readAll(second, "away")).text, "bye\n")
       }
+      rmSync(marker, { recursive: true, force: true })
     }))
 })

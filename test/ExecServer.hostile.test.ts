@@ -24,7 +24,7 @@ import { fileSystemHandlers } from "../src/internal/server/fileSystemHandlers.ts
 import type { SessionMethods } from "../src/internal/server/handshake.ts"
 import { processHandlers } from "../src/internal/server/processHandlers.ts"
 import type { Session } from "../src/internal/server/sessions.ts"
-import { fromStreams } from "../src/JsonRpc.ts"
+import { ErrorCode, fromStreams } from "../src/JsonRpc.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
 import { awaitDeath, isAlive } from "./support/processes.ts"
 import { listenMeasured as server } from "./support/servers.ts"
@@ -56,15 +56,18 @@ let unharmedCount = 0
  * runs `sh -c 'printf ok'` to completion (in its own scope, so it disconnects).
  */
 const assertUnharmed = (url: string, options: ConnectOptions = {}) =>
-  Effect.scoped(Effect.gen(function*() {
-    const { client: fresh } = yield* client(url, options)
+  Effect.scoped(Effect.flatMap(client(url, options), ({ client: fresh }) => assertServes(fresh)))
+
+/** Proves a client's session runs a command: `sh -c 'printf ok'` to completion. */
+const assertServes = (fresh: WireClient) =>
+  Effect.gen(function*() {
     const processId = `unharmed-${++unharmedCount}`
     const started = yield* fresh.call("process/start", startParams(processId, ["sh", "-c", "printf ok"]))
     assert.deepStrictEqual(started, { processId, sandboxType: "none" })
     const { last, text } = yield* readAll(fresh, processId)
     assert.strictEqual(text, "ok")
     assert.strictEqual(last.exitCode, 0)
-  }))
+  })
 
 /** Proves one connection still works: an unknown method gets its -32601 answer, in order. */
 const assertUsable = (client: WireClient) =>
@@ -829,9 +832,32 @@ describe("ExecServer against hostile clients: a client that never reads", () => 
   /** The net.Socket under a `ws` WebSocket. */
   const tcp = (client: WireClient): Net.Socket => (client.socket as unknown as { _socket: Net.Socket })._socket
 
+  /**
+   * On a server that lets one address attach one session, waits (by asking,
+   * not by time) until the server dropped this address's other connection: a
+   * new client's `initialize` is refused while that session is attached.
+   * Returns the new client, its handshake done.
+   */
+  const clientOnceDropped = (url: string) =>
+    Effect.gen(function*() {
+      for (let attempt = 0; attempt < 500; attempt++) {
+        const probe = yield* connect(url)
+        yield* probe.send("initialize", { clientName: "probe" }, { id: "init" })
+        const answer = yield* probe.reply("init")
+        if (answer.error === undefined) {
+          yield* probe.notify("initialized", {})
+          return probe
+        }
+        assert.strictEqual(answer.error.code, ErrorCode.limitExceeded, JSON.stringify(answer.error))
+        yield* probe.close
+        yield* Effect.sleep(20)
+      }
+      return assert.fail("the server never dropped the client that does not read")
+    })
+
   it.live("drops a connection that leaves more than maxBufferedBytes unread", () =>
     Effect.gen(function*() {
-      const { url } = yield* server({ maxBufferedBytes: 4 * 1024 * 1024 })
+      const { url } = yield* server({ maxBufferedBytes: 4 * 1024 * 1024, maxSessionsPerAddress: 1 })
       const { client: sluggard } = yield* client(url, { timeoutMs: 10_000 })
       yield* sluggard.call("process/start", startParams("big", ["head", "-c", "2097152", "/dev/zero"]))
       yield* sluggard.notification("process/closed", "big", undefined, 10_000)
@@ -841,8 +867,8 @@ describe("ExecServer against hostile clients: a client that never reads", () => 
         Array.from({ length: reads }, (_, i) =>
           request(`r${i}`, "process/read", { processId: "big", afterSeq: 0, maxBytes: null, waitMs: 0 }))
       )
-      // give the server time to answer (into the void) and to notice, then read what got through
-      yield* Effect.sleep(1_000)
+      // the server answers into the void until it drops the connection; then read what got through
+      const next = yield* clientOnceDropped(url)
       tcp(sluggard).resume()
       const closed = yield* sluggard.closedWithin(5_000)
       assert.strictEqual(closed.code, 1006, "terminated, without a close frame")
@@ -850,12 +876,12 @@ describe("ExecServer against hostile clients: a client that never reads", () => 
         String(frame.id).startsWith("r")
       ).length
       assert.isBelow(answered, reads, `the server stopped answering (${answered} answers got through)`)
-      yield* assertUnharmed(url)
+      yield* assertServes(next)
     }))
 
   it.live("drops a paused client that asks one read at a time, each answer well under the limit", () =>
     Effect.gen(function*() {
-      const { url } = yield* server({ maxBufferedBytes: 4 * 1024 * 1024 })
+      const { url } = yield* server({ maxBufferedBytes: 4 * 1024 * 1024, maxSessionsPerAddress: 1 })
       const { client: sluggard } = yield* client(url, { timeoutMs: 10_000 })
       yield* sluggard.call(
         "process/start",
@@ -872,13 +898,13 @@ describe("ExecServer against hostile clients: a client that never reads", () => 
         )
         yield* Effect.sleep(20)
       }
-      yield* Effect.sleep(300)
+      const next = yield* clientOnceDropped(url)
       tcp(sluggard).resume()
       const closed = yield* sluggard.closedWithin(5_000)
       assert.strictEqual(closed.code, 1006)
       const answered = replies(sluggard).filter((frame) => String(frame.id).startsWith("r")).length
       assert.isBelow(answered, reads, `the server stopped answering (${answered} answers got through)`)
-      yield* assertUnharmed(url)
+      yield* assertServes(next)
     }))
 
   it.live("drops a client that takes nothing from its socket for the stall timeout, under the byte limit", () =>

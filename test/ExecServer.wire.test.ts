@@ -595,23 +595,21 @@ describe("ExecServer over the wire: concurrency", () => {
     Effect.gen(function*() {
       const { client } = yield* ready()
       yield* client.call("process/start", startParams("quiet", ["sleep", "100"]))
-      const sentAt = client.now()
+      // a wait longer than any test: only the exit can end it
       const readId = yield* client.send("process/read", {
         processId: "quiet",
         afterSeq: 0,
         maxBytes: null,
-        waitMs: 5_000
+        waitMs: 3_600_000
       })
       const terminateId = yield* client.send("process/terminate", { processId: "quiet" })
-      const terminated = yield* client.reply(terminateId, 2_000)
+      const terminated = yield* client.reply(terminateId, 10_000)
       assert.deepStrictEqual(terminated.result, { running: true })
-      const read = yield* client.reply(readId, 2_000)
+      const read = yield* client.reply(readId, 10_000)
       const arrival = (id: string | number) =>
         client.received.findIndex((r) => r.frame.method === undefined && r.frame.id === id)
       assert.isBelow(arrival(terminateId), arrival(readId), "the terminate reply came first")
-      const readAt = client.received[arrival(readId)]!.at
-      assert.isBelow(readAt - sentAt, 2_000, "the read woke on the exit, well before its 5 s wait")
-      assert.strictEqual(read.result.exited, true)
+      assert.strictEqual(read.result.exited, true, "the read woke on the exit")
     }))
 })
 
@@ -707,9 +705,8 @@ describe("ExecServer over the wire: sessions", () => {
       const pid = yield* pidFromOutput(a, "sleeper")
       assert.isTrue(isAlive(pid))
       yield* a.close
-      const closedAt = Date.now()
-      yield* awaitDeath(pid, 3_000)
-      assert.isAtLeast(Date.now() - closedAt, 250, "the process outlived the disconnect until the TTL")
+      // (that it outlives the disconnect until the TTL is asserted in virtual time: ExecServer.sessions.test.ts)
+      yield* awaitDeath(pid, 5_000)
       const b = yield* connect(url)
       const error = yield* b.callError("initialize", { clientName: "wire-test", resumeSessionId: sessionId })
       assert.deepStrictEqual(codexShape(error), { code: -32600, message: `unknown session id ${sessionId}` })
