@@ -26,6 +26,7 @@ import { processHandlers } from "../src/internal/server/processHandlers.ts"
 import type { Session } from "../src/internal/server/sessions.ts"
 import { ErrorCode, fromStreams } from "../src/JsonRpc.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
+import * as WebSocketListener from "../src/WebSocketListener.ts"
 import { awaitDeath, isAlive } from "./support/processes.ts"
 import { listenMeasured as server } from "./support/servers.ts"
 import {
@@ -315,6 +316,49 @@ describe("ExecServer against hostile clients: request floods", () => {
       const read = yield* flooder.call("process/read", { processId: "talker", afterSeq: 0, maxBytes: null, waitMs: 0 })
       assert.strictEqual(read.exited, false)
       yield* assertUnharmed(url)
+    }))
+
+  it.live("serves exactly maxConcurrentRequests requests of one connection at once; the rest wait their turn", () =>
+    Effect.gen(function*() {
+      const local = yield* LocalExecutor.make()
+      // the executor the server calls, counting the reads inside it
+      let inside = 0
+      let most = 0
+      const counting = Executor.of({
+        ...local,
+        read: (params) =>
+          Effect.suspend(() => {
+            inside++
+            most = Math.max(most, inside)
+            return local.read(params)
+          }).pipe(Effect.ensuring(Effect.sync(() => void inside--)))
+      })
+      const { url } = yield* Effect.provideService(
+        WebSocketListener.listen({ maxConcurrentRequests: 3, maxQueuedRequests: 7 }),
+        Executor,
+        counting
+      )
+      const { client: busy, sessionId } = yield* client(url)
+      yield* busy.call("process/start", startParams("quiet", ["sleep", "60"]))
+      const reads = Array.from(
+        { length: 10 },
+        (_, i) =>
+          request(`r${i}`, "process/read", { processId: "quiet", afterSeq: 0, maxBytes: null, waitMs: 3_600_000 })
+      )
+      yield* busy.sendAll(reads)
+      // the eleventh is refused: the server holds all ten, 3 running and 7 waiting
+      const refused = yield* busy.request("process/read", { processId: "quiet" }, { id: "eleventh" })
+      assert.strictEqual(refused.error?.code, ErrorCode.limitExceeded, JSON.stringify(refused))
+      assert.match(refused.error!.message, /\(10\)/)
+      yield* pollUntil("3 reads inside the executor", () => inside >= 3)
+      assert.deepStrictEqual(replies(busy).filter((frame) => String(frame.id).startsWith("r")), [])
+      // the exit answers the running reads, and each waiting one runs (and answers) in its turn
+      const before = replies(busy).length
+      yield* local.terminate(`${sessionId}/quiet`)
+      yield* awaitReplies(busy, before + 10)
+      const answered = replies(busy).filter((frame) => String(frame.id).startsWith("r"))
+      assert.deepStrictEqual(answered.map((frame) => frame.result?.exited), Array.from({ length: 10 }, () => true))
+      assert.strictEqual(most, 3, "never more than 3 at once")
     }))
 
   it.live(
