@@ -33,6 +33,18 @@ const scripted = (script: (request: { readonly argv: ReadonlyArray<string> }) =>
 
 const bytesOf = (length: number, fill: number) => new Uint8Array(length).fill(fill)
 
+/**
+ * The result of a call that virtual time has brought to its end: a call still
+ * running once the other fibers had their turns (a drain or a wait that never
+ * ends) fails here, by assertion, instead of hanging the test.
+ */
+const settled = <A, E>(fiber: Fiber.Fiber<A, E>) =>
+  Effect.gen(function*() {
+    for (let turn = 0; turn < 1000 && fiber.pollUnsafe() === undefined; turn++) yield* Effect.yieldNow
+    assert.isDefined(fiber.pollUnsafe(), "the call is still running: its loop did not end")
+    return yield* Fiber.join(fiber)
+  })
+
 describe("Exec.run", () => {
   it.effect("returns output, exit code and an Exited termination", () =>
     Effect.gen(function*() {
@@ -75,7 +87,7 @@ describe("Exec.run", () => {
       assert.isUndefined(fiber.pollUnsafe(), "still running 1 ms before the deadline")
       assert.deepStrictEqual(env.terminated, [])
       yield* TestClock.adjust("1 millis")
-      const result = yield* Fiber.join(fiber)
+      const result = yield* settled(fiber)
       assert.strictEqual(result.exitCode, 124)
       assert.isTrue(result.timedOut)
       assert.strictEqual(result.termination._tag, "TimedOut")
@@ -83,16 +95,23 @@ describe("Exec.run", () => {
       assert.strictEqual(env.terminated.length, 1)
     }))
 
-  it.effect("uses a 10 second default timeout", () =>
-    Effect.gen(function*() {
-      const env = scripted(() => [Script.wait("1 hour"), Script.exit(0), Script.close])
-      const fiber = yield* Exec.run({ command: ["cmd"] }).pipe(Effect.provide(env.layer), Effect.forkChild)
-      yield* TestClock.adjust("9999 millis")
-      assert.isUndefined(fiber.pollUnsafe())
-      yield* TestClock.adjust("1 millis")
-      const result = yield* Fiber.join(fiber)
-      assert.isTrue(result.timedOut)
-    }))
+  it.effect.each([{}, { capture: "shellTool" }, { capture: { headBytes: 10, tailBytes: 10 } }] as const)(
+    "uses Codex's 10 second default timeout with %j",
+    (options) =>
+      Effect.gen(function*() {
+        const env = scripted(() => [Script.wait("1 hour"), Script.exit(0), Script.close])
+        const fiber = yield* Exec.run({ command: ["cmd"], ...options }).pipe(
+          Effect.provide(env.layer),
+          Effect.forkChild
+        )
+        yield* TestClock.adjust("9999 millis")
+        assert.isUndefined(fiber.pollUnsafe())
+        yield* TestClock.adjust("1 millis")
+        const result = yield* settled(fiber)
+        assert.isTrue(result.timedOut)
+        assert.deepStrictEqual(result.termination, Exec.Termination.TimedOut({ timeout: Duration.seconds(10) }))
+      })
+  )
 
   it.effect("terminates the process when the calling fiber is interrupted", () =>
     Effect.gen(function*() {
@@ -113,7 +132,7 @@ describe("Exec.run", () => {
       )
       yield* TestClock.adjust("1 second")
       yield* Deferred.succeed(stop, undefined)
-      const result = yield* Fiber.join(fiber)
+      const result = yield* settled(fiber)
       assert.deepStrictEqual(result.termination, Exec.Termination.Interrupted())
       assert.strictEqual(result.stdout.text, "so far")
       assert.strictEqual(env.terminated.length, 1)
@@ -128,7 +147,7 @@ describe("Exec.run", () => {
         Effect.forkChild
       )
       yield* TestClock.adjust("5 seconds")
-      const result = yield* Fiber.join(fiber)
+      const result = yield* settled(fiber)
       assert.strictEqual(result.termination._tag, "TimedOut")
       assert.strictEqual(result.stdout.text, "partial last words", "the drain after the kill reads the pipe to its end")
       assert.strictEqual(result.exitCode, 124)
@@ -146,7 +165,7 @@ describe("Exec.run", () => {
       )
       yield* TestClock.adjust("1 second")
       yield* Deferred.succeed(stop, undefined)
-      const result = yield* Fiber.join(fiber)
+      const result = yield* settled(fiber)
       assert.deepStrictEqual(result.termination, Exec.Termination.Interrupted())
       assert.strictEqual(result.stdout.text, "bye")
       assert.strictEqual(result.exitCode, 137, "128 + SIGKILL's 9: the kill is what ended it")
@@ -202,7 +221,7 @@ describe("Exec.run", () => {
         Effect.forkChild
       )
       for (let i = 0; i < 100 && fiber.pollUnsafe() === undefined; i++) yield* TestClock.adjust("100 millis")
-      const result = yield* Fiber.join(fiber)
+      const result = yield* settled(fiber)
       assert.strictEqual(result.stdout.totalBytes, 4 * MiB, "every byte written before the exit")
       assert.deepStrictEqual(result.termination, Exec.Termination.Exited({ exitCode: 0 }))
       assert.isFalse(result.pipesHeldOpen)
@@ -219,7 +238,7 @@ describe("Exec.run", () => {
         Effect.forkChild
       )
       for (let i = 0; i < 1000 && fiber.pollUnsafe() === undefined; i++) yield* TestClock.adjust("100 millis")
-      const result = yield* Fiber.join(fiber)
+      const result = yield* settled(fiber)
       assert.isTrue(result.pipesHeldOpen, "it gave up on the background writer")
       // the backlog allowance (8 MiB), then 2 s more of its output (5 MiB/s): far from the 200 MiB it would give
       assert.isBelow(result.stdout.totalBytes, 24 * MiB, "long before the 200 MiB the writer would give")
@@ -301,7 +320,7 @@ describe("Exec.run", () => {
         Effect.forkChild
       )
       yield* TestClock.adjust("2 minutes")
-      const result = yield* Fiber.join(fiber)
+      const result = yield* settled(fiber)
       assert.isFalse(result.timedOut)
       assert.strictEqual(result.stdout.bytes.length, 2 * MiB)
       assert.strictEqual(result.stdout.droppedBytes, 0)
@@ -320,7 +339,7 @@ describe("Exec.run", () => {
         yield* TestClock.adjust("29999 millis")
         assert.isUndefined(fiber.pollUnsafe(), "still running 1 ms before the deadline")
         yield* TestClock.adjust("1 millis")
-        const result = yield* Fiber.join(fiber)
+        const result = yield* settled(fiber)
         assert.isTrue(result.timedOut)
         assert.strictEqual(result.exitCode, 124)
         assert.strictEqual(result.stdout.text, "partial")
@@ -336,7 +355,7 @@ describe("Exec.run", () => {
         Effect.forkChild
       )
       yield* TestClock.adjust("1 hour")
-      const result = yield* Fiber.join(fiber)
+      const result = yield* settled(fiber)
       assert.isFalse(result.timedOut)
       assert.deepStrictEqual(result.termination, Exec.Termination.Exited({ exitCode: 0 }))
     }))
@@ -393,7 +412,7 @@ describe("Exec.run", () => {
       yield* TestClock.adjust("1999 millis")
       assert.isUndefined(fiber.pollUnsafe(), "still draining before the limit")
       yield* TestClock.adjust("1 millis")
-      const result = yield* Fiber.join(fiber)
+      const result = yield* settled(fiber)
       assert.strictEqual(result.stdout.text, "beforelate", "late output within the limit is kept")
       assert.isTrue(result.pipesHeldOpen)
       assert.strictEqual(result.exitCode, 0)
@@ -405,7 +424,7 @@ describe("Exec.run", () => {
       const env = scripted(() => [Script.out("partial"), Script.wait("1 second"), Script.failReads("socket closed")])
       const fiber = yield* Exec.run({ command: ["cmd"] }).pipe(Effect.provide(env.layer), Effect.forkChild)
       yield* TestClock.adjust("3 seconds")
-      const result = yield* Fiber.join(fiber)
+      const result = yield* settled(fiber)
       assert.strictEqual(result.termination._tag, "Lost")
       assert.include((result.termination as { reason: string }).reason, "socket closed")
       assert.strictEqual(result.stdout.text, "partial")
@@ -483,7 +502,7 @@ describe("Exec.run on a terminal", () => {
       yield* TestClock.adjust("1 second")
       yield* Queue.offer(input, new TextEncoder().encode("\x04"))
       yield* TestClock.adjust("5 seconds")
-      const result = yield* Fiber.join(fiber)
+      const result = yield* settled(fiber)
       assert.strictEqual(result.exitCode, 0)
       const processId = env.started[0]!.processId
       assert.deepStrictEqual(
@@ -530,7 +549,7 @@ describe("Exec.run against a server that stops answering", () => {
         Effect.forkChild
       )
       for (let i = 0; i < 30 && fiber.pollUnsafe() === undefined; i++) yield* TestClock.adjust("1 second")
-      const result = yield* Fiber.join(fiber)
+      const result = yield* settled(fiber)
       assert.strictEqual(result.termination._tag, "TimedOut")
       assert.strictEqual(result.exitCode, 124)
     }))
@@ -566,7 +585,7 @@ describe("Exec.run with stdin", () => {
       yield* Queue.offer(input, new TextEncoder().encode("two"))
       yield* Queue.end(input)
       yield* TestClock.adjust("10 seconds")
-      yield* Fiber.join(fiber)
+      yield* settled(fiber)
       assert.deepStrictEqual(env.written.map((w) => decode(w.chunk)), ["one", "two"])
       assert.deepStrictEqual(env.stdinClosed, [env.started[0]!.processId])
     }))
@@ -630,7 +649,7 @@ describe("Exec one-liners", () => {
       )
       const fiber = yield* Exec.string(["cmd"]).pipe(Effect.provide(env.layer), Effect.forkChild)
       yield* TestClock.adjust("1 hour")
-      const text = yield* Fiber.join(fiber)
+      const text = yield* settled(fiber)
       assert.strictEqual(text.length, 2 * MiB)
     }))
 
@@ -656,7 +675,7 @@ describe("Exec one-liners", () => {
         Effect.forkChild
       )
       yield* TestClock.adjust("1 second")
-      const timedOut = yield* Fiber.join(fiber)
+      const timedOut = yield* settled(fiber)
       assert.include(timedOut.message, "timed out after 1s")
       const killed = scripted(() => [Script.exit(-1, "SIGKILL"), Script.close])
       const signaled = yield* Effect.flip(Exec.runOrFail({ command: ["x"] }).pipe(Effect.provide(killed.layer)))

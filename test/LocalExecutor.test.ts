@@ -138,6 +138,7 @@ describe("LocalExecutor memory, asserted through what it holds", () => {
         let received = 0
         let peakRetained = 0
         let peakUnread = 0
+        let emptyReads = 0
         while (true) {
           // a slow reader: the child fills the window and waits for it
           yield* Effect.sleep("1 millis")
@@ -153,6 +154,13 @@ describe("LocalExecutor memory, asserted through what it holds", () => {
           afterSeq = result.nextSeq - 1
           child.acknowledge(afterSeq, 0)
           if (result.closed && result.chunks.length === 0) break
+          // a paused child that is never resumed shows nothing more: an assertion, not the test's timeout
+          emptyReads = result.chunks.length === 0 && !result.exited ? emptyReads + 1 : 0
+          assert.isBelow(
+            emptyReads,
+            5,
+            `no output for 5 long polls after ${received} bytes: the child was never resumed`
+          )
         }
         assert.strictEqual(received, total, "every byte arrived")
         // past the moment the window filled, what Node's stream had buffered still

@@ -92,7 +92,14 @@ export const suite = (
         Effect.gen(function*() {
           const executor = yield* Exec.Executor
           const processId = freshId("replay")
-          yield* start(processId, ["sh", "-c", "printf one; sleep 0.05; printf two"])
+          // "two" comes only once "one" was read: two chunks however busy the machine
+          yield* start(processId, ["sh", "-c", "printf one; read line; printf two"], { pipeStdin: true })
+          let first = yield* executor.read({ processId, afterSeq: 0, maxBytes: null, waitMs: 5_000 })
+          while (first.chunks.length === 0) {
+            first = yield* executor.read({ processId, afterSeq: 0, maxBytes: null, waitMs: 5_000 })
+          }
+          assert.deepStrictEqual(first.chunks.map((c) => text(c.chunk)), ["one"])
+          assert.strictEqual(yield* executor.write({ processId, chunk: bytes("\n") }), "accepted")
           yield* readUntilClosed(processId)
           const replay = yield* executor.read({ processId, afterSeq: 0, maxBytes: null, waitMs: 0 })
           assert.strictEqual(replay.chunks.map((c) => text(c.chunk)).join(""), "onetwo")

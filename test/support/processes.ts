@@ -1,6 +1,7 @@
 /**
  * Helpers for tests that look at real processes and drive executors.
  */
+import { assert } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { readFileSync } from "node:fs"
 import * as Exec from "../../src/Executor.ts"
@@ -48,16 +49,24 @@ export interface Collected {
 const decoder = new TextDecoder()
 const concat = (chunks: ReadonlyArray<Uint8Array>): Uint8Array => Buffer.concat(chunks)
 
-/** Reads a process with the client loop (`afterSeq = nextSeq - 1`) until it is closed and drained. */
+/**
+ * Reads a process with the client loop (`afterSeq = nextSeq - 1`) until it is
+ * closed and drained. A process that shows nothing new (no output, exit or
+ * close) for `stallMillis` of real time (default 10 s) fails the test by
+ * assertion, well before its timeout: output stuck behind a pipe that was
+ * paused and never resumed, or a close that never comes.
+ */
 export const readUntilClosed = (
   processId: string,
-  options: { readonly maxBytes?: number; readonly waitMs?: number } = {}
+  options: { readonly maxBytes?: number; readonly waitMs?: number; readonly stallMillis?: number } = {}
 ) =>
   Effect.gen(function*() {
     const executor = yield* Exec.Executor
     const chunks: Array<Protocol.ProcessChunk> = []
     let afterSeq = 0
     let droppedBytes = 0
+    let seen = ""
+    let changedAt = Date.now()
     while (true) {
       const result = yield* executor.read({
         processId,
@@ -65,6 +74,13 @@ export const readUntilClosed = (
         maxBytes: options.maxBytes ?? null,
         waitMs: options.waitMs ?? 1_000
       })
+      const state = `${result.nextSeq}/${result.exited}/${result.closed}`
+      if (state !== seen) {
+        seen = state
+        changedAt = Date.now()
+      } else if (Date.now() - changedAt > (options.stallMillis ?? 10_000)) {
+        assert.fail(`process ${processId} showed nothing new for ${options.stallMillis ?? 10_000} ms (${state})`)
+      }
       chunks.push(...result.chunks)
       droppedBytes += result.dropped?.bytes ?? 0
       afterSeq = result.nextSeq - 1
