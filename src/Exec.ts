@@ -16,10 +16,12 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as CappedBuffer from "./CappedBuffer.ts"
 import { Environment } from "./Environment.ts"
-import type { Executor, ExecutorError } from "./Executor.ts"
+import { EnvironmentRegistry, type Selection } from "./EnvironmentRegistry.ts"
+import { EnvironmentUnavailable, type Executor, ExecutorError } from "./Executor.ts"
 import * as InternalDefaults from "./internal/defaults.ts"
 import { OutputSink } from "./OutputSink.ts"
 import * as Protocol from "./Protocol.ts"
@@ -107,6 +109,21 @@ export interface ExecRequest {
    * ends and echoes what was typed.
    */
   readonly tty?: boolean | Terminal
+}
+
+/**
+ * A command to run in one environment of an `EnvironmentRegistry`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ExecRequestIn extends ExecRequest {
+  /**
+   * Where it runs: an environment's id, or a choice among several
+   * (`EnvironmentRegistry.leastBusy(ids)`). The run takes one of the
+   * environment's slots for its whole length, waiting while all are taken.
+   */
+  readonly environment: Selection
 }
 
 /**
@@ -312,6 +329,32 @@ const feedTerminal = (executor: Executor["Service"], processId: string, terminal
 const mayHaveStarted = (cause: Cause.Cause<ExecutorError>): boolean =>
   cause.reasons.some((reason) => reason._tag !== "Fail" || reason.error.reason._tag === "ConnectionLost")
 
+/**
+ * The environment a run uses, admitted for the run's scope: the one named (or
+ * chosen) in the registry, else the current `Environment`.
+ */
+const admitted = (
+  selection: Selection | undefined
+): Effect.Effect<Environment["Service"], ExecutorError, Environment | Scope.Scope> =>
+  selection === undefined
+    ? Effect.gen(function*() {
+      const environment = yield* Environment
+      if (environment.admit !== undefined) yield* environment.admit
+      return environment
+    })
+    : Effect.flatMap(Effect.serviceOption(EnvironmentRegistry), (registry) =>
+      Option.isSome(registry)
+        ? Effect.map(registry.value.admit(selection), (held) => held.environment)
+        : Effect.fail(
+          new ExecutorError({
+            reason: new EnvironmentUnavailable({
+              kind: "NoRegistry",
+              environment: typeof selection === "string" ? selection : (selection.among ?? []).join(","),
+              description: "a run names an environment, but no EnvironmentRegistry is provided"
+            })
+          })
+        ))
+
 type Outcome =
   | { readonly _tag: "Finished" }
   | { readonly _tag: "TimedOut" }
@@ -319,9 +362,11 @@ type Outcome =
   | { readonly _tag: "Lost"; readonly error: ExecutorError }
 
 /**
- * Runs a command in the current `Environment` and returns its result. Fails
- * only when the command cannot start; once it runs, every ending is a result.
- * Interrupting the calling fiber kills the process group too.
+ * Runs a command and returns its result: in the current `Environment`, or,
+ * when the request names an `environment`, in that one of the
+ * `EnvironmentRegistry`. Fails only when the command cannot start; once it
+ * runs, every ending is a result. Interrupting the calling fiber kills the
+ * process group too.
  *
  * @example
  * ```ts
@@ -334,15 +379,29 @@ type Outcome =
  * // => { exitCode: 3, stdout: { text: "hi\n", … }, termination: { _tag: "Exited", exitCode: 3 }, … }
  * ```
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { EnvironmentRegistry, Exec, OutputSink } from "effect-exec"
+ *
+ * // in devbox, as $CODEX_HOME/environments.toml (or EXEC_ENVIRONMENTS_FILE) names it
+ * const result = Exec.run({ command: ["make", "test"], environment: "devbox" }).pipe(
+ *   Effect.provide([EnvironmentRegistry.layerConfig(), OutputSink.layerDiscard])
+ * )
+ * ```
+ *
  * @category running
  * @since 0.1.0
  */
-export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect.fn.Return<
+export const run: {
+  (request: ExecRequestIn): Effect.Effect<ExecResult, ExecutorError, EnvironmentRegistry | OutputSink>
+  (request: ExecRequest): Effect.Effect<ExecResult, ExecutorError, Environment | OutputSink>
+} = Effect.fn("Exec.run")(function*(request: ExecRequest & { readonly environment?: Selection }): Effect.fn.Return<
   ExecResult,
   ExecutorError,
-  Environment | OutputSink
+  Environment | OutputSink | Scope.Scope
 > {
-  const environment = yield* Environment
+  const environment = yield* admitted(request.environment)
   const sink = yield* OutputSink
   const { executor } = environment
   const capture = request.capture ?? "shellTool"
@@ -422,7 +481,11 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
       return finish(request, capture, processId, progress, outcome, finishedAt - startedAt)
     })
   )
-})
+  // the admission (a slot of a registry environment) is held until the run is over
+}, Effect.scoped) as {
+  (request: ExecRequestIn): Effect.Effect<ExecResult, ExecutorError, EnvironmentRegistry | OutputSink>
+  (request: ExecRequest): Effect.Effect<ExecResult, ExecutorError, Environment | OutputSink>
+}
 
 const finish = (
   request: ExecRequest,
