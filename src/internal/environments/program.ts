@@ -14,7 +14,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { ConnectionLost } from "../../Executor.ts"
 import * as Defaults from "../defaults.ts"
 import { fromStreams } from "../rpc/streams.ts"
-import type { Transport } from "../rpc/transport.ts"
+import { type Transport, TransportClosed } from "../rpc/transport.ts"
 
 /** What to start. */
 export interface Program {
@@ -51,8 +51,20 @@ class StderrTail {
 const describeExit = (child: ChildProcess, program: string, stderr: StderrTail): string => {
   const how = child.signalCode !== null ? `was killed by ${child.signalCode}` : `exited with code ${child.exitCode}`
   const said = stderr.lastLine
-  return `the exec-server program ${program} ${how}${said === undefined ? "" : `: ${said}`}`
+  return `the exec-server program ${program} ${how}${said === undefined ? "" : `; its stderr ended with: ${said}`}`
 }
+
+/** Completes once the child has exited, or after `millis` if it has not by then (`false`). */
+const exitWithin = (child: ChildProcess, millis: number): Effect.Effect<boolean> =>
+  Effect.callback<boolean>((resume) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.succeed(true))
+    const timer = setTimeout(() => resume(Effect.succeed(false)), millis)
+    child.once("exit", () => {
+      clearTimeout(timer)
+      resume(Effect.succeed(true))
+    })
+    return Effect.sync(() => clearTimeout(timer))
+  })
 
 /** Signals the child's process group (it leads one: it was started detached). */
 const signalGroup = (child: ChildProcess, signal: NodeJS.Signals) => {
@@ -129,8 +141,18 @@ export class ProgramSupervisor {
   /** NDJSON over the child's stdio; the link's end is the child's, and its reason says how the child ended. */
   private transport(child: ChildProcess, program: string, stderr: StderrTail): Transport {
     const streams = fromStreams(child.stdout!, child.stdin!, { maxFrameBytes: Defaults.client.maxFrameBytes })
+    // a frame that cannot be written (EPIPE) usually means the child died: say how, not only "write EPIPE"
+    const explained = (error: TransportClosed) =>
+      Effect.flatMap(exitWithin(child, 1_000), (exited) =>
+        Effect.fail(
+          exited
+            ? new TransportClosed({ description: `${error.description}; ${describeExit(child, program, stderr)}` })
+            : error
+        ))
     return {
       ...streams,
+      send: (frame) => Effect.catch(streams.send(frame), explained),
+      post: (frame) => Effect.catch(streams.post(frame), explained),
       listen: (handlers) =>
         streams.listen({
           onFrame: handlers.onFrame,
