@@ -81,8 +81,14 @@ export const connectWebSocket = (options: WebSocketOptions): Effect.Effect<Trans
     const headers: Record<string, string> = options.token === undefined
       ? {}
       : { Authorization: `Bearer ${Redacted.value(options.token)}` }
-    const socket = new WebSocket(options.url, { headers, maxPayload: Defaults.client.maxFrameBytes })
     const lost = (description: string) => resume(Effect.fail(new ConnectionLost({ description })))
+    let socket: WebSocket
+    try {
+      socket = new WebSocket(options.url, { headers, maxPayload: Defaults.client.maxFrameBytes })
+    } catch (error) {
+      // a URL ws cannot use ("", "http://…"): the same typed failure as an unreachable one, not a defect
+      return lost(`cannot connect to ${JSON.stringify(options.url)}: ${(error as Error).message}`)
+    }
     socket.once("open", () => {
       socket.removeAllListeners("error")
       resume(Effect.succeed(fromWebSocket(socket)))
