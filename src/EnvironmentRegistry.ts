@@ -32,7 +32,6 @@ import * as Layer from "effect/Layer"
 import * as RcMap from "effect/RcMap"
 import * as Result from "effect/Result"
 import type * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import { existsSync } from "node:fs"
 import { readFile } from "node:fs/promises"
 import { join, resolve } from "node:path"
@@ -42,9 +41,10 @@ import { ChangeSignal } from "./internal/changeSignal.ts"
 import * as Defaults from "./internal/defaults.ts"
 import { Admissions } from "./internal/environments/admissions.ts"
 import * as Configs from "./internal/environments/config.ts"
-import { type Health, HealthBook, probe } from "./internal/environments/health.ts"
+import { HealthBook, probe } from "./internal/environments/health.ts"
+import { observed } from "./internal/environments/observed.ts"
 import { ProgramSupervisor } from "./internal/environments/program.ts"
-import { displayCommand, displayUrl, formatTable, type HealthRow } from "./internal/environments/table.ts"
+import { formatTable, type HealthRow, rowOf } from "./internal/environments/table.ts"
 import type { Transport } from "./JsonRpc.ts"
 import * as LocalExecutor from "./LocalExecutor.ts"
 import * as RemoteExecutor from "./RemoteExecutor.ts"
@@ -195,7 +195,13 @@ export class EnvironmentRegistry extends Context.Service<EnvironmentRegistry, {
 // Construction
 // =============================================================================
 
-type Entry = Omit<Held, "id">
+type Entry = {
+  readonly executor: Executor["Service"]
+  readonly fileSystem: FileSystem.FileSystem
+  readonly location: Location
+}
+
+const localId = Defaults.environments.localId
 
 const unavailable = (
   kind: EnvironmentUnavailable["kind"],
@@ -203,37 +209,9 @@ const unavailable = (
   description: string
 ): ExecutorError => new ExecutorError({ reason: new EnvironmentUnavailable({ kind, environment, description }) })
 
-const isLost = (error: ExecutorError) => error.reason._tag === "ConnectionLost"
-
-/** The executor of `id`, telling `health` what its calls show: a lost connection, or an answer. */
-const observed = (executor: Executor["Service"], id: string, health: HealthBook): Executor["Service"] => {
-  const watch = <A, R>(effect: Effect.Effect<A, ExecutorError, R>) =>
-    Effect.tapError(effect, (error) => isLost(error) ? health.unhealthy(id, error.message) : Effect.void)
-  return {
-    start: (request) =>
-      watch(executor.start(request)).pipe(
-        Effect.tap(() => health.isUnhealthy(id) || health.of(id)._tag === "Unknown" ? health.healthy(id) : Effect.void)
-      ),
-    read: (request) => watch(executor.read(request)),
-    write: (request) => watch(executor.write(request)),
-    terminate: (processId) => watch(executor.terminate(processId)),
-    signal: (processId, signal) => watch(executor.signal(processId, signal)),
-    resize: (processId, size) => watch(executor.resize(processId, size)),
-    events: (processId, options) =>
-      Stream.tapError(
-        executor.events(processId, options),
-        (error) => isLost(error) ? health.unhealthy(id, error.message) : Effect.void
-      ),
-    defaultCwd: watch(executor.defaultCwd),
-    sandboxSupport: watch(executor.sandboxSupport)
-  }
-}
-
-const localId = Defaults.environments.localId
-
 /** Opens a WebSocket within the spec's connect timeout. */
 const connectWebSocket = (spec: Extract<Spec, { _tag: "WebSocket" }>): Effect.Effect<Transport, ConnectionLost> => {
-  const timeout = spec.connectTimeout ?? Duration.millis(Defaults.environments.connectTimeoutMillis)
+  const timeout = Configs.connectTimeoutOf(spec)
   return RemoteExecutor.connectWebSocket({ url: spec.url, token: spec.token }).pipe(
     Effect.timeoutOrElse({
       duration: timeout,
@@ -245,32 +223,18 @@ const connectWebSocket = (spec: Extract<Spec, { _tag: "WebSocket" }>): Effect.Ef
   )
 }
 
-/** How long connecting and initializing `spec` may take together. */
-const setupTimeout = (spec: Spec): Duration.Duration =>
-  Duration.sum(
-    spec._tag === "WebSocket"
-      ? spec.connectTimeout ?? Duration.millis(Defaults.environments.connectTimeoutMillis)
-      : Duration.zero,
-    spec.initializeTimeout ?? Duration.millis(Defaults.environments.initializeTimeoutMillis)
-  )
-
 const locationOf = (spec: Spec): Location =>
   spec._tag === "WebSocket"
     ? { _tag: "Remote", url: spec.url }
     : { _tag: "Stdio", program: spec.program, args: spec.args ?? [] }
 
 /**
- * Builds a registry of `config`'s environments in the current scope: closing
- * it closes every connection and kills every exec-server program it started.
- *
- * @category constructors
- * @since 0.1.0
+ * How to open a connection to each environment of `config`: a WebSocket, or a
+ * child of its program's supervisor (one for its connections, one for its
+ * probes, so probes do not count as restarts). Every child still running is
+ * killed when the scope closes.
  */
-export const make = Effect.fnUntraced(function*(config: RegistryConfig, options: Options = {}) {
-  const specs = new Map(config.environments.map((spec) => [spec.id, spec] as const))
-  const ids = [...(config.includeLocal ? [localId] : []), ...specs.keys()]
-  const clientName = options.remote?.clientName ?? "effect-exec"
-  // one supervisor for the children of each program's connections, one for its probes
+const connectors = Effect.fnUntraced(function*(config: RegistryConfig) {
   const programs = new Map<string, { readonly pool: ProgramSupervisor; readonly probes: ProgramSupervisor }>()
   for (const spec of config.environments) {
     if (spec._tag === "Stdio") {
@@ -282,14 +246,49 @@ export const make = Effect.fnUntraced(function*(config: RegistryConfig, options:
       discard: true
     })
   )
-  const connectOf = (spec: Spec, purpose: "pool" | "probes") =>
+  return (spec: Spec, purpose: "pool" | "probes"): Effect.Effect<Transport, ConnectionLost> =>
     spec._tag === "WebSocket" ? connectWebSocket(spec) : programs.get(spec.id)![purpose].connect
+})
 
+/** Opens environment `id` in the current scope: this machine's executor and files, or a remote link to `spec`. */
+const open = (options: Options, health: HealthBook, connectOf: Effect.Success<ReturnType<typeof connectors>>) =>
+  Effect.fnUntraced(function*(id: string, spec: Spec | undefined) {
+    if (spec === undefined) {
+      const executor = yield* LocalExecutor.make(options.local)
+      const fileSystem = Context.get(yield* Layer.build(NodeFileSystem.layer), FileSystem.FileSystem)
+      return { executor, fileSystem, location: { _tag: "Local" } } satisfies Entry
+    }
+    const remote = yield* RemoteExecutor.makeEnvironment(connectOf(spec, "pool"), {
+      ...options.remote,
+      connectTimeout: Configs.setupTimeoutOf(spec)
+    })
+    return {
+      executor: observed(remote.executor, id, health),
+      fileSystem: remote.fileSystem,
+      location: locationOf(spec)
+    } satisfies Entry
+  })
+
+/**
+ * Builds a registry of `config`'s environments in the current scope: closing
+ * it closes every connection and kills every exec-server program it started.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const make = Effect.fnUntraced(function*(config: RegistryConfig, options: Options = {}) {
+  const specs = new Map(config.environments.map((spec) => [spec.id, spec] as const))
+  const ids = [...(config.includeLocal ? [localId] : []), ...specs.keys()]
+  const connectOf = yield* connectors(config)
   const changes = new ChangeSignal()
   const health = new HealthBook({
     changes,
     recoveries: yield* FiberMap.make<string>(),
-    probe: (id) => probe(connectOf(specs.get(id)!, "probes"), { clientName, timeout: setupTimeout(specs.get(id)!) }),
+    probe: (id) =>
+      probe(connectOf(specs.get(id)!, "probes"), {
+        clientName: options.remote?.clientName ?? "effect-exec",
+        timeout: Configs.setupTimeoutOf(specs.get(id)!)
+      }),
     schedule: {
       interval: Duration.fromInputUnsafe(options.probeInterval ?? Defaults.environments.probeIntervalMillis),
       maxInterval: Duration.fromInputUnsafe(options.maxProbeInterval ?? Defaults.environments.maxProbeIntervalMillis)
@@ -301,26 +300,9 @@ export const make = Effect.fnUntraced(function*(config: RegistryConfig, options:
     limitOf: typeof limit === "function" ? limit : () => limit,
     isUnhealthy: (id) => health.isUnhealthy(id)
   })
-
-  const open = Effect.fnUntraced(function*(id: string) {
-    const spec = specs.get(id)
-    if (spec === undefined) {
-      const executor = yield* LocalExecutor.make(options.local)
-      const fileSystem = Context.get(yield* Layer.build(NodeFileSystem.layer), FileSystem.FileSystem)
-      return { executor, fileSystem, location: { _tag: "Local" } as Location }
-    }
-    const remote = yield* RemoteExecutor.makeEnvironment(connectOf(spec, "pool"), {
-      ...options.remote,
-      connectTimeout: setupTimeout(spec)
-    })
-    return {
-      executor: observed(remote.executor, id, health),
-      fileSystem: remote.fileSystem,
-      location: locationOf(spec)
-    }
-  })
+  const opened = open(options, health, connectOf)
   const connections = yield* RcMap.make({
-    lookup: open,
+    lookup: (id: string) => opened(id, specs.get(id)),
     idleTimeToLive: options.idleTimeToLive ?? Defaults.environments.idleTimeToLiveMillis
   })
 
@@ -333,75 +315,57 @@ export const make = Effect.fnUntraced(function*(config: RegistryConfig, options:
       ? Effect.succeed(id)
       : Effect.fail(unavailable("Unknown", id, `no environment ${id} in ${config.source} (known: ${ids.join(", ")})`))
 
-  const entry = (id: string, admit: boolean): Effect.Effect<Entry, never, Scope.Scope> =>
-    Effect.map(RcMap.get(connections, id), (opened) => ({
-      fileSystem: opened.fileSystem,
-      environment: Environment.of({
-        executor: opened.executor,
-        location: opened.location,
-        ...(admit ? { admit: admissions.admit(id) } : {})
-      })
+  /** `id` held for the scope; with `admit`, its environment takes a slot per run. */
+  const held = (id: string, admit: boolean): Effect.Effect<Held, never, Scope.Scope> =>
+    Effect.map(RcMap.get(connections, id), ({ executor, fileSystem, location }) => ({
+      id,
+      fileSystem,
+      environment: Environment.of({ executor, location, ...(admit ? { admit: admissions.admit(id) } : {}) })
     }))
 
-  const hold = (id?: string) =>
-    Effect.flatMap(known(id), (found) => Effect.map(entry(found, true), (held): Held => ({ id: found, ...held })))
-
-  const admit = (selection?: Selection): Effect.Effect<Held, ExecutorError, Scope.Scope> =>
-    Effect.gen(function*() {
-      let id: string
-      if (selection === undefined || typeof selection === "string") {
-        id = yield* known(selection)
-        yield* admissions.admit(id)
-      } else {
-        const among = selection.among ?? ids
-        for (const candidate of among) yield* known(candidate)
-        id = yield* admissions.admitAny(among).pipe(
-          Effect.mapError(() =>
-            unavailable("Unhealthy", among.join(","), `every environment among ${among.join(", ")} is unhealthy`)
-          )
-        )
-      }
-      return { id, ...(yield* entry(id, false)) }
-    })
-
-  const rowOf = (id: string): HealthRow => {
-    const spec = specs.get(id)
-    const state: Health = id === localId ? { _tag: "Healthy", latency: undefined, checkedAt: 0 } : health.of(id)
-    return {
-      id,
-      kind: spec === undefined ? "local" : spec._tag === "WebSocket" ? "websocket" : "stdio",
-      target: spec === undefined
-        ? "this machine"
-        : spec._tag === "WebSocket"
-        ? displayUrl(spec.url)
-        : displayCommand(spec.program, spec.args ?? []),
-      isDefault: config.defaultId === id,
-      state: state._tag === "Healthy" ? "healthy" : state._tag === "Unhealthy" ? "unhealthy" : "unknown",
-      latency: state._tag === "Healthy" ? state.latency : undefined,
-      reason: state._tag === "Unhealthy" ? state.reason : undefined,
-      running: admissions.count(id),
-      limit: admissions.limit(id)
+  const admit = (selection?: Selection): Effect.Effect<Held, ExecutorError, Scope.Scope> => {
+    if (selection === undefined || typeof selection === "string") {
+      return Effect.flatMap(known(selection), (id) => Effect.andThen(admissions.admit(id), held(id, false)))
     }
+    const among = selection.among ?? ids
+    return Effect.forEach(among, known).pipe(
+      Effect.andThen(admissions.admitAny(among)),
+      Effect.mapError((error) =>
+        error._tag === "ExecutorError"
+          ? error
+          : unavailable("Unhealthy", among.join(","), `every environment among ${among.join(", ")} is unhealthy`)
+      ),
+      Effect.flatMap((id) => held(id, false))
+    )
   }
 
-  const check = (wanted?: ReadonlyArray<string>) =>
-    Effect.gen(function*() {
-      const chosen = wanted ?? ids
-      for (const id of chosen) yield* known(id)
-      yield* Effect.forEach(chosen, (id) => id === localId ? Effect.void : health.check(id), {
-        concurrency: "unbounded",
-        discard: true
-      })
-      return chosen.map(rowOf)
+  const rowOfId = (id: string): HealthRow =>
+    rowOf({
+      id,
+      spec: specs.get(id),
+      // this machine answers as long as this process does
+      health: id === localId ? { _tag: "Healthy", latency: undefined, checkedAt: 0 } : health.of(id),
+      isDefault: config.defaultId === id,
+      running: admissions.count(id),
+      limit: admissions.limit(id)
     })
 
   return EnvironmentRegistry.of({
     config,
     ids,
     admit,
-    hold,
-    check,
-    status: Effect.sync(() => ids.map(rowOf))
+    hold: (id) => Effect.flatMap(known(id), (found) => held(found, true)),
+    check: (wanted) =>
+      Effect.gen(function*() {
+        const chosen = wanted ?? ids
+        yield* Effect.forEach(chosen, known)
+        yield* Effect.forEach(chosen, (id) => id === localId ? Effect.void : health.check(id), {
+          concurrency: "unbounded",
+          discard: true
+        })
+        return chosen.map(rowOfId)
+      }),
+    status: Effect.sync(() => ids.map(rowOfId))
   })
 })
 

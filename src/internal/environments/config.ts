@@ -55,6 +55,17 @@ export type RemoteSpec = Data.TaggedEnum<{
 /** Constructors of {@link RemoteSpec}. */
 export const RemoteSpec = Data.taggedEnum<RemoteSpec>()
 
+/** How long opening a WebSocket of `spec` may take (Codex's default: 10 s). */
+export const connectTimeoutOf = (spec: Extract<RemoteSpec, { _tag: "WebSocket" }>): Duration.Duration =>
+  spec.connectTimeout ?? Duration.millis(Defaults.environments.connectTimeoutMillis)
+
+/** How long connecting to `spec` and its `initialize` may take together. */
+export const setupTimeoutOf = (spec: RemoteSpec): Duration.Duration =>
+  Duration.sum(
+    spec._tag === "WebSocket" ? connectTimeoutOf(spec) : Duration.zero,
+    spec.initializeTimeout ?? Duration.millis(Defaults.environments.initializeTimeoutMillis)
+  )
+
 /** Which environments exist, and which one serves when a run names none. */
 export interface RegistryConfig {
   /** The remote environments, in the order they were given. */

@@ -5,6 +5,8 @@
  * @internal
  */
 import * as Duration from "effect/Duration"
+import type { RemoteSpec } from "./config.ts"
+import type { Health } from "./health.ts"
 
 /** One environment as a health table shows it. */
 export interface HealthRow {
@@ -22,6 +24,33 @@ export interface HealthRow {
   /** Runs admitted to it now, and how many it admits at once. */
   readonly running: number
   readonly limit: number
+}
+
+/** One environment's row: what it is (`spec`; `undefined` for this machine), its health and its admissions. */
+export const rowOf = (options: {
+  readonly id: string
+  readonly spec: RemoteSpec | undefined
+  readonly health: Health
+  readonly isDefault: boolean
+  readonly running: number
+  readonly limit: number
+}): HealthRow => {
+  const { health, spec } = options
+  return {
+    id: options.id,
+    kind: spec === undefined ? "local" : spec._tag === "WebSocket" ? "websocket" : "stdio",
+    target: spec === undefined
+      ? "this machine"
+      : spec._tag === "WebSocket"
+      ? displayUrl(spec.url)
+      : displayCommand(spec.program, spec.args ?? []),
+    isDefault: options.isDefault,
+    state: health._tag === "Healthy" ? "healthy" : health._tag === "Unhealthy" ? "unhealthy" : "unknown",
+    latency: health._tag === "Healthy" ? health.latency : undefined,
+    reason: health._tag === "Unhealthy" ? health.reason : undefined,
+    running: options.running,
+    limit: options.limit
+  }
 }
 
 /** A URL as it may be shown: without a user or password in it. */
