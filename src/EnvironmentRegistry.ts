@@ -230,24 +230,17 @@ const locationOf = (spec: Spec): Location =>
 
 /**
  * How to open a connection to each environment of `config`: a WebSocket, or a
- * child of its program's supervisor (one for its connections, one for its
- * probes, so probes do not count as restarts). Every child still running is
- * killed when the scope closes.
+ * child of its program's supervisor. Every child still running (a
+ * connection's or a probe's) is killed when the scope closes.
  */
 const connectors = Effect.fnUntraced(function*(config: RegistryConfig) {
-  const programs = new Map<string, { readonly pool: ProgramSupervisor; readonly probes: ProgramSupervisor }>()
+  const programs = new Map<string, ProgramSupervisor>()
   for (const spec of config.environments) {
-    if (spec._tag === "Stdio") {
-      programs.set(spec.id, { pool: new ProgramSupervisor(spec), probes: new ProgramSupervisor(spec) })
-    }
+    if (spec._tag === "Stdio") programs.set(spec.id, new ProgramSupervisor(spec))
   }
-  yield* Effect.addFinalizer(() =>
-    Effect.forEach(programs.values(), ({ pool, probes }) => Effect.andThen(pool.killAll, probes.killAll), {
-      discard: true
-    })
-  )
-  return (spec: Spec, purpose: "pool" | "probes"): Effect.Effect<Transport, ConnectionLost> =>
-    spec._tag === "WebSocket" ? connectWebSocket(spec) : programs.get(spec.id)![purpose].connect
+  yield* Effect.addFinalizer(() => Effect.forEach(programs.values(), (program) => program.killAll, { discard: true }))
+  return (spec: Spec): Effect.Effect<Transport, ConnectionLost> =>
+    spec._tag === "WebSocket" ? connectWebSocket(spec) : programs.get(spec.id)!.connect
 })
 
 /** Opens environment `id` in the current scope: this machine's executor and files, or a remote link to `spec`. */
@@ -258,7 +251,7 @@ const open = (options: Options, health: HealthBook, connectOf: Effect.Success<Re
       const fileSystem = Context.get(yield* Layer.build(NodeFileSystem.layer), FileSystem.FileSystem)
       return { executor, fileSystem, location: { _tag: "Local" } } satisfies Entry
     }
-    const remote = yield* RemoteExecutor.makeEnvironment(connectOf(spec, "pool"), {
+    const remote = yield* RemoteExecutor.makeEnvironment(connectOf(spec), {
       ...options.remote,
       connectTimeout: Configs.setupTimeoutOf(spec)
     })
@@ -285,7 +278,7 @@ export const make = Effect.fnUntraced(function*(config: RegistryConfig, options:
     changes,
     recoveries: yield* FiberMap.make<string>(),
     probe: (id) =>
-      probe(connectOf(specs.get(id)!, "probes"), {
+      probe(connectOf(specs.get(id)!), {
         clientName: options.remote?.clientName ?? "effect-exec",
         timeout: Configs.setupTimeoutOf(specs.get(id)!)
       }),

@@ -24,16 +24,6 @@ export interface Program {
   readonly cwd?: string | undefined
 }
 
-/** What the supervisor saw of its children, for a health table. */
-export interface ProgramStatus {
-  /** Children started so far (the first start, then one per restart). */
-  readonly starts: number
-  /** Whether a child runs now. */
-  readonly running: boolean
-  /** How the last child that ended ended ("exited with code 1: …"), if one did. */
-  readonly lastExit: string | undefined
-}
-
 /** The end of what a child wrote to stderr, kept to say why it died. */
 class StderrTail {
   private bytes = Buffer.alloc(0)
@@ -95,16 +85,10 @@ const kill = (child: ChildProcess): Effect.Effect<void> =>
 /** Starts and keeps the children of one program; see the module header. */
 export class ProgramSupervisor {
   private readonly children = new Set<ChildProcess>()
-  private starts = 0
-  private lastExit: string | undefined
   private readonly spec: Program
 
   constructor(spec: Program) {
     this.spec = spec
-  }
-
-  get status(): ProgramStatus {
-    return { starts: this.starts, running: this.children.size > 0, lastExit: this.lastExit }
   }
 
   /** Starts a child and speaks NDJSON to it; closing the transport kills it. */
@@ -126,12 +110,8 @@ export class ProgramSupervisor {
         resume(Effect.fail(new ConnectionLost({ description: `cannot start ${program}: ${error.message}` })))
       })
       child.once("spawn", () => {
-        this.starts++
         this.children.add(child)
-        child.once("exit", () => {
-          this.children.delete(child)
-          this.lastExit = describeExit(child, program, stderr)
-        })
+        child.once("exit", () => this.children.delete(child))
         resume(Effect.succeed(this.transport(child, program, stderr)))
       })
       return kill(child)
