@@ -1,13 +1,15 @@
 /**
  * Bounded byte buffers for captured output: keep the head (Codex's "shell
  * tool" rule), keep everything, or keep the head and the tail and count what
- * was cut between them. Memory is bounded by the caps, never by the output.
+ * was cut between them. Memory is bounded by the caps, never by the output,
+ * and follows the bytes kept, never the number of chunks they came in.
  *
  * Also the Codex rule that combines capped stdout and stderr into one
  * `aggregated` buffer.
  *
  * @since 0.1.0
  */
+import { ByteBlocks, ByteRing } from "./internal/bytes.ts"
 
 /**
  * What a capture kept of one stream, and what it saw.
@@ -87,42 +89,22 @@ const concat = (chunks: ReadonlyArray<Uint8Array>, length: number): Uint8Array =
   return out
 }
 
-/** Keeps bytes up to `maxBytes` (Infinity for all). */
+/**
+ * Keeps bytes up to `maxBytes` (Infinity for all), copied into blocks: what it
+ * holds follows the bytes kept, never the number of chunks (an empty chunk
+ * costs nothing).
+ */
 const headKeeper = (maxBytes: number) => {
-  const chunks: Array<Uint8Array> = []
-  let length = 0
+  const blocks = new ByteBlocks()
   return {
     append(chunk: Uint8Array): number {
-      const room = maxBytes - length
-      if (room <= 0) return 0
+      const room = maxBytes - blocks.length
+      if (room <= 0 || chunk.length === 0) return 0
       const kept = chunk.length <= room ? chunk : chunk.subarray(0, room)
-      chunks.push(kept)
-      length += kept.length
+      blocks.append(kept)
       return kept.length
     },
-    get length() {
-      return length
-    },
-    bytes: () => concat(chunks, length)
-  }
-}
-
-/** Keeps the last `maxBytes` bytes. */
-const tailKeeper = (maxBytes: number) => {
-  const chunks: Array<Uint8Array> = []
-  let length = 0
-  return {
-    append(chunk: Uint8Array): void {
-      if (maxBytes === 0) return
-      const kept = chunk.length > maxBytes ? chunk.subarray(chunk.length - maxBytes) : chunk
-      chunks.push(kept)
-      length += kept.length
-      while (length - chunks[0]!.length >= maxBytes) length -= chunks.shift()!.length
-    },
-    bytes: (): Uint8Array => {
-      const all = concat(chunks, length)
-      return all.length > maxBytes ? all.subarray(all.length - maxBytes) : all
-    }
+    bytes: () => blocks.bytes()
   }
 }
 
@@ -146,7 +128,8 @@ export const make = (limit: Limit): CappedBuffer => {
   const head = headKeeper(
     limit._tag === "Head" ? limit.maxBytes : limit._tag === "HeadTail" ? limit.headBytes : Infinity
   )
-  const tail = limit._tag === "HeadTail" ? tailKeeper(limit.tailBytes) : undefined
+  // the last bytes, in one ring of their size
+  const tail = limit._tag === "HeadTail" ? new ByteRing(limit.tailBytes) : undefined
   return {
     append(chunk) {
       total += chunk.length

@@ -2,7 +2,8 @@
  * `Exec.run`: run one command in the current `Environment` and return a typed
  * result. One consume loop serves every executor: start, then a `Stream` of
  * long-poll reads (`afterSeq = nextSeq - 1`) until the process is closed,
- * raced against the timeout and an optional interrupt; live deltas go to the
+ * raced against the timeout and an optional interrupt, while the request's
+ * stdin (or a terminal's keys) is written in; live deltas go to the
  * `OutputSink` (capped per call), chunks fold into capped buffers, and after
  * the exit the loop drains for at most `drainLimit`, so a background child
  * that keeps a pipe open cannot hang the call.
@@ -21,7 +22,7 @@ import * as Stream from "effect/Stream"
 import * as CappedBuffer from "./CappedBuffer.ts"
 import { Environment } from "./Environment.ts"
 import { EnvironmentRegistry, type Selection } from "./EnvironmentRegistry.ts"
-import { EnvironmentUnavailable, type Executor, ExecutorError } from "./Executor.ts"
+import { EnvironmentUnavailable, type Executor, ExecutorError, fail, InvalidRequest } from "./Executor.ts"
 import * as InternalDefaults from "./internal/defaults.ts"
 import { OutputSink } from "./OutputSink.ts"
 import * as Protocol from "./Protocol.ts"
@@ -33,9 +34,11 @@ import * as Sandbox from "./Sandbox.ts"
 
 /**
  * What to keep of the output. `"shellTool"` (Codex's default): the first 1 MiB
- * of each stream, and the timeout applies. `"fullBuffer"`: everything, and no
- * timeout. `headTail`: the first `headBytes` and the last `tailBytes` of each
- * stream, with the cut counted (the errors are usually at the end).
+ * of each stream, with a 10 s timeout unless the request names one.
+ * `"fullBuffer"`: everything, with no timeout unless the request names one.
+ * `headTail`: the first `headBytes` and the last `tailBytes` of each stream,
+ * with the cut counted (the errors are usually at the end), and the 10 s
+ * default timeout.
  *
  * @category models
  * @since 0.1.0
@@ -88,10 +91,24 @@ export interface ExecRequest {
    * enforce the policy fails the call with `SandboxRefused`.
    */
   readonly sandbox?: Sandbox.Policy
-  /** Default 10 seconds; ignored by `"fullBuffer"` capture. */
+  /**
+   * Kills the process group after this long (exit code 124). Honoured with
+   * every capture; without it, `"shellTool"` and head/tail capture time out
+   * after 10 seconds (Codex's shell tool) and `"fullBuffer"` never does.
+   * `Duration.infinity` disables it.
+   */
   readonly timeout?: Duration.Input
   /** Default `"shellTool"`. */
   readonly capture?: Capture
+  /**
+   * What the command reads on its stdin: a string (as UTF-8), bytes, or a
+   * `Stream` of bytes written as it comes, each chunk once the command's pipe
+   * took the previous one; then its stdin is ended, so it reads end-of-file.
+   * Without it, stdin is `/dev/null`. Not with `tty`: type into the terminal
+   * with `tty.input`. A Codex 0.169 exec-server cannot end a pipe's input, so
+   * there the command gets the bytes but no end-of-file.
+   */
+  readonly stdin?: string | Uint8Array | Stream.Stream<Uint8Array>
   /** Runs once the process is running (Codex's `after_spawn`). */
   readonly onSpawn?: Effect.Effect<void>
   /** When this completes the process group is terminated and the result says `Interrupted`. */
@@ -137,12 +154,21 @@ export type Termination = Data.TaggedEnum<{
   Exited: { readonly exitCode: number }
   /** It died of a signal it was not sent by us. */
   Signaled: { readonly signal: string | null }
-  /** The timeout passed; its process group was killed. */
+  /**
+   * The timeout passed (it counts from the call: connecting and starting
+   * included); whatever had started was killed with its process group.
+   */
   TimedOut: { readonly timeout: Duration.Duration }
   /** The request's `interrupt` fired; its process group was killed. */
   Interrupted: {}
-  /** The executor failed while the command ran (for example a lost connection). */
-  Lost: { readonly reason: string }
+  /**
+   * The executor failed while the command ran: the link to the exec-server
+   * was lost (`ConnectionLost`), or the server broke the protocol
+   * (`ProtocolViolation`: it repeated or inflated output, sent an impossible
+   * exit code, …). `reason` is the error's one-line message; the command may
+   * still run there (the loop asked for it to be killed).
+   */
+  Lost: { readonly reason: string; readonly error: ExecutorError }
 }>
 
 /**
@@ -161,9 +187,13 @@ export const Termination = Data.taggedEnum<Termination>()
  */
 export interface ExecResult {
   readonly processId: string
-  /** The exit code; 124 on timeout, 128 + n for a death by signal n, -1 when unknown. */
+  /**
+   * The exit code; 124 on timeout, 128 + n for a death by signal n, -1 when
+   * unknown, and -1 for every `Lost` run (whatever the executor said before it
+   * failed: the run's output may be incomplete, or its server untrustworthy).
+   */
   readonly exitCode: number
-  /** The signal that ended it, when it died of one. */
+  /** The signal that ended it, when it died of one (`null` for a `Lost` run). */
   readonly signal: string | null
   /** What the command wrote to stdout; with `tty`, everything its terminal showed. */
   readonly stdout: CappedBuffer.Captured
@@ -204,7 +234,9 @@ export const Defaults = {
   shellToolBytes: InternalDefaults.exec.shellToolBytes,
   /** Read size and long-poll wait of one `process/read`. */
   readBytes: InternalDefaults.exec.readBytes,
-  readWaitMillis: InternalDefaults.exec.readWaitMillis
+  readWaitMillis: InternalDefaults.exec.readWaitMillis,
+  /** The largest chunk of `stdin` one `process/write` carries. */
+  writeBytes: InternalDefaults.exec.writeBytes
 } as const
 
 // =============================================================================
@@ -227,6 +259,10 @@ const aggregateCap = (capture: Capture): number | undefined =>
 
 /** Everything the loop has learnt so far; it survives a timeout or interrupt. */
 class Progress {
+  /** `start` was asked for: from here on the process may exist. */
+  startSent = false
+  /** `start` answered: the process exists. */
+  started = false
   afterSeq = 0
   exited = false
   closed = false
@@ -255,13 +291,23 @@ const reads = (executor: Executor["Service"], processId: string, progress: Progr
   Stream.paginate(progress.afterSeq, (afterSeq) =>
     Effect.map(
       executor.read({ processId, afterSeq, maxBytes: Defaults.readBytes, waitMs: Defaults.readWaitMillis }),
-      (result) => [[result], Protocol.isDrained(result) ? Option.none() : Option.some(result.nextSeq - 1)] as const
+      // the cursor never goes back: an executor that says otherwise cannot make the loop read output twice
+      (result) =>
+        [
+          [result],
+          Protocol.isDrained(result) ? Option.none() : Option.some(Math.max(afterSeq, result.nextSeq - 1))
+        ] as const
     ))
 
 /** Folds one read into the progress and sends its deltas. */
-const absorb = (progress: Progress, sink: OutputSink["Service"], callId: string, maxDeltas: number) =>
+const absorb = (progress: Progress, sink: OutputSink.Service, callId: string, maxDeltas: number) =>
   Effect.fnUntraced(function*(result: Protocol.ReadResult) {
     for (const { chunk, seq, stream } of result.chunks) {
+      // nothing twice: a chunk at or before the cursor was taken already; an empty one is nothing
+      if (seq <= progress.afterSeq || chunk.length === 0) {
+        progress.afterSeq = Math.max(progress.afterSeq, seq)
+        continue
+      }
       ;(stream === "stderr" ? progress.stderr : progress.stdout).append(chunk)
       // advance per chunk: an interrupt between chunks must not make a re-read repeat one
       progress.afterSeq = seq
@@ -272,7 +318,7 @@ const absorb = (progress: Progress, sink: OutputSink["Service"], callId: string,
         progress.deltasSkipped++
       }
     }
-    progress.afterSeq = result.nextSeq - 1
+    progress.afterSeq = Math.max(progress.afterSeq, result.nextSeq - 1)
     progress.droppedByExecutor += result.dropped?.bytes ?? 0
     progress.exited = result.exited
     progress.closed = result.closed
@@ -325,9 +371,49 @@ const feedTerminal = (executor: Executor["Service"], processId: string, terminal
     Effect.never
   )
 
-/** A start that was interrupted, or whose answer a lost link swallowed, may have started the process. */
+/** A request's `stdin` as a stream of writes, none larger than one write may carry. */
+const stdinChunks = (stdin: NonNullable<ExecRequest["stdin"]>): Stream.Stream<Uint8Array> => {
+  const split = (bytes: Uint8Array): Array<Uint8Array> => {
+    const chunks: Array<Uint8Array> = []
+    for (let offset = 0; offset < bytes.length; offset += Defaults.writeBytes) {
+      chunks.push(bytes.subarray(offset, offset + Defaults.writeBytes))
+    }
+    return chunks
+  }
+  if (typeof stdin === "string") return Stream.fromIterable(split(new TextEncoder().encode(stdin)))
+  if (stdin instanceof Uint8Array) return Stream.fromIterable(split(stdin))
+  return Stream.flatMap(stdin, (chunk) => Stream.fromIterable(split(chunk)))
+}
+
+/**
+ * Writes `stdin` to the process in order, each chunk once the previous one was
+ * taken, then ends its stdin; then waits forever (the caller races it against
+ * the consume loop). It stops early when the command no longer reads (its
+ * stdin closed, or it exited). A failure stops the feeding only: the loop
+ * reports a lost process, and an executor that cannot end stdin (a Codex
+ * server) leaves the command without end-of-file.
+ */
+const feedStdin = (executor: Executor["Service"], processId: string, stdin: Stream.Stream<Uint8Array>) =>
+  stdin.pipe(
+    Stream.mapEffect((chunk) => executor.write({ processId, chunk })),
+    Stream.takeUntil((status) => status !== "accepted"),
+    Stream.runLast,
+    Effect.flatMap((last) =>
+      Option.isNone(last) || last.value === "accepted" ? Effect.asVoid(executor.closeStdin(processId)) : Effect.void
+    ),
+    Effect.ignore,
+    Effect.andThen(Effect.never)
+  )
+
+/**
+ * A start that was interrupted, whose answer a lost link swallowed, or whose
+ * answer broke the protocol may have started the process.
+ */
 const mayHaveStarted = (cause: Cause.Cause<ExecutorError>): boolean =>
-  cause.reasons.some((reason) => reason._tag !== "Fail" || reason.error.reason._tag === "ConnectionLost")
+  cause.reasons.some((reason) =>
+    reason._tag !== "Fail" || reason.error.reason._tag === "ConnectionLost" ||
+    reason.error.reason._tag === "ProtocolViolation"
+  )
 
 /**
  * The environment a run uses, admitted for the run's scope: the one named (or
@@ -354,6 +440,13 @@ const admitted = (
             })
           })
         ))
+
+/** Completes when the timeout passes (`TimedOut`) or the request's interrupt fires (`Interrupted`). */
+const deadline = (timeout: Duration.Duration | undefined, interrupt: Effect.Effect<void> | undefined) =>
+  Effect.raceFirst(
+    Effect.as(timeout === undefined ? Effect.never : Effect.sleep(timeout), { _tag: "TimedOut" } as const),
+    Effect.as(interrupt ?? Effect.never, { _tag: "Interrupted" } as const)
+  )
 
 type Outcome =
   | { readonly _tag: "Finished" }
@@ -394,21 +487,42 @@ type Outcome =
  * @since 0.1.0
  */
 export const run: {
-  (request: ExecRequestIn): Effect.Effect<ExecResult, ExecutorError, EnvironmentRegistry | OutputSink>
-  (request: ExecRequest): Effect.Effect<ExecResult, ExecutorError, Environment | OutputSink>
+  (request: ExecRequestIn): Effect.Effect<ExecResult, ExecutorError, EnvironmentRegistry>
+  (request: ExecRequest): Effect.Effect<ExecResult, ExecutorError, Environment>
 } = Effect.fn("Exec.run")(function*(request: ExecRequest & { readonly environment?: Selection }): Effect.fn.Return<
   ExecResult,
   ExecutorError,
-  Environment | OutputSink | Scope.Scope
+  Environment | Scope.Scope
 > {
-  const environment = yield* admitted(request.environment)
-  const sink = yield* OutputSink
-  const { executor } = environment
   const capture = request.capture ?? "shellTool"
   const terminal = request.tty === true ? {} : request.tty === false ? undefined : request.tty
+  if (terminal !== undefined && request.stdin !== undefined) {
+    return yield* fail(
+      new InvalidRequest({ description: "stdin is for a command on pipes: with tty, type into it with tty.input" })
+    )
+  }
+  const stdin = request.stdin === undefined ? undefined : stdinChunks(request.stdin)
   const processId = `shell-${crypto.randomUUID()}`
   const startedAt = yield* Clock.currentTimeMillis
   const progress = new Progress(limitOf(capture))
+  const timeout = timeoutOf(request, capture)
+  // An environment of a registry may make the run wait for a slot: the wait
+  // is part of the timeout, and the interrupt ends it too.
+  const admission = yield* Effect.raceFirst(
+    Effect.map(admitted(request.environment), (environment) => ({ _tag: "Admitted", environment }) as const),
+    deadline(timeout, request.interrupt)
+  )
+  if (admission._tag !== "Admitted") {
+    return finish(capture, timeout, processId, progress, admission, (yield* Clock.currentTimeMillis) - startedAt)
+  }
+  const { executor } = admission.environment
+  const remaining = timeout === undefined
+    ? undefined
+    : Duration.max(
+      Duration.zero,
+      Duration.subtract(timeout, Duration.millis((yield* Clock.currentTimeMillis) - startedAt))
+    )
+  const sink = yield* OutputSink
   const step = absorb(progress, sink, request.callId ?? processId, request.maxDeltas ?? Defaults.maxDeltas)
   const inheritAll: Protocol.EnvPolicy = {
     inherit: "all",
@@ -418,78 +532,114 @@ export const run: {
     includeOnly: []
   }
 
-  const cwd = request.cwd ?? (yield* executor.defaultCwd)
   // Killing must not hang on an executor that stopped answering (a silent
   // server): it gets as long as the drain, then the call goes on without it.
   const terminate = executor.terminate(processId).pipe(Effect.timeoutOption(Defaults.drainLimit), Effect.ignore)
+  const start = Effect.gen(function*() {
+    const cwd = request.cwd ?? (yield* executor.defaultCwd)
+    progress.startSent = true
+    const started = yield* executor.start({
+      processId,
+      argv: request.command,
+      cwd,
+      env: request.env ?? {},
+      tty: terminal !== undefined,
+      ...(terminal?.size === undefined ? {} : { size: terminal.size }),
+      ...(stdin === undefined ? {} : { pipeStdin: true }),
+      arg0: null,
+      envPolicy: request.envPolicy ?? (request.env === undefined ? inheritAll : null),
+      sandbox: request.sandbox === undefined ? null : Sandbox.toWire(request.sandbox, cwd),
+      backpressure: true,
+      // this loop pulls output with process/read: no need for a pushed copy
+      outputNotifications: false
+    })
+    progress.started = true
+    progress.sandboxType = started.sandboxType ?? "none"
+  })
+
+  // what is written into the command while it runs: a terminal's keys and resizes, or stdin
+  const feedInput = terminal !== undefined
+    ? feedTerminal(executor, processId, terminal)
+    : stdin !== undefined
+    ? feedStdin(executor, processId, stdin)
+    : Effect.never
 
   return yield* Effect.uninterruptibleMask((restore) =>
     Effect.gen(function*() {
-      const started = yield* restore(executor.start({
-        processId,
-        argv: request.command,
-        cwd,
-        env: request.env ?? {},
-        tty: terminal !== undefined,
-        ...(terminal?.size === undefined ? {} : { size: terminal.size }),
-        arg0: null,
-        envPolicy: request.envPolicy ?? (request.env === undefined ? inheritAll : null),
-        sandbox: request.sandbox === undefined ? null : Sandbox.toWire(request.sandbox, cwd),
-        backpressure: true,
-        // this loop pulls output with process/read: no need for a pushed copy
-        outputNotifications: false
-      })).pipe(
-        // interrupted or cut off while starting: the process may exist all the same
-        Effect.onError((cause) => mayHaveStarted(cause) ? terminate : Effect.void)
+      // The timeout and the interrupt race everything, the start included: a
+      // server that never answers `process/start` cannot outlast the deadline.
+      const outcome: Outcome = yield* restore(Effect.raceFirst(
+        startThenConsume(executor, processId, progress, step, start, request.onSpawn, feedInput),
+        deadline(remaining, request.interrupt)
+      )).pipe(
+        // a start interrupted or cut off may have started the process all the same
+        Effect.onError((cause) => progress.startSent && mayHaveStarted(cause) ? terminate : Effect.void)
       )
-      progress.sandboxType = started.sandboxType ?? "none"
-      // From here on the process exists: any way out must leave it dead or done.
-      const outcome: Outcome = yield* restore(Effect.gen(function*() {
-        if (request.onSpawn) yield* request.onSpawn
-        const timeout = capture === "fullBuffer"
-          ? Effect.never
-          : Effect.sleep(request.timeout ?? Defaults.timeout)
-        return yield* Effect.raceFirst(
-          consume(executor, processId, progress, step).pipe(
-            Effect.as<Outcome>({ _tag: "Finished" }),
-            Effect.catch((error) => Effect.succeed<Outcome>({ _tag: "Lost", error }))
-          ),
-          Effect.raceFirst(
-            Effect.as(timeout, { _tag: "TimedOut" } as const),
-            Effect.raceFirst(
-              Effect.as(request.interrupt ?? Effect.never, { _tag: "Interrupted" } as const),
-              terminal === undefined ? Effect.never : feedTerminal(executor, processId, terminal)
-            )
-          )
-        )
-      })).pipe(Effect.onInterrupt(() => terminate))
 
-      if (outcome._tag !== "Finished") {
-        yield* terminate
-        // collect what the killed group left in its pipes, within the drain limit
-        if (outcome._tag !== "Lost") {
-          yield* restore(
-            consume(executor, processId, progress, step).pipe(
-              Effect.ignore,
-              Effect.timeoutOption(Defaults.drainLimit)
-            )
-          ).pipe(Effect.onInterrupt(() => terminate))
-        }
+      if (outcome._tag !== "Finished" && progress.startSent) {
+        // kill what may run, then collect what the killed group left in its
+        // pipes: both within one drain limit past the deadline
+        yield* restore(
+          Effect.andThen(
+            terminate,
+            progress.started && outcome._tag !== "Lost"
+              ? Effect.ignore(consume(executor, processId, progress, step))
+              : Effect.void
+          ).pipe(Effect.timeoutOption(Defaults.drainLimit))
+        ).pipe(Effect.onInterrupt(() => terminate))
       }
 
       const finishedAt = yield* Clock.currentTimeMillis
-      return finish(request, capture, processId, progress, outcome, finishedAt - startedAt)
+      return finish(capture, timeout, processId, progress, outcome, finishedAt - startedAt)
     })
   )
   // the admission (a slot of a registry environment) is held until the run is over
 }, Effect.scoped) as {
-  (request: ExecRequestIn): Effect.Effect<ExecResult, ExecutorError, EnvironmentRegistry | OutputSink>
-  (request: ExecRequest): Effect.Effect<ExecResult, ExecutorError, Environment | OutputSink>
+  (request: ExecRequestIn): Effect.Effect<ExecResult, ExecutorError, EnvironmentRegistry>
+  (request: ExecRequest): Effect.Effect<ExecResult, ExecutorError, Environment>
+}
+
+/**
+ * Starts the process, then reads it to its end (feeding its input
+ * meanwhile). Fails only when the start does; a failure of the executor
+ * after the start is the outcome `Lost`.
+ */
+const startThenConsume = (
+  executor: Executor["Service"],
+  processId: string,
+  progress: Progress,
+  step: (result: Protocol.ReadResult) => Effect.Effect<void>,
+  start: Effect.Effect<void, ExecutorError>,
+  onSpawn: Effect.Effect<void> | undefined,
+  feedInput: Effect.Effect<never>
+): Effect.Effect<Outcome, ExecutorError> =>
+  Effect.gen(function*() {
+    yield* start
+    if (onSpawn) yield* onSpawn
+    return yield* Effect.raceFirst(
+      consume(executor, processId, progress, step).pipe(
+        Effect.as<Outcome>({ _tag: "Finished" }),
+        Effect.catch((error) => Effect.succeed<Outcome>({ _tag: "Lost", error }))
+      ),
+      feedInput
+    )
+  })
+
+/**
+ * The request's timeout; without one, Codex's 10 s for its shell tool's
+ * capture (and head/tail), none for a full buffer.
+ */
+const timeoutOf = (request: ExecRequest, capture: Capture): Duration.Duration | undefined => {
+  if (request.timeout !== undefined) {
+    const timeout = Duration.fromInputUnsafe(request.timeout)
+    return Duration.isFinite(timeout) ? timeout : undefined
+  }
+  return capture === "fullBuffer" ? undefined : Defaults.timeout
 }
 
 const finish = (
-  request: ExecRequest,
   capture: Capture,
+  timeout: Duration.Duration | undefined,
   processId: string,
   progress: Progress,
   outcome: Outcome,
@@ -501,23 +651,26 @@ const finish = (
   const exitedBySignal = progress.exited && (signal !== null || progress.exitCode === -1)
   const signalExitCode = Protocol.signaledExitCode(signal)
   const termination: Termination = outcome._tag === "TimedOut"
-    ? Termination.TimedOut({ timeout: Duration.fromInputUnsafe(request.timeout ?? Defaults.timeout) })
+    ? Termination.TimedOut({ timeout: timeout ?? Duration.infinity })
     : outcome._tag === "Interrupted"
     ? Termination.Interrupted()
     : outcome._tag === "Lost"
-    ? Termination.Lost({ reason: outcome.error.message })
+    ? Termination.Lost({ reason: outcome.error.message, error: outcome.error })
     : exitedBySignal
     ? Termination.Signaled({ signal })
     : Termination.Exited({ exitCode: progress.exitCode ?? -1 })
+  // a Lost run claims no exit code: its output may be cut short, or come from a server that broke the protocol
   const exitCode = outcome._tag === "TimedOut"
     ? Defaults.timeoutExitCode
+    : outcome._tag === "Lost"
+    ? -1
     : signalExitCode !== -1
     ? signalExitCode
     : progress.exitCode ?? -1
   return {
     processId,
     exitCode,
-    signal,
+    signal: outcome._tag === "Lost" ? null : signal,
     stdout,
     stderr,
     aggregated: CappedBuffer.aggregateCaptured(stdout, stderr, aggregateCap(capture)),
@@ -531,3 +684,124 @@ const finish = (
     sandboxDenied: progress.sandboxDenied
   }
 }
+
+// =============================================================================
+// One-liners
+// =============================================================================
+
+/**
+ * A command that did not succeed: it exited non-zero, died of a signal, timed
+ * out, was interrupted or lost. `result` has everything it did (its output,
+ * exit code, termination); the message says how it ended and quotes the end
+ * of its stderr.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class CommandFailed extends Data.TaggedError("CommandFailed")<{
+  readonly command: ReadonlyArray<string>
+  readonly result: ExecResult
+}> {
+  override get message(): string {
+    const { result } = this
+    const how = Termination.$match(result.termination, {
+      Exited: ({ exitCode }) => `exited with code ${exitCode}`,
+      Signaled: ({ signal }) => `was killed by ${signal ?? "a signal"}`,
+      TimedOut: ({ timeout }) => `timed out after ${Duration.format(timeout)}`,
+      Interrupted: () => "was interrupted",
+      Lost: ({ reason }) => `was lost: ${reason}`
+    })
+    const stderr = result.stderr.text.trimEnd()
+    const tail = stderr.length > 500 ? `…${stderr.slice(-500)}` : stderr
+    return `${this.command.join(" ")} ${how}${tail === "" ? "" : `: ${tail}`}`
+  }
+}
+
+/**
+ * What a one-liner runs: an argv, or a full request.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Command = ReadonlyArray<string> | ExecRequest
+
+const isArgv = (command: Command): command is ReadonlyArray<string> => Array.isArray(command)
+
+/** A one-liner keeps all of the output and has no deadline, unless the request says otherwise. */
+const requestOf = (command: Command): ExecRequest =>
+  isArgv(command) ? { command, capture: "fullBuffer" } : { capture: "fullBuffer", ...command }
+
+/**
+ * Runs a command and succeeds only when it exits 0; otherwise fails with
+ * {@link CommandFailed}, which carries the whole result.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Environment, Exec } from "effect-exec"
+ *
+ * const program = Exec.runOrFail({ command: ["make", "test"], timeout: "5 minutes" }).pipe(
+ *   Effect.catchTag("CommandFailed", (error) => Effect.logError(error.result.aggregated.text)),
+ *   Effect.provide(Environment.layerLocal)
+ * )
+ * ```
+ *
+ * @category running
+ * @since 0.1.0
+ */
+export const runOrFail = Effect.fn("Exec.runOrFail")(function*(request: ExecRequest): Effect.fn.Return<
+  ExecResult,
+  ExecutorError | CommandFailed,
+  Environment
+> {
+  const result = yield* run(request)
+  if (result.termination._tag === "Exited" && result.exitCode === 0) return result
+  return yield* new CommandFailed({ command: request.command, result })
+})
+
+/**
+ * Runs a command and returns its stdout as text, as `$(…)` in a shell; fails
+ * with {@link CommandFailed} unless it exits 0. An argv alone keeps all of the
+ * output and has no timeout; a request may say otherwise.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Environment, Exec } from "effect-exec"
+ *
+ * const head = Exec.string(["git", "rev-parse", "HEAD"]).pipe(Effect.provide(Environment.layerLocal))
+ * ```
+ *
+ * @category running
+ * @since 0.1.0
+ */
+export const string = (command: Command): Effect.Effect<string, ExecutorError | CommandFailed, Environment> =>
+  Effect.map(runOrFail(requestOf(command)), (result) => result.stdout.text)
+
+/**
+ * Runs a command and returns the lines of its stdout (without their line
+ * ends, `\n` or `\r\n`; no empty last line for a final newline); fails with
+ * {@link CommandFailed} unless it exits 0.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Environment, Exec } from "effect-exec"
+ *
+ * const files = Exec.lines({ command: ["git", "ls-files"], cwd: "/repo" }).pipe(
+ *   Effect.provide(Environment.layerLocal)
+ * )
+ * ```
+ *
+ * @category running
+ * @since 0.1.0
+ */
+export const lines = (
+  command: Command
+): Effect.Effect<ReadonlyArray<string>, ExecutorError | CommandFailed, Environment> =>
+  Effect.map(string(command), (text) => {
+    if (text === "") return []
+    const split = text.split(/\r?\n/)
+    if (split.at(-1) === "") split.pop()
+    return split
+  })

@@ -10,6 +10,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type * as Stream from "effect/Stream"
+import { oneLine } from "./internal/oneLine.ts"
 import type * as Protocol from "./Protocol.ts"
 
 // =============================================================================
@@ -166,6 +167,23 @@ export class ServerError extends Schema.TaggedClass<ServerError>()("ServerError"
   }
 }
 
+/**
+ * A remote executor broke the protocol: an answer that does not match its
+ * method's schema, a read answer larger than asked for, output that repeats
+ * or goes backwards, an exit code outside -1–255, … Nothing it said after
+ * that is trusted: `Exec.run` ends the command as `Lost`.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class ProtocolViolation extends Schema.TaggedClass<ProtocolViolation>()("ProtocolViolation", {
+  description: Schema.String
+}) {
+  get message(): string {
+    return `the exec-server broke the protocol: ${this.description}`
+  }
+}
+
 // -----------------------------------------------------------------------------
 // File reasons: the `fs/*` methods of an exec-server (Codex's codes in brackets)
 // -----------------------------------------------------------------------------
@@ -255,6 +273,7 @@ export const ExecutorErrorReason = Schema.Union([
   ConnectionLost,
   EnvironmentUnavailable,
   ServerError,
+  ProtocolViolation,
   PathNotFound,
   PathAccessDenied,
   FileTooLarge,
@@ -268,7 +287,10 @@ export const ExecutorErrorReason = Schema.Union([
 export type ExecutorErrorReason = typeof ExecutorErrorReason.Type
 
 /**
- * The one error an `Executor` fails with; `reason` says why.
+ * The one error an `Executor` fails with; `reason` says why. Its `message`
+ * is always one line (a server's words included: control characters are
+ * spaces, and it is cut at 512 characters), so a command line can print it
+ * as is.
  *
  * @example
  * ```ts
@@ -291,7 +313,7 @@ export class ExecutorError extends Schema.TaggedError<ExecutorError>()("Executor
   reason: ExecutorErrorReason
 }) {
   override get message(): string {
-    return this.reason.message
+    return oneLine(this.reason.message)
   }
 }
 
@@ -374,6 +396,14 @@ export class Executor extends Context.Service<Executor, {
    * once the process has exited it does nothing.
    */
   readonly resize: (processId: string, size: Protocol.TerminalSize) => Effect.Effect<void, ExecutorError>
+  /**
+   * Ends the stdin of a process started with `pipeStdin`, after the writes
+   * before it: the command reads end-of-file. `stdinClosed` when it was closed
+   * already or the process exited. Fails with `InvalidRequest` for a `tty`
+   * process (type Ctrl-D into its terminal instead), and with `Unsupported`
+   * where the executor cannot (a Codex 0.169 server has no such method).
+   */
+  readonly closeStdin: (processId: string) => Effect.Effect<Protocol.WriteStatus, ExecutorError>
   readonly events: (
     processId: string,
     options?: { readonly afterSeq?: number }

@@ -710,6 +710,18 @@ export const ResizeParams = Schema.Struct({
   size: TerminalSize
 })
 
+/**
+ * Parameters of `process/closeStdin` (our extension): ends the stdin of a
+ * process started with `pipeStdin`, after every write accepted before it, so
+ * the command reads end-of-file. Codex has no way to end a pipe's input.
+ * Answers with a {@link WriteStatus}: `accepted` once it is closed,
+ * `stdinClosed` when it was closed already (or the process has exited).
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const CloseStdinParams = Schema.Struct({ processId: Schema.String })
+
 // =============================================================================
 // Notifications (server → client)
 // =============================================================================
@@ -959,6 +971,7 @@ export const requests = {
   "process/terminate": request(TerminateParams, TerminateResult),
   "process/signal": request(SignalParams, EmptyResult, { extension: true }),
   "process/resize": request(ResizeParams, EmptyResult, { extension: true }),
+  "process/closeStdin": request(CloseStdinParams, WriteResult, { extension: true }),
   "fs/getMetadata": request(PathParams, GetMetadataResult),
   "fs/readFile": request(ReadFileParams, ReadFileResult),
   "fs/writeFile": request(WriteFileParams, EmptyResult),
@@ -1109,6 +1122,7 @@ const codeOf = (reason: ExecutorErrorReason): number => {
       return ErrorCode.invalidParams
     case "SpawnFailed":
     case "ConnectionLost":
+    case "ProtocolViolation":
     case "FileSystemFailure":
       return ErrorCode.internalError
     case "ServerError":
@@ -1203,8 +1217,9 @@ const codexReason = (error: WireError, context: ErrorContext): ExecutorErrorReas
 /**
  * The executor failure a JSON-RPC error stands for: the typed reason when the
  * server sent one (ours), else told from Codex's codes and messages. A server's
- * `ConnectionLost` (its own link to somewhere else) is a `ServerError` here:
- * `ConnectionLost` means this client's link.
+ * `ConnectionLost` (its own link to somewhere else) or `ProtocolViolation` is a
+ * `ServerError` here: those reasons are this client's judgement of its own
+ * link.
  *
  * @category errors
  * @since 0.1.0
@@ -1214,7 +1229,7 @@ export const errorFromWire = (error: WireError, context: ErrorContext = {}): Exe
   if (typeof data === "object" && data !== null && "reason" in data) {
     const decoded = decodeReason(data.reason)
     if (Exit.isSuccess(decoded)) {
-      return decoded.value._tag === "ConnectionLost"
+      return decoded.value._tag === "ConnectionLost" || decoded.value._tag === "ProtocolViolation"
         ? new ServerError({ code: error.code, description: error.message })
         : decoded.value
     }
@@ -1247,6 +1262,8 @@ export const Limits = {
  * @since 0.1.0
  */
 export const signaledExitCode = (signal: string | null): number => {
-  const number = signal === null ? undefined : (NodeOs.constants.signals as Record<string, number>)[signal]
+  const signals = NodeOs.constants.signals as Record<string, number>
+  // own keys only: a peer's "constructor" or "__proto__" is no signal
+  const number = signal !== null && Object.hasOwn(signals, signal) ? signals[signal] : undefined
   return number === undefined ? -1 : 128 + number
 }

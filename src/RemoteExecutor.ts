@@ -26,12 +26,14 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import WebSocket from "ws"
-import { ConnectionLost, Executor, ExecutorError, Unsupported } from "./Executor.ts"
+import type WebSocket from "ws"
+import { ConnectionLost, Executor, ExecutorError, ProtocolViolation, Unsupported } from "./Executor.ts"
 import * as Defaults from "./internal/defaults.ts"
 import { makeFileSystem } from "./internal/remote/fileSystem.ts"
+import { FootprintProbe } from "./internal/remote/footprint.ts"
 import { Link } from "./internal/remote/link.ts"
 import { ProcessRecords } from "./internal/remote/processRecords.ts"
+import { isExitCode, isSignalName, readAnswerViolation } from "./internal/remote/serverAnswers.ts"
 import { streamedRead } from "./internal/remote/streamedRead.ts"
 import { fromWebSocket, type Transport } from "./JsonRpc.ts"
 import * as Protocol from "./Protocol.ts"
@@ -77,39 +79,53 @@ export interface WebSocketOptions extends Options {
  * @since 0.1.0
  */
 export const connectWebSocket = (options: WebSocketOptions): Effect.Effect<Transport, ConnectionLost> =>
-  Effect.callback<Transport, ConnectionLost>((resume) => {
-    const headers: Record<string, string> = options.token === undefined
-      ? {}
-      : { Authorization: `Bearer ${Redacted.value(options.token)}` }
-    const lost = (description: string) => resume(Effect.fail(new ConnectionLost({ description })))
-    let socket: WebSocket
-    try {
-      socket = new WebSocket(options.url, { headers, maxPayload: Defaults.client.maxFrameBytes })
-    } catch (error) {
-      // a URL ws cannot use ("", "http://…"): the same typed failure as an unreachable one, not a defect
-      return lost(`cannot connect to ${JSON.stringify(options.url)}: ${(error as Error).message}`)
-    }
-    socket.once("open", () => {
-      socket.removeAllListeners("error")
-      resume(Effect.succeed(fromWebSocket(socket)))
-    })
-    socket.once("unexpected-response", (_request, response) => {
-      lost(
-        response.statusCode === 401
-          ? `${options.url} refused the connection: 401 Unauthorized (wrong or missing token)`
-          : `${options.url} refused the WebSocket upgrade: HTTP ${response.statusCode}`
-      )
-      socket.terminate()
-    })
-    socket.once("error", (error) => lost(`cannot connect to ${options.url}: ${error.message}`))
-    return Effect.sync(() => socket.terminate())
-  })
+  // ws (and Node's http, tls and zlib under it) loads on the first connection, not with this module
+  Effect.flatMap(Effect.promise(() => import("ws")), ({ default: WebSocket }) =>
+    Effect.callback<Transport, ConnectionLost>((resume) => {
+      const headers: Record<string, string> = options.token === undefined
+        ? {}
+        : { Authorization: `Bearer ${Redacted.value(options.token)}` }
+      const socketOptions: WebSocket.ClientOptions & { readonly closeTimeout: number } = {
+        headers,
+        maxPayload: Defaults.client.maxFrameBytes,
+        // ws 8.23's own option (its types lag): a server that never answers our
+        // close cannot keep this process alive for ws's default 30 s
+        closeTimeout: Defaults.client.closeTimeoutMillis
+      }
+      const lost = (description: string) =>
+        resume(Effect.fail(new ConnectionLost({ description })))
+      let socket: WebSocket
+      try {
+        socket = new WebSocket(options.url, socketOptions)
+      } catch (error) {
+        // a URL ws cannot use ("", "ws://"): the same typed failure as an unreachable one, not a defect
+        return lost(`cannot connect to ${JSON.stringify(options.url)}: ${(error as Error).message}`)
+      }
+      socket.once("open", () => {
+        socket.removeAllListeners("error")
+        resume(Effect.succeed(fromWebSocket(socket)))
+      })
+      socket.once("unexpected-response", (_request, response) => {
+        lost(
+          response.statusCode === 401
+            ? `${options.url} refused the connection: 401 Unauthorized (wrong or missing token)`
+            : `${options.url} refused the WebSocket upgrade: HTTP ${response.statusCode}`
+        )
+        socket.terminate()
+      })
+      socket.once("error", (error) => lost(`cannot connect to ${options.url}: ${error.message}`))
+      return Effect.sync(() => socket.terminate())
+    }))
 
 const decodeOutput = Schema.decodeUnknownOption(Protocol.OutputNotification)
 const decodeExited = Schema.decodeUnknownOption(Protocol.ExitedNotification)
 const decodeClosed = Schema.decodeUnknownOption(Protocol.ClosedNotification)
 
-/** Routes a server notification into the records. */
+/**
+ * Routes a server notification into the records. One that does not decode, or
+ * whose exit code or signal no process can have, is dropped (a read answer
+ * with them is a protocol violation).
+ */
 const recordNotification = (records: ProcessRecords) => (method: string, params: unknown): void => {
   if (method === "process/output") {
     const output = decodeOutput(params)
@@ -119,7 +135,7 @@ const recordNotification = (records: ProcessRecords) => (method: string, params:
     }
   } else if (method === "process/exited") {
     const exited = decodeExited(params)
-    if (Option.isSome(exited)) {
+    if (Option.isSome(exited) && isExitCode(exited.value.exitCode) && isSignalName(exited.value.signal)) {
       const { exitCode, processId, sandboxDenied, seq, signal } = exited.value
       records.add(processId, {
         _tag: "Exited",
@@ -173,8 +189,13 @@ export const makeEnvironment = Effect.fnUntraced(function*(
     ),
     scope: yield* Effect.scope
   })
-  yield* Effect.addFinalizer(() => link.close)
 
+  yield* Effect.addFinalizer(() => link.close)
+  // tests measure what the client holds through this (nothing listens otherwise)
+  const probe = yield* FootprintProbe
+  if (probe !== undefined) probe(() => records.footprint())
+
+  /** A read answered by the server, checked: output only forwards, no more than asked for, real exit codes. */
   const serverRead = (request: Protocol.ReadParams) =>
     link.callIdempotent("process/read", {
       processId: request.processId,
@@ -182,9 +203,14 @@ export const makeEnvironment = Effect.fnUntraced(function*(
       maxBytes: request.maxBytes ?? null,
       waitMs: request.waitMs ?? null
     }, { processId: request.processId, waitMs: request.waitMs ?? 0 }).pipe(
-      Effect.tap((result) =>
-        Protocol.isDrained(result) ? Effect.sync(() => records.stopStreaming(request.processId)) : Effect.void
-      )
+      Effect.flatMap((result) => {
+        const violation = readAnswerViolation(request, result)
+        if (violation !== undefined) {
+          return Effect.fail(new ExecutorError({ reason: new ProtocolViolation({ description: violation }) }))
+        }
+        if (Protocol.isDrained(result)) records.drained(request.processId)
+        return Effect.succeed(result)
+      })
     )
 
   const start = Effect.fn("RemoteExecutor.start")(function*(request: Protocol.StartParams) {
@@ -243,6 +269,17 @@ export const makeEnvironment = Effect.fnUntraced(function*(
         )
       }
       yield* link.callIdempotent("process/resize", { processId, size }, { processId })
+    }),
+    closeStdin: Effect.fn("RemoteExecutor.closeStdin")(function*(processId: string) {
+      yield* link.client
+      // Codex 0.169 cannot end a pipe's input: say so without asking
+      if (!(link.server.capabilities ?? []).includes("process/closeStdin")) {
+        return yield* Effect.fail(
+          new ExecutorError({ reason: new Unsupported({ feature: "ending a command's stdin (process/closeStdin)" }) })
+        )
+      }
+      const result = yield* link.callIdempotent("process/closeStdin", { processId }, { processId })
+      return result.status
     }),
     defaultCwd: Effect.map(link.client, () => link.server.cwd ?? "/"),
     // only our servers say: a Codex server names no such capability (it sandboxes where its platform can)

@@ -111,11 +111,13 @@ describe("Protocol errors on the wire", () => {
 
   it("round-trips every reason through errorToWire and errorFromWire", () => {
     const tags = new Set(reasons.map((reason) => reason._tag))
-    // every reason but ConnectionLost (the client's own link: see the next test) is covered
+    // every reason but ConnectionLost and ProtocolViolation (the client's own judgement of its link: see the
+    // next test) is covered
     assert.deepStrictEqual(
       [...tags].sort(),
-      Executor.ExecutorErrorReason.members.map((member) => member.identifier).filter((tag) => tag !== "ConnectionLost")
-        .sort()
+      Executor.ExecutorErrorReason.members.map((member) => member.identifier).filter((tag) =>
+        tag !== "ConnectionLost" && tag !== "ProtocolViolation"
+      ).sort()
     )
     for (const reason of reasons) {
       const wire = Protocol.errorToWire(reason)
@@ -148,10 +150,17 @@ describe("Protocol errors on the wire", () => {
     )
   })
 
-  it("reads a server's ConnectionLost as a ServerError: ConnectionLost is this client's own link", () => {
-    const wire = Protocol.errorToWire(new Executor.ConnectionLost({ description: "upstream gone" }))
-    assert.strictEqual(wire.code, -32603)
-    assert.strictEqual(Protocol.errorFromWire(wire)._tag, "ServerError")
+  it("reads a server's ConnectionLost or ProtocolViolation as a ServerError: those judge this client's own link", () => {
+    for (
+      const reason of [
+        new Executor.ConnectionLost({ description: "upstream gone" }),
+        new Executor.ProtocolViolation({ description: "upstream lied" })
+      ]
+    ) {
+      const wire = Protocol.errorToWire(reason)
+      assert.strictEqual(wire.code, -32603)
+      assert.strictEqual(Protocol.errorFromWire(wire)._tag, "ServerError")
+    }
   })
 
   it("reads a Codex server's errors, which carry no typed reason, by code and Codex's messages", () => {
@@ -268,6 +277,7 @@ describe("Protocol's method table", () => {
       "process/terminate",
       "process/signal",
       "process/resize",
+      "process/closeStdin",
       "fs/getMetadata",
       "fs/readFile",
       "fs/writeFile",
@@ -286,6 +296,7 @@ describe("Protocol's method table", () => {
       "fs/readFile.maxBytes",
       "process/signal",
       "process/resize",
+      "process/closeStdin",
       "process/acknowledge"
     ])
     assert.isTrue(Protocol.isRequestMethod("process/read"))

@@ -172,17 +172,27 @@ describe("deploy/: the Kubernetes manifests", () => {
 
 describe("Dockerfile", () => {
   it("a slim Node image of the version the project runs on, the CLI as entrypoint, the port exposed", () => {
-    const from = /^FROM node:(\S+)$/m.exec(dockerfile)
-    assert.isNotNull(from)
-    assert.match(from![1]!, /-slim$/)
-    assert.strictEqual(from![1]!.split("-")[0], packageJson.devDependencies.node)
-    assert.deepStrictEqual(instruction("ENTRYPOINT"), ["node", "--max-semi-space-size=1", "/app/bin/effect-exec.js"])
-    assert.match(dockerfile, /^COPY bin \.\/bin$/m)
-    assert.match(dockerfile, /^COPY src \.\/src$/m)
+    const images = [...dockerfile.matchAll(/^FROM node:(\S+)/gm)].map((match) => match[1]!)
+    assert.lengthOf(images, 2, "a build stage and a run stage")
+    for (const image of images) {
+      assert.match(image, /-slim$/)
+      assert.strictEqual(image.split("-")[0], packageJson.devDependencies.node)
+    }
+    assert.deepStrictEqual(instruction("ENTRYPOINT"), ["node", "--max-semi-space-size=1", "/app/dist/effect-exec.cjs"])
+    // what the run stage copies is what the build writes (scripts/build.ts), and the bundle's one external add-on
+    const copied = [...dockerfile.matchAll(/^COPY --from=build (.+) \S+$/gm)].flatMap((match) => match[1]!.split(" "))
+    assert.deepStrictEqual(copied, [
+      "/src/package.json",
+      "/src/dist/effect-exec.cjs",
+      "/src/dist/cli.cjs",
+      "/src/node_modules/@lydell"
+    ])
+    assert.include(readFileSync(join(root, "scripts", "build.ts"), "utf8"), `"@lydell/node-pty"`)
+    assert.match(dockerfile, /^RUN node scripts\/build\.ts$/m)
     const exposed = /^EXPOSE (\d+)$/m.exec(dockerfile)
     assert.strictEqual(Number(exposed![1]), container.ports[0].containerPort)
     assert.strictEqual(new URL(flag("--listen", instruction("CMD"))).port, exposed![1])
-    // the bin's shebang flag is the entrypoint's too
+    // the executable's shebang flag is the entrypoint's too
     assert.include(readFileSync(bin, "utf8").split("\n")[0], "--max-semi-space-size=1")
   })
 

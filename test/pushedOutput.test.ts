@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Schema from "effect/Schema"
 import { PushedOutput } from "../src/internal/remote/pushedOutput.ts"
 
 const output = (seq: number, text: string) =>
@@ -8,13 +9,23 @@ const texts = (result: ReturnType<PushedOutput["read"]>) => result?.chunks.map((
 describe("PushedOutput (the remote executor's cache of pushed output)", () => {
   it("answers a read only from output that follows the cursor without a gap", () => {
     const cache = new PushedOutput()
-    cache.add(output(2, "b"))
-    assert.isUndefined(cache.read(0, null), "seq 1 is missing: ask the server")
     cache.add(output(1, "a"))
+    cache.add(output(2, "b"))
+    cache.add(output(4, "d"))
     const result = cache.read(0, null)
-    assert.deepStrictEqual(texts(result), ["a", "b"])
+    assert.deepStrictEqual(texts(result), ["a", "b"], "seq 3 is missing: the answer stops before it")
     assert.strictEqual(result?.nextSeq, 3)
     assert.isFalse(result?.closed)
+    assert.isUndefined(cache.read(2, null), "seq 3 is missing: ask the server")
+  })
+
+  it("keeps what a server pushes in order, and ignores what comes out of order (a repeat or a reordering)", () => {
+    const cache = new PushedOutput()
+    cache.add(output(2, "b"))
+    cache.add(output(1, "a"))
+    assert.strictEqual(cache.size, 1)
+    assert.isUndefined(cache.read(0, null), "seq 1 never arrived in order: the server answers for it")
+    assert.deepStrictEqual(texts(cache.read(1, null)), ["b"])
   })
 
   it("skips the exit, stops at the close, and says closed only then", () => {
@@ -51,4 +62,53 @@ describe("PushedOutput (the remote executor's cache of pushed output)", () => {
     assert.strictEqual(cache.bytes, 2, "nor a duplicate")
     assert.deepStrictEqual(texts(cache.read(1, null)), ["bb"])
   })
+
+  it("jumps any gap in one step: a cursor of 2^53 − 2 costs what a cursor of 2 does", () => {
+    const cache = new PushedOutput()
+    cache.add(output(1, "a"))
+    cache.add(output(Number.MAX_SAFE_INTEGER - 1, "far"))
+    cache.trim(Number.MAX_SAFE_INTEGER - 2)
+    assert.deepStrictEqual([cache.size, cache.bytes], [1, 3])
+    assert.deepStrictEqual(texts(cache.read(Number.MAX_SAFE_INTEGER - 2, null)), ["far"])
+    cache.trim(Number.MAX_SAFE_INTEGER)
+    assert.deepStrictEqual([cache.size, cache.bytes], [0, 0])
+    cache.add(output(5, "old"))
+    assert.strictEqual(cache.size, 0, "anything at or before the reader's cursor is a repeat")
+  })
+
+  it.prop(
+    "whatever is pushed, a read answers contiguous seqs after its cursor and bytes are counted exactly",
+    {
+      events: Schema.Array(Schema.Struct({
+        seq: Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 60 })),
+        length: Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 5 })),
+        tag: Schema.Literals(["Output", "Output", "Exited", "Closed"])
+      })),
+      cursor: Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 60 }))
+    },
+    ({ cursor, events }) => {
+      const cache = new PushedOutput()
+      let lastSeq = 0
+      for (const { length, seq, tag } of events) {
+        cache.add(
+          tag === "Output"
+            ? output(seq, "x".repeat(length))
+            : tag === "Exited"
+            ? { _tag: "Exited", seq, exitCode: 0, signal: null, sandboxDenied: false }
+            : { _tag: "Closed", seq }
+        )
+        lastSeq = Math.max(lastSeq, seq)
+      }
+      assert.isAtMost(cache.size, events.length)
+      const answer = cache.read(cursor, 3)
+      if (answer !== undefined) {
+        answer.chunks.forEach((chunk, i) => assert.isAtLeast(chunk.seq, cursor + 1 + i))
+        assert.strictEqual(answer.chunks[0]!.seq, cursor + 1)
+        for (let i = 1; i < answer.chunks.length; i++) assert.isAbove(answer.chunks[i]!.seq, answer.chunks[i - 1]!.seq)
+        assert.strictEqual(answer.nextSeq, answer.chunks.at(-1)!.seq + 1)
+      }
+      cache.trim(lastSeq)
+      assert.deepStrictEqual([cache.size, cache.bytes], [0, 0], "trimmed to the last seq, nothing is left")
+    }
+  )
 })

@@ -101,14 +101,40 @@ export const client = {
   requestTimeoutMillis: 30_000,
   /** The largest frame accepted from a server: room for an `fs/readFile` of `fileSystem.maxFileBytes`. */
   maxFrameBytes: 96 * MiB,
-  /** Output kept per process from notifications for `events`. */
+  /**
+   * How long closing waits for the server to answer the WebSocket close;
+   * then the socket is dropped, so a server that never answers cannot keep
+   * this process alive.
+   */
+  closeTimeoutMillis: 1_000,
+  /** Output kept per process from notifications for `events` (oldest dropped). */
   notifiedOutputBytes: MiB,
-  /** Pushed output cached per streamed process before the cache gives up. */
+  /** Output chunks kept per process from notifications for `events` (oldest dropped). */
+  notifiedOutputChunks: 16_384,
+  /**
+   * How far out of order a notified output chunk may arrive and still be put
+   * in its place (Codex sends stdout, stderr and the exit from separate tasks);
+   * one that arrives later than this is dropped.
+   */
+  notifiedReorderWindow: 64,
+  /** Pushed output cached per streamed process before the cache gives up (reads then ask the server). */
   maxCachedBytesPerProcess: 4 * MiB,
+  /** Pushed entries (chunks, exit, close) cached per streamed process before the cache gives up. */
+  maxCachedEntriesPerProcess: 16_384,
   /** Streamed processes cached at once. */
   maxStreamed: 64,
   /** Histories of closed processes kept for `events`. */
-  keptHistories: 1024
+  keptHistories: 1024,
+  /** Process records kept at all (running or closed); past it the oldest is forgotten. */
+  maxRecords: 4096,
+  /**
+   * What a read answer may hold beyond the `maxBytes` asked for: a server
+   * returns the first chunk whole, and no server retains a chunk larger than
+   * its 1 MiB window. A larger answer is a protocol violation.
+   */
+  readSlackBytes: MiB,
+  /** Capabilities taken from a server's `initialize` answer at most. */
+  maxCapabilities: 256
 } as const
 
 /** The consume loop (`Exec.run`), with Codex's values. */
@@ -126,7 +152,9 @@ export const exec = {
   /** Bytes asked for by one `process/read`. */
   readBytes: 512 * 1024,
   /** The long-poll wait of one `process/read`. */
-  readWaitMillis: 1_000
+  readWaitMillis: 1_000,
+  /** The largest chunk of a command's stdin one `process/write` carries (Codex's frames are 16 MiB at most). */
+  writeBytes: MiB
 } as const
 
 /** The sandbox (bubblewrap) of the local executor. */

@@ -23,6 +23,7 @@ export const observed = (executor: Executor["Service"], id: string, health: Heal
       ),
     read: (request) => watch(executor.read(request)),
     write: (request) => watch(executor.write(request)),
+    closeStdin: (processId) => watch(executor.closeStdin(processId)),
     terminate: (processId) => watch(executor.terminate(processId)),
     signal: (processId, signal) => watch(executor.signal(processId, signal)),
     resize: (processId, size) => watch(executor.resize(processId, size)),

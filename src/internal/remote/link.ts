@@ -14,8 +14,10 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
-import { ConnectionLost, ExecutorError, InvalidRequest, ServerError } from "../../Executor.ts"
+import { ConnectionLost, ExecutorError, InvalidRequest, ProtocolViolation, ServerError } from "../../Executor.ts"
 import * as Protocol from "../../Protocol.ts"
+import * as Defaults from "../defaults.ts"
+import { oneLine } from "../oneLine.ts"
 import { type Client, makeClient } from "../rpc/client.ts"
 import { ErrorCode } from "../rpc/message.ts"
 import { type Transport, TransportClosed } from "../rpc/transport.ts"
@@ -45,9 +47,10 @@ const lost = (error: TransportClosed | ConnectionLost): ExecutorError =>
     reason: error._tag === "ConnectionLost" ? error : new ConnectionLost({ description: error.description })
   })
 
-const unexpected = (error: Schema.SchemaError) =>
+/** An answer that does not match its method's schema: the server broke the protocol. */
+const unexpected = (method: string) => (error: Schema.SchemaError) =>
   new ExecutorError({
-    reason: new ServerError({ code: ErrorCode.internalError, description: `unexpected answer: ${error.message}` })
+    reason: new ProtocolViolation({ description: `its answer to ${method} does not fit: ${oneLine(error.message)}` })
   })
 
 /** The link of one remote executor; see the module header. */
@@ -104,7 +107,8 @@ export class Link {
       this.info = {
         cwd: result.environmentInfo?.cwd,
         tempDir: result.environmentInfo?.tempDir,
-        capabilities: result.capabilities
+        // a list as long as a frame would make every later lookup cost as much
+        capabilities: result.capabilities?.slice(0, Defaults.client.maxCapabilities)
       }
       this.current = rpc
       yield* Effect.forkDetach(Effect.andThen(Deferred.await(rpc.closed), Effect.sync(() => this.dropped(rpc))))
@@ -121,7 +125,7 @@ export class Link {
         error._tag === "RpcError"
           ? new ExecutorError({ reason: new ServerError({ code: error.code, description: error.message }) })
           : error._tag === "SchemaError"
-          ? unexpected(error)
+          ? unexpected("initialize")(error)
           : lost(error)
       )
     )
@@ -190,7 +194,7 @@ export class Link {
           return lost(error)
         })
       )
-      return yield* Effect.mapError(Schema.decodeUnknownEffect(spec.result)(answer), unexpected)
+      return yield* Effect.mapError(Schema.decodeUnknownEffect(spec.result)(answer), unexpected(method))
     })
   }
 

@@ -1,9 +1,16 @@
 /**
  * What the remote client knows of each process from the server's
- * notifications: one record per process, holding the events `events` replays
- * and, for a process whose output the server pushes for our reads, the cache
- * those reads are answered from. Bounded: closed histories and streamed
- * caches are kept up to a count, and a cache nobody reads stops growing.
+ * notifications: one record per process this client started (or asked
+ * `events` of), holding the events `events` replays and, for a process whose
+ * output the server pushes for our reads, the cache those reads are answered
+ * from. Notifications for any other process are dropped: a server cannot
+ * make this client hold records it never asked for.
+ *
+ * Bounded in entries and bytes, at O(log n) or amortised O(1) a notification:
+ * notified output per process (oldest dropped), one exit and one close per
+ * process (the first wins), closed histories and records by count (oldest
+ * forgotten), streamed caches by count, entries and bytes (past them reads ask
+ * the server).
  *
  * @internal
  */
@@ -12,36 +19,100 @@ import type { ProcessEvent } from "../../Executor.ts"
 import { ChangeSignal } from "../changeSignal.ts"
 import * as Defaults from "../defaults.ts"
 import { PushedOutput } from "./pushedOutput.ts"
+import { SeqQueue } from "./seqQueue.ts"
 
-/** The events of one process known from notifications, in seq order; output bounded in bytes (oldest dropped). */
+type Output = Extract<ProcessEvent, { readonly _tag: "Output" }>
+type Exited = Extract<ProcessEvent, { readonly _tag: "Exited" }>
+type Closed = Extract<ProcessEvent, { readonly _tag: "Closed" }>
+
+/**
+ * The events of one process known from notifications, in seq order: its
+ * output (bounded in chunks and bytes, oldest dropped; empty chunks are not
+ * kept), its exit and its close.
+ */
 export class NotifiedEvents {
-  readonly events: Array<ProcessEvent> = []
-  private outputBytes = 0
+  private readonly outputs = new SeqQueue<Output>()
+  private exit: Exited | undefined
+  /** Once known, the newest event: nothing at or after its seq is taken in. */
+  private close: Closed | undefined
+  /** The newest seq of output dropped to the bounds: older output is not taken in again. */
+  private droppedThrough = 0
+  /** Output bytes held. */
+  bytes = 0
   private readonly changes = new ChangeSignal()
 
+  /** Entries held (output chunks, exit, close). */
+  get size(): number {
+    return this.outputs.length + (this.exit === undefined ? 0 : 1) + (this.close === undefined ? 0 : 1)
+  }
+
+  /** The newest seq known, 0 when none. */
+  get newestSeq(): number {
+    return Math.max(this.outputs.last?.seq ?? 0, this.exit?.seq ?? 0, this.close?.seq ?? 0)
+  }
+
   add(event: ProcessEvent): void {
-    let index = this.events.length
-    while (index > 0 && this.events[index - 1]!.seq > event.seq) index--
-    if (this.events[index - 1]?.seq === event.seq) return
-    this.events.splice(index, 0, event)
-    if (event._tag === "Output") {
-      this.outputBytes += event.chunk.length
-      while (this.outputBytes > Defaults.client.notifiedOutputBytes) {
-        const oldest = this.events.findIndex((e) => e._tag === "Output")
-        this.outputBytes -= (this.events[oldest] as { chunk: Uint8Array }).chunk.length
-        this.events.splice(oldest, 1)
-      }
+    switch (event._tag) {
+      case "Exited":
+        if (this.exit !== undefined || this.holds(event.seq) || this.afterClose(event.seq)) return
+        this.exit = event
+        break
+      case "Closed":
+        // the close is a process's last event: it follows everything held
+        if (this.close !== undefined || event.seq <= this.newestSeq) return
+        this.close = event
+        break
+      case "Output":
+        if (!this.addOutput(event)) return
+        break
+      case "Dropped":
+        return
     }
     this.changes.notify()
   }
 
+  /** Whether `seq` is at or after the close: nothing comes after a process's close. */
+  private afterClose(seq: number): boolean {
+    return this.close !== undefined && seq >= this.close.seq
+  }
+
+  /** Whether an event with `seq` is held (each seq is one event). */
+  private holds(seq: number): boolean {
+    return this.exit?.seq === seq || this.close?.seq === seq || this.outputs.indexOf(seq) !== -1
+  }
+
+  private addOutput(event: Output): boolean {
+    if (event.chunk.length === 0 || event.seq <= this.droppedThrough) return false
+    if (this.exit?.seq === event.seq || this.afterClose(event.seq)) return false
+    if (!this.outputs.insert(event, Defaults.client.notifiedReorderWindow)) return false
+    this.bytes += event.chunk.length
+    while (
+      this.bytes > Defaults.client.notifiedOutputBytes ||
+      this.outputs.length > Defaults.client.notifiedOutputChunks
+    ) {
+      const oldest = this.outputs.shift()!
+      this.bytes -= oldest.chunk.length
+      this.droppedThrough = oldest.seq
+    }
+    return true
+  }
+
+  /** The events after `seq`, in seq order (the close, once known, last). */
   after(seq: number): Array<ProcessEvent> {
-    return this.events.filter((event) => event.seq > seq)
+    const events: Array<ProcessEvent> = this.outputs.after(seq)
+    for (const terminal of [this.exit, this.close]) {
+      if (terminal === undefined || terminal.seq <= seq) continue
+      // at most two, and nearly always at the end: a backwards step is cheap
+      let index = events.length
+      while (index > 0 && events[index - 1]!.seq > terminal.seq) index--
+      events.splice(index, 0, terminal)
+    }
+    return events
   }
 
   /** Completes once an event after `seq` arrived. */
   untilAfter(seq: number): Effect.Effect<void> {
-    return this.changes.until(() => this.events.some((event) => event.seq > seq))
+    return this.changes.until(() => this.newestSeq > seq)
   }
 }
 
@@ -54,20 +125,36 @@ export class ProcessRecord {
   pushed: PushedOutput | undefined
 }
 
+/**
+ * What the client holds, in entries and bytes: what a test asserts to show
+ * that no server can make it grow without bound.
+ */
+export interface RecordsFootprint {
+  readonly records: number
+  readonly closedHistories: number
+  readonly streamed: number
+  readonly notifiedEntries: number
+  readonly notifiedBytes: number
+  readonly pushedEntries: number
+  readonly pushedBytes: number
+}
+
 /** Every process record of one remote executor. */
 export class ProcessRecords {
+  /** Oldest first: past `maxRecords` the oldest is forgotten. */
   private readonly records = new Map<string, ProcessRecord>()
   /** Closed processes, oldest first: past the limit the oldest record is forgotten. */
   private readonly closed = new Set<string>()
   /** Processes with a pushed-output cache, the one read least recently first. */
   private readonly streaming = new Set<string>()
 
-  /** The record of `processId`, made on first use. */
+  /** The record of `processId`, made on first use (by this client: a start, an `events`). */
   of(processId: string): ProcessRecord {
     let record = this.records.get(processId)
     if (record === undefined) {
       record = new ProcessRecord()
       this.records.set(processId, record)
+      if (this.records.size > Defaults.client.maxRecords) this.forget(this.records.keys().next().value!)
     }
     return record
   }
@@ -87,7 +174,7 @@ export class ProcessRecords {
     }
   }
 
-  /** Forgets a process that did not start. */
+  /** Forgets a process (it did not start, or it is the oldest past a bound). */
   forget(processId: string): void {
     this.records.delete(processId)
     this.streaming.delete(processId)
@@ -108,24 +195,57 @@ export class ProcessRecords {
     this.streaming.delete(processId)
   }
 
-  /** Takes in one event notified by the server. */
+  /** A reader has everything of `processId`: its record counts as a closed history. */
+  drained(processId: string): void {
+    this.stopStreaming(processId)
+    if (this.records.has(processId)) this.closedHistory(processId)
+  }
+
+  /** Takes in one event the server notified; a process this client does not know is not recorded. */
   add(processId: string, event: ProcessEvent): void {
-    const record = this.of(processId)
-    if (record.pushed !== undefined) {
-      record.pushed.add(event)
-      // nobody reads it any more (the loop gave up on a pipe held open): stop caching, reads ask the server
-      if (record.pushed.bytes > Defaults.client.maxCachedBytesPerProcess) this.stopStreaming(processId)
+    const record = this.records.get(processId)
+    if (record === undefined) return
+    const pushed = record.pushed
+    if (pushed !== undefined) {
+      pushed.add(event)
+      // nobody reads it any more (the loop gave up on a pipe held open), or the
+      // server pushes more than any window: stop caching, reads ask the server
+      if (
+        pushed.bytes > Defaults.client.maxCachedBytesPerProcess ||
+        pushed.size > Defaults.client.maxCachedEntriesPerProcess
+      ) this.stopStreaming(processId)
     }
     if (event._tag !== "Output" || record.showsOutput) record.events.add(event)
-    if (event._tag === "Closed") {
-      this.closed.add(processId)
-      if (this.closed.size > Defaults.client.keptHistories) {
-        const oldest = this.closed.values().next().value!
-        this.closed.delete(oldest)
-        this.records.delete(oldest)
-        this.streaming.delete(oldest)
-      }
+    if (event._tag === "Closed") this.closedHistory(processId)
+  }
+
+  /** What the records hold now. */
+  footprint(): RecordsFootprint {
+    let notifiedEntries = 0
+    let notifiedBytes = 0
+    let pushedEntries = 0
+    let pushedBytes = 0
+    for (const record of this.records.values()) {
+      notifiedEntries += record.events.size
+      notifiedBytes += record.events.bytes
+      pushedEntries += record.pushed?.size ?? 0
+      pushedBytes += record.pushed?.bytes ?? 0
     }
+    return {
+      records: this.records.size,
+      closedHistories: this.closed.size,
+      streamed: this.streaming.size,
+      notifiedEntries,
+      notifiedBytes,
+      pushedEntries,
+      pushedBytes
+    }
+  }
+
+  private closedHistory(processId: string): void {
+    if (this.closed.has(processId)) return
+    this.closed.add(processId)
+    if (this.closed.size > Defaults.client.keptHistories) this.forget(this.closed.values().next().value!)
   }
 
   private touch(processId: string): void {

@@ -2,7 +2,14 @@
  * The remote executor's cache of what an exec-server pushed for one process
  * (output, exit, close), so that a read whose next chunks already arrived is
  * answered without a round trip. The server bounds it: with backpressure it
- * pushes at most a window beyond what the client acknowledged.
+ * pushes at most a window beyond what the client acknowledged; the client
+ * bounds it too (`ProcessRecords` stops caching past a count of entries or
+ * bytes).
+ *
+ * A server pushes one process's events in seq order on one connection, so an
+ * entry is kept only when it is newer than everything seen: a repeat (after a
+ * resume) or anything at or before the reader's cursor is ignored. Every
+ * operation costs O(log n) or amortised O(1), whatever the seqs are.
  *
  * @internal
  */
@@ -10,10 +17,12 @@ import type * as Effect from "effect/Effect"
 import type { ProcessEvent } from "../../Executor.ts"
 import type * as Protocol from "../../Protocol.ts"
 import { ChangeSignal } from "../changeSignal.ts"
+import { SeqQueue } from "./seqQueue.ts"
 
 export class PushedOutput {
-  private readonly entries = new Map<number, ProcessEvent>()
-  private trimmedTo = 0
+  private readonly entries = new SeqQueue<ProcessEvent>()
+  /** The newest seq taken in or trimmed: anything at or before it is a repeat. */
+  private newestSeq = 0
   private exit:
     | { readonly exitCode: number; readonly signal: string | null; readonly sandboxDenied: boolean }
     | undefined
@@ -23,29 +32,34 @@ export class PushedOutput {
   /** Output bytes held. */
   bytes = 0
 
+  /** Entries held (output, exit, close). */
+  get size(): number {
+    return this.entries.length
+  }
+
   add(event: ProcessEvent): void {
+    if (event.seq <= this.newestSeq) return
+    this.newestSeq = event.seq
     if (event._tag === "Exited") {
       this.exit = { exitCode: event.exitCode, signal: event.signal, sandboxDenied: event.sandboxDenied }
     }
-    if (event.seq <= this.trimmedTo || this.entries.has(event.seq)) return
-    this.entries.set(event.seq, event)
+    this.entries.insert(event, 0)
     if (event._tag === "Output") this.bytes += event.chunk.length
     this.changes.notify()
   }
 
   /** Forgets everything up to `afterSeq`: the reader has it. */
   trim(afterSeq: number): void {
-    for (let seq = this.trimmedTo + 1; seq <= afterSeq; seq++) {
-      const entry = this.entries.get(seq)
-      if (entry?._tag === "Output") this.bytes -= entry.chunk.length
-      this.entries.delete(seq)
+    for (let first = this.entries.first; first !== undefined && first.seq <= afterSeq; first = this.entries.first) {
+      this.entries.shift()
+      if (first._tag === "Output") this.bytes -= first.chunk.length
     }
-    this.trimmedTo = Math.max(this.trimmedTo, afterSeq)
+    this.newestSeq = Math.max(this.newestSeq, afterSeq)
   }
 
   /** Whether the entry after `afterSeq` (output, exit or close) arrived. */
   knowsNext(afterSeq: number): boolean {
-    return this.entries.has(afterSeq + 1)
+    return this.entries.indexOf(afterSeq + 1) !== -1
   }
 
   /**
@@ -53,13 +67,14 @@ export class PushedOutput {
    * every seq accounted for (no gap); otherwise `undefined`: ask the server.
    */
   read(afterSeq: number, maxBytes: number | null): Protocol.ReadResult | undefined {
-    if (this.entries.get(afterSeq + 1)?._tag !== "Output") return undefined
+    let index = this.entries.indexOf(afterSeq + 1)
+    if (this.entries.at(index)?._tag !== "Output") return undefined
     const chunks: Array<Protocol.ProcessChunk> = []
     let bytes = 0
     let closed = false
-    for (let seq = afterSeq + 1;; seq++) {
-      const entry = this.entries.get(seq)
-      if (entry === undefined) break
+    for (let expected = afterSeq + 1;; expected++, index++) {
+      const entry = this.entries.at(index)
+      if (entry === undefined || entry.seq !== expected) break
       if (entry._tag === "Closed") {
         closed = true
         break

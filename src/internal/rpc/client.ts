@@ -1,6 +1,9 @@
 /**
  * A JSON-RPC client over one transport: ids, pending replies, notifications
  * handed on; once the link is gone, pending and later requests fail at once.
+ * Only a response (a `result` or an `error`, no `method`) answers a request:
+ * a request from the peer that happens to carry a pending id is not taken
+ * for its answer.
  *
  * @internal
  */
@@ -58,10 +61,14 @@ export const makeClient = (
       const parsed = parseFrame(frame)
       if (!parsed.ok) return
       const message = parsed.message
-      if (message.method !== undefined && message.id === undefined) {
-        onNotification(message.method, message.params)
+      if (message.method !== undefined) {
+        // A request from the peer carries an id too, maybe one of ours: it is
+        // never the answer to our request. This client serves no methods, so
+        // such a request is ignored (as an unparsable frame is).
+        if (message.id === undefined) onNotification(message.method, message.params)
         return
       }
+      // parseFrame let it through as a response: an id, and a result or an error
       if (message.id === undefined) return
       const deferred = pending.get(message.id)
       if (deferred === undefined) return

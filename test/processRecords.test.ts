@@ -1,0 +1,160 @@
+/**
+ * What the remote client holds of its processes' notifications, fed with
+ * generated notifications (any seqs, falling, repeated, huge; empty chunks;
+ * ids it never started): bounded in entries and bytes, in seq order, each
+ * event once.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Schema from "effect/Schema"
+import type { ProcessEvent } from "../src/Executor.ts"
+import * as Defaults from "../src/internal/defaults.ts"
+import { NotifiedEvents, ProcessRecords } from "../src/internal/remote/processRecords.ts"
+import { SeqQueue } from "../src/internal/remote/seqQueue.ts"
+
+const output = (seq: number, length: number): ProcessEvent => ({
+  _tag: "Output",
+  seq,
+  stream: "stdout",
+  chunk: new Uint8Array(length)
+})
+
+const GeneratedEvent = Schema.Struct({
+  processId: Schema.Literals(["mine", "mine", "mine", "ghost"]),
+  seq: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
+  length: Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 2048 })),
+  tag: Schema.Literals(["Output", "Output", "Output", "Exited", "Closed"])
+})
+
+const toEvent = ({ length, seq, tag }: typeof GeneratedEvent.Type): ProcessEvent =>
+  tag === "Output"
+    ? output(seq, length)
+    : tag === "Exited"
+    ? { _tag: "Exited", seq, exitCode: seq % 256, signal: null, sandboxDenied: false }
+    : { _tag: "Closed", seq }
+
+/** Strictly increasing seqs: each event once, in order. */
+const assertInOrder = (events: ReadonlyArray<ProcessEvent>) => {
+  for (let i = 1; i < events.length; i++) assert.isAbove(events[i]!.seq, events[i - 1]!.seq)
+}
+
+describe("SeqQueue", () => {
+  it("inserts in place only within the window of the newest entries", () => {
+    const queue = new SeqQueue<{ readonly seq: number }>()
+    for (const seq of [10, 20, 30, 40]) assert.isTrue(queue.insert({ seq }, 2))
+    assert.isTrue(queue.insert({ seq: 35 }, 2), "between the two newest")
+    assert.isFalse(queue.insert({ seq: 15 }, 2), "older than the window")
+    assert.isFalse(queue.insert({ seq: 30 }, 2), "a seq already held")
+    assert.deepStrictEqual(queue.after(0).map((e) => e.seq), [10, 20, 30, 35, 40])
+    assert.deepStrictEqual(queue.after(30).map((e) => e.seq), [35, 40])
+    assert.strictEqual(queue.indexOf(35), 3)
+    assert.strictEqual(queue.indexOf(36), -1)
+  })
+
+  it("shifts the oldest in amortised O(1), finding seqs the same after compaction", () => {
+    const queue = new SeqQueue<{ readonly seq: number }>()
+    for (let seq = 1; seq <= 10_000; seq++) queue.insert({ seq }, 0)
+    for (let i = 0; i < 9_000; i++) queue.shift()
+    assert.strictEqual(queue.length, 1_000)
+    assert.strictEqual(queue.first?.seq, 9_001)
+    assert.strictEqual(queue.indexOf(9_500), 499)
+    assert.deepStrictEqual(queue.after(9_998).map((e) => e.seq), [9_999, 10_000])
+  })
+})
+
+describe("NotifiedEvents", () => {
+  it("keeps one exit and one close, drops empty chunks and what follows the close", () => {
+    const events = new NotifiedEvents()
+    events.add(output(1, 3))
+    events.add(output(2, 0))
+    events.add({ _tag: "Exited", seq: 3, exitCode: 7, signal: null, sandboxDenied: false })
+    events.add({ _tag: "Exited", seq: 9, exitCode: 0, signal: null, sandboxDenied: false })
+    events.add(output(4, 2))
+    events.add({ _tag: "Closed", seq: 5 })
+    events.add({ _tag: "Closed", seq: 6 })
+    events.add(output(8, 2))
+    assert.deepStrictEqual(
+      events.after(0).map((e) => `${e._tag} ${e.seq}`),
+      ["Output 1", "Exited 3", "Output 4", "Closed 5"]
+    )
+    assert.deepStrictEqual(events.after(3).map((e) => e.seq), [4, 5])
+    assert.strictEqual(events.size, 4)
+  })
+
+  it("puts output that arrives a little out of order in its place (Codex sends it from separate tasks)", () => {
+    const events = new NotifiedEvents()
+    for (const seq of [1, 3, 2, 5, 4]) events.add(output(seq, 1))
+    events.add({ _tag: "Exited", seq: 6, exitCode: 0, signal: null, sandboxDenied: false })
+    assert.deepStrictEqual(events.after(0).map((e) => e.seq), [1, 2, 3, 4, 5, 6])
+  })
+
+  it("holds a bounded number of chunks whatever the seqs: 100 000 falling seqs cost a window each", () => {
+    const events = new NotifiedEvents()
+    for (let i = 0; i < 100_000; i++) events.add(output(1_000_000 - i, 1))
+    assert.strictEqual(events.size, Defaults.client.notifiedReorderWindow + 1)
+    for (let seq = 1_000_001; seq < 1_100_000; seq++) events.add(output(seq, 1))
+    assert.strictEqual(events.size, Defaults.client.notifiedOutputChunks)
+    assertInOrder(events.after(0))
+  })
+
+  it.prop(
+    "under any notifications it stays within its bounds, in seq order, each event once",
+    { events: Schema.Array(GeneratedEvent) },
+    ({ events }) => {
+      const notified = new NotifiedEvents()
+      for (const event of events) notified.add(toEvent(event))
+      const held = notified.after(-1)
+      assertInOrder(held)
+      assert.strictEqual(held.length, notified.size)
+      assert.isAtMost(held.filter((e) => e._tag === "Exited").length, 1)
+      assert.isAtMost(held.filter((e) => e._tag === "Closed").length, 1)
+      assert.isFalse(held.some((e) => e._tag === "Output" && e.chunk.length === 0))
+      assert.isAtMost(notified.bytes, Defaults.client.notifiedOutputBytes)
+      const closed = held.findIndex((e) => e._tag === "Closed")
+      if (closed !== -1) assert.strictEqual(closed, held.length - 1, "nothing after the close")
+    }
+  )
+})
+
+describe("ProcessRecords", () => {
+  it.prop(
+    "records only the processes it started, bounded whatever the server sends",
+    { events: Schema.Array(GeneratedEvent) },
+    ({ events }) => {
+      const records = new ProcessRecords()
+      records.starting("mine", { showsOutput: true, streams: true })
+      for (const { processId, ...event } of events) records.add(processId, toEvent({ processId, ...event }))
+      const held = records.footprint()
+      assert.strictEqual(held.records, 1)
+      assert.isAtMost(held.notifiedBytes, Defaults.client.notifiedOutputBytes)
+      assert.isAtMost(held.notifiedEntries, Defaults.client.notifiedOutputChunks + 2)
+      assert.isAtMost(held.pushedBytes, Defaults.client.maxCachedBytesPerProcess)
+      assert.isAtMost(held.pushedEntries, Defaults.client.maxCachedEntriesPerProcess)
+    }
+  )
+
+  it("forgets the oldest records past their bound, closed histories first", () => {
+    const records = new ProcessRecords()
+    for (let i = 0; i < Defaults.client.keptHistories + 10; i++) {
+      records.starting(`closed-${i}`, { showsOutput: false, streams: false })
+      records.add(`closed-${i}`, { _tag: "Closed", seq: 1 })
+    }
+    assert.strictEqual(records.footprint().closedHistories, Defaults.client.keptHistories)
+    assert.strictEqual(records.footprint().records, Defaults.client.keptHistories)
+    for (let i = 0; i < Defaults.client.maxRecords + 10; i++) {
+      records.starting(`running-${i}`, { showsOutput: false, streams: false })
+    }
+    assert.strictEqual(records.footprint().records, Defaults.client.maxRecords)
+  })
+
+  it("counts a process a reader drained as a closed history, even when no close was notified", () => {
+    const records = new ProcessRecords()
+    for (let i = 0; i < Defaults.client.keptHistories + 10; i++) {
+      records.starting(`p-${i}`, { showsOutput: false, streams: true })
+      records.drained(`p-${i}`)
+    }
+    assert.deepStrictEqual(
+      [records.footprint().records, records.footprint().streamed],
+      [Defaults.client.keptHistories, 0]
+    )
+  })
+})
