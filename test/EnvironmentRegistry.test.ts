@@ -6,6 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as FileSystem from "effect/FileSystem"
@@ -199,6 +200,32 @@ describe("EnvironmentRegistry: admissions", () => {
       const results = yield* Fiber.joinAll(runs)
       assert.deepStrictEqual(results.map((result) => result.termination._tag), Array(5).fill("Interrupted"))
       assert.deepStrictEqual((yield* registry.status).map((row) => row.running), [0])
+    }))
+
+  it.effect("the wait for a slot is part of the run's timeout (TestClock): nothing starts, the run is TimedOut", () =>
+    Effect.gen(function*() {
+      const registry = yield* registryOf([], { includeLocal: true, maxConcurrentRuns: 1 })
+      const started = yield* Queue.unbounded<OutputSink.OutputDelta>()
+      const release = yield* Deferred.make<void>()
+      const holder = yield* Exec.run({
+        command: ["sh", "-c", "echo holding; exec sleep 60"],
+        environment: "local",
+        timeout: "10 minutes",
+        interrupt: Deferred.await(release)
+      }).pipe(
+        Effect.provideService(EnvironmentRegistry.EnvironmentRegistry, registry),
+        Effect.provide(OutputSink.layerQueue(started)),
+        Effect.forkChild
+      )
+      yield* TestClock.withLive(Queue.take(started))
+      const waiting = yield* runIn(registry, { command: ["echo", "never"], environment: "local", timeout: "5 seconds" })
+        .pipe(Effect.forkChild)
+      yield* TestClock.adjust("5 seconds")
+      const result = yield* Fiber.join(waiting)
+      assert.deepStrictEqual(result.termination, Exec.Termination.TimedOut({ timeout: Duration.seconds(5) }))
+      assert.strictEqual(result.stdout.text, "")
+      yield* Deferred.succeed(release, undefined)
+      assert.strictEqual((yield* Fiber.join(holder)).termination._tag, "Interrupted")
     }))
 
   it.live("leastBusy spreads concurrent runs evenly, and sequential ones round-robin", () =>
