@@ -16,8 +16,9 @@
  *
  * The roles live under `internal/environments/`: `config` (the model, Codex's
  * rules, the file), `program` (exec-server children), `health` (probes and
- * states), `admissions` (slots and the least-busy choice), `table` (health
- * rows as text).
+ * states), `observed` (an executor that reports lost connections to them),
+ * `admissions` (slots and the least-busy choice), `table` (health rows as
+ * text).
  *
  * @since 0.1.0
  */
