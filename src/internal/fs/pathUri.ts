@@ -57,8 +57,14 @@ export const parsePathUri = (uri: string): ParsedPathUri => {
   if (url.hostname !== "" && url.hostname !== "localhost") {
     return { ok: false, message: `'${uri}' is invalid on '${process.platform}'` }
   }
-  const path = percentDecode(url.pathname)
-  return { ok: true, path: path.length > 1 ? path.replace(/\/+$/, "") || "/" : path }
+  return { ok: true, path: withoutTrailingSlashes(percentDecode(url.pathname)) }
+}
+
+/** `path` without its trailing slashes (`/` stays), in one pass: `/\/+$/` would take quadratic time on `//…/x`. */
+const withoutTrailingSlashes = (path: string): string => {
+  let end = path.length
+  while (end > 1 && path.charCodeAt(end - 1) === 0x2f) end--
+  return end === path.length ? path : path.slice(0, end)
 }
 
 /** The `file://` URI of an absolute path, or `undefined` for a relative one (it names no place on its own). */

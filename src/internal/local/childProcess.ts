@@ -30,6 +30,8 @@ export interface SpawnOptions {
   readonly retainedBytes: number
   /** The environment an `envPolicy` starts from. */
   readonly baseEnvironment: Readonly<Record<string, string | undefined>>
+  /** Bytes written to its input that it has not taken yet, at most (one larger write goes alone). */
+  readonly stdinWindowBytes: number
 }
 
 /**
@@ -51,12 +53,13 @@ export class PipeProcess implements LocalProcess {
   /** Run once, when the process is closed. */
   readonly onClosed: Array<() => void> = []
   private readonly flow: OutputFlow
-  private readonly input = new InputWriter()
+  private readonly input: InputWriter
 
-  constructor(child: NodeChildProcess.ChildProcess, log: ProcessLog, now: number) {
+  constructor(child: NodeChildProcess.ChildProcess, log: ProcessLog, now: number, stdinWindowBytes: number) {
     this.child = child
     this.log = log
     this.flow = new OutputFlow(log, [child.stdout, child.stderr].filter((pipe) => pipe !== null), now)
+    this.input = new InputWriter(child.stdin, stdinWindowBytes)
   }
 
   get lastReadAt(): number {
@@ -93,9 +96,9 @@ export class PipeProcess implements LocalProcess {
     this.flow.releaseBackpressure()
   }
 
-  /** Writes to stdin; answers once the pipe took the bytes, so memory stays bounded. */
+  /** Writes to stdin: `accepted` once the pipe took every byte (see `InputWriter`). */
   write(chunk: Uint8Array, writeId: string | undefined): Effect.Effect<Protocol.WriteStatus> {
-    return this.input.write(this.child.stdin, this.log.exited, chunk, writeId)
+    return this.input.write(chunk, writeId, this.log.exited)
   }
 
   /** A child on pipes has no terminal to resize. */
@@ -123,6 +126,8 @@ export class PipeProcess implements LocalProcess {
     let exitGrace: NodeJS.Timeout | undefined
     const closeIfDone = () => {
       if (openStreams === 0 && log.exited) {
+        // nothing reads the input any more: writes still waiting are answered stdinClosed
+        child.stdin?.destroy()
         // before the close is told: a reader that sees it may look for what the process held
         for (const closed of this.onClosed.splice(0)) closed()
         log.markClosed()
@@ -239,7 +244,8 @@ const startChild = (
       const started = new PipeProcess(
         child,
         new ProcessLog(options.retainedBytes, request.backpressure === true),
-        now
+        now,
+        options.stdinWindowBytes
       )
       if (launch !== undefined) {
         started.sandboxType = launch.sandboxType

@@ -71,6 +71,9 @@ const loadBinding = Effect.try({
     new Unsupported({ feature: `tty processes here (@lydell/node-pty could not be loaded: ${String(error)})` })
 })
 
+/** The longest file name (NAME_MAX): a longer program name is on no directory of PATH. */
+const maxFileNameBytes = 255
+
 const signalNames = new Map(
   Object.entries(NodeOs.constants.signals).map(([name, number]) => [number, name as NodeJS.Signals])
 )
@@ -111,7 +114,7 @@ export class PtyProcess implements LocalProcess {
   private readonly terminal: NodeTty.ReadStream
   private readonly resizeTerminal: (size: Protocol.TerminalSize) => void
   private readonly flow: OutputFlow
-  private readonly input = new InputWriter()
+  private readonly input: InputWriter
   private leaderExited = false
   private exitStatus: { readonly code: number; readonly signal: string | null } | undefined
   private exitGrace: NodeJS.Timeout | undefined
@@ -120,13 +123,15 @@ export class PtyProcess implements LocalProcess {
     forked: { readonly fd: number; readonly pid: number },
     binding: PtyBinding,
     log: ProcessLog,
-    now: number
+    now: number,
+    stdinWindowBytes: number
   ) {
     this.pid = forked.pid
     this.log = log
     this.terminal = new NodeTty.ReadStream(forked.fd)
     this.resizeTerminal = (size) => binding.resize(forked.fd, size.cols, size.rows)
     this.flow = new OutputFlow(log, [this.terminal], now)
+    this.input = new InputWriter(this.terminal, stdinWindowBytes)
   }
 
   get lastReadAt(): number {
@@ -167,9 +172,9 @@ export class PtyProcess implements LocalProcess {
     this.flow.releaseBackpressure()
   }
 
-  /** Types into the terminal; answers once it took the bytes. */
+  /** Types into the terminal: `accepted` once it took every byte (see `InputWriter`). */
   write(chunk: Uint8Array, writeId: string | undefined): Effect.Effect<Protocol.WriteStatus> {
-    return this.input.write(this.terminal, this.log.exited, chunk, writeId)
+    return this.input.write(chunk, writeId, this.log.exited)
   }
 
   /** Sets the terminal's size; nothing to do once the child exited. */
@@ -237,22 +242,30 @@ export class PtyProcess implements LocalProcess {
  */
 const checkCommand = (command: string, cwd: string, path: string | undefined) =>
   Effect.callback<void, SpawnFailed>((resume) => {
-    const candidates = command.includes("/")
-      ? [NodePath.resolve(cwd, command)]
-      : (path ?? "/bin:/usr/bin").split(":").map((dir) => NodePath.resolve(cwd, dir, command))
+    const missing = Object.assign(new Error(`${command}: not found`), { code: "ENOENT" })
+    // no file name is longer than NAME_MAX: execvp finds no such program on any directory
+    if (!command.includes("/") && Buffer.byteLength(command) > maxFileNameBytes) {
+      return resume(Effect.fail(spawnFailure(command, missing)))
+    }
+    const directories = command.includes("/") ? [""] : (path ?? "/bin:/usr/bin").split(":")
+    const tried = new Set<string>()
     let refused: NodeJS.ErrnoException | undefined
-    const next = (index: number): void => {
-      const candidate = candidates[index]
-      if (candidate === undefined) {
-        const missing = Object.assign(new Error(`${command}: not found`), { code: "ENOENT" })
-        return resume(Effect.fail(spawnFailure(command, refused ?? missing)))
+    // one candidate at a time, each resolved when its turn comes: the work is linear in PATH
+    const next = (from: number): void => {
+      let index = from
+      let candidate: string | undefined
+      for (; index < directories.length && candidate === undefined; index++) {
+        const resolved = NodePath.resolve(cwd, directories[index]!, command)
+        if (!tried.has(resolved)) candidate = resolved
       }
+      if (candidate === undefined) return resume(Effect.fail(spawnFailure(command, refused ?? missing)))
+      tried.add(candidate)
       NodeFs.stat(candidate, (statError, stats) => {
-        if (statError !== null || !stats.isFile()) return next(index + 1)
+        if (statError !== null || !stats.isFile()) return next(index)
         NodeFs.access(candidate, NodeFs.constants.X_OK, (accessError) => {
           if (accessError === null) return resume(Effect.void)
           refused = accessError
-          next(index + 1)
+          next(index)
         })
       })
     }
@@ -304,7 +317,7 @@ export const spawnPtyProcess = (
           description: `failed to start ${command} on a terminal: ${error instanceof Error ? error.message : error}`
         })
     })
-    started = new PtyProcess(forked, binding, log, now)
+    started = new PtyProcess(forked, binding, log, now, options.stdinWindowBytes)
     started.attach()
     return started
   })

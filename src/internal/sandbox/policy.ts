@@ -82,7 +82,23 @@ const accessRank: Record<Access, number> = { read: 0, write: 1, deny: 2 }
 export const isWithin = (path: string, root: string): boolean =>
   path === root || path.startsWith(root === "/" ? "/" : `${root}/`)
 
-const depthOf = (path: string): number => (path === "/" ? 0 : path.split("/").length - 1)
+const depthOf = (path: string): number => {
+  if (path === "/") return 0
+  let depth = 0
+  for (let i = 0; i < path.length; i++) if (path.charCodeAt(i) === 0x2f) depth++
+  return depth
+}
+
+/** Each rule's depth, counted once (the access of a path looks at every rule). */
+const ruleDepths = new WeakMap<Rule, number>()
+const depthOfRule = (rule: Rule): number => {
+  let depth = ruleDepths.get(rule)
+  if (depth === undefined) {
+    depth = depthOf(rule.path)
+    ruleDepths.set(rule, depth)
+  }
+  return depth
+}
 
 const lstatOrUndefined = (path: string): NodeFs.Stats | undefined => {
   try {
@@ -92,24 +108,44 @@ const lstatOrUndefined = (path: string): NodeFs.Stats | undefined => {
   }
 }
 
+const realPathOrUndefined = (path: string): string | undefined => {
+  try {
+    return NodeFs.realpathSync.native(path)
+  } catch {
+    return undefined
+  }
+}
+
 /**
  * `path` made absolute and normalized, with the symlinks of its longest
  * existing ancestor resolved; the part below it is kept as written (it does
- * not exist, so it has no links to follow).
+ * not exist, so it has no links to follow). The ancestor is found by bisection
+ * (an ancestor of one that resolves resolves too), so a deep path costs a few
+ * `realpath` calls, not one per level.
  */
 export const realPathOf = (path: string): string => {
   const absolute = NodePath.resolve("/", path)
-  const missing: Array<string> = []
-  let existing = absolute
-  while (true) {
-    try {
-      return NodePath.join(NodeFs.realpathSync.native(existing), ...missing)
-    } catch {
-      if (existing === "/") return absolute
-      missing.unshift(NodePath.basename(existing))
-      existing = NodePath.dirname(existing)
+  const whole = realPathOrUndefined(absolute)
+  if (whole !== undefined) return whole
+  // ancestor k is absolute.slice(0, ends[k]): "/a", "/a/b", …; the whole path does not resolve
+  const ends: Array<number> = []
+  for (let i = 1; i < absolute.length; i++) if (absolute.charCodeAt(i) === 0x2f) ends.push(i)
+  // the deepest ancestor known to resolve (-1: only "/"), and the shallowest known not to
+  let low = -1
+  let high = ends.length
+  let resolved: string | undefined
+  while (high - low > 1) {
+    const middle = (low + high) >>> 1
+    const real = realPathOrUndefined(absolute.slice(0, ends[middle]))
+    if (real === undefined) high = middle
+    else {
+      low = middle
+      resolved = real
     }
   }
+  const base = resolved ?? realPathOrUndefined("/") ?? "/"
+  const missing = absolute.slice(low === -1 ? 1 : ends[low]! + 1)
+  return base === "/" ? `/${missing}` : `${base}/${missing}`
 }
 
 // =============================================================================
@@ -122,7 +158,7 @@ export const explicitAccess = (rules: ReadonlyArray<Rule>, path: string): Access
   let bestDepth = -1
   for (const rule of rules) {
     if (!isWithin(path, rule.path)) continue
-    const depth = depthOf(rule.path)
+    const depth = depthOfRule(rule)
     if (depth > bestDepth || (depth === bestDepth && accessRank[rule.access] > accessRank[best!.access])) {
       best = rule
       bestDepth = depth
@@ -175,6 +211,17 @@ export const canWriteTree = (policy: ResolvedPolicy, path: string): boolean => {
 
 const refuse = (description: string): never => {
   throw new SandboxRefused({ kind: "Unsupported", description })
+}
+
+/** The longest path Linux opens (`PATH_MAX`): a longer one names nothing this host could mount. */
+const maxPathBytes = 4096
+
+/** Refuses a path no file can have; a short quote names it. */
+const checkPathLength = (path: string): void => {
+  const bytes = Buffer.byteLength(path)
+  if (bytes > maxPathBytes) {
+    refuse(`a path of ${bytes} bytes (${JSON.stringify(path.slice(0, 64))}…): longer than any this host opens`)
+  }
 }
 
 const accessOfEntry = (access: Protocol.SandboxEntry["access"]): Access => (access === "none" ? "deny" : access)
@@ -236,7 +283,12 @@ const rulesOf = (
     refuse(`a policy of ${fileSystem.entries.length} entries (at most ${Defaults.sandbox.maxEntries})`)
   }
   const rules = new Map<string, Rule>()
+  let added = 0
+  // entries × workspace roots: bounded as the entries are, before any path is looked up
+  const maxRules = Defaults.sandbox.maxEntries + minimalPaths.length
   const add = (path: string, access: Access) => {
+    if (++added > maxRules) refuse(`a policy that names more than ${maxRules} paths (its entries for every root)`)
+    checkPathLength(path)
     const real = realPathOf(path)
     rules.set(`${access}:${real}`, { path: real, access })
   }
@@ -262,10 +314,22 @@ const rulesOf = (
   }
 }
 
+/** The start of a file, at most `bytes` of it (a file a client wrote may be of any size). */
+const readHead = (path: string, bytes: number): string => {
+  const descriptor = NodeFs.openSync(path, NodeFs.constants.O_RDONLY | NodeFs.constants.O_NONBLOCK)
+  try {
+    const buffer = Buffer.alloc(bytes)
+    return buffer.subarray(0, NodeFs.readSync(descriptor, buffer, 0, bytes, 0)).toString("utf8")
+  } finally {
+    NodeFs.closeSync(descriptor)
+  }
+}
+
 /** The git directory a `.git` file (a worktree's or a submodule's) points to, if any. */
 const gitDirOf = (dotGit: string): string | undefined => {
   try {
-    const match = /^gitdir:\s*(.+)$/m.exec(NodeFs.readFileSync(dotGit, "utf8"))
+    // git's own `.git` files are one short line; a path is at most PATH_MAX
+    const match = /^gitdir:\s*(.+)$/m.exec(readHead(dotGit, maxPathBytes + 64))
     return match === null ? undefined : realPathOf(NodePath.resolve(NodePath.dirname(dotGit), match[1]!.trim()))
   } catch {
     return undefined
