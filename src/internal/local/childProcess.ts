@@ -163,7 +163,9 @@ export class PipeProcess implements LocalProcess {
     child.on("exit", (code, signal) => {
       exitStatus = { code: code ?? Protocol.signaledExitCode(signal), signal }
       if (openStreams === 0) recordExit()
-      else exitGrace = setTimeout(recordExit, Defaults.processTable.exitGraceMillis)
+      // past the grace, the exit waits one more turn of the event loop: a loop held up (a busy server) runs
+      // its timers before it reads the pipes, and what they hold was written before the exit
+      else exitGrace = setTimeout(() => setImmediate(recordExit), Defaults.processTable.exitGraceMillis)
     })
   }
 }
