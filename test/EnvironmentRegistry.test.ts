@@ -279,7 +279,7 @@ describe("EnvironmentRegistry: health", () => {
       assert.include(byId.closed!.reason, "127.0.0.1:9")
       const table = EnvironmentRegistry.formatHealth(rows)
       assert.match(table, /^ID\s+KIND\s+TARGET\s+STATE\s+LATENCY\s+RUNS/)
-      assert.match(table, /\na \*\s+websocket\s+ws:\/\/127\.0\.0\.1:\d+\s+healthy\s+\d+\.\d+ ms\s+0\/64/)
+      assert.match(table, /\na \*\s+websocket\s+ws:\/\/127\.0\.0\.1:\d+\s+healthy\s+\d+(\.\d+)? ms\s+0\/64/)
       assert.notInclude(table, "s3cret")
     }))
 
