@@ -7,7 +7,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as FileSystem from "effect/FileSystem"
+import * as Queue from "effect/Queue"
 import * as Scope from "effect/Scope"
 import { TestClock } from "effect/testing"
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
@@ -98,11 +100,18 @@ describe("EnvironmentRegistry: stdio environments", () => {
   it.live("a child dying under a run: the run ends Lost with its output so far, and the next use restarts it", () =>
     Effect.gen(function*() {
       const registry = yield* registryOf([serveStdio("child")], { probeInterval: "50 millis" })
-      const result = yield* runIn(registry, {
-        // the kill waits for the start's answer to have left the server
-        command: ["sh", "-c", "echo before; sleep 0.5; kill -9 $PPID; sleep 5; echo after"],
-        environment: "child"
-      })
+      const server = yield* serverPid(registry, "child")
+      const output = yield* Queue.unbounded<OutputSink.OutputDelta>()
+      const run = yield* Exec.run({ command: ["sh", "-c", "echo before; sleep 30; echo after"], environment: "child" })
+        .pipe(
+          Effect.provideService(EnvironmentRegistry.EnvironmentRegistry, registry),
+          Effect.provide(OutputSink.layerQueue(output)),
+          Effect.forkChild
+        )
+      // once its output arrived, the run is under way: its server dies
+      yield* Queue.take(output)
+      process.kill(server, "SIGKILL")
+      const result = yield* Fiber.join(run)
       assert.strictEqual(result.termination._tag, "Lost")
       assert.strictEqual(result.stdout.text, "before\n")
       const pid = yield* serverPid(registry, "child")

@@ -324,7 +324,7 @@ describe("EnvironmentRegistry: health", () => {
         }
         // the host comes back on the same address: a probe finds it, and choices use it again
         yield* spawnServe(["--listen", `ws://127.0.0.1:${port}`], { HOST_NAME: "victim" })
-        for (let i = 0; i < 100 && (yield* registry.status)[0]!.state !== "healthy"; i++) {
+        for (let i = 0; i < 300 && (yield* registry.status)[0]!.state !== "healthy"; i++) {
           yield* Effect.sleep("50 millis")
         }
         assert.strictEqual((yield* registry.status)[0]!.state, "healthy")
