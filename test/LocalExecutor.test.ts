@@ -4,7 +4,8 @@ import * as Exit from "effect/Exit"
 import { TestClock } from "effect/testing"
 import { existsSync } from "node:fs"
 import * as Exec from "../src/Executor.ts"
-import { spawnProcess } from "../src/internal/local/childProcess.ts"
+import { prepareChild } from "../src/internal/local/childProcess.ts"
+import { Holdings } from "../src/internal/local/localProcess.ts"
 import { longPollRead } from "../src/internal/local/processLog.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
 import * as Sandbox from "../src/Sandbox.ts"
@@ -120,7 +121,7 @@ describe("LocalExecutor memory, asserted through what it holds", () => {
       Effect.gen(function*() {
         const window = 256 * 1024
         const total = 20 * 1024 * 1024
-        const child = yield* spawnProcess(
+        const prepared = yield* prepareChild(
           {
             processId: "window",
             argv: ["head", "-c", String(total), "/dev/zero"],
@@ -130,8 +131,9 @@ describe("LocalExecutor memory, asserted through what it holds", () => {
             backpressure: true
           },
           { retainedBytes: window, baseEnvironment: {} },
-          0
+          new Holdings()
         )
+        const child = yield* prepared.spawn(0)
         let afterSeq = 0
         let received = 0
         let peakRetained = 0

@@ -1,0 +1,72 @@
+/**
+ * Where a command's program is, found once by one rule for every kind of
+ * start (on pipes, in a sandbox, on a terminal), so a request that starts in
+ * one mode does not fail with "command not found" in another. The rule is
+ * `execvp`'s, as Node documents it for `spawn`: a command with a `/` is a path
+ * from the working directory; any other is looked for in the child's `PATH`
+ * (`/usr/bin:/bin` when it has none; an empty entry is the working
+ * directory), and the first regular file there that may be executed wins. A
+ * candidate that exists but may not be executed makes the failure "permission
+ * denied" rather than "not found", as `execvp` reports it. The process is
+ * then started from the path found, never looked up again.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import * as NodeFs from "node:fs/promises"
+import * as NodePath from "node:path"
+import { SpawnFailed } from "../../Executor.ts"
+
+/** The search path of a child whose environment has no `PATH` (Node's, for `spawn`). */
+export const defaultSearchPath = "/usr/bin:/bin"
+
+type Candidate = "executable" | "refused" | "missing"
+
+/** What `path` is to `execve`: a regular file it may run, one it may not (or a directory), or nothing. */
+const inspect = (path: string): Effect.Effect<Candidate> =>
+  Effect.promise(async (): Promise<Candidate> => {
+    try {
+      const stats = await NodeFs.stat(path)
+      if (!stats.isFile()) return "refused"
+      await NodeFs.access(path, NodeFs.constants.X_OK)
+      return "executable"
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code === "EACCES" ? "refused" : "missing"
+    }
+  })
+
+/** Whether `path` is a regular file (links followed) this process may execute. */
+export const isExecutableFile = (path: string): Effect.Effect<boolean> =>
+  Effect.map(inspect(path), (candidate) => candidate === "executable")
+
+/** The candidates for `command`, in the order `execvp` tries them. */
+const candidatesOf = (command: string, cwd: string, searchPath: string | undefined): ReadonlyArray<string> =>
+  command.includes("/")
+    ? [NodePath.resolve(cwd, command)]
+    : (searchPath ?? defaultSearchPath).split(":").map((directory) => NodePath.resolve(cwd, directory, command))
+
+/**
+ * The absolute path of the program `command` runs, for a child in `cwd` whose
+ * `PATH` is `searchPath`; fails as the start would (`CommandNotFound`,
+ * `PermissionDenied`).
+ */
+export const resolveCommand = (
+  command: string,
+  cwd: string,
+  searchPath: string | undefined
+): Effect.Effect<string, SpawnFailed> =>
+  Effect.gen(function*() {
+    let refused = false
+    if (command !== "") {
+      for (const candidate of candidatesOf(command, cwd, searchPath)) {
+        const found = yield* inspect(candidate)
+        if (found === "executable") return candidate
+        refused ||= found === "refused"
+      }
+    }
+    return yield* Effect.fail(
+      refused
+        ? new SpawnFailed({ kind: "PermissionDenied", command, description: `permission denied: ${command}` })
+        : new SpawnFailed({ kind: "CommandNotFound", command, description: `command not found: ${command}` })
+    )
+  })
