@@ -22,7 +22,7 @@ const expected = Array.from({ length: lines }, (_, i) => `${i + 1}\n`).join("")
 const rssMiB = (pid: number) =>
   Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024
 
-const bin = fileURLToPath(new URL("../bin/effect-exec.js", import.meta.url))
+const bin = fileURLToPath(new URL("../dist/effect-exec.cjs", import.meta.url))
 const server = spawn(bin, ["serve"], { stdio: ["ignore", "pipe", "inherit"] })
 const url = await new Promise<string>((resolve) =>
   server.stdout.once("data", (chunk: Buffer) => resolve(chunk.toString().trim()))

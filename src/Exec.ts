@@ -2,7 +2,8 @@
  * `Exec.run`: run one command in the current `Environment` and return a typed
  * result. One consume loop serves every executor: start, then a `Stream` of
  * long-poll reads (`afterSeq = nextSeq - 1`) until the process is closed,
- * raced against the timeout and an optional interrupt; live deltas go to the
+ * raced against the timeout and an optional interrupt, while the request's
+ * stdin (or a terminal's keys) is written in; live deltas go to the
  * `OutputSink` (capped per call), chunks fold into capped buffers, and after
  * the exit the loop drains for at most `drainLimit`, so a background child
  * that keeps a pipe open cannot hang the call.
@@ -19,7 +20,7 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as CappedBuffer from "./CappedBuffer.ts"
 import { Environment } from "./Environment.ts"
-import type { Executor, ExecutorError } from "./Executor.ts"
+import { type Executor, type ExecutorError, fail, InvalidRequest } from "./Executor.ts"
 import * as InternalDefaults from "./internal/defaults.ts"
 import { OutputSink } from "./OutputSink.ts"
 import * as Protocol from "./Protocol.ts"
@@ -31,9 +32,11 @@ import * as Sandbox from "./Sandbox.ts"
 
 /**
  * What to keep of the output. `"shellTool"` (Codex's default): the first 1 MiB
- * of each stream, and the timeout applies. `"fullBuffer"`: everything, and no
- * timeout. `headTail`: the first `headBytes` and the last `tailBytes` of each
- * stream, with the cut counted (the errors are usually at the end).
+ * of each stream, with a 10 s timeout unless the request names one.
+ * `"fullBuffer"`: everything, with no timeout unless the request names one.
+ * `headTail`: the first `headBytes` and the last `tailBytes` of each stream,
+ * with the cut counted (the errors are usually at the end), and the 10 s
+ * default timeout.
  *
  * @category models
  * @since 0.1.0
@@ -86,10 +89,24 @@ export interface ExecRequest {
    * enforce the policy fails the call with `SandboxRefused`.
    */
   readonly sandbox?: Sandbox.Policy
-  /** Default 10 seconds; ignored by `"fullBuffer"` capture. */
+  /**
+   * Kills the process group after this long (exit code 124). Honoured with
+   * every capture; without it, `"shellTool"` and head/tail capture time out
+   * after 10 seconds (Codex's shell tool) and `"fullBuffer"` never does.
+   * `Duration.infinity` disables it.
+   */
   readonly timeout?: Duration.Input
   /** Default `"shellTool"`. */
   readonly capture?: Capture
+  /**
+   * What the command reads on its stdin: a string (as UTF-8), bytes, or a
+   * `Stream` of bytes written as it comes, each chunk once the command's pipe
+   * took the previous one; then its stdin is ended, so it reads end-of-file.
+   * Without it, stdin is `/dev/null`. Not with `tty`: type into the terminal
+   * with `tty.input`. A Codex 0.169 exec-server cannot end a pipe's input, so
+   * there the command gets the bytes but no end-of-file.
+   */
+  readonly stdin?: string | Uint8Array | Stream.Stream<Uint8Array>
   /** Runs once the process is running (Codex's `after_spawn`). */
   readonly onSpawn?: Effect.Effect<void>
   /** When this completes the process group is terminated and the result says `Interrupted`. */
@@ -200,7 +217,9 @@ export const Defaults = {
   shellToolBytes: InternalDefaults.exec.shellToolBytes,
   /** Read size and long-poll wait of one `process/read`. */
   readBytes: InternalDefaults.exec.readBytes,
-  readWaitMillis: InternalDefaults.exec.readWaitMillis
+  readWaitMillis: InternalDefaults.exec.readWaitMillis,
+  /** The largest chunk of `stdin` one `process/write` carries. */
+  writeBytes: InternalDefaults.exec.writeBytes
 } as const
 
 // =============================================================================
@@ -264,7 +283,7 @@ const reads = (executor: Executor["Service"], processId: string, progress: Progr
     ))
 
 /** Folds one read into the progress and sends its deltas. */
-const absorb = (progress: Progress, sink: OutputSink["Service"], callId: string, maxDeltas: number) =>
+const absorb = (progress: Progress, sink: OutputSink.Service, callId: string, maxDeltas: number) =>
   Effect.fnUntraced(function*(result: Protocol.ReadResult) {
     for (const { chunk, seq, stream } of result.chunks) {
       // nothing twice: a chunk at or before the cursor was taken already; an empty one is nothing
@@ -335,6 +354,40 @@ const feedTerminal = (executor: Executor["Service"], processId: string, terminal
     Effect.never
   )
 
+/** A request's `stdin` as a stream of writes, none larger than one write may carry. */
+const stdinChunks = (stdin: NonNullable<ExecRequest["stdin"]>): Stream.Stream<Uint8Array> => {
+  const split = (bytes: Uint8Array): Array<Uint8Array> => {
+    const chunks: Array<Uint8Array> = []
+    for (let offset = 0; offset < bytes.length; offset += Defaults.writeBytes) {
+      chunks.push(bytes.subarray(offset, offset + Defaults.writeBytes))
+    }
+    return chunks
+  }
+  if (typeof stdin === "string") return Stream.fromIterable(split(new TextEncoder().encode(stdin)))
+  if (stdin instanceof Uint8Array) return Stream.fromIterable(split(stdin))
+  return Stream.flatMap(stdin, (chunk) => Stream.fromIterable(split(chunk)))
+}
+
+/**
+ * Writes `stdin` to the process in order, each chunk once the previous one was
+ * taken, then ends its stdin; then waits forever (the caller races it against
+ * the consume loop). It stops early when the command no longer reads (its
+ * stdin closed, or it exited). A failure stops the feeding only: the loop
+ * reports a lost process, and an executor that cannot end stdin (a Codex
+ * server) leaves the command without end-of-file.
+ */
+const feedStdin = (executor: Executor["Service"], processId: string, stdin: Stream.Stream<Uint8Array>) =>
+  stdin.pipe(
+    Stream.mapEffect((chunk) => executor.write({ processId, chunk })),
+    Stream.takeUntil((status) => status !== "accepted"),
+    Stream.runLast,
+    Effect.flatMap((last) =>
+      Option.isNone(last) || last.value === "accepted" ? Effect.asVoid(executor.closeStdin(processId)) : Effect.void
+    ),
+    Effect.ignore,
+    Effect.andThen(Effect.never)
+  )
+
 /**
  * A start that was interrupted, whose answer a lost link swallowed, or whose
  * answer broke the protocol may have started the process.
@@ -373,13 +426,19 @@ type Outcome =
 export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect.fn.Return<
   ExecResult,
   ExecutorError,
-  Environment | OutputSink
+  Environment
 > {
   const environment = yield* Environment
   const sink = yield* OutputSink
   const { executor } = environment
   const capture = request.capture ?? "shellTool"
   const terminal = request.tty === true ? {} : request.tty === false ? undefined : request.tty
+  if (terminal !== undefined && request.stdin !== undefined) {
+    return yield* fail(
+      new InvalidRequest({ description: "stdin is for a command on pipes: with tty, type into it with tty.input" })
+    )
+  }
+  const stdin = request.stdin === undefined ? undefined : stdinChunks(request.stdin)
   const processId = `shell-${crypto.randomUUID()}`
   const startedAt = yield* Clock.currentTimeMillis
   const progress = new Progress(limitOf(capture))
@@ -395,7 +454,7 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
   // Killing must not hang on an executor that stopped answering (a silent
   // server): it gets as long as the drain, then the call goes on without it.
   const terminate = executor.terminate(processId).pipe(Effect.timeoutOption(Defaults.drainLimit), Effect.ignore)
-  const timeout = capture === "fullBuffer" ? Effect.never : Effect.sleep(request.timeout ?? Defaults.timeout)
+  const timeout = timeoutOf(request, capture)
   const start = Effect.gen(function*() {
     const cwd = request.cwd ?? (yield* executor.defaultCwd)
     progress.startSent = true
@@ -406,6 +465,7 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
       env: request.env ?? {},
       tty: terminal !== undefined,
       ...(terminal?.size === undefined ? {} : { size: terminal.size }),
+      ...(stdin === undefined ? {} : { pipeStdin: true }),
       arg0: null,
       envPolicy: request.envPolicy ?? (request.env === undefined ? inheritAll : null),
       sandbox: request.sandbox === undefined ? null : Sandbox.toWire(request.sandbox, cwd),
@@ -417,14 +477,21 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
     progress.sandboxType = started.sandboxType ?? "none"
   })
 
+  // what is written into the command while it runs: a terminal's keys and resizes, or stdin
+  const feedInput = terminal !== undefined
+    ? feedTerminal(executor, processId, terminal)
+    : stdin !== undefined
+    ? feedStdin(executor, processId, stdin)
+    : Effect.never
+
   return yield* Effect.uninterruptibleMask((restore) =>
     Effect.gen(function*() {
       // The timeout and the interrupt race everything, the start included: a
       // server that never answers `process/start` cannot outlast the deadline.
       const outcome: Outcome = yield* restore(Effect.raceFirst(
-        startThenConsume(executor, processId, progress, step, start, request.onSpawn, terminal),
+        startThenConsume(executor, processId, progress, step, start, request.onSpawn, feedInput),
         Effect.raceFirst(
-          Effect.as(timeout, { _tag: "TimedOut" } as const),
+          Effect.as(timeout === undefined ? Effect.never : Effect.sleep(timeout), { _tag: "TimedOut" } as const),
           Effect.as(request.interrupt ?? Effect.never, { _tag: "Interrupted" } as const)
         )
       )).pipe(
@@ -446,13 +513,13 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
       }
 
       const finishedAt = yield* Clock.currentTimeMillis
-      return finish(request, capture, processId, progress, outcome, finishedAt - startedAt)
+      return finish(capture, timeout, processId, progress, outcome, finishedAt - startedAt)
     })
   )
 })
 
 /**
- * Starts the process, then reads it to its end (typing into its terminal
+ * Starts the process, then reads it to its end (feeding its input
  * meanwhile). Fails only when the start does; a failure of the executor
  * after the start is the outcome `Lost`.
  */
@@ -463,7 +530,7 @@ const startThenConsume = (
   step: (result: Protocol.ReadResult) => Effect.Effect<void>,
   start: Effect.Effect<void, ExecutorError>,
   onSpawn: Effect.Effect<void> | undefined,
-  terminal: Terminal | undefined
+  feedInput: Effect.Effect<never>
 ): Effect.Effect<Outcome, ExecutorError> =>
   Effect.gen(function*() {
     yield* start
@@ -473,13 +540,25 @@ const startThenConsume = (
         Effect.as<Outcome>({ _tag: "Finished" }),
         Effect.catch((error) => Effect.succeed<Outcome>({ _tag: "Lost", error }))
       ),
-      terminal === undefined ? Effect.never : feedTerminal(executor, processId, terminal)
+      feedInput
     )
   })
 
+/**
+ * The request's timeout; without one, Codex's 10 s for its shell tool's
+ * capture (and head/tail), none for a full buffer.
+ */
+const timeoutOf = (request: ExecRequest, capture: Capture): Duration.Duration | undefined => {
+  if (request.timeout !== undefined) {
+    const timeout = Duration.fromInputUnsafe(request.timeout)
+    return Duration.isFinite(timeout) ? timeout : undefined
+  }
+  return capture === "fullBuffer" ? undefined : Defaults.timeout
+}
+
 const finish = (
-  request: ExecRequest,
   capture: Capture,
+  timeout: Duration.Duration | undefined,
   processId: string,
   progress: Progress,
   outcome: Outcome,
@@ -491,7 +570,7 @@ const finish = (
   const exitedBySignal = progress.exited && (signal !== null || progress.exitCode === -1)
   const signalExitCode = Protocol.signaledExitCode(signal)
   const termination: Termination = outcome._tag === "TimedOut"
-    ? Termination.TimedOut({ timeout: Duration.fromInputUnsafe(request.timeout ?? Defaults.timeout) })
+    ? Termination.TimedOut({ timeout: timeout ?? Duration.infinity })
     : outcome._tag === "Interrupted"
     ? Termination.Interrupted()
     : outcome._tag === "Lost"
@@ -524,3 +603,124 @@ const finish = (
     sandboxDenied: progress.sandboxDenied
   }
 }
+
+// =============================================================================
+// One-liners
+// =============================================================================
+
+/**
+ * A command that did not succeed: it exited non-zero, died of a signal, timed
+ * out, was interrupted or lost. `result` has everything it did (its output,
+ * exit code, termination); the message says how it ended and quotes the end
+ * of its stderr.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class CommandFailed extends Data.TaggedError("CommandFailed")<{
+  readonly command: ReadonlyArray<string>
+  readonly result: ExecResult
+}> {
+  override get message(): string {
+    const { result } = this
+    const how = Termination.$match(result.termination, {
+      Exited: ({ exitCode }) => `exited with code ${exitCode}`,
+      Signaled: ({ signal }) => `was killed by ${signal ?? "a signal"}`,
+      TimedOut: ({ timeout }) => `timed out after ${Duration.format(timeout)}`,
+      Interrupted: () => "was interrupted",
+      Lost: ({ reason }) => `was lost: ${reason}`
+    })
+    const stderr = result.stderr.text.trimEnd()
+    const tail = stderr.length > 500 ? `…${stderr.slice(-500)}` : stderr
+    return `${this.command.join(" ")} ${how}${tail === "" ? "" : `: ${tail}`}`
+  }
+}
+
+/**
+ * What a one-liner runs: an argv, or a full request.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Command = ReadonlyArray<string> | ExecRequest
+
+const isArgv = (command: Command): command is ReadonlyArray<string> => Array.isArray(command)
+
+/** A one-liner keeps all of the output and has no deadline, unless the request says otherwise. */
+const requestOf = (command: Command): ExecRequest =>
+  isArgv(command) ? { command, capture: "fullBuffer" } : { capture: "fullBuffer", ...command }
+
+/**
+ * Runs a command and succeeds only when it exits 0; otherwise fails with
+ * {@link CommandFailed}, which carries the whole result.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Environment, Exec } from "effect-exec"
+ *
+ * const program = Exec.runOrFail({ command: ["make", "test"], timeout: "5 minutes" }).pipe(
+ *   Effect.catchTag("CommandFailed", (error) => Effect.logError(error.result.aggregated.text)),
+ *   Effect.provide(Environment.layerLocal)
+ * )
+ * ```
+ *
+ * @category running
+ * @since 0.1.0
+ */
+export const runOrFail = Effect.fn("Exec.runOrFail")(function*(request: ExecRequest): Effect.fn.Return<
+  ExecResult,
+  ExecutorError | CommandFailed,
+  Environment
+> {
+  const result = yield* run(request)
+  if (result.termination._tag === "Exited" && result.exitCode === 0) return result
+  return yield* new CommandFailed({ command: request.command, result })
+})
+
+/**
+ * Runs a command and returns its stdout as text, as `$(…)` in a shell; fails
+ * with {@link CommandFailed} unless it exits 0. An argv alone keeps all of the
+ * output and has no timeout; a request may say otherwise.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Environment, Exec } from "effect-exec"
+ *
+ * const head = Exec.string(["git", "rev-parse", "HEAD"]).pipe(Effect.provide(Environment.layerLocal))
+ * ```
+ *
+ * @category running
+ * @since 0.1.0
+ */
+export const string = (command: Command): Effect.Effect<string, ExecutorError | CommandFailed, Environment> =>
+  Effect.map(runOrFail(requestOf(command)), (result) => result.stdout.text)
+
+/**
+ * Runs a command and returns the lines of its stdout (without their line
+ * ends, `\n` or `\r\n`; no empty last line for a final newline); fails with
+ * {@link CommandFailed} unless it exits 0.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Environment, Exec } from "effect-exec"
+ *
+ * const files = Exec.lines({ command: ["git", "ls-files"], cwd: "/repo" }).pipe(
+ *   Effect.provide(Environment.layerLocal)
+ * )
+ * ```
+ *
+ * @category running
+ * @since 0.1.0
+ */
+export const lines = (
+  command: Command
+): Effect.Effect<ReadonlyArray<string>, ExecutorError | CommandFailed, Environment> =>
+  Effect.map(string(command), (text) => {
+    if (text === "") return []
+    const split = text.split(/\r?\n/)
+    if (split.at(-1) === "") split.pop()
+    return split
+  })

@@ -12,14 +12,19 @@
  * A `tty` request runs on a pseudo-terminal (`@lydell/node-pty`): its output
  * is on stream `"pty"`, writes type into the terminal, `resize` sets its size.
  *
+ * The process groups die with this process, however it ends: closing the
+ * executor's scope kills them, and a watchdog outside them (`parentWatchdog`)
+ * kills those still running when this process dies without closing it
+ * (SIGKILL, an unhandled Ctrl-C).
+ *
  * The roles live under `internal/local/`: `localProcess` (what the executor
  * asks of a process, and the flow control and writes both kinds share),
  * `childProcess` (a child on pipes: spawn, pipes, exit, stdin, signals),
  * `ptyProcess` (a child on a pseudo-terminal), `processTable` (ids,
  * retention, bounds), `processLog` (the seq-numbered log and its long-poll),
- * `envPolicy`. A start with a `sandbox` runs under bubblewrap, built by
- * `internal/sandbox/`, or is refused (a process on a terminal cannot be
- * confined yet).
+ * `envPolicy`, `parentWatchdog`. A start with a `sandbox` runs under
+ * bubblewrap, built by `internal/sandbox/`, or is refused (a process on a
+ * terminal cannot be confined yet).
  *
  * @since 0.1.0
  */
@@ -43,6 +48,7 @@ import * as Defaults from "./internal/defaults.ts"
 import { prepareChild } from "./internal/local/childProcess.ts"
 import { childEnvironment } from "./internal/local/envPolicy.ts"
 import { Holdings, type LocalProcess } from "./internal/local/localProcess.ts"
+import { ParentWatchdog } from "./internal/local/parentWatchdog.ts"
 import { eventStream, longPollRead } from "./internal/local/processLog.ts"
 import { ProcessTable } from "./internal/local/processTable.ts"
 import { preparePty } from "./internal/local/ptyProcess.ts"
@@ -109,7 +115,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const table = new ProcessTable(options.maxClosedRetained ?? Defaults.processTable.maxClosedRetained)
   const sandbox = yield* Launcher.makeLauncher(options.sandbox)
   const supervisors = yield* FiberSet.make()
-  yield* Effect.addFinalizer(() => table.destroyAll())
+  const watchdog = new ParentWatchdog()
+  yield* Effect.addFinalizer(() => Effect.andThen(table.destroyAll(), Effect.sync(() => watchdog.close())))
 
   /** Lets a paused process go lossy when no reader has come for a while. */
   const releaseWhenReaderIdle = (process: LocalProcess): Effect.Effect<never> =>
@@ -133,6 +140,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       table.closed(processId)
       yield* Effect.sleep(closedRetention)
       table.forget(processId, process)
+      // what the group left behind had its retention to finish: its id may go to another group now
+      watchdog.forget(process.pid)
     })
 
   /**
@@ -181,6 +190,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           Effect.onError(() => giveBack)
         )
         table.started(processId, process)
+        watchdog.watch(process.pid)
         yield* FiberSet.run(supervisors, supervise(processId, process))
         return { processId, sandboxType: process.sandboxType }
       })
@@ -224,6 +234,19 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     }
   })
 
+  const closeStdin = Effect.fn("LocalExecutor.closeStdin")(function*(processId: string) {
+    const entry = table.get(processId)
+    if (entry === undefined) return "unknownProcess" as const
+    if (entry.state === "starting") return "starting" as const
+    const status = entry.process.closeStdin()
+    if (status === undefined) {
+      return yield* fail(
+        new InvalidRequest({ description: `process ${processId} runs on a terminal: type Ctrl-D to end its input` })
+      )
+    }
+    return status
+  })
+
   const events = (
     processId: string,
     options?: { readonly afterSeq?: number }
@@ -237,6 +260,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     terminate,
     signal,
     resize,
+    closeStdin,
     events,
     defaultCwd: Effect.sync(() => process.cwd()),
     sandboxSupport: sandbox.support

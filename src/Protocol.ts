@@ -710,6 +710,18 @@ export const ResizeParams = Schema.Struct({
   size: TerminalSize
 })
 
+/**
+ * Parameters of `process/closeStdin` (our extension): ends the stdin of a
+ * process started with `pipeStdin`, after every write accepted before it, so
+ * the command reads end-of-file. Codex has no way to end a pipe's input.
+ * Answers with a {@link WriteStatus}: `accepted` once it is closed,
+ * `stdinClosed` when it was closed already (or the process has exited).
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const CloseStdinParams = Schema.Struct({ processId: Schema.String })
+
 // =============================================================================
 // Notifications (server → client)
 // =============================================================================
@@ -959,6 +971,7 @@ export const requests = {
   "process/terminate": request(TerminateParams, TerminateResult),
   "process/signal": request(SignalParams, EmptyResult, { extension: true }),
   "process/resize": request(ResizeParams, EmptyResult, { extension: true }),
+  "process/closeStdin": request(CloseStdinParams, WriteResult, { extension: true }),
   "fs/getMetadata": request(PathParams, GetMetadataResult),
   "fs/readFile": request(ReadFileParams, ReadFileResult),
   "fs/writeFile": request(WriteFileParams, EmptyResult),

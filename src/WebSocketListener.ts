@@ -11,9 +11,7 @@ import * as FiberSet from "effect/FiberSet"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { createHash, timingSafeEqual } from "node:crypto"
-import * as Http from "node:http"
 import { isIP } from "node:net"
-import { WebSocketServer } from "ws"
 import * as ExecServer from "./ExecServer.ts"
 import type { Executor } from "./Executor.ts"
 import { fromWebSocket } from "./JsonRpc.ts"
@@ -131,6 +129,8 @@ export const listen = Effect.fnUntraced(function*(options: Options = {}) {
   }
   const registry = yield* ExecServer.makeRegistry(options)
   const run = yield* FiberSet.makeRuntime<Executor>()
+  // ws and Node's http load when a server listens, not with this module
+  const [{ WebSocketServer }, Http] = yield* Effect.promise(() => Promise.all([import("ws"), import("node:http")]))
   const sockets = new WebSocketServer({
     noServer: true,
     maxPayload: options.maxFrameBytes ?? ExecServer.defaults.maxFrameBytes

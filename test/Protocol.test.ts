@@ -271,6 +271,7 @@ describe("Protocol's method table", () => {
       "process/terminate",
       "process/signal",
       "process/resize",
+      "process/closeStdin",
       "fs/getMetadata",
       "fs/readFile",
       "fs/writeFile",
@@ -289,6 +290,7 @@ describe("Protocol's method table", () => {
       "fs/readFile.maxBytes",
       "process/signal",
       "process/resize",
+      "process/closeStdin",
       "process/acknowledge"
     ])
     assert.isTrue(Protocol.isRequestMethod("process/read"))

@@ -35,7 +35,7 @@ import {
 } from "./support/fakeServer.ts"
 
 /** The remote environment of `server`, with what its client holds measurable. */
-const remote = (server: FakeServer, sink: Layer.Layer<OutputSink.OutputSink> = OutputSink.layerDiscard) => {
+const remote = (server: FakeServer, sink: Layer.Layer<never> = OutputSink.layerDiscard) => {
   let measure: (() => RecordsFootprint) | undefined
   const probe = Layer.succeed(FootprintProbe, (m: () => RecordsFootprint) => {
     measure = m

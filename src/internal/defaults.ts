@@ -163,7 +163,9 @@ export const exec = {
   /** Bytes asked for by one `process/read`. */
   readBytes: 512 * 1024,
   /** The long-poll wait of one `process/read`. */
-  readWaitMillis: 1_000
+  readWaitMillis: 1_000,
+  /** The largest chunk of a command's stdin one `process/write` carries (Codex's frames are 16 MiB at most). */
+  writeBytes: MiB
 } as const
 
 /** The sandbox (bubblewrap) of the local executor. */

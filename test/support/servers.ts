@@ -15,8 +15,8 @@ import * as LocalExecutor from "../../src/LocalExecutor.ts"
 import * as RemoteExecutor from "../../src/RemoteExecutor.ts"
 import * as WebSocketListener from "../../src/WebSocketListener.ts"
 
-/** The CLI entry point. */
-export const bin = fileURLToPath(new URL("../../bin/effect-exec.js", import.meta.url))
+/** The CLI as it is installed: the bundle `npm run build` writes (the tests' global setup builds it). */
+export const bin = fileURLToPath(new URL("../../dist/effect-exec.cjs", import.meta.url))
 
 /** Our exec-server on a loopback WebSocket, serving a local executor, seen through a `RemoteExecutor`. */
 export const remoteOverWebSocket: Layer.Layer<Executor, WebSocketListener.ListenError> = Layer.effect(

@@ -83,6 +83,10 @@ export class PipeProcess implements LocalProcess {
     return this.flow.lastReadAt
   }
 
+  get pid(): number {
+    return this.child.pid!
+  }
+
   /** Whether the leader has not exited yet. */
   get running(): boolean {
     return this.child.exitCode === null && this.child.signalCode === null
@@ -134,6 +138,14 @@ export class PipeProcess implements LocalProcess {
   /** A child on pipes has no terminal to resize. */
   resize(): boolean {
     return false
+  }
+
+  /** Ends the stdin pipe once the writes queued before it are flushed: the child reads end-of-file. */
+  closeStdin(): Protocol.WriteStatus {
+    const stdin = this.child.stdin
+    if (stdin === null || stdin.destroyed || stdin.writableEnded || this.log.exited) return "stdinClosed"
+    stdin.end()
+    return "accepted"
   }
 
   /** Wires the child's pipes and exit into the log. */

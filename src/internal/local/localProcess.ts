@@ -18,6 +18,8 @@ import type { ProcessLog } from "./processLog.ts"
 
 /** A running (or exited, not yet forgotten) process of the local executor. */
 export interface LocalProcess {
+  /** The child's pid: it leads its own process group (and session). */
+  readonly pid: number
   /** Its output, exit and close, numbered. */
   readonly log: ProcessLog
   /** Completes once it exited and its output reached its end. */
@@ -44,6 +46,11 @@ export interface LocalProcess {
   write(chunk: Uint8Array, writeId: string | undefined): Effect.Effect<Protocol.WriteStatus>
   /** Sets the size of its terminal; `false` when it has none. */
   resize(size: Protocol.TerminalSize): boolean
+  /**
+   * Ends its stdin after the writes before it; `undefined` when its input is a
+   * terminal (which has no end but the Ctrl-D typed into it).
+   */
+  closeStdin(): Protocol.WriteStatus | undefined
 }
 
 /**

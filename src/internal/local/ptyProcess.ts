@@ -172,6 +172,11 @@ export class PtyProcess implements LocalProcess {
   }
 
   /** Sets the terminal's size; nothing to do once the child exited. */
+  /** A terminal's input has no end but the Ctrl-D typed into it. */
+  closeStdin(): undefined {
+    return undefined
+  }
+
   resize(size: Protocol.TerminalSize): boolean {
     if (!this.leaderExited && !this.terminal.destroyed) {
       try {

@@ -5,7 +5,7 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
-import WebSocket from "ws"
+import type WebSocket from "ws"
 import { outgoing, type OutgoingLimits, type Transport } from "./transport.ts"
 
 /**
@@ -20,8 +20,7 @@ export const fromWebSocket = (socket: WebSocket, limits: OutgoingLimits = {}): T
   return {
     ...outgoing({
       limits,
-      closedReason: () =>
-        closedReason ?? (socket.readyState === WebSocket.OPEN ? undefined : "the WebSocket is not open"),
+      closedReason: () => closedReason ?? (socket.readyState === socket.OPEN ? undefined : "the WebSocket is not open"),
       buffered: () => socket.bufferedAmount,
       write: (frame, done) => socket.send(frame, done),
       drop: (reason) => {
