@@ -12,8 +12,16 @@ import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSyn
 import { join } from "node:path"
 import type { SandboxRefused } from "../src/Executor.ts"
 import { realPathOf } from "../src/internal/fs/paths.ts"
+import { mountLayout } from "../src/internal/sandbox/bwrapArgs.ts"
 import { registryDirectory } from "../src/internal/sandbox/mountPoints.ts"
-import { accessOf, canRead, canWrite, type ResolvedPolicy, resolvePolicy } from "../src/internal/sandbox/policy.ts"
+import {
+  accessOf,
+  canRead,
+  canWrite,
+  denialOf,
+  type ResolvedPolicy,
+  resolvePolicy
+} from "../src/internal/sandbox/policy.ts"
 import type * as Protocol from "../src/Protocol.ts"
 import * as Sandbox from "../src/Sandbox.ts"
 import { scratchRoot } from "./support/sandbox.ts"
@@ -269,5 +277,52 @@ describe("sandbox policy", () => {
       )
       assert.isFalse(yield* canWrite(policy, join(gitDir, "HEAD")))
       assert.isTrue(yield* canWrite(policy, join(dirs.base, "other")))
+    }))
+
+  it.effect("hidden paths deny everything at and below them, whatever a more specific rule grants", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      const hidden = join(dirs.base, "registry")
+      const below = join(hidden, "granted")
+      mkdirSync(below, { recursive: true })
+      const policy = yield* resolvePolicy(
+        restricted([entry(special({ kind: "root" }), "read"), entry(path(below), "write")], [dirs.workspace]),
+        { tmpdir: undefined, hidden: [hidden] }
+      )
+      assert.strictEqual(accessOf(policy, join(below, "f")), "deny")
+      assert.strictEqual(accessOf(policy, hidden), "deny")
+      assert.strictEqual(denialOf(policy, join(below, "f")), "EACCES")
+      // the sandbox mounts nothing below the hidden path: no bind of the granted directory inside it
+      const layout = yield* mountLayout(policy)
+      assert.deepStrictEqual(
+        layout.ops.filter((op) => op.path.startsWith(hidden)),
+        [{ path: hidden, access: "deny" }]
+      )
+    }))
+
+  it.effect("a denied directory hides what rules below it grant, as its unreadable mount does; no rule: not there", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      const open = join(dirs.outside, "open")
+      mkdirSync(open)
+      const entries = [
+        entry(special({ kind: "project_roots" }), "write"),
+        entry(path(dirs.outside), "deny"),
+        entry(path(open), "write")
+      ]
+      const policy = yield* resolve(
+        restricted([entry(special({ kind: "root" }), "read"), ...entries], [dirs.workspace])
+      )
+      // the sandbox mounts the denied directory unreadable: what is below cannot be reached
+      assert.strictEqual(accessOf(policy, join(open, "f")), "deny")
+      assert.strictEqual(denialOf(policy, join(open, "f")), "EACCES")
+      assert.strictEqual(denialOf(policy, dirs.outside), "EACCES")
+      assert.strictEqual(accessOf(policy, join(dirs.workspace, "f")), "write")
+      // where / is not readable, a denied directory is not mounted at all, and what is below it is mounted as asked
+      const rootless = yield* resolve(restricted(entries, [dirs.workspace]))
+      assert.strictEqual(accessOf(rootless, join(open, "f")), "write")
+      // no rule covers /etc: nothing is mounted there
+      assert.strictEqual(accessOf(rootless, "/etc/passwd"), "deny")
+      assert.strictEqual(denialOf(rootless, "/etc/passwd"), "ENOENT")
     }))
 })
