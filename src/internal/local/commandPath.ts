@@ -13,6 +13,7 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
+import { accessSync, statSync } from "node:fs"
 import * as NodeFs from "node:fs/promises"
 import * as NodePath from "node:path"
 import { SpawnFailed } from "../../Executor.ts"
@@ -38,6 +39,17 @@ const inspect = (path: string): Effect.Effect<Candidate> =>
 /** Whether `path` is a regular file (links followed) this process may execute. */
 export const isExecutableFile = (path: string): Effect.Effect<boolean> =>
   Effect.map(inspect(path), (candidate) => candidate === "executable")
+
+/** {@link isExecutableFile}, synchronously: for a lookup made once (the login shell), never per request. */
+export const isExecutableFileSync = (path: string): boolean => {
+  try {
+    if (!statSync(path).isFile()) return false
+    accessSync(path, NodeFs.constants.X_OK)
+    return true
+  } catch {
+    return false
+  }
+}
 
 /** The candidates for `command`, in the order `execvp` tries them. */
 const candidatesOf = (command: string, cwd: string, searchPath: string | undefined): ReadonlyArray<string> =>

@@ -57,15 +57,16 @@ const perlScript = `my $k = shift; opendir(my $d, "/proc/self/fd") or do { ` +
   `exec { $ARGV[0] } @ARGV or die "exec $ARGV[0]: $!\\n"`
 
 /** The closers, best first: each where it usually is. */
-const candidates: ReadonlyArray<{ readonly paths: ReadonlyArray<string>; readonly prefix: ReadonlyArray<string> }> = [
-  { paths: ["/bin/bash", "/usr/bin/bash"], prefix: ["-p", "-c", bashScript, "bash"] },
-  { paths: ["/usr/bin/perl", "/bin/perl"], prefix: ["-MPOSIX", "-e", perlScript] },
-  { paths: ["/bin/sh", "/usr/bin/sh"], prefix: ["-c", shScript, "sh"] }
-]
+export const closers: ReadonlyArray<{ readonly paths: ReadonlyArray<string>; readonly prefix: ReadonlyArray<string> }> =
+  [
+    { paths: ["/bin/bash", "/usr/bin/bash"], prefix: ["-p", "-c", bashScript, "bash"] },
+    { paths: ["/usr/bin/perl", "/bin/perl"], prefix: ["-MPOSIX", "-e", perlScript] },
+    { paths: ["/bin/sh", "/usr/bin/sh"], prefix: ["-c", shScript, "sh"] }
+  ]
 
 /** The best closer this host has, or `undefined` when it has none. */
 export const findCloser: Effect.Effect<Closer | undefined> = Effect.gen(function*() {
-  for (const candidate of candidates) {
+  for (const candidate of closers) {
     for (const file of candidate.paths) {
       if (yield* isExecutableFile(file)) return { file, prefix: candidate.prefix }
     }

@@ -32,6 +32,7 @@ import * as Defaults from "../defaults.ts"
 import * as Paths from "../fs/paths.ts"
 import { depthOf, isWithin, lstatOrUndefined } from "../fs/paths.ts"
 import { registryDirectory } from "./mountPoints.ts"
+import { protectedNames } from "./protectedNames.ts"
 
 /** What a rule grants. */
 export type Access = "read" | "write" | "deny"
@@ -75,9 +76,6 @@ export interface ResolveOptions {
   /** Paths no confined policy grants, whatever it says (default: the sandboxes' own registry). */
   readonly hidden?: ReadonlyArray<string>
 }
-
-/** Names kept read-only inside every writable root (Codex's protected subpaths). */
-export const protectedNames: ReadonlyArray<string> = [".git", ".agents", ".codex", ".aws"]
 
 /** The platform's read set (Codex's `minimal`), those of them that exist. */
 const minimalPaths = ["/bin", "/sbin", "/usr", "/etc", "/lib", "/lib64", "/nix/store", "/run/current-system/sw"]
