@@ -319,7 +319,9 @@ describe("finding a command", () => {
           [["plain"], { PATH: dir }, "PermissionDenied"],
           [["./plain"], { PATH: "/usr/bin:/bin" }, "PermissionDenied"],
           [["no-such-tool"], { PATH: dir }, "CommandNotFound"],
-          [["./sub/tool"], {}, "PermissionDenied"]
+          [["./sub/tool"], {}, "PermissionDenied"],
+          // found on PATH, and its argv[0] stays what the request said
+          [["sh", "-c", "head -c 2 /proc/$$/cmdline"], { PATH: "/usr/bin:/bin" }, "sh"]
         ]
         yield* withExecutor(Effect.gen(function*() {
           for (const [argv, env, expected] of cases) {

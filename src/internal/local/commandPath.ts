@@ -8,7 +8,10 @@
  * directory), and the first regular file there that may be executed wins. A
  * candidate that exists but may not be executed makes the failure "permission
  * denied" rather than "not found", as `execvp` reports it. The process is
- * then started from the path found, never looked up again.
+ * then started from the path found; a spawner that cannot set `argv[0]` apart
+ * from the file it runs (a terminal's fork, bubblewrap before 0.9) is given
+ * the command as written instead, so that `argv[0]` stays what the request
+ * said, and looks it up again by the same `PATH` (`execName`).
  *
  * @internal
  */
@@ -56,6 +59,15 @@ const candidatesOf = (command: string, cwd: string, searchPath: string | undefin
   command.includes("/")
     ? [NodePath.resolve(cwd, command)]
     : (searchPath ?? defaultSearchPath).split(":").map((directory) => NodePath.resolve(cwd, directory, command))
+
+/**
+ * What to give a spawner that looks `command` up itself (`execvp`) and makes
+ * it `argv[0]`: the command as written, which the child's `PATH` leads to the
+ * same `program`; without a `PATH` (whose default differs between `execvp`s)
+ * the path found.
+ */
+export const execName = (command: string, program: string, searchPath: string | undefined): string =>
+  command.includes("/") || searchPath !== undefined ? command : program
 
 /**
  * The absolute path of the program `command` runs, for a child in `cwd` whose

@@ -26,7 +26,7 @@ import { InvalidRequest, SpawnFailed, type StartRequest, Unsupported } from "../
 import type * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"
 import { checkCwd, type SpawnOptions } from "./childProcess.ts"
-import { resolveCommand } from "./commandPath.ts"
+import { execName, resolveCommand } from "./commandPath.ts"
 import { childEnvironment } from "./envPolicy.ts"
 import { InputWriter, type LocalProcess, OutputFlow, type PreparedStart, signalGroup } from "./localProcess.ts"
 import { ProcessLog } from "./processLog.ts"
@@ -259,8 +259,9 @@ export const preparePty = (
         let started: PtyProcess | undefined
         const forked = yield* Effect.try({
           try: () =>
+            // the fork looks the command up again (execvp): argv[0] stays as given
             binding.fork(
-              program,
+              execName(command, program, env.PATH),
               args,
               Object.entries(env).map(([name, value]) => `${name}=${value}`),
               request.cwd,

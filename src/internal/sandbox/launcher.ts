@@ -25,6 +25,7 @@ import * as Effect from "effect/Effect"
 import { InvalidRequest, SandboxRefused, type SandboxSupport, type StartRequest } from "../../Executor.ts"
 import type * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"
+import { execName } from "../local/commandPath.ts"
 import { type Bwrap, type BwrapStatus, hostEnvironment, locate, probe, supportOf } from "./bwrap.ts"
 import {
   type BwrapInvocation,
@@ -199,9 +200,10 @@ export const makeLauncher = (options: SandboxOptions = {}): Effect.Effect<Launch
       if (requested !== undefined && !bwrap.argv0) {
         return yield* refuse("Unsupported", `arg0 under a sandbox (bubblewrap at ${bwrap.path} has no --argv0)`)
       }
-      // the program runs from the path found; argv[0] stays the command as given where bubblewrap can set it
+      // argv[0] stays the command as given: set apart from the program where bubblewrap can, else looked up again
       const command = request.argv[0]!
       const argv0 = requested ?? (bwrap.argv0 && program !== command ? command : undefined)
+      const executable = bwrap.argv0 ? program : execName(command, program, environment.PATH)
       yield* checkEnvironment(environment)
       const seccomp = networkFilter(
         policy.confinement === "full" && policy.network === "enabled" ? "vsock" : "restricted"
@@ -225,7 +227,7 @@ export const makeLauncher = (options: SandboxOptions = {}): Effect.Effect<Launch
       const launched = closingDescriptors(
         closer,
         bwrap.path,
-        [...invocation.args, "--", program, ...request.argv.slice(1)],
+        [...invocation.args, "--", executable, ...request.argv.slice(1)],
         2 + invocation.inputs.length
       )
       const launch: Launch = {
