@@ -123,66 +123,75 @@ const checkEnvironment = (environment: Readonly<Record<string, string>>): Effect
   return Effect.void
 }
 
+/** What sandboxes need here: a working bubblewrap, a closer, the registry of mount points; or why not. */
+const findTools = (
+  options: SandboxOptions,
+  mountPoints: MountPoints
+): Effect.Effect<Tools | { readonly unavailable: string }> =>
+  Effect.gen(function*() {
+    const probed: BwrapStatus = yield* probe(yield* locate(options.bwrap))
+    if (probed._tag === "Unavailable") return { unavailable: probed.reason }
+    const closer = yield* findCloser
+    if (closer === undefined) return { unavailable: "this host has no bash, perl or sh to launch sandboxes with" }
+    const prepared = yield* Effect.exit(mountPoints.prepare())
+    if (prepared._tag === "Failure") {
+      return { unavailable: `cannot use ${mountPoints.directory} for the sandbox's mount points` }
+    }
+    return { bwrap: probed.bwrap, closer }
+  })
+
+/** Whether `request` runs confined, and by what policy; or why it is refused (`hidden`: the registry). */
+const decide = (options: SandboxOptions, hidden: ReadonlyArray<string>) =>
+  Effect.fnUntraced(function*(
+    request: StartRequest,
+    environment: Readonly<Record<string, string>>
+  ): Effect.fn.Return<Decision, SandboxRefused> {
+    if (request.enforceManagedNetwork === true || (request.managedNetwork ?? null) !== null) {
+      return yield* refuse("Unsupported", "a managed network (Codex's network proxy)")
+    }
+    const context = request.sandbox ?? null
+    if (context === null) {
+      return options.required === true
+        ? yield* refuse("Required", "the request asks for no sandbox")
+        : Decision.Unconfined()
+    }
+    const policy = yield* resolvePolicy(context, { tmpdir: environment.TMPDIR, hidden })
+    if (policy.confinement === "none") {
+      return options.required === true
+        ? yield* refuse("Required", "its policy confines nothing")
+        : Decision.Unconfined()
+    }
+    return Decision.Confined({ policy })
+  })
+
+/** The bubblewrap invocation for `policy`, its mount points claimed and handed to `hold`. */
+const invocationFor = (mountPoints: MountPoints) =>
+  Effect.fnUntraced(function*(
+    policy: ResolvedPolicy,
+    invocation: InvocationOptions,
+    hold: (release: () => void) => void
+  ): Effect.fn.Return<BwrapInvocation, SandboxRefused> {
+    if (policy.confinement !== "full") return networkOnlyInvocation(invocation)
+    const layout = yield* mountLayout(policy)
+    yield* mountPoints.claim(layout.placeholders, hold).pipe(
+      Effect.mapError((error) =>
+        new SandboxRefused({
+          kind: "Unsupported",
+          description: `cannot prepare the sandbox's mounts: ${error.message}`
+        })
+      )
+    )
+    return yield* confinedInvocation(policy, yield* describeMounts(layout), invocation)
+  })
+
 /** Builds the launcher; nothing is probed until a sandbox is first needed. */
 export const makeLauncher = (options: SandboxOptions = {}): Effect.Effect<Launcher> =>
   Effect.gen(function*() {
     const mountPoints = new MountPoints()
     const hidden = [mountPoints.directory]
-    const tools: Effect.Effect<Tools | { readonly unavailable: string }> = yield* Effect.cached(
-      Effect.gen(function*() {
-        const probed: BwrapStatus = yield* probe(yield* locate(options.bwrap))
-        if (probed._tag === "Unavailable") return { unavailable: probed.reason }
-        const closer = yield* findCloser
-        if (closer === undefined) return { unavailable: "this host has no bash, perl or sh to launch sandboxes with" }
-        const prepared = yield* Effect.exit(mountPoints.prepare())
-        if (prepared._tag === "Failure") {
-          return { unavailable: `cannot use ${mountPoints.directory} for the sandbox's mount points` }
-        }
-        return { bwrap: probed.bwrap, closer }
-      })
-    )
-
-    /** Whether `request` runs confined, and by what policy; or why it is refused. */
-    const decide = Effect.fnUntraced(function*(
-      request: StartRequest,
-      environment: Readonly<Record<string, string>>
-    ): Effect.fn.Return<Decision, SandboxRefused> {
-      if (request.enforceManagedNetwork === true || (request.managedNetwork ?? null) !== null) {
-        return yield* refuse("Unsupported", "a managed network (Codex's network proxy)")
-      }
-      const context = request.sandbox ?? null
-      if (context === null) {
-        return options.required === true
-          ? yield* refuse("Required", "the request asks for no sandbox")
-          : Decision.Unconfined()
-      }
-      const policy = yield* resolvePolicy(context, { tmpdir: environment.TMPDIR, hidden })
-      if (policy.confinement === "none") {
-        return options.required === true
-          ? yield* refuse("Required", "its policy confines nothing")
-          : Decision.Unconfined()
-      }
-      return Decision.Confined({ policy })
-    })
-
-    /** The bubblewrap invocation for `policy`, its mount points claimed and handed to `hold`. */
-    const invocationFor = Effect.fnUntraced(function*(
-      policy: ResolvedPolicy,
-      invocation: InvocationOptions,
-      hold: (release: () => void) => void
-    ): Effect.fn.Return<BwrapInvocation, SandboxRefused> {
-      if (policy.confinement !== "full") return networkOnlyInvocation(invocation)
-      const layout = yield* mountLayout(policy)
-      yield* mountPoints.claim(layout.placeholders, hold).pipe(
-        Effect.mapError((error) =>
-          new SandboxRefused({
-            kind: "Unsupported",
-            description: `cannot prepare the sandbox's mounts: ${error.message}`
-          })
-        )
-      )
-      return yield* confinedInvocation(policy, yield* describeMounts(layout), invocation)
-    })
+    const tools = yield* Effect.cached(findTools(options, mountPoints))
+    const decideFor = decide(options, hidden)
+    const invocationOf = invocationFor(mountPoints)
 
     const prepare = Effect.fnUntraced(function*(
       request: StartRequest,
@@ -190,7 +199,7 @@ export const makeLauncher = (options: SandboxOptions = {}): Effect.Effect<Launch
       environment: Readonly<Record<string, string>>,
       hold: (release: () => void) => void
     ): Effect.fn.Return<Launch | undefined, SandboxRefused | InvalidRequest> {
-      const decision = yield* decide(request, environment)
+      const decision = yield* decideFor(request, environment)
       if (decision._tag === "Unconfined") return undefined
       const { policy } = decision
       const available = yield* tools
@@ -200,21 +209,15 @@ export const makeLauncher = (options: SandboxOptions = {}): Effect.Effect<Launch
       if (requested !== undefined && !bwrap.argv0) {
         return yield* refuse("Unsupported", `arg0 under a sandbox (bubblewrap at ${bwrap.path} has no --argv0)`)
       }
+      yield* checkEnvironment(environment)
       // argv[0] stays the command as given: set apart from the program where bubblewrap can, else looked up again
       const command = request.argv[0]!
       const argv0 = requested ?? (bwrap.argv0 && program !== command ? command : undefined)
       const executable = bwrap.argv0 ? program : execName(command, program, environment.PATH)
-      yield* checkEnvironment(environment)
       const seccomp = networkFilter(
         policy.confinement === "full" && policy.network === "enabled" ? "vsock" : "restricted"
       )
-      const invocation = yield* invocationFor(policy, {
-        cwd: request.cwd,
-        environment,
-        seccomp,
-        hidden,
-        argv0
-      }, hold)
+      const invocation = yield* invocationOf(policy, { cwd: request.cwd, environment, seccomp, hidden, argv0 }, hold)
       const argumentCount = invocation.argumentCount + 1 + request.argv.length
       if (argumentCount > Defaults.sandbox.maxBwrapArguments) {
         return yield* refuse(
@@ -244,7 +247,7 @@ export const makeLauncher = (options: SandboxOptions = {}): Effect.Effect<Launch
       environment: Readonly<Record<string, string>>,
       what: string
     ) {
-      const decision = yield* decide(request, environment)
+      const decision = yield* decideFor(request, environment)
       if (decision._tag === "Confined") return yield* refuse("Unsupported", `${what} under a sandbox`)
     })
 
