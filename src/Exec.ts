@@ -13,7 +13,6 @@
 import type * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -264,24 +263,6 @@ class Progress {
   }
 }
 
-/**
- * Long-poll reads until the process is closed and drained. The cursor travels
- * in the stream's own state, not in `progress`: the stream may pull the next
- * read before the last one was absorbed (`interruptWhen` runs it ahead), and
- * a cursor read from `progress` then would fetch the same chunks twice.
- */
-const reads = (executor: Executor["Service"], processId: string, progress: Progress) =>
-  Stream.paginate(progress.afterSeq, (afterSeq) =>
-    Effect.map(
-      executor.read({ processId, afterSeq, maxBytes: Defaults.readBytes, waitMs: Defaults.readWaitMillis }),
-      // the cursor never goes back: an executor that says otherwise cannot make the loop read output twice
-      (result) =>
-        [
-          [result],
-          Protocol.isDrained(result) ? Option.none() : Option.some(Math.max(afterSeq, result.nextSeq - 1))
-        ] as const
-    ))
-
 /** Folds one read into the progress and sends its deltas. */
 const absorb = (progress: Progress, sink: OutputSink.Service, callId: string, maxDeltas: number) =>
   Effect.fnUntraced(function*(result: Protocol.ReadResult) {
@@ -310,9 +291,22 @@ const absorb = (progress: Progress, sink: OutputSink.Service, callId: string, ma
     progress.sandboxDenied = result.sandboxDenied ?? false
   })
 
+/** Output bytes in a read answer. */
+const bytesIn = (result: Protocol.ReadResult): number => {
+  let bytes = 0
+  for (const chunk of result.chunks) bytes += chunk.chunk.length
+  return bytes
+}
+
 /**
- * Reads until closed; once the exit is seen (now or during the reads), reads
- * on for at most `drainLimit`.
+ * Long-poll reads (`afterSeq = nextSeq - 1`, never back) until the process is
+ * closed and drained. Once the exit is seen, the loop reads on for at most
+ * `drainLimit`, so a background child holding a pipe cannot hang the call —
+ * but a backlog written before the exit is read whole: a read filled to half
+ * its size or more moves the limit to `drainLimit` past its end, for up to
+ * `drainBacklogBytes` read after the exit. (A backpressured executor still
+ * holds up to a window of output when the process exits, and a read answer
+ * says `exited` whatever its cursor; a slow sink must not cut it off.)
  */
 const consume = (
   executor: Executor["Service"],
@@ -321,14 +315,31 @@ const consume = (
   step: (result: Protocol.ReadResult) => Effect.Effect<void>
 ) =>
   Effect.gen(function*() {
-    const exitSeen = yield* Deferred.make<void>()
-    if (progress.exited) yield* Deferred.succeed(exitSeen, undefined)
-    yield* reads(executor, processId, progress).pipe(
-      Stream.interruptWhen(Effect.andThen(Deferred.await(exitSeen), Effect.sleep(Defaults.drainLimit))),
-      Stream.runForEach((result) =>
-        Effect.andThen(step(result), result.exited ? Deferred.succeed(exitSeen, undefined) : Effect.void)
-      )
-    )
+    const drainLimit = Duration.toMillis(Defaults.drainLimit)
+    /** When the drain ends, once the exit is seen. */
+    let drainEndsAt = progress.exited ? (yield* Clock.currentTimeMillis) + drainLimit : undefined
+    let readAfterExit = 0
+    while (true) {
+      const left = drainEndsAt === undefined ? undefined : drainEndsAt - (yield* Clock.currentTimeMillis)
+      if (left !== undefined && left <= 0) return
+      const read = executor.read({
+        processId,
+        afterSeq: progress.afterSeq,
+        maxBytes: Defaults.readBytes,
+        waitMs: left === undefined ? Defaults.readWaitMillis : Math.min(Defaults.readWaitMillis, left)
+      })
+      const answer = left === undefined ? Option.some(yield* read) : yield* Effect.timeoutOption(read, left)
+      if (Option.isNone(answer)) return
+      const result = answer.value
+      yield* step(result)
+      if (Protocol.isDrained(result)) return
+      if (!result.exited) continue
+      const bytes = bytesIn(result)
+      const now = yield* Clock.currentTimeMillis
+      const backlog = bytes * 2 >= Defaults.readBytes && readAfterExit < InternalDefaults.exec.drainBacklogBytes
+      if (drainEndsAt === undefined || backlog) drainEndsAt = now + drainLimit
+      readAfterExit += bytes
+    }
   })
 
 /**

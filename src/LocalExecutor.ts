@@ -52,6 +52,7 @@ import { ParentWatchdog } from "./internal/local/parentWatchdog.ts"
 import { eventStream, longPollRead } from "./internal/local/processLog.ts"
 import { ProcessTable } from "./internal/local/processTable.ts"
 import { preparePty } from "./internal/local/ptyProcess.ts"
+import { startProblem } from "./internal/local/startChecks.ts"
 import * as Launcher from "./internal/sandbox/launcher.ts"
 import type * as Protocol from "./Protocol.ts"
 
@@ -80,6 +81,13 @@ export interface Options {
   readonly readerIdleTimeout?: Duration.Input
   /** The environment an `envPolicy` starts from (default `process.env`). */
   readonly baseEnvironment?: Readonly<Record<string, string | undefined>>
+  /**
+   * Bytes written to a process's input that it has not taken yet, at most
+   * (default 1 MiB; one larger write goes alone): a write that does not fit
+   * waits until the process reads, and is answered `accepted` only once the
+   * OS took every byte of it.
+   */
+  readonly stdinWindowBytes?: number
   /** How sandboxed starts are confined: where bubblewrap is, whether every start must be sandboxed. */
   readonly sandbox?: SandboxOptions
 }
@@ -104,7 +112,8 @@ export type SandboxOptions = Launcher.SandboxOptions
 export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const spawnOptions = {
     retainedBytes: options.retainedBytes ?? Defaults.processTable.retainedBytes,
-    baseEnvironment: options.baseEnvironment ?? process.env
+    baseEnvironment: options.baseEnvironment ?? process.env,
+    stdinWindowBytes: options.stdinWindowBytes ?? Defaults.processTable.stdinWindowBytes
   }
   const closedRetention = Duration.fromInputUnsafe(
     options.closedRetention ?? Defaults.processTable.closedRetentionMillis
@@ -171,6 +180,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     if (request.argv.length === 0) {
       return yield* fail(new InvalidRequest({ description: "argv must not be empty", invalidParams: true }))
     }
+    const problem = startProblem(request)
+    if (problem !== undefined) return yield* fail(problem)
     // the preparation may be interrupted (a timeout, a closed connection); from the reservation's point of view
     // reserve → spawn → register is all or nothing: an interrupted start leaves no child and no reservation behind
     return yield* Effect.uninterruptibleMask((restore) =>

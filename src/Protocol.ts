@@ -599,12 +599,26 @@ export const isDrained = (result: ReadResult): boolean => result.closed && resul
  * @category encoding
  * @since 0.1.0
  */
-export const readResultJson = (result: ReadResult): string => {
+export const readResultJson = (result: ReadResult): string =>
+  readResultJsonPieces(result).map((piece) => typeof piece === "string" ? piece : encodeBase64(piece)).join("")
+
+/**
+ * The JSON text of a read result (as {@link readResultJson}) in pieces: text,
+ * and each chunk's bytes, which stand for their standard base64. A server
+ * writes the pieces into one buffer, so a large answer is never also a large
+ * string.
+ *
+ * @category encoding
+ * @since 0.1.0
+ */
+export const readResultJsonPieces = (result: ReadResult): ReadonlyArray<string | Uint8Array> => {
   const { chunks, ...rest } = result
-  const encoded = chunks.map((chunk) =>
-    `{"seq":${chunk.seq},"stream":"${chunk.stream}","chunk":"${encodeBase64(chunk.chunk)}"}`
-  )
-  return `{"chunks":[${encoded.join(",")}],${JSON.stringify(rest).slice(1)}`
+  const pieces: Array<string | Uint8Array> = ["{\"chunks\":["]
+  chunks.forEach((chunk, i) => {
+    pieces.push(`${i === 0 ? "" : ","}{"seq":${chunk.seq},"stream":"${chunk.stream}","chunk":"`, chunk.chunk, "\"}")
+  })
+  pieces.push(`],${JSON.stringify(rest).slice(1)}`)
+  return pieces
 }
 
 /**

@@ -26,7 +26,7 @@ import * as Fake from "./support/fakeServer.ts"
 import { awaitDeath, isAlive } from "./support/processes.ts"
 import { scratchDir } from "./support/sandbox.ts"
 import { bin, spawnServe } from "./support/servers.ts"
-import { base64, connect, handshake, pollUntil, startParams } from "./support/wireClient.ts"
+import { base64, connect, handshake, pollUntil, refusedStatus, startParams } from "./support/wireClient.ts"
 
 /** The pids of live processes whose command line is exactly `argv`. */
 const pidsRunning = (argv: ReadonlyArray<string>): Array<number> =>
@@ -544,6 +544,19 @@ describe("effect-exec serve and run --remote", () => {
         (yield* write("eleven byte")).error?.message,
         "file is too large to write: limit is 10 bytes"
       )
+    }))
+
+  it.live("holds per-address limits from --max-connections-per-address and --max-sessions-per-address", () =>
+    Effect.gen(function*() {
+      const server = yield* spawnServe(["--max-connections-per-address", "2", "--max-sessions-per-address", "1"])
+      const first = yield* connect(server.url)
+      yield* handshake(first)
+      const second = yield* connect(server.url)
+      const refused = yield* second.callError("initialize", { clientName: "second" })
+      assert.include(refused.message, "too many sessions from 127.0.0.1: 1 attached (the limit per address)")
+      assert.strictEqual(yield* refusedStatus(server.url), 503)
+      // another address has its own share
+      yield* handshake(yield* connect(server.url, { localAddress: "127.0.0.5" }))
     }))
 
   it.live("serves NDJSON on stdio", () =>

@@ -155,6 +155,45 @@ describe("Exec.run", () => {
       assert.strictEqual(received.join(""), expected)
     }))
 
+  it.effect("reads a backlog written before the exit whole, however long the sink takes over it", () =>
+    Effect.gen(function*() {
+      // 4 MiB already written when the exit is seen (a backpressured executor holds a window of it)
+      const chunks = Array.from({ length: 64 }, (_, i) => Script.out(bytesOf(64 * 1024, i)))
+      const env = scripted(() => [...chunks, Script.exit(0), Script.close])
+      // each delta takes 100 ms: the backlog takes 6.4 s to deliver, past the 2 s drain limit
+      const slowSink = Layer.succeed(
+        OutputSink.OutputSink,
+        OutputSink.OutputSink.of({ emit: () => Effect.sleep("100 millis") })
+      )
+      const fiber = yield* Exec.run({ command: ["cmd"], capture: "fullBuffer", maxDeltas: Infinity }).pipe(
+        Effect.provide(Layer.merge(env.layer, slowSink)),
+        Effect.forkChild
+      )
+      for (let i = 0; i < 100 && fiber.pollUnsafe() === undefined; i++) yield* TestClock.adjust("100 millis")
+      const result = yield* Fiber.join(fiber)
+      assert.strictEqual(result.stdout.totalBytes, 4 * MiB, "every byte written before the exit")
+      assert.deepStrictEqual(result.termination, Exec.Termination.Exited({ exitCode: 0 }))
+      assert.isFalse(result.pipesHeldOpen)
+    }))
+
+  it.effect("ends the drain 2 s after the exit when a background child writes full reads forever, past the backlog", () =>
+    Effect.gen(function*() {
+      // 512 KiB every 100 ms, 200 MiB in all
+      const flood = Array.from({ length: 400 }, () => [Script.out(bytesOf(512 * 1024, 1)), Script.wait("100 millis")])
+        .flat()
+      const env = scripted(() => [Script.exit(0), ...flood, Script.wait("1 hour"), Script.close])
+      const fiber = yield* Exec.run({ command: ["cmd"], capture: "shellTool", timeout: "1 hour" }).pipe(
+        Effect.provide(env.layer),
+        Effect.forkChild
+      )
+      for (let i = 0; i < 1000 && fiber.pollUnsafe() === undefined; i++) yield* TestClock.adjust("100 millis")
+      const result = yield* Fiber.join(fiber)
+      assert.isTrue(result.pipesHeldOpen, "it gave up on the background writer")
+      // the backlog allowance (8 MiB), then 2 s more of its output (5 MiB/s): far from the 200 MiB it would give
+      assert.isBelow(result.stdout.totalBytes, 24 * MiB, "long before the 200 MiB the writer would give")
+      assert.isAtLeast(result.stdout.totalBytes, 8 * MiB, "the backlog allowance was read")
+    }))
+
   it.effect("caps deltas at 10 000 by default", () =>
     Effect.gen(function*() {
       const env = scripted(() => [
@@ -408,9 +447,9 @@ describe("Exec.run against a server that stops answering", () => {
   it.effect("returns TimedOut instead of hanging when neither reads nor terminate are answered", () =>
     Effect.gen(function*() {
       // a transport whose server answers the handshake and the start, then nothing more
-      const answer = (frame: string) =>
+      const answer = (frame: string | Uint8Array) =>
         Effect.sync(() => {
-          const message = JSON.parse(frame)
+          const message = JSON.parse(typeof frame === "string" ? frame : Buffer.from(frame).toString("utf8"))
           if (message.method === "initialize") deliver({ id: message.id, result: { sessionId: "s" } })
           if (message.method === "process/start") {
             deliver({ id: message.id, result: { processId: message.params.processId } })
@@ -422,6 +461,8 @@ describe("Exec.run against a server that stops answering", () => {
         listen: (handlers) => {
           onFrame = handlers.onFrame
         },
+        pause: () => {},
+        resume: () => {},
         close: Effect.void
       }
       let onFrame: (frame: string) => void = () => {}

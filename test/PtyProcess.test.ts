@@ -62,7 +62,7 @@ describe("LocalExecutor on a pseudo-terminal", () => {
             tty: true,
             backpressure: true
           },
-          { retainedBytes: window, baseEnvironment: {} }
+          { retainedBytes: window, baseEnvironment: {}, stdinWindowBytes: 1024 * 1024 }
         )
         const child = yield* prepared.spawn(0)
         while (child.running) yield* Effect.sleep("10 millis")

@@ -325,4 +325,60 @@ describe("sandbox policy", () => {
       assert.strictEqual(accessOf(rootless, "/etc/passwd"), "deny")
       assert.strictEqual(denialOf(rootless, "/etc/passwd"), "ENOENT")
     }))
+
+  it.effect("refuses a path longer than PATH_MAX, and a policy naming more paths than it may hold", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      const root = entry(special({ kind: "root" }), "read")
+      const long = join(dirs.base, "a".repeat(200), ..."b".repeat(30).split("").map(() => "c".repeat(200)))
+      assert.match(
+        refusal(yield* Effect.exit(resolve(restricted([root, entry(path(long), "deny")], [dirs.workspace])))) ?? "",
+        /a path of \d+ bytes .*longer than any this host opens/
+      )
+      // 200 project_roots subpaths over 3 roots: 600 paths
+      const roots = [0, 1, 2].map((i) => join(dirs.base, `root${i}`))
+      const many = Array.from(
+        { length: 200 },
+        (_, i) => entry(special({ kind: "project_roots", subpath: `s${i}` }), "deny")
+      )
+      assert.match(
+        refusal(yield* Effect.exit(resolve(restricted([root, ...many], roots)))) ?? "",
+        /a policy that names more than 264 paths/
+      )
+    }))
+
+  it.effect("resolves the existing part of a deep path and keeps the rest as written, links included", () =>
+    Effect.gen(function*() {
+      const real = (path: string) => Effect.promise(() => realPathOf(path))
+      using dirs = scratch()
+      mkdirSync(join(dirs.outside, "x/y"), { recursive: true })
+      symlinkSync(dirs.outside, join(dirs.workspace, "link"))
+      const missing = Array.from({ length: 1_500 }, (_, i) => `m${i % 7}`).join("/")
+      assert.strictEqual(yield* real(join(dirs.workspace, "link/x/y", missing)), join(dirs.outside, "x/y", missing))
+      assert.strictEqual(yield* real(join(dirs.workspace, "link/x/y")), join(dirs.outside, "x/y"))
+      assert.strictEqual(yield* real(join(dirs.workspace, "link/nothing")), join(dirs.outside, "nothing"))
+      assert.strictEqual(yield* real("/no-such-top/a/b"), "/no-such-top/a/b")
+      assert.strictEqual(yield* real("/"), "/")
+      // a file in the middle resolves no further: what is below it is kept as written
+      writeFileSync(join(dirs.outside, "file"), "")
+      assert.strictEqual(yield* real(join(dirs.workspace, "link/file/below")), join(dirs.outside, "file/below"))
+    }))
+
+  it.effect("reads only the head of a .git file, however large a client made it", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      rmSync(join(dirs.workspace, ".git"), { recursive: true })
+      const gitDir = join(dirs.base, "main-repo/.git/worktrees/ws")
+      mkdirSync(gitDir, { recursive: true })
+      // 64 MiB of newlines after the line git writes
+      writeFileSync(
+        join(dirs.workspace, ".git"),
+        Buffer.concat([Buffer.from(`gitdir: ${gitDir}\n`), Buffer.alloc(64 * 1024 * 1024, 10)])
+      )
+      const policy = yield* resolve(
+        Sandbox.toWire(Sandbox.workspaceWrite({ roots: [dirs.workspace, dirs.base] }), dirs.workspace)!
+      )
+      assert.isFalse(yield* canWrite(policy, join(gitDir, "HEAD")), "the git directory it points to stays protected")
+      assert.isTrue(yield* canWrite(policy, join(dirs.base, "other")))
+    }))
 })

@@ -26,8 +26,18 @@ export const server = {
   maxConcurrentRequests: 64,
   /** Requests of one connection waiting for a turn before new ones are refused. */
   maxQueuedRequests: 1024,
-  /** Sessions kept at once, attached or waiting for a resume. */
+  /**
+   * Sessions kept at once, attached or waiting for a resume; when all are
+   * taken, the oldest detached one gives way to a new client.
+   */
   maxSessions: 1024,
+  /** Sessions attached at once to connections from one IP address: one client cannot take every slot. */
+  maxSessionsPerAddress: 256,
+  /**
+   * WebSocket connections open at once from one IP address (counted from the
+   * TCP accept, before the upgrade); more are answered 503 and closed.
+   */
+  maxConnectionsPerAddress: 512,
   /**
    * The largest WebSocket frame accepted: room for an `fs/writeFile` of
    * `fileSystem.maxFileBytes` (64 MiB of data are 85.4 MiB of base64).
@@ -35,10 +45,10 @@ export const server = {
   maxFrameBytes: 96 * MiB,
   /**
    * Bytes of requests one connection has in flight (received, not yet
-   * answered); past it new requests are refused, so pipelined large frames
-   * cannot pile up.
+   * answered) past which its socket is not read until answers free room
+   * (backpressure); a single larger frame is still read, alone.
    */
-  maxPendingRequestBytes: 192 * MiB,
+  maxPendingRequestBytes: 16 * MiB,
   /** Answers and notifications queued for a client before it is dropped. */
   maxBufferedBytes: 128 * MiB,
   /** A client that takes nothing from its socket for this long is dropped. */
@@ -88,6 +98,11 @@ export const processTable = {
    * removed (never while a sandbox may still use them).
    */
   destroyWaitMillis: 2_000,
+  /**
+   * Bytes written to a process's input that it has not taken yet, at most
+   * (one larger write goes alone); a write that does not fit waits for room.
+   */
+  stdinWindowBytes: MiB,
   /** Write ids remembered per process for de-duplication. */
   rememberedWriteIds: 4096,
   /**
@@ -95,6 +110,26 @@ export const processTable = {
    * fall behind by, beyond the retention, before it is evicted all the same.
    */
   followerLagBytes: 16 * MiB
+} as const
+
+/** What a `process/start` may ask of the local executor, checked before anything is spawned. */
+export const spawn = {
+  /** One argv or environment string (`NAME=value`), with its NUL: what Linux's `exec` takes (`MAX_ARG_STRLEN`). */
+  maxStringBytes: 128 * 1024,
+  /**
+   * argv and the environment a request names (`env` and `envPolicy.set`), together: what Linux's `exec` takes with
+   * the default 8 MiB stack (`ARG_MAX`). A larger start could not run anyway; refusing it early also bounds the
+   * work its environment policy costs.
+   */
+  maxTotalBytes: 2 * MiB,
+  /** Patterns in each of `envPolicy.exclude` and `envPolicy.includeOnly`. */
+  maxEnvPatterns: 64,
+  /**
+   * Characters of the patterns of each of `envPolicy.exclude` and
+   * `envPolicy.includeOnly`, together: matching costs a machine word per 32
+   * of them for each character of each variable name.
+   */
+  maxEnvPatternChars: 1024
 } as const
 
 /** A `tty` process's terminal. */
@@ -154,8 +189,14 @@ export const exec = {
   timeoutMillis: 10_000,
   /** The exit code of a command that timed out. */
   timeoutExitCode: 124,
-  /** How long the loop reads on after the exit. */
+  /** How long the loop reads on after the exit (time spent waiting on the executor). */
   drainLimitMillis: 2_000,
+  /**
+   * Output read after the exit for which full reads give the drain its whole
+   * limit again: a backlog written before the exit (a backpressured
+   * executor's window) is read whole, a background child writing forever is not.
+   */
+  drainBacklogBytes: 8 * MiB,
   /** Live deltas sent per call. */
   maxDeltas: 10_000,
   /** Bytes kept per stream by the shell tool's capture. */

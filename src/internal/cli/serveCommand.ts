@@ -67,6 +67,22 @@ const maxFileBytesFlag = Flag.Int("max-file-bytes").pipe(
   Flag.withDefault(ExecServer.defaults.maxFileBytes)
 )
 
+const maxSessionsPerAddressFlag = Flag.Int("max-sessions-per-address").pipe(
+  Flag.withDescription(
+    `Sessions attached at once from one client IP address (default ${ExecServer.defaults.maxSessionsPerAddress}), ` +
+      `so one client cannot take every one of the ${ExecServer.defaults.maxSessions} session slots`
+  ),
+  Flag.withDefault(ExecServer.defaults.maxSessionsPerAddress)
+)
+
+const maxConnectionsPerAddressFlag = Flag.Int("max-connections-per-address").pipe(
+  Flag.withDescription(
+    `Connections open at once from one client IP address (default ${ExecServer.defaults.maxConnectionsPerAddress}); ` +
+      `more are answered 503`
+  ),
+  Flag.withDefault(ExecServer.defaults.maxConnectionsPerAddress)
+)
+
 const requireSandboxFlag = Flag.Boolean("require-sandbox").pipe(
   Flag.withDescription(
     "Refuse every process/start that would run unconfined (no sandbox, or a policy that confines nothing), and " +
@@ -109,6 +125,8 @@ export interface ServeFlags {
   readonly maxProcesses: number
   readonly maxProcessesPerSession: number
   readonly maxFileBytes: number
+  readonly maxSessionsPerAddress: number
+  readonly maxConnectionsPerAddress: number
   readonly requireSandbox: boolean
   readonly bwrap: Option.Option<string>
 }
@@ -127,6 +145,8 @@ const serveWith = Effect.fnUntraced(function*(flags: ServeFlags) {
     maxProcesses: flags.maxProcesses,
     maxProcessesPerSession: flags.maxProcessesPerSession,
     maxFileBytes: flags.maxFileBytes,
+    maxSessionsPerAddress: flags.maxSessionsPerAddress,
+    maxConnectionsPerAddress: flags.maxConnectionsPerAddress,
     requireSandbox: flags.requireSandbox
   }
   if (!(yield* announceSandbox(flags.requireSandbox))) {
@@ -167,6 +187,8 @@ export const command = Command.make(
     maxProcesses: maxProcessesFlag,
     maxProcessesPerSession: maxProcessesPerSessionFlag,
     maxFileBytes: maxFileBytesFlag,
+    maxSessionsPerAddress: maxSessionsPerAddressFlag,
+    maxConnectionsPerAddress: maxConnectionsPerAddressFlag,
     requireSandbox: requireSandboxFlag,
     bwrap: bwrapFlag
   },

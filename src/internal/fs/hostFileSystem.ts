@@ -64,7 +64,7 @@ const base64Alphabet = /^[A-Za-z0-9+/]*$/
 const base64Problem = (text: string): string | undefined => {
   const body = text.replace(/={1,2}$/, "")
   if (!base64Alphabet.test(body)) {
-    const offset = [...body].findIndex((char) => !/[A-Za-z0-9+/]/.test(char))
+    const offset = body.search(/[^A-Za-z0-9+/]/)
     return `Invalid symbol ${body.charCodeAt(offset)}, offset ${offset}.`
   }
   return text.length % 4 === 0 ? undefined : "Invalid padding"

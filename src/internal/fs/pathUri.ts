@@ -63,7 +63,7 @@ export const parsePathUri = (uri: string): ParsedPathUri => {
   return { ok: true, path: withoutTrailingSlashes(posix.normalize(percentDecode(url.pathname))) }
 }
 
-/** `path` without its trailing slashes (`/` stays), in one pass. */
+/** `path` without its trailing slashes (`/` stays), in one pass: `/\/+$/` would take quadratic time on `//…/x`. */
 const withoutTrailingSlashes = (path: string): string => {
   let end = path.length
   while (end > 1 && path.charCodeAt(end - 1) === 0x2f) end--

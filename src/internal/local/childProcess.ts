@@ -40,6 +40,8 @@ export interface SpawnOptions {
   readonly retainedBytes: number
   /** The environment an `envPolicy` starts from. */
   readonly baseEnvironment: Readonly<Record<string, string | undefined>>
+  /** Bytes written to its input that it has not taken yet, at most (one larger write goes alone). */
+  readonly stdinWindowBytes: number
 }
 
 /**
@@ -64,19 +66,24 @@ export class PipeProcess implements LocalProcess {
   /** What its start holds on the host: given back once it is closed. */
   private readonly holdings: Holdings
   private readonly flow: OutputFlow
-  private readonly input = new InputWriter()
+  private readonly input: InputWriter
 
   constructor(
     child: NodeChildProcess.ChildProcess,
     log: ProcessLog,
     now: number,
-    confinement: { readonly sandboxType: Protocol.SandboxType; readonly holdings: Holdings }
+    options: {
+      readonly sandboxType: Protocol.SandboxType
+      readonly holdings: Holdings
+      readonly stdinWindowBytes: number
+    }
   ) {
     this.child = child
     this.log = log
-    this.sandboxType = confinement.sandboxType
-    this.holdings = confinement.holdings
+    this.sandboxType = options.sandboxType
+    this.holdings = options.holdings
     this.flow = new OutputFlow(log, [child.stdout, child.stderr].filter((pipe) => pipe !== null), now)
+    this.input = new InputWriter(child.stdin, options.stdinWindowBytes)
   }
 
   get lastReadAt(): number {
@@ -130,9 +137,9 @@ export class PipeProcess implements LocalProcess {
     this.flow.releaseBackpressure()
   }
 
-  /** Writes to stdin; answers once the pipe took the bytes, so memory stays bounded. */
+  /** Writes to stdin: `accepted` once the pipe took every byte (see `InputWriter`). */
   write(chunk: Uint8Array, writeId: string | undefined): Effect.Effect<Protocol.WriteStatus> {
-    return this.input.write(this.child.stdin, this.log.exited, chunk, writeId)
+    return this.input.write(chunk, writeId, this.log.exited)
   }
 
   /** A child on pipes has no terminal to resize. */
@@ -160,6 +167,8 @@ export class PipeProcess implements LocalProcess {
     let exitGrace: NodeJS.Timeout | undefined
     const closeIfDone = () => {
       if (openStreams === 0 && log.exited) {
+        // nothing reads the input any more: writes still waiting are answered stdinClosed
+        child.stdin?.destroy()
         // before the close is told: a reader that sees it may look for what the process held
         this.holdings.releaseAll()
         log.markClosed()
@@ -195,7 +204,9 @@ export class PipeProcess implements LocalProcess {
     child.on("exit", (code, signal) => {
       exitStatus = { code: code ?? Protocol.signaledExitCode(signal), signal }
       if (openStreams === 0) recordExit()
-      else exitGrace = setTimeout(recordExit, Defaults.processTable.exitGraceMillis)
+      // past the grace, the exit waits one more turn of the event loop: a loop held up (a busy server) runs
+      // its timers before it reads the pipes, and what they hold was written before the exit
+      else exitGrace = setTimeout(() => setImmediate(recordExit), Defaults.processTable.exitGraceMillis)
     })
   }
 }
@@ -272,7 +283,7 @@ const startChild = (
         child,
         new ProcessLog(options.retainedBytes, request.backpressure === true),
         now,
-        { sandboxType: launch?.sandboxType ?? "none", holdings }
+        { sandboxType: launch?.sandboxType ?? "none", holdings, stdinWindowBytes: options.stdinWindowBytes }
       )
       started.attach()
       resume(Effect.succeed(started))

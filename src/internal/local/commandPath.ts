@@ -24,6 +24,9 @@ import { SpawnFailed } from "../../Executor.ts"
 /** The search path of a child whose environment has no `PATH` (Node's, for `spawn`). */
 export const defaultSearchPath = "/usr/bin:/bin"
 
+/** The longest file name (NAME_MAX): a longer program name is on no directory of PATH. */
+const maxFileNameBytes = 255
+
 type Candidate = "executable" | "refused" | "missing"
 
 /** What `path` is to `execve`: a regular file it may run, one it may not (or a directory), or nothing. */
@@ -54,11 +57,20 @@ export const isExecutableFileSync = (path: string): boolean => {
   }
 }
 
-/** The candidates for `command`, in the order `execvp` tries them. */
-const candidatesOf = (command: string, cwd: string, searchPath: string | undefined): ReadonlyArray<string> =>
-  command.includes("/")
-    ? [NodePath.resolve(cwd, command)]
-    : (searchPath ?? defaultSearchPath).split(":").map((directory) => NodePath.resolve(cwd, directory, command))
+/**
+ * The candidates for `command`, in the order `execvp` tries them, each once
+ * (a `PATH` that repeats a directory costs one look); none for a name no
+ * directory can hold.
+ */
+const candidatesOf = (command: string, cwd: string, searchPath: string | undefined): ReadonlyArray<string> => {
+  if (command.includes("/")) return [NodePath.resolve(cwd, command)]
+  if (Buffer.byteLength(command) > maxFileNameBytes) return []
+  const candidates = new Set<string>()
+  for (const directory of (searchPath ?? defaultSearchPath).split(":")) {
+    candidates.add(NodePath.resolve(cwd, directory, command))
+  }
+  return [...candidates]
+}
 
 /**
  * What to give a spawner that looks `command` up itself (`execvp`) and makes

@@ -113,7 +113,7 @@ export class PtyProcess implements LocalProcess {
   private readonly terminal: NodeTty.ReadStream
   private readonly resizeTerminal: (size: Protocol.TerminalSize) => void
   private readonly flow: OutputFlow
-  private readonly input = new InputWriter()
+  private readonly input: InputWriter
   private leaderExited = false
   private exitStatus: { readonly code: number; readonly signal: string | null } | undefined
   private exitGrace: NodeJS.Timeout | undefined
@@ -122,13 +122,15 @@ export class PtyProcess implements LocalProcess {
     forked: { readonly fd: number; readonly pid: number },
     binding: PtyBinding,
     log: ProcessLog,
-    now: number
+    now: number,
+    stdinWindowBytes: number
   ) {
     this.pid = forked.pid
     this.log = log
     this.terminal = new NodeTty.ReadStream(forked.fd)
     this.resizeTerminal = (size) => binding.resize(forked.fd, size.cols, size.rows)
     this.flow = new OutputFlow(log, [this.terminal], now)
+    this.input = new InputWriter(this.terminal, stdinWindowBytes)
   }
 
   get lastReadAt(): number {
@@ -166,9 +168,9 @@ export class PtyProcess implements LocalProcess {
     this.flow.releaseBackpressure()
   }
 
-  /** Types into the terminal; answers once it took the bytes. */
+  /** Types into the terminal: `accepted` once it took every byte (see `InputWriter`). */
   write(chunk: Uint8Array, writeId: string | undefined): Effect.Effect<Protocol.WriteStatus> {
-    return this.input.write(this.terminal, this.log.exited, chunk, writeId)
+    return this.input.write(chunk, writeId, this.log.exited)
   }
 
   /** Sets the terminal's size; nothing to do once the child exited. */
@@ -194,7 +196,8 @@ export class PtyProcess implements LocalProcess {
     const name = signalNames.get(signal) ?? null
     this.exitStatus = { code: signal === 0 ? exitCode : 128 + signal, signal: signal === 0 ? null : name }
     if (this.terminal.destroyed) this.recordExit()
-    else this.exitGrace = setTimeout(this.recordExit, Defaults.processTable.exitGraceMillis)
+    // as for pipes: past the grace, one more turn of the event loop reads what the terminal still holds
+    else this.exitGrace = setTimeout(() => setImmediate(this.recordExit), Defaults.processTable.exitGraceMillis)
   }
 
   // The exit is numbered once the terminal reached its end, or after a grace
@@ -280,7 +283,7 @@ export const preparePty = (
               description: `failed to start ${command} on a terminal: ${error instanceof Error ? error.message : error}`
             })
         })
-        started = new PtyProcess(forked, binding, log, now)
+        started = new PtyProcess(forked, binding, log, now, options.stdinWindowBytes)
         started.attach()
         return started as LocalProcess
       })

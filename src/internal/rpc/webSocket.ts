@@ -15,14 +15,22 @@ import { outgoing, type OutgoingLimits, type Transport } from "./transport.ts"
  * @category transports
  * @since 0.1.0
  */
-export const fromWebSocket = (socket: WebSocket, limits: OutgoingLimits = {}): Transport => {
+export const fromWebSocket = (
+  socket: WebSocket,
+  limits: OutgoingLimits = {},
+  remoteAddress?: string | undefined
+): Transport => {
   let closedReason: string | undefined
   return {
+    remoteAddress,
+    pause: () => socket.pause(),
+    resume: () => socket.resume(),
     ...outgoing({
       limits,
       closedReason: () => closedReason ?? (socket.readyState === socket.OPEN ? undefined : "the WebSocket is not open"),
       buffered: () => socket.bufferedAmount,
-      write: (frame, done) => socket.send(frame, done),
+      // bytes are the UTF-8 of a text frame: sent as text, without a copy
+      write: (frame, done) => socket.send(frame, { binary: false }, done),
       drop: (reason) => {
         closedReason ??= reason
         socket.terminate()

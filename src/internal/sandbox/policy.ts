@@ -63,6 +63,11 @@ export interface ResolvedPolicy {
   /** Paths denied whatever any rule says at or below them (real paths). */
   readonly hidden: ReadonlyArray<string>
   /**
+   * The directories the sandbox mounts unreadable (denied where their parent
+   * is not), the hidden paths among them: nothing below one can be reached.
+   */
+  readonly hiding: ReadonlyArray<string>
+  /**
    * Symlinks of the minimal read set (`/bin` → `usr/bin` on a merged-/usr
    * system): where `/` is not readable, the sandbox needs them as links.
    */
@@ -96,13 +101,25 @@ const realPathOf = (path: string): Effect.Effect<string> => Effect.promise(() =>
 // Access
 // =============================================================================
 
+/** Each rule's depth, counted once (the access of a path looks at every rule). */
+const ruleDepths = new WeakMap<Rule, number>()
+
+const depthOfRule = (rule: Rule): number => {
+  let depth = ruleDepths.get(rule)
+  if (depth === undefined) {
+    depth = depthOf(rule.path)
+    ruleDepths.set(rule, depth)
+  }
+  return depth
+}
+
 /** The rule that decides `path`: the most specific, ties by deny > write > read; none when no rule covers it. */
 const decidingRule = (rules: ReadonlyArray<Rule>, path: string): Rule | undefined => {
   let best: Rule | undefined
   let bestDepth = -1
   for (const rule of rules) {
     if (!isWithin(path, rule.path)) continue
-    const depth = depthOf(rule.path)
+    const depth = depthOfRule(rule)
     if (depth > bestDepth || (depth === bestDepth && accessRank[rule.access] > accessRank[best!.access])) {
       best = rule
       bestDepth = depth
@@ -123,22 +140,21 @@ const ruleAccess = (policy: ResolvedPolicy, path: string): Access => {
     : access
 }
 
-/**
- * The denied directory that hides `path` (a strict ancestor the sandbox
- * mounts unreadable: denied where its parent is not), if any.
- */
-const hidingAncestor = (policy: ResolvedPolicy, path: string): string | undefined => {
-  for (const hidden of policy.hidden) {
-    if (isWithin(path, hidden)) return hidden
-  }
-  for (const rule of policy.rules) {
-    if (rule.access !== "deny" || rule.path === "/" || rule.path === path || !isWithin(path, rule.path)) continue
-    if (ruleAccess(policy, rule.path) === "deny" && ruleAccess(policy, NodePath.dirname(rule.path)) !== "deny") {
-      return rule.path
-    }
-  }
-  return undefined
-}
+/** The directory the sandbox mounts unreadable that hides `path` (a hidden path at or above it, or a strict ancestor). */
+const hidingAncestor = (policy: ResolvedPolicy, path: string): string | undefined =>
+  policy.hidden.find((hidden) => isWithin(path, hidden)) ??
+    policy.hiding.find((directory) => directory !== path && isWithin(path, directory))
+
+/** The directories a policy's sandbox mounts unreadable: its hidden paths, and deny rules whose parent is not denied. */
+const hidingOf = (policy: ResolvedPolicy): ReadonlyArray<string> => [
+  ...policy.hidden,
+  ...policy.rules
+    .filter((rule) =>
+      rule.access === "deny" && rule.path !== "/" && ruleAccess(policy, rule.path) === "deny" &&
+      ruleAccess(policy, NodePath.dirname(rule.path)) !== "deny"
+    )
+    .map((rule) => rule.path)
+]
 
 /**
  * What `policy` grants on `path` (absolute, its symlinks already resolved):
@@ -358,6 +374,7 @@ const unconfined: ResolvedPolicy = {
   writableRoots: [],
   protectedPaths: [],
   hidden: [],
+  hiding: [],
   links: []
 }
 
@@ -394,13 +411,15 @@ export const resolvePolicy = Effect.fnUntraced(function*(
     .filter((rule) => rule.access === "write" && explicitAccess(rules, rule.path) === "write")
     .map((rule) => rule.path)
     .sort((a, b) => depthOf(a) - depthOf(b) || a.localeCompare(b))
-  return {
+  const policy: ResolvedPolicy = {
     confinement: "full",
     network,
     rules,
     writableRoots,
     protectedPaths: yield* protectedPathsOf(writableRoots),
     hidden,
+    hiding: [],
     links: resolved.links
   }
+  return { ...policy, hiding: hidingOf(policy) }
 })

@@ -72,10 +72,8 @@ export const fileSystemHandlers = (
     }),
     "fs/readFile": Effect.fn("ExecServer.fs/readFile")(function*(request) {
       const bytes = yield* run(request.sandbox, (files) => files.readFile(request.path, request.maxBytes))
-      // base64 needs no escaping: the answer is built without a pass over the (large) text
-      return new RawJson(
-        `{"dataBase64":"${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64")}"}`
-      )
+      // base64 needs no escaping: the answer is written without a pass over the (large) text, nor a string of it
+      return new RawJson(["{\"dataBase64\":\"", bytes, "\"}"])
     }),
     "fs/writeFile": Effect.fn("ExecServer.fs/writeFile")(function*(request) {
       yield* run(request.sandbox, (files) => files.writeFile(request.path, request.dataBase64))

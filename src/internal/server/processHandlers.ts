@@ -46,7 +46,7 @@ export const processHandlers = (registry: SessionRegistry, session: Session): {
     const result = yield* executor.read({ ...request, processId: session.internalIdOf(request.processId) }).pipe(
       Effect.mapError(fromExecutorError(request.processId))
     )
-    return new RawJson(Protocol.readResultJson({ ...result, sandboxDenied: result.sandboxDenied ?? false }))
+    return new RawJson(Protocol.readResultJsonPieces({ ...result, sandboxDenied: result.sandboxDenied ?? false }))
   })
 
   const write = Effect.fn("ExecServer.process/write")(function*(request: Protocol.ParamsOf<"process/write">) {
