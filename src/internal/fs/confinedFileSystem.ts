@@ -205,8 +205,8 @@ export class ConfinedFileSystem implements FileOperations {
     if (depth > Defaults.fileSystem.maxTreeDepth) throw tooDeep()
     const directory = await pin(parent.child(name), { directory: true, noFollow: true })
     await using(directory, async () => {
-      // where it is now: it may have been moved since it was checked
-      this.writableTree(directory.real)
+      // the tree was checked from its root; a directory moved meanwhile is checked where it is now
+      if (directory.real !== parent.realChild(name)) this.writableTree(directory.real)
       for await (const entry of await NodeFs.opendir(directory.self)) {
         const stats = await lstatIfAny(directory.child(entry.name))
         if (stats === undefined) continue
@@ -256,7 +256,7 @@ export class ConfinedFileSystem implements FileOperations {
       else {
         const source = await pin(from.child(entry.name), { directory: true, noFollow: true })
         await using(source, async () => {
-          this.readableTree(source.real)
+          if (source.real !== from.realChild(entry.name)) this.readableTree(source.real)
           const destination = await this.directoryIn(to, entry.name, true)
           await using(destination, () => this.copyInto(source, destination, depth + 1))
         })
