@@ -321,9 +321,11 @@ const bytesIn = (result: Protocol.ReadResult): number => {
  * `drainLimit`, so a background child holding a pipe cannot hang the call —
  * but a backlog written before the exit is read whole: a read filled to half
  * its size or more moves the limit to `drainLimit` past its end, for up to
- * `drainBacklogBytes` read after the exit. (A backpressured executor still
- * holds up to a window of output when the process exits, and a read answer
- * says `exited` whatever its cursor; a slow sink must not cut it off.)
+ * `drainBacklogBytes` read after the exit, during which the time the sink
+ * takes does not count either. (A backpressured executor still holds up to a
+ * window of output when the process exits, and a read answer says `exited`
+ * whatever its cursor; a slow sink — a CLI writing to a slow pipe — must not
+ * cut it off.)
  */
 const consume = (
   executor: Executor["Service"],
@@ -348,13 +350,17 @@ const consume = (
       const answer = left === undefined ? Option.some(yield* read) : yield* Effect.timeoutOption(read, left)
       if (Option.isNone(answer)) return
       const result = answer.value
+      const absorbing = yield* Clock.currentTimeMillis
       yield* step(result)
       if (Protocol.isDrained(result)) return
       if (!result.exited) continue
+      const absorbed = yield* Clock.currentTimeMillis
       const bytes = bytesIn(result)
-      const now = yield* Clock.currentTimeMillis
-      const backlog = bytes * 2 >= Defaults.readBytes && readAfterExit < InternalDefaults.exec.drainBacklogBytes
-      if (drainEndsAt === undefined || backlog) drainEndsAt = now + drainLimit
+      if (drainEndsAt === undefined) drainEndsAt = absorbed + drainLimit
+      else if (readAfterExit < InternalDefaults.exec.drainBacklogBytes) {
+        // within the backlog: a full read gives the whole limit again, and the sink's time is not the executor's
+        drainEndsAt = bytes * 2 >= Defaults.readBytes ? absorbed + drainLimit : drainEndsAt + (absorbed - absorbing)
+      }
       readAfterExit += bytes
     }
   })

@@ -69,6 +69,11 @@ export const fileSystem = {
   /** Directory entries a server `stat`s at once for one `fs/readDirectory`. */
   statConcurrency: 16,
   /**
+   * How deep a sandboxed recursive `fs/remove` or `fs/copy` goes: it holds two
+   * descriptors per level, so a tree a client made arbitrarily deep is refused.
+   */
+  maxTreeDepth: 256,
+  /**
    * The largest frame a Codex exec-server (0.169) accepts: a larger one drops
    * the connection, so the remote file system refuses such writes itself.
    */
@@ -87,6 +92,12 @@ export const processTable = {
   readerIdleTimeoutMillis: 10_000,
   /** How long an exit waits for the pipes to drain before it is numbered anyway. */
   exitGraceMillis: 200,
+  /**
+   * How long closing the executor waits for a killed sandbox to be gone (its
+   * pipes ended) before it stops waiting; only then are its mount points
+   * removed (never while a sandbox may still use them).
+   */
+  destroyWaitMillis: 2_000,
   /**
    * Bytes written to a process's input that it has not taken yet, at most
    * (one larger write goes alone); a write that does not fit waits for room.
@@ -204,6 +215,11 @@ export const sandbox = {
   maxEntries: 256,
   /** How long probing bubblewrap (a trial sandbox) may take. */
   probeTimeoutMillis: 10_000,
+  /**
+   * The most arguments bubblewrap parses (its `MAX_ARGS`): the mounts, three
+   * per environment variable of the command, and the command's argv.
+   */
+  maxBwrapArguments: 9000,
   /** The environment variable naming the bubblewrap binary (else `bwrap` on `PATH`). */
   bwrapVariable: "EXEC_SANDBOX_BWRAP"
 } as const
