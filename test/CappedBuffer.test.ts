@@ -218,3 +218,38 @@ describe("CappedBuffer.aggregateCaptured", () => {
     assert.strictEqual(new TextDecoder().decode(out), "a".repeat(stdoutTake) + "b".repeat(stderrTake))
   })
 })
+
+describe("CappedBuffer text at a cut", () => {
+  /** Every cut of `text`'s bytes, with the longest prefix of whole characters before it. */
+  const cuts = (text: string) => {
+    const bytes = encode(text)
+    const boundaries = [0]
+    for (const char of text) boundaries.push(boundaries.at(-1)! + encode(char).length)
+    return Array.from({ length: bytes.length + 1 }, (_, at) => ({
+      bytes: bytes.subarray(0, at),
+      whole: Math.max(...boundaries.filter((boundary) => boundary <= at))
+    }))
+  }
+
+  it("keeps only whole characters of 1 to 4 bytes before any cut, whatever their lead byte", () => {
+    // ß (c3), ࠀ (e0, the lowest 3-byte lead), € (e2), 𐀀 (f0, the lowest 4-byte lead), 😀 (f0 9f)
+    for (const { bytes, whole } of cuts("aßࠀ€𐀀😀z")) {
+      assert.strictEqual(CappedBuffer.utf8CompleteLength(bytes), whole, `cut at ${bytes.length}`)
+      const buffer = CappedBuffer.make({ _tag: "Head", maxBytes: bytes.length })
+      buffer.append(encode("aßࠀ€𐀀😀z"))
+      assert.strictEqual(buffer.snapshot().text, new TextDecoder().decode(bytes.subarray(0, whole)))
+    }
+  })
+
+  it("drops a lone lead byte at a cut, and never looks back more than 3 bytes for one", () => {
+    assert.strictEqual(CappedBuffer.utf8CompleteLength(Uint8Array.of(0x61, 0xc0)), 1)
+    assert.strictEqual(CappedBuffer.utf8CompleteLength(Uint8Array.of(0x61, 0x80, 0x80, 0x80, 0x80)), 5)
+    assert.strictEqual(CappedBuffer.utf8CompleteLength(new Uint8Array(0)), 0)
+  })
+
+  it("skips at most 3 continuation bytes at the start of a tail", () => {
+    const buffer = CappedBuffer.make({ _tag: "HeadTail", headBytes: 1, tailBytes: 6 })
+    buffer.append(Uint8Array.of(0x61, 0x62, 0x80, 0x80, 0x80, 0x80, 0x80, 0x7a))
+    assert.strictEqual(buffer.snapshot().text, "a\n[… 1 bytes omitted …]\n\uFFFD\uFFFDz")
+  })
+})

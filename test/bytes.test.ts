@@ -27,7 +27,21 @@ describe("ByteBlocks and ByteRing", () => {
     const all = naive(chunks)
     assert.deepStrictEqual(blocks.bytes(), all)
     assert.deepStrictEqual(ring.bytes(), all.subarray(Math.max(0, all.length - capacity)))
-    assert.isAtMost(blocks.blockCount, Math.ceil(all.length / 8))
+    assert.strictEqual(blocks.blockCount, Math.ceil(all.length / 8), "every block but the last is full")
+  })
+
+  it("keeps the bytes it held when a block grows, and seals blocks at their size", () => {
+    const blocks = new ByteBlocks(1000)
+    const expected: Array<number> = []
+    for (let i = 0; i < 300; i++) {
+      const chunk = Uint8Array.from({ length: 7 }, (_, j) => (i * 7 + j) % 251)
+      blocks.append(chunk)
+      expected.push(...chunk)
+    }
+    // 2100 bytes: the first block grew from 256 to 1000, copying what it held; two sealed, one current
+    assert.deepStrictEqual([...blocks.bytes()], expected)
+    assert.strictEqual(blocks.blockCount, 3)
+    assert.strictEqual(blocks.length, 2100)
   })
 
   it("hold a million one-byte chunks, and a million empty ones, in a few blocks", () => {
