@@ -590,6 +590,39 @@ describe("ExecServer over the wire: process/terminate", () => {
 // Concurrency on one connection
 // =============================================================================
 
+describe("ExecServer over the wire: process slots", () => {
+  it.live("gives a failed start's slot back, and a closed process's", () =>
+    Effect.gen(function*() {
+      const { client } = yield* ready({ maxProcessesPerSession: 1 })
+      const missing = yield* client.callError("process/start", startParams("missing", ["no-such-command-xyz"]))
+      assert.strictEqual(missing.code, -32603)
+      const started = yield* client.call(
+        "process/start",
+        startParams("one", ["sh", "-c", "read line"], {
+          pipeStdin: true
+        })
+      )
+      assert.deepStrictEqual(started, { processId: "one", sandboxType: "none" })
+      const twice = yield* client.callError("process/start", startParams("one", ["true"]))
+      assert.strictEqual(twice.code, -32000, "the one slot is taken (the limit comes before the id check)")
+      const full = yield* client.callError("process/start", startParams("two", ["true"]))
+      assert.deepStrictEqual(full, {
+        code: -32000,
+        message: "too many processes: this session already runs 1 (the limit); wait for some to close"
+      })
+      assert.deepStrictEqual(yield* client.call("process/closeStdin", { processId: "one" }), { status: "accepted" })
+      yield* client.notification("process/closed", "one")
+      // the slot is given back once the closed event is out, which may be just after the client sees it
+      let frame = yield* client.request("process/start", startParams("three", ["true"]))
+      for (let attempt = 1; frame.error !== undefined; attempt++) {
+        assert.isBelow(attempt, 100, `the closed process's slot never came back: ${JSON.stringify(frame.error)}`)
+        yield* Effect.sleep(20)
+        frame = yield* client.request("process/start", startParams(`three-${attempt}`, ["true"]))
+      }
+      assert.match(frame.result.processId, /^three/)
+    }))
+})
+
 describe("ExecServer over the wire: concurrency", () => {
   it.live("answers a terminate sent after a long-poll read before the read", () =>
     Effect.gen(function*() {

@@ -54,7 +54,8 @@ export const modules: Readonly<Record<string, Module>> = {
     tests: [
       "test/ExecServer.sessions.test.ts",
       "test/ExecServer.wire.test.ts",
-      "test/ExecServer.environment.test.ts"
+      "test/ExecServer.environment.test.ts",
+      "test/RemoteExecutor.test.ts"
     ]
   },
   remote: {
