@@ -137,6 +137,25 @@ describe("globs", () => {
     ) assert.strictEqual(matchesAny([pattern], name), reference(pattern, name), `${pattern} ~ ${name}`)
   })
 
+  it("matches a name against any of many patterns, the last ones in later machine words too", () => {
+    const globs = compileGlobs(Array.from({ length: 40 }, (_, i) => `name${i}`))
+    for (const name of ["name0", "NAME20", "name39"]) assert.isTrue(matchesAnyFolded(globs, foldCase(name)), name)
+    assert.isFalse(matchesAnyFolded(globs, "name40"))
+  })
+
+  it("folds case one UTF-16 unit at a time, keeping a unit whose lower case is longer", () => {
+    assert.strictEqual(foldCase("Api_Key"), "api_key")
+    // U+0130 lowercases to two units: kept as it is, so that `?` stands for one unit in name and pattern
+    assert.strictEqual(foldCase("\u0130X"), "\u0130x")
+    assert.isTrue(matchesAny(["a?b"], "A\u0130B"))
+    assert.isTrue(matchesAny(["x\u0130*"], "X\u0130Y"))
+  })
+
+  it("matches the first character past ASCII as a literal", () => {
+    assert.isTrue(matchesAny(["a\u0080"], "A\u0080"))
+    assert.isFalse(matchesAny(["a\u0080"], "a\u0081"))
+  })
+
   it("treats regular-expression characters and unicode as literals, case-insensitively", () => {
     assert.isTrue(matchesAny(["A.B+(c)|[d]$^\\"], "a.b+(C)|[D]$^\\"))
     assert.isFalse(matchesAny(["A.B"], "AxB"))
