@@ -14,7 +14,9 @@ import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { TestClock } from "effect/testing"
+import * as Tracer from "effect/Tracer"
 import { Executor } from "../src/Executor.ts"
+import { processHandlers } from "../src/internal/server/processHandlers.ts"
 import { RawJson, Reply } from "../src/internal/server/reply.ts"
 import { decodeParams, routeNotification, routeRequest } from "../src/internal/server/router.ts"
 import { type Connection, type Limits, SessionRegistry } from "../src/internal/server/sessions.ts"
@@ -41,10 +43,13 @@ const connection = (address?: string): Connection => ({
   ...(address === undefined ? {} : { address })
 })
 
-/** A registry over a scripted executor whose processes run for an hour. */
-const registry = (overrides: Partial<Limits> = {}) =>
+/** A registry over a scripted executor whose processes run for an hour (or follow `steps`). */
+const registry = (
+  overrides: Partial<Limits> = {},
+  steps: ReadonlyArray<Script.Step> = [Script.wait("1 hour"), Script.exit(0), Script.close]
+) =>
   Effect.gen(function*() {
-    const scripted = Script.make(() => [Script.wait("1 hour"), Script.exit(0), Script.close])
+    const scripted = Script.make(() => steps)
     const executor = Context.get(yield* Layer.build(scripted.layer), Executor)
     const fibers = yield* FiberSet.make<unknown, unknown>()
     const sessions = new SessionRegistry({
@@ -192,6 +197,91 @@ describe("SessionRegistry", () => {
       assert.deepStrictEqual([one.live, two.live, sessions.live], [1, 1, 2], "released once, however often called")
       yield* sessions.reserveProcess(two)
       assert.deepStrictEqual([two.live, sessions.live], [2, 3])
+    }))
+})
+
+describe("SessionRegistry, what it forgets", () => {
+  it.effect("never ends an attached session to make room: a resumed session is no longer among the detached", () =>
+    Effect.gen(function*() {
+      const { sessions } = yield* registry({ sessions: 1 })
+      const first = connection()
+      const session = yield* sessions.create(first)
+      yield* sessions.detach(session, first)
+      yield* sessions.resume(session.id, connection())
+      assert.deepStrictEqual(yield* refusal(sessions.create(connection())), {
+        code: ErrorCode.limitExceeded,
+        message: "too many sessions: this server keeps 1 attached (the limit); try again later"
+      })
+      assert.isFalse(session.ended)
+    }))
+
+  it.effect("forgets a session ended at its TTL among the detached: it cannot make room a second time", () =>
+    Effect.gen(function*() {
+      const { sessions } = yield* registry({ sessions: 1 })
+      const first = connection()
+      const expired = yield* sessions.create(first)
+      yield* sessions.detach(expired, first)
+      yield* TestClock.adjust("10 seconds")
+      assert.isTrue(expired.ended)
+      const attached = yield* sessions.create(connection())
+      assert.deepStrictEqual(
+        (yield* refusal(sessions.create(connection()))).code,
+        ErrorCode.limitExceeded,
+        "the one slot is the attached session's"
+      )
+      assert.isFalse(attached.ended)
+    }))
+
+  it.effect("wakes the notifier of a process whose detached session ends, so the process's slot comes back", () =>
+    Effect.gen(function*() {
+      // an exit while detached makes the notifier wait for a connection; the session's end must wake it
+      const steps = [Script.wait("5 seconds"), Script.exit(0), Script.close]
+      const { sessions } = yield* registry({ processes: 1, sessions: 10 }, steps)
+      const link = connection()
+      const session = yield* sessions.create(link)
+      const { requests } = processHandlers(sessions, session)
+      yield* requests["process/start"]({ processId: "p", argv: ["cmd"], cwd: "/", env: {}, tty: false })
+      assert.strictEqual(sessions.live, 1)
+      yield* sessions.detach(session, link)
+      yield* TestClock.adjust("5 seconds")
+      assert.strictEqual(sessions.live, 1, "the close waits for the client to come back")
+      yield* TestClock.adjust("5 seconds")
+      assert.isTrue(session.ended)
+      assert.strictEqual(sessions.live, 0, "the notifier saw the close and gave the slot back")
+      yield* sessions.reserveProcess(yield* sessions.create(connection()))
+    }))
+})
+
+describe("processHandlers", () => {
+  it.effect("traces each process method in a span named after it", () =>
+    Effect.gen(function*() {
+      const { sessions } = yield* registry({ sessions: 10 })
+      const session = yield* sessions.create(connection())
+      const { requests } = processHandlers(sessions, session)
+      const base = yield* Effect.tracer
+      const names: Array<string> = []
+      const recording = Tracer.make({
+        span: (options) => {
+          names.push(options.name)
+          return base.span(options)
+        }
+      })
+      yield* Effect.withTracer(
+        Effect.gen(function*() {
+          yield* requests["process/start"]({ processId: "p", argv: ["cmd"], cwd: "/", env: {}, tty: true })
+          yield* requests["process/read"]({ processId: "p" })
+          yield* requests["process/write"]({ processId: "p", chunk: new Uint8Array([10]) })
+          yield* requests["process/signal"]({ processId: "p", signal: "interrupt" })
+          yield* requests["process/resize"]({ processId: "p", size: { rows: 24, cols: 80 } })
+          yield* requests["process/closeStdin"]({ processId: "p" })
+          yield* requests["process/terminate"]({ processId: "p" })
+        }),
+        recording
+      )
+      assert.deepStrictEqual(
+        names.filter((name) => name.startsWith("ExecServer.")),
+        ["start", "read", "write", "signal", "resize", "closeStdin", "terminate"].map((m) => `ExecServer.process/${m}`)
+      )
     }))
 })
 
