@@ -12,6 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Schema from "effect/Schema"
 import { TestClock } from "effect/testing"
 import * as Tracer from "effect/Tracer"
@@ -127,7 +128,19 @@ describe("SessionRegistry", () => {
       })
       yield* sessions.detach(second, b)
       yield* sessions.detach(first, a)
-      const third = yield* sessions.create(connection())
+      const logged: Array<string> = []
+      const collector = Logger.make((options) => {
+        logged.push(`${options.logLevel} ${JSON.stringify(options.message)}`)
+      })
+      const third = yield* sessions.create(connection()).pipe(Effect.provide(Logger.layer([collector])))
+      assert.deepStrictEqual(logged, [
+        `Warn ${
+          JSON.stringify([
+            `ending detached session ${second.id} before its TTL: all 2 session slots are taken and a new client ` +
+            "needs one"
+          ])
+        }`
+      ])
       assert.isTrue(second.ended, "the session detached first gave way")
       assert.isFalse(first.ended)
       assert.isUndefined(second.expiry)
