@@ -52,11 +52,16 @@ export interface Limits {
   readonly sessionsPerAddress: number
 }
 
+/** A process of a session: the executor's id for it. */
+export interface SessionProcess {
+  readonly internalId: string
+}
+
 /** One client's session: its processes (by the client's ids) and its connection, if any. */
 export class Session {
   readonly id: string = crypto.randomUUID()
   /** The client's process ids, each with the executor's id for it. */
-  readonly processes = new Map<string, { readonly internalId: string }>()
+  readonly processes = new Map<string, SessionProcess>()
   attached: Connection | undefined
   expiry: Fiber.Fiber<void> | undefined
   /** Processes started and not yet closed. */
