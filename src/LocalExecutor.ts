@@ -181,7 +181,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       Effect.mapError((reason) => new ExecutorError({ reason })),
       Effect.onError(() => Effect.sync(() => table.unreserve(processId)))
     )
-    table.started(processId, process)
+    // a terminate that came while it started kills it now
+    if (table.started(processId, process)) process.signalGroup("SIGKILL")
     watchdog.watch(process.pid)
     yield* FiberSet.run(supervisors, supervise(processId, process))
     return { processId, sandboxType: process.sandboxType }
@@ -202,8 +203,10 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   })
 
   const terminate = Effect.fn("LocalExecutor.terminate")(function*(processId: string) {
+    // a process still starting is killed as soon as it runs
+    if (table.terminateWhenStarted(processId)) return { running: true }
     const entry = table.get(processId)
-    if (entry === undefined || entry.state === "starting") return { running: false }
+    if (entry?.state !== "running") return { running: false }
     const { process } = entry
     const running = process.running
     // the leader may be gone while its group still holds the pipes: those die too

@@ -100,6 +100,42 @@ describe("LocalExecutor (local behaviour)", () => {
     }))
 })
 
+describe("LocalExecutor: a terminate while the process starts", () => {
+  it.live("kills it as soon as it runs, and answers that it was running", () =>
+    Effect.gen(function*() {
+      const executor = yield* LocalExecutor.make()
+      const request = (processId: string): Exec.StartRequest => ({
+        processId,
+        argv: ["sleep", "30"],
+        cwd: "/tmp",
+        env: {},
+        tty: false
+      })
+      // the start is under way from its reservation until its child runs (a write says `starting`); a
+      // machine that starts the child before the test looks gets another try
+      let caught: string | undefined
+      for (let attempt = 0; attempt < 20 && caught === undefined; attempt++) {
+        const processId = `starting-${attempt}`
+        const starting = yield* Effect.forkChild(executor.start(request(processId)))
+        let status = yield* executor.write({ processId, chunk: new Uint8Array() })
+        while (status === "unknownProcess") {
+          yield* Effect.yieldNow
+          status = yield* executor.write({ processId, chunk: new Uint8Array() })
+        }
+        if (status === "starting") {
+          assert.deepStrictEqual(yield* executor.terminate(processId), { running: true })
+          caught = processId
+        } else {
+          yield* executor.terminate(processId)
+        }
+        yield* Fiber.join(starting)
+      }
+      assert.isDefined(caught, "a terminate reached a process while it started")
+      const seen = yield* readUntilClosed(caught!).pipe(Effect.provideService(Exec.Executor, executor))
+      assert.strictEqual(seen.last.signal, "SIGKILL", "killed, not left to sleep")
+    }))
+})
+
 describe("LocalExecutor retention by count", () => {
   it.effect("forgets the oldest closed process past maxClosedRetained", () =>
     Effect.flatMap(LocalExecutor.make({ maxClosedRetained: 2 }), (executor) =>

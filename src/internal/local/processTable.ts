@@ -11,7 +11,13 @@ import * as Effect from "effect/Effect"
 import { ExecutorError, InvalidRequest, UnknownProcess } from "../../Executor.ts"
 import type { LocalProcess } from "./localProcess.ts"
 
-type Entry = { readonly state: "starting" } | { readonly state: "running"; readonly process: LocalProcess }
+/** A reserved id: `terminate` set when the process must be killed as soon as it runs. */
+interface Starting {
+  readonly state: "starting"
+  terminate: boolean
+}
+
+type Entry = Starting | { readonly state: "running"; readonly process: LocalProcess }
 
 export class ProcessTable {
   private readonly entries = new Map<string, Entry>()
@@ -26,7 +32,7 @@ export class ProcessTable {
   /** Takes `processId` for a process about to start; `false` when it is taken (running, starting or retained). */
   reserve(processId: string): boolean {
     if (this.entries.has(processId)) return false
-    this.entries.set(processId, { state: "starting" })
+    this.entries.set(processId, { state: "starting", terminate: false })
     return true
   }
 
@@ -35,9 +41,22 @@ export class ProcessTable {
     if (this.entries.get(processId)?.state === "starting") this.entries.delete(processId)
   }
 
-  /** The started process takes its reserved id. */
-  started(processId: string, process: LocalProcess): void {
+  /**
+   * Asks that the process starting under `processId` be killed as soon as it
+   * runs; `false` when no process is starting under that id.
+   */
+  terminateWhenStarted(processId: string): boolean {
+    const entry = this.entries.get(processId)
+    if (entry?.state !== "starting") return false
+    entry.terminate = true
+    return true
+  }
+
+  /** The started process takes its reserved id; `true` when it was asked to terminate meanwhile. */
+  started(processId: string, process: LocalProcess): boolean {
+    const entry = this.entries.get(processId)
     this.entries.set(processId, { state: "running", process })
+    return entry?.state === "starting" && entry.terminate
   }
 
   /** The entry of `processId`: starting, running (or closed and retained), or absent. */
