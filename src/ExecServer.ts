@@ -37,8 +37,6 @@ import * as Protocol from "./Protocol.ts"
 export interface Options {
   /** How long a disconnected session keeps its processes for a resume. */
   readonly sessionTtl?: Duration.Input
-  /** How long a process's session entry outlives its close (as the executor's retention). */
-  readonly closedRetention?: Duration.Input
   /** Processes not yet closed, over all sessions. */
   readonly maxProcesses?: number
   /** Processes not yet closed in one session. */
@@ -118,7 +116,6 @@ export const makeRegistry = (options: Options = {}): Effect.Effect<Registry, nev
       executor: yield* Executor,
       fibers: yield* FiberSet.make(),
       sessionTtl: Duration.fromInputUnsafe(options.sessionTtl ?? defaults.sessionTtlMillis),
-      closedRetention: Duration.fromInputUnsafe(options.closedRetention ?? Protocol.Limits.closedRetentionMillis),
       limits: {
         processes: options.maxProcesses ?? defaults.maxProcesses,
         processesPerSession: options.maxProcessesPerSession ?? defaults.maxProcessesPerSession,

@@ -13,6 +13,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -149,6 +150,45 @@ describe("ExecServer: a start racing a disconnect", () => {
         yield* handshake(client)
         yield* client.send("process/start", startParams("orphan", sleeper(pidFile)))
         yield* awaitDeath(yield* pidIn(pidFile), 10_000)
+      }),
+    30_000
+  )
+})
+
+describe("ExecServer: a process id used again", () => {
+  it.live(
+    "a new process with the id of one whose notifier is still running stays the session's",
+    () =>
+      Effect.gen(function*() {
+        const pidFile = join(yield* scratch, "pid")
+        yield* killOnExit(pidFile)
+        const gate = yield* Deferred.make<void>()
+        // the executor forgets a closed process at once, so its id may be used again
+        const local = yield* LocalExecutor.make({ closedRetention: "100 millis" })
+        let followed = 0
+        const lateNotifier: Executor["Service"] = {
+          ...local,
+          // the first process's events end only once the gate opens: its notifier outlives it
+          events: (processId, options) =>
+            processId.endsWith("/reused") && followed++ === 0
+              ? Stream.concat(local.events(processId, options), Stream.fromEffectDrain(Deferred.await(gate)))
+              : local.events(processId, options)
+        }
+        const { url } = yield* serve(lateNotifier, { sessionTtl: "500 millis" })
+        const client = yield* connect(url)
+        yield* handshake(client)
+        yield* client.call("process/start", startParams("reused", ["true"]))
+        yield* client.notification("process/closed", "reused")
+        const again = yield* client.request("process/start", startParams("reused", sleeper(pidFile))).pipe(
+          Effect.filterOrFail((frame) => frame.error === undefined),
+          Effect.retry({ times: 100, schedule: Schedule.spaced("50 millis") })
+        )
+        assert.deepStrictEqual(again.result, { processId: "reused", sandboxType: "none" })
+        const pid = yield* pidIn(pidFile)
+        // the first process's notifier ends now: it must leave the second process's entry alone
+        yield* Deferred.succeed(gate, undefined)
+        yield* client.close
+        yield* awaitDeath(pid, 10_000)
       }),
     30_000
   )

@@ -36,11 +36,7 @@ export const processHandlers = (registry: SessionRegistry, session: Session): {
         notifyEvents(
           registry,
           session,
-          {
-            processId: request.processId,
-            internalId: entry.internalId,
-            output: request.outputNotifications !== false
-          },
+          { processId: request.processId, entry, output: request.outputNotifications !== false },
           release
         )
       )

@@ -90,20 +90,17 @@ export class SessionRegistry {
   /** Fibers that outlive a request: notifiers, expiries. Interrupted with the server. */
   readonly fibers: FiberSet.FiberSet<unknown, unknown>
   readonly sessionTtl: Duration.Duration
-  readonly closedRetention: Duration.Duration
   readonly limits: Limits
 
   constructor(options: {
     readonly executor: Executor["Service"]
     readonly fibers: FiberSet.FiberSet<unknown, unknown>
     readonly sessionTtl: Duration.Duration
-    readonly closedRetention: Duration.Duration
     readonly limits: Limits
   }) {
     this.executor = options.executor
     this.fibers = options.fibers
     this.sessionTtl = options.sessionTtl
-    this.closedRetention = options.closedRetention
     this.limits = options.limits
   }
 
