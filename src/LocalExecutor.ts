@@ -68,9 +68,10 @@ export interface Options {
   /** How long a closed process stays readable and keeps its id (default 30 s). */
   readonly closedRetention?: Duration.Input
   /**
-   * Closed processes kept at most (default 1024): past it the oldest is
-   * forgotten before its retention ends, so memory is bounded by count, not
-   * only by time.
+   * Closed processes kept at most (default 1024): past it one is forgotten
+   * before its retention ends (the oldest whose output was all read, else the
+   * oldest, read or not), so memory is bounded by count, not only by time. A
+   * read of a forgotten process fails with `UnknownProcess`.
    */
   readonly maxClosedRetained?: number
   /**

@@ -88,14 +88,14 @@ export class OutputFlow {
 
   /** Called after output was appended to the log. */
   pauseIfFull(): void {
-    if (this.log.backpressure && !this.paused && this.log.unreadBytes >= this.log.capacityBytes) {
+    if (this.log.backpressure && !this.paused && this.log.unacknowledgedBytes >= this.log.capacityBytes) {
       this.paused = true
       for (const source of this.sources) source.pause()
     }
   }
 
   private resumeIfRoom(): void {
-    if (this.paused && (!this.log.backpressure || this.log.unreadBytes < this.log.capacityBytes)) {
+    if (this.paused && (!this.log.backpressure || this.log.unacknowledgedBytes < this.log.capacityBytes)) {
       this.paused = false
       for (const source of this.sources) source.resume()
     }
