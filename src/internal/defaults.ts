@@ -49,6 +49,12 @@ export const server = {
    * (backpressure); a single larger frame is still read, alone.
    */
   maxPendingRequestBytes: 16 * MiB,
+  /**
+   * The longest a `process/read` long-polls: a larger `waitMs` is answered
+   * after this long, as a wait that saw nothing new (a Codex client then reads
+   * again), so no read holds one of its connection's turns for longer.
+   */
+  maxReadWaitMillis: 30_000,
   /** Answers and notifications queued for a client before it is dropped. */
   maxBufferedBytes: 128 * MiB,
   /** A client that takes nothing from its socket for this long is dropped. */

@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import * as Protocol from "../../Protocol.ts"
+import * as Defaults from "../defaults.ts"
 import { notifyEvents } from "./notifier.ts"
 import { fromExecutorError, RawJson } from "./reply.ts"
 import type { NotificationHandlers, RequestHandlers } from "./router.ts"
@@ -66,7 +67,11 @@ export const processHandlers = (registry: SessionRegistry, session: Session): {
   }, Effect.uninterruptible)
 
   const read = Effect.fn("ExecServer.process/read")(function*(request: Protocol.ParamsOf<"process/read">) {
-    const result = yield* executor.read({ ...request, processId: session.internalIdOf(request.processId) }).pipe(
+    const result = yield* executor.read({
+      ...request,
+      processId: session.internalIdOf(request.processId),
+      waitMs: Math.min(request.waitMs ?? 0, Defaults.server.maxReadWaitMillis)
+    }).pipe(
       Effect.mapError(fromExecutorError(request.processId))
     )
     return new RawJson(Protocol.readResultJsonPieces({ ...result, sandboxDenied: result.sandboxDenied ?? false }))
