@@ -11,12 +11,12 @@
  *
  * The roles live under `internal/remote/`: `link` (connect, initialize and
  * resume, typed calls with timeouts), `processRecords` (what notifications
- * told of each process), `pushedOutput` and `streamedRead` (reads answered
- * from pushed output), `fileSystem` and `platformError` (the file system).
+ * told of each process), `remoteEvents` (`events` from those records, what
+ * no notification brought read from the server), `pushedOutput` and
+ * `streamedRead` (reads answered from pushed output), `fileSystem` and `platformError` (the file system).
  *
  * @since 0.1.0
  */
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as FileSystem from "effect/FileSystem"
@@ -25,7 +25,6 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import type WebSocket from "ws"
 import { ConnectionLost, Executor, ExecutorError, ProtocolViolation, Unsupported } from "./Executor.ts"
 import * as Defaults from "./internal/defaults.ts"
@@ -33,6 +32,7 @@ import { makeFileSystem } from "./internal/remote/fileSystem.ts"
 import { FootprintProbe } from "./internal/remote/footprint.ts"
 import { Link } from "./internal/remote/link.ts"
 import { ProcessRecords } from "./internal/remote/processRecords.ts"
+import { remoteEvents } from "./internal/remote/remoteEvents.ts"
 import { isExitCode, isSignalName, readAnswerViolation } from "./internal/remote/serverAnswers.ts"
 import { streamedRead } from "./internal/remote/streamedRead.ts"
 import { fromWebSocket, type Transport } from "./JsonRpc.ts"
@@ -220,23 +220,6 @@ export const makeEnvironment = Effect.fnUntraced(function*(
     }).pipe(Effect.tapError(() => Effect.sync(() => records.forget(request.processId))))
   })
 
-  const events = (processId: string, options?: { readonly afterSeq?: number }) =>
-    Stream.paginate(options?.afterSeq ?? 0, (cursor) =>
-      Effect.gen(function*() {
-        const log = records.of(processId).events
-        let batch = log.after(cursor)
-        while (batch.length === 0) {
-          if (link.live === undefined) yield* link.client
-          yield* Effect.raceFirst(
-            log.untilAfter(cursor),
-            Effect.flatMap(link.client, (rpc) => Deferred.await(rpc.closed))
-          )
-          batch = log.after(cursor)
-        }
-        const last = batch[batch.length - 1]!
-        return [batch, last._tag === "Closed" ? Option.none() : Option.some(last.seq)] as const
-      }))
-
   const executor = Executor.of({
     start,
     read: Effect.fn("RemoteExecutor.read")(function*(request: Protocol.ReadParams) {
@@ -284,7 +267,7 @@ export const makeEnvironment = Effect.fnUntraced(function*(
           available: false as const,
           reason: `the exec-server does not name the ${Protocol.sandboxCapability} capability`
         }),
-    events
+    events: remoteEvents(link, records, serverRead)
   })
   const fileSystem = makeFileSystem(
     link,
