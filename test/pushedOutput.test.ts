@@ -1,5 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Schema from "effect/Schema"
+import type { ProcessEvent } from "../src/Executor.ts"
+import { ProcessLog } from "../src/internal/local/processLog.ts"
 import { PushedOutput } from "../src/internal/remote/pushedOutput.ts"
 
 const output = (seq: number, text: string) =>
@@ -36,9 +38,37 @@ describe("PushedOutput (the remote executor's cache of pushed output)", () => {
     cache.add({ _tag: "Closed", seq: 4 })
     const result = cache.read(0, null)
     assert.deepStrictEqual(texts(result), ["a", "late"])
-    assert.deepStrictEqual([result?.exited, result?.exitCode, result?.closed, result?.nextSeq], [true, 3, true, 4])
+    assert.deepStrictEqual([result?.exited, result?.exitCode, result?.closed, result?.nextSeq], [true, 3, true, 5])
     assert.isUndefined(cache.read(3, null), "after the last output comes the close: the server says it")
     assert.isTrue(cache.knowsNext(3))
+  })
+
+  it("answers as the server's log does for the same events: nextSeq past an exit or a close it went through", () => {
+    const events: ReadonlyArray<ProcessEvent> = [
+      output(1, "a"),
+      { _tag: "Exited", seq: 2, exitCode: 0, signal: null, sandboxDenied: false },
+      output(3, "late"),
+      { _tag: "Closed", seq: 4 }
+    ]
+    for (let known = 1; known <= events.length; known++) {
+      const cache = new PushedOutput()
+      const log = new ProcessLog(1024 * 1024, false)
+      for (const event of events.slice(0, known)) {
+        cache.add(event)
+        if (event._tag === "Output") log.appendOutput(event.stream, event.chunk)
+        else if (event._tag === "Exited") log.markExited(event.exitCode, event.signal)
+        else if (event._tag === "Closed") log.markClosed()
+      }
+      for (const maxBytes of [null, 1]) {
+        const pushed = cache.read(0, maxBytes)!
+        const served = log.read(0, maxBytes)
+        assert.deepStrictEqual(
+          [pushed.nextSeq, pushed.closed, pushed.exited, pushed.chunks.length],
+          [served.nextSeq, served.closed, served.exited, served.chunks.length],
+          `${known} events, maxBytes ${maxBytes}`
+        )
+      }
+    }
   })
 
   it("honours maxBytes, the first chunk always whole", () => {

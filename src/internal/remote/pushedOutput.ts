@@ -65,28 +65,38 @@ export class PushedOutput {
   /**
    * The read answer for `afterSeq` if the next output already arrived, with
    * every seq accounted for (no gap); otherwise `undefined`: ask the server.
+   * Its `nextSeq` follows the last entry it went through, an exit or a close
+   * included, as a server's answer that reaches the end of its log does; one
+   * that `maxBytes` cut short ends after its last chunk.
    */
   read(afterSeq: number, maxBytes: number | null): Protocol.ReadResult | undefined {
     let index = this.entries.indexOf(afterSeq + 1)
     if (this.entries.at(index)?._tag !== "Output") return undefined
     const chunks: Array<Protocol.ProcessChunk> = []
     let bytes = 0
+    let through = afterSeq
     let closed = false
-    for (let expected = afterSeq + 1;; expected++, index++) {
+    for (;; index++) {
       const entry = this.entries.at(index)
-      if (entry === undefined || entry.seq !== expected) break
+      if (entry === undefined || entry.seq !== through + 1) break
+      if (entry._tag === "Output") {
+        if (maxBytes !== null && chunks.length > 0 && bytes + entry.chunk.length > maxBytes) {
+          // output left for the next read: the reader stays before the exit, as it would on the server
+          through = chunks[chunks.length - 1]!.seq
+          break
+        }
+        chunks.push({ seq: entry.seq, stream: entry.stream, chunk: entry.chunk })
+        bytes += entry.chunk.length
+      }
+      through = entry.seq
       if (entry._tag === "Closed") {
         closed = true
         break
       }
-      if (entry._tag !== "Output") continue
-      if (maxBytes !== null && chunks.length > 0 && bytes + entry.chunk.length > maxBytes) break
-      chunks.push({ seq: entry.seq, stream: entry.stream, chunk: entry.chunk })
-      bytes += entry.chunk.length
     }
     return {
       chunks,
-      nextSeq: chunks[chunks.length - 1]!.seq + 1,
+      nextSeq: through + 1,
       exited: this.exit !== undefined,
       exitCode: this.exit?.exitCode ?? null,
       closed,
