@@ -17,7 +17,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import type * as Scope from "effect/Scope"
-import { Executor } from "./Executor.ts"
+import { Executor, type SandboxSupport } from "./Executor.ts"
 import * as Defaults from "./internal/defaults.ts"
 import { HostFileSystem } from "./internal/fs/hostFileSystem.ts"
 import * as Connection from "./internal/server/connection.ts"
@@ -29,7 +29,10 @@ import { fromStreams, type Transport } from "./JsonRpc.ts"
 import * as Protocol from "./Protocol.ts"
 
 /**
- * How a server behaves. Every default is in {@link defaults}.
+ * How a server behaves. Every default is in {@link defaults}. Whether a
+ * sandbox is required is the executor's to say (`LocalExecutor`'s
+ * `sandbox.required`): the server then refuses the `fs/*` calls that would
+ * touch files unconfined, as the executor refuses such starts.
  *
  * @category options
  * @since 0.1.0
@@ -56,11 +59,6 @@ export interface Options {
   readonly maxSessionsPerAddress?: number
   /** The largest file `fs/readFile` returns or `fs/writeFile` writes (default 64 MiB); larger ones are refused. */
   readonly maxFileBytes?: number
-  /**
-   * Refuse every `fs/*` call without a sandbox policy (default false). For
-   * processes, the executor decides (`LocalExecutor`'s `sandbox.required`).
-   */
-  readonly requireSandbox?: boolean
 }
 
 /**
@@ -99,8 +97,6 @@ export interface Registry {
   readonly sessions: SessionRegistry
   /** This host's files, as the `fs/*` methods serve them. */
   readonly files: HostFileSystem
-  /** Whether every `fs/*` call must carry a sandbox policy. */
-  readonly requireSandbox: boolean
 }
 
 /**
@@ -129,18 +125,20 @@ export const makeRegistry = (options: Options = {}): Effect.Effect<Registry, nev
     yield* Effect.addFinalizer(() => sessions.endAll())
     return {
       sessions,
-      files: new HostFileSystem({ maxFileBytes: options.maxFileBytes ?? defaults.maxFileBytes }),
-      requireSandbox: options.requireSandbox === true
+      files: new HostFileSystem({ maxFileBytes: options.maxFileBytes ?? defaults.maxFileBytes })
     }
   })
 
-/** Everything a session serves: one entry per method of the table. */
-const methodsOf = (registry: Registry) => (session: Session): SessionMethods => {
+/**
+ * Everything a session serves: one entry per method of the table; the `fs/*`
+ * calls require a sandbox when the executor requires one for its starts.
+ */
+const methodsOf = (registry: Registry) => (session: Session, sandbox: SandboxSupport): SessionMethods => {
   const process = processHandlers(registry.sessions, session)
   return {
     requests: {
       ...process.requests,
-      ...fileSystemHandlers(registry.files, { requireSandbox: registry.requireSandbox })
+      ...fileSystemHandlers(registry.files, { requireSandbox: sandbox.required === true })
     },
     notifications: process.notifications
   }

@@ -340,14 +340,17 @@ export type ProcessEvent =
 
 /**
  * Whether an executor confines the processes that ask for a sandbox, and if
- * not, why.
+ * not, why; and whether it requires one (`required`: every start that would
+ * run unconfined is refused, as `LocalExecutor`'s `sandbox.required` does).
+ * A server serving an executor that requires a sandbox refuses `fs/*` calls
+ * that confine nothing too: one switch for the whole host.
  *
  * @category models
  * @since 0.1.0
  */
 export type SandboxSupport =
-  | { readonly available: true }
-  | { readonly available: false; readonly reason: string }
+  | { readonly available: true; readonly required?: boolean }
+  | { readonly available: false; readonly reason: string; readonly required?: boolean }
 
 /**
  * The contract every executor meets. Methods mirror the exec-server requests;

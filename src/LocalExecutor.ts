@@ -258,7 +258,10 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     closeStdin,
     events,
     defaultCwd: Effect.sync(() => process.cwd()),
-    sandboxSupport: sandbox.support
+    sandboxSupport: Effect.map(
+      sandbox.support,
+      (support) => ({ ...support, required: options.sandbox?.required === true })
+    )
   })
 })
 

@@ -145,8 +145,7 @@ const serveWith = Effect.fnUntraced(function*(flags: ServeFlags) {
     maxProcessesPerSession: flags.maxProcessesPerSession,
     maxFileBytes: flags.maxFileBytes,
     maxSessionsPerAddress: flags.maxSessionsPerAddress,
-    maxConnectionsPerAddress: flags.maxConnectionsPerAddress,
-    requireSandbox: flags.requireSandbox
+    maxConnectionsPerAddress: flags.maxConnectionsPerAddress
   }
   if (!(yield* announceSandbox(flags.requireSandbox))) {
     yield* Console.error("effect-exec: --require-sandbox, but the sandbox is unavailable: not serving")

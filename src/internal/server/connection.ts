@@ -18,10 +18,10 @@ import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import { type Envelope, ErrorCode, parseFrame, type RequestId, type Transport } from "../../JsonRpc.ts"
 import * as Protocol from "../../Protocol.ts"
-import { Handshake, type SessionMethods } from "./handshake.ts"
+import { Handshake, type MethodsOf } from "./handshake.ts"
 import { RawJson, type Reply, reply } from "./reply.ts"
 import { type AnyHandler, routeNotification, routeRequest } from "./router.ts"
-import type { Connection, Session, SessionRegistry } from "./sessions.ts"
+import type { Connection, SessionRegistry } from "./sessions.ts"
 
 /**
  * Serves one client on `transport` until it closes; returns why it closed.
@@ -30,7 +30,7 @@ import type { Connection, Session, SessionRegistry } from "./sessions.ts"
 export const serveConnection = Effect.fnUntraced(function*(
   registry: SessionRegistry,
   transport: Transport,
-  methodsOf: (session: Session) => SessionMethods
+  methodsOf: MethodsOf
 ) {
   const scope = yield* Scope.make()
   const run = yield* FiberSet.makeRuntime<never>().pipe(Scope.provide(scope))

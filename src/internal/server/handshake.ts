@@ -6,6 +6,7 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
+import type { SandboxSupport } from "../../Executor.ts"
 import { ErrorCode } from "../../JsonRpc.ts"
 import * as Protocol from "../../Protocol.ts"
 import { environmentInfo } from "./environmentInfo.ts"
@@ -19,6 +20,9 @@ export interface SessionMethods {
   readonly notifications: NotificationHandlers
 }
 
+/** Builds what `session` serves, knowing what the executor says of sandboxes. */
+export type MethodsOf = (session: Session, sandbox: SandboxSupport) => SessionMethods
+
 export class Handshake {
   private requested = false
   private initialized = false
@@ -27,9 +31,9 @@ export class Handshake {
   private methods: SessionMethods | undefined
   private readonly registry: SessionRegistry
   private readonly connection: Connection
-  private readonly methodsOf: (session: Session) => SessionMethods
+  private readonly methodsOf: MethodsOf
 
-  constructor(registry: SessionRegistry, connection: Connection, methodsOf: (session: Session) => SessionMethods) {
+  constructor(registry: SessionRegistry, connection: Connection, methodsOf: MethodsOf) {
     this.registry = registry
     this.connection = connection
     this.methodsOf = methodsOf
@@ -50,11 +54,11 @@ export class Handshake {
           Effect.tapError(() => Effect.sync(() => (this.requested = false)))
         )
       this.session = session
-      this.methods = this.methodsOf(session)
       const cwd = yield* this.registry.executor.defaultCwd.pipe(Effect.orElseSucceed(() => "/"))
       const sandbox = yield* this.registry.executor.sandboxSupport.pipe(
-        Effect.orElseSucceed(() => ({ available: false }) as const)
+        Effect.orElseSucceed((): SandboxSupport => ({ available: false, reason: "the executor could not say" }))
       )
+      this.methods = this.methodsOf(session, sandbox)
       return {
         sessionId: session.id,
         environmentInfo: environmentInfo(cwd),
