@@ -9,6 +9,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Arbitrary from "effect/Arbitrary"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
@@ -20,10 +21,11 @@ import * as Environment from "../src/Environment.ts"
 import * as Exec from "../src/Exec.ts"
 import type { ExecutorError } from "../src/Executor.ts"
 import * as Defaults from "../src/internal/defaults.ts"
-import { FootprintProbe } from "../src/internal/remote/footprint.ts"
+import * as RemoteClient from "../src/internal/remote/environment.ts"
 import type { RecordsFootprint } from "../src/internal/remote/processRecords.ts"
 import * as OutputSink from "../src/OutputSink.ts"
 import * as Protocol from "../src/Protocol.ts"
+import * as RemoteExecutor from "../src/RemoteExecutor.ts"
 import {
   base64,
   deafProxy,
@@ -34,14 +36,28 @@ import {
   startAnswer
 } from "./support/fakeServer.ts"
 
-/** The remote environment of `server`, with what its client holds measurable. */
+/**
+ * The remote environment of `server`, as `Environment.layerRemote` builds it,
+ * with what its client holds measurable.
+ */
 const remote = (server: FakeServer, sink: Layer.Layer<never> = OutputSink.layerDiscard) => {
   let measure: (() => RecordsFootprint) | undefined
-  const probe = Layer.succeed(FootprintProbe, (m: () => RecordsFootprint) => {
-    measure = m
-  })
+  const environment = Layer.effect(
+    Environment.Environment,
+    Effect.map(
+      RemoteClient.make(RemoteExecutor.connectWebSocket({ url: server.url }), {
+        clientName: "effect-exec",
+        connectTimeout: Duration.millis(Defaults.client.connectTimeoutMillis),
+        requestTimeoutMillis: Defaults.client.requestTimeoutMillis
+      }),
+      ({ executor, footprint }) => {
+        measure = footprint
+        return Environment.Environment.of({ executor, location: { _tag: "Remote", url: server.url } })
+      }
+    )
+  )
   return {
-    layer: Layer.mergeAll(Environment.layerRemote({ url: server.url }).pipe(Layer.provide(probe)), sink),
+    layer: Layer.mergeAll(environment, sink),
     footprint: () => measure!()
   }
 }
