@@ -104,6 +104,72 @@ export interface Options {
 export type SandboxOptions = Launcher.SandboxOptions
 
 /**
+ * The methods on processes already started (or starting): each finds its
+ * process in `table`.
+ */
+const methodsOn = (table: ProcessTable) => {
+  const read = Effect.fn("LocalExecutor.read")(function*(params: Protocol.ReadParams) {
+    const process = yield* table.lookup(params.processId)
+    process.acknowledge(params.afterSeq ?? 0, yield* Clock.currentTimeMillis)
+    return yield* longPollRead(process.log, params)
+  })
+
+  const write = Effect.fn("LocalExecutor.write")(function*(params: Protocol.WriteParams) {
+    const entry = table.get(params.processId)
+    if (entry === undefined) return "unknownProcess" as const
+    if (entry.state === "starting") return "starting" as const
+    return yield* entry.process.write(params.chunk, params.writeId)
+  })
+
+  const terminate = Effect.fn("LocalExecutor.terminate")(function*(processId: string) {
+    // a process still starting is killed as soon as it runs
+    if (table.terminateWhenStarted(processId)) return { running: true }
+    const entry = table.get(processId)
+    if (entry?.state !== "running") return { running: false }
+    const { process } = entry
+    const running = process.running
+    // the leader may be gone while its group still holds the pipes: those die too
+    if (running || !process.log.closed) process.signalGroup("SIGKILL")
+    return { running }
+  })
+
+  const signal = Effect.fn("LocalExecutor.signal")(function*(processId: string, _signal: Protocol.SignalName) {
+    const entry = table.get(processId)
+    if (entry?.state === "running" && entry.process.running) entry.process.signalGroup("SIGINT")
+  })
+
+  const resize = Effect.fn("LocalExecutor.resize")(function*(processId: string, size: Protocol.TerminalSize) {
+    const process = yield* table.lookup(processId)
+    if (!process.resize(size)) {
+      return yield* fail(
+        new InvalidRequest({ description: `process ${processId} has no terminal (started without tty)` })
+      )
+    }
+  })
+
+  const closeStdin = Effect.fn("LocalExecutor.closeStdin")(function*(processId: string) {
+    const entry = table.get(processId)
+    if (entry === undefined) return "unknownProcess" as const
+    if (entry.state === "starting") return "starting" as const
+    const status = entry.process.closeStdin()
+    if (status === undefined) {
+      return yield* fail(
+        new InvalidRequest({ description: `process ${processId} runs on a terminal: type Ctrl-D to end its input` })
+      )
+    }
+    return status
+  })
+
+  const events = (
+    processId: string,
+    options?: { readonly afterSeq?: number }
+  ): Stream.Stream<ProcessEvent, ExecutorError> =>
+    Stream.unwrap(Effect.map(table.lookup(processId), (process) => eventStream(process.log, options?.afterSeq ?? 0)))
+
+  return { read, write, terminate, signal, resize, closeStdin, events }
+}
+
+/**
  * Builds a local executor in the current scope; closing the scope kills every
  * process group it still has.
  *
@@ -190,73 +256,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     // from the reservation to the supervisor, all or nothing: an interrupted start must not leave a child behind
   }, Effect.uninterruptible)
 
-  const read = Effect.fn("LocalExecutor.read")(function*(params: Protocol.ReadParams) {
-    const process = yield* table.lookup(params.processId)
-    process.acknowledge(params.afterSeq ?? 0, yield* Clock.currentTimeMillis)
-    return yield* longPollRead(process.log, params)
-  })
-
-  const write = Effect.fn("LocalExecutor.write")(function*(params: Protocol.WriteParams) {
-    const entry = table.get(params.processId)
-    if (entry === undefined) return "unknownProcess" as const
-    if (entry.state === "starting") return "starting" as const
-    return yield* entry.process.write(params.chunk, params.writeId)
-  })
-
-  const terminate = Effect.fn("LocalExecutor.terminate")(function*(processId: string) {
-    // a process still starting is killed as soon as it runs
-    if (table.terminateWhenStarted(processId)) return { running: true }
-    const entry = table.get(processId)
-    if (entry?.state !== "running") return { running: false }
-    const { process } = entry
-    const running = process.running
-    // the leader may be gone while its group still holds the pipes: those die too
-    if (running || !process.log.closed) process.signalGroup("SIGKILL")
-    return { running }
-  })
-
-  const signal = Effect.fn("LocalExecutor.signal")(function*(processId: string, _signal: Protocol.SignalName) {
-    const entry = table.get(processId)
-    if (entry?.state === "running" && entry.process.running) entry.process.signalGroup("SIGINT")
-  })
-
-  const resize = Effect.fn("LocalExecutor.resize")(function*(processId: string, size: Protocol.TerminalSize) {
-    const process = yield* table.lookup(processId)
-    if (!process.resize(size)) {
-      return yield* fail(
-        new InvalidRequest({ description: `process ${processId} has no terminal (started without tty)` })
-      )
-    }
-  })
-
-  const closeStdin = Effect.fn("LocalExecutor.closeStdin")(function*(processId: string) {
-    const entry = table.get(processId)
-    if (entry === undefined) return "unknownProcess" as const
-    if (entry.state === "starting") return "starting" as const
-    const status = entry.process.closeStdin()
-    if (status === undefined) {
-      return yield* fail(
-        new InvalidRequest({ description: `process ${processId} runs on a terminal: type Ctrl-D to end its input` })
-      )
-    }
-    return status
-  })
-
-  const events = (
-    processId: string,
-    options?: { readonly afterSeq?: number }
-  ): Stream.Stream<ProcessEvent, ExecutorError> =>
-    Stream.unwrap(Effect.map(table.lookup(processId), (process) => eventStream(process.log, options?.afterSeq ?? 0)))
-
   return Executor.of({
     start,
-    read,
-    write,
-    terminate,
-    signal,
-    resize,
-    closeStdin,
-    events,
+    ...methodsOn(table),
     defaultCwd: Effect.sync(() => process.cwd()),
     sandboxSupport: Effect.map(
       sandbox.support,

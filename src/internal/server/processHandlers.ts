@@ -17,11 +17,11 @@ import type { Session, SessionProcess, SessionRegistry } from "./sessions.ts"
 
 type ProcessMethod = Extract<Protocol.RequestMethod, `process/${string}`>
 
-/** The `process/*` requests and notifications of `session`. */
-export const processHandlers = (registry: SessionRegistry, session: Session): {
-  readonly requests: Pick<RequestHandlers, ProcessMethod>
-  readonly notifications: NotificationHandlers
-} => {
+/**
+ * `process/start` in `session`: a slot taken before the spawn, and all or
+ * nothing whatever happens to the request meanwhile.
+ */
+const startHandler = (registry: SessionRegistry, session: Session) => {
   const { executor } = registry
 
   /**
@@ -52,7 +52,7 @@ export const processHandlers = (registry: SessionRegistry, session: Session): {
   const abandon = (exit: Exit.Exit<unknown, unknown>, internalId: string, release: Effect.Effect<void>) =>
     Effect.andThen(release, Exit.hasInterrupts(exit) ? Effect.ignore(executor.terminate(internalId)) : Effect.void)
 
-  const start = Effect.fn("ExecServer.process/start")(function*(request: Protocol.ParamsOf<"process/start">) {
+  return Effect.fn("ExecServer.process/start")(function*(request: Protocol.ParamsOf<"process/start">) {
     const release = yield* registry.reserveProcess(session)
     const entry: SessionProcess = { internalId: session.internalIdOf(request.processId) }
     const started = yield* executor.start({ ...request, processId: entry.internalId }).pipe(
@@ -65,6 +65,16 @@ export const processHandlers = (registry: SessionRegistry, session: Session): {
     // all or nothing, whatever happens to the request meanwhile: a connection that closes during a start
     // waits for it, and the process becomes the session's (a client that resumes finds it running)
   }, Effect.uninterruptible)
+}
+
+/** The `process/*` requests and notifications of `session`. */
+export const processHandlers = (registry: SessionRegistry, session: Session): {
+  readonly requests: Pick<RequestHandlers, ProcessMethod>
+  readonly notifications: NotificationHandlers
+} => {
+  const { executor } = registry
+
+  const start = startHandler(registry, session)
 
   const read = Effect.fn("ExecServer.process/read")(function*(request: Protocol.ParamsOf<"process/read">) {
     const result = yield* executor.read({
