@@ -20,7 +20,7 @@ import * as Stream from "effect/Stream"
 import * as CappedBuffer from "./CappedBuffer.ts"
 import { Environment } from "./Environment.ts"
 import { type Executor, type ExecutorError, fail, InvalidRequest } from "./Executor.ts"
-import * as InternalDefaults from "./internal/defaults.ts"
+import * as Defaults from "./internal/defaults.ts"
 import { OutputSink } from "./OutputSink.ts"
 import * as Protocol from "./Protocol.ts"
 import * as Sandbox from "./Sandbox.ts"
@@ -203,22 +203,23 @@ export interface ExecResult {
 // =============================================================================
 
 /**
- * The loop's Codex-derived constants.
+ * The loop's Codex-derived constants (as `ExecServer.defaults` and
+ * `LocalExecutor.defaults` are the server's and the process table's).
  *
  * @category constants
  * @since 0.1.0
  */
-export const Defaults = {
-  timeout: Duration.millis(InternalDefaults.exec.timeoutMillis),
-  timeoutExitCode: InternalDefaults.exec.timeoutExitCode,
-  drainLimit: Duration.millis(InternalDefaults.exec.drainLimitMillis),
-  maxDeltas: InternalDefaults.exec.maxDeltas,
-  shellToolBytes: InternalDefaults.exec.shellToolBytes,
+export const defaults = {
+  timeout: Duration.millis(Defaults.exec.timeoutMillis),
+  timeoutExitCode: Defaults.exec.timeoutExitCode,
+  drainLimit: Duration.millis(Defaults.exec.drainLimitMillis),
+  maxDeltas: Defaults.exec.maxDeltas,
+  shellToolBytes: Defaults.exec.shellToolBytes,
   /** Read size and long-poll wait of one `process/read`. */
-  readBytes: InternalDefaults.exec.readBytes,
-  readWaitMillis: InternalDefaults.exec.readWaitMillis,
+  readBytes: Defaults.exec.readBytes,
+  readWaitMillis: Defaults.exec.readWaitMillis,
   /** The largest chunk of `stdin` one `process/write` carries. */
-  writeBytes: InternalDefaults.exec.writeBytes
+  writeBytes: Defaults.exec.writeBytes
 } as const
 
 // =============================================================================
@@ -227,14 +228,14 @@ export const Defaults = {
 
 const limitOf = (capture: Capture): CappedBuffer.Limit =>
   capture === "shellTool"
-    ? { _tag: "Head", maxBytes: Defaults.shellToolBytes }
+    ? { _tag: "Head", maxBytes: defaults.shellToolBytes }
     : capture === "fullBuffer"
     ? { _tag: "Unlimited" }
     : { _tag: "HeadTail", headBytes: capture.headBytes, tailBytes: capture.tailBytes }
 
 const aggregateCap = (capture: Capture): number | undefined =>
   capture === "shellTool"
-    ? Defaults.shellToolBytes
+    ? defaults.shellToolBytes
     : capture === "fullBuffer"
     ? undefined
     : capture.headBytes + capture.tailBytes
@@ -315,7 +316,7 @@ const consume = (
   step: (result: Protocol.ReadResult) => Effect.Effect<void>
 ) =>
   Effect.gen(function*() {
-    const drainLimit = Duration.toMillis(Defaults.drainLimit)
+    const drainLimit = Duration.toMillis(defaults.drainLimit)
     /** When the drain ends, once the exit is seen. */
     let drainEndsAt = progress.exited ? (yield* Clock.currentTimeMillis) + drainLimit : undefined
     let readAfterExit = 0
@@ -325,8 +326,8 @@ const consume = (
       const read = executor.read({
         processId,
         afterSeq: progress.afterSeq,
-        maxBytes: Defaults.readBytes,
-        waitMs: left === undefined ? Defaults.readWaitMillis : Math.min(Defaults.readWaitMillis, left)
+        maxBytes: defaults.readBytes,
+        waitMs: left === undefined ? defaults.readWaitMillis : Math.min(defaults.readWaitMillis, left)
       })
       const answer = left === undefined ? Option.some(yield* read) : yield* Effect.timeoutOption(read, left)
       if (Option.isNone(answer)) return
@@ -336,7 +337,7 @@ const consume = (
       if (!result.exited) continue
       const bytes = bytesIn(result)
       const now = yield* Clock.currentTimeMillis
-      const backlog = bytes * 2 >= Defaults.readBytes && readAfterExit < InternalDefaults.exec.drainBacklogBytes
+      const backlog = bytes * 2 >= defaults.readBytes && readAfterExit < Defaults.exec.drainBacklogBytes
       if (drainEndsAt === undefined || backlog) drainEndsAt = now + drainLimit
       readAfterExit += bytes
     }
@@ -369,8 +370,8 @@ const feedTerminal = (executor: Executor["Service"], processId: string, terminal
 const stdinChunks = (stdin: NonNullable<ExecRequest["stdin"]>): Stream.Stream<Uint8Array> => {
   const split = (bytes: Uint8Array): Array<Uint8Array> => {
     const chunks: Array<Uint8Array> = []
-    for (let offset = 0; offset < bytes.length; offset += Defaults.writeBytes) {
-      chunks.push(bytes.subarray(offset, offset + Defaults.writeBytes))
+    for (let offset = 0; offset < bytes.length; offset += defaults.writeBytes) {
+      chunks.push(bytes.subarray(offset, offset + defaults.writeBytes))
     }
     return chunks
   }
@@ -453,7 +454,7 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
   const processId = `shell-${crypto.randomUUID()}`
   const startedAt = yield* Clock.currentTimeMillis
   const progress = new Progress(limitOf(capture))
-  const step = absorb(progress, sink, request.callId ?? processId, request.maxDeltas ?? Defaults.maxDeltas)
+  const step = absorb(progress, sink, request.callId ?? processId, request.maxDeltas ?? defaults.maxDeltas)
   const inheritAll: Protocol.EnvPolicy = {
     inherit: "all",
     ignoreDefaultExcludes: true,
@@ -464,7 +465,7 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
 
   // Killing must not hang on an executor that stopped answering (a silent
   // server): it gets as long as the drain, then the call goes on without it.
-  const terminate = executor.terminate(processId).pipe(Effect.timeoutOption(Defaults.drainLimit), Effect.ignore)
+  const terminate = executor.terminate(processId).pipe(Effect.timeoutOption(defaults.drainLimit), Effect.ignore)
   const timeout = timeoutOf(request, capture)
   const start = Effect.gen(function*() {
     const cwd = request.cwd ?? (yield* executor.defaultCwd)
@@ -519,7 +520,7 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
             progress.started && outcome._tag !== "Lost"
               ? Effect.ignore(consume(executor, processId, progress, step))
               : Effect.void
-          ).pipe(Effect.timeoutOption(Defaults.drainLimit))
+          ).pipe(Effect.timeoutOption(defaults.drainLimit))
         ).pipe(Effect.onInterrupt(() => terminate))
       }
 
@@ -564,7 +565,7 @@ const timeoutOf = (request: ExecRequest, capture: Capture): Duration.Duration | 
     const timeout = Duration.fromInputUnsafe(request.timeout)
     return Duration.isFinite(timeout) ? timeout : undefined
   }
-  return capture === "fullBuffer" ? undefined : Defaults.timeout
+  return capture === "fullBuffer" ? undefined : defaults.timeout
 }
 
 const finish = (
@@ -591,7 +592,7 @@ const finish = (
     : Termination.Exited({ exitCode: progress.exitCode ?? -1 })
   // a Lost run claims no exit code: its output may be cut short, or come from a server that broke the protocol
   const exitCode = outcome._tag === "TimedOut"
-    ? Defaults.timeoutExitCode
+    ? defaults.timeoutExitCode
     : outcome._tag === "Lost"
     ? -1
     : signalExitCode !== -1

@@ -104,6 +104,22 @@ export interface Options {
 export type SandboxOptions = Launcher.SandboxOptions
 
 /**
+ * The process table's defaults, Codex's values: output retained per process,
+ * how long and how many closed processes are kept, how long a backpressured
+ * process waits for a reader, the stdin window.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const defaults = {
+  retainedBytes: Defaults.processTable.retainedBytes,
+  closedRetentionMillis: Defaults.processTable.closedRetentionMillis,
+  maxClosedRetained: Defaults.processTable.maxClosedRetained,
+  readerIdleTimeoutMillis: Defaults.processTable.readerIdleTimeoutMillis,
+  stdinWindowBytes: Defaults.processTable.stdinWindowBytes
+} as const
+
+/**
  * The methods on processes already started (or starting): each finds its
  * process in `table`.
  */

@@ -150,7 +150,7 @@ describe("the client against a silent server: every deadline holds", () => {
       yield* server.whenReceived("process/start")
       yield* TestClock.adjust("5 seconds")
       yield* server.whenReceived("process/terminate")
-      yield* TestClock.adjust(Exec.Defaults.drainLimit)
+      yield* TestClock.adjust(Exec.defaults.drainLimit)
       const result = yield* Fiber.join(fiber)
       assert.strictEqual(result.termination._tag, "TimedOut")
     }))
@@ -199,7 +199,7 @@ describe("the client against a silent server: every deadline holds", () => {
       yield* server.whenReceived("process/read", 2)
       yield* TestClock.adjust("5 seconds")
       yield* server.whenReceived("process/terminate")
-      yield* TestClock.adjust(Exec.Defaults.drainLimit)
+      yield* TestClock.adjust(Exec.defaults.drainLimit)
       const result = yield* Fiber.join(fiber)
       assert.strictEqual(result.termination._tag, "TimedOut")
       assert.strictEqual(result.stdout.text, "partial")
@@ -226,7 +226,7 @@ describe("the client against a busy or silent server: interrupts win", () => {
       yield* Deferred.succeed(stop, undefined)
       // killed at once; what the group left is read for one drain limit, which the silent reads use up
       yield* server.whenReceived("process/terminate")
-      yield* TestClock.adjust(Exec.Defaults.drainLimit)
+      yield* TestClock.adjust(Exec.defaults.drainLimit)
       const result = yield* Fiber.join(fiber)
       assert.deepStrictEqual(result.termination, Exec.Termination.Interrupted())
       assert.strictEqual(server.calls("process/terminate").length, 1)
@@ -417,7 +417,7 @@ describe("the client against floods: bounded work and memory per frame", () => {
 
   it.effect("a read answer far over the maxBytes asked for ends the run Lost, keeping none of it", () =>
     Effect.gen(function*() {
-      const asked = Exec.Defaults.readBytes
+      const asked = Exec.defaults.readBytes
       const server = yield* fakeServer(wellBehaved((message, connection) => {
         if (message.method !== "process/read") return false
         // four chunks of 600 KiB: 2.4 MiB for a read of 512 KiB
@@ -438,7 +438,7 @@ describe("the client against floods: bounded work and memory per frame", () => {
 
   it.effect("a first chunk returned whole is within the slack: legal, however small maxBytes is", () =>
     Effect.gen(function*() {
-      const chunk = "z".repeat(Exec.Defaults.readBytes + 64 * 1024)
+      const chunk = "z".repeat(Exec.defaults.readBytes + 64 * 1024)
       const server = yield* fakeServer(wellBehaved((message, connection) => {
         if (message.method !== "process/read" || message.params.afterSeq !== 0) return false
         connection.answer(message.id, readAnswer(1, [chunk], { exitCode: 0 }))
