@@ -19,7 +19,7 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as CappedBuffer from "./CappedBuffer.ts"
 import { Environment } from "./Environment.ts"
-import { type Executor, type ExecutorError, fail, InvalidRequest } from "./Executor.ts"
+import { type Executor, type ExecutorError, failWith, InvalidRequest } from "./Executor.ts"
 import * as Defaults from "./internal/defaults.ts"
 import { OutputSink } from "./OutputSink.ts"
 import * as Protocol from "./Protocol.ts"
@@ -446,7 +446,7 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
   const capture = request.capture ?? "shellTool"
   const terminal = request.tty === true ? {} : request.tty === false ? undefined : request.tty
   if (terminal !== undefined && request.stdin !== undefined) {
-    return yield* fail(
+    return yield* failWith(
       new InvalidRequest({ description: "stdin is for a command on pipes: with tty, type into it with tty.input" })
     )
   }

@@ -395,10 +395,27 @@ export class Executor extends Context.Service<Executor, {
 }>()("effect-exec/Executor") {}
 
 /**
- * Shorthand for failing with an `ExecutorError` of the given reason.
+ * Fails with an `ExecutorError` of the given reason.
+ *
+ * @example
+ * ```ts
+ * import { Executor } from "effect-exec"
+ *
+ * const refused = Executor.failWith(new Executor.UnknownProcess({ processId: "p1" }))
+ * ```
  *
  * @category constructors
  * @since 0.1.0
  */
-export const fail = (reason: ExecutorErrorReason): Effect.Effect<never, ExecutorError> =>
+export const failWith = (reason: ExecutorErrorReason): Effect.Effect<never, ExecutorError> =>
   Effect.fail(new ExecutorError({ reason }))
+
+/**
+ * The former name of {@link failWith}, which reads as `Effect.fail` when
+ * imported bare.
+ *
+ * @deprecated Use `failWith`.
+ * @category constructors
+ * @since 0.1.0
+ */
+export const fail: (reason: ExecutorErrorReason) => Effect.Effect<never, ExecutorError> = failWith

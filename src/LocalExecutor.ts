@@ -38,7 +38,7 @@ import * as Stream from "effect/Stream"
 import {
   Executor,
   ExecutorError,
-  fail,
+  failWith,
   InvalidRequest,
   type ProcessEvent,
   ProcessIdInUse,
@@ -157,7 +157,7 @@ const methodsOn = (table: ProcessTable) => {
   const resize = Effect.fn("LocalExecutor.resize")(function*(processId: string, size: Protocol.TerminalSize) {
     const process = yield* table.lookup(processId)
     if (!process.resize(size)) {
-      return yield* fail(
+      return yield* failWith(
         new InvalidRequest({ description: `process ${processId} has no terminal (started without tty)` })
       )
     }
@@ -169,7 +169,7 @@ const methodsOn = (table: ProcessTable) => {
     if (entry.state === "starting") return "starting" as const
     const status = entry.process.closeStdin()
     if (status === undefined) {
-      return yield* fail(
+      return yield* failWith(
         new InvalidRequest({ description: `process ${processId} runs on a terminal: type Ctrl-D to end its input` })
       )
     }
@@ -244,11 +244,11 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const start = Effect.fn("LocalExecutor.start")(function*(request: StartRequest) {
     const { processId } = request
     if (request.argv.length === 0) {
-      return yield* fail(new InvalidRequest({ description: "argv must not be empty", invalidParams: true }))
+      return yield* failWith(new InvalidRequest({ description: "argv must not be empty", invalidParams: true }))
     }
     const problem = startProblem(request)
-    if (problem !== undefined) return yield* fail(problem)
-    if (!table.reserve(processId)) return yield* fail(new ProcessIdInUse({ processId }))
+    if (problem !== undefined) return yield* failWith(problem)
+    if (!table.reserve(processId)) return yield* failWith(new ProcessIdInUse({ processId }))
     const now = yield* Clock.currentTimeMillis
     const spawned = request.tty
       ? Effect.andThen(
