@@ -23,6 +23,7 @@ import type { Launch } from "../sandbox/launcher.ts"
 import { childEnvironment } from "./envPolicy.ts"
 import { InputWriter, type LocalProcess, OutputFlow, signalGroup } from "./localProcess.ts"
 import { ProcessLog } from "./processLog.ts"
+import { spawnTurn } from "./spawnTurns.ts"
 
 /** How a child is set up. */
 export interface SpawnOptions {
@@ -274,7 +275,8 @@ export const spawnProcess = (
       const environment = childEnvironment(request.env, request.envPolicy, options.baseEnvironment)
       return Effect.flatMap(
         wrap === undefined ? Effect.undefined : wrap(environment),
-        (launch) => startChild(request, options, now, environment, launch)
+        // the fork, one at a time (checks and the sandbox's preparation are not)
+        (launch) => spawnTurn(startChild(request, options, now, environment, launch))
       )
     })
   )

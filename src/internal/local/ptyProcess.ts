@@ -30,6 +30,7 @@ import { checkCwd, spawnFailure, type SpawnOptions } from "./childProcess.ts"
 import { childEnvironment } from "./envPolicy.ts"
 import { InputWriter, type LocalProcess, OutputFlow, signalGroup } from "./localProcess.ts"
 import { ProcessLog } from "./processLog.ts"
+import { spawnTurn } from "./spawnTurns.ts"
 
 /** The part of `@lydell/node-pty`'s native binding used here (its 1.1.0 signatures). */
 interface PtyBinding {
@@ -296,7 +297,8 @@ export const spawnPtyProcess = (
     const size = request.size ?? Defaults.terminal
     const log = new ProcessLog(options.retainedBytes, request.backpressure === true)
     let started: PtyProcess | undefined
-    const forked = yield* Effect.try({
+    // the fork, one at a time
+    const forked = yield* spawnTurn(Effect.try({
       try: () =>
         binding.fork(
           command,
@@ -317,7 +319,7 @@ export const spawnPtyProcess = (
           command,
           description: `failed to start ${command} on a terminal: ${error instanceof Error ? error.message : error}`
         })
-    })
+    }))
     started = new PtyProcess(forked, binding, log, now, options.stdinWindowBytes)
     started.attach()
     return started
