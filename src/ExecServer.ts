@@ -48,6 +48,8 @@ export interface Options {
   readonly maxConcurrentRequests?: number
   /** Requests of one connection waiting for a turn before new ones are refused. */
   readonly maxQueuedRequests?: number
+  /** Process starts of one session under way at once; more wait their turn. */
+  readonly maxConcurrentStartsPerSession?: number
   /**
    * Bytes of one connection's requests in flight past which its socket is not
    * read until answers free room (default 16 MiB).
@@ -117,6 +119,7 @@ export const makeRegistry = (options: Options = {}): Effect.Effect<Registry, nev
         processesPerSession: options.maxProcessesPerSession ?? defaults.maxProcessesPerSession,
         concurrentRequests: options.maxConcurrentRequests ?? defaults.maxConcurrentRequests,
         queuedRequests: options.maxQueuedRequests ?? defaults.maxQueuedRequests,
+        startsPerSession: options.maxConcurrentStartsPerSession ?? defaults.maxConcurrentStartsPerSession,
         pendingRequestBytes: options.maxPendingRequestBytes ?? defaults.maxPendingRequestBytes,
         sessions: options.maxSessions ?? defaults.maxSessions,
         sessionsPerAddress: options.maxSessionsPerAddress ?? defaults.maxSessionsPerAddress

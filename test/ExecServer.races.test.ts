@@ -193,3 +193,48 @@ describe("ExecServer: a process id used again", () => {
     30_000
   )
 })
+
+describe("ExecServer: the process starts of one session take turns", () => {
+  it.live("one at a time in a session, while another session's start goes ahead", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const local = yield* LocalExecutor.make()
+      let entered: Array<string> = []
+      let running = 0
+      let mostAtOnce = 0
+      // the starts of processes called a… wait for the gate, counted while they run
+      const counting: Executor["Service"] = {
+        ...local,
+        start: (request) => {
+          const name = request.processId.slice(request.processId.lastIndexOf("/") + 1)
+          if (!name.startsWith("a")) return local.start(request)
+          return Effect.gen(function*() {
+            entered = [...entered, name]
+            mostAtOnce = Math.max(mostAtOnce, ++running)
+            yield* Deferred.await(gate)
+            return yield* local.start(request)
+          }).pipe(Effect.ensuring(Effect.sync(() => running--)))
+        }
+      }
+      const { url } = yield* serve(counting, {})
+      const first = yield* connect(url)
+      yield* handshake(first)
+      for (const name of ["a1", "a2", "a3"]) yield* first.send("process/start", startParams(name, ["true"]))
+      // answered after the three starts were taken in: had they not waited for turns, they would be under way
+      yield* first.callError("process/read", { processId: "nobody", afterSeq: 0, waitMs: 0 })
+      yield* pollUntil("the first start under way", () => entered.length === 1)
+      const other = yield* connect(url)
+      yield* handshake(other)
+      assert.deepStrictEqual(yield* other.call("process/start", startParams("b1", ["true"])), {
+        processId: "b1",
+        sandboxType: "none"
+      })
+      assert.deepStrictEqual(entered, ["a1"], "the session's other starts wait for its turn")
+      yield* Deferred.succeed(gate, undefined)
+      for (const name of ["a1", "a2", "a3"]) {
+        yield* first.waitFor(`${name} started`, (f) => f.result?.processId === name)
+      }
+      assert.deepStrictEqual(entered, ["a1", "a2", "a3"])
+      assert.strictEqual(mostAtOnce, 1)
+    }))
+})

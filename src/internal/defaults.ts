@@ -24,6 +24,13 @@ export const server = {
   maxProcessesPerSession: 1024,
   /** Requests of one connection served at once. */
   maxConcurrentRequests: 64,
+  /**
+   * Process starts of one session under way at once; more wait their turn.
+   * Each spawn holds the server's thread while it forks the whole server (tens
+   * of milliseconds at a few hundred MiB), so a client that starts processes
+   * by the hundred gets its share of that thread, not all of it.
+   */
+  maxConcurrentStartsPerSession: 1,
   /** Requests of one connection waiting for a turn before new ones are refused. */
   maxQueuedRequests: 1024,
   /**

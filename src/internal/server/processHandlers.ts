@@ -18,8 +18,9 @@ import type { Session, SessionProcess, SessionRegistry } from "./sessions.ts"
 type ProcessMethod = Extract<Protocol.RequestMethod, `process/${string}`>
 
 /**
- * `process/start` in `session`: a slot taken before the spawn, and all or
- * nothing whatever happens to the request meanwhile.
+ * `process/start` in `session`: in one of the session's turns, a slot taken
+ * before the spawn, and all or nothing whatever happens to the request
+ * meanwhile.
  */
 const startHandler = (registry: SessionRegistry, session: Session) => {
   const { executor } = registry
@@ -52,19 +53,24 @@ const startHandler = (registry: SessionRegistry, session: Session) => {
   const abandon = (exit: Exit.Exit<unknown, unknown>, internalId: string, release: Effect.Effect<void>) =>
     Effect.andThen(release, Exit.hasInterrupts(exit) ? Effect.ignore(executor.terminate(internalId)) : Effect.void)
 
-  return Effect.fn("ExecServer.process/start")(function*(request: Protocol.ParamsOf<"process/start">) {
-    const release = yield* registry.reserveProcess(session)
-    const entry: SessionProcess = { internalId: session.internalIdOf(request.processId) }
-    const started = yield* executor.start({ ...request, processId: entry.internalId }).pipe(
-      Effect.mapError(fromExecutorError(request.processId)),
-      Effect.onExit((exit) =>
-        Exit.isSuccess(exit) ? adopt(request, entry, release) : abandon(exit, entry.internalId, release)
+  return Effect.fn("ExecServer.process/start")(
+    function*(request: Protocol.ParamsOf<"process/start">) {
+      const release = yield* registry.reserveProcess(session)
+      const entry: SessionProcess = { internalId: session.internalIdOf(request.processId) }
+      const started = yield* executor.start({ ...request, processId: entry.internalId }).pipe(
+        Effect.mapError(fromExecutorError(request.processId)),
+        Effect.onExit((exit) =>
+          Exit.isSuccess(exit) ? adopt(request, entry, release) : abandon(exit, entry.internalId, release)
+        )
       )
-    )
-    return { processId: request.processId, sandboxType: started.sandboxType ?? "none" }
-    // all or nothing, whatever happens to the request meanwhile: a connection that closes during a start
-    // waits for it, and the process becomes the session's (a client that resumes finds it running)
-  }, Effect.uninterruptible)
+      return { processId: request.processId, sandboxType: started.sandboxType ?? "none" }
+      // all or nothing, whatever happens to the request meanwhile: a connection that closes during a start
+      // waits for it, and the process becomes the session's (a client that resumes finds it running); only
+      // the wait for the session's turn may be interrupted
+    },
+    Effect.uninterruptible,
+    session.starts.withPermits(1)
+  )
 }
 
 /** The `process/*` requests and notifications of `session`. */

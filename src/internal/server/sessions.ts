@@ -13,6 +13,7 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
+import * as Semaphore from "effect/Semaphore"
 import type { Executor } from "../../Executor.ts"
 import { type Envelope, ErrorCode } from "../../JsonRpc.ts"
 import { ChangeSignal } from "../changeSignal.ts"
@@ -41,6 +42,8 @@ export interface Limits {
   readonly processesPerSession: number
   readonly concurrentRequests: number
   readonly queuedRequests: number
+  /** Process starts of one session under way at once; more wait their turn. */
+  readonly startsPerSession: number
   /**
    * Bytes of one connection's requests in flight (received, not yet
    * answered) past which its socket is no longer read until answers free room.
@@ -70,6 +73,12 @@ export class Session {
   ended = false
   /** Tells notifiers that the session was attached or ended. */
   readonly changes = new ChangeSignal()
+  /** Turns of its process starts: the spawns of one client cannot crowd out another's. */
+  readonly starts: Semaphore.Semaphore
+
+  constructor(concurrentStarts: number) {
+    this.starts = Semaphore.makeUnsafe(concurrentStarts)
+  }
 
   /** The executor's id for a client's process: process ids are scoped to a session. */
   internalIdOf(processId: string): string {
@@ -126,7 +135,7 @@ export class SessionRegistry {
         )
         yield* this.evict(oldest.value)
       }
-      const session = new Session()
+      const session = new Session(this.limits.startsPerSession)
       this.sessions.set(session.id, session)
       this.attach(session, connection)
       return session
