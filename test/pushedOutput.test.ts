@@ -68,6 +68,31 @@ describe("PushedOutput (the remote executor's cache of pushed output)", () => {
           `${known} events, maxBytes ${maxBytes}`
         )
       }
+      // a reader past the close (where the answer above leaves it) is answered at once, as the server would
+      const closed = log.read(0, null)
+      if (closed.closed) {
+        cache.trim(closed.nextSeq - 1)
+        const pushed = cache.read(closed.nextSeq - 1, null)
+        const served = log.read(closed.nextSeq - 1, null)
+        assert.deepStrictEqual(pushed, served, "a read past the close")
+      }
+    }
+  })
+
+  it("answers a cursor at or past the close at once: nothing more, closed, nextSeq past the close", () => {
+    const cache = new PushedOutput()
+    cache.add(output(1, "a"))
+    cache.add({ _tag: "Exited", seq: 2, exitCode: 7, signal: null, sandboxDenied: false })
+    cache.add({ _tag: "Closed", seq: 3 })
+    for (const cursor of [3, 4, 100]) {
+      cache.trim(cursor)
+      assert.strictEqual(cache.size, 0)
+      const answer = cache.read(cursor, null)
+      assert.deepStrictEqual(
+        answer && [answer.chunks.length, answer.nextSeq, answer.exited, answer.exitCode, answer.closed],
+        [0, 4, true, 7, true],
+        `cursor ${cursor}: no round trip, and no wait for a push that will never come`
+      )
     }
   })
 
@@ -131,7 +156,13 @@ describe("PushedOutput (the remote executor's cache of pushed output)", () => {
       }
       assert.isAtMost(cache.size, events.length)
       const answer = cache.read(cursor, 3)
-      if (answer !== undefined) {
+      if (answer !== undefined && answer.chunks.length === 0) {
+        // a cursor at or past the close: nothing more, closed, and the reader is moved just past the close
+        assert.isTrue(answer.closed)
+        assert.isTrue(answer.exited)
+        assert.isAtMost(answer.nextSeq, cursor + 1)
+        assert.isTrue(cache.knowsNext(answer.nextSeq - 2), "nextSeq follows the close")
+      } else if (answer !== undefined) {
         answer.chunks.forEach((chunk, i) => assert.isAtLeast(chunk.seq, cursor + 1 + i))
         assert.strictEqual(answer.chunks[0]!.seq, cursor + 1)
         for (let i = 1; i < answer.chunks.length; i++) assert.isAbove(answer.chunks[i]!.seq, answer.chunks[i - 1]!.seq)

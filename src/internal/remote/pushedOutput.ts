@@ -26,6 +26,8 @@ export class PushedOutput {
   private exit:
     | { readonly exitCode: number; readonly signal: string | null; readonly sandboxDenied: boolean }
     | undefined
+  /** The close's seq, once pushed: nothing comes after it. */
+  private closedSeq: number | undefined
   private readonly changes = new ChangeSignal()
   /** The highest cursor already acknowledged to the server. */
   acknowledged = 0
@@ -43,6 +45,7 @@ export class PushedOutput {
     if (event._tag === "Exited") {
       this.exit = { exitCode: event.exitCode, signal: event.signal, sandboxDenied: event.sandboxDenied }
     }
+    if (event._tag === "Closed") this.closedSeq = event.seq
     this.entries.insert(event, 0)
     if (event._tag === "Output") this.bytes += event.chunk.length
     this.changes.notify()
@@ -67,9 +70,13 @@ export class PushedOutput {
    * every seq accounted for (no gap); otherwise `undefined`: ask the server.
    * Its `nextSeq` follows the last entry it went through, an exit or a close
    * included, as a server's answer that reaches the end of its log does; one
-   * that `maxBytes` cut short ends after its last chunk.
+   * that `maxBytes` cut short ends after its last chunk. A cursor at or past
+   * the close gets the server's answer at once: nothing more, closed.
    */
   read(afterSeq: number, maxBytes: number | null): Protocol.ReadResult | undefined {
+    if (this.closedSeq !== undefined && afterSeq >= this.closedSeq && this.exit !== undefined) {
+      return { chunks: [], nextSeq: this.closedSeq + 1, ...this.ending(true) }
+    }
     let index = this.entries.indexOf(afterSeq + 1)
     if (this.entries.at(index)?._tag !== "Output") return undefined
     const chunks: Array<Protocol.ProcessChunk> = []
@@ -94,9 +101,12 @@ export class PushedOutput {
         break
       }
     }
+    return { chunks, nextSeq: through + 1, ...this.ending(closed) }
+  }
+
+  /** What a read answer says of the process's end. */
+  private ending(closed: boolean) {
     return {
-      chunks,
-      nextSeq: through + 1,
       exited: this.exit !== undefined,
       exitCode: this.exit?.exitCode ?? null,
       closed,
