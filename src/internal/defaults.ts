@@ -114,8 +114,15 @@ export const processTable = {
   followerLagBytes: 16 * MiB
 } as const
 
-/** What a `process/start` may ask of the local executor, checked before anything is spawned. */
+/** What a `process/start` may ask of the local executor, checked before anything is spawned; how spawns share the thread. */
 export const spawn = {
+  /**
+   * How long spawns may hold the thread back to back (each forks the whole
+   * process on it) before the event loop polls for I/O again: when many
+   * processes start at once, everything else is still served every few tens
+   * of milliseconds.
+   */
+  budgetMillis: 50,
   /** One argv or environment string (`NAME=value`), with its NUL: what Linux's `exec` takes (`MAX_ARG_STRLEN`). */
   maxStringBytes: 128 * 1024,
   /**
