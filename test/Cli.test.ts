@@ -24,7 +24,7 @@ import { bwrapPath } from "./support/bwrap.ts"
 import { startCodexServer } from "./support/codexServer.ts"
 import * as Fake from "./support/fakeServer.ts"
 import { awaitDeath, isAlive } from "./support/processes.ts"
-import { scratchDir } from "./support/sandbox.ts"
+import { readOnly, scratchDir } from "./support/sandbox.ts"
 import { bin, spawnServe } from "./support/servers.ts"
 import { base64, connect, handshake, pollUntil, refusedStatus, startParams } from "./support/wireClient.ts"
 
@@ -701,17 +701,6 @@ describe("effect-exec and the sandbox", () => {
       const client = yield* connect(server.url)
       yield* handshake(client)
       const marker = `${600 + Math.floor(Math.random() * 300)}.${process.pid}`
-      const readOnly = {
-        permissions: {
-          type: "managed",
-          file_system: {
-            type: "restricted",
-            entries: [{ path: { type: "special", value: { kind: "root" } }, access: "read" }]
-          },
-          network: "restricted"
-        },
-        windowsSandboxLevel: "disabled"
-      }
       const started = yield* client.call("process/start", startParams("s", ["sleep", marker], { sandbox: readOnly }))
       assert.strictEqual(started.sandboxType, "linuxSeccomp")
       let sleeper: number | undefined
