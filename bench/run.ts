@@ -2,7 +2,8 @@
  * `npm run bench`: throughput, latency, memory and scale of local and remote
  * execution, side by side in one run, printed as a table of ratios. Each
  * scenario runs in a fresh client process; remote scenarios get a fresh
- * server process, so each peak RSS belongs to one scenario.
+ * server process, so each peak RSS belongs to one scenario. Last, the fleet
+ * (`bench/fleet.ts`): four servers in network namespaces against one.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
@@ -310,6 +311,17 @@ const main = async () => {
     console.log("|" + widths.map((w) => "-".repeat(w + 2)).join("|") + "|")
     for (const r of kept.slice(1)) console.log(line(r))
   }
+
+  // ---- fleet -----------------------------------------------------------------
+  // its own process: it makes network namespaces (root), and prints its own tables
+  console.error("measuring the fleet… (about a minute)")
+  process.stdout.write(
+    execFileSync(node, [...clientFlags, join(root, "bench/fleet.ts")], {
+      encoding: "utf8",
+      maxBuffer: 16 * MiB,
+      stdio: ["ignore", "pipe", "inherit"]
+    })
+  )
 }
 
 await main()

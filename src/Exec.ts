@@ -16,10 +16,12 @@ import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as CappedBuffer from "./CappedBuffer.ts"
 import { Environment } from "./Environment.ts"
-import { type Executor, type ExecutorError, failWith, InvalidRequest } from "./Executor.ts"
+import { EnvironmentRegistry, type Selection } from "./EnvironmentRegistry.ts"
+import { EnvironmentUnavailable, type Executor, ExecutorError, failWith, InvalidRequest } from "./Executor.ts"
 import * as Defaults from "./internal/defaults.ts"
 import { OutputSink } from "./OutputSink.ts"
 import * as Protocol from "./Protocol.ts"
@@ -123,6 +125,21 @@ export interface ExecRequest {
    * ends and echoes what was typed.
    */
   readonly tty?: boolean | Terminal
+}
+
+/**
+ * A command to run in one environment of an `EnvironmentRegistry`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ExecRequestIn extends ExecRequest {
+  /**
+   * Where it runs: an environment's id, or a choice among several
+   * (`EnvironmentRegistry.leastBusy(ids)`). The run takes one of the
+   * environment's slots for its whole length, waiting while all are taken.
+   */
+  readonly environment: Selection
 }
 
 /**
@@ -305,9 +322,11 @@ const bytesIn = (result: Protocol.ReadResult): number => {
  * `drainLimit`, so a background child holding a pipe cannot hang the call —
  * but a backlog written before the exit is read whole: a read filled to half
  * its size or more moves the limit to `drainLimit` past its end, for up to
- * `drainBacklogBytes` read after the exit. (A backpressured executor still
- * holds up to a window of output when the process exits, and a read answer
- * says `exited` whatever its cursor; a slow sink must not cut it off.)
+ * `drainBacklogBytes` read after the exit, during which the time the sink
+ * takes does not count either. (A backpressured executor still holds up to a
+ * window of output when the process exits, and a read answer says `exited`
+ * whatever its cursor; a slow sink — a CLI writing to a slow pipe — must not
+ * cut it off.)
  */
 const consume = (
   executor: Executor["Service"],
@@ -332,13 +351,17 @@ const consume = (
       const answer = left === undefined ? Option.some(yield* read) : yield* Effect.timeoutOption(read, left)
       if (Option.isNone(answer)) return
       const result = answer.value
+      const absorbing = yield* Clock.currentTimeMillis
       yield* step(result)
       if (Protocol.isDrained(result)) return
       if (!result.exited) continue
+      const absorbed = yield* Clock.currentTimeMillis
       const bytes = bytesIn(result)
-      const now = yield* Clock.currentTimeMillis
-      const backlog = bytes * 2 >= defaults.readBytes && readAfterExit < Defaults.exec.drainBacklogBytes
-      if (drainEndsAt === undefined || backlog) drainEndsAt = now + drainLimit
+      if (drainEndsAt === undefined) drainEndsAt = absorbed + drainLimit
+      else if (readAfterExit < Defaults.exec.drainBacklogBytes) {
+        // within the backlog: a full read gives the whole limit again, and the sink's time is not the executor's
+        drainEndsAt = bytes * 2 >= defaults.readBytes ? absorbed + drainLimit : drainEndsAt + (absorbed - absorbing)
+      }
       readAfterExit += bytes
     }
   })
@@ -410,6 +433,39 @@ const mayHaveStarted = (cause: Cause.Cause<ExecutorError>): boolean =>
     reason.error.reason._tag === "ProtocolViolation"
   )
 
+/**
+ * The environment a run uses, admitted for the run's scope: the one named (or
+ * chosen) in the registry, else the current `Environment`.
+ */
+const admitted = (
+  selection: Selection | undefined
+): Effect.Effect<Environment["Service"], ExecutorError, Environment | Scope.Scope> =>
+  selection === undefined
+    ? Effect.gen(function*() {
+      const environment = yield* Environment
+      if (environment.admit !== undefined) yield* environment.admit
+      return environment
+    })
+    : Effect.flatMap(Effect.serviceOption(EnvironmentRegistry), (registry) =>
+      Option.isSome(registry)
+        ? Effect.map(registry.value.admit(selection), (held) => held.environment)
+        : Effect.fail(
+          new ExecutorError({
+            reason: new EnvironmentUnavailable({
+              kind: "NoRegistry",
+              environment: typeof selection === "string" ? selection : (selection.among ?? []).join(","),
+              description: "a run names an environment, but no EnvironmentRegistry is provided"
+            })
+          })
+        ))
+
+/** Completes when the timeout passes (`TimedOut`) or the request's interrupt fires (`Interrupted`). */
+const deadline = (timeout: Duration.Duration | undefined, interrupt: Effect.Effect<void> | undefined) =>
+  Effect.raceFirst(
+    Effect.as(timeout === undefined ? Effect.never : Effect.sleep(timeout), { _tag: "TimedOut" } as const),
+    Effect.as(interrupt ?? Effect.never, { _tag: "Interrupted" } as const)
+  )
+
 type Outcome =
   | { readonly _tag: "Finished" }
   | { readonly _tag: "TimedOut" }
@@ -417,9 +473,11 @@ type Outcome =
   | { readonly _tag: "Lost"; readonly error: ExecutorError }
 
 /**
- * Runs a command in the current `Environment` and returns its result. Fails
- * only when the command cannot start; once it runs, every ending is a result.
- * Interrupting the calling fiber kills the process group too.
+ * Runs a command and returns its result: in the current `Environment`, or,
+ * when the request names an `environment`, in that one of the
+ * `EnvironmentRegistry`. Fails only when the command cannot start; once it
+ * runs, every ending is a result. Interrupting the calling fiber kills the
+ * process group too.
  *
  * @example
  * ```ts
@@ -432,17 +490,28 @@ type Outcome =
  * // => { exitCode: 3, stdout: { text: "hi\n", … }, termination: { _tag: "Exited", exitCode: 3 }, … }
  * ```
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { EnvironmentRegistry, Exec, OutputSink } from "effect-exec"
+ *
+ * // in devbox, as $CODEX_HOME/environments.toml (or EXEC_ENVIRONMENTS_FILE) names it
+ * const result = Exec.run({ command: ["make", "test"], environment: "devbox" }).pipe(
+ *   Effect.provide([EnvironmentRegistry.layerConfig(), OutputSink.layerDiscard])
+ * )
+ * ```
+ *
  * @category running
  * @since 0.1.0
  */
-export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect.fn.Return<
+export const run: {
+  (request: ExecRequestIn): Effect.Effect<ExecResult, ExecutorError, EnvironmentRegistry>
+  (request: ExecRequest): Effect.Effect<ExecResult, ExecutorError, Environment>
+} = Effect.fn("Exec.run")(function*(request: ExecRequest & { readonly environment?: Selection }): Effect.fn.Return<
   ExecResult,
   ExecutorError,
-  Environment
+  Environment | Scope.Scope
 > {
-  const environment = yield* Environment
-  const sink = yield* OutputSink
-  const { executor } = environment
   const capture = request.capture ?? "shellTool"
   const terminal = request.tty === true ? {} : request.tty === false ? undefined : request.tty
   if (terminal !== undefined && request.stdin !== undefined) {
@@ -454,6 +523,24 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
   const processId = `shell-${crypto.randomUUID()}`
   const startedAt = yield* Clock.currentTimeMillis
   const progress = new Progress(limitOf(capture))
+  const timeout = timeoutOf(request, capture)
+  // An environment of a registry may make the run wait for a slot: the wait
+  // is part of the timeout, and the interrupt ends it too.
+  const admission = yield* Effect.raceFirst(
+    Effect.map(admitted(request.environment), (environment) => ({ _tag: "Admitted", environment }) as const),
+    deadline(timeout, request.interrupt)
+  )
+  if (admission._tag !== "Admitted") {
+    return finish(capture, timeout, processId, progress, admission, (yield* Clock.currentTimeMillis) - startedAt)
+  }
+  const { executor } = admission.environment
+  const remaining = timeout === undefined
+    ? undefined
+    : Duration.max(
+      Duration.zero,
+      Duration.subtract(timeout, Duration.millis((yield* Clock.currentTimeMillis) - startedAt))
+    )
+  const sink = yield* OutputSink
   const step = absorb(progress, sink, request.callId ?? processId, request.maxDeltas ?? defaults.maxDeltas)
   const inheritAll: Protocol.EnvPolicy = {
     inherit: "all",
@@ -466,7 +553,6 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
   // Killing must not hang on an executor that stopped answering (a silent
   // server): it gets as long as the drain, then the call goes on without it.
   const terminate = executor.terminate(processId).pipe(Effect.timeoutOption(defaults.drainLimit), Effect.ignore)
-  const timeout = timeoutOf(request, capture)
   const start = Effect.gen(function*() {
     const cwd = request.cwd ?? (yield* executor.defaultCwd)
     progress.startSent = true
@@ -502,10 +588,7 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
       // server that never answers `process/start` cannot outlast the deadline.
       const outcome: Outcome = yield* restore(Effect.raceFirst(
         startThenConsume(executor, processId, progress, step, start, request.onSpawn, feedInput),
-        Effect.raceFirst(
-          Effect.as(timeout === undefined ? Effect.never : Effect.sleep(timeout), { _tag: "TimedOut" } as const),
-          Effect.as(request.interrupt ?? Effect.never, { _tag: "Interrupted" } as const)
-        )
+        deadline(remaining, request.interrupt)
       )).pipe(
         // a start interrupted or cut off may have started the process all the same
         Effect.onError((cause) => progress.startSent && mayHaveStarted(cause) ? terminate : Effect.void)
@@ -528,7 +611,11 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
       return finish(capture, timeout, processId, progress, outcome, finishedAt - startedAt)
     })
   )
-})
+  // the admission (a slot of a registry environment) is held until the run is over
+}, Effect.scoped) as {
+  (request: ExecRequestIn): Effect.Effect<ExecResult, ExecutorError, EnvironmentRegistry>
+  (request: ExecRequest): Effect.Effect<ExecResult, ExecutorError, Environment>
+}
 
 /**
  * Starts the process, then reads it to its end (feeding its input

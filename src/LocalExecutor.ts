@@ -45,13 +45,13 @@ import {
   type StartRequest
 } from "./Executor.ts"
 import * as Defaults from "./internal/defaults.ts"
-import { spawnProcess } from "./internal/local/childProcess.ts"
+import { prepareChild, type SpawnOptions } from "./internal/local/childProcess.ts"
 import { childEnvironment } from "./internal/local/envPolicy.ts"
-import type { LocalProcess } from "./internal/local/localProcess.ts"
+import { Holdings, type LocalProcess } from "./internal/local/localProcess.ts"
 import { ParentWatchdog } from "./internal/local/parentWatchdog.ts"
 import { eventStream, longPollRead } from "./internal/local/processLog.ts"
 import { ProcessTable } from "./internal/local/processTable.ts"
-import { spawnPtyProcess } from "./internal/local/ptyProcess.ts"
+import { preparePty } from "./internal/local/ptyProcess.ts"
 import { startProblem } from "./internal/local/startChecks.ts"
 import * as Launcher from "./internal/sandbox/launcher.ts"
 import type * as Protocol from "./Protocol.ts"
@@ -186,6 +186,33 @@ const methodsOn = (table: ProcessTable) => {
 }
 
 /**
+ * The slow part of a start, which may take seconds (a hung mount, the first
+ * probe of bubblewrap): its working directory, its program, its sandbox.
+ * What the sandbox holds on the host goes to `holdings`.
+ */
+const prepareStart = (
+  sandbox: Launcher.Launcher,
+  spawnOptions: SpawnOptions,
+  request: StartRequest,
+  holdings: Holdings
+) =>
+  request.tty
+    ? Effect.andThen(
+      sandbox.refuseConfined(
+        request,
+        childEnvironment(request.env, request.envPolicy, spawnOptions.baseEnvironment),
+        "a process on a terminal"
+      ),
+      preparePty(request, spawnOptions)
+    )
+    : prepareChild(
+      request,
+      spawnOptions,
+      holdings,
+      (program, environment, hold) => sandbox.prepare(request, program, environment, hold)
+    )
+
+/**
  * Builds a local executor in the current scope; closing the scope kills every
  * process group it still has.
  *
@@ -208,12 +235,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const sandbox = yield* Launcher.makeLauncher(options.sandbox)
   const supervisors = yield* FiberSet.make()
   const watchdog = new ParentWatchdog()
-  yield* Effect.addFinalizer(() =>
-    Effect.sync(() => {
-      table.destroyAll()
-      watchdog.close()
-    })
-  )
+  yield* Effect.addFinalizer(() => Effect.andThen(table.destroyAll(), Effect.sync(() => watchdog.close())))
 
   /** Lets a paused process go lossy when no reader has come for a while. */
   const releaseWhenReaderIdle = (process: LocalProcess): Effect.Effect<never> =>
@@ -248,29 +270,32 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     }
     const problem = startProblem(request)
     if (problem !== undefined) return yield* failWith(problem)
-    if (!table.reserve(processId)) return yield* failWith(new ProcessIdInUse({ processId }))
-    const now = yield* Clock.currentTimeMillis
-    const spawned = request.tty
-      ? Effect.andThen(
-        sandbox.refuseConfined(
-          request,
-          childEnvironment(request.env, request.envPolicy, spawnOptions.baseEnvironment),
-          "a process on a terminal"
-        ),
-        spawnPtyProcess(request, spawnOptions, now)
-      )
-      : spawnProcess(request, spawnOptions, now, (env) => sandbox.prepare(request, env))
-    const process = yield* spawned.pipe(
-      Effect.mapError((reason) => new ExecutorError({ reason })),
-      Effect.onError(() => Effect.sync(() => table.unreserve(processId)))
+    // the preparation may be interrupted (a timeout, a closed connection); from the reservation's point of view
+    // reserve → spawn → register is all or nothing: an interrupted start leaves no child and no reservation behind
+    return yield* Effect.uninterruptibleMask((restore) =>
+      Effect.gen(function*() {
+        if (!table.reserve(processId)) return yield* failWith(new ProcessIdInUse({ processId }))
+        const holdings = new Holdings()
+        const giveBack = Effect.sync(() => {
+          holdings.releaseAll()
+          table.unreserve(processId)
+        })
+        const prepared = yield* restore(prepareStart(sandbox, spawnOptions, request, holdings)).pipe(
+          Effect.mapError((reason) => new ExecutorError({ reason })),
+          Effect.onError(() => giveBack)
+        )
+        const process = yield* prepared.spawn(yield* Clock.currentTimeMillis).pipe(
+          Effect.mapError((reason) => new ExecutorError({ reason })),
+          Effect.onError(() => giveBack)
+        )
+        // a terminate that came while it started kills it now
+        if (table.started(processId, process)) process.signalGroup("SIGKILL")
+        watchdog.watch(process.pid)
+        yield* FiberSet.run(supervisors, supervise(processId, process))
+        return { processId, sandboxType: process.sandboxType }
+      })
     )
-    // a terminate that came while it started kills it now
-    if (table.started(processId, process)) process.signalGroup("SIGKILL")
-    watchdog.watch(process.pid)
-    yield* FiberSet.run(supervisors, supervise(processId, process))
-    return { processId, sandboxType: process.sandboxType }
-    // from the reservation to the supervisor, all or nothing: an interrupted start must not leave a child behind
-  }, Effect.uninterruptible)
+  })
 
   return Executor.of({
     start,

@@ -1126,6 +1126,7 @@ const codeOf = (reason: ExecutorErrorReason): number => {
   switch (reason._tag) {
     case "UnknownProcess":
     case "ProcessIdInUse":
+    case "EnvironmentUnavailable":
       return ErrorCode.invalidRequest
     case "InvalidRequest":
       return reason.invalidParams === true ? ErrorCode.invalidParams : ErrorCode.invalidRequest

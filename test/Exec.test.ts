@@ -176,6 +176,33 @@ describe("Exec.run", () => {
       assert.isFalse(result.pipesHeldOpen)
     }))
 
+  it.effect("does not count a slow sink's time against the drain: short reads after the exit arrive whole", () =>
+    Effect.gen(function*() {
+      // after the exit, a chunk every 1.5 s: 1 s of waiting on the executor in all, within the drain limit
+      const env = scripted(() => [
+        Script.exit(0),
+        Script.out("one,"),
+        Script.wait("1500 millis"),
+        Script.out("two,"),
+        Script.wait("1500 millis"),
+        Script.out("three"),
+        Script.close
+      ])
+      // but every delta takes a second: the sink's 3 s are not the executor's
+      const slowSink = Layer.succeed(
+        OutputSink.OutputSink,
+        OutputSink.OutputSink.of({ emit: () => Effect.sleep("1 second") })
+      )
+      const fiber = yield* Exec.run({ command: ["cmd"], capture: "fullBuffer", maxDeltas: Infinity }).pipe(
+        Effect.provide(Layer.merge(env.layer, slowSink)),
+        Effect.forkChild
+      )
+      for (let i = 0; i < 100 && fiber.pollUnsafe() === undefined; i++) yield* TestClock.adjust("100 millis")
+      const result = yield* Fiber.join(fiber)
+      assert.strictEqual(result.stdout.text, "one,two,three")
+      assert.isFalse(result.pipesHeldOpen)
+    }))
+
   it.effect("ends the drain 2 s after the exit when a background child writes full reads forever, past the backlog", () =>
     Effect.gen(function*() {
       // 512 KiB every 100 ms, 200 MiB in all

@@ -7,7 +7,8 @@ import { TestClock } from "effect/testing"
 import type { ChildProcess } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
 import * as Exec from "../src/Executor.ts"
-import { spawnProcess } from "../src/internal/local/childProcess.ts"
+import { prepareChild } from "../src/internal/local/childProcess.ts"
+import { Holdings } from "../src/internal/local/localProcess.ts"
 import { longPollRead } from "../src/internal/local/processLog.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
 import * as Sandbox from "../src/Sandbox.ts"
@@ -218,7 +219,7 @@ describe("LocalExecutor memory, asserted through what it holds", () => {
       Effect.gen(function*() {
         const window = 256 * 1024
         const total = 20 * 1024 * 1024
-        const child = yield* spawnProcess(
+        const prepared = yield* prepareChild(
           {
             processId: "window",
             argv: ["head", "-c", String(total), "/dev/zero"],
@@ -228,8 +229,9 @@ describe("LocalExecutor memory, asserted through what it holds", () => {
             backpressure: true
           },
           { retainedBytes: window, baseEnvironment: {}, stdinWindowBytes: 1024 * 1024 },
-          0
+          new Holdings()
         )
+        const child = yield* prepared.spawn(0)
         let afterSeq = 0
         let received = 0
         let peakRetained = 0
@@ -266,7 +268,7 @@ describe("LocalExecutor stdin, asserted through what it holds", () => {
     Effect.gen(function*() {
       const window = 256 * 1024
       const chunk = 100 * 1024
-      const child = yield* spawnProcess(
+      const prepared = yield* prepareChild(
         {
           processId: "stdin",
           // stops itself before reading anything, then counts what it reads
@@ -277,8 +279,9 @@ describe("LocalExecutor stdin, asserted through what it holds", () => {
           pipeStdin: true
         },
         { retainedBytes: 1024 * 1024, baseEnvironment: {}, stdinWindowBytes: window },
-        0
+        new Holdings()
       )
+      const child = yield* prepared.spawn(0)
       const { child: node } = child as unknown as { child: ChildProcess }
       const stdin = node.stdin!
       while (readFileSync(`/proc/${node.pid}/stat`, "utf8").split(") ")[1]![0] !== "T") yield* Effect.sleep(5)

@@ -82,6 +82,11 @@ export const fileSystem = {
   /** Directory entries a server `stat`s at once for one `fs/readDirectory`. */
   statConcurrency: 16,
   /**
+   * How deep a sandboxed recursive `fs/remove` or `fs/copy` goes: it holds two
+   * descriptors per level, so a tree a client made arbitrarily deep is refused.
+   */
+  maxTreeDepth: 256,
+  /**
    * The largest frame a Codex exec-server (0.169) accepts: a larger one drops
    * the connection, so the remote file system refuses such writes itself.
    */
@@ -100,6 +105,12 @@ export const processTable = {
   readerIdleTimeoutMillis: 10_000,
   /** How long an exit waits for the pipes to drain before it is numbered anyway. */
   exitGraceMillis: 200,
+  /**
+   * How long closing the executor waits for a killed sandbox to be gone (its
+   * pipes ended) before it stops waiting; only then are its mount points
+   * removed (never while a sandbox may still use them).
+   */
+  destroyWaitMillis: 2_000,
   /**
    * Bytes written to a process's input that it has not taken yet, at most
    * (one larger write goes alone); a write that does not fit waits for room.
@@ -224,6 +235,43 @@ export const sandbox = {
   maxEntries: 256,
   /** How long probing bubblewrap (a trial sandbox) may take. */
   probeTimeoutMillis: 10_000,
+  /**
+   * The most arguments bubblewrap parses (its `MAX_ARGS`): the mounts, three
+   * per environment variable of the command, and the command's argv.
+   */
+  maxBwrapArguments: 9000,
   /** The environment variable naming the bubblewrap binary (else `bwrap` on `PATH`). */
   bwrapVariable: "EXEC_SANDBOX_BWRAP"
+} as const
+
+/** The environment registry (`EnvironmentRegistry`): many environments by id. */
+export const environments = {
+  /**
+   * Runs admitted at once per environment: the server's requests served at
+   * once per connection (`server.maxConcurrentRequests`), since each run
+   * holds about one long-poll read on the environment's one connection.
+   */
+  maxConcurrentRuns: 64,
+  /** An environment nobody holds keeps its connection this long, then it is closed. */
+  idleTimeToLiveMillis: 60_000,
+  /** The first health probe of an environment marked unhealthy comes this long after the mark. */
+  probeIntervalMillis: 1_000,
+  /** Probes of an environment that stays unhealthy back off (doubling) up to this interval. */
+  maxProbeIntervalMillis: 30_000,
+  /** Codex's connect timeout of a `url` environment (`connect_timeout_sec`). */
+  connectTimeoutMillis: 10_000,
+  /** Codex's initialize timeout of any environment (`initialize_timeout_sec`). */
+  initializeTimeoutMillis: 10_000,
+  /** The bytes of an exec-server program's stderr kept to say why it died. */
+  programStderrBytes: 4096,
+  /** An exec-server program killed with SIGTERM gets this long before SIGKILL. */
+  programKillGraceMillis: 2_000,
+  /** The longest environment id, as Codex allows. */
+  maxIdLength: 64,
+  /** Where Codex keeps its environments in `$CODEX_HOME`. */
+  codexFileName: "environments.toml",
+  /** The id Codex gives the environment of `CODEX_EXEC_SERVER_URL` (ours: `EXEC_SERVER_URL`). */
+  remoteId: "remote",
+  /** The id of this machine's environment. */
+  localId: "local"
 } as const

@@ -85,8 +85,9 @@ const maxConnectionsPerAddressFlag = Flag.Int("max-connections-per-address").pip
 
 const requireSandboxFlag = Flag.Boolean("require-sandbox").pipe(
   Flag.withDescription(
-    "Refuse every process/start that would run unconfined (no sandbox, or a policy that confines nothing); " +
-      "the server does not start when the sandbox is unavailable"
+    "Refuse every process/start that would run unconfined (no sandbox, or a policy that confines nothing), and " +
+      "every fs/* call without a policy that confines file access; the server does not start when the sandbox is " +
+      "unavailable"
   ),
   Flag.withDefault(false)
 )

@@ -3,7 +3,8 @@
  * (`childProcess`) or on a pseudo-terminal (`ptyProcess`), and the parts both
  * kinds share: flow control of their output into a backpressured log,
  * de-duplicated writes within a stdin window that answer once the OS took the
- * bytes, and signals to the process group the child leads.
+ * bytes, signals to the process group the child leads, and what a start holds
+ * on the host until its process is gone.
  *
  * @internal
  */
@@ -11,6 +12,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type { Writable } from "node:stream"
+import type { InvalidRequest, SandboxRefused, SpawnFailed, Unsupported } from "../../Executor.ts"
 import type * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"
 import type { ProcessLog } from "./processLog.ts"
@@ -31,8 +33,12 @@ export interface LocalProcess {
   readonly sandboxType: Protocol.SandboxType
   /** Signals its whole process group (it leads its own session). */
   signalGroup(signal: NodeJS.Signals): void
-  /** Kills the group and stops reading its output (the executor is going away). */
-  destroy(): void
+  /**
+   * Kills the group and stops reading its output (the executor is going
+   * away); what it holds on the host is given back once it is gone, waited
+   * for a bounded time.
+   */
+  destroy(): Effect.Effect<void>
   /** A reader has seen everything up to `afterSeq` at `now`: this may let a paused process go on. */
   acknowledge(afterSeq: number, now: number): void
   /** Drops backpressure: from now on the oldest output is evicted rather than the output paused. */
@@ -50,6 +56,41 @@ export interface LocalProcess {
    * terminal (which has no end but the Ctrl-D typed into it).
    */
   closeStdin(): Protocol.WriteStatus | undefined
+}
+
+/**
+ * A start whose checks passed (its working directory, its program, its
+ * sandbox): what remains is to spawn it, which waits on nothing slow.
+ */
+export interface PreparedStart {
+  readonly spawn: (
+    now: number
+  ) => Effect.Effect<LocalProcess, SpawnFailed | InvalidRequest | SandboxRefused | Unsupported>
+}
+
+/**
+ * What a start holds on the host until its process is gone (a sandbox's mount
+ * points): each release is taken as soon as there is something to give
+ * back, and all are given back once, when the process is gone or did not
+ * start.
+ */
+export class Holdings {
+  private readonly releases: Array<() => void> = []
+
+  /** Takes one more release. */
+  readonly hold = (release: () => void): void => {
+    this.releases.push(release)
+  }
+
+  /** Whether nothing is held. */
+  get isEmpty(): boolean {
+    return this.releases.length === 0
+  }
+
+  /** Gives everything back (once). */
+  releaseAll(): void {
+    for (const release of this.releases.splice(0)) release()
+  }
 }
 
 /** Where a process's output comes from, as flow control sees it. */
