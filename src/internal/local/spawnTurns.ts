@@ -5,10 +5,9 @@
  * therefore go one at a time, and once they have held the thread for
  * `Defaults.spawn.budgetMillis` they let the event loop poll for I/O before the next:
  * however many processes start at once, everyone else's requests, reads and
- * writes are served between them. (A start that waited for another's turn
- * resumes in a later turn of the loop anyway: Effect wakes a fiber with
- * `setImmediate`. The budget spares a turn each to spawns made in a row.) One
- * for the process, since every executor in it shares its thread.
+ * writes are served between them, while spawns that fit in the budget
+ * together take one turn rather than one each. One for the process, since
+ * every executor in it shares its thread.
  *
  * @internal
  */
