@@ -20,7 +20,8 @@
  * The roles live under `internal/local/`: `localProcess` (what the executor
  * asks of a process, and the flow control and writes both kinds share),
  * `childProcess` (a child on pipes: spawn, pipes, exit, stdin, signals),
- * `ptyProcess` (a child on a pseudo-terminal), `processTable` (ids,
+ * `ptyProcess` (a child on a pseudo-terminal), `exitTracking` (when both
+ * kinds' exit and close are numbered), `processTable` (ids,
  * retention, bounds), `processLog` (the seq-numbered log and its long-poll),
  * `envPolicy`, `parentWatchdog`. A start with a `sandbox` runs under
  * bubblewrap, built by `internal/sandbox/`, or is refused (a process on a
@@ -45,9 +46,9 @@ import {
   type StartRequest
 } from "./Executor.ts"
 import * as Defaults from "./internal/defaults.ts"
-import { prepareChild, type SpawnOptions } from "./internal/local/childProcess.ts"
+import { prepareChild } from "./internal/local/childProcess.ts"
 import { childEnvironment } from "./internal/local/envPolicy.ts"
-import { Holdings, type LocalProcess } from "./internal/local/localProcess.ts"
+import { Holdings, type LocalProcess, type SpawnOptions } from "./internal/local/localProcess.ts"
 import { ParentWatchdog } from "./internal/local/parentWatchdog.ts"
 import { eventStream, longPollRead } from "./internal/local/processLog.ts"
 import { ProcessTable } from "./internal/local/processTable.ts"

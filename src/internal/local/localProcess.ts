@@ -58,6 +58,16 @@ export interface LocalProcess {
   closeStdin(): Protocol.WriteStatus | undefined
 }
 
+/** How a process is set up, on pipes or on a terminal. */
+export interface SpawnOptions {
+  /** Output retained by its log (and the window a backpressured reader gets). */
+  readonly retainedBytes: number
+  /** The environment an `envPolicy` starts from. */
+  readonly baseEnvironment: Readonly<Record<string, string | undefined>>
+  /** Bytes written to its input that it has not taken yet, at most (one larger write goes alone). */
+  readonly stdinWindowBytes: number
+}
+
 /**
  * A start whose checks passed (its working directory, its program, its
  * sandbox): what remains is to spawn it, which waits on nothing slow.
