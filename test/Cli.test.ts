@@ -473,7 +473,29 @@ describe("effect-exec serve and run --remote", () => {
         env: { EXEC_SERVER_TOKEN: "s3cret" }
       })
       assert.strictEqual(fromEnvironment.code, 0)
+      const dir = mkdtempSync(join(tmpdir(), "cli-token-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+      writeFileSync(join(dir, "token"), "s3cret\nthe first line only\n")
+      const fromFile = yield* cli(["run", "--remote", server.url, "--token-file", join(dir, "token"), "--", "true"])
+      assert.strictEqual(fromFile.code, 0, fromFile.stderr)
       assert.notInclude(server.stderr(), "s3cret", "the token never reaches the logs")
+    }))
+
+  it.live("says in one line that it cannot read the token file, and exits 2", () =>
+    Effect.gen(function*() {
+      // a file whose first byte cannot be read (EIO), even by root
+      const unreadable = "/proc/self/mem"
+      for (
+        const args of [
+          ["run", "--remote", "ws://127.0.0.1:9", "--token-file", unreadable, "--", "true"],
+          ["serve", "--listen", "ws://127.0.0.1:0", "--token-file", unreadable]
+        ]
+      ) {
+        const result = yield* cli(args)
+        assert.strictEqual(result.code, 2, result.stderr)
+        assert.include(result.stderr, `effect-exec: cannot read --token-file ${unreadable}: EIO`)
+        assert.notInclude(result.stderr, "internal error")
+      }
     }))
 
   it.live("refuses to listen off loopback without a token", () =>
