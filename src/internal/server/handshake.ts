@@ -5,7 +5,9 @@
  *
  * @internal
  */
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import type { SandboxSupport } from "../../Executor.ts"
 import { ErrorCode } from "../../JsonRpc.ts"
 import * as Protocol from "../../Protocol.ts"
@@ -29,6 +31,12 @@ export class Handshake {
   /** The session, once `initialize` succeeded. */
   session: Session | undefined
   private methods: SessionMethods | undefined
+  /**
+   * Done once the `initialize` under way is answered: a request pipelined
+   * behind it (sent without waiting for its answer) waits for it, since the
+   * answer asks the executor (its sandbox support) before the methods exist.
+   */
+  private settling: Deferred.Deferred<void> | undefined
   private readonly registry: SessionRegistry
   private readonly connection: Connection
   private readonly methodsOf: MethodsOf
@@ -41,11 +49,18 @@ export class Handshake {
 
   /** Answers `initialize`: a new session, or the one named by `resumeSessionId`. */
   initialize(request: Protocol.ParamsOf<"initialize">): Effect.Effect<Protocol.ResultOf<"initialize">, Reply> {
-    return Effect.gen({ self: this }, function*() {
-      if (this.requested) {
-        return yield* reply(ErrorCode.invalidRequest, "initialize may only be sent once per connection")
-      }
+    return Effect.suspend(() => {
+      if (this.requested) return reply(ErrorCode.invalidRequest, "initialize may only be sent once per connection")
       this.requested = true
+      const settled = Deferred.makeUnsafe<void>()
+      this.settling = settled
+      return Effect.ensuring(this.open(request), Deferred.done(settled, Exit.void))
+    })
+  }
+
+  /** A new session, or the one named by `resumeSessionId`, and its methods. */
+  private open(request: Protocol.ParamsOf<"initialize">): Effect.Effect<Protocol.ResultOf<"initialize">, Reply> {
+    return Effect.gen({ self: this }, function*() {
       const resumeId = request.resumeSessionId
       const session = yield* (resumeId === undefined || resumeId === null
         ? this.registry.create(this.connection)
@@ -79,13 +94,16 @@ export class Handshake {
    */
   ready(method: Protocol.RequestMethod): Effect.Effect<SessionMethods, Reply> {
     const family = method.startsWith("fs/") ? "filesystem" : "exec"
-    if (this.methods === undefined) {
-      return reply(ErrorCode.invalidRequest, `client must call initialize before using ${family} methods`)
-    }
-    if (!this.initialized) {
-      return reply(ErrorCode.invalidRequest, `client must send initialized before using ${family} methods`)
-    }
-    return Effect.succeed(this.methods)
+    const settled = Effect.suspend(() => this.settling === undefined ? Effect.void : Deferred.await(this.settling))
+    return Effect.andThen(settled, () => {
+      if (this.methods === undefined) {
+        return reply(ErrorCode.invalidRequest, `client must call initialize before using ${family} methods`)
+      }
+      if (!this.initialized) {
+        return reply(ErrorCode.invalidRequest, `client must send initialized before using ${family} methods`)
+      }
+      return Effect.succeed(this.methods)
+    })
   }
 
   /** The session's methods once `initialized` came, for notifications (which nothing answers). */
