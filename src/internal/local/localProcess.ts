@@ -58,6 +58,16 @@ export interface LocalProcess {
   closeStdin(): Protocol.WriteStatus | undefined
 }
 
+/** How a process is set up, on pipes or on a terminal. */
+export interface SpawnOptions {
+  /** Output retained by its log (and the window a backpressured reader gets). */
+  readonly retainedBytes: number
+  /** The environment an `envPolicy` starts from. */
+  readonly baseEnvironment: Readonly<Record<string, string | undefined>>
+  /** Bytes written to its input that it has not taken yet, at most (one larger write goes alone). */
+  readonly stdinWindowBytes: number
+}
+
 /**
  * A start whose checks passed (its working directory, its program, its
  * sandbox): what remains is to spawn it, which waits on nothing slow.
@@ -129,14 +139,14 @@ export class OutputFlow {
 
   /** Called after output was appended to the log. */
   pauseIfFull(): void {
-    if (this.log.backpressure && !this.paused && this.log.unreadBytes >= this.log.capacityBytes) {
+    if (this.log.backpressure && !this.paused && this.log.unacknowledgedBytes >= this.log.capacityBytes) {
       this.paused = true
       for (const source of this.sources) source.pause()
     }
   }
 
   private resumeIfRoom(): void {
-    if (this.paused && (!this.log.backpressure || this.log.unreadBytes < this.log.capacityBytes)) {
+    if (this.paused && (!this.log.backpressure || this.log.unacknowledgedBytes < this.log.capacityBytes)) {
       this.paused = false
       for (const source of this.sources) source.resume()
     }
