@@ -31,6 +31,7 @@ const limits: Limits = {
   concurrentRequests: 4,
   queuedRequests: 8,
   pendingRequestBytes: 1024,
+  startsPerSession: 2,
   sessions: 2,
   sessionsPerAddress: 2
 }
@@ -57,7 +58,6 @@ const registry = (
       executor,
       fibers,
       sessionTtl: Duration.seconds(10),
-      closedRetention: Duration.minutes(1),
       limits: { ...limits, ...overrides }
     })
     return { sessions, executor, terminated: scripted.terminated }

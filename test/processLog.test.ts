@@ -154,17 +154,17 @@ describe("ProcessLog retention", () => {
     log.appendOutput("stdout", bytes("bb"))
     log.appendOutput("stdout", bytes("cc"))
     assert.strictEqual(log.retainedBytes, 6)
-    assert.strictEqual(log.unreadBytes, 6)
+    assert.strictEqual(log.unacknowledgedBytes, 6)
     log.acknowledge(1)
     assert.strictEqual(log.ackedSeq, 1)
-    assert.strictEqual(log.unreadBytes, 4)
+    assert.strictEqual(log.unacknowledgedBytes, 4)
     assert.deepStrictEqual(shown(log.retainedChunks()), ["2:stdout:bb", "3:stdout:cc"], "the acknowledged chunk went")
     log.acknowledge(1)
     log.acknowledge(0)
-    assert.strictEqual(log.unreadBytes, 4, "an old cursor acknowledges nothing again")
+    assert.strictEqual(log.unacknowledgedBytes, 4, "an old cursor acknowledges nothing again")
     log.acknowledge(99)
     assert.strictEqual(log.ackedSeq, 3, "a cursor past the log counts up to its end")
-    assert.strictEqual(log.unreadBytes, 0)
+    assert.strictEqual(log.unacknowledgedBytes, 0)
     assert.deepStrictEqual(shown(log.retainedChunks()), ["3:stdout:cc"])
   })
 
@@ -172,9 +172,9 @@ describe("ProcessLog retention", () => {
     const log = new ProcessLog(2, false)
     log.appendOutput("stdout", bytes("aa"))
     log.appendOutput("stdout", bytes("bb"))
-    assert.strictEqual(log.unreadBytes, 2, "the evicted chunk is no longer unread")
+    assert.strictEqual(log.unacknowledgedBytes, 2, "the evicted chunk is no longer unread")
     log.acknowledge(2)
-    assert.strictEqual(log.unreadBytes, 0)
+    assert.strictEqual(log.unacknowledgedBytes, 0)
   })
 
   it("lets go of held output once backpressure is released", () => {
@@ -185,7 +185,7 @@ describe("ProcessLog retention", () => {
     log.releaseBackpressure()
     assert.isFalse(log.backpressure)
     assert.deepStrictEqual(shown(log.retainedChunks()), ["2:stdout:bb"])
-    assert.strictEqual(log.unreadBytes, 2, "the evicted chunk is no longer unread")
+    assert.strictEqual(log.unacknowledgedBytes, 2, "the evicted chunk is no longer unread")
   })
 
   it("keeps output a follower has not taken, up to its lag bound past the budget", () => {
