@@ -31,6 +31,23 @@ const closedLog = () => {
 }
 
 describe("ProcessLog.read", () => {
+  it("answers a running process as neither exited, closed nor denied by a sandbox", () => {
+    const log = new ProcessLog(1024, false)
+    log.appendOutput("stdout", bytes("aa"))
+    assert.isFalse(log.exited)
+    assert.isFalse(log.closed)
+    const { chunks: _, ...read } = log.read(0, null)
+    assert.deepStrictEqual(read, {
+      nextSeq: 2,
+      exited: false,
+      exitCode: null,
+      closed: false,
+      failure: null,
+      signal: null,
+      sandboxDenied: false
+    })
+  })
+
   it("numbers output, the exit and the close with one counter", () => {
     const log = closedLog()
     assert.strictEqual(log.nextSeq, 6)
@@ -166,6 +183,19 @@ describe("ProcessLog retention", () => {
     assert.strictEqual(log.ackedSeq, 3, "a cursor past the log counts up to its end")
     assert.strictEqual(log.unacknowledgedBytes, 0)
     assert.deepStrictEqual(shown(log.retainedChunks()), ["3:stdout:cc"])
+  })
+
+  it("never moves the acknowledged cursor back: bytes are acknowledged once", () => {
+    const log = new ProcessLog(1024, true)
+    log.appendOutput("stdout", bytes("aa"))
+    log.appendOutput("stdout", bytes("bb"))
+    log.appendOutput("stdout", bytes("cc"))
+    log.acknowledge(2)
+    log.acknowledge(1)
+    assert.strictEqual(log.ackedSeq, 2)
+    assert.strictEqual(log.unacknowledgedBytes, 2)
+    log.acknowledge(3)
+    assert.strictEqual(log.unacknowledgedBytes, 0, "bb was not acknowledged a second time")
   })
 
   it("without backpressure, counts unread bytes but evicts them all the same", () => {

@@ -56,6 +56,7 @@ export const modules: Readonly<Record<string, Module>> = {
       "test/ExecServer.sessions.test.ts",
       "test/ExecServer.wire.test.ts",
       "test/ExecServer.environment.test.ts",
+      "test/ExecServer.races.test.ts",
       "test/RemoteExecutor.test.ts"
     ]
   },
