@@ -83,9 +83,23 @@ const assertUsable = (client: WireClient) =>
 const replies = (client: WireClient): ReadonlyArray<Frame> =>
   client.received.filter((r) => r.frame.method === undefined && r.frame.id !== undefined).map((r) => r.frame)
 
-/** Waits until `count` replies have arrived (polling, bounded). */
-const awaitReplies = (client: WireClient, count: number, timeoutMs = 5_000) =>
-  pollUntil(`${count} replies (got ${replies(client).length})`, () => replies(client).length >= count, timeoutMs, 10)
+/**
+ * Waits until `count` replies have arrived; dies when none arrives for
+ * `stallMs`: a server that stopped answering, not one a busy machine slows.
+ */
+const awaitReplies = (client: WireClient, count: number, stallMs = 10_000) =>
+  Effect.gen(function*() {
+    let seen = replies(client).length
+    let progressAt = Date.now()
+    while (seen < count) {
+      if (Date.now() - progressAt > stallMs) {
+        return yield* Effect.die(new Error(`${count} replies awaited: ${seen} came, then none for ${stallMs} ms`))
+      }
+      yield* Effect.sleep(10)
+      const now = replies(client).length
+      if (now > seen) [seen, progressAt] = [now, Date.now()]
+    }
+  })
 
 /** A request frame's text. */
 const request = (id: number | string, method: string, params?: unknown) =>

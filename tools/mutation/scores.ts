@@ -33,6 +33,7 @@ export const printScores = (directory: string): void => {
   console.log("| module | file | killed | timed out | survived | no coverage | type errors | score |")
   console.log("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
   const left: Array<string> = []
+  const modules = new Map<string, { detected: number; valid: number }>()
   for (const [file, { mutants, report, source }] of [...files].sort(([a], [b]) => a.localeCompare(b))) {
     const killed = count(mutants, "Killed")
     const timedOut = count(mutants, "Timeout")
@@ -41,6 +42,8 @@ export const printScores = (directory: string): void => {
     const detected = killed + timedOut
     const valid = detected + survived + uncovered
     const score = valid === 0 ? "–" : `${(100 * detected / valid).toFixed(1)} %`
+    const total = modules.get(report) ?? { detected: 0, valid: 0 }
+    modules.set(report, { detected: total.detected + detected, valid: total.valid + valid })
     console.log(
       `| ${report} | ${file} | ${killed} | ${timedOut} | ${survived} | ${uncovered} | ${
         count(mutants, "CompileError")
@@ -57,6 +60,12 @@ export const printScores = (directory: string): void => {
         }  | ${code}`
       )
     }
+  }
+  console.log("\n| module | detected / valid mutants | score |\n| --- | ---: | ---: |")
+  for (const [report, { detected, valid }] of [...modules].sort(([a], [b]) => a.localeCompare(b))) {
+    console.log(
+      `| ${report} | ${detected} / ${valid} | ${valid === 0 ? "–" : `${(100 * detected / valid).toFixed(1)} %`} |`
+    )
   }
   if (left.length > 0) console.log(`\n${left.length} mutants left:\n${left.join("\n")}`)
 }
