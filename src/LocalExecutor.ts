@@ -158,7 +158,11 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     )
     table.started(processId, process)
     yield* FiberSet.run(supervisors, supervise(processId, process))
-    return { processId, sandboxType: process.sandboxType }
+    return {
+      processId,
+      sandboxType: process.sandboxType,
+      ...(process.log.backpressure ? { windowBytes: process.log.capacityBytes } : {})
+    }
     // from the reservation to the supervisor, all or nothing: an interrupted start must not leave a child behind
   }, Effect.uninterruptible)
 

@@ -35,6 +35,7 @@ import { Link } from "./internal/remote/link.ts"
 import { ProcessRecords } from "./internal/remote/processRecords.ts"
 import { isExitCode, isSignalName, readAnswerViolation } from "./internal/remote/serverAnswers.ts"
 import { streamedRead } from "./internal/remote/streamedRead.ts"
+import { decodeOutputFrame, isOutputFrame } from "./internal/rpc/outputFrame.ts"
 import { fromWebSocket, type Transport } from "./JsonRpc.ts"
 import * as Protocol from "./Protocol.ts"
 
@@ -143,6 +144,20 @@ const recordNotification = (records: ProcessRecords) => (method: string, params:
 }
 
 /**
+ * Routes a binary output frame into the records (claimed: it is output, taken
+ * in or dropped). A malformed one is dropped, as an unparsable JSON frame is; a
+ * binary frame that is not an output frame is left to be read as JSON.
+ */
+const recordOutputFrame = (records: ProcessRecords) => (frame: Uint8Array): boolean => {
+  if (!isOutputFrame(frame)) return false
+  const output = decodeOutputFrame(frame)
+  if (typeof output !== "string") {
+    records.add(output.processId, { _tag: "Output", seq: output.seq, stream: output.stream, chunk: output.chunk })
+  }
+  return true
+}
+
+/**
  * What runs on an exec-server's host: its processes and its files, over one
  * connection.
  *
@@ -172,7 +187,10 @@ export const makeEnvironment = Effect.fnUntraced(function*(
   options: Options = {}
 ) {
   const records = new ProcessRecords()
-  const link = new Link(connect, recordNotification(records), {
+  const link = new Link(connect, {
+    onNotification: recordNotification(records),
+    onBinaryFrame: recordOutputFrame(records)
+  }, {
     clientName: options.clientName ?? "effect-exec",
     connectTimeout: Duration.fromInputUnsafe(options.connectTimeout ?? Defaults.client.connectTimeoutMillis),
     requestTimeoutMillis: Duration.toMillis(
@@ -211,10 +229,15 @@ export const makeEnvironment = Effect.fnUntraced(function*(
     // Codex server would ignore both fields.
     const streams = request.backpressure === true && (link.server.capabilities ?? []).includes("process/acknowledge")
     records.starting(request.processId, { showsOutput: request.outputNotifications !== false, streams })
-    return yield* link.call("process/start", streams ? { ...request, outputNotifications: true } : request, {
-      processId: request.processId,
-      command: request.argv[0] ?? ""
-    }).pipe(Effect.tapError(() => Effect.sync(() => records.forget(request.processId))))
+    const started = yield* link.call(
+      "process/start",
+      streams ? { ...request, outputNotifications: true } : request,
+      { processId: request.processId, command: request.argv[0] ?? "" }
+    ).pipe(Effect.tapError(() => Effect.sync(() => records.forget(request.processId))))
+    // the window tells the streamed reads how often to acknowledge
+    const pushed = records.pushedFor(request.processId)
+    if (pushed !== undefined && started.windowBytes !== undefined) pushed.windowBytes = started.windowBytes
+    return started
   })
 
   const events = (processId: string, options?: { readonly afterSeq?: number }) =>

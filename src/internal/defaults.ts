@@ -45,6 +45,17 @@ export const server = {
   stallTimeoutMillis: 30_000
 } as const
 
+/** Binary output frames (our extension), as a server writes them. */
+export const outputFrames = {
+  /**
+   * The size of the reused buffers frames are written into: a pipe's largest
+   * read (64 KiB) and a header; a larger chunk gets a buffer of its own.
+   */
+  bufferBytes: 64 * 1024 + 1024,
+  /** Buffers kept for reuse, over all connections of a server (a few MiB at most). */
+  pooledBuffers: 64
+} as const
+
 /** The `fs/*` methods (server) and the remote file system (client). */
 export const fileSystem = {
   /**

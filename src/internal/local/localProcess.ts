@@ -82,8 +82,13 @@ export class OutputFlow {
     }
   }
 
+  /**
+   * Resumes once half the window is free, not as soon as one chunk fits: the
+   * process then writes a burst, and its reader takes bursts, rather than one
+   * chunk per acknowledgement.
+   */
   private resumeIfRoom(): void {
-    if (this.paused && (!this.log.backpressure || this.log.unreadBytes < this.log.capacityBytes)) {
+    if (this.paused && (!this.log.backpressure || this.log.unreadBytes <= this.log.capacityBytes / 2)) {
       this.paused = false
       for (const source of this.sources) source.resume()
     }

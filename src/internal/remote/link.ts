@@ -61,6 +61,7 @@ export class Link {
   private readonly connecting = Semaphore.makeUnsafe(1)
   private readonly connect: Effect.Effect<Transport, ConnectionLost>
   private readonly onNotification: (method: string, params: unknown) => void
+  private readonly onBinaryFrame: (frame: Uint8Array) => boolean
   private readonly options: {
     readonly clientName: string
     readonly connectTimeout: Duration.Duration
@@ -71,11 +72,17 @@ export class Link {
 
   constructor(
     connect: Effect.Effect<Transport, ConnectionLost>,
-    onNotification: (method: string, params: unknown) => void,
+    handlers: {
+      /** A server notification. */
+      readonly onNotification: (method: string, params: unknown) => void
+      /** A binary frame: true when it was an output frame (malformed or not), false when it holds JSON. */
+      readonly onBinaryFrame: (frame: Uint8Array) => boolean
+    },
     options: Link["options"]
   ) {
     this.connect = connect
-    this.onNotification = onNotification
+    this.onNotification = handlers.onNotification
+    this.onBinaryFrame = handlers.onBinaryFrame
     this.options = options
   }
 
@@ -98,8 +105,8 @@ export class Link {
     return Effect.gen({ self: this }, function*() {
       if (this.current !== undefined) return this.current
       const transport = yield* this.connect
-      const rpc = makeClient(transport, this.onNotification)
-      const result = yield* this.initialize(rpc).pipe(
+      const rpc = makeClient(transport, this.onNotification, this.onBinaryFrame)
+      const result = yield* this.initialize(rpc, transport.postBinary !== undefined).pipe(
         // a link that failed to become a session must not stay open (the server would count it as attached)
         Effect.onError(() => transport.close)
       )
@@ -131,8 +138,12 @@ export class Link {
     )
   }
 
-  /** `initialize` (resuming the session when there is one), then `initialized`. */
-  private initialize(rpc: Client) {
+  /**
+   * `initialize` (resuming the session when there is one), then `initialized`,
+   * asking for output as binary frames when the transport carries them and the
+   * server offers them (a Codex server never sees the request).
+   */
+  private initialize(rpc: Client, binaryFrames: boolean) {
     const { clientName } = this.options
     const request = (resumeSessionId: string | undefined) =>
       rpc.request("initialize", resumeSessionId === undefined ? { clientName } : { clientName, resumeSessionId })
@@ -152,7 +163,14 @@ export class Link {
             : Effect.fail(error)
       ),
       Effect.flatMap(Schema.decodeUnknownEffect(Protocol.InitializeResult)),
-      Effect.tap(() => rpc.notify("initialized", {}))
+      Effect.tap((result) =>
+        rpc.notify(
+          "initialized",
+          binaryFrames && (result.capabilities ?? []).includes(Protocol.binaryOutputCapability)
+            ? { binaryOutput: true }
+            : {}
+        )
+      )
     )
   }
 

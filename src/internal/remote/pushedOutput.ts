@@ -29,6 +29,10 @@ export class PushedOutput {
   private readonly changes = new ChangeSignal()
   /** The highest cursor already acknowledged to the server. */
   acknowledged = 0
+  /** Output bytes the reader took since the last acknowledgement. */
+  takenSinceAcknowledged = 0
+  /** The server's window (`windowBytes` of the start), when it said. */
+  windowBytes: number | undefined
   /** Output bytes held. */
   bytes = 0
 
@@ -52,9 +56,22 @@ export class PushedOutput {
   trim(afterSeq: number): void {
     for (let first = this.entries.first; first !== undefined && first.seq <= afterSeq; first = this.entries.first) {
       this.entries.shift()
-      if (first._tag === "Output") this.bytes -= first.chunk.length
+      if (first._tag === "Output") {
+        this.bytes -= first.chunk.length
+        this.takenSinceAcknowledged += first.chunk.length
+      }
     }
     this.newestSeq = Math.max(this.newestSeq, afterSeq)
+  }
+
+  /**
+   * Whether the reader should tell the server how far it got: when it took a
+   * quarter of the server's window since it last did (a paused server holds
+   * more than half a window unread, so that much always comes before the
+   * reader runs dry); at every read when the window is unknown.
+   */
+  get acknowledgementDue(): boolean {
+    return this.windowBytes === undefined || this.takenSinceAcknowledged >= this.windowBytes / 4
   }
 
   /** Whether the entry after `afterSeq` (output, exit or close) arrived. */

@@ -24,12 +24,13 @@ export const streamedRead = (
     const afterSeq = request.afterSeq ?? 0
     const maxBytes = request.maxBytes ?? null
     cache.trim(afterSeq)
-    if (afterSeq > cache.acknowledged) {
+    const local = cache.read(afterSeq, maxBytes)
+    // tells the server how far the reader got, without waiting: it lets a paused process go on
+    if (afterSeq > cache.acknowledged && cache.acknowledgementDue) {
       cache.acknowledged = afterSeq
-      // tells the server without waiting: it lets a paused process go on
+      cache.takenSinceAcknowledged = 0
       yield* link.notify("process/acknowledge", { processId: request.processId, afterSeq })
     }
-    const local = cache.read(afterSeq, maxBytes)
     if (local !== undefined) return local
     // Nothing yet: the next output is most likely on its way, so wait for the
     // push (within waitMs) rather than ask for a second copy of it. What is

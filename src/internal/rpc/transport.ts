@@ -38,8 +38,22 @@ export interface Transport {
    * the transport's budget unread.
    */
   readonly post: (frame: string) => Effect.Effect<void, TransportClosed>
+  /**
+   * Queues a binary frame as `post` does; `written` runs once the OS took it
+   * (or it never will be), after which `frame` may be reused. Present only
+   * where frames can be binary (WebSocket), absent on a text-only transport
+   * (stdio).
+   */
+  readonly postBinary?:
+    | ((frame: Uint8Array, written: () => void) => Effect.Effect<void, TransportClosed>)
+    | undefined
   readonly listen: (handlers: {
     readonly onFrame: (frame: string) => void
+    /**
+     * A binary frame; without this handler, or when it returns false (not a
+     * frame it knows), the frame's bytes are taken as JSON text.
+     */
+    readonly onBinaryFrame?: ((frame: Uint8Array) => boolean) | undefined
     readonly onClose: (reason: string) => void
   }) => void
   readonly close: Effect.Effect<void>
@@ -71,13 +85,18 @@ export const outgoing = (options: {
   readonly limits: OutgoingLimits
   readonly closedReason: () => string | undefined
   readonly buffered: () => number
-  readonly write: (frame: string, done: (error?: Error | null) => void) => void
+  readonly write: (frame: string | Uint8Array, done: (error?: Error | null) => void) => void
   readonly drop: (reason: string) => void
-}): Pick<Transport, "send" | "post"> => {
+}): Pick<Transport, "send" | "post"> & {
+  readonly postBytes: (frame: Uint8Array, written: () => void) => Effect.Effect<void, TransportClosed>
+} => {
   const maxBufferedBytes = options.limits.maxBufferedBytes ?? Infinity
   const stallTimeoutMillis = options.limits.stallTimeoutMillis
   /** Hands `frame` over; `written` runs once the OS took it (or it failed). */
-  const write = (frame: string, written: (error: TransportClosed | undefined) => void): TransportClosed | undefined => {
+  const write = (
+    frame: string | Uint8Array,
+    written: (error: TransportClosed | undefined) => void
+  ): TransportClosed | undefined => {
     const closed = options.closedReason()
     if (closed !== undefined) return new TransportClosed({ description: closed })
     const buffered = options.buffered()
@@ -110,6 +129,13 @@ export const outgoing = (options: {
       Effect.suspend(() => {
         const refused = write(frame, () => {})
         return refused === undefined ? Effect.void : Effect.fail(refused)
+      }),
+    postBytes: (frame, written) =>
+      Effect.suspend(() => {
+        const refused = write(frame, written)
+        if (refused === undefined) return Effect.void
+        written()
+        return Effect.fail(refused)
       })
   }
 }

@@ -16,6 +16,7 @@ import * as Semaphore from "effect/Semaphore"
 import { type Envelope, ErrorCode, parseFrame, type RequestId, type Transport } from "../../JsonRpc.ts"
 import * as Protocol from "../../Protocol.ts"
 import { Handshake, type SessionMethods } from "./handshake.ts"
+import { makeOutputPush } from "./outputPush.ts"
 import { RawJson, type Reply, reply } from "./reply.ts"
 import { type AnyHandler, routeNotification, routeRequest } from "./router.ts"
 import type { Connection, Session, SessionRegistry } from "./sessions.ts"
@@ -36,13 +37,15 @@ export const serveConnection = Effect.fnUntraced(function*(
   // what the session pushes waits for the `initialize` answer: a resumed
   // session's notifications never reach the client before it knows the session
   const initializeAnswered = Latch.makeUnsafe(false)
+  const pushOutput = makeOutputPush(transport, () => handshake.binaryOutput)
   const connection: Connection = {
     send: (message) => Effect.andThen(initializeAnswered.await, send(message)),
     sendJson: (json) => Effect.andThen(initializeAnswered.await, sendJson(json)),
     postJson: (json) => Effect.andThen(initializeAnswered.await, Effect.ignore(transport.post(json))),
+    postOutput: (process, output) => Effect.andThen(initializeAnswered.await, pushOutput(process, output)),
     close: (reason) => Effect.andThen(Effect.logWarning(`closing a connection: ${reason}`), transport.close)
   }
-  const handshake = new Handshake(registry, connection, methodsOf)
+  const handshake = new Handshake(registry, connection, methodsOf, { binaryOutput: transport.postBinary !== undefined })
 
   const resolve = (method: Protocol.RequestMethod): Effect.Effect<AnyHandler, Reply> =>
     method === "initialize"
@@ -133,7 +136,7 @@ export const serveConnection = Effect.fnUntraced(function*(
         if (method === undefined) return // a response from the client: nothing asked for it
         if (id === undefined) {
           // `initialized` is handled here and now: a request right behind it must find it done
-          if (method === "initialized") handshake.markInitialized()
+          if (method === "initialized") handshake.markInitialized(params)
           else run(accept(method, params))
           return
         }

@@ -20,7 +20,7 @@
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import type { ProcessEvent } from "../../Executor.ts"
-import * as Protocol from "../../Protocol.ts"
+import { PushedProcess } from "./outputPush.ts"
 import type { Connection, Session, SessionRegistry } from "./sessions.ts"
 
 /** What the notifier of one process needs to know. */
@@ -33,11 +33,16 @@ export interface NotifiedProcess {
   readonly output: boolean
 }
 
-const notify = (connection: Connection, process: NotifiedProcess, event: ProcessEvent): Effect.Effect<void> => {
+const notify = (
+  connection: Connection,
+  process: NotifiedProcess,
+  pushed: PushedProcess,
+  event: ProcessEvent
+): Effect.Effect<void> => {
   const { processId } = process
   switch (event._tag) {
     case "Output":
-      return process.output ? connection.postJson(Protocol.outputNotificationJson(processId, event)) : Effect.void
+      return process.output ? connection.postOutput(pushed, event) : Effect.void
     case "Exited":
       return connection.postJson(JSON.stringify({
         method: "process/exited",
@@ -77,12 +82,13 @@ export const notifyEvents = (
   session: Session,
   process: NotifiedProcess,
   closed: Effect.Effect<void>
-): Effect.Effect<void> =>
-  registry.executor.events(process.internalId).pipe(
+): Effect.Effect<void> => {
+  const pushed = new PushedProcess(process.processId)
+  return registry.executor.events(process.internalId).pipe(
     Stream.runForEach((event) =>
       Effect.flatMap(
         whenAttached(session, event),
-        (connection) => connection === undefined ? Effect.void : notify(connection, process, event)
+        (connection) => connection === undefined ? Effect.void : notify(connection, process, pushed, event)
       )
     ),
     Effect.ignore,
@@ -94,3 +100,4 @@ export const notifyEvents = (
       }
     }))
   )
+}

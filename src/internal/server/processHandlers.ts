@@ -39,7 +39,11 @@ export const processHandlers = (registry: SessionRegistry, session: Session): {
         release
       )
     )
-    return { processId: request.processId, sandboxType: started.sandboxType ?? "none" }
+    return {
+      processId: request.processId,
+      sandboxType: started.sandboxType ?? "none",
+      ...(started.windowBytes === undefined ? {} : { windowBytes: started.windowBytes })
+    }
   })
 
   const read = Effect.fn("ExecServer.process/read")(function*(request: Protocol.ParamsOf<"process/read">) {

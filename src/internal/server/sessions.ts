@@ -13,6 +13,7 @@ import * as FiberSet from "effect/FiberSet"
 import type { Executor } from "../../Executor.ts"
 import { type Envelope, ErrorCode } from "../../JsonRpc.ts"
 import { ChangeSignal } from "../changeSignal.ts"
+import type { OutputChunk, PushedProcess } from "./outputPush.ts"
 import { type Reply, reply } from "./reply.ts"
 
 /** Where a session's answers and notifications go. */
@@ -26,6 +27,11 @@ export interface Connection {
    * client to take it; a client that leaves too much unread is dropped.
    */
   readonly postJson: (json: string) => Effect.Effect<void>
+  /**
+   * Queues one `process/output`, as `postJson` does: a binary frame when the
+   * client asked for them, JSON otherwise.
+   */
+  readonly postOutput: (process: PushedProcess, output: OutputChunk) => Effect.Effect<void>
   /** Ends the connection (the session detaches, to be resumed). */
   readonly close: (reason: string) => Effect.Effect<void>
 }
