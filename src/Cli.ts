@@ -397,7 +397,9 @@ export const serve = Command.make(
   (flags) =>
     serveWith(flags).pipe(
       Effect.provide(LocalExecutor.layer({
-        sandbox: { bwrap: Option.getOrUndefined(flags.bwrap), required: flags.requireSandbox }
+        sandbox: { bwrap: Option.getOrUndefined(flags.bwrap), required: flags.requireSandbox },
+        // the server copies what it sends (into a frame, or as base64) before it reads on
+        lendOutput: true
       }))
     )
 ).pipe(

@@ -373,6 +373,13 @@ export class Executor extends Context.Service<Executor, {
    * once the process has exited it does nothing.
    */
   readonly resize: (processId: string, size: Protocol.TerminalSize) => Effect.Effect<void, ExecutorError>
+  /**
+   * Optional: a reader has everything up to `afterSeq`, as a read at that
+   * cursor would say, without reading (what an exec-server does with our
+   * `process/acknowledge`). Without it, a server reads one byte at the cursor
+   * instead.
+   */
+  readonly acknowledge?: ((processId: string, afterSeq: number) => Effect.Effect<void, ExecutorError>) | undefined
   readonly events: (
     processId: string,
     options?: { readonly afterSeq?: number }

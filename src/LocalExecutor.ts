@@ -76,6 +76,17 @@ export interface Options {
   readonly baseEnvironment?: Readonly<Record<string, string | undefined>>
   /** How sandboxed starts are confined: where bubblewrap is, whether every start must be sandboxed. */
   readonly sandbox?: SandboxOptions
+  /**
+   * Whether `read` and `events` may hand out views of memory the executor
+   * reuses (default false: every chunk handed out is the caller's to keep).
+   * A read's chunks then stay as they are until a read of the process presents
+   * a cursor at or past them, an event's until the stream is pulled again: for
+   * consumers that copy what they keep before that, as an exec-server does
+   * when it sends them. A large output read as it goes then cycles through a
+   * few slabs of memory instead of allocating (and leaving garbage) for each
+   * read.
+   */
+  readonly lendOutput?: boolean
 }
 
 /**
@@ -98,7 +109,8 @@ export type SandboxOptions = Launcher.SandboxOptions
 export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const spawnOptions = {
     retainedBytes: options.retainedBytes ?? Defaults.processTable.retainedBytes,
-    baseEnvironment: options.baseEnvironment ?? process.env
+    baseEnvironment: options.baseEnvironment ?? process.env,
+    lendOutput: options.lendOutput === true
   }
   const closedRetention = Duration.fromInputUnsafe(
     options.closedRetention ?? Defaults.processTable.closedRetentionMillis
@@ -172,6 +184,11 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     return yield* longPollRead(process.log, params)
   })
 
+  const acknowledge = Effect.fn("LocalExecutor.acknowledge")(function*(processId: string, afterSeq: number) {
+    const process = yield* table.lookup(processId)
+    process.acknowledge(afterSeq, yield* Clock.currentTimeMillis)
+  })
+
   const write = Effect.fn("LocalExecutor.write")(function*(params: Protocol.WriteParams) {
     const entry = table.get(params.processId)
     if (entry === undefined) return "unknownProcess" as const
@@ -216,6 +233,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     terminate,
     signal,
     resize,
+    acknowledge,
     events,
     defaultCwd: Effect.sync(() => process.cwd()),
     sandboxSupport: sandbox.support

@@ -113,6 +113,27 @@ describe("LocalExecutor retention by count", () => {
       }).pipe(Effect.provideService(Exec.Executor, executor))))
 })
 
+describe("LocalExecutor retention by count keeps what a reader still comes for", () => {
+  it.live("a closed process whose reader has not seen its end outlives the bound, though its output was read", () =>
+    Effect.flatMap(LocalExecutor.make({ maxClosedRetained: 1 }), (executor) =>
+      Effect.gen(function*() {
+        yield* start("slow-reader", ["sh", "-c", "echo a; sleep 0.2"])
+        // the reader has the output (and acknowledges it), not yet the close
+        const first = yield* executor.read({ processId: "slow-reader", afterSeq: 0, waitMs: 1_000 })
+        assert.strictEqual(Buffer.from(first.chunks[0]!.chunk).toString(), "a\n")
+        yield* executor.read({ processId: "slow-reader", afterSeq: first.nextSeq - 1, waitMs: 0 })
+        yield* Effect.sleep("400 millis") // it closed meanwhile, nobody reading
+        // others close, and are read to their end, past the bound
+        for (const id of ["b", "c", "d"]) {
+          yield* start(id, ["true"])
+          yield* readUntilClosed(id)
+        }
+        const last = yield* executor.read({ processId: "slow-reader", afterSeq: first.nextSeq - 1, waitMs: 0 })
+        assert.isTrue(last.closed, "still there for its reader")
+        assert.strictEqual(reasonOf(yield* Effect.exit(executor.read({ processId: "b" }))), "UnknownProcess")
+      }).pipe(Effect.provideService(Exec.Executor, executor))))
+})
+
 describe("LocalExecutor memory, asserted through what it holds", () => {
   it.live(
     "a backpressured child never retains more than its window while a slow reader catches up",

@@ -48,12 +48,13 @@ export const server = {
 /** Binary output frames (our extension), as a server writes them. */
 export const outputFrames = {
   /**
-   * The size of the reused buffers frames are written into: a pipe's largest
-   * read (64 KiB) and a header; a larger chunk gets a buffer of its own.
+   * The size of the reused buffers frames are written into: the local
+   * executor's largest read of a pipe and a header; a larger chunk gets a
+   * buffer of its own.
    */
-  bufferBytes: 64 * 1024 + 1024,
-  /** Buffers kept for reuse, over all connections of a server (a few MiB at most). */
-  pooledBuffers: 64
+  bufferBytes: 256 * 1024 + 1024,
+  /** Buffers kept for reuse, over all connections of a server (4 MiB at most). */
+  pooledBuffers: 16
 } as const
 
 /** The `fs/*` methods (server) and the remote file system (client). */
@@ -95,6 +96,24 @@ export const processTable = {
    * fall behind by, beyond the retention, before it is evicted all the same.
    */
   followerLagBytes: 16 * MiB
+} as const
+
+/** The local executor's reading of a child's pipes. */
+export const pipes = {
+  /**
+   * The most one read of a pipe takes: beyond a pipe's 64 KiB, what the Unix
+   * socket of a child's stdio holds, so a reader that fell behind catches up
+   * in one read.
+   */
+  readBufferBytes: 256 * 1024,
+  /** A read is not started in less room than this: the slab is full, the next one is taken. */
+  minReadBytes: 64 * 1024,
+  /** Output a process writes before its reads go into slabs; less is copied into chunks of its own. */
+  smallOutputBytes: 64 * 1024,
+  /** The size of the slabs a process's output is read into. */
+  slabBytes: 1024 * 1024,
+  /** Free slabs kept for reuse, over all processes. */
+  pooledSlabs: 8
 } as const
 
 /** A `tty` process's terminal. */
@@ -145,7 +164,18 @@ export const client = {
    */
   readSlackBytes: MiB,
   /** Capabilities taken from a server's `initialize` answer at most. */
-  maxCapabilities: 256
+  maxCapabilities: 256,
+  /**
+   * Requests one connection has in flight at once; more wait in the client (a
+   * burst of calls queues here instead of being refused by the server).
+   */
+  maxRequestsInFlight: 256,
+  /** Starts one connection has in flight at once (within the requests), so reads never wait behind a burst of them. */
+  maxStartsInFlight: 32,
+  /** The first wait before a request refused for a server's limit is sent again; it doubles each time. */
+  limitRetryBaseMillis: 20,
+  /** The longest wait between two tries of a request refused for a server's limit. */
+  limitRetryMaxMillis: 1_000
 } as const
 
 /** The consume loop (`Exec.run`), with Codex's values. */

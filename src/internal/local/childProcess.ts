@@ -13,6 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as NodeChildProcess from "node:child_process"
 import * as NodeFs from "node:fs"
+import type { Readable } from "node:stream"
 import { InvalidRequest, SandboxRefused, SpawnFailed, type StartRequest } from "../../Executor.ts"
 import * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"
@@ -22,6 +23,8 @@ import { isLikelySandboxDenied } from "../sandbox/denial.ts"
 import type { Launch } from "../sandbox/launcher.ts"
 import { childEnvironment } from "./envPolicy.ts"
 import { InputWriter, type LocalProcess, OutputFlow, signalGroup } from "./localProcess.ts"
+import { OutputMemory } from "./outputMemory.ts"
+import { type PipeReader, readPipe } from "./pipeReader.ts"
 import { ProcessLog } from "./processLog.ts"
 
 /** How a child is set up. */
@@ -30,6 +33,12 @@ export interface SpawnOptions {
   readonly retainedBytes: number
   /** The environment an `envPolicy` starts from. */
   readonly baseEnvironment: Readonly<Record<string, string | undefined>>
+  /**
+   * Whether reads and event streams get views of the output's memory that
+   * they copy before their next read or pull (the exec-server's way), so that
+   * memory is reused; otherwise each chunk handed out is the reader's own.
+   */
+  readonly lendOutput?: boolean | undefined
 }
 
 /**
@@ -51,12 +60,17 @@ export class PipeProcess implements LocalProcess {
   /** Run once, when the process is closed. */
   readonly onClosed: Array<() => void> = []
   private readonly flow: OutputFlow
+  /** The readers of its pipes, once `attach` started them (flow control pauses and resumes these). */
+  private readonly readers: Array<PipeReader> = []
   private readonly input = new InputWriter()
 
-  constructor(child: NodeChildProcess.ChildProcess, log: ProcessLog, now: number) {
+  private readonly memory: OutputMemory
+
+  constructor(child: NodeChildProcess.ChildProcess, log: ProcessLog, memory: OutputMemory, now: number) {
     this.child = child
     this.log = log
-    this.flow = new OutputFlow(log, [child.stdout, child.stderr].filter((pipe) => pipe !== null), now)
+    this.memory = memory
+    this.flow = new OutputFlow(log, this.readers, now)
   }
 
   get lastReadAt(): number {
@@ -77,8 +91,7 @@ export class PipeProcess implements LocalProcess {
   destroy(): void {
     if (this.log.closed) return
     this.signalGroup("SIGKILL")
-    this.child.stdout?.destroy()
-    this.child.stderr?.destroy()
+    for (const reader of this.readers) reader.destroy()
   }
 
   acknowledge(afterSeq: number, now: number): void {
@@ -124,21 +137,22 @@ export class PipeProcess implements LocalProcess {
       log.markExited(exitStatus.code, exitStatus.signal, denied)
       closeIfDone()
     }
-    const pipe = (readable: NodeJS.ReadableStream | null, stream: Protocol.OutputStream) => {
+    const pipe = (readable: Readable | null, stream: Protocol.OutputStream) => {
       if (readable === null) {
         openStreams--
         return
       }
-      readable.on("data", (chunk: Buffer) => {
-        log.appendOutput(stream, chunk)
-        this.flow.pauseIfFull()
-      })
-      readable.on("error", () => {})
-      readable.on("close", () => {
-        openStreams--
-        if (openStreams === 0) recordExit()
-        closeIfDone()
-      })
+      this.readers.push(readPipe(readable, this.memory.pipe(), {
+        onChunk: (chunk) => {
+          log.appendOutput(stream, chunk)
+          this.flow.pauseIfFull()
+        },
+        onClose: () => {
+          openStreams--
+          if (openStreams === 0) recordExit()
+          closeIfDone()
+        }
+      }))
     }
     pipe(child.stdout, "stdout")
     pipe(child.stderr, "stderr")
@@ -146,7 +160,9 @@ export class PipeProcess implements LocalProcess {
     child.on("exit", (code, signal) => {
       exitStatus = { code: code ?? Protocol.signaledExitCode(signal), signal }
       if (openStreams === 0) recordExit()
-      else exitGrace = setTimeout(recordExit, Defaults.processTable.exitGraceMillis)
+      // at the grace's end, after one more look at the pipes: a loaded event loop may run this timer late,
+      // with their last output (and their end) waiting in the same turn's I/O
+      else exitGrace = setTimeout(() => setImmediate(recordExit), Defaults.processTable.exitGraceMillis)
     })
   }
 }
@@ -224,9 +240,14 @@ const startChild = (
     })
     child.once("spawn", () => {
       feed(child, inputs)
+      const memory = new OutputMemory(options.lendOutput === true)
       const started = new PipeProcess(
         child,
-        new ProcessLog(options.retainedBytes, request.backpressure === true),
+        new ProcessLog(options.retainedBytes, request.backpressure === true, {
+          memory,
+          lends: options.lendOutput === true
+        }),
+        memory,
         now
       )
       if (launch !== undefined) {

@@ -3,7 +3,7 @@
  * running and closed processes by id, and how long a closed one is kept (its
  * id stays taken until it is forgotten). Memory is bounded by count as well
  * as by time: past `maxClosedRetained` closed processes, the oldest whose
- * output was all read is forgotten early.
+ * reader has seen its end is forgotten early.
  *
  * @internal
  */
@@ -61,8 +61,10 @@ export class ProcessTable {
 
   /**
    * Counts `processId` among the closed ones; past the bound, forgets the
-   * oldest whose output was all read (output a reader still wants is kept
-   * until its retention ends).
+   * oldest whose reader has seen its end (a read answered `closed` with nothing
+   * more): one whose reader may still come for its output or its close is
+   * kept until its retention ends. (Acknowledged output alone is not enough:
+   * a reader that has every byte still reads once more to learn of the close.)
    */
   closed(processId: string): void {
     this.closedOrder.add(processId)
@@ -73,7 +75,7 @@ export class ProcessTable {
         this.closedOrder.delete(candidate)
         return
       }
-      if (entry.process.log.unreadBytes === 0) {
+      if (entry.process.log.endSeen) {
         this.forget(candidate, entry.process)
         return
       }

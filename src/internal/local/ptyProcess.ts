@@ -190,7 +190,8 @@ export class PtyProcess implements LocalProcess {
     const name = signalNames.get(signal) ?? null
     this.exitStatus = { code: signal === 0 ? exitCode : 128 + signal, signal: signal === 0 ? null : name }
     if (this.terminal.destroyed) this.recordExit()
-    else this.exitGrace = setTimeout(this.recordExit, Defaults.processTable.exitGraceMillis)
+    // after one more look at the terminal, as for pipes: a late timer may share its turn with the last output
+    else this.exitGrace = setTimeout(() => setImmediate(this.recordExit), Defaults.processTable.exitGraceMillis)
   }
 
   // The exit is numbered once the terminal reached its end, or after a grace
