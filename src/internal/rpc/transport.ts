@@ -39,14 +39,13 @@ export interface Transport {
    */
   readonly post: (frame: string) => Effect.Effect<void, TransportClosed>
   /**
-   * Queues a binary frame as `post` does; `written` runs once the OS took it
-   * (or it never will be), after which `frame` may be reused. Present only
-   * where frames can be binary (WebSocket), absent on a text-only transport
-   * (stdio).
+   * Queues a binary frame as `post` does, at once (no effect to run: the hot
+   * path of pushed output); returns why not when the link is gone. `written`
+   * runs once the OS took the frame (or it never will), after which `frame`
+   * may be reused. Present only where frames can be binary (WebSocket),
+   * absent on a text-only transport (stdio).
    */
-  readonly postBinary?:
-    | ((frame: Uint8Array, written: () => void) => Effect.Effect<void, TransportClosed>)
-    | undefined
+  readonly postBinary?: ((frame: Uint8Array, written: () => void) => TransportClosed | undefined) | undefined
   readonly listen: (handlers: {
     readonly onFrame: (frame: string) => void
     /**
@@ -88,7 +87,7 @@ export const outgoing = (options: {
   readonly write: (frame: string | Uint8Array, done: (error?: Error | null) => void) => void
   readonly drop: (reason: string) => void
 }): Pick<Transport, "send" | "post"> & {
-  readonly postBytes: (frame: Uint8Array, written: () => void) => Effect.Effect<void, TransportClosed>
+  readonly postBytes: (frame: Uint8Array, written: () => void) => TransportClosed | undefined
 } => {
   const maxBufferedBytes = options.limits.maxBufferedBytes ?? Infinity
   const stallTimeoutMillis = options.limits.stallTimeoutMillis
@@ -130,12 +129,10 @@ export const outgoing = (options: {
         const refused = write(frame, () => {})
         return refused === undefined ? Effect.void : Effect.fail(refused)
       }),
-    postBytes: (frame, written) =>
-      Effect.suspend(() => {
-        const refused = write(frame, written)
-        if (refused === undefined) return Effect.void
-        written()
-        return Effect.fail(refused)
-      })
+    postBytes: (frame, written) => {
+      const refused = write(frame, () => written())
+      if (refused !== undefined) written()
+      return refused
+    }
   }
 }

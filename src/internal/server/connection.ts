@@ -37,12 +37,15 @@ export const serveConnection = Effect.fnUntraced(function*(
   // what the session pushes waits for the `initialize` answer: a resumed
   // session's notifications never reach the client before it knows the session
   const initializeAnswered = Latch.makeUnsafe(false)
-  const pushOutput = makeOutputPush(transport, () => handshake.binaryOutput)
+  /** Whether the latch is open (what the pushes that do not wait need to know). */
+  let answered = false
+  const output = makeOutputPush(transport, () => handshake.binaryOutput)
   const connection: Connection = {
     send: (message) => Effect.andThen(initializeAnswered.await, send(message)),
     sendJson: (json) => Effect.andThen(initializeAnswered.await, sendJson(json)),
     postJson: (json) => Effect.andThen(initializeAnswered.await, Effect.ignore(transport.post(json))),
-    postOutput: (process, output) => Effect.andThen(initializeAnswered.await, pushOutput(process, output)),
+    postOutput: (process, chunk) => Effect.andThen(initializeAnswered.await, output.push(process, chunk)),
+    postOutputNow: (process, chunk) => answered && output.pushBinary(process, chunk),
     close: (reason) => Effect.andThen(Effect.logWarning(`closing a connection: ${reason}`), transport.close)
   }
   const handshake = new Handshake(registry, connection, methodsOf, { binaryOutput: transport.postBinary !== undefined })
@@ -102,7 +105,9 @@ export const serveConnection = Effect.fnUntraced(function*(
       pendingBytes += bytes
       return turns.withPermits(1)(answer(id, method, routeRequest(method, params, resolve))).pipe(
         Effect.andThen(Effect.suspend(() =>
-          method === "initialize" && handshake.session !== undefined ? initializeAnswered.open : Effect.void
+          method === "initialize" && handshake.session !== undefined
+            ? Effect.andThen(Effect.sync(() => (answered = true)), initializeAnswered.open)
+            : Effect.void
         )),
         Effect.ensuring(Effect.sync(() => {
           pending--
@@ -147,6 +152,7 @@ export const serveConnection = Effect.fnUntraced(function*(
   })
 
   // a notification still waiting for the answer goes nowhere now: let it finish
+  answered = true
   initializeAnswered.openUnsafe()
   yield* Scope.close(scope, undefined as never).pipe(Effect.ignore)
   if (handshake.session !== undefined) yield* registry.detach(handshake.session, connection)

@@ -66,6 +66,28 @@ const notify = (
   }
 }
 
+/**
+ * Pushes the output events at the front of `events` that need no waiting:
+ * those of a process whose output is not pushed, those of a detached session
+ * (not queued, as ever), and those the connection takes at once. Returns how
+ * many it took.
+ */
+const pushNow = (
+  session: Session,
+  process: NotifiedProcess,
+  pushed: PushedProcess,
+  events: ReadonlyArray<ProcessEvent>
+): number => {
+  const connection = session.attached
+  let taken = 0
+  for (; taken < events.length; taken++) {
+    const event = events[taken]!
+    if (event._tag !== "Output") break
+    if (process.output && connection !== undefined && !connection.postOutputNow(pushed, event)) break
+  }
+  return taken
+}
+
 /** Waits for the session to have a connection, except for output, which a detached session does not queue. */
 const whenAttached = (session: Session, event: ProcessEvent): Effect.Effect<Connection | undefined> =>
   event._tag === "Output" || event._tag === "Dropped"
@@ -84,12 +106,19 @@ export const notifyEvents = (
   closed: Effect.Effect<void>
 ): Effect.Effect<void> => {
   const pushed = new PushedProcess(process.processId)
+  const one = (event: ProcessEvent) =>
+    Effect.flatMap(
+      whenAttached(session, event),
+      (connection) => connection === undefined ? Effect.void : notify(connection, process, pushed, event)
+    )
   return registry.executor.events(process.internalId).pipe(
-    Stream.runForEach((event) =>
-      Effect.flatMap(
-        whenAttached(session, event),
-        (connection) => connection === undefined ? Effect.void : notify(connection, process, pushed, event)
-      )
+    Stream.runForEachArray((events) =>
+      Effect.suspend(() => {
+        // the output at the front of a batch goes out at once where it can (no effect per chunk: a large
+        // output is thousands of them); the rest, and what must wait, one by one
+        const taken = pushNow(session, process, pushed, events)
+        return taken === events.length ? Effect.void : Effect.forEach(events.slice(taken), one, { discard: true })
+      })
     ),
     Effect.ignore,
     Effect.ensuring(closed),

@@ -70,17 +70,29 @@ const sharedPool = new FramePool(Defaults.outputFrames.bufferBytes, Defaults.out
  */
 export const makeOutputPush = (transport: Transport, binaryWanted: () => boolean, pool: FramePool = sharedPool) => {
   const postBinary = transport.postBinary
-  return (process: PushedProcess, output: OutputChunk): Effect.Effect<void> => {
+  /** A binary frame queued at once: false when output goes as JSON here. */
+  const pushBinary = (process: PushedProcess, output: OutputChunk): boolean => {
     const { header } = process
-    if (postBinary === undefined || !header.fits || !binaryWanted()) {
-      return Effect.ignore(transport.post(Protocol.outputNotificationJson(process.processId, output)))
-    }
+    if (postBinary === undefined || !header.fits || !binaryWanted()) return false
     const length = header.bytes + output.chunk.length
     if (length > pool.bufferBytes) {
-      return Effect.ignore(postBinary(header.encode(output.seq, output.stream, output.chunk), () => {}))
+      postBinary(header.encode(output.seq, output.stream, output.chunk), () => {})
+      return true
     }
     const buffer = pool.take()
     buffer.set(output.chunk, header.write(buffer, output.seq, output.stream))
-    return Effect.ignore(postBinary(buffer.subarray(0, length), () => pool.give(buffer)))
+    // a refused frame (the link is gone) is dropped as a lost notification is: the client resumes and reads
+    postBinary(buffer.subarray(0, length), () => pool.give(buffer))
+    return true
+  }
+  return {
+    pushBinary,
+    /** One `process/output`, binary or JSON. */
+    push: (process: PushedProcess, output: OutputChunk): Effect.Effect<void> =>
+      Effect.suspend(() =>
+        pushBinary(process, output)
+          ? Effect.void
+          : Effect.ignore(transport.post(Protocol.outputNotificationJson(process.processId, output)))
+      )
   }
 }

@@ -86,14 +86,12 @@ export const processHandlers = (registry: SessionRegistry, session: Session): {
    * A client that reads pushed output says how far it got, as a read at that
    * cursor would, without asking for the chunks again (our extension).
    */
-  const acknowledge = (request: Protocol.ParamsOf<"process/acknowledge">) =>
-    executor.read({
-      processId: session.internalIdOf(request.processId),
-      afterSeq: request.afterSeq,
-      maxBytes: 1,
-      waitMs: 0
-    })
-      .pipe(Effect.asVoid, Effect.mapError(fromExecutorError(request.processId)))
+  const acknowledge = (request: Protocol.ParamsOf<"process/acknowledge">) => {
+    const processId = session.internalIdOf(request.processId)
+    return (executor.acknowledge === undefined
+      ? Effect.asVoid(executor.read({ processId, afterSeq: request.afterSeq, maxBytes: 1, waitMs: 0 }))
+      : executor.acknowledge(processId, request.afterSeq)).pipe(Effect.mapError(fromExecutorError(request.processId)))
+  }
 
   return {
     requests: {

@@ -32,6 +32,12 @@ export interface Connection {
    * client asked for them, JSON otherwise.
    */
   readonly postOutput: (process: PushedProcess, output: OutputChunk) => Effect.Effect<void>
+  /**
+   * Queues one `process/output` at once when it can (a binary frame to a
+   * client that asked for them, once `initialize` is answered): false when it
+   * must go through `postOutput`.
+   */
+  readonly postOutputNow: (process: PushedProcess, output: OutputChunk) => boolean
   /** Ends the connection (the session detaches, to be resumed). */
   readonly close: (reason: string) => Effect.Effect<void>
 }
