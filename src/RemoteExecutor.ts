@@ -58,6 +58,12 @@ export interface Options {
   readonly clientName?: string
   /** The largest file the file system reads or writes (default 64 MiB); larger ones are refused. */
   readonly maxFileBytes?: number
+  /**
+   * Whether to ask for pushed output as binary frames where the server offers
+   * them and the transport carries them (default true); false keeps every
+   * frame JSON text, as a Codex client gets it.
+   */
+  readonly binaryOutput?: boolean
 }
 
 /**
@@ -192,6 +198,7 @@ export const makeEnvironment = Effect.fnUntraced(function*(
     onBinaryFrame: recordOutputFrame(records)
   }, {
     clientName: options.clientName ?? "effect-exec",
+    binaryOutput: options.binaryOutput ?? true,
     connectTimeout: Duration.fromInputUnsafe(options.connectTimeout ?? Defaults.client.connectTimeoutMillis),
     requestTimeoutMillis: Duration.toMillis(
       Duration.fromInputUnsafe(options.requestTimeout ?? Defaults.client.requestTimeoutMillis)

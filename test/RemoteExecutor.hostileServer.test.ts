@@ -712,6 +712,48 @@ describe("the client against a streaming server (our extension)", () => {
     }))
 })
 
+describe("the client against a server at its limits", () => {
+  it.live("a request refused for a server limit (nothing ran) is asked again, and the run goes on", () =>
+    Effect.gen(function*() {
+      let refusals = 2
+      const server = yield* fakeServer(wellBehaved((message, connection) => {
+        if (message.method !== "process/start" || refusals === 0) return false
+        refusals--
+        connection.fail(message.id, -32000, "too many processes: this session already runs 1024 (the limit)")
+        return true
+      }))
+      const result = yield* Exec.run({ command: ["echo", "hi"], cwd: "/tmp" }).pipe(
+        Effect.provide(remote(server).layer)
+      )
+      assert.deepStrictEqual(result.termination, Exec.Termination.Exited({ exitCode: 0 }))
+      assert.strictEqual(result.stdout.text, "hi\n")
+      const starts = server.calls("process/start").map((m) => m.params.processId)
+      assert.lengthOf(starts, 3)
+      assert.strictEqual(new Set(starts).size, 1, "the same start, asked three times")
+    }))
+
+  it.effect("a server that stays at its limit gets the run's own deadline, not a hang", () =>
+    Effect.gen(function*() {
+      const server = yield* fakeServer(wellBehaved((message, connection) => {
+        if (message.method !== "process/start") return false
+        connection.fail(message.id, -32000, "too many processes: this server already runs 4096 (the limit)")
+        return true
+      }))
+      const fiber = yield* Exec.run({ command: ["true"], cwd: "/tmp", timeout: "3 seconds" }).pipe(
+        Effect.provide(remote(server).layer),
+        Effect.forkChild
+      )
+      yield* server.whenReceived("process/start")
+      for (let i = 0; i < 40 && fiber.pollUnsafe() === undefined; i++) {
+        yield* TestClock.adjust("100 millis")
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5)))
+      }
+      const result = yield* Fiber.join(fiber)
+      assert.strictEqual(result.termination._tag, "TimedOut")
+      assert.isAbove(server.calls("process/start").length, 1, "asked again meanwhile")
+    }))
+})
+
 describe("the client against binary output frames (our extension)", () => {
   /** An output frame as the README lays it out, fields given one by one. */
   const frame = (fields: {

@@ -10,6 +10,7 @@
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import { identity } from "effect/Function"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -18,7 +19,7 @@ import { ConnectionLost, ExecutorError, InvalidRequest, ProtocolViolation, Serve
 import * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"
 import { oneLine } from "../oneLine.ts"
-import { type Client, makeClient } from "../rpc/client.ts"
+import { type Client, makeClient, type RpcError } from "../rpc/client.ts"
 import { ErrorCode } from "../rpc/message.ts"
 import { type Transport, TransportClosed } from "../rpc/transport.ts"
 
@@ -42,6 +43,10 @@ export interface ServerInfo {
   readonly capabilities: ReadonlyArray<string> | undefined
 }
 
+/** A request the server refused for one of its limits (requests in flight, processes): it did not run. */
+const isLimitRefusal = (error: RpcError | TransportClosed): boolean =>
+  error._tag === "RpcError" && error.code === ErrorCode.limitExceeded
+
 const lost = (error: TransportClosed | ConnectionLost): ExecutorError =>
   new ExecutorError({
     reason: error._tag === "ConnectionLost" ? error : new ConnectionLost({ description: error.description })
@@ -59,11 +64,20 @@ export class Link {
   private sessionId: string | undefined
   private info: ServerInfo = { cwd: undefined, tempDir: undefined, capabilities: undefined }
   private readonly connecting = Semaphore.makeUnsafe(1)
+  /** Requests in flight at once, so that a burst of calls queues here rather than being refused by the server. */
+  private readonly requests = Semaphore.makeUnsafe(Defaults.client.maxRequestsInFlight)
+  /**
+   * Starts in flight at once, within the requests: a burst of starts queues
+   * here, and cannot hold back the reads of the processes already running.
+   */
+  private readonly starts = Semaphore.makeUnsafe(Defaults.client.maxStartsInFlight)
   private readonly connect: Effect.Effect<Transport, ConnectionLost>
   private readonly onNotification: (method: string, params: unknown) => void
   private readonly onBinaryFrame: (frame: Uint8Array) => boolean
   private readonly options: {
     readonly clientName: string
+    /** Whether to ask for output as binary frames (where offered and carried). */
+    readonly binaryOutput: boolean
     readonly connectTimeout: Duration.Duration
     readonly requestTimeoutMillis: number
     /** Where fire-and-forget notifications run. */
@@ -86,6 +100,19 @@ export class Link {
     this.options = options
   }
 
+  /** How a request refused for a server limit is asked again: backing off, for at most a request's timeout. */
+  private get limitBackoff() {
+    return Schedule.max([
+      Schedule.exponential(Defaults.client.limitRetryBaseMillis).pipe(
+        Schedule.modifyDelay(({ duration }) =>
+          Effect.succeed(Duration.min(duration, Duration.millis(Defaults.client.limitRetryMaxMillis)))
+        ),
+        Schedule.jittered
+      ),
+      Schedule.during(Duration.millis(this.options.requestTimeoutMillis))
+    ])
+  }
+
   /** What the server said of itself, once connected. */
   get server(): ServerInfo {
     return this.info
@@ -106,7 +133,7 @@ export class Link {
       if (this.current !== undefined) return this.current
       const transport = yield* this.connect
       const rpc = makeClient(transport, this.onNotification, this.onBinaryFrame)
-      const result = yield* this.initialize(rpc, transport.postBinary !== undefined).pipe(
+      const result = yield* this.initialize(rpc, this.options.binaryOutput && transport.postBinary !== undefined).pipe(
         // a link that failed to become a session must not stay open (the server would count it as attached)
         Effect.onError(() => transport.close)
       )
@@ -204,6 +231,11 @@ export class Link {
               Effect.fail(new TransportClosed({ description: `no answer to ${method} within ${timeoutMillis} ms` }))
             )
         }),
+        this.requests.withPermits(1),
+        method === "process/start" ? this.starts.withPermits(1) : identity,
+        // refused for a limit of the server (requests in flight, processes): nothing ran, so it is asked
+        // again a little later, for as long as an answer may take
+        Effect.retry({ while: isLimitRefusal, schedule: this.limitBackoff }),
         Effect.mapError((error) => {
           if (error._tag === "RpcError") {
             return new ExecutorError({ reason: Protocol.errorFromWire(error, context) })
