@@ -11,9 +11,11 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { ensureCodex } from "../test/support/codexServer.ts"
 import { peakRssMiB, type Scenario } from "./scenario.ts"
+import { measureStartup } from "./startup.ts"
 
 const MiB = 1024 * 1024
 const STREAM = 256 * MiB
+const STARTUP_ROUNDS = 20
 const root = fileURLToPath(new URL("..", import.meta.url))
 const node = process.execPath
 
@@ -48,7 +50,7 @@ const startServer = (command: string, args: ReadonlyArray<string>, env: NodeJS.P
   })
 
 /** Our server as a user starts it: the executable, so its shebang's Node flags apply. */
-const ours = () => startServer(join(root, "bin/effect-exec.js"), ["serve"])
+const ours = () => startServer(join(root, "dist/effect-exec.cjs"), ["serve"])
 
 /** Client scenarios run with the same Node flags as the CLI. */
 const clientFlags = ["--max-semi-space-size=1"]
@@ -259,6 +261,33 @@ const main = async () => {
   row("**Scale** 200 concurrent `Exec.run` (`sh -c 'echo i'`)", "wall ms", "errors", "", "", "")
   row("local", fmt(scaleLocal.ms), String(scaleLocal.errors), "", "", "")
   row("remote, our exec-server", fmt(scaleRemote.ms), String(scaleRemote.errors), "", "", "")
+
+  // ---- CLI start -----------------------------------------------------------
+  const startup = measureStartup(STARTUP_ROUNDS)
+  row(
+    `**CLI start** (${STARTUP_ROUNDS} interleaved rounds, compile cache warm)`,
+    "median ms",
+    "min ms",
+    "CPU ms",
+    "peak RSS MiB",
+    "CPU ratio to node -e 0"
+  )
+  row(
+    "`node -e 0`",
+    fmt(startup.node.medianMillis),
+    fmt(startup.node.minMillis),
+    fmt(startup.node.cpuMillis),
+    fmt(startup.node.peakRssMiB),
+    "1.00"
+  )
+  row(
+    "`effect-exec run -- true` (dist/effect-exec.cjs)",
+    fmt(startup.cli.medianMillis),
+    fmt(startup.cli.minMillis),
+    fmt(startup.cli.cpuMillis),
+    fmt(startup.cli.peakRssMiB),
+    fmt(startup.cli.cpuMillis / startup.node.cpuMillis, 2)
+  )
 
   console.log(
     `\neffect-exec benchmark — ${new Date().toISOString()} — ${cpus().length} × ${cpus()[0]?.model.trim()}, ` +

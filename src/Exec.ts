@@ -2,7 +2,8 @@
  * `Exec.run`: run one command in the current `Environment` and return a typed
  * result. One consume loop serves every executor: start, then a `Stream` of
  * long-poll reads (`afterSeq = nextSeq - 1`) until the process is closed,
- * raced against the timeout and an optional interrupt; live deltas go to the
+ * raced against the timeout and an optional interrupt, while the request's
+ * stdin (or a terminal's keys) is written in; live deltas go to the
  * `OutputSink` (capped per call), chunks fold into capped buffers, and after
  * the exit the loop drains for at most `drainLimit`, so a background child
  * that keeps a pipe open cannot hang the call.
@@ -12,14 +13,13 @@
 import type * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as CappedBuffer from "./CappedBuffer.ts"
 import { Environment } from "./Environment.ts"
-import type { Executor, ExecutorError } from "./Executor.ts"
+import { type Executor, type ExecutorError, fail, InvalidRequest } from "./Executor.ts"
 import * as InternalDefaults from "./internal/defaults.ts"
 import { OutputSink } from "./OutputSink.ts"
 import * as Protocol from "./Protocol.ts"
@@ -31,9 +31,11 @@ import * as Sandbox from "./Sandbox.ts"
 
 /**
  * What to keep of the output. `"shellTool"` (Codex's default): the first 1 MiB
- * of each stream, and the timeout applies. `"fullBuffer"`: everything, and no
- * timeout. `headTail`: the first `headBytes` and the last `tailBytes` of each
- * stream, with the cut counted (the errors are usually at the end).
+ * of each stream, with a 10 s timeout unless the request names one.
+ * `"fullBuffer"`: everything, with no timeout unless the request names one.
+ * `headTail`: the first `headBytes` and the last `tailBytes` of each stream,
+ * with the cut counted (the errors are usually at the end), and the 10 s
+ * default timeout.
  *
  * @category models
  * @since 0.1.0
@@ -86,10 +88,24 @@ export interface ExecRequest {
    * enforce the policy fails the call with `SandboxRefused`.
    */
   readonly sandbox?: Sandbox.Policy
-  /** Default 10 seconds; ignored by `"fullBuffer"` capture. */
+  /**
+   * Kills the process group after this long (exit code 124). Honoured with
+   * every capture; without it, `"shellTool"` and head/tail capture time out
+   * after 10 seconds (Codex's shell tool) and `"fullBuffer"` never does.
+   * `Duration.infinity` disables it.
+   */
   readonly timeout?: Duration.Input
   /** Default `"shellTool"`. */
   readonly capture?: Capture
+  /**
+   * What the command reads on its stdin: a string (as UTF-8), bytes, or a
+   * `Stream` of bytes written as it comes, each chunk once the command's pipe
+   * took the previous one; then its stdin is ended, so it reads end-of-file.
+   * Without it, stdin is `/dev/null`. Not with `tty`: type into the terminal
+   * with `tty.input`. A Codex 0.169 exec-server cannot end a pipe's input, so
+   * there the command gets the bytes but no end-of-file.
+   */
+  readonly stdin?: string | Uint8Array | Stream.Stream<Uint8Array>
   /** Runs once the process is running (Codex's `after_spawn`). */
   readonly onSpawn?: Effect.Effect<void>
   /** When this completes the process group is terminated and the result says `Interrupted`. */
@@ -200,7 +216,9 @@ export const Defaults = {
   shellToolBytes: InternalDefaults.exec.shellToolBytes,
   /** Read size and long-poll wait of one `process/read`. */
   readBytes: InternalDefaults.exec.readBytes,
-  readWaitMillis: InternalDefaults.exec.readWaitMillis
+  readWaitMillis: InternalDefaults.exec.readWaitMillis,
+  /** The largest chunk of `stdin` one `process/write` carries. */
+  writeBytes: InternalDefaults.exec.writeBytes
 } as const
 
 // =============================================================================
@@ -245,26 +263,8 @@ class Progress {
   }
 }
 
-/**
- * Long-poll reads until the process is closed and drained. The cursor travels
- * in the stream's own state, not in `progress`: the stream may pull the next
- * read before the last one was absorbed (`interruptWhen` runs it ahead), and
- * a cursor read from `progress` then would fetch the same chunks twice.
- */
-const reads = (executor: Executor["Service"], processId: string, progress: Progress) =>
-  Stream.paginate(progress.afterSeq, (afterSeq) =>
-    Effect.map(
-      executor.read({ processId, afterSeq, maxBytes: Defaults.readBytes, waitMs: Defaults.readWaitMillis }),
-      // the cursor never goes back: an executor that says otherwise cannot make the loop read output twice
-      (result) =>
-        [
-          [result],
-          Protocol.isDrained(result) ? Option.none() : Option.some(Math.max(afterSeq, result.nextSeq - 1))
-        ] as const
-    ))
-
 /** Folds one read into the progress and sends its deltas. */
-const absorb = (progress: Progress, sink: OutputSink["Service"], callId: string, maxDeltas: number) =>
+const absorb = (progress: Progress, sink: OutputSink.Service, callId: string, maxDeltas: number) =>
   Effect.fnUntraced(function*(result: Protocol.ReadResult) {
     for (const { chunk, seq, stream } of result.chunks) {
       // nothing twice: a chunk at or before the cursor was taken already; an empty one is nothing
@@ -291,9 +291,24 @@ const absorb = (progress: Progress, sink: OutputSink["Service"], callId: string,
     progress.sandboxDenied = result.sandboxDenied ?? false
   })
 
+/** Output bytes in a read answer. */
+const bytesIn = (result: Protocol.ReadResult): number => {
+  let bytes = 0
+  for (const chunk of result.chunks) bytes += chunk.chunk.length
+  return bytes
+}
+
 /**
- * Reads until closed; once the exit is seen (now or during the reads), reads
- * on for at most `drainLimit`.
+ * Long-poll reads (`afterSeq = nextSeq - 1`, never back) until the process is
+ * closed and drained. Once the exit is seen, the loop reads on for at most
+ * `drainLimit`, so a background child holding a pipe cannot hang the call —
+ * but a backlog written before the exit is read whole: a read filled to half
+ * its size or more moves the limit to `drainLimit` past its end, for up to
+ * `drainBacklogBytes` read after the exit, during which the time the sink
+ * takes does not count either. (A backpressured executor still holds up to a
+ * window of output when the process exits, and a read answer says `exited`
+ * whatever its cursor; a slow sink — a CLI writing to a slow pipe — must not
+ * cut it off.)
  */
 const consume = (
   executor: Executor["Service"],
@@ -302,14 +317,35 @@ const consume = (
   step: (result: Protocol.ReadResult) => Effect.Effect<void>
 ) =>
   Effect.gen(function*() {
-    const exitSeen = yield* Deferred.make<void>()
-    if (progress.exited) yield* Deferred.succeed(exitSeen, undefined)
-    yield* reads(executor, processId, progress).pipe(
-      Stream.interruptWhen(Effect.andThen(Deferred.await(exitSeen), Effect.sleep(Defaults.drainLimit))),
-      Stream.runForEach((result) =>
-        Effect.andThen(step(result), result.exited ? Deferred.succeed(exitSeen, undefined) : Effect.void)
-      )
-    )
+    const drainLimit = Duration.toMillis(Defaults.drainLimit)
+    /** When the drain ends, once the exit is seen. */
+    let drainEndsAt = progress.exited ? (yield* Clock.currentTimeMillis) + drainLimit : undefined
+    let readAfterExit = 0
+    while (true) {
+      const left = drainEndsAt === undefined ? undefined : drainEndsAt - (yield* Clock.currentTimeMillis)
+      if (left !== undefined && left <= 0) return
+      const read = executor.read({
+        processId,
+        afterSeq: progress.afterSeq,
+        maxBytes: Defaults.readBytes,
+        waitMs: left === undefined ? Defaults.readWaitMillis : Math.min(Defaults.readWaitMillis, left)
+      })
+      const answer = left === undefined ? Option.some(yield* read) : yield* Effect.timeoutOption(read, left)
+      if (Option.isNone(answer)) return
+      const result = answer.value
+      const absorbing = yield* Clock.currentTimeMillis
+      yield* step(result)
+      if (Protocol.isDrained(result)) return
+      if (!result.exited) continue
+      const absorbed = yield* Clock.currentTimeMillis
+      const bytes = bytesIn(result)
+      if (drainEndsAt === undefined) drainEndsAt = absorbed + drainLimit
+      else if (readAfterExit < InternalDefaults.exec.drainBacklogBytes) {
+        // within the backlog: a full read gives the whole limit again, and the sink's time is not the executor's
+        drainEndsAt = bytes * 2 >= Defaults.readBytes ? absorbed + drainLimit : drainEndsAt + (absorbed - absorbing)
+      }
+      readAfterExit += bytes
+    }
   })
 
 /**
@@ -333,6 +369,40 @@ const feedTerminal = (executor: Executor["Service"], processId: string, terminal
       )
     ], { concurrency: "unbounded", discard: true }),
     Effect.never
+  )
+
+/** A request's `stdin` as a stream of writes, none larger than one write may carry. */
+const stdinChunks = (stdin: NonNullable<ExecRequest["stdin"]>): Stream.Stream<Uint8Array> => {
+  const split = (bytes: Uint8Array): Array<Uint8Array> => {
+    const chunks: Array<Uint8Array> = []
+    for (let offset = 0; offset < bytes.length; offset += Defaults.writeBytes) {
+      chunks.push(bytes.subarray(offset, offset + Defaults.writeBytes))
+    }
+    return chunks
+  }
+  if (typeof stdin === "string") return Stream.fromIterable(split(new TextEncoder().encode(stdin)))
+  if (stdin instanceof Uint8Array) return Stream.fromIterable(split(stdin))
+  return Stream.flatMap(stdin, (chunk) => Stream.fromIterable(split(chunk)))
+}
+
+/**
+ * Writes `stdin` to the process in order, each chunk once the previous one was
+ * taken, then ends its stdin; then waits forever (the caller races it against
+ * the consume loop). It stops early when the command no longer reads (its
+ * stdin closed, or it exited). A failure stops the feeding only: the loop
+ * reports a lost process, and an executor that cannot end stdin (a Codex
+ * server) leaves the command without end-of-file.
+ */
+const feedStdin = (executor: Executor["Service"], processId: string, stdin: Stream.Stream<Uint8Array>) =>
+  stdin.pipe(
+    Stream.mapEffect((chunk) => executor.write({ processId, chunk })),
+    Stream.takeUntil((status) => status !== "accepted"),
+    Stream.runLast,
+    Effect.flatMap((last) =>
+      Option.isNone(last) || last.value === "accepted" ? Effect.asVoid(executor.closeStdin(processId)) : Effect.void
+    ),
+    Effect.ignore,
+    Effect.andThen(Effect.never)
   )
 
 /**
@@ -373,13 +443,19 @@ type Outcome =
 export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect.fn.Return<
   ExecResult,
   ExecutorError,
-  Environment | OutputSink
+  Environment
 > {
   const environment = yield* Environment
   const sink = yield* OutputSink
   const { executor } = environment
   const capture = request.capture ?? "shellTool"
   const terminal = request.tty === true ? {} : request.tty === false ? undefined : request.tty
+  if (terminal !== undefined && request.stdin !== undefined) {
+    return yield* fail(
+      new InvalidRequest({ description: "stdin is for a command on pipes: with tty, type into it with tty.input" })
+    )
+  }
+  const stdin = request.stdin === undefined ? undefined : stdinChunks(request.stdin)
   const processId = `shell-${crypto.randomUUID()}`
   const startedAt = yield* Clock.currentTimeMillis
   const progress = new Progress(limitOf(capture))
@@ -395,7 +471,7 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
   // Killing must not hang on an executor that stopped answering (a silent
   // server): it gets as long as the drain, then the call goes on without it.
   const terminate = executor.terminate(processId).pipe(Effect.timeoutOption(Defaults.drainLimit), Effect.ignore)
-  const timeout = capture === "fullBuffer" ? Effect.never : Effect.sleep(request.timeout ?? Defaults.timeout)
+  const timeout = timeoutOf(request, capture)
   const start = Effect.gen(function*() {
     const cwd = request.cwd ?? (yield* executor.defaultCwd)
     progress.startSent = true
@@ -406,6 +482,7 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
       env: request.env ?? {},
       tty: terminal !== undefined,
       ...(terminal?.size === undefined ? {} : { size: terminal.size }),
+      ...(stdin === undefined ? {} : { pipeStdin: true }),
       arg0: null,
       envPolicy: request.envPolicy ?? (request.env === undefined ? inheritAll : null),
       sandbox: request.sandbox === undefined ? null : Sandbox.toWire(request.sandbox, cwd),
@@ -417,14 +494,21 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
     progress.sandboxType = started.sandboxType ?? "none"
   })
 
+  // what is written into the command while it runs: a terminal's keys and resizes, or stdin
+  const feedInput = terminal !== undefined
+    ? feedTerminal(executor, processId, terminal)
+    : stdin !== undefined
+    ? feedStdin(executor, processId, stdin)
+    : Effect.never
+
   return yield* Effect.uninterruptibleMask((restore) =>
     Effect.gen(function*() {
       // The timeout and the interrupt race everything, the start included: a
       // server that never answers `process/start` cannot outlast the deadline.
       const outcome: Outcome = yield* restore(Effect.raceFirst(
-        startThenConsume(executor, processId, progress, step, start, request.onSpawn, terminal),
+        startThenConsume(executor, processId, progress, step, start, request.onSpawn, feedInput),
         Effect.raceFirst(
-          Effect.as(timeout, { _tag: "TimedOut" } as const),
+          Effect.as(timeout === undefined ? Effect.never : Effect.sleep(timeout), { _tag: "TimedOut" } as const),
           Effect.as(request.interrupt ?? Effect.never, { _tag: "Interrupted" } as const)
         )
       )).pipe(
@@ -446,13 +530,13 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
       }
 
       const finishedAt = yield* Clock.currentTimeMillis
-      return finish(request, capture, processId, progress, outcome, finishedAt - startedAt)
+      return finish(capture, timeout, processId, progress, outcome, finishedAt - startedAt)
     })
   )
 })
 
 /**
- * Starts the process, then reads it to its end (typing into its terminal
+ * Starts the process, then reads it to its end (feeding its input
  * meanwhile). Fails only when the start does; a failure of the executor
  * after the start is the outcome `Lost`.
  */
@@ -463,7 +547,7 @@ const startThenConsume = (
   step: (result: Protocol.ReadResult) => Effect.Effect<void>,
   start: Effect.Effect<void, ExecutorError>,
   onSpawn: Effect.Effect<void> | undefined,
-  terminal: Terminal | undefined
+  feedInput: Effect.Effect<never>
 ): Effect.Effect<Outcome, ExecutorError> =>
   Effect.gen(function*() {
     yield* start
@@ -473,13 +557,25 @@ const startThenConsume = (
         Effect.as<Outcome>({ _tag: "Finished" }),
         Effect.catch((error) => Effect.succeed<Outcome>({ _tag: "Lost", error }))
       ),
-      terminal === undefined ? Effect.never : feedTerminal(executor, processId, terminal)
+      feedInput
     )
   })
 
+/**
+ * The request's timeout; without one, Codex's 10 s for its shell tool's
+ * capture (and head/tail), none for a full buffer.
+ */
+const timeoutOf = (request: ExecRequest, capture: Capture): Duration.Duration | undefined => {
+  if (request.timeout !== undefined) {
+    const timeout = Duration.fromInputUnsafe(request.timeout)
+    return Duration.isFinite(timeout) ? timeout : undefined
+  }
+  return capture === "fullBuffer" ? undefined : Defaults.timeout
+}
+
 const finish = (
-  request: ExecRequest,
   capture: Capture,
+  timeout: Duration.Duration | undefined,
   processId: string,
   progress: Progress,
   outcome: Outcome,
@@ -491,7 +587,7 @@ const finish = (
   const exitedBySignal = progress.exited && (signal !== null || progress.exitCode === -1)
   const signalExitCode = Protocol.signaledExitCode(signal)
   const termination: Termination = outcome._tag === "TimedOut"
-    ? Termination.TimedOut({ timeout: Duration.fromInputUnsafe(request.timeout ?? Defaults.timeout) })
+    ? Termination.TimedOut({ timeout: timeout ?? Duration.infinity })
     : outcome._tag === "Interrupted"
     ? Termination.Interrupted()
     : outcome._tag === "Lost"
@@ -524,3 +620,124 @@ const finish = (
     sandboxDenied: progress.sandboxDenied
   }
 }
+
+// =============================================================================
+// One-liners
+// =============================================================================
+
+/**
+ * A command that did not succeed: it exited non-zero, died of a signal, timed
+ * out, was interrupted or lost. `result` has everything it did (its output,
+ * exit code, termination); the message says how it ended and quotes the end
+ * of its stderr.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class CommandFailed extends Data.TaggedError("CommandFailed")<{
+  readonly command: ReadonlyArray<string>
+  readonly result: ExecResult
+}> {
+  override get message(): string {
+    const { result } = this
+    const how = Termination.$match(result.termination, {
+      Exited: ({ exitCode }) => `exited with code ${exitCode}`,
+      Signaled: ({ signal }) => `was killed by ${signal ?? "a signal"}`,
+      TimedOut: ({ timeout }) => `timed out after ${Duration.format(timeout)}`,
+      Interrupted: () => "was interrupted",
+      Lost: ({ reason }) => `was lost: ${reason}`
+    })
+    const stderr = result.stderr.text.trimEnd()
+    const tail = stderr.length > 500 ? `…${stderr.slice(-500)}` : stderr
+    return `${this.command.join(" ")} ${how}${tail === "" ? "" : `: ${tail}`}`
+  }
+}
+
+/**
+ * What a one-liner runs: an argv, or a full request.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Command = ReadonlyArray<string> | ExecRequest
+
+const isArgv = (command: Command): command is ReadonlyArray<string> => Array.isArray(command)
+
+/** A one-liner keeps all of the output and has no deadline, unless the request says otherwise. */
+const requestOf = (command: Command): ExecRequest =>
+  isArgv(command) ? { command, capture: "fullBuffer" } : { capture: "fullBuffer", ...command }
+
+/**
+ * Runs a command and succeeds only when it exits 0; otherwise fails with
+ * {@link CommandFailed}, which carries the whole result.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Environment, Exec } from "effect-exec"
+ *
+ * const program = Exec.runOrFail({ command: ["make", "test"], timeout: "5 minutes" }).pipe(
+ *   Effect.catchTag("CommandFailed", (error) => Effect.logError(error.result.aggregated.text)),
+ *   Effect.provide(Environment.layerLocal)
+ * )
+ * ```
+ *
+ * @category running
+ * @since 0.1.0
+ */
+export const runOrFail = Effect.fn("Exec.runOrFail")(function*(request: ExecRequest): Effect.fn.Return<
+  ExecResult,
+  ExecutorError | CommandFailed,
+  Environment
+> {
+  const result = yield* run(request)
+  if (result.termination._tag === "Exited" && result.exitCode === 0) return result
+  return yield* new CommandFailed({ command: request.command, result })
+})
+
+/**
+ * Runs a command and returns its stdout as text, as `$(…)` in a shell; fails
+ * with {@link CommandFailed} unless it exits 0. An argv alone keeps all of the
+ * output and has no timeout; a request may say otherwise.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Environment, Exec } from "effect-exec"
+ *
+ * const head = Exec.string(["git", "rev-parse", "HEAD"]).pipe(Effect.provide(Environment.layerLocal))
+ * ```
+ *
+ * @category running
+ * @since 0.1.0
+ */
+export const string = (command: Command): Effect.Effect<string, ExecutorError | CommandFailed, Environment> =>
+  Effect.map(runOrFail(requestOf(command)), (result) => result.stdout.text)
+
+/**
+ * Runs a command and returns the lines of its stdout (without their line
+ * ends, `\n` or `\r\n`; no empty last line for a final newline); fails with
+ * {@link CommandFailed} unless it exits 0.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Environment, Exec } from "effect-exec"
+ *
+ * const files = Exec.lines({ command: ["git", "ls-files"], cwd: "/repo" }).pipe(
+ *   Effect.provide(Environment.layerLocal)
+ * )
+ * ```
+ *
+ * @category running
+ * @since 0.1.0
+ */
+export const lines = (
+  command: Command
+): Effect.Effect<ReadonlyArray<string>, ExecutorError | CommandFailed, Environment> =>
+  Effect.map(string(command), (text) => {
+    if (text === "") return []
+    const split = text.split(/\r?\n/)
+    if (split.at(-1) === "") split.pop()
+    return split
+  })

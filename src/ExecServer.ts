@@ -47,10 +47,15 @@ export interface Options {
   readonly maxConcurrentRequests?: number
   /** Requests of one connection waiting for a turn before new ones are refused. */
   readonly maxQueuedRequests?: number
-  /** Bytes of one connection's requests in flight before new ones are refused (default 192 MiB). */
+  /**
+   * Bytes of one connection's requests in flight past which its socket is not
+   * read until answers free room (default 16 MiB).
+   */
   readonly maxPendingRequestBytes?: number
-  /** Sessions kept at once, attached or waiting for a resume. */
+  /** Sessions kept at once, attached or waiting for a resume; the oldest detached one gives way to a new client. */
   readonly maxSessions?: number
+  /** Sessions attached at once to connections from one IP address. */
+  readonly maxSessionsPerAddress?: number
   /** The largest file `fs/readFile` returns or `fs/writeFile` writes (default 64 MiB); larger ones are refused. */
   readonly maxFileBytes?: number
   /**
@@ -120,7 +125,8 @@ export const makeRegistry = (options: Options = {}): Effect.Effect<Registry, nev
         concurrentRequests: options.maxConcurrentRequests ?? defaults.maxConcurrentRequests,
         queuedRequests: options.maxQueuedRequests ?? defaults.maxQueuedRequests,
         pendingRequestBytes: options.maxPendingRequestBytes ?? defaults.maxPendingRequestBytes,
-        sessions: options.maxSessions ?? defaults.maxSessions
+        sessions: options.maxSessions ?? defaults.maxSessions,
+        sessionsPerAddress: options.maxSessionsPerAddress ?? defaults.maxSessionsPerAddress
       }
     })
     yield* Effect.addFinalizer(() => sessions.endAll())

@@ -380,6 +380,14 @@ export class Executor extends Context.Service<Executor, {
    * instead.
    */
   readonly acknowledge?: ((processId: string, afterSeq: number) => Effect.Effect<void, ExecutorError>) | undefined
+  /**
+   * Ends the stdin of a process started with `pipeStdin`, after the writes
+   * before it: the command reads end-of-file. `stdinClosed` when it was closed
+   * already or the process exited. Fails with `InvalidRequest` for a `tty`
+   * process (type Ctrl-D into its terminal instead), and with `Unsupported`
+   * where the executor cannot (a Codex 0.169 server has no such method).
+   */
+  readonly closeStdin: (processId: string) => Effect.Effect<Protocol.WriteStatus, ExecutorError>
   readonly events: (
     processId: string,
     options?: { readonly afterSeq?: number }

@@ -12,14 +12,19 @@
  * A `tty` request runs on a pseudo-terminal (`@lydell/node-pty`): its output
  * is on stream `"pty"`, writes type into the terminal, `resize` sets its size.
  *
+ * The process groups die with this process, however it ends: closing the
+ * executor's scope kills them, and a watchdog outside them (`parentWatchdog`)
+ * kills those still running when this process dies without closing it
+ * (SIGKILL, an unhandled Ctrl-C).
+ *
  * The roles live under `internal/local/`: `localProcess` (what the executor
  * asks of a process, and the flow control and writes both kinds share),
  * `childProcess` (a child on pipes: spawn, pipes, exit, stdin, signals),
  * `ptyProcess` (a child on a pseudo-terminal), `processTable` (ids,
  * retention, bounds), `processLog` (the seq-numbered log and its long-poll),
- * `envPolicy`. A start with a `sandbox` runs under bubblewrap, built by
- * `internal/sandbox/`, or is refused (a process on a terminal cannot be
- * confined yet).
+ * `envPolicy`, `parentWatchdog`. A start with a `sandbox` runs under
+ * bubblewrap, built by `internal/sandbox/`, or is refused (a process on a
+ * terminal cannot be confined yet).
  *
  * @since 0.1.0
  */
@@ -40,12 +45,14 @@ import {
   type StartRequest
 } from "./Executor.ts"
 import * as Defaults from "./internal/defaults.ts"
-import { spawnProcess } from "./internal/local/childProcess.ts"
+import { prepareChild } from "./internal/local/childProcess.ts"
 import { childEnvironment } from "./internal/local/envPolicy.ts"
-import type { LocalProcess } from "./internal/local/localProcess.ts"
+import { Holdings, type LocalProcess } from "./internal/local/localProcess.ts"
+import { ParentWatchdog } from "./internal/local/parentWatchdog.ts"
 import { eventStream, longPollRead } from "./internal/local/processLog.ts"
 import { ProcessTable } from "./internal/local/processTable.ts"
-import { spawnPtyProcess } from "./internal/local/ptyProcess.ts"
+import { preparePty } from "./internal/local/ptyProcess.ts"
+import { startProblem } from "./internal/local/startChecks.ts"
 import * as Launcher from "./internal/sandbox/launcher.ts"
 import type * as Protocol from "./Protocol.ts"
 
@@ -74,6 +81,13 @@ export interface Options {
   readonly readerIdleTimeout?: Duration.Input
   /** The environment an `envPolicy` starts from (default `process.env`). */
   readonly baseEnvironment?: Readonly<Record<string, string | undefined>>
+  /**
+   * Bytes written to a process's input that it has not taken yet, at most
+   * (default 1 MiB; one larger write goes alone): a write that does not fit
+   * waits until the process reads, and is answered `accepted` only once the
+   * OS took every byte of it.
+   */
+  readonly stdinWindowBytes?: number
   /** How sandboxed starts are confined: where bubblewrap is, whether every start must be sandboxed. */
   readonly sandbox?: SandboxOptions
   /**
@@ -110,6 +124,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const spawnOptions = {
     retainedBytes: options.retainedBytes ?? Defaults.processTable.retainedBytes,
     baseEnvironment: options.baseEnvironment ?? process.env,
+    stdinWindowBytes: options.stdinWindowBytes ?? Defaults.processTable.stdinWindowBytes,
     lendOutput: options.lendOutput === true
   }
   const closedRetention = Duration.fromInputUnsafe(
@@ -121,7 +136,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const table = new ProcessTable(options.maxClosedRetained ?? Defaults.processTable.maxClosedRetained)
   const sandbox = yield* Launcher.makeLauncher(options.sandbox)
   const supervisors = yield* FiberSet.make()
-  yield* Effect.addFinalizer(() => Effect.sync(() => table.destroyAll()))
+  const watchdog = new ParentWatchdog()
+  yield* Effect.addFinalizer(() => Effect.andThen(table.destroyAll(), Effect.sync(() => watchdog.close())))
 
   /** Lets a paused process go lossy when no reader has come for a while. */
   const releaseWhenReaderIdle = (process: LocalProcess): Effect.Effect<never> =>
@@ -145,38 +161,68 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       table.closed(processId)
       yield* Effect.sleep(closedRetention)
       table.forget(processId, process)
+      // what the group left behind had its retention to finish: its id may go to another group now
+      watchdog.forget(process.pid)
     })
 
-  const start = Effect.fn("LocalExecutor.start")(function*(request: StartRequest) {
-    const { processId } = request
-    if (request.argv.length === 0) {
-      return yield* fail(new InvalidRequest({ description: "argv must not be empty", invalidParams: true }))
-    }
-    if (!table.reserve(processId)) return yield* fail(new ProcessIdInUse({ processId }))
-    const now = yield* Clock.currentTimeMillis
-    const spawned = request.tty
+  /**
+   * The slow part of a start, which may take seconds (a hung mount, the first
+   * probe of bubblewrap): its working directory, its program, its sandbox.
+   * What the sandbox holds on the host goes to `holdings`.
+   */
+  const prepare = (request: StartRequest, holdings: Holdings) =>
+    request.tty
       ? Effect.andThen(
         sandbox.refuseConfined(
           request,
           childEnvironment(request.env, request.envPolicy, spawnOptions.baseEnvironment),
           "a process on a terminal"
         ),
-        spawnPtyProcess(request, spawnOptions, now)
+        preparePty(request, spawnOptions)
       )
-      : spawnProcess(request, spawnOptions, now, (env) => sandbox.prepare(request, env))
-    const process = yield* spawned.pipe(
-      Effect.mapError((reason) => new ExecutorError({ reason })),
-      Effect.onError(() => Effect.sync(() => table.unreserve(processId)))
-    )
-    table.started(processId, process)
-    yield* FiberSet.run(supervisors, supervise(processId, process))
-    return {
-      processId,
-      sandboxType: process.sandboxType,
-      ...(process.log.backpressure ? { windowBytes: process.log.capacityBytes } : {})
+      : prepareChild(
+        request,
+        spawnOptions,
+        holdings,
+        (program, environment, hold) => sandbox.prepare(request, program, environment, hold)
+      )
+
+  const start = Effect.fn("LocalExecutor.start")(function*(request: StartRequest) {
+    const { processId } = request
+    if (request.argv.length === 0) {
+      return yield* fail(new InvalidRequest({ description: "argv must not be empty", invalidParams: true }))
     }
-    // from the reservation to the supervisor, all or nothing: an interrupted start must not leave a child behind
-  }, Effect.uninterruptible)
+    const problem = startProblem(request)
+    if (problem !== undefined) return yield* fail(problem)
+    // the preparation may be interrupted (a timeout, a closed connection); from the reservation's point of view
+    // reserve → spawn → register is all or nothing: an interrupted start leaves no child and no reservation behind
+    return yield* Effect.uninterruptibleMask((restore) =>
+      Effect.gen(function*() {
+        if (!table.reserve(processId)) return yield* fail(new ProcessIdInUse({ processId }))
+        const holdings = new Holdings()
+        const giveBack = Effect.sync(() => {
+          holdings.releaseAll()
+          table.unreserve(processId)
+        })
+        const prepared = yield* restore(prepare(request, holdings)).pipe(
+          Effect.mapError((reason) => new ExecutorError({ reason })),
+          Effect.onError(() => giveBack)
+        )
+        const process = yield* prepared.spawn(yield* Clock.currentTimeMillis).pipe(
+          Effect.mapError((reason) => new ExecutorError({ reason })),
+          Effect.onError(() => giveBack)
+        )
+        table.started(processId, process)
+        watchdog.watch(process.pid)
+        yield* FiberSet.run(supervisors, supervise(processId, process))
+        return {
+          processId,
+          sandboxType: process.sandboxType,
+          ...(process.log.backpressure ? { windowBytes: process.log.capacityBytes } : {})
+        }
+      })
+    )
+  })
 
   const read = Effect.fn("LocalExecutor.read")(function*(params: Protocol.ReadParams) {
     const process = yield* table.lookup(params.processId)
@@ -220,6 +266,19 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     }
   })
 
+  const closeStdin = Effect.fn("LocalExecutor.closeStdin")(function*(processId: string) {
+    const entry = table.get(processId)
+    if (entry === undefined) return "unknownProcess" as const
+    if (entry.state === "starting") return "starting" as const
+    const status = entry.process.closeStdin()
+    if (status === undefined) {
+      return yield* fail(
+        new InvalidRequest({ description: `process ${processId} runs on a terminal: type Ctrl-D to end its input` })
+      )
+    }
+    return status
+  })
+
   const events = (
     processId: string,
     options?: { readonly afterSeq?: number }
@@ -234,6 +293,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     signal,
     resize,
     acknowledge,
+    closeStdin,
     events,
     defaultCwd: Effect.sync(() => process.cwd()),
     sandboxSupport: sandbox.support

@@ -3,7 +3,9 @@
  * `OutputDelta`. `Exec.run` awaits `emit`, so a sink decides whether a slow
  * consumer slows the command: the queue and PubSub sinks never wait (a lagging
  * consumer loses deltas, never the command's captured output); the console
- * sink waits for the terminal, as a shell pipe would.
+ * sink waits for the terminal, as a shell pipe would. Without a sink
+ * provided, deltas are dropped (the result still holds the output), so a
+ * script needs no layer for it.
  *
  * @since 0.1.0
  */
@@ -28,25 +30,43 @@ export interface OutputDelta {
 }
 
 /**
- * Receives live output deltas.
+ * Types of the {@link OutputSink} reference.
+ *
+ * @since 0.1.0
+ */
+export declare namespace OutputSink {
+  /**
+   * What a sink does with each delta.
+   *
+   * @category models
+   * @since 0.1.0
+   */
+  export interface Service {
+    readonly emit: (delta: OutputDelta) => Effect.Effect<void>
+  }
+}
+
+const discard: OutputSink.Service = { emit: () => Effect.void }
+
+/**
+ * Receives live output deltas. A reference with a default: unless a layer
+ * provides another sink, deltas are dropped.
  *
  * @category services
  * @since 0.1.0
  */
-export class OutputSink extends Context.Service<OutputSink, {
-  readonly emit: (delta: OutputDelta) => Effect.Effect<void>
-}>()("effect-exec/OutputSink") {}
+export class OutputSink extends Context.Reference<OutputSink.Service>("effect-exec/OutputSink", {
+  defaultValue: () => discard
+}) {}
 
 /**
- * Drops every delta: for callers that only want the final result.
+ * Drops every delta (the default): for callers that only want the final
+ * result.
  *
  * @category layers
  * @since 0.1.0
  */
-export const layerDiscard: Layer.Layer<OutputSink> = Layer.succeed(
-  OutputSink,
-  OutputSink.of({ emit: () => Effect.void })
-)
+export const layerDiscard: Layer.Layer<never> = Layer.succeed(OutputSink, discard)
 
 /**
  * Offers each delta to `queue` without waiting: a full bounded queue drops the
@@ -68,7 +88,7 @@ export const layerDiscard: Layer.Layer<OutputSink> = Layer.succeed(
  * @category layers
  * @since 0.1.0
  */
-export const layerQueue = (queue: Queue.Enqueue<OutputDelta>): Layer.Layer<OutputSink> =>
+export const layerQueue = (queue: Queue.Enqueue<OutputDelta>): Layer.Layer<never> =>
   Layer.succeed(OutputSink, OutputSink.of({ emit: (delta) => Effect.sync(() => void Queue.offerUnsafe(queue, delta)) }))
 
 /**
@@ -77,7 +97,7 @@ export const layerQueue = (queue: Queue.Enqueue<OutputDelta>): Layer.Layer<Outpu
  * @category layers
  * @since 0.1.0
  */
-export const layerPubSub = (pubsub: PubSub.PubSub<OutputDelta>): Layer.Layer<OutputSink> =>
+export const layerPubSub = (pubsub: PubSub.PubSub<OutputDelta>): Layer.Layer<never> =>
   Layer.succeed(
     OutputSink,
     OutputSink.of({ emit: (delta) => Effect.sync(() => void PubSub.publishUnsafe(pubsub, delta)) })
@@ -92,16 +112,41 @@ const writeTo = (target: NodeJS.WritableStream, chunk: Uint8Array): Effect.Effec
   })
 
 /**
- * Writes each delta's bytes to this process's stdout or stderr as they come,
- * waiting when the terminal or pipe is full (so nothing is lost or buffered
- * without bound).
+ * Writes each delta's bytes to a writable stream as they come — stdout and
+ * stderr deltas to `stdout` and `stderr`, a terminal's to `stdout` — waiting
+ * when a stream is full, so nothing is lost or buffered without bound.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Environment, Exec, OutputSink } from "effect-exec"
+ * import { createWriteStream } from "node:fs"
+ *
+ * const log = createWriteStream("/tmp/build.log")
+ * const program = Exec.run({ command: ["make"] }).pipe(
+ *   Effect.provide([Environment.layerLocal, OutputSink.layerWritable({ stdout: log, stderr: log })])
+ * )
+ * ```
  *
  * @category layers
  * @since 0.1.0
  */
-export const layerConsole: Layer.Layer<OutputSink> = Layer.succeed(
-  OutputSink,
-  OutputSink.of({
-    emit: (delta) => writeTo(delta.stream === "stderr" ? process.stderr : process.stdout, delta.chunk)
+export const layerWritable = (targets: {
+  readonly stdout: NodeJS.WritableStream
+  readonly stderr: NodeJS.WritableStream
+}): Layer.Layer<never> =>
+  Layer.succeed(OutputSink, {
+    emit: (delta) => writeTo(delta.stream === "stderr" ? targets.stderr : targets.stdout, delta.chunk)
   })
+
+/**
+ * Writes each delta's bytes to this process's stdout or stderr as they come,
+ * in the order they were read, waiting when the terminal or pipe is full (so
+ * nothing is lost or buffered without bound).
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerConsole: Layer.Layer<never> = Layer.suspend(() =>
+  layerWritable({ stdout: process.stdout, stderr: process.stderr })
 )

@@ -630,12 +630,26 @@ export const isDrained = (result: ReadResult): boolean => result.closed && resul
  * @category encoding
  * @since 0.1.0
  */
-export const readResultJson = (result: ReadResult): string => {
+export const readResultJson = (result: ReadResult): string =>
+  readResultJsonPieces(result).map((piece) => typeof piece === "string" ? piece : encodeBase64(piece)).join("")
+
+/**
+ * The JSON text of a read result (as {@link readResultJson}) in pieces: text,
+ * and each chunk's bytes, which stand for their standard base64. A server
+ * writes the pieces into one buffer, so a large answer is never also a large
+ * string.
+ *
+ * @category encoding
+ * @since 0.1.0
+ */
+export const readResultJsonPieces = (result: ReadResult): ReadonlyArray<string | Uint8Array> => {
   const { chunks, ...rest } = result
-  const encoded = chunks.map((chunk) =>
-    `{"seq":${chunk.seq},"stream":"${chunk.stream}","chunk":"${encodeBase64(chunk.chunk)}"}`
-  )
-  return `{"chunks":[${encoded.join(",")}],${JSON.stringify(rest).slice(1)}`
+  const pieces: Array<string | Uint8Array> = ["{\"chunks\":["]
+  chunks.forEach((chunk, i) => {
+    pieces.push(`${i === 0 ? "" : ","}{"seq":${chunk.seq},"stream":"${chunk.stream}","chunk":"`, chunk.chunk, "\"}")
+  })
+  pieces.push(`],${JSON.stringify(rest).slice(1)}`)
+  return pieces
 }
 
 /**
@@ -740,6 +754,18 @@ export const ResizeParams = Schema.Struct({
   processId: Schema.String,
   size: TerminalSize
 })
+
+/**
+ * Parameters of `process/closeStdin` (our extension): ends the stdin of a
+ * process started with `pipeStdin`, after every write accepted before it, so
+ * the command reads end-of-file. Codex has no way to end a pipe's input.
+ * Answers with a {@link WriteStatus}: `accepted` once it is closed,
+ * `stdinClosed` when it was closed already (or the process has exited).
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const CloseStdinParams = Schema.Struct({ processId: Schema.String })
 
 // =============================================================================
 // Notifications (server → client)
@@ -990,6 +1016,7 @@ export const requests = {
   "process/terminate": request(TerminateParams, TerminateResult),
   "process/signal": request(SignalParams, EmptyResult, { extension: true }),
   "process/resize": request(ResizeParams, EmptyResult, { extension: true }),
+  "process/closeStdin": request(CloseStdinParams, WriteResult, { extension: true }),
   "fs/getMetadata": request(PathParams, GetMetadataResult),
   "fs/readFile": request(ReadFileParams, ReadFileResult),
   "fs/writeFile": request(WriteFileParams, EmptyResult),
@@ -1112,6 +1139,33 @@ export const capabilities: ReadonlyArray<string> = [
 // =============================================================================
 // Errors on the wire
 // =============================================================================
+
+/**
+ * The server limit a request was refused for (our extension, in the `-32000`
+ * answer's `data.limit`): requests in flight on the connection, processes of
+ * the session or of the server, sessions, sessions of one address. Nothing
+ * ran: a client may ask again once answers came or processes closed.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export type LimitName = "requests" | "processesPerSession" | "processes" | "sessions" | "sessionsPerAddress"
+
+/**
+ * The limit named by a `-32000` answer's `data`, when it names one.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export const limitOf = (error: Pick<WireError, "data">): LimitName | undefined => {
+  const limit = typeof error.data === "object" && error.data !== null
+    ? (error.data as { readonly limit?: unknown }).limit
+    : undefined
+  return limit === "requests" || limit === "processesPerSession" || limit === "processes" ||
+      limit === "sessions" || limit === "sessionsPerAddress"
+    ? limit
+    : undefined
+}
 
 /**
  * The `error` member of a JSON-RPC answer.

@@ -26,7 +26,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import WebSocket from "ws"
+import type WebSocket from "ws"
 import { ConnectionLost, Executor, ExecutorError, ProtocolViolation, Unsupported } from "./Executor.ts"
 import * as Defaults from "./internal/defaults.ts"
 import { makeFileSystem } from "./internal/remote/fileSystem.ts"
@@ -86,34 +86,37 @@ export interface WebSocketOptions extends Options {
  * @since 0.1.0
  */
 export const connectWebSocket = (options: WebSocketOptions): Effect.Effect<Transport, ConnectionLost> =>
-  Effect.callback<Transport, ConnectionLost>((resume) => {
-    const headers: Record<string, string> = options.token === undefined
-      ? {}
-      : { Authorization: `Bearer ${Redacted.value(options.token)}` }
-    const socketOptions: WebSocket.ClientOptions & { readonly closeTimeout: number } = {
-      headers,
-      maxPayload: Defaults.client.maxFrameBytes,
-      // ws 8.23's own option (its types lag): a server that never answers our
-      // close cannot keep this process alive for ws's default 30 s
-      closeTimeout: Defaults.client.closeTimeoutMillis
-    }
-    const socket = new WebSocket(options.url, socketOptions)
-    const lost = (description: string) => resume(Effect.fail(new ConnectionLost({ description })))
-    socket.once("open", () => {
-      socket.removeAllListeners("error")
-      resume(Effect.succeed(fromWebSocket(socket)))
-    })
-    socket.once("unexpected-response", (_request, response) => {
-      lost(
-        response.statusCode === 401
-          ? `${options.url} refused the connection: 401 Unauthorized (wrong or missing token)`
-          : `${options.url} refused the WebSocket upgrade: HTTP ${response.statusCode}`
-      )
-      socket.terminate()
-    })
-    socket.once("error", (error) => lost(`cannot connect to ${options.url}: ${error.message}`))
-    return Effect.sync(() => socket.terminate())
-  })
+  // ws (and Node's http, tls and zlib under it) loads on the first connection, not with this module
+  Effect.flatMap(Effect.promise(() => import("ws")), ({ default: WebSocket }) =>
+    Effect.callback<Transport, ConnectionLost>((resume) => {
+      const headers: Record<string, string> = options.token === undefined
+        ? {}
+        : { Authorization: `Bearer ${Redacted.value(options.token)}` }
+      const socketOptions: WebSocket.ClientOptions & { readonly closeTimeout: number } = {
+        headers,
+        maxPayload: Defaults.client.maxFrameBytes,
+        // ws 8.23's own option (its types lag): a server that never answers our
+        // close cannot keep this process alive for ws's default 30 s
+        closeTimeout: Defaults.client.closeTimeoutMillis
+      }
+      const socket = new WebSocket(options.url, socketOptions)
+      const lost = (description: string) =>
+        resume(Effect.fail(new ConnectionLost({ description })))
+      socket.once("open", () => {
+        socket.removeAllListeners("error")
+        resume(Effect.succeed(fromWebSocket(socket)))
+      })
+      socket.once("unexpected-response", (_request, response) => {
+        lost(
+          response.statusCode === 401
+            ? `${options.url} refused the connection: 401 Unauthorized (wrong or missing token)`
+            : `${options.url} refused the WebSocket upgrade: HTTP ${response.statusCode}`
+        )
+        socket.terminate()
+      })
+      socket.once("error", (error) => lost(`cannot connect to ${options.url}: ${error.message}`))
+      return Effect.sync(() => socket.terminate())
+    }))
 
 const decodeOutput = Schema.decodeUnknownOption(Protocol.OutputNotification)
 const decodeExited = Schema.decodeUnknownOption(Protocol.ExitedNotification)
@@ -290,6 +293,17 @@ export const makeEnvironment = Effect.fnUntraced(function*(
         )
       }
       yield* link.callIdempotent("process/resize", { processId, size }, { processId })
+    }),
+    closeStdin: Effect.fn("RemoteExecutor.closeStdin")(function*(processId: string) {
+      yield* link.client
+      // Codex 0.169 cannot end a pipe's input: say so without asking
+      if (!(link.server.capabilities ?? []).includes("process/closeStdin")) {
+        return yield* Effect.fail(
+          new ExecutorError({ reason: new Unsupported({ feature: "ending a command's stdin (process/closeStdin)" }) })
+        )
+      }
+      const result = yield* link.callIdempotent("process/closeStdin", { processId }, { processId })
+      return result.status
     }),
     defaultCwd: Effect.map(link.client, () => link.server.cwd ?? "/"),
     // only our servers say: a Codex server names no such capability (it sandboxes where its platform can)

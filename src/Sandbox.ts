@@ -12,6 +12,7 @@
  * @since 0.1.0
  */
 import * as Data from "effect/Data"
+import { protectedNames } from "./internal/sandbox/protectedNames.ts"
 import type * as Protocol from "./Protocol.ts"
 
 /**
@@ -138,15 +139,12 @@ const special = (value: Protocol.SandboxSpecialPath): Protocol.SandboxPath => ({
 
 const rootReadable: Protocol.SandboxEntry = { path: special({ kind: "root" }), access: "read" }
 
-/** What Codex's CLI keeps read-only inside the workspace, listed in its workspace-write policy. */
-const protectedSubpaths = [".git", ".agents", ".codex", ".aws"]
-
 const workspaceWriteEntries: ReadonlyArray<Protocol.SandboxEntry> = [
   rootReadable,
   { path: special({ kind: "project_roots" }), access: "write" },
   { path: special({ kind: "slash_tmp" }), access: "write" },
   { path: special({ kind: "tmpdir" }), access: "write" },
-  ...protectedSubpaths.map((subpath): Protocol.SandboxEntry => ({
+  ...protectedNames.map((subpath): Protocol.SandboxEntry => ({
     path: special({ kind: "project_roots", subpath }),
     access: "read",
     missing_path_behavior: "skip"

@@ -11,9 +11,8 @@ import * as FiberSet from "effect/FiberSet"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { createHash, timingSafeEqual } from "node:crypto"
-import * as Http from "node:http"
+import type * as Net from "node:net"
 import { isIP } from "node:net"
-import { WebSocketServer } from "ws"
 import * as ExecServer from "./ExecServer.ts"
 import type { Executor } from "./Executor.ts"
 import { fromWebSocket } from "./JsonRpc.ts"
@@ -51,6 +50,8 @@ export interface Options extends ExecServer.Options {
   readonly maxBufferedBytes?: number
   /** A client that takes nothing from its socket for this long is dropped (default 30 s). */
   readonly stallTimeout?: Duration.Input
+  /** Connections open at once from one IP address (default 512); more are answered 503 and closed. */
+  readonly maxConnectionsPerAddress?: number
 }
 
 /**
@@ -99,13 +100,46 @@ export const parseListen = (listen: string): Effect.Effect<ListenAddress, Listen
 export const isLoopback = (host: string): boolean =>
   host === "::1" || host === "::ffff:127.0.0.1" || /^127\.\d+\.\d+\.\d+$/.test(host)
 
+/**
+ * The credentials of a `Bearer` `Authorization` header (RFC 6750), read as RFC
+ * 9110 § 11.4 says: the scheme is case-insensitive, one or more spaces follow
+ * it, and whitespace around the value is no part of it. `undefined` for any
+ * other scheme, or credentials with whitespace inside. Reads the header once,
+ * without a regular expression.
+ *
+ * @category parsing
+ * @since 0.1.0
+ */
+export const bearerCredentials = (header: string | undefined): string | undefined => {
+  if (header === undefined) return undefined
+  const value = header.trim()
+  const scheme = "bearer"
+  if (value.length <= scheme.length || value.slice(0, scheme.length).toLowerCase() !== scheme) return undefined
+  let start = scheme.length
+  if (!isWhitespace(value.charCodeAt(start))) return undefined
+  while (isWhitespace(value.charCodeAt(start))) start++
+  for (let i = start; i < value.length; i++) if (isWhitespace(value.charCodeAt(i))) return undefined
+  return value.slice(start)
+}
+
+const isWhitespace = (code: number) => code === 0x20 || code === 0x09
+
 const digest = (value: string) => createHash("sha256").update(value).digest()
 
-/** Compares a presented `Authorization` header with the token in constant time. */
+/** Compares the token of a presented `Authorization` header with `token` in constant time. */
 const authorized = (header: string | undefined, token: Redacted.Redacted<string>): boolean => {
-  const presented = header?.startsWith("Bearer ") ? header.slice("Bearer ".length) : ""
-  return timingSafeEqual(digest(presented), digest(Redacted.value(token)))
+  const presented = bearerCredentials(header)
+  // digests of equal length are compared whether or not a token was presented: the time says nothing
+  return timingSafeEqual(digest(presented ?? ""), digest(Redacted.value(token))) && presented !== undefined
 }
+
+/** An IP address as one client: an IPv4 address mapped into IPv6 is the IPv4 address. */
+const clientAddress = (address: string | undefined): string =>
+  address === undefined
+    ? "unknown"
+    : address.startsWith("::ffff:") && address.includes(".")
+    ? address.slice(7)
+    : address
 
 const refuse = (socket: NodeJS.WritableStream & { destroy(): void }, status: number, text: string) => {
   socket.write(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
@@ -131,12 +165,31 @@ export const listen = Effect.fnUntraced(function*(options: Options = {}) {
   }
   const registry = yield* ExecServer.makeRegistry(options)
   const run = yield* FiberSet.makeRuntime<Executor>()
+  // ws and Node's http load when a server listens, not with this module
+  const [{ WebSocketServer }, Http] = yield* Effect.promise(() => Promise.all([import("ws"), import("node:http")]))
   const sockets = new WebSocketServer({
     noServer: true,
     maxPayload: options.maxFrameBytes ?? ExecServer.defaults.maxFrameBytes
   })
   const http = Http.createServer((_request, response) => {
     response.writeHead(426, { "Content-Type": "text/plain" }).end("exec-server: connect with a WebSocket\n")
+  })
+  // connections per address, counted from the TCP accept: one client cannot hold every socket the server has
+  const maxPerAddress = options.maxConnectionsPerAddress ?? ExecServer.defaults.maxConnectionsPerAddress
+  const connectionsPerAddress = new Map<string, number>()
+  http.on("connection", (socket: Net.Socket) => {
+    const address = clientAddress(socket.remoteAddress)
+    const open = connectionsPerAddress.get(address) ?? 0
+    if (open >= maxPerAddress) {
+      socket.on("error", () => {})
+      return refuse(socket, 503, "Service Unavailable")
+    }
+    connectionsPerAddress.set(address, open + 1)
+    socket.once("close", () => {
+      const left = (connectionsPerAddress.get(address) ?? 1) - 1
+      if (left === 0) connectionsPerAddress.delete(address)
+      else connectionsPerAddress.set(address, left)
+    })
   })
   http.on("upgrade", (request, socket, head) => {
     const origin = request.headers.origin
@@ -149,12 +202,16 @@ export const listen = Effect.fnUntraced(function*(options: Options = {}) {
     sockets.handleUpgrade(request, socket, head, (webSocket) => {
       run(ExecServer.serveConnection(
         registry,
-        fromWebSocket(webSocket, {
-          maxBufferedBytes: options.maxBufferedBytes ?? ExecServer.defaults.maxBufferedBytes,
-          stallTimeoutMillis: Duration.toMillis(
-            Duration.fromInputUnsafe(options.stallTimeout ?? ExecServer.defaults.stallTimeoutMillis)
-          )
-        })
+        fromWebSocket(
+          webSocket,
+          {
+            maxBufferedBytes: options.maxBufferedBytes ?? ExecServer.defaults.maxBufferedBytes,
+            stallTimeoutMillis: Duration.toMillis(
+              Duration.fromInputUnsafe(options.stallTimeout ?? ExecServer.defaults.stallTimeoutMillis)
+            )
+          },
+          clientAddress(request.socket.remoteAddress)
+        )
       ))
     })
   })

@@ -5,15 +5,28 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import { spawn } from "node:child_process"
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { createHash, randomBytes } from "node:crypto"
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync
+} from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { pathToFileURL } from "node:url"
 import { bwrapPath } from "./support/bwrap.ts"
+import { startCodexServer } from "./support/codexServer.ts"
+import * as Fake from "./support/fakeServer.ts"
 import { awaitDeath, isAlive } from "./support/processes.ts"
 import { scratchDir } from "./support/sandbox.ts"
 import { bin, spawnServe } from "./support/servers.ts"
-import { base64, connect, handshake, pollUntil, startParams } from "./support/wireClient.ts"
+import { base64, connect, handshake, pollUntil, refusedStatus, startParams } from "./support/wireClient.ts"
 
 /** The pids of live processes whose command line is exactly `argv`. */
 const pidsRunning = (argv: ReadonlyArray<string>): Array<number> =>
@@ -32,26 +45,47 @@ interface CliRun {
   readonly stdout: string
   readonly stderr: string
   readonly stdoutBytes: number
+  /** sha256 of everything written to stdout. */
+  readonly stdoutSha256: string
 }
 
-/** Runs the CLI with `args`, counting stdout bytes (and keeping the first 64 KiB as text). */
-const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
+interface CliOptions {
+  /** Laid over this process's environment. */
+  readonly env?: Record<string, string>
+  /** The CLI's stdin: these bytes then its end, an open file descriptor, or a pipe that never ends. */
+  readonly stdin?: string | Uint8Array | number | "never-ends"
+}
+
+/** Runs the CLI with `args`, counting and hashing stdout (and keeping the first 64 KiB as text). */
+const cli = (args: ReadonlyArray<string>, options: CliOptions = {}) =>
   Effect.callback<CliRun>((resume) => {
+    const stdin = options.stdin === undefined
+      ? "ignore"
+      : typeof options.stdin === "number"
+      ? options.stdin
+      : "pipe"
     const child = spawn(process.execPath, [bin, ...args], {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, EXEC_SERVER_URL: "", EXEC_SERVER_TOKEN: "", ...env }
+      stdio: [stdin, "pipe", "pipe"],
+      env: { ...process.env, EXEC_SERVER_URL: "", EXEC_SERVER_TOKEN: "", ...options.env }
     })
+    if (typeof options.stdin === "string" || options.stdin instanceof Uint8Array) child.stdin?.end(options.stdin)
+    child.stdin?.on("error", () => {})
     let stdout = ""
     let stderr = ""
     let stdoutBytes = 0
-    child.stdout.on("data", (chunk: Buffer) => {
+    const hash = createHash("sha256")
+    child.stdout!.on("data", (chunk: Buffer) => {
       stdoutBytes += chunk.length
+      hash.update(chunk)
       if (stdout.length < 65536) stdout += chunk.toString("utf8")
     })
-    child.stderr.on("data", (chunk: Buffer) => {
+    child.stderr!.on("data", (chunk: Buffer) => {
       stderr += chunk.toString("utf8")
     })
-    child.on("close", (code) => resume(Effect.succeed({ code, stdout, stderr, stdoutBytes })))
+    child.on("close", (code) => {
+      child.stdin?.destroy()
+      resume(Effect.succeed({ code, stdout, stderr, stdoutBytes, stdoutSha256: hash.digest("hex") }))
+    })
     return Effect.sync(() => void child.kill("SIGKILL"))
   })
 
@@ -104,7 +138,7 @@ describe("effect-exec run", () => {
     Effect.gen(function*() {
       const result = yield* cli(["run", "--help"])
       assert.strictEqual(result.code, 0)
-      for (const flag of ["--timeout", "--cwd", "--capture", "--sandbox", "command..."]) {
+      for (const flag of ["--timeout", "--cwd", "--capture", "--stdin", "--json", "--sandbox", "command..."]) {
         assert.include(result.stdout, flag)
       }
       assert.include(result.stdout, "124")
@@ -115,6 +149,251 @@ describe("effect-exec run", () => {
       const result = yield* cli(["run", "--timeout", "soon", "--", "true"])
       assert.strictEqual(result.code, 2)
       assert.include(result.stderr, "invalid --timeout")
+    }))
+})
+
+/** A scratch file of `size` random bytes for the current scope. */
+const randomFile = (size: number) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const dir = mkdtempSync(join(tmpdir(), "cli-stdin-"))
+      const path = join(dir, "input.bin")
+      const bytes = randomBytes(size)
+      writeFileSync(path, bytes)
+      return { path, dir, sha256: createHash("sha256").update(bytes).digest("hex"), size }
+    }),
+    ({ dir }) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+  )
+
+/** Opens `path` for reading for the current scope (a file on the CLI's stdin, as `< file` gives it). */
+const openForReading = (path: string) =>
+  Effect.acquireRelease(Effect.sync(() => openSync(path, "r")), (fd) => Effect.sync(() => closeSync(fd)))
+
+/**
+ * Starts the CLI with `args` in the background; resolves once its command
+ * printed `pids A B …` on stdout. `finished` waits for the CLI's exit.
+ */
+const cliRunningCommand = (args: ReadonlyArray<string>) =>
+  Effect.callback<{
+    readonly pids: ReadonlyArray<number>
+    readonly kill: (signal: NodeJS.Signals) => void
+    readonly finished: Effect.Effect<{ readonly code: number | null; readonly stderr: string }>
+  }>((resume) => {
+    const child = spawn(process.execPath, [bin, ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, EXEC_SERVER_URL: "", EXEC_SERVER_TOKEN: "" }
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+    const finished = Effect.callback<{ readonly code: number | null; readonly stderr: string }>((done) => {
+      if (child.exitCode !== null) return done(Effect.succeed({ code: child.exitCode, stderr }))
+      child.once("close", (code) => done(Effect.succeed({ code, stderr })))
+    })
+    child.stdout.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString()
+      const match = /pids ([\d ]+)\n/.exec(stdout)
+      if (match !== null) {
+        resume(Effect.succeed({
+          pids: match[1]!.trim().split(" ").map(Number),
+          kill: (signal) => child.kill(signal),
+          finished
+        }))
+      }
+    })
+    child.once("close", (code) => resume(Effect.die(new Error(`the CLI exited early (${code}): ${stderr}`))))
+  })
+
+/** A command that prints the pids of its shell and of a background child, then waits for both. */
+const twoProcesses = ["sh", "-c", "sleep 1000 & echo \"pids $$ $!\"; wait"]
+
+/** Runs a bash pipeline and returns its stdout and stderr. */
+const pipeline = (script: string) =>
+  Effect.callback<{ readonly stdout: string; readonly stderr: string }>((resume) => {
+    const child = spawn("bash", ["-c", script], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, NODE: process.execPath, CLI: bin, EXEC_SERVER_URL: "" }
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+    child.on("close", () => resume(Effect.succeed({ stdout, stderr })))
+  })
+
+const noStackTrace = (stderr: string) => assert.notMatch(stderr, /\n\s+at /, `no stack trace: ${stderr}`)
+
+describe("effect-exec run, as a Unix tool", () => {
+  it.live("forwards stdin to the command, and its end", () =>
+    Effect.gen(function*() {
+      const result = yield* cli(["run", "--", "sh", "-c", "cat; echo '<eof>'"], { stdin: "hi\n" })
+      assert.strictEqual(result.stdout, "hi\n<eof>\n")
+      assert.strictEqual(result.code, 0)
+    }))
+
+  it.live("passes a file on stdin through cat byte for byte, here and on an exec-server", () =>
+    Effect.gen(function*() {
+      const file = yield* randomFile(3 * 1024 * 1024)
+      const local = yield* cli(["run", "--", "cat"], { stdin: yield* openForReading(file.path) })
+      assert.strictEqual(local.code, 0)
+      assert.strictEqual(local.stdoutBytes, file.size)
+      assert.strictEqual(local.stdoutSha256, file.sha256)
+      const server = yield* spawnServe()
+      const remote = yield* cli(["run", "--remote", server.url, "--", "cat"], {
+        stdin: yield* openForReading(file.path)
+      })
+      assert.strictEqual(remote.code, 0)
+      assert.strictEqual(remote.stdoutBytes, file.size)
+      assert.strictEqual(remote.stdoutSha256, file.sha256)
+    }), 60_000)
+
+  it.live("with /dev/null on its stdin, runs a reader to its end on a Codex exec-server too (it cannot end a pipe)", () =>
+    Effect.gen(function*() {
+      const codex = yield* startCodexServer
+      const result = yield* cli(["run", "--remote", codex.url, "--", "sh", "-c", "cat; echo '<eof>'"])
+      assert.strictEqual(result.code, 0, result.stderr)
+      assert.strictEqual(result.stdout, "<eof>\n")
+    }))
+
+  it.live("gives the command /dev/null with --no-stdin", () =>
+    Effect.gen(function*() {
+      const result = yield* cli(["run", "--no-stdin", "--", "wc", "-c"], { stdin: "not for the command" })
+      assert.strictEqual(result.stdout.trim(), "0")
+    }))
+
+  it.live("exits when the command does, though its stdin never ends", () =>
+    Effect.gen(function*() {
+      const result = yield* cli(["run", "--", "sh", "-c", "exit 5"], { stdin: "never-ends" })
+      assert.strictEqual(result.code, 5)
+    }))
+
+  it.live("has no timeout unless --timeout names one (past Codex's 10 s)", () =>
+    Effect.gen(function*() {
+      const result = yield* cli(["run", "--", "sh", "-c", "sleep 10.5; echo done"])
+      assert.strictEqual(result.stdout, "done\n")
+      assert.strictEqual(result.code, 0)
+    }), 30_000)
+
+  it.live("writes stdout and stderr in the order they came", () =>
+    Effect.gen(function*() {
+      const { stdout } = yield* pipeline(
+        `"$NODE" "$CLI" run -- sh -c 'echo 1; sleep 0.2; echo 2 >&2; sleep 0.2; echo 3' 2>&1`
+      )
+      assert.strictEqual(stdout, "1\n2\n3\n")
+    }))
+
+  it.live("ends quietly with 141 when its stdout closes (| head -1), killing the command", () =>
+    Effect.gen(function*() {
+      const seq = yield* pipeline(
+        `"$NODE" "$CLI" run -- seq 1 1000000 | head -1; echo "status \${PIPESTATUS[0]}" >&2`
+      )
+      assert.strictEqual(seq.stdout, "1\n")
+      assert.strictEqual(seq.stderr, "status 141\n", "nothing but the status: no EPIPE trace")
+      const yes = yield* pipeline(
+        `"$NODE" "$CLI" run -- sh -c 'echo "pid $$"; exec yes' | head -2; echo "status \${PIPESTATUS[0]}" >&2`
+      )
+      const [, pid] = /^pid (\d+)\ny\n$/.exec(yes.stdout) ?? []
+      assert.strictEqual(yes.stderr, "status 141\n")
+      yield* awaitDeath(Number(pid))
+    }))
+
+  it.live("ends with 141 on a closed stdout when run on an exec-server too", () =>
+    Effect.gen(function*() {
+      const server = yield* spawnServe()
+      const result = yield* pipeline(
+        `"$NODE" "$CLI" run --remote ${server.url} -- sh -c 'echo "pid $$"; exec yes' | head -2; ` +
+          `echo "status \${PIPESTATUS[0]}" >&2`
+      )
+      const [, pid] = /^pid (\d+)\ny\n$/.exec(result.stdout) ?? []
+      assert.strictEqual(result.stderr, "status 141\n")
+      yield* awaitDeath(Number(pid))
+    }))
+
+  it.live.each([["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129], ["SIGQUIT", 131]] as const)(
+    "on %s kills the command's group and exits %i",
+    ([signal, code]) =>
+      Effect.gen(function*() {
+        const running = yield* cliRunningCommand(["run", "--", ...twoProcesses])
+        running.kill(signal)
+        const finished = yield* running.finished
+        assert.strictEqual(finished.code, code)
+        noStackTrace(finished.stderr)
+        for (const pid of running.pids) yield* awaitDeath(pid)
+      })
+  )
+
+  it.live("takes its command along when it is SIGKILLed", () =>
+    Effect.gen(function*() {
+      const running = yield* cliRunningCommand(["run", "--", ...twoProcesses])
+      for (const pid of running.pids) assert.isTrue(alive(pid))
+      running.kill("SIGKILL")
+      for (const pid of running.pids) yield* awaitDeath(pid)
+    }))
+
+  it.live("on SIGTERM kills the command on the exec-server too", () =>
+    Effect.gen(function*() {
+      const server = yield* spawnServe()
+      const running = yield* cliRunningCommand(["run", "--remote", server.url, "--", ...twoProcesses])
+      running.kill("SIGTERM")
+      assert.strictEqual((yield* running.finished).code, 143)
+      for (const pid of running.pids) yield* awaitDeath(pid)
+    }))
+
+  it.live.each(
+    [
+      [["run", "sh", "-c", "true"], "put -- before the command"],
+      [["run", "--bogus", "--", "true"], "unknown flag --bogus"],
+      [["run"], "missing the command to run"],
+      [["run", "--timeout", "soon", "--", "true"], "invalid --timeout"],
+      [["run", "--remote", "127.0.0.1:4000", "--", "true"], "must be a ws:// or wss:// URL"],
+      [["run", "--capture", "all", "--", "true"], "--capture"],
+      [["frob"], "frob"],
+      [[], "missing subcommand"],
+      [["serve", "--session-ttl", "soon"], "invalid --session-ttl"]
+    ] as const
+  )("says what is wrong with %j in one line on stderr and exits 2", ([args, says]) =>
+    Effect.gen(function*() {
+      const result = yield* cli(args)
+      assert.strictEqual(result.code, 2)
+      assert.strictEqual(result.stdout, "", "no help page on stdout")
+      assert.match(result.stderr, /^effect-exec[^\n]*\n$/, "one line")
+      assert.include(result.stderr, says)
+    }))
+
+  it.live("exits 255 with one line when the exec-server cannot be reached", () =>
+    Effect.gen(function*() {
+      const result = yield* cli(["run", "--remote", "ws://127.0.0.1:1", "--", "true"])
+      assert.strictEqual(result.code, 255)
+      assert.match(result.stderr, /^effect-exec: [^\n]*ECONNREFUSED[^\n]*\n$/)
+    }))
+
+  it.live("--json prints one record on stdout, the command's output on stderr", () =>
+    Effect.gen(function*() {
+      const result = yield* cli(["run", "--json", "--", "sh", "-c", "echo out; echo err >&2; exit 5"])
+      assert.strictEqual(result.code, 5)
+      assert.strictEqual(result.stderr, "out\nerr\n")
+      const lines = result.stdout.split("\n")
+      assert.strictEqual(lines.length, 2, "one line and its newline")
+      const record = JSON.parse(lines[0]!)
+      assert.deepStrictEqual(
+        { ...record, durationMs: typeof record.durationMs },
+        {
+          exitCode: 5,
+          termination: { _tag: "Exited", exitCode: 5 },
+          signal: null,
+          durationMs: "number",
+          stdout: { bytes: 4, droppedBytes: 0 },
+          stderr: { bytes: 4, droppedBytes: 0 },
+          droppedByExecutor: 0,
+          pipesHeldOpen: false
+        }
+      )
+      const timedOut = JSON.parse((yield* cli(["run", "--json", "--timeout", "200ms", "--", "sleep", "5"])).stdout)
+      assert.deepStrictEqual(timedOut.termination, { _tag: "TimedOut", timeoutMs: 200 })
+      assert.strictEqual(timedOut.exitCode, 124)
+      const missing = yield* cli(["run", "--json", "--", "no-such-command-effect-exec"])
+      assert.strictEqual(missing.code, 127)
+      assert.deepStrictEqual(JSON.parse(missing.stdout).error._tag, "SpawnFailed")
     }))
 })
 
@@ -148,7 +427,7 @@ describe("effect-exec serve and run --remote", () => {
         { code: local.code, stdout: local.stdout, stderr: local.stderr }
       )
       assert.strictEqual(remote.code, 3)
-      const viaEnvironment = yield* cli(["run", "--", ...script], { EXEC_SERVER_URL: server.url })
+      const viaEnvironment = yield* cli(["run", "--", ...script], { env: { EXEC_SERVER_URL: server.url } })
       assert.strictEqual(viaEnvironment.code, 3)
       assert.strictEqual(viaEnvironment.stdout, "hello\n")
     }))
@@ -190,7 +469,9 @@ describe("effect-exec serve and run --remote", () => {
       assert.strictEqual(wrong.code, 255)
       const right = yield* cli(["run", "--remote", server.url, "--token", "s3cret", "--", "sh", "-c", "exit 4"])
       assert.strictEqual(right.code, 4)
-      const fromEnvironment = yield* cli(["run", "--remote", server.url, "--", "true"], { EXEC_SERVER_TOKEN: "s3cret" })
+      const fromEnvironment = yield* cli(["run", "--remote", server.url, "--", "true"], {
+        env: { EXEC_SERVER_TOKEN: "s3cret" }
+      })
       assert.strictEqual(fromEnvironment.code, 0)
       assert.notInclude(server.stderr(), "s3cret", "the token never reaches the logs")
     }))
@@ -235,6 +516,17 @@ describe("effect-exec serve and run --remote", () => {
       assert.notStrictEqual(client.code, 0, "the client learns it lost the command")
     }))
 
+  it.live("takes its processes along when it is SIGKILLed; the client exits 255", () =>
+    Effect.gen(function*() {
+      const server = yield* spawnServe()
+      const running = yield* cliRunningCommand(["run", "--remote", server.url, "--", ...twoProcesses])
+      server.child.kill("SIGKILL")
+      for (const pid of running.pids) yield* awaitDeath(pid)
+      const finished = yield* running.finished
+      assert.strictEqual(finished.code, 255, finished.stderr)
+      assert.match(finished.stderr, /^effect-exec: lost the command: [^\n]*\n$/)
+    }))
+
   it.live("serves files within --max-file-bytes", () =>
     Effect.gen(function*() {
       const server = yield* spawnServe(["--max-file-bytes", "10"])
@@ -252,6 +544,19 @@ describe("effect-exec serve and run --remote", () => {
         (yield* write("eleven byte")).error?.message,
         "file is too large to write: limit is 10 bytes"
       )
+    }))
+
+  it.live("holds per-address limits from --max-connections-per-address and --max-sessions-per-address", () =>
+    Effect.gen(function*() {
+      const server = yield* spawnServe(["--max-connections-per-address", "2", "--max-sessions-per-address", "1"])
+      const first = yield* connect(server.url)
+      yield* handshake(first)
+      const second = yield* connect(server.url)
+      const refused = yield* second.callError("initialize", { clientName: "second" })
+      assert.include(refused.message, "too many sessions from 127.0.0.1: 1 attached (the limit per address)")
+      assert.strictEqual(yield* refusedStatus(server.url), 503)
+      // another address has its own share
+      yield* handshake(yield* connect(server.url, { localAddress: "127.0.0.5" }))
     }))
 
   it.live("serves NDJSON on stdio", () =>
@@ -332,7 +637,7 @@ describe("effect-exec serve and run --remote", () => {
 })
 
 describe("effect-exec and the sandbox", () => {
-  const withBwrap = { EXEC_SANDBOX_BWRAP: bwrapPath }
+  const withBwrap = { env: { EXEC_SANDBOX_BWRAP: bwrapPath } }
 
   it.live("run --sandbox workspace-write writes in its working directory and nowhere else", () =>
     Effect.gen(function*() {
@@ -357,9 +662,9 @@ describe("effect-exec and the sandbox", () => {
       using dir = scratchDir("cli")
       const result = yield* cli(
         ["run", "--sandbox", "read-only", "--cwd", dir.path, "--", "touch", "ran"],
-        { EXEC_SANDBOX_BWRAP: "/bin/false" }
+        { env: { EXEC_SANDBOX_BWRAP: "/bin/false" } }
       )
-      assert.strictEqual(result.code, 1)
+      assert.strictEqual(result.code, 255, "the environment refused: never a code the command could give")
       assert.match(
         result.stderr,
         /^effect-exec: sandbox intent cannot be enforced on this executor: bubblewrap at \/bin\/false/
@@ -372,10 +677,10 @@ describe("effect-exec and the sandbox", () => {
       const server = yield* spawnServe(["--require-sandbox", "--bwrap", bwrapPath])
       assert.include(server.stderr(), "sandboxed starts are enforced")
       const unconfined = yield* cli(["run", "--remote", server.url, "--", "true"])
-      assert.strictEqual(unconfined.code, 1)
+      assert.strictEqual(unconfined.code, 255)
       assert.include(unconfined.stderr, "this executor runs only sandboxed processes")
       const fullAccess = yield* cli(["run", "--remote", server.url, "--sandbox", "danger-full-access", "--", "true"])
-      assert.strictEqual(fullAccess.code, 1, "danger-full-access is no sandbox")
+      assert.strictEqual(fullAccess.code, 255, "danger-full-access is no sandbox")
       const confined = yield* cli([
         "run",
         "--remote",
@@ -425,4 +730,95 @@ describe("effect-exec and the sandbox", () => {
       assert.include(result.stderr, "sandbox unavailable: bubblewrap at /bin/false cannot build a sandbox here")
       assert.strictEqual(result.stdout, "", "no address: it never listened")
     }))
+})
+
+describe("effect-exec run against a misbehaving exec-server: exit 255 and one line, or the command's own ending", () => {
+  /** Answers the handshake, the start and the terminate; `read` decides the reads. */
+  const scripted =
+    (read: (message: Fake.Incoming, connection: Fake.FakeConnection) => void): Fake.Script => (message, connection) => {
+      if (message.method === "process/start") connection.answer(message.id, Fake.startAnswer(message))
+      if (message.method === "process/terminate") connection.answer(message.id, { running: false })
+      if (message.method === "process/read") read(message, connection)
+    }
+
+  const runOn = (url: string, extra: ReadonlyArray<string> = []) =>
+    cli(["run", "--remote", url, "--no-stdin", ...extra, "--", "sh", "-c", "echo hi"])
+
+  const oneLine = (stderr: string) => {
+    assert.strictEqual(stderr.trimEnd().split("\n").length, 1, `one line on stderr: ${JSON.stringify(stderr)}`)
+    assert.notInclude(stderr, "\x1b", "no escape sequence from the server reaches the terminal")
+  }
+
+  it.live("an initialize answer of the wrong shape", () =>
+    Effect.gen(function*() {
+      const server = yield* Fake.fakeServer(() => {}, {
+        initialize: (message, connection) => connection.answer(message.id, { sessionId: 7, capabilities: "all" })
+      })
+      const result = yield* runOn(server.url)
+      assert.strictEqual(result.code, 255)
+      assert.include(result.stderr, "broke the protocol")
+      oneLine(result.stderr)
+    }))
+
+  it.live("an error answer to the start, with newlines and escape sequences in its message", () =>
+    Effect.gen(function*() {
+      const server = yield* Fake.fakeServer((message, connection) => {
+        if (message.method === "process/start") connection.fail(message.id, -32000, "boom\nsecond line\x1b[31m red")
+      })
+      const result = yield* runOn(server.url)
+      assert.strictEqual(result.code, 255, "not the 1 a command could exit with")
+      assert.include(result.stderr, "boom")
+      oneLine(result.stderr)
+    }))
+
+  it.live("an exit code of 256 (which a shell would turn into 0)", () =>
+    Effect.gen(function*() {
+      const server = yield* Fake.fakeServer(
+        scripted((message, connection) =>
+          connection.answer(message.id, Fake.readAnswer(1, ["hi\n"], { exitCode: 256 }))
+        )
+      )
+      const result = yield* runOn(server.url)
+      assert.strictEqual(result.code, 255)
+      assert.include(result.stderr, "exit code 256")
+      oneLine(result.stderr)
+    }))
+
+  it.live("a link cut at every read, reconnection included: the run is lost", () =>
+    Effect.gen(function*() {
+      const server = yield* Fake.fakeServer(scripted((_message, connection) => connection.cut()))
+      const result = yield* runOn(server.url)
+      assert.strictEqual(result.code, 255)
+      assert.include(result.stderr, "lost the command")
+      oneLine(result.stderr)
+      assert.isAtLeast(server.connections(), 2, "it reconnected once before giving up")
+    }))
+
+  it.live("a start never answered: --timeout holds, and the process is terminated all the same", () =>
+    Effect.gen(function*() {
+      const server = yield* Fake.fakeServer((message, connection) => {
+        if (message.method === "process/terminate") connection.answer(message.id, { running: true })
+      })
+      const result = yield* runOn(server.url, ["--timeout", "1s"])
+      assert.strictEqual(result.code, 124)
+      oneLine(result.stderr)
+      assert.strictEqual(server.calls("process/terminate").length, 1)
+    }))
+
+  it.live(
+    "a server that never answers the WebSocket close cannot keep the CLI alive after its work",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* Fake.fakeServer(scripted((message, connection) => {
+          connection.answer(message.id, Fake.readAnswer(1, ["hi\n"], { exitCode: 0 }))
+        }))
+        const proxy = yield* Fake.deafProxy(server.port)
+        // deaf from the moment the run is done: the client's close is read and never answered
+        yield* Effect.forkChild(Effect.andThen(server.whenReceived("process/read"), Effect.sync(proxy.deafen)))
+        const result = yield* runOn(`ws://127.0.0.1:${proxy.port}`)
+        assert.strictEqual(result.code, 0)
+        assert.strictEqual(result.stdout, "hi\n")
+      }),
+    20_000
+  )
 })

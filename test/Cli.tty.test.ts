@@ -127,7 +127,7 @@ describe("effect-exec run --tty, at a terminal", () => {
       const [, cliPid] = yield* killedCli.waitFor(/cli:(\d+)\r\n/)
       process.kill(Number(cliPid), "SIGTERM")
       const [, cliCode, cliTerminal] = yield* killedCli.waitFor(ended)
-      assert.strictEqual(cliCode, "130")
+      assert.strictEqual(cliCode, "143", "128 + SIGTERM, as a shell reports it")
       assert.strictEqual(cliTerminal, "restored")
     }))
 

@@ -4,6 +4,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import type * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
@@ -154,6 +155,72 @@ describe("Exec.run", () => {
       assert.strictEqual(received.join(""), expected)
     }))
 
+  it.effect("reads a backlog written before the exit whole, however long the sink takes over it", () =>
+    Effect.gen(function*() {
+      // 4 MiB already written when the exit is seen (a backpressured executor holds a window of it)
+      const chunks = Array.from({ length: 64 }, (_, i) => Script.out(bytesOf(64 * 1024, i)))
+      const env = scripted(() => [...chunks, Script.exit(0), Script.close])
+      // each delta takes 100 ms: the backlog takes 6.4 s to deliver, past the 2 s drain limit
+      const slowSink = Layer.succeed(
+        OutputSink.OutputSink,
+        OutputSink.OutputSink.of({ emit: () => Effect.sleep("100 millis") })
+      )
+      const fiber = yield* Exec.run({ command: ["cmd"], capture: "fullBuffer", maxDeltas: Infinity }).pipe(
+        Effect.provide(Layer.merge(env.layer, slowSink)),
+        Effect.forkChild
+      )
+      for (let i = 0; i < 100 && fiber.pollUnsafe() === undefined; i++) yield* TestClock.adjust("100 millis")
+      const result = yield* Fiber.join(fiber)
+      assert.strictEqual(result.stdout.totalBytes, 4 * MiB, "every byte written before the exit")
+      assert.deepStrictEqual(result.termination, Exec.Termination.Exited({ exitCode: 0 }))
+      assert.isFalse(result.pipesHeldOpen)
+    }))
+
+  it.effect("does not count a slow sink's time against the drain: short reads after the exit arrive whole", () =>
+    Effect.gen(function*() {
+      // after the exit, a chunk every 1.5 s: 1 s of waiting on the executor in all, within the drain limit
+      const env = scripted(() => [
+        Script.exit(0),
+        Script.out("one,"),
+        Script.wait("1500 millis"),
+        Script.out("two,"),
+        Script.wait("1500 millis"),
+        Script.out("three"),
+        Script.close
+      ])
+      // but every delta takes a second: the sink's 3 s are not the executor's
+      const slowSink = Layer.succeed(
+        OutputSink.OutputSink,
+        OutputSink.OutputSink.of({ emit: () => Effect.sleep("1 second") })
+      )
+      const fiber = yield* Exec.run({ command: ["cmd"], capture: "fullBuffer", maxDeltas: Infinity }).pipe(
+        Effect.provide(Layer.merge(env.layer, slowSink)),
+        Effect.forkChild
+      )
+      for (let i = 0; i < 100 && fiber.pollUnsafe() === undefined; i++) yield* TestClock.adjust("100 millis")
+      const result = yield* Fiber.join(fiber)
+      assert.strictEqual(result.stdout.text, "one,two,three")
+      assert.isFalse(result.pipesHeldOpen)
+    }))
+
+  it.effect("ends the drain 2 s after the exit when a background child writes full reads forever, past the backlog", () =>
+    Effect.gen(function*() {
+      // 512 KiB every 100 ms, 200 MiB in all
+      const flood = Array.from({ length: 400 }, () => [Script.out(bytesOf(512 * 1024, 1)), Script.wait("100 millis")])
+        .flat()
+      const env = scripted(() => [Script.exit(0), ...flood, Script.wait("1 hour"), Script.close])
+      const fiber = yield* Exec.run({ command: ["cmd"], capture: "shellTool", timeout: "1 hour" }).pipe(
+        Effect.provide(env.layer),
+        Effect.forkChild
+      )
+      for (let i = 0; i < 1000 && fiber.pollUnsafe() === undefined; i++) yield* TestClock.adjust("100 millis")
+      const result = yield* Fiber.join(fiber)
+      assert.isTrue(result.pipesHeldOpen, "it gave up on the background writer")
+      // the backlog allowance (8 MiB), then 2 s more of its output (5 MiB/s): far from the 200 MiB it would give
+      assert.isBelow(result.stdout.totalBytes, 24 * MiB, "long before the 200 MiB the writer would give")
+      assert.isAtLeast(result.stdout.totalBytes, 8 * MiB, "the backlog allowance was read")
+    }))
+
   it.effect("caps deltas at 10 000 by default", () =>
     Effect.gen(function*() {
       const env = scripted(() => [
@@ -196,7 +263,7 @@ describe("Exec.run", () => {
       assert.strictEqual(result.aggregated.bytes.length, MiB)
     }))
 
-  it.effect("fullBuffer keeps everything and ignores the timeout", () =>
+  it.effect("fullBuffer keeps everything and has no timeout by default", () =>
     Effect.gen(function*() {
       const env = scripted(() => [
         Script.out(bytesOf(MiB, 97)),
@@ -205,7 +272,7 @@ describe("Exec.run", () => {
         Script.exit(0),
         Script.close
       ])
-      const fiber = yield* Exec.run({ command: ["cmd"], capture: "fullBuffer", timeout: "1 second" }).pipe(
+      const fiber = yield* Exec.run({ command: ["cmd"], capture: "fullBuffer" }).pipe(
         Effect.provide(env.layer),
         Effect.forkChild
       )
@@ -215,6 +282,39 @@ describe("Exec.run", () => {
       assert.strictEqual(result.stdout.bytes.length, 2 * MiB)
       assert.strictEqual(result.stdout.droppedBytes, 0)
       assert.strictEqual(result.aggregated.bytes.length, 2 * MiB)
+    }))
+
+  it.effect.each(["fullBuffer", "shellTool", { headBytes: 10, tailBytes: 10 }] as const)(
+    "honours an explicit timeout with %j capture",
+    (capture) =>
+      Effect.gen(function*() {
+        const env = scripted(() => [Script.out("partial"), Script.wait("1 hour"), Script.exit(0), Script.close])
+        const fiber = yield* Exec.run({ command: ["cmd"], capture, timeout: "30 seconds" }).pipe(
+          Effect.provide(env.layer),
+          Effect.forkChild
+        )
+        yield* TestClock.adjust("29999 millis")
+        assert.isUndefined(fiber.pollUnsafe(), "still running 1 ms before the deadline")
+        yield* TestClock.adjust("1 millis")
+        const result = yield* Fiber.join(fiber)
+        assert.isTrue(result.timedOut)
+        assert.strictEqual(result.exitCode, 124)
+        assert.strictEqual(result.stdout.text, "partial")
+        assert.deepStrictEqual(env.terminated, [env.started[0]!.processId])
+      })
+  )
+
+  it.effect("has no deadline with an infinite timeout, whatever the capture", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.wait("1 hour"), Script.exit(0), Script.close])
+      const fiber = yield* Exec.run({ command: ["cmd"], timeout: Duration.infinity }).pipe(
+        Effect.provide(env.layer),
+        Effect.forkChild
+      )
+      yield* TestClock.adjust("1 hour")
+      const result = yield* Fiber.join(fiber)
+      assert.isFalse(result.timedOut)
+      assert.deepStrictEqual(result.termination, Exec.Termination.Exited({ exitCode: 0 }))
     }))
 
   it.effect("headTail keeps both ends and says how much was cut between", () =>
@@ -374,9 +474,9 @@ describe("Exec.run against a server that stops answering", () => {
   it.effect("returns TimedOut instead of hanging when neither reads nor terminate are answered", () =>
     Effect.gen(function*() {
       // a transport whose server answers the handshake and the start, then nothing more
-      const answer = (frame: string) =>
+      const answer = (frame: string | Uint8Array) =>
         Effect.sync(() => {
-          const message = JSON.parse(frame)
+          const message = JSON.parse(typeof frame === "string" ? frame : Buffer.from(frame).toString("utf8"))
           if (message.method === "initialize") deliver({ id: message.id, result: { sessionId: "s" } })
           if (message.method === "process/start") {
             deliver({ id: message.id, result: { processId: message.params.processId } })
@@ -388,6 +488,8 @@ describe("Exec.run against a server that stops answering", () => {
         listen: (handlers) => {
           onFrame = handlers.onFrame
         },
+        pause: () => {},
+        resume: () => {},
         close: Effect.void
       }
       let onFrame: (frame: string) => void = () => {}
@@ -407,5 +509,141 @@ describe("Exec.run against a server that stops answering", () => {
       const result = yield* Fiber.join(fiber)
       assert.strictEqual(result.termination._tag, "TimedOut")
       assert.strictEqual(result.exitCode, 124)
+    }))
+})
+
+describe("Exec.run with stdin", () => {
+  const decode = (chunk: Uint8Array) => new TextDecoder().decode(chunk)
+
+  it.effect("writes a string, then ends stdin", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.wait("1 second"), Script.exit(0), Script.close])
+      yield* Exec.run({ command: ["cat"], stdin: "hello" }).pipe(Effect.provide(env.layer), Effect.forkChild)
+      yield* TestClock.adjust("2 seconds")
+      const processId = env.started[0]!.processId
+      assert.isTrue(env.started[0]!.pipeStdin, "a stdin pipe is asked for")
+      assert.deepStrictEqual(env.written.map((w) => decode(w.chunk)), ["hello"])
+      assert.deepStrictEqual(env.stdinClosed, [processId])
+    }))
+
+  it.effect("writes a stream chunk by chunk as it comes, and ends stdin when it ends", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.wait("10 seconds"), Script.exit(0), Script.close])
+      const input = yield* Queue.unbounded<Uint8Array, Cause.Done>()
+      const fiber = yield* Exec.run({ command: ["cat"], stdin: Stream.fromQueue(input) }).pipe(
+        Effect.provide(env.layer),
+        Effect.forkChild
+      )
+      yield* TestClock.adjust("1 second")
+      yield* Queue.offer(input, new TextEncoder().encode("one"))
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(env.written.map((w) => decode(w.chunk)), ["one"])
+      assert.deepStrictEqual(env.stdinClosed, [], "not ended while the stream goes on")
+      yield* Queue.offer(input, new TextEncoder().encode("two"))
+      yield* Queue.end(input)
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.join(fiber)
+      assert.deepStrictEqual(env.written.map((w) => decode(w.chunk)), ["one", "two"])
+      assert.deepStrictEqual(env.stdinClosed, [env.started[0]!.processId])
+    }))
+
+  it.effect("splits bytes into writes of at most 1 MiB, in order", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.wait("1 second"), Script.exit(0), Script.close])
+      const input = new Uint8Array(2 * MiB + 5).map((_, i) => i % 251)
+      yield* Exec.run({ command: ["cat"], stdin: input }).pipe(Effect.provide(env.layer), Effect.forkChild)
+      yield* TestClock.adjust("2 seconds")
+      assert.deepStrictEqual(env.written.map((w) => w.chunk.length), [MiB, MiB, 5])
+      assert.deepStrictEqual(Buffer.concat(env.written.map((w) => w.chunk)), Buffer.from(input))
+    }))
+
+  it.effect("ends stdin at once for empty input, as /dev/null would", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.wait("1 second"), Script.exit(0), Script.close])
+      yield* Exec.run({ command: ["cat"], stdin: Stream.empty }).pipe(Effect.provide(env.layer), Effect.forkChild)
+      yield* TestClock.adjust("2 seconds")
+      assert.deepStrictEqual(env.written, [])
+      assert.deepStrictEqual(env.stdinClosed, [env.started[0]!.processId])
+    }))
+
+  it.effect("stops reading the input once the command no longer takes it", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.exit(0), Script.close])
+      let pulled = 0
+      const endless = Stream.fromEffectRepeat(Effect.sync(() => {
+        pulled++
+        return new Uint8Array(16)
+      }))
+      const result = yield* Exec.run({ command: ["true"], stdin: endless }).pipe(Effect.provide(env.layer))
+      assert.strictEqual(result.exitCode, 0)
+      assert.isAtMost(pulled, env.written.length + 2, "no more pulled than the command was offered")
+    }))
+
+  it.effect("refuses stdin with tty: a terminal is typed into", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.exit(0), Script.close])
+      const error = yield* Effect.flip(
+        Exec.run({ command: ["sh"], tty: true, stdin: "x" }).pipe(Effect.provide(env.layer))
+      )
+      assert.strictEqual(error.reason._tag, "InvalidRequest")
+      assert.deepStrictEqual(env.started, [], "nothing started")
+    }))
+})
+
+describe("Exec one-liners", () => {
+  it.effect("string returns stdout; lines splits it without line ends", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.out("a\r\nb\n"), Script.err("noise"), Script.exit(0), Script.close])
+      assert.strictEqual(yield* Exec.string(["cmd"]).pipe(Effect.provide(env.layer)), "a\r\nb\n")
+      assert.deepStrictEqual(yield* Exec.lines(["cmd"]).pipe(Effect.provide(env.layer)), ["a", "b"])
+      assert.strictEqual(env.started[0]!.argv[0], "cmd")
+    }))
+
+  it.effect("an argv alone keeps all of the output and has no deadline", () =>
+    Effect.gen(function*() {
+      const env = scripted(
+        () => [Script.out(bytesOf(2 * MiB, 120)), Script.wait("1 hour"), Script.exit(0), Script.close]
+      )
+      const fiber = yield* Exec.string(["cmd"]).pipe(Effect.provide(env.layer), Effect.forkChild)
+      yield* TestClock.adjust("1 hour")
+      const text = yield* Fiber.join(fiber)
+      assert.strictEqual(text.length, 2 * MiB)
+    }))
+
+  it.effect("runOrFail fails with CommandFailed carrying the result on a non-zero exit", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.out("partial"), Script.err("boom\n"), Script.exit(3), Script.close])
+      const error = yield* Effect.flip(Exec.runOrFail({ command: ["make", "test"] }).pipe(Effect.provide(env.layer)))
+      assert.strictEqual(error._tag, "CommandFailed")
+      if (error._tag !== "CommandFailed") return
+      assert.strictEqual(error.result.exitCode, 3)
+      assert.strictEqual(error.result.stdout.text, "partial")
+      assert.strictEqual(error.message, "make test exited with code 3: boom")
+      const lines = yield* Effect.flip(Exec.lines(["make"]).pipe(Effect.provide(env.layer)))
+      assert.strictEqual(lines._tag, "CommandFailed")
+    }))
+
+  it.effect("runOrFail fails on a timeout and on a death by signal too", () =>
+    Effect.gen(function*() {
+      const slow = scripted(() => [Script.wait("1 hour"), Script.exit(0), Script.close])
+      const fiber = yield* Exec.runOrFail({ command: ["sleep"], timeout: "1 second" }).pipe(
+        Effect.provide(slow.layer),
+        Effect.flip,
+        Effect.forkChild
+      )
+      yield* TestClock.adjust("1 second")
+      const timedOut = yield* Fiber.join(fiber)
+      assert.include(timedOut.message, "timed out after 1s")
+      const killed = scripted(() => [Script.exit(-1, "SIGKILL"), Script.close])
+      const signaled = yield* Effect.flip(Exec.runOrFail({ command: ["x"] }).pipe(Effect.provide(killed.layer)))
+      assert.strictEqual(signaled.message, "x was killed by SIGKILL")
+    }))
+
+  it.effect("needs no OutputSink layer: deltas are dropped unless one is provided", () =>
+    Effect.gen(function*() {
+      const executor = Script.make(() => [Script.out("hi"), Script.exit(0), Script.close])
+      const environmentOnly = Environment.fromExecutor({ _tag: "Local" }).pipe(Layer.provide(executor.layer))
+      const result = yield* Exec.run({ command: ["cmd"] }).pipe(Effect.provide(environmentOnly))
+      assert.strictEqual(result.stdout.text, "hi")
     }))
 })

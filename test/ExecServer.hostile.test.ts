@@ -7,16 +7,27 @@
  * well-behaved client completes a handshake and runs a command.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
 import * as Redacted from "effect/Redacted"
 import { randomBytes } from "node:crypto"
-import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import * as Net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { PassThrough } from "node:stream"
 import * as ExecServer from "../src/ExecServer.ts"
+import { Executor } from "../src/Executor.ts"
+import * as Connection from "../src/internal/server/connection.ts"
+import { fileSystemHandlers } from "../src/internal/server/fileSystemHandlers.ts"
+import type { SessionMethods } from "../src/internal/server/handshake.ts"
+import { processHandlers } from "../src/internal/server/processHandlers.ts"
+import type { Session } from "../src/internal/server/sessions.ts"
+import { fromStreams } from "../src/JsonRpc.ts"
+import * as LocalExecutor from "../src/LocalExecutor.ts"
 import { awaitDeath, isAlive } from "./support/processes.ts"
-import { listenLocal as server } from "./support/servers.ts"
+import { listenMeasured as server } from "./support/servers.ts"
 import {
   codexShape,
   connect,
@@ -333,6 +344,7 @@ describe("ExecServer against hostile clients: request floods", () => {
               /^too many requests in flight on this connection \(108\); /,
               "refused at 8 running + 100 waiting"
             )
+            assert.deepStrictEqual(frame.error.data, { limit: "requests" })
           } else {
             served++
             if (i % 2 === 0) assert.strictEqual(frame.result.exited, false)
@@ -379,6 +391,7 @@ describe("ExecServer against hostile clients: process limits", () => {
         for (const error of refused) {
           assert.strictEqual(error.code, -32000)
           assert.match(error.message, /^too many processes: this session already runs 50 \(the limit\)/)
+          assert.deepStrictEqual(error.data, { limit: "processesPerSession" }, "which limit, for a client to ask again")
         }
         for (const id of [ok[0]!, ok[1]!, ok[2]!, ok[49]!]) pids.push(yield* pidOf(greedy, id))
         for (const pid of pids) assert.isTrue(isAlive(pid))
@@ -456,6 +469,7 @@ describe("ExecServer against hostile clients: process limits", () => {
         for (const error of fromB.refused) {
           assert.strictEqual(error.code, -32000)
           assert.match(error.message, /^too many processes: this server already runs 70 \(the limit\)/)
+          assert.deepStrictEqual(error.data, { limit: "processes" })
         }
         pids.push(
           yield* pidOf(a, "a0"),
@@ -494,18 +508,161 @@ describe("ExecServer against hostile clients: process limits", () => {
 // =============================================================================
 
 describe("ExecServer against hostile clients: sessions", () => {
-  it.live("refuses sessions beyond maxSessions with -32000, counting detached ones", () =>
+  it.live("refuses sessions beyond maxSessions with -32000 when all are attached", () =>
     Effect.gen(function*() {
       const { url } = yield* server({ maxSessions: 2 })
-      const first = yield* connect(url)
-      yield* handshake(first)
-      yield* first.close
-      const second = yield* connect(url)
-      yield* handshake(second)
+      for (let i = 0; i < 2; i++) yield* handshake(yield* connect(url))
       const third = yield* connect(url)
       const refused = yield* third.callError("initialize", { clientName: "third" })
       assert.strictEqual(refused.code, -32000)
-      assert.match(refused.message, /^too many sessions: this server keeps 2 \(the limit\)/)
+      assert.match(refused.message, /^too many sessions: this server keeps 2 attached \(the limit\)/)
+    }))
+
+  it.live("ends the oldest detached session, with its processes, when a new client needs its slot", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server({ maxSessions: 3, sessionTtl: "1 hour" })
+      // two sessions with a process each go away (detached, resumable for an hour); a third stays attached
+      const gone: Array<{ sessionId: string; pid: number }> = []
+      for (const name of ["oldest", "younger"]) {
+        const { client: leaving, sessionId } = yield* client(url)
+        yield* leaving.call("process/start", sleeper(name))
+        gone.push({ sessionId, pid: yield* pidOf(leaving, name) })
+        yield* leaving.close
+      }
+      const { client: staying } = yield* client(url)
+      yield* staying.call("process/start", sleeper("stays"))
+      const stayingPid = yield* pidOf(staying, "stays")
+      // a new client gets the oldest detached session's slot: that session ends as at its TTL
+      yield* assertUnharmed(url)
+      yield* awaitDeath(gone[0]!.pid, 3_000)
+      assert.isTrue(isAlive(gone[1]!.pid), "the younger detached session keeps its process")
+      assert.isTrue(isAlive(stayingPid), "an attached session is never ended for a newcomer")
+      const expired = yield* connect(url)
+      const unknown = yield* expired.callError("initialize", {
+        clientName: "back",
+        resumeSessionId: gone[0]!.sessionId
+      })
+      assert.strictEqual(unknown.message, `unknown session id ${gone[0]!.sessionId}`)
+      // the younger one can still be resumed, and gives way next only when it is the oldest detached
+      const back = yield* connect(url)
+      const resumed = yield* back.call("initialize", { clientName: "back", resumeSessionId: gone[1]!.sessionId })
+      assert.strictEqual(resumed.sessionId, gone[1]!.sessionId)
+      yield* back.notify("initialized", {})
+      assert.strictEqual(
+        (yield* back.call("process/read", { processId: "younger", afterSeq: 0, waitMs: 0 })).exited,
+        false
+      )
+    }))
+
+  it.live("a client that reconnects in a loop cannot lock others out", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server({ maxSessions: 8, sessionTtl: "1 hour" })
+      // each round takes a session and leaves it detached, far faster than any TTL
+      for (let round = 0; round < 40; round++) {
+        const churner = yield* connect(url)
+        yield* handshake(churner)
+        yield* churner.close
+      }
+      yield* assertUnharmed(url)
+    }))
+
+  it.live("limits the sessions attached from one address; other addresses are served", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server({ maxSessionsPerAddress: 3 })
+      const hog = { localAddress: "127.0.0.2" }
+      const first = yield* connect(url, hog)
+      yield* handshake(first)
+      for (let i = 0; i < 2; i++) yield* handshake(yield* connect(url, hog))
+      const fourth = yield* connect(url, hog)
+      const refused = yield* fourth.callError("initialize", { clientName: "fourth" })
+      assert.strictEqual(refused.code, -32000)
+      assert.strictEqual(
+        refused.message,
+        "too many sessions from 127.0.0.2: 3 attached (the limit per address); close some first"
+      )
+      yield* assertUnharmed(url)
+      // a closed connection frees its address's share: the refused initialize may be sent again
+      yield* first.close
+      let answer = yield* fourth.request("initialize", { clientName: "fourth" })
+      for (let tries = 0; answer.error !== undefined && tries < 250; tries++) {
+        yield* Effect.sleep(20)
+        answer = yield* fourth.request("initialize", { clientName: "fourth" })
+      }
+      assert.isUndefined(answer.error, JSON.stringify(answer.error))
+      yield* fourth.notify("initialized", {})
+      yield* assertUsable(fourth)
+    }))
+})
+
+describe("ExecServer against hostile clients: connections", () => {
+  /** Opens `count` WebSocket connections from `addresses` in turn (a few at a time), each left idle. */
+  const openIdle = (url: string, count: number, addresses: ReadonlyArray<string>, initialize: (i: number) => boolean) =>
+    Effect.forEach(
+      Array.from({ length: count }, (_, i) => i),
+      (i) =>
+        Effect.gen(function*() {
+          const idle = yield* connect(url, { localAddress: addresses[i % addresses.length]!, timeoutMs: 20_000 })
+          if (initialize(i)) yield* handshake(idle)
+          return idle
+        }),
+      { concurrency: 50 }
+    )
+
+  it.live("answers a newcomer while 2 000 idle connections sit open", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server()
+      const addresses = Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 2}`)
+      // 2 000 connections from 8 addresses (within the per-address default), a quarter of them with a session
+      const idle = yield* openIdle(url, 2_000, addresses, (i) => i % 4 === 0)
+      assert.strictEqual(idle.filter((connection) => connection.closeInfo() === undefined).length, 2_000)
+      yield* assertUnharmed(url)
+      // and the idle ones are still served when they wake up
+      yield* assertUsable(idle[0]!)
+      yield* assertUsable(idle[1_999]!)
+    }), 60_000)
+
+  it.live("answers 503 to connections past maxConnectionsPerAddress; other addresses are served", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server({ maxConnectionsPerAddress: 20 })
+      const hog = "127.0.0.3"
+      const open = yield* openIdle(url, 20, [hog], () => false)
+      assert.strictEqual(yield* refusedStatus(url, { localAddress: hog }), 503)
+      yield* assertUnharmed(url)
+      // a closed connection frees its address's share
+      yield* open[0]!.close
+      let again = yield* Effect.exit(connect(url, { localAddress: hog }))
+      for (let tries = 0; again._tag === "Failure" && tries < 100; tries++) {
+        yield* Effect.sleep(20)
+        again = yield* Effect.exit(connect(url, { localAddress: hog }))
+      }
+      assert.strictEqual(again._tag, "Success")
+      if (again._tag === "Success") yield* assertUsable(again.value)
+    }))
+
+  it.live("answers 503 to a raw TCP client past the limit before it sends anything", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server({ maxConnectionsPerAddress: 2 })
+      const { hostname, port } = new URL(url)
+      const silent = yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          [0, 1].map(() => {
+            const socket = Net.connect({ port: Number(port), host: hostname, localAddress: "127.0.0.4" })
+            socket.on("error", () => {})
+            return socket
+          })
+        ),
+        (sockets) => Effect.sync(() => sockets.forEach((socket) => socket.destroy()))
+      )
+      yield* pollUntil("both silent sockets connected", () => silent.every((socket) => socket.readyState === "open"))
+      const answer = yield* Effect.callback<string>((resume) => {
+        const third = Net.connect({ port: Number(port), host: hostname, localAddress: "127.0.0.4" })
+        let text = ""
+        third.on("data", (chunk) => (text += chunk.toString("latin1")))
+        third.on("error", () => {})
+        third.on("close", () => resume(Effect.succeed(text)))
+      })
+      assert.match(answer, /^HTTP\/1\.1 503 /)
+      yield* assertUnharmed(url)
     }))
 })
 
@@ -863,7 +1020,328 @@ describe("ExecServer against hostile clients: shell metacharacters", () => {
 })
 
 // =============================================================================
-// 10. Tokens
+// 10. Bounded work per request
+// =============================================================================
+
+describe("ExecServer against hostile clients: work per request", () => {
+  const policy = { inherit: "none", ignoreDefaultExcludes: true, exclude: [], set: {}, includeOnly: [] }
+
+  it.live("answers a start whose env globs would backtrack for hours, and serves a bystander meanwhile", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server()
+      const { client: hostile } = yield* client(url)
+      // thirteen `*a` and a `*b`: a backtracking matcher takes seconds on 30 a's, hours on 40
+      const pattern = "*a".repeat(13) + "*b"
+      const set = Object.fromEntries(Array.from({ length: 32 }, (_, i) => ["a".repeat(30 + i), "x"]))
+      const [started] = yield* Effect.all([
+        hostile.call(
+          "process/start",
+          startParams("globs", ["sh", "-c", "env | grep -c '^aaa'"], {
+            envPolicy: { ...policy, exclude: [pattern], set, includeOnly: [pattern, "A*", "PATH"] }
+          })
+        ),
+        assertUnharmed(url)
+      ], { concurrency: "unbounded" })
+      assert.deepStrictEqual(started, { processId: "globs", sandboxType: "none" })
+      // every a… name matched A* (case-insensitively) and none the pattern (no b): all 32 are there
+      assert.strictEqual((yield* readAll(hostile, "globs")).text, "32\n")
+    }))
+
+  it.live("refuses a start over exec's limits or the glob bounds with -32602, before anything runs", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server()
+      const { client: hostile } = yield* client(url)
+      const KiB = 1024
+      const cases: ReadonlyArray<readonly [string, Record<string, unknown>, string]> = [
+        ["a long argument", { argv: ["echo", "x".repeat(200 * KiB)] }, "argv[1] is 204801 bytes: longer than exec"],
+        [
+          "a long variable",
+          { env: { BIG: "x".repeat(200 * KiB) } },
+          "env \"BIG\" is 204805 bytes: longer than exec accepts (131072)"
+        ],
+        [
+          "an environment over ARG_MAX",
+          { env: Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`V${i}`, "x".repeat(120 * KiB)])) },
+          "more than exec accepts (2097152, argument list too long)"
+        ],
+        [
+          "set over ARG_MAX",
+          {
+            envPolicy: {
+              ...policy,
+              set: Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`V${i}`, "x".repeat(120 * KiB)]))
+            }
+          },
+          "argument list too long"
+        ],
+        [
+          "65 patterns",
+          { envPolicy: { ...policy, exclude: Array.from({ length: 65 }, (_, i) => `P${i}*`) } },
+          "envPolicy.exclude has 65 patterns: at most 64"
+        ],
+        [
+          "1025 characters of patterns",
+          { envPolicy: { ...policy, includeOnly: ["*a".repeat(512) + "b"] } },
+          "envPolicy.includeOnly has 1025 characters of patterns: at most 1024"
+        ]
+      ]
+      for (const tty of [false, true]) {
+        for (const [label, extra, message] of cases) {
+          const processId = `${label}-${tty}`
+          const error = yield* hostile.callError("process/start", startParams(processId, ["true"], { tty, ...extra }))
+          assert.strictEqual(error.code, -32602, `${label}: ${error.message.slice(0, 200)}`)
+          assert.include(error.message, message, label)
+          assert.isBelow(error.message.length, 1_000, `${label}: the message does not echo the value`)
+          assert.strictEqual((yield* hostile.callError("process/read", { processId })).code, -32600, "nothing started")
+        }
+      }
+      yield* assertUnharmed(url)
+    }))
+
+  it.live("refuses a NUL byte in cwd, argv, env or arg0 with -32602, never a dead request", () =>
+    Effect.gen(function*() {
+      const { url } = yield* server()
+      const { client: hostile } = yield* client(url)
+      const cases: ReadonlyArray<readonly [string, Record<string, unknown>, string]> = [
+        ["cwd", { cwd: "/tmp/a\u0000b" }, "cwd contains a NUL byte"],
+        ["cwd as a URI", { cwd: "file:///tmp/a%00b" }, "cwd contains a NUL byte"],
+        ["argv", { argv: ["echo", "a\u0000b"] }, "argv[1] contains a NUL byte"],
+        ["program", { argv: ["ec\u0000ho"] }, "argv[0] contains a NUL byte"],
+        ["env name", { env: { "A\u0000B": "x" } }, "contains a NUL byte"],
+        ["env value", { env: { A: "x\u0000y" } }, "env \"A\" contains a NUL byte"],
+        ["set value", { envPolicy: { ...policy, set: { A: "\u0000" } } }, "envPolicy.set \"A\" contains a NUL byte"],
+        ["arg0", { arg0: "s\u0000h" }, "arg0 contains a NUL byte"]
+      ]
+      for (const tty of [false, true]) {
+        for (const [label, extra, message] of cases) {
+          const processId = `nul-${label}-${tty}`
+          const answer = yield* hostile.request("process/start", startParams(processId, ["true"], { tty, ...extra }))
+          assert.strictEqual(answer.error?.code, -32602, `${label} (tty ${tty}): ${JSON.stringify(answer)}`)
+          assert.include(answer.error!.message, message, label)
+        }
+      }
+      yield* assertUsable(hostile)
+      yield* assertUnharmed(url)
+    }))
+})
+
+// =============================================================================
+// 11. Memory bounded in bytes
+// =============================================================================
+
+describe("ExecServer against hostile clients: bytes held", () => {
+  const MiB = 1024 * 1024
+  const scratch = Effect.acquireRelease(
+    Effect.sync(() => mkdtempSync(join(tmpdir(), "hostile-bytes-"))),
+    (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+  )
+
+  /** The state letter of a process in /proc (`T` when stopped). */
+  const stateOf = (pid: number) => {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3)
+  }
+
+  /** Collects this process's warnings (MaxListenersExceededWarning among them) while the scope is open. */
+  const warnings = Effect.acquireRelease(
+    Effect.sync(() => {
+      const seen: Array<string> = []
+      const listener = (warning: Error) => seen.push(`${warning.name}: ${warning.message}`)
+      process.on("warning", listener)
+      return { seen, listener }
+    }),
+    ({ listener }) => Effect.sync(() => process.off("warning", listener))
+  ).pipe(Effect.map(({ seen }) => seen))
+
+  /** Hands a frame to the socket without waiting for it to be written (the server may not be reading). */
+  const push = (hostile: WireClient, frame: string) => hostile.socket.send(frame, () => {})
+
+  /**
+   * Sends frames that are no JSON: a server that reads them answers each at
+   * once (id -1, no turn needed), so while none is answered the server is not
+   * reading this connection.
+   */
+  const probe = (hostile: WireClient, count = 5) => {
+    for (let i = 0; i < count; i++) push(hostile, `probe ${i}`)
+  }
+  const probesAnswered = (hostile: WireClient) => hostile.received.filter((r) => r.frame.id === -1).length
+
+  const statuses = (hostile: WireClient, prefix: string) =>
+    replies(hostile).filter((frame) => String(frame.id).startsWith(prefix)).map((frame) =>
+      frame.result?.status ?? `error ${frame.error?.code}`
+    )
+
+  it.live(
+    "stops reading while writes wait on a process that does not read; then every byte arrives, in order",
+    () =>
+      Effect.gen(function*() {
+        const seen = yield* warnings
+        const out = join(yield* scratch, "stdin")
+        const { url } = yield* server({ maxPendingRequestBytes: 4 * MiB })
+        const { client: writer } = yield* client(url, { timeoutMs: 30_000 })
+        yield* writer.call(
+          "process/start",
+          startParams("stopped", ["sh", "-c", "echo $$; kill -STOP $$; exec cat > \"$0\"", out], { pipeStdin: true })
+        )
+        const pid = yield* pidOf(writer, "stopped")
+        yield* pollUntil("the reader stopped itself", () => stateOf(pid) === "T")
+        const writes = 48
+        for (let i = 0; i < writes; i++) {
+          push(
+            writer,
+            request(`w${i}`, "process/write", {
+              processId: "stopped",
+              writeId: `id${i}`,
+              chunk: Buffer.alloc(MiB, i % 251).toString("base64")
+            })
+          )
+        }
+        probe(writer)
+        yield* Effect.sleep(1_500)
+        // the writes hold the 4 MiB budget: the server reads nothing more of this connection, the probes included
+        assert.strictEqual(probesAnswered(writer), 0, "the server stopped reading")
+        // nothing is accepted before the process took it: a 1 MiB write does not fit in a pipe
+        assert.deepStrictEqual(statuses(writer, "w"), [])
+        process.kill(pid, "SIGCONT")
+        yield* awaitReplies(writer, replies(writer).length + writes, 30_000).pipe(Effect.ignore)
+        yield* pollUntil(`${writes} writes answered`, () => statuses(writer, "w").length === writes, 30_000)
+        assert.deepStrictEqual(statuses(writer, "w"), Array.from({ length: writes }, () => "accepted"))
+        yield* pollUntil("the probes answered, once the server reads again", () => probesAnswered(writer) === 5)
+        // answered in order, each once
+        assert.deepStrictEqual(
+          replies(writer).filter((frame) => String(frame.id).startsWith("w")).map((frame) => frame.id),
+          Array.from({ length: writes }, (_, i) => `w${i}`)
+        )
+        yield* writer.call("process/terminate", { processId: "stopped" })
+        yield* writer.notification("process/closed", "stopped", undefined, 10_000)
+        const written = readFileSync(out)
+        assert.strictEqual(written.length, writes * MiB)
+        for (let i = 0; i < writes; i++) {
+          assert.isTrue(written.subarray(i * MiB, (i + 1) * MiB).equals(Buffer.alloc(MiB, i % 251)), `block ${i}`)
+        }
+        assert.deepStrictEqual(seen, [], "no warning (no listener per write)")
+        yield* assertUnharmed(url)
+      }),
+    60_000
+  )
+
+  it.live("pauses a stdio client's input while its requests in flight hold the budget, and resumes it after", () =>
+    Effect.gen(function*() {
+      const toServer = new PassThrough()
+      const toClient = new PassThrough()
+      const answers: Array<any> = []
+      let pending = ""
+      toClient.setEncoding("utf8")
+      toClient.on("data", (text: string) => {
+        pending += text
+        const lines = pending.split("\n")
+        pending = lines.pop()!
+        for (const line of lines) if (line.length > 0) answers.push(JSON.parse(line))
+      })
+      const executor = yield* LocalExecutor.make()
+      yield* ExecServer.serveStdio(toServer, toClient, { maxPendingRequestBytes: 2 * MiB }).pipe(
+        Effect.provideService(Executor, executor),
+        Effect.forkScoped
+      )
+      const send = (message: unknown) => toServer.write(JSON.stringify(message) + "\n")
+      const answered = (id: string) => answers.some((answer) => answer.id === id)
+      send({ id: "init", method: "initialize", params: { clientName: "stdio" } })
+      yield* pollUntil("initialized", () => answered("init"))
+      send({ method: "initialized", params: {} })
+      send({ id: "start", method: "process/start", params: startParams("quiet", ["sleep", "30"]) })
+      yield* pollUntil("started", () => answered("start"))
+      // three long polls of 1 MiB each: past the 2 MiB budget
+      for (let i = 0; i < 3; i++) {
+        send({
+          id: `poll${i}`,
+          method: "process/read",
+          params: { processId: "quiet", afterSeq: 0, waitMs: 1_500, pad: "x".repeat(MiB) }
+        })
+      }
+      yield* pollUntil("the input paused", () => toServer.isPaused(), 5_000)
+      send({ id: "behind", method: "no/such-method" })
+      yield* Effect.sleep(500)
+      assert.isFalse(answered("behind"), "what came after the budget is not read yet")
+      yield* pollUntil("the input resumed, what was behind answered", () => answered("behind"), 10_000)
+      const order = answers.map((answer) => answer.id)
+      assert.isBelow(order.indexOf("poll0"), order.indexOf("behind"), "read only once the first polls freed room")
+      yield* pollUntil("every poll answered", () => [0, 1, 2].every((i) => answered(`poll${i}`)), 10_000)
+      assert.isFalse(toServer.isPaused())
+      for (let i = 0; i < 3; i++) {
+        const poll = answers.find((a) => a.id === `poll${i}`)
+        assert.strictEqual(poll?.result?.exited, false, JSON.stringify(poll).slice(0, 300))
+      }
+      toServer.end()
+    }))
+
+  it.live("never answers accepted for bytes a process exits without taking, and adds no listener per write", () =>
+    Effect.gen(function*() {
+      const seen = yield* warnings
+      const { url } = yield* server()
+      const { client: writer } = yield* client(url, { timeoutMs: 10_000 })
+      yield* writer.call("process/start", startParams("deaf", ["sleep", "30"], { pipeStdin: true }))
+      const writes = 30
+      for (let i = 0; i < writes; i++) {
+        push(
+          writer,
+          request(`w${i}`, "process/write", {
+            processId: "deaf",
+            writeId: `id${i}`,
+            chunk: Buffer.alloc(256 * 1024, 1).toString("base64")
+          })
+        )
+      }
+      yield* Effect.sleep(500)
+      assert.deepStrictEqual(statuses(writer, "w"), [], "a process that reads nothing accepted nothing")
+      assert.deepStrictEqual(yield* writer.call("process/terminate", { processId: "deaf" }), { running: true })
+      yield* pollUntil(`${writes} writes answered`, () => statuses(writer, "w").length === writes)
+      assert.deepStrictEqual(statuses(writer, "w"), Array.from({ length: writes }, () => "stdinClosed"))
+      // after the exit, a write is refused at once
+      const late = yield* writer.call("process/write", { processId: "deaf", writeId: "late", chunk: "aGk=" })
+      assert.deepStrictEqual(late, { status: "stdinClosed" })
+      assert.deepStrictEqual(seen, [], "no MaxListenersExceededWarning")
+      yield* assertUnharmed(url)
+    }))
+
+  it.live(
+    "reads no more of a connection than its byte budget while its requests wait for turns",
+    () =>
+      Effect.gen(function*() {
+        const { url } = yield* server()
+        const { client: hostile } = yield* client(url, { timeoutMs: 20_000 })
+        yield* hostile.call("process/start", startParams("quiet", ["sleep", "30"]))
+        // 64 long polls take every turn for a while, then 40 requests of 1 MiB each wait for one
+        const polls = 64
+        const large = 40
+        for (let i = 0; i < polls; i++) {
+          push(hostile, request(`poll${i}`, "process/read", { processId: "quiet", afterSeq: 0, waitMs: 4_000 }))
+        }
+        for (let i = 0; i < large; i++) {
+          push(hostile, request(`big${i}`, "no/such-method", { pad: "x".repeat(MiB) }))
+        }
+        probe(hostile)
+        yield* Effect.sleep(2_500)
+        // the waiting requests hold the 16 MiB budget: what was sent after them stays in the socket
+        assert.strictEqual(probesAnswered(hostile), 0, "the server stopped reading")
+        assert.strictEqual(replies(hostile).filter((frame) => String(frame.id).startsWith("big")).length, 0)
+        yield* pollUntil(
+          "every request answered",
+          () => replies(hostile).filter((frame) => /^(poll|big)/.test(String(frame.id))).length === polls + large,
+          20_000
+        )
+        for (const frame of replies(hostile)) {
+          if (String(frame.id).startsWith("big")) assert.strictEqual(frame.error?.code, -32601)
+          if (String(frame.id).startsWith("poll")) assert.strictEqual(frame.result?.exited, false)
+        }
+        yield* pollUntil("the probes answered, once the server reads again", () => probesAnswered(hostile) === 5)
+        yield* assertUnharmed(url)
+      }),
+    30_000
+  )
+})
+
+// =============================================================================
+// 12. Tokens
 // =============================================================================
 
 describe("ExecServer against hostile clients: tokens", () => {
@@ -930,8 +1408,10 @@ describe("ExecServer against hostile clients: tokens", () => {
           "Bearer wrong",
           "Bearer s3cret",
           `Bearer ${secret}x`,
-          `Bearer  ${secret}`,
-          `bearer ${secret}`,
+          `Bearer ${secret} x`,
+          `Bearer${secret}`,
+          `Bearerx ${secret}`,
+          `Bear ${secret}`,
           secret,
           `Basic ${Buffer.from(`user:${secret}`).toString("base64")}`
         ]
@@ -946,6 +1426,19 @@ describe("ExecServer against hostile clients: tokens", () => {
         // the wrong token is not echoed either
         if (authorization !== undefined) assert.notInclude(answer, authorization)
         assertNoSecret(`the 401 answer to ${authorization}`, answer)
+      }
+      // RFC 9110 § 11.4: the scheme in any case, one or more spaces (or tabs) after it, whitespace around the value
+      for (
+        const authorization of [
+          `bearer ${secret}`,
+          `BEARER ${secret}`,
+          `Bearer  ${secret}`,
+          `Bearer \t ${secret}`,
+          ` Bearer ${secret} `
+        ]
+      ) {
+        const answer = yield* rawHttp(url, upgrade(url, authorization), true)
+        assert.match(answer, /^HTTP\/1\.1 101 /, JSON.stringify(authorization))
       }
       // a plain HTTP request (no upgrade), with and without the token
       const { host } = new URL(url)
@@ -977,5 +1470,85 @@ describe("ExecServer against hostile clients: tokens", () => {
         )
       }
       yield* assertUnharmed(url, { headers: { Authorization: `Bearer ${secret}` } })
+    }))
+})
+
+// =============================================================================
+// 13. A defect in a handler
+// =============================================================================
+
+describe("ExecServer against hostile clients: defects", () => {
+  it.live("answers a request whose handler throws with -32603 and logs the cause; the connection goes on", () =>
+    Effect.gen(function*() {
+      const logged: Array<string> = []
+      const collector = Logger.make((options) => {
+        logged.push(`${options.logLevel} ${Cause.pretty(options.cause)} ${JSON.stringify(options.message)}`)
+      })
+      const executor = yield* LocalExecutor.make()
+      const registry = yield* Effect.provideService(ExecServer.makeRegistry(), Executor, executor)
+      // the real methods, but three that fail as no handler should: a throw, a thrown effect, a die
+      const methodsOf = (session: Session): SessionMethods => {
+        const real = processHandlers(registry.sessions, session)
+        return {
+          requests: {
+            ...real.requests,
+            ...fileSystemHandlers(registry.files),
+            "process/read": () => {
+              throw new Error("read exploded")
+            },
+            "process/terminate": () => Effect.sync(() => JSON.parse("{")),
+            "fs/getMetadata": () => Effect.die("metadata died")
+          },
+          notifications: {
+            "process/acknowledge": () => {
+              throw new Error("acknowledge exploded")
+            }
+          }
+        }
+      }
+      const toServer = new PassThrough()
+      const toClient = new PassThrough()
+      const answers: Array<any> = []
+      let pending = ""
+      toClient.setEncoding("utf8")
+      toClient.on("data", (text: string) => {
+        pending += text
+        const lines = pending.split("\n")
+        pending = lines.pop()!
+        for (const line of lines) if (line.length > 0) answers.push(JSON.parse(line))
+      })
+      yield* Connection.serveConnection(registry.sessions, fromStreams(toServer, toClient), methodsOf).pipe(
+        Effect.provide(Logger.layer([collector])),
+        Effect.forkScoped
+      )
+      const send = (message: unknown) => toServer.write(JSON.stringify(message) + "\n")
+      const answerTo = (id: number) =>
+        pollUntil(`the answer to ${id}`, () => answers.some((answer) => answer.id === id)).pipe(
+          Effect.map(() => answers.find((answer) => answer.id === id))
+        )
+      send({ id: 1, method: "initialize", params: { clientName: "defects" } })
+      yield* answerTo(1)
+      send({ method: "initialized", params: {} })
+      send({ method: "process/acknowledge", params: { processId: "x", afterSeq: 0 } })
+      send({ id: 2, method: "process/read", params: { processId: "x" } })
+      send({ id: 3, method: "process/terminate", params: { processId: "x" } })
+      send({ id: 4, method: "fs/getMetadata", params: { path: "file:///tmp" } })
+      send({ id: 5, method: "process/start", params: startParams("ok", ["true"]) })
+      for (const [id, method] of [[2, "process/read"], [3, "process/terminate"], [4, "fs/getMetadata"]] as const) {
+        const answer = yield* answerTo(id)
+        assert.deepStrictEqual(answer, { id, error: { code: -32603, message: `internal error in ${method}` } })
+      }
+      assert.deepStrictEqual((yield* answerTo(5)).result, { processId: "ok", sandboxType: "none" })
+      // each defect was logged once, with its cause
+      yield* pollUntil("four log lines", () => logged.length >= 4)
+      for (const cause of ["read exploded", "JSON", "metadata died", "acknowledge exploded"]) {
+        assert.strictEqual(logged.filter((line) => line.includes(cause)).length, 1, `${cause}: ${logged.join("\n")}`)
+      }
+      // one answer per request, nothing for the notification
+      assert.deepStrictEqual(
+        answers.filter((answer) => answer.method === undefined).map((answer) => answer.id).sort(),
+        [1, 2, 3, 4, 5]
+      )
+      toServer.end()
     }))
 })

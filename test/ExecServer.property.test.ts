@@ -20,6 +20,7 @@ import { Executor } from "../src/Executor.ts"
 import * as Protocol from "../src/Protocol.ts"
 import * as WebSocketListener from "../src/WebSocketListener.ts"
 import * as Script from "./support/ScriptedExecutor.ts"
+import { listenLocal } from "./support/servers.ts"
 import { connect, fromBase64, handshake } from "./support/wireClient.ts"
 
 /** Where generated `fs/*` calls may touch files: nothing outside it. */
@@ -150,4 +151,169 @@ describe("ExecServer under generated input", () => {
         0
       )
     }), 60_000)
+})
+
+/**
+ * Property: the work a request costs is at most linear in its size. Generated
+ * pathological inputs — environment-policy globs such as `*a*a…*a*b` (which a
+ * backtracking matcher answers in exponential time) against long names, and
+ * file paths of thousands of slashes (quadratic for a `/\/+$/` trim) — are
+ * each answered within a budget measured against trivial requests of the same
+ * kind in the same run: no wall-clock constant.
+ */
+describe("ExecServer under pathological input", () => {
+  /** Real time of `effect`, in milliseconds. */
+  const timed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+    Effect.gen(function*() {
+      const started = performance.now()
+      const result = yield* effect
+      return { result, millis: performance.now() - started }
+    })
+
+  const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
+
+  /** A glob of `atoms` (`*a`, `?`, …) ended by a letter no name has, so every name is a near miss. */
+  const pathologicalGlob = Schema.Struct({
+    atoms: Schema.Array(Schema.Literals(["*a", "*", "a", "?", "*?", "a*"])).check(
+      Schema.isMinLength(8),
+      Schema.isMaxLength(60)
+    ),
+    ending: Schema.Literals(["*b", "b", "?b", "*b*"]),
+    nameLength: Schema.Int.check(Schema.isBetween({ minimum: 24, maximum: 400 }))
+  })
+
+  it.live(
+    "answers environment policies with pathological globs within a budget set by trivial starts",
+    () =>
+      Effect.gen(function*() {
+        const { url } = yield* listenLocal()
+        const client = yield* connect(url, { timeoutMs: 60_000 })
+        yield* handshake(client)
+        let started = 0
+        const start = (envPolicy: unknown) =>
+          timed(client.request("process/start", {
+            processId: `p${++started}`,
+            argv: ["true"],
+            cwd: "/tmp",
+            env: {},
+            tty: false,
+            envPolicy
+          }))
+        const policy = { inherit: "none", ignoreDefaultExcludes: true, exclude: [], set: {}, includeOnly: [] }
+        // warm up, then the trivial starts that set the budget
+        for (let i = 0; i < 3; i++) yield* start({ ...policy, set: { A: "1" }, includeOnly: ["A"] })
+        const trivial: Array<number> = []
+        for (let i = 0; i < 9; i++) {
+          trivial.push((yield* start({ ...policy, set: { A: "1" }, includeOnly: ["A"] })).millis)
+        }
+        const budget = 20 * median(trivial)
+        const samples = yield* Arbitrary.sampleEffect(Arbitrary.schema(pathologicalGlob), { count: 30, seed: 1124 })
+        const costs: Array<number> = []
+        for (const { atoms, ending, nameLength } of samples) {
+          const pattern = atoms.join("") + ending
+          // names of a's (and one of every length up to the longest): each a near miss for the pattern
+          const set = Object.fromEntries(
+            Array.from({ length: 64 }, (_, i) => ["a".repeat(nameLength - (i % 24)) + "_".repeat(i), "x"])
+          )
+          const { millis, result } = yield* start({ ...policy, set, exclude: [pattern], includeOnly: [pattern, "*"] })
+          assert.isUndefined(result.error, `${pattern}: ${JSON.stringify(result.error)}`)
+          costs.push(millis)
+        }
+        assert.isBelow(
+          median(costs),
+          budget,
+          `median ${median(costs).toFixed(1)} ms; trivial starts took ${trivial.map((t) => t.toFixed(1)).join(", ")} ms`
+        )
+        assert.isBelow(Math.max(...costs), 5 * budget, `slowest ${Math.max(...costs).toFixed(1)} ms`)
+      }),
+    120_000
+  )
+
+  it.live(
+    "answers sandbox policies of deep paths within a budget set by policies of as many bytes",
+    () =>
+      Effect.gen(function*() {
+        const { url } = yield* listenLocal()
+        const client = yield* connect(url, { timeoutMs: 60_000 })
+        yield* handshake(client)
+        let started = 0
+        /** A start under a policy that hides `paths` (none of them exists) and reads the rest. */
+        const start = (paths: ReadonlyArray<string>) =>
+          timed(client.request("process/start", {
+            processId: `s${++started}`,
+            argv: ["true"],
+            cwd: "/tmp",
+            env: {},
+            tty: false,
+            sandbox: {
+              permissions: {
+                type: "managed",
+                network: "restricted",
+                file_system: {
+                  type: "restricted",
+                  entries: [
+                    { path: { type: "special", value: { kind: "root" } }, access: "read" },
+                    ...paths.map((path) => ({ path: { type: "path", path: `file://${path}` }, access: "deny" }))
+                  ]
+                }
+              },
+              windowsSandboxLevel: "disabled"
+            }
+          }))
+        // 255 paths of 4 000 bytes each: 1 999 levels deep, or 16 levels of long names
+        const deep = Array.from(
+          { length: 255 },
+          (_, i) => `/tmp/missing-${String(i).padStart(3, "0")}${"/a".repeat(1_992)}`
+        )
+        const shallow = Array.from(
+          { length: 255 },
+          (_, i) => `/tmp/missing-${String(i).padStart(3, "0")}${`/${"a".repeat(248)}`.repeat(16)}`.slice(0, 4_000)
+        )
+        assert.strictEqual(Buffer.byteLength(deep[0]!), Buffer.byteLength(shallow[0]!))
+        for (let i = 0; i < 2; i++) yield* start(shallow)
+        const plain: Array<number> = []
+        for (let i = 0; i < 5; i++) plain.push((yield* start(shallow)).millis)
+        const costs: Array<number> = []
+        for (let i = 0; i < 3; i++) {
+          const { millis, result } = yield* start(deep)
+          assert.isTrue(result.result !== undefined || result.error !== undefined, "answered")
+          costs.push(millis)
+        }
+        assert.isBelow(
+          Math.min(...costs),
+          20 * median(plain),
+          `deep: ${costs.map((t) => t.toFixed(1))} ms; as many bytes, 16 levels: ${plain.map((t) => t.toFixed(1))} ms`
+        )
+      }),
+    120_000
+  )
+
+  it.live("answers file paths of many slashes within a budget set by a plain path", () =>
+    Effect.gen(function*() {
+      const { url } = yield* listenLocal()
+      const client = yield* connect(url, { timeoutMs: 60_000 })
+      yield* handshake(client)
+      const metadata = (path: string) => timed(client.request("fs/getMetadata", { path: `file://${path}` }))
+      for (let i = 0; i < 3; i++) yield* metadata("/tmp")
+      for (const size of [20_000, 40_000, 80_000]) {
+        // the same number of bytes in an ordinary path, and in slashes ended by a name (a near miss for /\/+$/)
+        const plain: Array<number> = []
+        for (let i = 0; i < 5; i++) plain.push((yield* metadata(`/tmp/${"x".repeat(size)}`)).millis)
+        const slashes: Array<number> = []
+        for (let i = 0; i < 3; i++) {
+          const { millis, result } = yield* metadata(`/tmp${"/".repeat(size)}x`)
+          // a file name that long is ENAMETOOLONG: answered, like the plain one
+          assert.isDefined(result.error, "an error answer")
+          slashes.push(millis)
+        }
+        // the least of three: the work is the same each time, what varies is the machine's load
+        assert.isBelow(
+          Math.min(...slashes),
+          25 * median(plain),
+          `${size} slashes took ${slashes.map((t) => t.toFixed(1))} ms, ${size} letters ${
+            plain.map((t) => t.toFixed(1))
+          }`
+        )
+      }
+    }), 120_000)
 })

@@ -1,10 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import { TestClock } from "effect/testing"
-import { existsSync } from "node:fs"
+import type { ChildProcess } from "node:child_process"
+import { existsSync, readFileSync } from "node:fs"
 import * as Exec from "../src/Executor.ts"
-import { spawnProcess } from "../src/internal/local/childProcess.ts"
+import { prepareChild } from "../src/internal/local/childProcess.ts"
+import { Holdings } from "../src/internal/local/localProcess.ts"
 import { longPollRead } from "../src/internal/local/processLog.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
 import * as Sandbox from "../src/Sandbox.ts"
@@ -141,7 +144,7 @@ describe("LocalExecutor memory, asserted through what it holds", () => {
       Effect.gen(function*() {
         const window = 256 * 1024
         const total = 20 * 1024 * 1024
-        const child = yield* spawnProcess(
+        const prepared = yield* prepareChild(
           {
             processId: "window",
             argv: ["head", "-c", String(total), "/dev/zero"],
@@ -150,9 +153,10 @@ describe("LocalExecutor memory, asserted through what it holds", () => {
             tty: false,
             backpressure: true
           },
-          { retainedBytes: window, baseEnvironment: {} },
-          0
+          { retainedBytes: window, baseEnvironment: {}, stdinWindowBytes: 1024 * 1024 },
+          new Holdings()
         )
+        const child = yield* prepared.spawn(0)
         let afterSeq = 0
         let received = 0
         let peakRetained = 0
@@ -182,6 +186,63 @@ describe("LocalExecutor memory, asserted through what it holds", () => {
       }),
     60_000
   )
+})
+
+describe("LocalExecutor stdin, asserted through what it holds", () => {
+  it.live("holds at most a window of writes the child has not taken, answers each once it took it, in order", () =>
+    Effect.gen(function*() {
+      const window = 256 * 1024
+      const chunk = 100 * 1024
+      const prepared = yield* prepareChild(
+        {
+          processId: "stdin",
+          // stops itself before reading anything, then counts what it reads
+          argv: ["sh", "-c", "kill -STOP $$; exec wc -c"],
+          cwd: "/tmp",
+          env: {},
+          tty: false,
+          pipeStdin: true
+        },
+        { retainedBytes: 1024 * 1024, baseEnvironment: {}, stdinWindowBytes: window },
+        new Holdings()
+      )
+      const child = yield* prepared.spawn(0)
+      const { child: node } = child as unknown as { child: ChildProcess }
+      const stdin = node.stdin!
+      while (readFileSync(`/proc/${node.pid}/stat`, "utf8").split(") ")[1]![0] !== "T") yield* Effect.sleep(5)
+      const writes = 40
+      const answered: Array<number> = []
+      const fiber = yield* Effect.forEach(
+        Array.from({ length: writes }, (_, i) => i),
+        (i) =>
+          Effect.tap(
+            child.write(new Uint8Array(chunk).fill(i), `w${i}`),
+            (status) => Effect.sync(() => status === "accepted" && answered.push(i))
+          ),
+        { concurrency: "unbounded" }
+      ).pipe(Effect.forkChild)
+      yield* Effect.sleep(300)
+      // the pipe holds what the kernel takes (64 KiB); Node holds at most the window
+      assert.isAtMost(stdin.writableLength, window, `Node holds ${stdin.writableLength} bytes`)
+      assert.isBelow(answered.length, 2, "nothing accepted beyond what the pipe took")
+      assert.strictEqual(stdin.listenerCount("drain"), 0, "no listener per write")
+      process.kill(node.pid!, "SIGCONT")
+      const statuses = yield* Fiber.join(fiber)
+      assert.deepStrictEqual(statuses, Array.from({ length: writes }, () => "accepted"))
+      assert.deepStrictEqual(answered, Array.from({ length: writes }, (_, i) => i), "answered in order")
+      // a retried write id is answered as the first attempt, and written once
+      assert.strictEqual(yield* child.write(new Uint8Array(chunk), "w0"), "accepted")
+      stdin.end()
+      let counted = ""
+      let afterSeq = 0
+      while (true) {
+        const result = yield* longPollRead(child.log, { processId: "stdin", afterSeq, waitMs: 1_000 })
+        for (const { chunk } of result.chunks) counted += Buffer.from(chunk).toString()
+        afterSeq = result.nextSeq - 1
+        if (result.closed && result.chunks.length === 0) break
+      }
+      assert.strictEqual(counted.trim(), String(writes * chunk))
+    }))
 })
 
 describe("LocalExecutor: a process on a terminal and a sandbox", () => {

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Schema from "effect/Schema"
 import * as Executor from "../src/Executor.ts"
+import { RawJson } from "../src/internal/server/reply.ts"
 import * as Protocol from "../src/Protocol.ts"
 
 const decodeStart = Schema.decodeUnknownExit(Protocol.StartParams)
@@ -80,6 +81,26 @@ describe("Protocol.readResultJson", () => {
     )
     const empty = { ...result, chunks: [] }
     assert.deepStrictEqual(JSON.parse(Protocol.readResultJson(empty)), Schema.encodeSync(Protocol.ReadResult)(empty))
+  })
+
+  it("in pieces, written into one frame, is the same text, whatever the chunk sizes", () => {
+    // sizes around the 192 KiB slices the base64 is written in, and around multiples of 3
+    const sizes = [0, 1, 2, 3, 4, 196_607, 196_608, 196_609, 3 * 196_608 + 2, 1024 * 1024 + 1]
+    const chunks = sizes.map((size, i) => ({
+      seq: i + 1,
+      stream: "stdout" as const,
+      chunk: Uint8Array.from({ length: size }, (_, j) => (j * 31 + i) & 255)
+    }))
+    const result: Protocol.ReadResult = {
+      chunks,
+      nextSeq: chunks.length + 1,
+      exited: false,
+      exitCode: null,
+      closed: false,
+      failure: null
+    }
+    const frame = new RawJson(Protocol.readResultJsonPieces(result)).frame("{\"id\":\"é\",\"result\":", "}")
+    assert.strictEqual(frame.toString("utf8"), `{"id":"é","result":${Protocol.readResultJson(result)}}`)
   })
 })
 
@@ -271,6 +292,7 @@ describe("Protocol's method table", () => {
       "process/terminate",
       "process/signal",
       "process/resize",
+      "process/closeStdin",
       "fs/getMetadata",
       "fs/readFile",
       "fs/writeFile",
@@ -290,6 +312,7 @@ describe("Protocol's method table", () => {
       "fs/readFile.maxBytes",
       "process/signal",
       "process/resize",
+      "process/closeStdin",
       "process/acknowledge"
     ])
     assert.isTrue(Protocol.isRequestMethod("process/read"))

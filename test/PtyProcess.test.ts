@@ -8,7 +8,7 @@ import * as Effect from "effect/Effect"
 import { readdirSync, readlinkSync } from "node:fs"
 import * as Exec from "../src/Executor.ts"
 import { longPollRead } from "../src/internal/local/processLog.ts"
-import { spawnPtyProcess } from "../src/internal/local/ptyProcess.ts"
+import { preparePty } from "../src/internal/local/ptyProcess.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
 import { awaitDeath, freshId, isAlive, readUntilClosed, start } from "./support/processes.ts"
 
@@ -51,7 +51,7 @@ describe("LocalExecutor on a pseudo-terminal", () => {
       Effect.gen(function*() {
         const window = 64 * 1024
         const total = window + 512
-        const child = yield* spawnPtyProcess(
+        const prepared = yield* preparePty(
           {
             processId: "window",
             // a full window, then (once the output is paused) a last piece that waits in the terminal while the
@@ -62,9 +62,9 @@ describe("LocalExecutor on a pseudo-terminal", () => {
             tty: true,
             backpressure: true
           },
-          { retainedBytes: window, baseEnvironment: {} },
-          0
+          { retainedBytes: window, baseEnvironment: {}, stdinWindowBytes: 1024 * 1024 }
         )
+        const child = yield* prepared.spawn(0)
         while (child.running) yield* Effect.sleep("10 millis")
         assert.isAtMost(child.log.unreadBytes, window + 4096, "paused at the window")
         // the reader comes late: nothing may have been thrown away meanwhile

@@ -167,6 +167,7 @@ describe("the notifier, when the executor reports lost output", () => {
         terminate: () => Effect.succeed({ running: false }),
         signal: () => Effect.void,
         resize: () => Effect.void,
+        closeStdin: () => Effect.succeed("accepted" as const),
         events: () => Stream.concat(Stream.fromIterable(events), Stream.never),
         defaultCwd: Effect.succeed("/tmp"),
         sandboxSupport: Effect.succeed({ available: false as const, reason: "a stub runs nothing" })

@@ -35,7 +35,7 @@ import {
 } from "./support/fakeServer.ts"
 
 /** The remote environment of `server`, with what its client holds measurable. */
-const remote = (server: FakeServer, sink: Layer.Layer<OutputSink.OutputSink> = OutputSink.layerDiscard) => {
+const remote = (server: FakeServer, sink: Layer.Layer<never> = OutputSink.layerDiscard) => {
   let measure: (() => RecordsFootprint) | undefined
   const probe = Layer.succeed(FootprintProbe, (m: () => RecordsFootprint) => {
     measure = m
@@ -713,13 +713,15 @@ describe("the client against a streaming server (our extension)", () => {
 })
 
 describe("the client against a server at its limits", () => {
-  it.live("a request refused for a server limit (nothing ran) is asked again, and the run goes on", () =>
+  it.live("a request refused for a server limit (nothing ran, data.limit says so) is asked again, and the run goes on", () =>
     Effect.gen(function*() {
       let refusals = 2
       const server = yield* fakeServer(wellBehaved((message, connection) => {
         if (message.method !== "process/start" || refusals === 0) return false
         refusals--
-        connection.fail(message.id, -32000, "too many processes: this session already runs 1024 (the limit)")
+        connection.fail(message.id, -32000, "too many processes: this session already runs 1024 (the limit)", {
+          limit: "processesPerSession"
+        })
         return true
       }))
       const result = yield* Exec.run({ command: ["echo", "hi"], cwd: "/tmp" }).pipe(
@@ -736,7 +738,9 @@ describe("the client against a server at its limits", () => {
     Effect.gen(function*() {
       const server = yield* fakeServer(wellBehaved((message, connection) => {
         if (message.method !== "process/start") return false
-        connection.fail(message.id, -32000, "too many processes: this server already runs 4096 (the limit)")
+        connection.fail(message.id, -32000, "too many processes: this server already runs 4096 (the limit)", {
+          limit: "processes"
+        })
         return true
       }))
       const fiber = yield* Exec.run({ command: ["true"], cwd: "/tmp", timeout: "3 seconds" }).pipe(

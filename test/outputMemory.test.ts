@@ -7,7 +7,8 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { createHash } from "node:crypto"
 import * as Defaults from "../src/internal/defaults.ts"
-import { spawnProcess } from "../src/internal/local/childProcess.ts"
+import { prepareChild } from "../src/internal/local/childProcess.ts"
+import { Holdings } from "../src/internal/local/localProcess.ts"
 import { OutputMemory } from "../src/internal/local/outputMemory.ts"
 import { longPollRead } from "../src/internal/local/processLog.ts"
 
@@ -71,17 +72,25 @@ const spawn = (
   script: string,
   options: { readonly lendOutput: boolean; readonly window: number; readonly backpressure?: boolean }
 ) =>
-  spawnProcess(
-    {
-      processId: "p",
-      argv: ["bash", "-c", script],
-      cwd: "/tmp",
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
-      tty: false,
-      backpressure: options.backpressure ?? true
-    },
-    { retainedBytes: options.window, baseEnvironment: {}, lendOutput: options.lendOutput },
-    0
+  Effect.flatMap(
+    prepareChild(
+      {
+        processId: "p",
+        argv: ["bash", "-c", script],
+        cwd: "/tmp",
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+        tty: false,
+        backpressure: options.backpressure ?? true
+      },
+      {
+        retainedBytes: options.window,
+        baseEnvironment: {},
+        stdinWindowBytes: 1024 * 1024,
+        lendOutput: options.lendOutput
+      },
+      new Holdings()
+    ),
+    (prepared) => prepared.spawn(0)
   )
 
 /** Random bytes on stdout, their sha256 on stderr. */

@@ -5,78 +5,93 @@
  * directory per test.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
 import { spawnSync } from "node:child_process"
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
+import { Holdings } from "../src/internal/local/localProcess.ts"
 import { MountPoints } from "../src/internal/sandbox/mountPoints.ts"
 import { scratchDir } from "./support/sandbox.ts"
 
-const setup = (label: string) => {
-  const dir = scratchDir(label)
-  const mountPoints = new MountPoints(join(dir.path, "registry"))
-  mountPoints.prepare()
-  const workspace = join(dir.path, "ws")
-  mkdirSync(workspace)
-  return { dir, mountPoints, workspace }
-}
+const setup = (label: string) =>
+  Effect.gen(function*() {
+    const dir = scratchDir(label)
+    const mountPoints = new MountPoints(join(dir.path, "registry"))
+    yield* mountPoints.prepare()
+    const workspace = join(dir.path, "ws")
+    mkdirSync(workspace)
+    /** Claims `paths` for one sandbox; returns its release. */
+    const claim = (paths: ReadonlyArray<string>) =>
+      Effect.gen(function*() {
+        const holdings = new Holdings()
+        yield* mountPoints.claim(paths, holdings.hold)
+        return () => holdings.releaseAll()
+      })
+    return { dir, mountPoints, workspace, claim }
+  })
 
 describe("sandbox mount points", () => {
-  it("creates a missing path and removes it after the last of two claims", () => {
-    const { dir, mountPoints, workspace } = setup("claims")
-    using _ = dir
-    const path = join(workspace, ".codex")
-    const first = mountPoints.claim([path])
-    const second = mountPoints.claim([path])
-    assert.isTrue(existsSync(path))
-    first()
-    assert.isTrue(existsSync(path), "still used by the second sandbox")
-    first()
-    assert.isTrue(existsSync(path), "a release runs once")
-    second()
-    assert.isFalse(existsSync(path))
-  })
+  it.effect("creates a missing path and removes it after the last of two claims", () =>
+    Effect.gen(function*() {
+      const { claim, dir, workspace } = yield* setup("claims")
+      using _ = dir
+      const path = join(workspace, ".codex")
+      const first = yield* claim([path])
+      const second = yield* claim([path])
+      assert.isTrue(existsSync(path))
+      first()
+      assert.isTrue(existsSync(path), "still used by the second sandbox")
+      first()
+      assert.isTrue(existsSync(path), "a release runs once")
+      second()
+      assert.isFalse(existsSync(path))
+    }))
 
-  it("never removes a path it did not create, even when empty", () => {
-    const { dir, mountPoints, workspace } = setup("theirs")
-    using _ = dir
-    const path = join(workspace, ".git")
-    mkdirSync(path)
-    mountPoints.claim([path])()
-    assert.isTrue(existsSync(path))
-  })
+  it.effect("never removes a path it did not create, even when empty", () =>
+    Effect.gen(function*() {
+      const { claim, dir, workspace } = yield* setup("theirs")
+      using _ = dir
+      const path = join(workspace, ".git")
+      mkdirSync(path)
+      ;(yield* claim([path]))()
+      assert.isTrue(existsSync(path))
+    }))
 
-  it("leaves a path it created once it has content", () => {
-    const { dir, mountPoints, workspace } = setup("content")
-    using _ = dir
-    const path = join(workspace, ".agents")
-    const release = mountPoints.claim([path])
-    writeFileSync(join(path, "skill.md"), "written on the host meanwhile")
-    release()
-    assert.isTrue(existsSync(join(path, "skill.md")))
-    // and forgets it was ours: a later claim and release leave it too
-    mountPoints.claim([path])()
-    assert.isTrue(existsSync(join(path, "skill.md")))
-  })
+  it.effect("leaves a path it created once it has content", () =>
+    Effect.gen(function*() {
+      const { claim, dir, workspace } = yield* setup("content")
+      using _ = dir
+      const path = join(workspace, ".agents")
+      const release = yield* claim([path])
+      writeFileSync(join(path, "skill.md"), "written on the host meanwhile")
+      release()
+      assert.isTrue(existsSync(join(path, "skill.md"))) // and forgets it was ours: a later claim and release leave it too
+      ;(yield* claim([path]))()
+      assert.isTrue(existsSync(join(path, "skill.md")))
+    }))
 
-  it("ignores the claims of a process that died without releasing", () => {
-    const { dir, mountPoints, workspace } = setup("dead")
-    using _ = dir
-    const path = join(workspace, ".aws")
-    const release = mountPoints.claim([path])
-    // a claim left by a process that is gone (its pid no longer exists)
-    const dead = spawnSync("true").pid!
-    const claims = readdirSync(mountPoints.directory).find((name) => name.endsWith(".claims"))!
-    writeFileSync(join(mountPoints.directory, claims, `${dead}-1`), "")
-    release()
-    assert.isFalse(existsSync(path))
-  })
+  it.effect("ignores the claims of a process that died without releasing", () =>
+    Effect.gen(function*() {
+      const { claim, dir, mountPoints, workspace } = yield* setup("dead")
+      using _ = dir
+      const path = join(workspace, ".aws")
+      const release = yield* claim([path])
+      // a claim left by a process that is gone (its pid no longer exists)
+      const dead = spawnSync("true").pid!
+      const claims = readdirSync(mountPoints.directory).find((name) => name.endsWith(".claims"))!
+      writeFileSync(join(mountPoints.directory, claims, `${dead}-1`), "")
+      release()
+      assert.isFalse(existsSync(path))
+    }))
 
-  it("refuses a registry that is not private", () => {
-    const dir = scratchDir("shared")
-    using _ = dir
-    const registry = join(dir.path, "registry")
-    mkdirSync(registry, { mode: 0o777 })
-    spawnSync("chmod", ["777", registry])
-    assert.throws(() => new MountPoints(registry).prepare(), /not a private directory/)
-  })
+  it.effect("refuses a registry that is not private", () =>
+    Effect.gen(function*() {
+      const dir = scratchDir("shared")
+      using _ = dir
+      const registry = join(dir.path, "registry")
+      mkdirSync(registry, { mode: 0o777 })
+      spawnSync("chmod", ["777", registry])
+      const error = yield* Effect.flip(new MountPoints(registry).prepare())
+      assert.match(error.message, /not a private directory/)
+    }))
 })

@@ -11,12 +11,14 @@ import * as Exit from "effect/Exit"
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import type { SandboxRefused } from "../src/Executor.ts"
+import { realPathOf } from "../src/internal/fs/paths.ts"
+import { mountLayout } from "../src/internal/sandbox/bwrapArgs.ts"
 import { registryDirectory } from "../src/internal/sandbox/mountPoints.ts"
 import {
   accessOf,
   canRead,
   canWrite,
-  realPathOf,
+  denialOf,
   type ResolvedPolicy,
   resolvePolicy
 } from "../src/internal/sandbox/policy.ts"
@@ -80,7 +82,7 @@ describe("sandbox policy", () => {
       assert.strictEqual(accessOf(policy, "/tmp/anything"), "write")
       assert.strictEqual(accessOf(policy, "/etc/passwd"), "read")
       // the sandboxes' own registry of mount points is hidden from them, /tmp or not
-      assert.isFalse(canRead(policy, join(registryDirectory(), "claims")))
+      assert.isFalse(yield* canRead(policy, join(registryDirectory(), "claims")))
     }))
 
   it.effect("read-only: nothing writable, everything readable", () =>
@@ -89,8 +91,8 @@ describe("sandbox policy", () => {
       const policy = yield* resolve(Sandbox.toWire(Sandbox.readOnly(), dirs.workspace)!)
       assert.strictEqual(accessOf(policy, join(dirs.workspace, "a")), "read")
       assert.strictEqual(accessOf(policy, "/tmp/a"), "read")
-      assert.isTrue(canRead(policy, "/etc/hostname"))
-      assert.isFalse(canWrite(policy, join(dirs.workspace, "a")))
+      assert.isTrue(yield* canRead(policy, "/etc/hostname"))
+      assert.isFalse(yield* canWrite(policy, join(dirs.workspace, "a")))
     }))
 
   it.effect("the most specific path wins; on a tie deny beats write beats read; no rule: denied", () =>
@@ -121,8 +123,8 @@ describe("sandbox policy", () => {
         entry(special({ kind: "root" }), "read"),
         entry(path(dirs.outside), "none")
       ], []))
-      assert.isFalse(canRead(policy, join(dirs.outside, "secret")))
-      assert.isTrue(canRead(policy, join(dirs.workspace, "x")))
+      assert.isFalse(yield* canRead(policy, join(dirs.outside, "secret")))
+      assert.isTrue(yield* canRead(policy, join(dirs.workspace, "x")))
     }))
 
   it.effect("project_roots means the workspace roots only; with none it grants nothing", () =>
@@ -130,9 +132,9 @@ describe("sandbox policy", () => {
       using dirs = scratch()
       const entries = [entry(special({ kind: "root" }), "read"), entry(special({ kind: "project_roots" }), "write")]
       const withRoots = yield* resolve(restricted(entries, [dirs.workspace, dirs.outside]))
-      assert.isTrue(canWrite(withRoots, join(dirs.outside, "x")))
+      assert.isTrue(yield* canWrite(withRoots, join(dirs.outside, "x")))
       const withoutRoots = yield* resolve({ ...restricted(entries, []), cwd: dirs.workspace })
-      assert.isFalse(canWrite(withoutRoots, join(dirs.workspace, "x")), "cwd is not a project root")
+      assert.isFalse(yield* canWrite(withoutRoots, join(dirs.workspace, "x")), "cwd is not a project root")
     }))
 
   it.effect("project_roots subpaths join each root; one that leaves its root is refused", () =>
@@ -143,8 +145,8 @@ describe("sandbox policy", () => {
         entry(special({ kind: "root" }), "read"),
         entry(special({ kind: "project_roots", subpath: "build" }), "write")
       ], [dirs.workspace]))
-      assert.isTrue(canWrite(policy, join(dirs.workspace, "build/out.o")))
-      assert.isFalse(canWrite(policy, join(dirs.workspace, "src.c")))
+      assert.isTrue(yield* canWrite(policy, join(dirs.workspace, "build/out.o")))
+      assert.isFalse(yield* canWrite(policy, join(dirs.workspace, "src.c")))
       const escaping = yield* Effect.exit(resolve(restricted([
         entry(special({ kind: "project_roots", subpath: "../outside" }), "write")
       ], [dirs.workspace])))
@@ -160,10 +162,10 @@ describe("sandbox policy", () => {
         entry(special({ kind: "slash_tmp" }), "write")
       ]
       const policy = yield* resolve(restricted(entries, []), dirs.outside)
-      assert.isTrue(canWrite(policy, join(dirs.outside, "t")))
-      assert.isTrue(canWrite(policy, "/tmp/t"))
+      assert.isTrue(yield* canWrite(policy, join(dirs.outside, "t")))
+      assert.isTrue(yield* canWrite(policy, "/tmp/t"))
       const noTmpdir = yield* resolve(restricted(entries, []))
-      assert.isFalse(canWrite(noTmpdir, join(dirs.workspace, "t")))
+      assert.isFalse(yield* canWrite(noTmpdir, join(dirs.workspace, "t")))
     }))
 
   it.effect("symlinks resolve: a link into a read-only place is read-only, a linked root is its target", () =>
@@ -173,10 +175,13 @@ describe("sandbox policy", () => {
       const linkedRoot = join(dirs.base, "linked-ws")
       symlinkSync(dirs.workspace, linkedRoot)
       const policy = yield* resolve(Sandbox.toWire(Sandbox.workspaceWrite({ roots: [linkedRoot] }), linkedRoot)!)
-      assert.isFalse(canWrite(policy, join(dirs.workspace, "escape/file")), "the link leads outside the workspace")
-      assert.isTrue(canWrite(policy, join(linkedRoot, "new/file")), "a missing path below a linked root")
-      assert.isFalse(canWrite(policy, join(linkedRoot, ".git/config")))
-      assert.strictEqual(realPathOf(join(linkedRoot, "a/b")), join(dirs.workspace, "a/b"))
+      assert.isFalse(
+        yield* canWrite(policy, join(dirs.workspace, "escape/file")),
+        "the link leads outside the workspace"
+      )
+      assert.isTrue(yield* canWrite(policy, join(linkedRoot, "new/file")), "a missing path below a linked root")
+      assert.isFalse(yield* canWrite(policy, join(linkedRoot, ".git/config")))
+      assert.strictEqual(yield* Effect.promise(() => realPathOf(join(linkedRoot, "a/b"))), join(dirs.workspace, "a/b"))
     }))
 
   it.effect("a write root that does not exist grants nothing; a write entry narrowed nowhere is full disk write", () =>
@@ -186,7 +191,7 @@ describe("sandbox policy", () => {
         entry(special({ kind: "root" }), "read"),
         entry(path(join(dirs.base, "not-yet")), "write")
       ], []))
-      assert.isFalse(canWrite(missing, join(dirs.base, "not-yet/x")))
+      assert.isFalse(yield* canWrite(missing, join(dirs.base, "not-yet/x")))
       const wholeDisk = yield* resolve(restricted([entry(special({ kind: "root" }), "write")], [], "restricted"))
       assert.strictEqual(wholeDisk.confinement, "network")
       const narrowed = yield* resolve(restricted([
@@ -194,8 +199,8 @@ describe("sandbox policy", () => {
         entry(path(dirs.outside), "read")
       ], []))
       assert.strictEqual(narrowed.confinement, "full")
-      assert.isFalse(canWrite(narrowed, join(dirs.outside, "x")))
-      assert.isTrue(canWrite(narrowed, join(dirs.workspace, "x")))
+      assert.isFalse(yield* canWrite(narrowed, join(dirs.outside, "x")))
+      assert.isTrue(yield* canWrite(narrowed, join(dirs.workspace, "x")))
     }))
 
   it.effect("confinement: none for disabled and for full access with the network on; network for external", () =>
@@ -223,10 +228,10 @@ describe("sandbox policy", () => {
         entry(special({ kind: "minimal" }), "read"),
         entry(special({ kind: "project_roots" }), "write")
       ], [dirs.workspace]))
-      assert.isTrue(canRead(policy, "/usr/bin/env"))
-      assert.isTrue(canRead(policy, "/etc/passwd"))
-      assert.isFalse(canRead(policy, join(dirs.outside, "x")))
-      assert.isTrue(canWrite(policy, join(dirs.workspace, "x")))
+      assert.isTrue(yield* canRead(policy, "/usr/bin/env"))
+      assert.isTrue(yield* canRead(policy, "/etc/passwd"))
+      assert.isFalse(yield* canRead(policy, join(dirs.outside, "x")))
+      assert.isTrue(yield* canWrite(policy, join(dirs.workspace, "x")))
     }))
 
   it.effect("refuses what it cannot enforce as written, and ignores only what narrows access", () =>
@@ -270,7 +275,110 @@ describe("sandbox policy", () => {
       const policy = yield* resolve(
         Sandbox.toWire(Sandbox.workspaceWrite({ roots: [dirs.workspace, dirs.base] }), dirs.workspace)!
       )
-      assert.isFalse(canWrite(policy, join(gitDir, "HEAD")))
-      assert.isTrue(canWrite(policy, join(dirs.base, "other")))
+      assert.isFalse(yield* canWrite(policy, join(gitDir, "HEAD")))
+      assert.isTrue(yield* canWrite(policy, join(dirs.base, "other")))
+    }))
+
+  it.effect("hidden paths deny everything at and below them, whatever a more specific rule grants", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      const hidden = join(dirs.base, "registry")
+      const below = join(hidden, "granted")
+      mkdirSync(below, { recursive: true })
+      const policy = yield* resolvePolicy(
+        restricted([entry(special({ kind: "root" }), "read"), entry(path(below), "write")], [dirs.workspace]),
+        { tmpdir: undefined, hidden: [hidden] }
+      )
+      assert.strictEqual(accessOf(policy, join(below, "f")), "deny")
+      assert.strictEqual(accessOf(policy, hidden), "deny")
+      assert.strictEqual(denialOf(policy, join(below, "f")), "EACCES")
+      // the sandbox mounts nothing below the hidden path: no bind of the granted directory inside it
+      const layout = yield* mountLayout(policy)
+      assert.deepStrictEqual(
+        layout.ops.filter((op) => op.path.startsWith(hidden)),
+        [{ path: hidden, access: "deny" }]
+      )
+    }))
+
+  it.effect("a denied directory hides what rules below it grant, as its unreadable mount does; no rule: not there", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      const open = join(dirs.outside, "open")
+      mkdirSync(open)
+      const entries = [
+        entry(special({ kind: "project_roots" }), "write"),
+        entry(path(dirs.outside), "deny"),
+        entry(path(open), "write")
+      ]
+      const policy = yield* resolve(
+        restricted([entry(special({ kind: "root" }), "read"), ...entries], [dirs.workspace])
+      )
+      // the sandbox mounts the denied directory unreadable: what is below cannot be reached
+      assert.strictEqual(accessOf(policy, join(open, "f")), "deny")
+      assert.strictEqual(denialOf(policy, join(open, "f")), "EACCES")
+      assert.strictEqual(denialOf(policy, dirs.outside), "EACCES")
+      assert.strictEqual(accessOf(policy, join(dirs.workspace, "f")), "write")
+      // where / is not readable, a denied directory is not mounted at all, and what is below it is mounted as asked
+      const rootless = yield* resolve(restricted(entries, [dirs.workspace]))
+      assert.strictEqual(accessOf(rootless, join(open, "f")), "write")
+      // no rule covers /etc: nothing is mounted there
+      assert.strictEqual(accessOf(rootless, "/etc/passwd"), "deny")
+      assert.strictEqual(denialOf(rootless, "/etc/passwd"), "ENOENT")
+    }))
+
+  it.effect("refuses a path longer than PATH_MAX, and a policy naming more paths than it may hold", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      const root = entry(special({ kind: "root" }), "read")
+      const long = join(dirs.base, "a".repeat(200), ..."b".repeat(30).split("").map(() => "c".repeat(200)))
+      assert.match(
+        refusal(yield* Effect.exit(resolve(restricted([root, entry(path(long), "deny")], [dirs.workspace])))) ?? "",
+        /a path of \d+ bytes .*longer than any this host opens/
+      )
+      // 200 project_roots subpaths over 3 roots: 600 paths
+      const roots = [0, 1, 2].map((i) => join(dirs.base, `root${i}`))
+      const many = Array.from(
+        { length: 200 },
+        (_, i) => entry(special({ kind: "project_roots", subpath: `s${i}` }), "deny")
+      )
+      assert.match(
+        refusal(yield* Effect.exit(resolve(restricted([root, ...many], roots)))) ?? "",
+        /a policy that names more than 264 paths/
+      )
+    }))
+
+  it.effect("resolves the existing part of a deep path and keeps the rest as written, links included", () =>
+    Effect.gen(function*() {
+      const real = (path: string) => Effect.promise(() => realPathOf(path))
+      using dirs = scratch()
+      mkdirSync(join(dirs.outside, "x/y"), { recursive: true })
+      symlinkSync(dirs.outside, join(dirs.workspace, "link"))
+      const missing = Array.from({ length: 1_500 }, (_, i) => `m${i % 7}`).join("/")
+      assert.strictEqual(yield* real(join(dirs.workspace, "link/x/y", missing)), join(dirs.outside, "x/y", missing))
+      assert.strictEqual(yield* real(join(dirs.workspace, "link/x/y")), join(dirs.outside, "x/y"))
+      assert.strictEqual(yield* real(join(dirs.workspace, "link/nothing")), join(dirs.outside, "nothing"))
+      assert.strictEqual(yield* real("/no-such-top/a/b"), "/no-such-top/a/b")
+      assert.strictEqual(yield* real("/"), "/")
+      // a file in the middle resolves no further: what is below it is kept as written
+      writeFileSync(join(dirs.outside, "file"), "")
+      assert.strictEqual(yield* real(join(dirs.workspace, "link/file/below")), join(dirs.outside, "file/below"))
+    }))
+
+  it.effect("reads only the head of a .git file, however large a client made it", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      rmSync(join(dirs.workspace, ".git"), { recursive: true })
+      const gitDir = join(dirs.base, "main-repo/.git/worktrees/ws")
+      mkdirSync(gitDir, { recursive: true })
+      // 64 MiB of newlines after the line git writes
+      writeFileSync(
+        join(dirs.workspace, ".git"),
+        Buffer.concat([Buffer.from(`gitdir: ${gitDir}\n`), Buffer.alloc(64 * 1024 * 1024, 10)])
+      )
+      const policy = yield* resolve(
+        Sandbox.toWire(Sandbox.workspaceWrite({ roots: [dirs.workspace, dirs.base] }), dirs.workspace)!
+      )
+      assert.isFalse(yield* canWrite(policy, join(gitDir, "HEAD")), "the git directory it points to stays protected")
+      assert.isTrue(yield* canWrite(policy, join(dirs.base, "other")))
     }))
 })

@@ -26,8 +26,18 @@ export const server = {
   maxConcurrentRequests: 64,
   /** Requests of one connection waiting for a turn before new ones are refused. */
   maxQueuedRequests: 1024,
-  /** Sessions kept at once, attached or waiting for a resume. */
+  /**
+   * Sessions kept at once, attached or waiting for a resume; when all are
+   * taken, the oldest detached one gives way to a new client.
+   */
   maxSessions: 1024,
+  /** Sessions attached at once to connections from one IP address: one client cannot take every slot. */
+  maxSessionsPerAddress: 256,
+  /**
+   * WebSocket connections open at once from one IP address (counted from the
+   * TCP accept, before the upgrade); more are answered 503 and closed.
+   */
+  maxConnectionsPerAddress: 512,
   /**
    * The largest WebSocket frame accepted: room for an `fs/writeFile` of
    * `fileSystem.maxFileBytes` (64 MiB of data are 85.4 MiB of base64).
@@ -35,10 +45,10 @@ export const server = {
   maxFrameBytes: 96 * MiB,
   /**
    * Bytes of requests one connection has in flight (received, not yet
-   * answered); past it new requests are refused, so pipelined large frames
-   * cannot pile up.
+   * answered) past which its socket is not read until answers free room
+   * (backpressure); a single larger frame is still read, alone.
    */
-  maxPendingRequestBytes: 192 * MiB,
+  maxPendingRequestBytes: 16 * MiB,
   /** Answers and notifications queued for a client before it is dropped. */
   maxBufferedBytes: 128 * MiB,
   /** A client that takes nothing from its socket for this long is dropped. */
@@ -71,6 +81,11 @@ export const fileSystem = {
   /** Directory entries a server `stat`s at once for one `fs/readDirectory`. */
   statConcurrency: 16,
   /**
+   * How deep a sandboxed recursive `fs/remove` or `fs/copy` goes: it holds two
+   * descriptors per level, so a tree a client made arbitrarily deep is refused.
+   */
+  maxTreeDepth: 256,
+  /**
    * The largest frame a Codex exec-server (0.169) accepts: a larger one drops
    * the connection, so the remote file system refuses such writes itself.
    */
@@ -89,6 +104,17 @@ export const processTable = {
   readerIdleTimeoutMillis: 10_000,
   /** How long an exit waits for the pipes to drain before it is numbered anyway. */
   exitGraceMillis: 200,
+  /**
+   * How long closing the executor waits for a killed sandbox to be gone (its
+   * pipes ended) before it stops waiting; only then are its mount points
+   * removed (never while a sandbox may still use them).
+   */
+  destroyWaitMillis: 2_000,
+  /**
+   * Bytes written to a process's input that it has not taken yet, at most
+   * (one larger write goes alone); a write that does not fit waits for room.
+   */
+  stdinWindowBytes: MiB,
   /** Write ids remembered per process for de-duplication. */
   rememberedWriteIds: 4096,
   /**
@@ -114,6 +140,26 @@ export const pipes = {
   slabBytes: 1024 * 1024,
   /** Free slabs kept for reuse, over all processes. */
   pooledSlabs: 8
+} as const
+
+/** What a `process/start` may ask of the local executor, checked before anything is spawned. */
+export const spawn = {
+  /** One argv or environment string (`NAME=value`), with its NUL: what Linux's `exec` takes (`MAX_ARG_STRLEN`). */
+  maxStringBytes: 128 * 1024,
+  /**
+   * argv and the environment a request names (`env` and `envPolicy.set`), together: what Linux's `exec` takes with
+   * the default 8 MiB stack (`ARG_MAX`). A larger start could not run anyway; refusing it early also bounds the
+   * work its environment policy costs.
+   */
+  maxTotalBytes: 2 * MiB,
+  /** Patterns in each of `envPolicy.exclude` and `envPolicy.includeOnly`. */
+  maxEnvPatterns: 64,
+  /**
+   * Characters of the patterns of each of `envPolicy.exclude` and
+   * `envPolicy.includeOnly`, together: matching costs a machine word per 32
+   * of them for each character of each variable name.
+   */
+  maxEnvPatternChars: 1024
 } as const
 
 /** A `tty` process's terminal. */
@@ -184,8 +230,14 @@ export const exec = {
   timeoutMillis: 10_000,
   /** The exit code of a command that timed out. */
   timeoutExitCode: 124,
-  /** How long the loop reads on after the exit. */
+  /** How long the loop reads on after the exit (time spent waiting on the executor). */
   drainLimitMillis: 2_000,
+  /**
+   * Output read after the exit for which full reads give the drain its whole
+   * limit again: a backlog written before the exit (a backpressured
+   * executor's window) is read whole, a background child writing forever is not.
+   */
+  drainBacklogBytes: 8 * MiB,
   /** Live deltas sent per call. */
   maxDeltas: 10_000,
   /** Bytes kept per stream by the shell tool's capture. */
@@ -193,7 +245,9 @@ export const exec = {
   /** Bytes asked for by one `process/read`. */
   readBytes: 512 * 1024,
   /** The long-poll wait of one `process/read`. */
-  readWaitMillis: 1_000
+  readWaitMillis: 1_000,
+  /** The largest chunk of a command's stdin one `process/write` carries (Codex's frames are 16 MiB at most). */
+  writeBytes: MiB
 } as const
 
 /** The sandbox (bubblewrap) of the local executor. */
@@ -202,6 +256,11 @@ export const sandbox = {
   maxEntries: 256,
   /** How long probing bubblewrap (a trial sandbox) may take. */
   probeTimeoutMillis: 10_000,
+  /**
+   * The most arguments bubblewrap parses (its `MAX_ARGS`): the mounts, three
+   * per environment variable of the command, and the command's argv.
+   */
+  maxBwrapArguments: 9000,
   /** The environment variable naming the bubblewrap binary (else `bwrap` on `PATH`). */
   bwrapVariable: "EXEC_SANDBOX_BWRAP"
 } as const

@@ -371,7 +371,49 @@ export const suite = (
             const unknown = yield* Effect.flip(executor.resize(freshId("ghost"), { rows: 10, cols: 10 }))
             assert.strictEqual(unknown.reason._tag, "UnknownProcess")
           }))
+
+        it.effect("ends stdin after the writes before it: the command reads end-of-file", () =>
+          Effect.gen(function*() {
+            const executor = yield* Exec.Executor
+            const processId = freshId("eof")
+            yield* start(processId, ["sh", "-c", "wc -c; echo after-eof"], { pipeStdin: true })
+            yield* executor.write({ processId, chunk: bytes("abc"), writeId: "w1" })
+            yield* executor.write({ processId, chunk: bytes("de"), writeId: "w2" })
+            assert.strictEqual(yield* executor.closeStdin(processId), "accepted")
+            assert.strictEqual(yield* executor.closeStdin(processId), "stdinClosed", "closing twice is harmless")
+            const seen = yield* readUntilClosed(processId)
+            assert.strictEqual(seen.stdout.replace(/ /g, ""), "5\nafter-eof\n")
+            const late = yield* executor.write({ processId, chunk: bytes("x"), writeId: "w3" })
+            assert.strictEqual(late, "stdinClosed")
+          }))
+
+        it.effect("says stdinClosed without a stdin pipe, unknownProcess for an unknown id, and refuses a terminal", () =>
+          Effect.gen(function*() {
+            const executor = yield* Exec.Executor
+            const noPipe = freshId("nopipe")
+            yield* start(noPipe, ["sleep", "5"])
+            assert.strictEqual(yield* executor.closeStdin(noPipe), "stdinClosed")
+            yield* executor.terminate(noPipe)
+            assert.strictEqual(yield* executor.closeStdin(freshId("ghost")), "unknownProcess")
+            const onTerminal = freshId("tty-eof")
+            yield* start(onTerminal, ["sleep", "5"], { tty: true })
+            const refused = yield* Effect.flip(executor.closeStdin(onTerminal))
+            assert.strictEqual(refused.reason._tag, "InvalidRequest")
+            assert.include(refused.message, "Ctrl-D")
+            yield* executor.terminate(onTerminal)
+          }))
       } else {
+        it.effect("says ending stdin is unsupported (the server has no process/closeStdin)", () =>
+          Effect.gen(function*() {
+            const executor = yield* Exec.Executor
+            const processId = freshId("no-eof")
+            yield* start(processId, ["sleep", "5"], { pipeStdin: true })
+            const error = yield* Effect.flip(executor.closeStdin(processId))
+            assert.strictEqual(error.reason._tag, "Unsupported")
+            assert.include(error.message, "stdin")
+            yield* executor.terminate(processId)
+          }))
+
         it.effect("says resizing is unsupported (the server has no process/resize)", () =>
           Effect.gen(function*() {
             const executor = yield* Exec.Executor

@@ -49,6 +49,8 @@ export interface Scripted {
   readonly started: Array<Exec.StartRequest>
   /** Every write accepted (to a `tty` or `pipeStdin` process), in order. */
   readonly written: Array<{ readonly processId: string; readonly chunk: Uint8Array }>
+  /** Ids whose stdin `closeStdin` ended, in order (after the writes before it). */
+  readonly stdinClosed: Array<string>
   /** Every `resize`, in order. */
   readonly resized: Array<
     { readonly processId: string; readonly size: { readonly rows: number; readonly cols: number } }
@@ -61,13 +63,14 @@ export const make = (script: (request: Exec.StartRequest) => ReadonlyArray<Step>
   const started: Array<Exec.StartRequest> = []
   const resized: Scripted["resized"] = []
   const written: Scripted["written"] = []
+  const stdinClosed: Array<string> = []
   const layer = Layer.effect(
     Exec.Executor,
     Effect.gen(function*() {
       const scope = yield* Effect.scope
       const processes = new Map<
         string,
-        { log: ProcessLog; fiber: Fiber.Fiber<void>; lost?: string; readonly input: boolean }
+        { log: ProcessLog; fiber: Fiber.Fiber<void>; lost?: string; input: boolean }
       >()
 
       const runScript = (log: ProcessLog, steps: ReadonlyArray<Step>, entry: () => { lost?: string }) =>
@@ -107,7 +110,7 @@ export const make = (script: (request: Exec.StartRequest) => ReadonlyArray<Step>
             }
             started.push(request)
             const log = new ProcessLog(1024 * 1024, request.backpressure === true)
-            const entry: { log: ProcessLog; fiber: Fiber.Fiber<void>; lost?: string; readonly input: boolean } = {
+            const entry: { log: ProcessLog; fiber: Fiber.Fiber<void>; lost?: string; input: boolean } = {
               log,
               fiber: undefined as never,
               input: request.tty || request.pipeStdin === true
@@ -135,6 +138,15 @@ export const make = (script: (request: Exec.StartRequest) => ReadonlyArray<Step>
             entry.log.markClosed()
             return { running: true }
           }),
+        closeStdin: (processId) =>
+          Effect.sync(() => {
+            const entry = processes.get(processId)
+            if (entry === undefined) return "unknownProcess" as const
+            if (!entry.input || entry.log.exited) return "stdinClosed" as const
+            entry.input = false
+            stdinClosed.push(processId)
+            return "accepted" as const
+          }),
         signal: () => Effect.void,
         resize: (processId, size) =>
           Effect.map(lookup(processId), () => {
@@ -147,5 +159,5 @@ export const make = (script: (request: Exec.StartRequest) => ReadonlyArray<Step>
       })
     })
   )
-  return { layer, terminated, started, resized, written }
+  return { layer, terminated, started, resized, written, stdinClosed }
 }

@@ -29,6 +29,8 @@ export interface ConnectOptions {
   readonly origin?: string
   /** How long a single wait may take before the test fails (default 5 s). */
   readonly timeoutMs?: number
+  /** The local address to connect from (another loopback address, `127.0.0.2`, is another client address). */
+  readonly localAddress?: string
 }
 
 export interface WireClient {
@@ -277,7 +279,8 @@ export const connect = (url: string, options: ConnectOptions = {}): Effect.Effec
     Effect.callback<WebSocket>((resume) => {
       const socket = new WebSocket(url, {
         headers: options.headers ?? {},
-        ...(options.origin === undefined ? {} : { origin: options.origin })
+        ...(options.origin === undefined ? {} : { origin: options.origin }),
+        ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress })
       })
       const timer = setTimeout(() => {
         socket.terminate()
@@ -308,7 +311,8 @@ export const refusedStatus = (url: string, options: ConnectOptions = {}): Effect
   Effect.callback<number>((resume) => {
     const socket = new WebSocket(url, {
       headers: options.headers ?? {},
-      ...(options.origin === undefined ? {} : { origin: options.origin })
+      ...(options.origin === undefined ? {} : { origin: options.origin }),
+      ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress })
     })
     let done = false
     const finish = (effect: Effect.Effect<number>) => {

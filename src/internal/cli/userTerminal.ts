@@ -9,13 +9,13 @@
  *
  * @internal
  */
-import * as NodeStream from "@effect/platform-node/NodeStream"
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as NodeChildProcess from "node:child_process"
 import type * as Protocol from "../../Protocol.ts"
+import * as Stdin from "./stdin.ts"
 
 /** What the command gets of the terminal: the shape of `Exec.Terminal`. */
 export interface LentTerminal {
@@ -65,15 +65,7 @@ const rawMode = (input: StdinStream): Effect.Effect<void, never, Scope.Scope> =>
  * which is how a terminal says so.
  */
 const keystrokes = (input: NodeJS.ReadStream): Stream.Stream<Uint8Array> =>
-  NodeStream.fromReadable<Uint8Array>({ evaluate: () => input, closeOnDone: false }).pipe(
-    Stream.concat(input.isTTY ? Stream.empty : Stream.succeed(endOfInput)),
-    Stream.ignore,
-    // stop reading stdin once the command no longer wants it: a pending read would keep this process alive
-    Stream.ensuring(Effect.sync(() => {
-      input.pause()
-      ;(input as { unref?: () => void }).unref?.()
-    }))
-  )
+  Stdin.bytes(input).pipe(Stream.concat(input.isTTY ? Stream.empty : Stream.succeed(endOfInput)))
 
 /** The window's new sizes, latest first-come: a burst of SIGWINCH keeps only the last. */
 const resizes = (output: NodeJS.WriteStream): Stream.Stream<Protocol.TerminalSize> =>

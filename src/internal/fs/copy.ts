@@ -9,11 +9,19 @@
  */
 import * as Effect from "effect/Effect"
 import * as NodeFs from "node:fs/promises"
-import { dirname, join, relative } from "node:path"
+import { join } from "node:path"
 import { type ExecutorError, InvalidRequest } from "../../Executor.ts"
 import { attempt, failWith } from "./osError.ts"
+import { isWithin, realPathOf } from "./paths.ts"
 
-const onlyRegularFiles = "fs/copy only supports regular files, directories, and symlinks"
+/** Codex's words for a source that is neither a file, a directory nor a link. */
+export const onlyRegularFiles = "fs/copy only supports regular files, directories, and symlinks"
+
+/** Codex's words for a directory copied without `recursive`. */
+export const needsRecursive = "fs/copy requires recursive: true when sourcePath is a directory"
+
+/** Codex's words for a directory copied into itself. */
+export const intoItself = "fs/copy cannot copy a directory to itself or one of its descendants"
 
 const copyLink = async (source: string, destination: string): Promise<void> =>
   NodeFs.symlink(await NodeFs.readlink(source), destination)
@@ -32,22 +40,9 @@ const copyDirectory = async (source: string, destination: string): Promise<void>
   }
 }
 
-/** `path` with its links resolved as far as it exists (the rest appended as written). */
-const resolveExisting = async (path: string): Promise<string> => {
-  try {
-    return await NodeFs.realpath(path)
-  } catch {
-    const parent = dirname(path)
-    return parent === path ? path : join(await resolveExisting(parent), relative(parent, path))
-  }
-}
-
 /** Whether `destination` is `source` or lies inside it, links resolved. */
-const isWithin = async (source: string, destination: string): Promise<boolean> => {
-  const from = await NodeFs.realpath(source)
-  const to = await resolveExisting(destination)
-  return to === from || to.startsWith(from.endsWith("/") ? from : `${from}/`)
-}
+const isInside = async (source: string, destination: string): Promise<boolean> =>
+  isWithin(await realPathOf(destination), await NodeFs.realpath(source))
 
 /** Copies `source` to `destination` (see the module header). */
 export const copyPath = (
@@ -60,12 +55,12 @@ export const copyPath = (
     if (stats.isDirectory()) {
       if (!recursive) {
         return yield* failWith(
-          new InvalidRequest({ description: "fs/copy requires recursive: true when sourcePath is a directory" })
+          new InvalidRequest({ description: needsRecursive })
         )
       }
-      if (yield* attempt(source, () => isWithin(source, destination))) {
+      if (yield* attempt(source, () => isInside(source, destination))) {
         return yield* failWith(
-          new InvalidRequest({ description: "fs/copy cannot copy a directory to itself or one of its descendants" })
+          new InvalidRequest({ description: intoItself })
         )
       }
       return yield* attempt(destination, () => copyDirectory(source, destination))

@@ -16,13 +16,34 @@
  */
 import * as Effect from "effect/Effect"
 import * as Semaphore from "effect/Semaphore"
-import { constants as fsConstants } from "node:fs"
+import { constants as fsConstants, type Stats } from "node:fs"
 import * as NodeFs from "node:fs/promises"
 import { type ExecutorError, FileTooLarge, InvalidRequest } from "../../Executor.ts"
 import type * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"
 import { copyPath } from "./copy.ts"
 import { attempt, failWith } from "./osError.ts"
+
+/** What a directory entry is, as `stat` tells it. */
+export interface EntryStats {
+  isDirectory(): boolean
+  isFile(): boolean
+}
+
+/**
+ * The `fs/*` operations on this host's files: all of them (`HostFileSystem`),
+ * or those a sandbox policy allows (`ConfinedFileSystem`).
+ */
+export interface FileOperations {
+  getMetadata(path: string): Effect.Effect<Protocol.GetMetadataResult, ExecutorError>
+  readFile(path: string, requestLimit?: number): Effect.Effect<Uint8Array, ExecutorError>
+  writeFile(path: string, dataBase64: string): Effect.Effect<void, ExecutorError>
+  createDirectory(path: string, recursive: boolean): Effect.Effect<void, ExecutorError>
+  remove(path: string, recursive: boolean, force: boolean): Effect.Effect<void, ExecutorError>
+  readDirectory(path: string): Effect.Effect<Protocol.ReadDirectoryResult, ExecutorError>
+  copy(source: string, destination: string, recursive: boolean): Effect.Effect<void, ExecutorError>
+  canonicalize(path: string): Effect.Effect<string, ExecutorError>
+}
 
 /** The limits of a host file system; every default is in `Defaults.fileSystem`. */
 export interface Limits {
@@ -43,7 +64,7 @@ const base64Alphabet = /^[A-Za-z0-9+/]*$/
 const base64Problem = (text: string): string | undefined => {
   const body = text.replace(/={1,2}$/, "")
   if (!base64Alphabet.test(body)) {
-    const offset = [...body].findIndex((char) => !/[A-Za-z0-9+/]/.test(char))
+    const offset = body.search(/[^A-Za-z0-9+/]/)
     return `Invalid symbol ${body.charCodeAt(offset)}, offset ${offset}.`
   }
   return text.length % 4 === 0 ? undefined : "Invalid padding"
@@ -59,7 +80,7 @@ const decodedLength = (text: string): number => {
 const initialReadBytes = 64 * 1024
 
 /** One host's files, served by every connection of a server. */
-export class HostFileSystem {
+export class HostFileSystem implements FileOperations {
   readonly limits: Limits
   /** Bytes of file data held at once, over all reads and writes. */
   private readonly inFlight: Semaphore.Semaphore
@@ -84,14 +105,7 @@ export class HostFileSystem {
       yield* checkPath(path)
       const target = yield* attempt(path, () => NodeFs.stat(path))
       const self = yield* attempt(path, () => NodeFs.lstat(path))
-      return {
-        isDirectory: target.isDirectory(),
-        isFile: target.isFile(),
-        isSymlink: self.isSymbolicLink(),
-        size: target.size,
-        createdAtMs: Math.trunc(target.birthtimeMs),
-        modifiedAtMs: Math.trunc(target.mtimeMs)
-      }
+      return metadataOf(target, self.isSymbolicLink())
     })
   }
 
@@ -100,12 +114,30 @@ export class HostFileSystem {
    * `requestLimit`, the client's own limit, when it names one).
    */
   readFile(path: string, requestLimit?: number): Effect.Effect<Uint8Array, ExecutorError> {
+    return Effect.andThen(
+      checkPath(path),
+      this.readOpened(
+        path,
+        () => NodeFs.open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK),
+        requestLimit
+      )
+    )
+  }
+
+  /**
+   * The bytes of the file `open` opens for reading (`path` names it in
+   * failures): refused unless it is a regular file within the limits.
+   */
+  readOpened(
+    path: string,
+    open: () => Promise<NodeFs.FileHandle>,
+    requestLimit?: number
+  ): Effect.Effect<Uint8Array, ExecutorError> {
     const limit = Math.min(this.limits.maxFileBytes, requestLimit ?? Infinity)
     const tooLarge = failWith(new FileTooLarge({ path, operation: "read", limit }))
     return Effect.gen({ self: this }, function*() {
-      yield* checkPath(path)
       const file = yield* Effect.acquireRelease(
-        attempt(path, () => NodeFs.open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK)),
+        attempt(path, open),
         (file) => Effect.promise(() => file.close().catch(() => undefined))
       )
       const stats = yield* attempt(path, () => file.stat())
@@ -124,8 +156,32 @@ export class HostFileSystem {
 
   /** `fs/writeFile`: creates or truncates `path` (through links) with the bytes of `dataBase64`. */
   writeFile(path: string, dataBase64: string): Effect.Effect<void, ExecutorError> {
+    return Effect.andThen(
+      checkPath(path),
+      this.writeOpened(
+        path,
+        () =>
+          NodeFs.open(
+            path,
+            fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_NONBLOCK,
+            0o666
+          ),
+        dataBase64
+      )
+    )
+  }
+
+  /**
+   * Writes the bytes of `dataBase64` to the file `open` creates or truncates
+   * (`path` names it in failures), once they are known to be valid and within
+   * the limits: nothing is opened before.
+   */
+  writeOpened(
+    path: string,
+    open: () => Promise<NodeFs.FileHandle>,
+    dataBase64: string
+  ): Effect.Effect<void, ExecutorError> {
     return Effect.gen({ self: this }, function*() {
-      yield* checkPath(path)
       const size = decodedLength(dataBase64)
       if (size > this.limits.maxFileBytes) {
         return yield* failWith(new FileTooLarge({ path, operation: "write", limit: this.limits.maxFileBytes }))
@@ -139,11 +195,7 @@ export class HostFileSystem {
       yield* this.holding(
         size,
         attempt(path, async () => {
-          const file = await NodeFs.open(
-            path,
-            fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_NONBLOCK,
-            0o666
-          )
+          const file = await open()
           try {
             await file.writeFile(Buffer.from(dataBase64, "base64"))
           } finally {
@@ -185,10 +237,26 @@ export class HostFileSystem {
    * through its link; entries whose `stat` fails (dangling links) are left out.
    */
   readDirectory(path: string): Effect.Effect<Protocol.ReadDirectoryResult, ExecutorError> {
+    const prefix = path === "/" ? "" : path
+    return Effect.andThen(
+      checkPath(path),
+      this.listDirectory(path, path, (fileName) => NodeFs.stat(`${prefix}/${fileName}`))
+    )
+  }
+
+  /**
+   * The entries of the directory `directory` names (`path` names it in
+   * failures), each typed by `statOf` (an entry whose `statOf` fails is left
+   * out), at most `maxDirectoryEntries`.
+   */
+  listDirectory(
+    path: string,
+    directory: string,
+    statOf: (fileName: string) => Promise<EntryStats>
+  ): Effect.Effect<Protocol.ReadDirectoryResult, ExecutorError> {
     const { maxDirectoryEntries } = this.limits
     return Effect.gen(function*() {
-      yield* checkPath(path)
-      const names = yield* attempt(path, () => listNames(path, maxDirectoryEntries))
+      const names = yield* attempt(path, () => listNames(directory, maxDirectoryEntries))
       if (names === undefined) {
         return yield* failWith(
           new InvalidRequest({
@@ -201,7 +269,7 @@ export class HostFileSystem {
         names,
         (fileName) =>
           Effect.promise(() =>
-            NodeFs.stat(`${path === "/" ? "" : path}/${fileName}`).then(
+            statOf(fileName).then(
               (stats) => ({ fileName, isDirectory: stats.isDirectory(), isFile: stats.isFile() }),
               () => undefined
             )
@@ -226,6 +294,16 @@ export class HostFileSystem {
   }
 }
 
+/** The `fs/getMetadata` answer for what `stat` found (`isSymlink`: whether the path itself is a link). */
+export const metadataOf = (target: Stats, isSymlink: boolean): Protocol.GetMetadataResult => ({
+  isDirectory: target.isDirectory(),
+  isFile: target.isFile(),
+  isSymlink,
+  size: target.size,
+  createdAtMs: Math.trunc(target.birthtimeMs),
+  modifiedAtMs: Math.trunc(target.mtimeMs)
+})
+
 /** Reads `file` from its start until EOF or until `stopAt` bytes, starting with a buffer of `expected`. */
 const readUpTo = async (file: NodeFs.FileHandle, expected: number, stopAt: number): Promise<Uint8Array> => {
   let buffer = Buffer.allocUnsafe(expected)
@@ -244,7 +322,7 @@ const readUpTo = async (file: NodeFs.FileHandle, expected: number, stopAt: numbe
 }
 
 /** The names in a directory, or `undefined` when there are more than `limit`. */
-const listNames = async (path: string, limit: number): Promise<ReadonlyArray<string> | undefined> => {
+export const listNames = async (path: string, limit: number): Promise<ReadonlyArray<string> | undefined> => {
   const names: Array<string> = []
   for await (const entry of await NodeFs.opendir(path)) {
     if (names.length === limit) return undefined

@@ -2,13 +2,16 @@
  * Paths on the wire of the `fs/*` methods: `file:` URIs, read as Codex 0.169
  * reads them (measured against its binary, see `notes/codex-fs-pty.md`):
  * `file:///a`, `file:/a`, `file://localhost/a` and `FILE:///a` all name
- * `/a`; `%XX` sequences are decoded (`%2F` too) and a stray `%` is kept; `..`
- * is resolved and a trailing slash dropped; a plain path, another scheme, a
- * query, a fragment or a foreign host is refused with Codex's words.
+ * `/a`; `%XX` sequences are decoded (`%2F` too) and a stray `%` is kept; `.`
+ * and `..` are resolved as written, after decoding (so `a%2F..%2Fb` names
+ * `/…/b`, as Codex reads it, whatever `a` links to), and a trailing slash
+ * dropped: the path a check looks at is the path the OS is given. A plain
+ * path, another scheme, a query, a fragment or a foreign host is refused with
+ * Codex's words.
  *
  * @internal
  */
-import { isAbsolute } from "node:path"
+import { isAbsolute, posix } from "node:path"
 import { pathToFileURL } from "node:url"
 
 /** A path read from a URI, or why the URI names none. */
@@ -57,8 +60,14 @@ export const parsePathUri = (uri: string): ParsedPathUri => {
   if (url.hostname !== "" && url.hostname !== "localhost") {
     return { ok: false, message: `'${uri}' is invalid on '${process.platform}'` }
   }
-  const path = percentDecode(url.pathname)
-  return { ok: true, path: path.length > 1 ? path.replace(/\/+$/, "") || "/" : path }
+  return { ok: true, path: withoutTrailingSlashes(posix.normalize(percentDecode(url.pathname))) }
+}
+
+/** `path` without its trailing slashes (`/` stays), in one pass: `/\/+$/` would take quadratic time on `//…/x`. */
+const withoutTrailingSlashes = (path: string): string => {
+  let end = path.length
+  while (end > 1 && path.charCodeAt(end - 1) === 0x2f) end--
+  return end === path.length ? path : path.slice(0, end)
 }
 
 /** The `file://` URI of an absolute path, or `undefined` for a relative one (it names no place on its own). */

@@ -3,8 +3,11 @@
  * group), its pipes and exit written into its `ProcessLog`, its pipes paused
  * while a backpressured log holds a full unread window, its stdin written to
  * with de-duplication by `writeId`, and its whole group signalled. A start
- * may be wrapped (a sandbox): the hook gets the final environment and says
- * what to spawn instead, with what to feed extra file descriptors.
+ * is prepared first (its working directory, its program found by
+ * `commandPath`, its sandbox: the slow part, which may be interrupted), then
+ * spawned. It may be wrapped (a sandbox): the hook gets the program and the
+ * final environment and says what to spawn instead, with what to feed extra
+ * file descriptors.
  *
  * @internal
  */
@@ -14,15 +17,22 @@ import * as Exit from "effect/Exit"
 import * as NodeChildProcess from "node:child_process"
 import * as NodeFs from "node:fs"
 import type { Readable } from "node:stream"
-import { InvalidRequest, SandboxRefused, SpawnFailed, type StartRequest } from "../../Executor.ts"
+import { InvalidRequest, type SandboxRefused, SpawnFailed, type StartRequest } from "../../Executor.ts"
 import * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"
 import { feed } from "../sandbox/bwrap.ts"
-import { closingDescriptors } from "../sandbox/closeDescriptors.ts"
 import { isLikelySandboxDenied } from "../sandbox/denial.ts"
 import type { Launch } from "../sandbox/launcher.ts"
+import { resolveCommand } from "./commandPath.ts"
 import { childEnvironment } from "./envPolicy.ts"
-import { InputWriter, type LocalProcess, OutputFlow, signalGroup } from "./localProcess.ts"
+import {
+  type Holdings,
+  InputWriter,
+  type LocalProcess,
+  OutputFlow,
+  type PreparedStart,
+  signalGroup
+} from "./localProcess.ts"
 import { OutputMemory } from "./outputMemory.ts"
 import { type PipeReader, readPipe } from "./pipeReader.ts"
 import { ProcessLog } from "./processLog.ts"
@@ -33,6 +43,8 @@ export interface SpawnOptions {
   readonly retainedBytes: number
   /** The environment an `envPolicy` starts from. */
   readonly baseEnvironment: Readonly<Record<string, string | undefined>>
+  /** Bytes written to its input that it has not taken yet, at most (one larger write goes alone). */
+  readonly stdinWindowBytes: number
   /**
    * Whether reads and event streams get views of the output's memory that
    * they copy before their next read or pull (the exec-server's way), so that
@@ -42,12 +54,15 @@ export interface SpawnOptions {
 }
 
 /**
- * Decides, from the final environment, what to spawn for a request instead of
- * its argv (`undefined`: the argv as is), or refuses it.
+ * Decides, from the program found and the final environment, what to spawn
+ * for a request instead of its argv (`undefined`: the argv as is), or refuses
+ * it; what it holds on the host goes to `hold`.
  */
 export type WrapSpawn = (
-  environment: Readonly<Record<string, string>>
-) => Effect.Effect<Launch | undefined, SandboxRefused | SpawnFailed>
+  program: string,
+  environment: Readonly<Record<string, string>>,
+  hold: (release: () => void) => void
+) => Effect.Effect<Launch | undefined, SandboxRefused | InvalidRequest>
 
 /** A running (or exited, not yet forgotten) child on pipes and its log. */
 export class PipeProcess implements LocalProcess {
@@ -56,25 +71,42 @@ export class PipeProcess implements LocalProcess {
   /** Completes once the child exited and both pipes reached their end. */
   readonly closed = Deferred.makeUnsafe<void>()
   /** How it is confined (`none`: not at all); a confined exit is classified by Codex's denial rule. */
-  sandboxType: Protocol.SandboxType = "none"
-  /** Run once, when the process is closed. */
-  readonly onClosed: Array<() => void> = []
+  readonly sandboxType: Protocol.SandboxType
+  /** What its start holds on the host: given back once it is closed. */
+  private readonly holdings: Holdings
   private readonly flow: OutputFlow
+  private readonly input: InputWriter
+  /** Where its output is read into. */
+  private readonly memory: OutputMemory
   /** The readers of its pipes, once `attach` started them (flow control pauses and resumes these). */
   private readonly readers: Array<PipeReader> = []
-  private readonly input = new InputWriter()
 
-  private readonly memory: OutputMemory
-
-  constructor(child: NodeChildProcess.ChildProcess, log: ProcessLog, memory: OutputMemory, now: number) {
+  constructor(
+    child: NodeChildProcess.ChildProcess,
+    log: ProcessLog,
+    now: number,
+    options: {
+      readonly sandboxType: Protocol.SandboxType
+      readonly holdings: Holdings
+      readonly stdinWindowBytes: number
+      readonly memory: OutputMemory
+    }
+  ) {
     this.child = child
     this.log = log
-    this.memory = memory
+    this.sandboxType = options.sandboxType
+    this.holdings = options.holdings
+    this.memory = options.memory
     this.flow = new OutputFlow(log, this.readers, now)
+    this.input = new InputWriter(child.stdin, options.stdinWindowBytes)
   }
 
   get lastReadAt(): number {
     return this.flow.lastReadAt
+  }
+
+  get pid(): number {
+    return this.child.pid!
   }
 
   /** Whether the leader has not exited yet. */
@@ -87,11 +119,28 @@ export class PipeProcess implements LocalProcess {
     signalGroup(this.child.pid!, signal, () => this.child.kill(signal))
   }
 
-  /** Kills the group and stops reading its pipes (the executor is going away). */
-  destroy(): void {
-    if (this.log.closed) return
-    this.signalGroup("SIGKILL")
-    for (const reader of this.readers) reader.destroy()
+  /**
+   * Kills the group and stops reading its pipes (the executor is going away).
+   * A sandbox that holds mount points on the host is waited for until it is
+   * gone (its pipes ended: nothing inside holds them any more), so that they
+   * are removed, and never while it may still use them; past the wait they
+   * are left.
+   */
+  destroy(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.log.closed) return Effect.void
+      this.signalGroup("SIGKILL")
+      const stopReading = Effect.sync(() => {
+        for (const reader of this.readers) reader.destroy()
+      })
+      if (this.holdings.isEmpty) return stopReading
+      // read to the end, whatever a paused reader left
+      this.flow.releaseBackpressure()
+      return Deferred.await(this.closed).pipe(
+        Effect.timeoutOption(Defaults.processTable.destroyWaitMillis),
+        Effect.andThen(stopReading)
+      )
+    })
   }
 
   acknowledge(afterSeq: number, now: number): void {
@@ -102,14 +151,22 @@ export class PipeProcess implements LocalProcess {
     this.flow.releaseBackpressure()
   }
 
-  /** Writes to stdin; answers once the pipe took the bytes, so memory stays bounded. */
+  /** Writes to stdin: `accepted` once the pipe took every byte (see `InputWriter`). */
   write(chunk: Uint8Array, writeId: string | undefined): Effect.Effect<Protocol.WriteStatus> {
-    return this.input.write(this.child.stdin, this.log.exited, chunk, writeId)
+    return this.input.write(chunk, writeId, this.log.exited)
   }
 
   /** A child on pipes has no terminal to resize. */
   resize(): boolean {
     return false
+  }
+
+  /** Ends the stdin pipe once the writes queued before it are flushed: the child reads end-of-file. */
+  closeStdin(): Protocol.WriteStatus {
+    const stdin = this.child.stdin
+    if (stdin === null || stdin.destroyed || stdin.writableEnded || this.log.exited) return "stdinClosed"
+    stdin.end()
+    return "accepted"
   }
 
   /** Wires the child's pipes and exit into the log. */
@@ -124,8 +181,10 @@ export class PipeProcess implements LocalProcess {
     let exitGrace: NodeJS.Timeout | undefined
     const closeIfDone = () => {
       if (openStreams === 0 && log.exited) {
+        // nothing reads the input any more: writes still waiting are answered stdinClosed
+        child.stdin?.destroy()
         // before the close is told: a reader that sees it may look for what the process held
-        for (const closed of this.onClosed.splice(0)) closed()
+        this.holdings.releaseAll()
         log.markClosed()
         Deferred.doneUnsafe(this.closed, Exit.void)
       }
@@ -160,8 +219,8 @@ export class PipeProcess implements LocalProcess {
     child.on("exit", (code, signal) => {
       exitStatus = { code: code ?? Protocol.signaledExitCode(signal), signal }
       if (openStreams === 0) recordExit()
-      // at the grace's end, after one more look at the pipes: a loaded event loop may run this timer late,
-      // with their last output (and their end) waiting in the same turn's I/O
+      // past the grace, the exit waits one more turn of the event loop: a loop held up (a busy server) runs
+      // its timers before it reads the pipes, and what they hold was written before the exit
       else exitGrace = setTimeout(() => setImmediate(recordExit), Defaults.processTable.exitGraceMillis)
     })
   }
@@ -196,48 +255,43 @@ export const checkCwd = (command: string, cwd: string) =>
     })
   })
 
-/** Spawns `request` (or what `launch` says instead) in its own session, its output going to a fresh log. */
+/** Spawns `request`'s `program` (or what `launch` says instead) in its own session, its output going to a fresh log. */
 const startChild = (
   request: StartRequest,
   options: SpawnOptions,
   now: number,
-  environment: Readonly<Record<string, string>>,
-  launch: Launch | undefined
+  prepared: {
+    readonly program: string
+    readonly environment: Readonly<Record<string, string>>
+    readonly launch: Launch | undefined
+    readonly holdings: Holdings
+  }
 ) =>
-  Effect.callback<LocalProcess, SpawnFailed | InvalidRequest | SandboxRefused>((resume) => {
+  Effect.callback<LocalProcess, SpawnFailed | InvalidRequest>((resume) => {
+    const { environment, holdings, launch, program } = prepared
     const [command, ...args] = request.argv as [string, ...Array<string>]
     const inputs = launch?.inputs ?? []
-    // checked when spawning: a descriptor opened a moment earlier must not slip into the sandbox
-    const spawned = launch === undefined
-      ? { file: command, args }
-      : closingDescriptors(launch.file, launch.args, 2 + inputs.length)
-    if ("unclosable" in spawned) {
-      launch?.release()
-      return resume(Effect.fail(
-        new SandboxRefused({
-          kind: "Unavailable",
-          description: `descriptors ${spawned.unclosable.join(", ")} of this process would reach the sandbox, and ` +
-            `this host has no bash or perl to close them`
-        })
-      ))
-    }
     let child: NodeChildProcess.ChildProcess
     try {
-      child = NodeChildProcess.spawn(spawned.file, spawned.args, {
-        cwd: request.cwd,
-        env: environment,
-        detached: true,
-        stdio: [request.pipeStdin === true ? "pipe" : "ignore", "pipe", "pipe", ...inputs.map(() => "pipe" as const)],
-        ...(request.arg0 && launch === undefined ? { argv0: request.arg0 } : {})
-      })
+      child = launch === undefined
+        ? NodeChildProcess.spawn(program, args, {
+          cwd: request.cwd,
+          env: environment,
+          detached: true,
+          stdio: [request.pipeStdin === true ? "pipe" : "ignore", "pipe", "pipe"],
+          // found on the child's PATH once: argv[0] stays the command as given
+          argv0: request.arg0 || command
+        })
+        : NodeChildProcess.spawn(launch.file, launch.args, {
+          cwd: request.cwd,
+          env: launch.environment,
+          detached: true,
+          stdio: [request.pipeStdin === true ? "pipe" : "ignore", "pipe", "pipe", ...inputs.map(() => "pipe" as const)]
+        })
     } catch (error) {
-      launch?.release()
       return resume(Effect.fail(new InvalidRequest({ description: `cannot start ${command}: ${String(error)}` })))
     }
-    child.once("error", (error) => {
-      launch?.release()
-      resume(Effect.fail(spawnFailure(launch?.file ?? command, error)))
-    })
+    child.once("error", (error) => resume(Effect.fail(spawnFailure(launch?.file ?? command, error))))
     child.once("spawn", () => {
       feed(child, inputs)
       const memory = new OutputMemory(options.lendOutput === true)
@@ -247,35 +301,32 @@ const startChild = (
           memory,
           lends: options.lendOutput === true
         }),
-        memory,
-        now
+        now,
+        { sandboxType: launch?.sandboxType ?? "none", holdings, stdinWindowBytes: options.stdinWindowBytes, memory }
       )
-      if (launch !== undefined) {
-        started.sandboxType = launch.sandboxType
-        started.onClosed.push(launch.release)
-      }
       started.attach()
       resume(Effect.succeed(started))
     })
   })
 
 /**
- * Starts `request` as a child in its own session, its output going to a fresh
- * log; `wrap` (a sandbox) may replace what is spawned, or refuse it.
+ * Prepares `request` as a child on pipes: its working directory checked, its
+ * program found, and `wrap` (a sandbox) asked what to spawn instead, or
+ * refusing it; what the sandbox holds goes to `holdings`.
  */
-export const spawnProcess = (
+export const prepareChild = (
   request: StartRequest,
   options: SpawnOptions,
-  now: number,
+  holdings: Holdings,
   wrap?: WrapSpawn
-): Effect.Effect<LocalProcess, SpawnFailed | InvalidRequest | SandboxRefused> =>
-  Effect.andThen(
-    checkCwd(request.argv[0]!, request.cwd),
-    Effect.suspend(() => {
-      const environment = childEnvironment(request.env, request.envPolicy, options.baseEnvironment)
-      return Effect.flatMap(
-        wrap === undefined ? Effect.undefined : wrap(environment),
-        (launch) => startChild(request, options, now, environment, launch)
-      )
-    })
-  )
+): Effect.Effect<PreparedStart, SpawnFailed | InvalidRequest | SandboxRefused> =>
+  Effect.gen(function*() {
+    const command = request.argv[0]!
+    yield* checkCwd(command, request.cwd)
+    const environment = childEnvironment(request.env, request.envPolicy, options.baseEnvironment)
+    const program = yield* resolveCommand(command, request.cwd, environment.PATH)
+    const launch = wrap === undefined ? undefined : yield* wrap(program, environment, holdings.hold)
+    return {
+      spawn: (now: number) => startChild(request, options, now, { program, environment, launch, holdings })
+    }
+  })

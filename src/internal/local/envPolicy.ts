@@ -1,26 +1,25 @@
 /**
  * Builds a child's environment from the server's own by an `EnvPolicy`
  * (Codex's shell environment policy), then lays the request's `env` on top.
+ * Names are matched against the policy's globs in one pass each (`glob.ts`),
+ * at a cost proportional to the patterns' length, which `startChecks.ts`
+ * bounds before this runs.
  *
  * @internal
  */
 import type * as Protocol from "../../Protocol.ts"
+import { compileGlobs, foldCase, matchesAnyFolded } from "./glob.ts"
 
 /** The variables `inherit: "core"` keeps. */
-const coreVariables = ["HOME", "LOGNAME", "PATH", "SHELL", "USER", "USERNAME", "TMPDIR", "TEMP", "TMP"]
+const coreVariables = new Set(["HOME", "LOGNAME", "PATH", "SHELL", "USER", "USERNAME", "TMPDIR", "TEMP", "TMP"])
 
 /** Names dropped unless `ignoreDefaultExcludes`: they usually hold credentials. */
 const defaultExcludes = ["*KEY*", "*SECRET*", "*TOKEN*"]
 
-/** A case-insensitive glob (`*` and `?`) as a predicate on names. */
+/** Case-insensitive globs (`*` and `?`) as one predicate on names. */
 const globMatcher = (patterns: ReadonlyArray<string>): (name: string) => boolean => {
-  const regexps = patterns.map((pattern) =>
-    new RegExp(
-      "^" + pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".") + "$",
-      "i"
-    )
-  )
-  return (name) => regexps.some((regexp) => regexp.test(name))
+  const globs = compileGlobs(patterns)
+  return (name) => matchesAnyFolded(globs, foldCase(name))
 }
 
 /**
@@ -33,11 +32,12 @@ export const childEnvironment = (
   base: Readonly<Record<string, string | undefined>>
 ): Record<string, string> => {
   if (policy === null || policy === undefined) return { ...env }
-  const built: Record<string, string> = {}
+  // no prototype: a variable named __proto__ is a variable like any other
+  const built: Record<string, string> = Object.create(null)
   for (const [name, value] of Object.entries(base)) {
     if (value === undefined) continue
     if (policy.inherit === "none") continue
-    if (policy.inherit === "core" && !coreVariables.includes(name)) continue
+    if (policy.inherit === "core" && !coreVariables.has(name)) continue
     built[name] = value
   }
   const drop = globMatcher([...(policy.ignoreDefaultExcludes ? [] : defaultExcludes), ...policy.exclude])

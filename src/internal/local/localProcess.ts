@@ -2,20 +2,25 @@
  * What the local executor asks of one process, whether it runs on pipes
  * (`childProcess`) or on a pseudo-terminal (`ptyProcess`), and the parts both
  * kinds share: flow control of their output into a backpressured log,
- * de-duplicated writes that answer once the child took the bytes, and signals
- * to the process group the child leads.
+ * de-duplicated writes within a stdin window that answer once the OS took the
+ * bytes, signals to the process group the child leads, and what a start holds
+ * on the host until its process is gone.
  *
  * @internal
  */
-import type * as Deferred from "effect/Deferred"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import type { Writable } from "node:stream"
+import type { InvalidRequest, SandboxRefused, SpawnFailed, Unsupported } from "../../Executor.ts"
 import type * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"
 import type { ProcessLog } from "./processLog.ts"
 
 /** A running (or exited, not yet forgotten) process of the local executor. */
 export interface LocalProcess {
+  /** The child's pid: it leads its own process group (and session). */
+  readonly pid: number
   /** Its output, exit and close, numbered. */
   readonly log: ProcessLog
   /** Completes once it exited and its output reached its end. */
@@ -28,16 +33,64 @@ export interface LocalProcess {
   readonly sandboxType: Protocol.SandboxType
   /** Signals its whole process group (it leads its own session). */
   signalGroup(signal: NodeJS.Signals): void
-  /** Kills the group and stops reading its output (the executor is going away). */
-  destroy(): void
+  /**
+   * Kills the group and stops reading its output (the executor is going
+   * away); what it holds on the host is given back once it is gone, waited
+   * for a bounded time.
+   */
+  destroy(): Effect.Effect<void>
   /** A reader has seen everything up to `afterSeq` at `now`: this may let a paused process go on. */
   acknowledge(afterSeq: number, now: number): void
   /** Drops backpressure: from now on the oldest output is evicted rather than the output paused. */
   releaseBackpressure(): void
-  /** Writes to its input; answers once the child's side took the bytes, so memory stays bounded. */
+  /**
+   * Writes to its input: `accepted` once the OS took every byte, waiting
+   * while earlier writes fill the stdin window; `stdinClosed` if the input
+   * closes first.
+   */
   write(chunk: Uint8Array, writeId: string | undefined): Effect.Effect<Protocol.WriteStatus>
   /** Sets the size of its terminal; `false` when it has none. */
   resize(size: Protocol.TerminalSize): boolean
+  /**
+   * Ends its stdin after the writes before it; `undefined` when its input is a
+   * terminal (which has no end but the Ctrl-D typed into it).
+   */
+  closeStdin(): Protocol.WriteStatus | undefined
+}
+
+/**
+ * A start whose checks passed (its working directory, its program, its
+ * sandbox): what remains is to spawn it, which waits on nothing slow.
+ */
+export interface PreparedStart {
+  readonly spawn: (
+    now: number
+  ) => Effect.Effect<LocalProcess, SpawnFailed | InvalidRequest | SandboxRefused | Unsupported>
+}
+
+/**
+ * What a start holds on the host until its process is gone (a sandbox's mount
+ * points): each release is taken as soon as there is something to give
+ * back, and all are given back once, when the process is gone or did not
+ * start.
+ */
+export class Holdings {
+  private readonly releases: Array<() => void> = []
+
+  /** Takes one more release. */
+  readonly hold = (release: () => void): void => {
+    this.releases.push(release)
+  }
+
+  /** Whether nothing is held. */
+  get isEmpty(): boolean {
+    return this.releases.length === 0
+  }
+
+  /** Gives everything back (once). */
+  releaseAll(): void {
+    for (const release of this.releases.splice(0)) release()
+  }
 }
 
 /** Where a process's output comes from, as flow control sees it. */
@@ -95,51 +148,117 @@ export class OutputFlow {
   }
 }
 
+/** A write waiting for room in the window, or handed to the OS and waiting for it to take the bytes. */
+interface PendingWrite {
+  readonly chunk: Uint8Array
+  readonly outcome: Deferred.Deferred<Protocol.WriteStatus>
+  readonly writeId: string | undefined
+  /** Requests waiting for this outcome (a retried write waits for the first attempt's). */
+  awaiters: number
+  /** Handed to the OS: it can no longer be withdrawn. */
+  handedOver: boolean
+}
+
 /**
- * Writes to a process's input in order, at most once per `writeId` (a retried
- * write is answered `accepted` and not written again, as Codex does).
+ * Writes to a process's input in order, at most once per `writeId`, holding
+ * at most a window of bytes the process has not taken yet: a write that does
+ * not fit waits for room (as Codex's bounded writer queue makes it wait). A
+ * write is answered `accepted` once the OS took every byte of it (they are in
+ * the pipe or the terminal), `stdinClosed` when the input closed first: never
+ * `accepted` for bytes that were then dropped. One `close` listener per
+ * process, whatever the number of writes.
  */
 export class InputWriter {
-  /** The last `writeId`s written, oldest first. */
-  private readonly writeIds = new Set<string>()
+  private readonly target: Writable | null | undefined
+  private readonly windowBytes: number
+  /** Writes not handed to the OS yet, oldest first. */
+  private readonly waiting: Array<PendingWrite> = []
+  /** The last `writeId`s written, oldest first, with their writes. */
+  private readonly byWriteId = new Map<string, PendingWrite>()
+  private inputClosed = false
+
+  constructor(target: Writable | null | undefined, windowBytes: number) {
+    this.target = target
+    this.windowBytes = windowBytes
+    target?.once("close", () => {
+      this.inputClosed = true
+      for (const pending of this.waiting.splice(0)) this.settle(pending, "stdinClosed")
+    })
+  }
 
   /**
-   * Writes `chunk` to `target`; `stdinClosed` when there is none, it ended, or
-   * the process exited. Answers once `target` took the bytes.
+   * Writes `chunk`; `stdinClosed` when there is no input, it ended, or the
+   * process exited. A retried `writeId` is not written again: it is answered
+   * as the first attempt is.
    */
-  write(
-    target: Writable | null | undefined,
-    exited: boolean,
-    chunk: Uint8Array,
-    writeId: string | undefined
-  ): Effect.Effect<Protocol.WriteStatus> {
+  write(chunk: Uint8Array, writeId: string | undefined, exited: boolean): Effect.Effect<Protocol.WriteStatus> {
     return Effect.suspend(() => {
-      if (target === null || target === undefined || target.destroyed || target.writableEnded || exited) {
+      const target = this.target
+      if (
+        this.inputClosed || target === null || target === undefined || target.destroyed || target.writableEnded ||
+        exited
+      ) {
         return Effect.succeed("stdinClosed" as const)
       }
-      // a retried write (same id) was accepted already: answer the same, write nothing
-      if (writeId !== undefined && this.writeIds.has(writeId)) return Effect.succeed("accepted" as const)
+      const earlier = writeId === undefined ? undefined : this.byWriteId.get(writeId)
+      if (earlier !== undefined) return this.awaitOutcome(earlier)
+      const pending: PendingWrite = {
+        chunk,
+        outcome: Deferred.makeUnsafe(),
+        writeId,
+        awaiters: 0,
+        handedOver: false
+      }
       if (writeId !== undefined) {
-        this.writeIds.add(writeId)
-        if (this.writeIds.size > Defaults.processTable.rememberedWriteIds) {
-          this.writeIds.delete(this.writeIds.values().next().value!)
+        this.byWriteId.set(writeId, pending)
+        if (this.byWriteId.size > Defaults.processTable.rememberedWriteIds) {
+          this.byWriteId.delete(this.byWriteId.keys().next().value!)
         }
       }
-      if (target.write(chunk)) return Effect.succeed("accepted" as const)
-      // the child reads slower than it is written to: wait for it
-      return Effect.as(
-        Effect.callback<void>((resume) => {
-          const done = () => resume(Effect.void)
-          target.once("drain", done)
-          target.once("close", done)
-          return Effect.sync(() => {
-            target.removeListener("drain", done)
-            target.removeListener("close", done)
-          })
-        }),
-        "accepted" as const
-      )
+      this.waiting.push(pending)
+      this.handOver()
+      return this.awaitOutcome(pending)
     })
+  }
+
+  /** Waits for `pending`'s outcome; a request that goes away withdraws a write nobody else waits for. */
+  private awaitOutcome(pending: PendingWrite): Effect.Effect<Protocol.WriteStatus> {
+    pending.awaiters++
+    return Deferred.await(pending.outcome).pipe(
+      Effect.onInterrupt(() =>
+        Effect.sync(() => {
+          pending.awaiters--
+          if (pending.awaiters > 0 || pending.handedOver) return
+          const index = this.waiting.indexOf(pending)
+          if (index !== -1) this.waiting.splice(index, 1)
+          // never written: a retry with the same id writes it
+          if (pending.writeId !== undefined && this.byWriteId.get(pending.writeId) === pending) {
+            this.byWriteId.delete(pending.writeId)
+          }
+        })
+      )
+    )
+  }
+
+  /** Hands waiting writes to the OS, in order, while they fit in the window (one alone when it is larger). */
+  private handOver(): void {
+    const target = this.target!
+    while (this.waiting.length > 0 && !this.inputClosed) {
+      const next = this.waiting[0]!
+      const buffered = target.writableLength
+      if (buffered > 0 && buffered + next.chunk.length > this.windowBytes) return
+      this.waiting.shift()
+      next.handedOver = true
+      // the callback comes once the OS took every byte, or with the error that ended the input
+      target.write(next.chunk, (error) => {
+        this.settle(next, error === null || error === undefined ? "accepted" : "stdinClosed")
+        this.handOver()
+      })
+    }
+  }
+
+  private settle(pending: PendingWrite, status: Protocol.WriteStatus): void {
+    Deferred.doneUnsafe(pending.outcome, Exit.succeed(status))
   }
 }
 

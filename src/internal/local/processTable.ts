@@ -89,12 +89,16 @@ export class ProcessTable {
     this.closedOrder.delete(processId)
   }
 
-  /** Kills every process still running and forgets them all (the executor's scope closes). */
-  destroyAll(): void {
-    for (const entry of this.entries.values()) {
-      if (entry.state === "running") entry.process.destroy()
-    }
-    this.entries.clear()
-    this.closedOrder.clear()
+  /**
+   * Kills every process still running and forgets them all (the executor's
+   * scope closes); done once what they held on the host is given back.
+   */
+  destroyAll(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const processes = [...this.entries.values()].flatMap((entry) => entry.state === "running" ? [entry.process] : [])
+      this.entries.clear()
+      this.closedOrder.clear()
+      return Effect.forEach(processes, (process) => process.destroy(), { concurrency: "unbounded", discard: true })
+    })
   }
 }

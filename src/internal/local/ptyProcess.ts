@@ -18,17 +18,17 @@
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as NodeFs from "node:fs"
+import * as NodeFs from "node:fs/promises"
 import { createRequire } from "node:module"
 import * as NodeOs from "node:os"
-import * as NodePath from "node:path"
 import * as NodeTty from "node:tty"
 import { InvalidRequest, SpawnFailed, type StartRequest, Unsupported } from "../../Executor.ts"
 import type * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"
-import { checkCwd, spawnFailure, type SpawnOptions } from "./childProcess.ts"
+import { checkCwd, type SpawnOptions } from "./childProcess.ts"
+import { execName, resolveCommand } from "./commandPath.ts"
 import { childEnvironment } from "./envPolicy.ts"
-import { InputWriter, type LocalProcess, OutputFlow, signalGroup } from "./localProcess.ts"
+import { InputWriter, type LocalProcess, OutputFlow, type PreparedStart, signalGroup } from "./localProcess.ts"
 import { ProcessLog } from "./processLog.ts"
 
 /** The part of `@lydell/node-pty`'s native binding used here (its 1.1.0 signatures). */
@@ -75,28 +75,30 @@ const signalNames = new Map(
   Object.entries(NodeOs.constants.signals).map(([name, number]) => [number, name as NodeJS.Signals])
 )
 
-/** The processes of session `sid` but its leader (those in other groups: a job-control shell's jobs). */
-const sessionMembers = (sid: number): ReadonlyArray<number> => {
+/**
+ * Kills the processes of session `sid` but its leader (those in other groups:
+ * a job-control shell's jobs), found in `/proc` without blocking the event
+ * loop.
+ */
+const killSessionMembers = async (sid: number): Promise<void> => {
   let entries: ReadonlyArray<string>
   try {
-    entries = NodeFs.readdirSync("/proc")
+    entries = await NodeFs.readdir("/proc")
   } catch {
-    return [] // no /proc: the leader's group is all we can reach
+    return // no /proc: the leader's group is all we can reach
   }
-  const members: Array<number> = []
-  for (const entry of entries) {
+  await Promise.all(entries.map(async (entry) => {
     const pid = Number(entry)
-    if (!Number.isInteger(pid) || pid === sid) continue
+    if (!Number.isInteger(pid) || pid === sid) return
     try {
-      const stat = NodeFs.readFileSync(`/proc/${pid}/stat`, "utf8")
+      const stat = await NodeFs.readFile(`/proc/${pid}/stat`, "utf8")
       // fields after the command name: state ppid pgrp session
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-      if (Number(fields[3]) === sid) members.push(pid)
+      if (Number(fields[3]) === sid) process.kill(pid, "SIGKILL")
     } catch {
       // gone meanwhile
     }
-  }
-  return members
+  }))
 }
 
 /** A running (or exited, not yet forgotten) child on a pseudo-terminal and its log. */
@@ -111,7 +113,7 @@ export class PtyProcess implements LocalProcess {
   private readonly terminal: NodeTty.ReadStream
   private readonly resizeTerminal: (size: Protocol.TerminalSize) => void
   private readonly flow: OutputFlow
-  private readonly input = new InputWriter()
+  private readonly input: InputWriter
   private leaderExited = false
   private exitStatus: { readonly code: number; readonly signal: string | null } | undefined
   private exitGrace: NodeJS.Timeout | undefined
@@ -120,13 +122,15 @@ export class PtyProcess implements LocalProcess {
     forked: { readonly fd: number; readonly pid: number },
     binding: PtyBinding,
     log: ProcessLog,
-    now: number
+    now: number,
+    stdinWindowBytes: number
   ) {
     this.pid = forked.pid
     this.log = log
     this.terminal = new NodeTty.ReadStream(forked.fd)
     this.resizeTerminal = (size) => binding.resize(forked.fd, size.cols, size.rows)
     this.flow = new OutputFlow(log, [this.terminal], now)
+    this.input = new InputWriter(this.terminal, stdinWindowBytes)
   }
 
   get lastReadAt(): number {
@@ -139,24 +143,21 @@ export class PtyProcess implements LocalProcess {
 
   /**
    * Signals the child's process group. SIGKILL reaches its whole session:
-   * a job-control shell on a terminal runs each job in a group of its own.
+   * a job-control shell on a terminal runs each job in a group of its own
+   * (those are found a moment later).
    */
   signalGroup(signal: NodeJS.Signals): void {
     signalGroup(this.pid, signal, () => {})
-    if (signal !== "SIGKILL") return
-    for (const member of sessionMembers(this.pid)) {
-      try {
-        process.kill(member, signal)
-      } catch {
-        // gone meanwhile
-      }
-    }
+    if (signal === "SIGKILL") void killSessionMembers(this.pid)
   }
 
-  destroy(): void {
-    if (this.log.closed) return
-    this.signalGroup("SIGKILL")
-    this.terminal.destroy()
+  destroy(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.log.closed) return Effect.void
+      signalGroup(this.pid, "SIGKILL", () => {})
+      this.terminal.destroy()
+      return Effect.promise(() => killSessionMembers(this.pid))
+    })
   }
 
   acknowledge(afterSeq: number, now: number): void {
@@ -167,12 +168,17 @@ export class PtyProcess implements LocalProcess {
     this.flow.releaseBackpressure()
   }
 
-  /** Types into the terminal; answers once it took the bytes. */
+  /** Types into the terminal: `accepted` once it took every byte (see `InputWriter`). */
   write(chunk: Uint8Array, writeId: string | undefined): Effect.Effect<Protocol.WriteStatus> {
-    return this.input.write(this.terminal, this.log.exited, chunk, writeId)
+    return this.input.write(chunk, writeId, this.log.exited)
   }
 
   /** Sets the terminal's size; nothing to do once the child exited. */
+  /** A terminal's input has no end but the Ctrl-D typed into it. */
+  closeStdin(): undefined {
+    return undefined
+  }
+
   resize(size: Protocol.TerminalSize): boolean {
     if (!this.leaderExited && !this.terminal.destroyed) {
       try {
@@ -190,7 +196,7 @@ export class PtyProcess implements LocalProcess {
     const name = signalNames.get(signal) ?? null
     this.exitStatus = { code: signal === 0 ? exitCode : 128 + signal, signal: signal === 0 ? null : name }
     if (this.terminal.destroyed) this.recordExit()
-    // after one more look at the terminal, as for pipes: a late timer may share its turn with the last output
+    // as for pipes: past the grace, one more turn of the event loop reads what the terminal still holds
     else this.exitGrace = setTimeout(() => setImmediate(this.recordExit), Defaults.processTable.exitGraceMillis)
   }
 
@@ -226,41 +232,15 @@ export class PtyProcess implements LocalProcess {
 }
 
 /**
- * Where `execvp` would find `command` for the child: on the child's `PATH`
- * (the system default when it has none), or as a path from `cwd`. Fails as a
- * spawn would, so a missing program is a typed error, not a child that prints
- * the failure on its terminal.
+ * Prepares `request` on a fresh pseudo-terminal: its working directory
+ * checked, its program found (a missing program is a typed error, not a
+ * child that prints the failure on its terminal), the terminal's binding
+ * loaded.
  */
-const checkCommand = (command: string, cwd: string, path: string | undefined) =>
-  Effect.callback<void, SpawnFailed>((resume) => {
-    const candidates = command.includes("/")
-      ? [NodePath.resolve(cwd, command)]
-      : (path ?? "/bin:/usr/bin").split(":").map((dir) => NodePath.resolve(cwd, dir, command))
-    let refused: NodeJS.ErrnoException | undefined
-    const next = (index: number): void => {
-      const candidate = candidates[index]
-      if (candidate === undefined) {
-        const missing = Object.assign(new Error(`${command}: not found`), { code: "ENOENT" })
-        return resume(Effect.fail(spawnFailure(command, refused ?? missing)))
-      }
-      NodeFs.stat(candidate, (statError, stats) => {
-        if (statError !== null || !stats.isFile()) return next(index + 1)
-        NodeFs.access(candidate, NodeFs.constants.X_OK, (accessError) => {
-          if (accessError === null) return resume(Effect.void)
-          refused = accessError
-          next(index + 1)
-        })
-      })
-    }
-    next(0)
-  })
-
-/** Starts `request` on a fresh pseudo-terminal, its output going to a fresh log. */
-export const spawnPtyProcess = (
+export const preparePty = (
   request: StartRequest,
-  options: SpawnOptions,
-  now: number
-): Effect.Effect<LocalProcess, SpawnFailed | InvalidRequest | Unsupported> =>
+  options: SpawnOptions
+): Effect.Effect<PreparedStart, SpawnFailed | InvalidRequest | Unsupported> =>
   Effect.gen(function*() {
     const [command, ...args] = request.argv as [string, ...Array<string>]
     if (request.arg0 !== undefined && request.arg0 !== null) {
@@ -273,34 +253,39 @@ export const spawnPtyProcess = (
     }
     const env = childEnvironment(request.env, request.envPolicy, options.baseEnvironment)
     yield* checkCwd(command, request.cwd)
-    yield* checkCommand(command, request.cwd, env.PATH)
+    const program = yield* resolveCommand(command, request.cwd, env.PATH)
     const { binding, helperPath } = yield* loadBinding
     const size = request.size ?? Defaults.terminal
-    const log = new ProcessLog(options.retainedBytes, request.backpressure === true)
-    let started: PtyProcess | undefined
-    const forked = yield* Effect.try({
-      try: () =>
-        binding.fork(
-          command,
-          args,
-          Object.entries(env).map(([name, value]) => `${name}=${value}`),
-          request.cwd,
-          size.cols,
-          size.rows,
-          -1,
-          -1,
-          true,
-          helperPath,
-          (exitCode, signal) => started?.onExit(exitCode, signal)
-        ),
-      catch: (error) =>
-        new SpawnFailed({
-          kind: "Other",
-          command,
-          description: `failed to start ${command} on a terminal: ${error instanceof Error ? error.message : error}`
+    const spawn = (now: number) =>
+      Effect.gen(function*() {
+        const log = new ProcessLog(options.retainedBytes, request.backpressure === true)
+        let started: PtyProcess | undefined
+        const forked = yield* Effect.try({
+          try: () =>
+            // the fork looks the command up again (execvp): argv[0] stays as given
+            binding.fork(
+              execName(command, program, env.PATH),
+              args,
+              Object.entries(env).map(([name, value]) => `${name}=${value}`),
+              request.cwd,
+              size.cols,
+              size.rows,
+              -1,
+              -1,
+              true,
+              helperPath,
+              (exitCode, signal) => started?.onExit(exitCode, signal)
+            ),
+          catch: (error) =>
+            new SpawnFailed({
+              kind: "Other",
+              command,
+              description: `failed to start ${command} on a terminal: ${error instanceof Error ? error.message : error}`
+            })
         })
-    })
-    started = new PtyProcess(forked, binding, log, now)
-    started.attach()
-    return started
+        started = new PtyProcess(forked, binding, log, now, options.stdinWindowBytes)
+        started.attach()
+        return started as LocalProcess
+      })
+    return { spawn }
   })

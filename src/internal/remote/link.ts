@@ -43,9 +43,15 @@ export interface ServerInfo {
   readonly capabilities: ReadonlyArray<string> | undefined
 }
 
-/** A request the server refused for one of its limits (requests in flight, processes): it did not run. */
-const isLimitRefusal = (error: RpcError | TransportClosed): boolean =>
-  error._tag === "RpcError" && error.code === ErrorCode.limitExceeded
+/**
+ * A request our server refused for one of its limits that frees up as answers
+ * come and processes close (requests in flight, processes): it did not run.
+ */
+const isLimitRefusal = (error: RpcError | TransportClosed): boolean => {
+  if (error._tag !== "RpcError" || error.code !== ErrorCode.limitExceeded) return false
+  const limit = Protocol.limitOf(error)
+  return limit === "requests" || limit === "processesPerSession" || limit === "processes"
+}
 
 const lost = (error: TransportClosed | ConnectionLost): ExecutorError =>
   new ExecutorError({

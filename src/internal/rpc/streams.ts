@@ -30,28 +30,43 @@ export const fromStreams = (
   }
   const maxFrameBytes = limits.maxFrameBytes ?? Infinity
   return {
+    pause: () => input.pause(),
+    resume: () => input.resume(),
     ...outgoing({
       limits,
       closedReason: () => closedReason,
       buffered: () => (output as { writableLength?: number }).writableLength ?? 0,
-      write: (frame, done) => output.write(frame + "\n", done),
+      write: (frame, done) => {
+        if (typeof frame === "string") return output.write(frame + "\n", done)
+        output.write(frame)
+        output.write("\n", done)
+      },
       drop
     }),
     listen: ({ onClose, onFrame }) => {
-      let pending = ""
+      // the unfinished line, in the pieces it arrived in: each piece is searched once, so a long line costs
+      // linear time (searching the whole pending text on each arrival would be quadratic)
+      let pieces: Array<string> = []
+      let pendingLength = 0
       input.setEncoding?.("utf8")
       input.on("data", (data: string) => {
-        pending += data
-        let newline = pending.indexOf("\n")
-        if (newline === -1 && pending.length > maxFrameBytes) {
-          drop(`a line longer than ${maxFrameBytes} bytes: dropped`)
-          return
+        let start = 0
+        let newline = data.indexOf("\n")
+        while (newline !== -1 && closedReason === undefined) {
+          pieces.push(data.slice(start, newline))
+          const line = pieces.length === 1 ? pieces[0]! : pieces.join("")
+          pieces = []
+          pendingLength = 0
+          if (line.length > maxFrameBytes) return drop(`a line longer than ${maxFrameBytes} bytes: dropped`)
+          const trimmed = line.trim()
+          if (trimmed.length > 0) onFrame(trimmed)
+          start = newline + 1
+          newline = data.indexOf("\n", start)
         }
-        while (newline !== -1) {
-          const line = pending.slice(0, newline).trim()
-          pending = pending.slice(newline + 1)
-          if (line.length > 0) onFrame(line)
-          newline = pending.indexOf("\n")
+        if (start < data.length) {
+          pieces.push(start === 0 ? data : data.slice(start))
+          pendingLength += data.length - start
+          if (pendingLength > maxFrameBytes) drop(`a line longer than ${maxFrameBytes} bytes: dropped`)
         }
       })
       const end = () => {

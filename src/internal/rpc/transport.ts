@@ -29,8 +29,11 @@ export class TransportClosed extends Schema.TaggedError<TransportClosed>()("Tran
  * @since 0.1.0
  */
 export interface Transport {
-  /** Sends a frame; completes once it is handed to the OS (so a slow peer slows the sender). */
-  readonly send: (frame: string) => Effect.Effect<void, TransportClosed>
+  /**
+   * Sends a text frame (a string, or its UTF-8 bytes); completes once it is
+   * handed to the OS (so a slow peer slows the sender).
+   */
+  readonly send: (frame: string | Uint8Array) => Effect.Effect<void, TransportClosed>
   /**
    * Queues a frame without waiting for the peer to take it (notifications:
    * what is produced must not wait on a slow reader, or it is lost to
@@ -55,6 +58,16 @@ export interface Transport {
     readonly onBinaryFrame?: ((frame: Uint8Array) => boolean) | undefined
     readonly onClose: (reason: string) => void
   }) => void
+  /**
+   * Stops reading the peer's frames until `resume`: backpressure, the peer's
+   * writes wait in its own buffers and the OS's. Frames already received may
+   * still arrive (at most what one read from the OS held).
+   */
+  readonly pause: () => void
+  /** Reads the peer's frames again after `pause`. */
+  readonly resume: () => void
+  /** The peer's IP address, when the transport has one (per-address limits). */
+  readonly remoteAddress?: string | undefined
   readonly close: Effect.Effect<void>
 }
 

@@ -5,7 +5,7 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
-import WebSocket from "ws"
+import type WebSocket from "ws"
 import { outgoing, type OutgoingLimits, type Transport } from "./transport.ts"
 
 /**
@@ -15,22 +15,29 @@ import { outgoing, type OutgoingLimits, type Transport } from "./transport.ts"
  * @category transports
  * @since 0.1.0
  */
-export const fromWebSocket = (socket: WebSocket, limits: OutgoingLimits = {}): Transport => {
+export const fromWebSocket = (
+  socket: WebSocket,
+  limits: OutgoingLimits = {},
+  remoteAddress?: string | undefined
+): Transport => {
   let closedReason: string | undefined
   const link = {
     limits,
-    closedReason: () =>
-      closedReason ?? (socket.readyState === WebSocket.OPEN ? undefined : "the WebSocket is not open"),
+    closedReason: () => closedReason ?? (socket.readyState === socket.OPEN ? undefined : "the WebSocket is not open"),
     buffered: () => socket.bufferedAmount,
     drop: (reason: string) => {
       closedReason ??= reason
       socket.terminate()
     }
   }
-  const text = outgoing({ ...link, write: (frame, done) => socket.send(frame, done) })
-  // bytes sent as they are, without a copy: the caller keeps them until `written`
+  // bytes are the UTF-8 of a text frame: sent as text, without a copy
+  const text = outgoing({ ...link, write: (frame, done) => socket.send(frame, { binary: false }, done) })
+  // a binary frame's bytes are sent as they are: the caller keeps them until `written`
   const binary = outgoing({ ...link, write: (frame, done) => socket.send(frame, { binary: true }, done) })
   return {
+    remoteAddress,
+    pause: () => socket.pause(),
+    resume: () => socket.resume(),
     send: text.send,
     post: text.post,
     postBinary: binary.postBytes,

@@ -3,18 +3,28 @@
  * one named by the executor's options (`serve --bwrap PATH`), else by
  * `EXEC_SANDBOX_BWRAP`, else `bwrap` on `PATH`. It works when a trial sandbox
  * with every flag a sandbox uses (user, pid, ipc and net namespaces, no
- * capabilities, a seccomp program) starts and runs: that is what a host
- * without user namespaces, or a container that forbids them, fails.
+ * capabilities, a seccomp program, its arguments and a cleared environment
+ * read from a descriptor) starts and runs: that is what a host without user
+ * namespaces, a container that forbids them, or a bubblewrap too old for
+ * `--clearenv` fails.
  *
  * @internal
  */
 import * as Effect from "effect/Effect"
 import * as NodeChildProcess from "node:child_process"
-import * as NodeFs from "node:fs"
-import * as NodePath from "node:path"
 import type { SandboxSupport } from "../../Executor.ts"
 import * as Defaults from "../defaults.ts"
+import { resolveCommand } from "../local/commandPath.ts"
 import { networkFilter } from "./seccomp.ts"
+
+/**
+ * The environment of every program a sandbox runs on the host, unconfined
+ * (bubblewrap, the descriptor closer): fixed, so that nothing of a client's
+ * (`LD_PRELOAD`, `BASH_ENV`, `PERL5OPT`, …) reaches a dynamic loader or an
+ * interpreter outside the sandbox. The command's own environment is set
+ * inside it.
+ */
+export const hostEnvironment: Readonly<Record<string, string>> = { PATH: "/usr/bin:/bin" }
 
 /** A bubblewrap that works here, and what it can do. */
 export interface Bwrap {
@@ -32,30 +42,17 @@ export type BwrapStatus =
 export const supportOf = (status: BwrapStatus): SandboxSupport =>
   status._tag === "Available" ? { available: true } : { available: false, reason: status.reason }
 
-const isExecutable = (path: string): boolean => {
-  try {
-    NodeFs.accessSync(path, NodeFs.constants.X_OK)
-    return NodeFs.statSync(path).isFile()
-  } catch {
-    return false
-  }
-}
-
-/** The first executable `name` in a `PATH`-style list of directories. */
-export const searchPath = (name: string, pathVariable: string | undefined): string | undefined =>
-  (pathVariable ?? "").split(":").filter((directory) => directory !== "").map((directory) =>
-    NodePath.resolve(directory, name)
-  ).find(isExecutable)
-
 /** Where the bubblewrap binary is: the explicit path, else the environment variable, else `PATH`. */
 export const locate = (
   explicit: string | undefined,
   environment: Readonly<Record<string, string | undefined>> = process.env
-): string | undefined => {
-  if (explicit !== undefined && explicit !== "") return explicit
+): Effect.Effect<string | undefined> => {
+  if (explicit !== undefined && explicit !== "") return Effect.succeed(explicit)
   const fromVariable = environment[Defaults.sandbox.bwrapVariable]
-  if (fromVariable !== undefined && fromVariable !== "") return fromVariable
-  return searchPath("bwrap", environment.PATH)
+  if (fromVariable !== undefined && fromVariable !== "") return Effect.succeed(fromVariable)
+  // a PATH lookup needs a PATH: without one there is no bwrap "on PATH"
+  if (environment.PATH === undefined) return Effect.undefined
+  return resolveCommand("bwrap", "/", environment.PATH).pipe(Effect.orElseSucceed(() => undefined))
 }
 
 interface TrialOutcome {
@@ -83,6 +80,7 @@ const trial = (path: string, args: ReadonlyArray<string>, inputs: ReadonlyArray<
     let child: NodeChildProcess.ChildProcess
     try {
       child = NodeChildProcess.spawn(path, args, {
+        env: hostEnvironment,
         stdio: ["ignore", "pipe", "pipe", ...inputs.map(() => "pipe" as const)],
         detached: true
       })
@@ -125,7 +123,11 @@ export const probe = (path: string | undefined): Effect.Effect<BwrapStatus> =>
         `bubblewrap not found (give serve --bwrap PATH, set ${Defaults.sandbox.bwrapVariable}, or put bwrap on PATH)`
       )
     }
+    // the arguments a sandbox reads from its descriptor 3, the environment cleared and set among them
+    const fromDescriptor = ["--clearenv", "--setenv", "EFFECT_EXEC_PROBE", "1"]
     const args = [
+      "--args",
+      "3",
       "--new-session",
       "--die-with-parent",
       "--ro-bind",
@@ -143,12 +145,13 @@ export const probe = (path: string | undefined): Effect.Effect<BwrapStatus> =>
       "--cap-drop",
       "ALL",
       "--add-seccomp-fd",
-      "3",
+      "4",
       "--",
       path,
       "--help"
     ]
-    const outcome = yield* trial(path, args, [seccomp]).pipe(
+    const encoded = Buffer.from(fromDescriptor.map((arg) => `${arg}\0`).join(""), "utf8")
+    const outcome = yield* trial(path, args, [encoded, seccomp]).pipe(
       Effect.timeoutOrElse({
         duration: Defaults.sandbox.probeTimeoutMillis,
         orElse: () => Effect.succeed<TrialOutcome>({ exitCode: null, output: "", error: "the trial timed out" })

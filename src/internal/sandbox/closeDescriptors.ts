@@ -6,81 +6,81 @@
  * bubblewrap passes it into the sandbox, where a confined command could use it
  * (type into an unconfined terminal).
  *
- * Node cannot close a descriptor in a child it spawns, so when such
- * descriptors exist the sandbox is launched through a closer on the host that
- * closes them, then runs bubblewrap: `bash` or `perl` (any descriptor), else
- * `sh` (a POSIX shell's redirections name descriptors 0 to 9 only). The
- * descriptors are found in `/proc/self/fdinfo` (those without `O_CLOEXEC`).
+ * Node cannot close a descriptor in a child it spawns, so every sandbox is
+ * launched through a closer on the host: a tiny script that lists its own
+ * `/proc/self/fd`, closes every descriptor above its stdio and bubblewrap's
+ * inputs, then runs bubblewrap. Listing them in the child, after `exec`,
+ * leaves no window for a descriptor opened meanwhile, and costs the server
+ * nothing per start. The closer is `bash` or `perl` (any descriptor), else
+ * `sh`, whose redirections name descriptors 0 to 9 only: with `sh` the script
+ * checks that nothing is left above its inputs and refuses to run bubblewrap
+ * otherwise (exit 125, a message on stderr).
+ *
+ * The closer runs on the host, unconfined, so nothing the client controls may
+ * reach it: it is spawned with a fixed environment (see `launcher`), `bash`
+ * in privileged mode (`-p`: no `BASH_ENV`, `ENV`, `SHELLOPTS` or imported
+ * functions), its arguments only numbers and the bubblewrap command line.
  *
  * @internal
  */
-import * as NodeFs from "node:fs"
+import * as Effect from "effect/Effect"
+import { isExecutableFile } from "../local/commandPath.ts"
 
-/** `O_CLOEXEC` as `/proc/<pid>/fdinfo` prints a descriptor's flags (octal). */
-const closeOnExec = 0o2000000
+/** A closer program and the arguments that come before its own (`keep`, then the command). */
+export interface Closer {
+  readonly file: string
+  readonly prefix: ReadonlyArray<string>
+}
 
-/** This process's descriptors above `keep` that a child would inherit (not close-on-exec). */
-export const inheritedDescriptors = (keep: number): ReadonlyArray<number> => {
-  let names: Array<string>
-  try {
-    names = NodeFs.readdirSync("/proc/self/fdinfo")
-  } catch {
-    return []
-  }
-  return names.flatMap((name) => {
-    const fd = Number(name)
-    if (!Number.isInteger(fd) || fd <= keep) return []
-    try {
-      const flags = /^flags:\s*([0-7]+)$/m.exec(NodeFs.readFileSync(`/proc/self/fdinfo/${name}`, "utf8"))
-      return flags !== null && (Number.parseInt(flags[1]!, 8) & closeOnExec) === 0 ? [fd] : []
-    } catch {
-      return [] // closed meanwhile (readdir's own descriptor, for one)
+/** The exit code of a closer that could not close every descriptor (bubblewrap did not run). */
+export const closerFailureExitCode = 125
+
+const noProc = `echo "effect-exec: no /proc/self/fd: cannot close the descriptors a sandbox would inherit" >&2; ` +
+  `exit ${closerFailureExitCode}`
+
+/** `$1` is the last descriptor kept; every one above it is closed, then the rest of the arguments is run. */
+const bashScript = `k=$1; shift; [ -d /proc/self/fd ] || { ${noProc}; }; ` +
+  `for f in /proc/self/fd/*; do f=\${f##*/}; [ "$f" -gt "$k" ] && exec {f}>&-; done; exec "$@"`
+
+/** The same for a POSIX `sh`: descriptors 0 to 9 only, then a check that nothing above `$1` is left. */
+const shScript = `k=$1; shift; [ -d /proc/self/fd ] || { ${noProc}; }; ` +
+  `for f in /proc/self/fd/*; do f=\${f##*/}; ` +
+  `if [ "$f" -gt "$k" ]; then case $f in ?) eval "exec $f>&-";; esac; fi; done; ` +
+  `for f in /proc/self/fd/*; do f=\${f##*/}; if [ "$f" -gt "$k" ] && [ -e "/proc/self/fd/$f" ]; then ` +
+  `echo "effect-exec: descriptor $f would reach the sandbox, and sh cannot close it (install bash or perl)" >&2; ` +
+  `exit ${closerFailureExitCode}; fi; done; exec "$@"`
+
+const perlScript = `my $k = shift; opendir(my $d, "/proc/self/fd") or do { ` +
+  `print STDERR "effect-exec: no /proc/self/fd: cannot close the descriptors a sandbox would inherit\\n"; ` +
+  `exit ${closerFailureExitCode} }; ` +
+  `my @f = grep { /^\\d+$/ && $_ > $k } readdir $d; closedir $d; POSIX::close($_) for @f; ` +
+  `exec { $ARGV[0] } @ARGV or die "exec $ARGV[0]: $!\\n"`
+
+/** The closers, best first: each where it usually is. */
+export const closers: ReadonlyArray<{ readonly paths: ReadonlyArray<string>; readonly prefix: ReadonlyArray<string> }> =
+  [
+    { paths: ["/bin/bash", "/usr/bin/bash"], prefix: ["-p", "-c", bashScript, "bash"] },
+    { paths: ["/usr/bin/perl", "/bin/perl"], prefix: ["-MPOSIX", "-e", perlScript] },
+    { paths: ["/bin/sh", "/usr/bin/sh"], prefix: ["-c", shScript, "sh"] }
+  ]
+
+/** The best closer this host has, or `undefined` when it has none. */
+export const findCloser: Effect.Effect<Closer | undefined> = Effect.gen(function*() {
+  for (const candidate of closers) {
+    for (const file of candidate.paths) {
+      if (yield* isExecutableFile(file)) return { file, prefix: candidate.prefix }
     }
-  })
-}
-
-const isExecutable = (path: string): boolean => {
-  try {
-    NodeFs.accessSync(path, NodeFs.constants.X_OK)
-    return true
-  } catch {
-    return false
   }
-}
+  return undefined
+})
 
-/** `$1` descriptors follow; each is closed (they are digits, checked by the caller), then the rest is run. */
-const shellScript =
-  "n=$1; shift; while [ \"$n\" -gt 0 ]; do eval \"exec $1>&-\"; shift; n=$((n - 1)); done; exec \"$@\""
-const perlScript =
-  "my $n = shift; POSIX::close(shift) for 1 .. $n; exec { $ARGV[0] } @ARGV or die \"exec $ARGV[0]: $!\\n\""
-
-/** A closer for `descriptors` found on this host, or `undefined` when none can close them all. */
-const closerFor = (
-  descriptors: ReadonlyArray<number>
-): { readonly file: string; readonly prefix: ReadonlyArray<string> } | undefined => {
-  const bash = ["/bin/bash", "/usr/bin/bash"].find(isExecutable)
-  if (bash !== undefined) return { file: bash, prefix: ["-c", shellScript, "bash"] }
-  const perl = ["/usr/bin/perl", "/bin/perl"].find(isExecutable)
-  if (perl !== undefined) return { file: perl, prefix: ["-MPOSIX", "-e", perlScript] }
-  return descriptors.every((fd) => fd <= 9) ? { file: "/bin/sh", prefix: ["-c", shellScript, "sh"] } : undefined
-}
-
-/**
- * What to spawn to run `file args…` with only descriptors 0 to `keep`
- * inherited: `file args…` itself when nothing else would be, else a closer in
- * front of it; `undefined` when this host has no closer for them.
- */
+/** What to spawn to run `file args…` with only descriptors 0 to `keep` open. */
 export const closingDescriptors = (
+  closer: Closer,
   file: string,
   args: ReadonlyArray<string>,
   keep: number
-): { readonly file: string; readonly args: ReadonlyArray<string> } | { readonly unclosable: ReadonlyArray<number> } => {
-  const descriptors = inheritedDescriptors(keep)
-  if (descriptors.length === 0) return { file, args }
-  const closer = closerFor(descriptors)
-  if (closer === undefined) return { unclosable: descriptors }
-  return {
-    file: closer.file,
-    args: [...closer.prefix, String(descriptors.length), ...descriptors.map(String), file, ...args]
-  }
-}
+): { readonly file: string; readonly args: ReadonlyArray<string> } => ({
+  file: closer.file,
+  args: [...closer.prefix, String(keep), file, ...args]
+})

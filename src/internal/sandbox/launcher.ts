@@ -13,15 +13,29 @@
  *   managed network proxy, a deny glob, …): `SandboxRefused`, never a weaker
  *   sandbox.
  *
+ * What runs on the host for a sandbox is the descriptor closer, then
+ * bubblewrap, both with a fixed environment (`hostEnvironment`): the
+ * command's environment is handed to bubblewrap on a descriptor and set
+ * inside the sandbox only.
+ *
  * @internal
  */
+import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
-import * as NodeFs from "node:fs"
-import * as NodePath from "node:path"
-import { SandboxRefused, type SandboxSupport, SpawnFailed, type StartRequest } from "../../Executor.ts"
+import { InvalidRequest, SandboxRefused, type SandboxSupport, type StartRequest } from "../../Executor.ts"
 import type * as Protocol from "../../Protocol.ts"
-import { type BwrapStatus, locate, probe, searchPath, supportOf } from "./bwrap.ts"
-import { type BwrapInvocation, confinedInvocation, mountLayout, networkOnlyInvocation } from "./bwrapArgs.ts"
+import * as Defaults from "../defaults.ts"
+import { execName } from "../local/commandPath.ts"
+import { type Bwrap, type BwrapStatus, hostEnvironment, locate, probe, supportOf } from "./bwrap.ts"
+import {
+  type BwrapInvocation,
+  confinedInvocation,
+  describeMounts,
+  type InvocationOptions,
+  mountLayout,
+  networkOnlyInvocation
+} from "./bwrapArgs.ts"
+import { type Closer, closingDescriptors, findCloser } from "./closeDescriptors.ts"
 import { MountPoints } from "./mountPoints.ts"
 import { type ResolvedPolicy, resolvePolicy } from "./policy.ts"
 import { networkFilter } from "./seccomp.ts"
@@ -38,25 +52,38 @@ export interface SandboxOptions {
 export interface Launch {
   readonly file: string
   readonly args: ReadonlyArray<string>
+  /** The environment to spawn `file` with: fixed, nothing of the request's. */
+  readonly environment: Readonly<Record<string, string>>
   /** What file descriptors 3, 4, … of the child are fed (then closed). */
   readonly inputs: ReadonlyArray<Uint8Array>
   readonly sandboxType: Protocol.SandboxType
-  /** Gives back what the sandbox held on the host; runs once the process is gone, or did not start. */
-  readonly release: () => void
 }
+
+/** Whether a start is confined, and by which policy. */
+export type Decision = Data.TaggedEnum<{
+  Unconfined: {}
+  Confined: { readonly policy: ResolvedPolicy }
+}>
+
+const Decision = Data.taggedEnum<Decision>()
 
 /** The sandbox side of the local executor. */
 export interface Launcher {
   /** Whether sandboxes work here (probed once, on first use). */
   readonly support: Effect.Effect<SandboxSupport>
   /**
-   * The launch for `request` with its final `environment`: `undefined` to run
-   * it unconfined, or the sandbox's; or why it is refused.
+   * The launch for `request`, whose program is at `program`, with its final
+   * `environment`: `undefined` to run it unconfined, or the sandbox's; or why
+   * it is refused. What the sandbox holds on the host (mount points) is handed
+   * to `hold` as soon as it is taken, to be given back once the process is
+   * gone or did not start.
    */
   readonly prepare: (
     request: StartRequest,
-    environment: Readonly<Record<string, string>>
-  ) => Effect.Effect<Launch | undefined, SandboxRefused | SpawnFailed>
+    program: string,
+    environment: Readonly<Record<string, string>>,
+    hold: (release: () => void) => void
+  ) => Effect.Effect<Launch | undefined, SandboxRefused | InvalidRequest>
   /**
    * For a start that cannot be confined (`what`, e.g. a process on a
    * terminal): succeeds only when its policy confines nothing.
@@ -71,138 +98,163 @@ export interface Launcher {
 const refuse = (kind: SandboxRefused["kind"], description: string) =>
   Effect.fail(new SandboxRefused({ kind, description }))
 
-const isExecutable = (path: string): boolean => {
-  try {
-    NodeFs.accessSync(path, NodeFs.constants.X_OK)
-    return true
-  } catch {
-    return false
-  }
+/** A working bubblewrap, and the closer that launches it. */
+interface Tools {
+  readonly bwrap: Bwrap
+  readonly closer: Closer
 }
 
 /**
- * Inside a sandbox a missing command is bubblewrap's failure, not a failed
- * start: looking for it first keeps the answer what an unsandboxed start gives.
+ * Refuses an environment bubblewrap cannot set: a name with `=` or nothing in
+ * it, or a NUL anywhere (the arguments are NUL-separated).
  */
-const checkCommand = (
-  command: string,
-  cwd: string,
-  environment: Readonly<Record<string, string>>
-): Effect.Effect<void, SpawnFailed> => {
-  const notFound = new SpawnFailed({ kind: "CommandNotFound", command, description: `command not found: ${command}` })
-  if (!command.includes("/")) {
-    return searchPath(command, environment.PATH ?? "/usr/bin:/bin") === undefined ? Effect.fail(notFound) : Effect.void
+const checkEnvironment = (environment: Readonly<Record<string, string>>): Effect.Effect<void, InvalidRequest> => {
+  for (const [name, value] of Object.entries(environment)) {
+    if (name === "" || name.includes("=") || name.includes("\0") || value.includes("\0")) {
+      return Effect.fail(
+        new InvalidRequest({
+          description: `environment variable ${JSON.stringify(name)} cannot be set in a sandbox ` +
+            `(a name must be non-empty without "=", and no NUL may appear)`,
+          invalidParams: true
+        })
+      )
+    }
   }
-  const path = NodePath.resolve(cwd, command)
-  if (!NodeFs.existsSync(path)) return Effect.fail(notFound)
-  return isExecutable(path)
-    ? Effect.void
-    : Effect.fail(new SpawnFailed({ kind: "PermissionDenied", command, description: `permission denied: ${command}` }))
+  return Effect.void
 }
 
-/** Builds the invocation, claiming the mount points it needs; the release gives them back. */
-const invocationFor = (
-  policy: ResolvedPolicy,
-  mountPoints: MountPoints,
-  options: Parameters<typeof confinedInvocation>[2]
-): Effect.Effect<{ readonly invocation: BwrapInvocation; readonly release: () => void }, SandboxRefused> => {
-  if (policy.confinement !== "full") {
-    return Effect.succeed({ invocation: networkOnlyInvocation(options), release: () => {} })
-  }
-  return Effect.try({
-    try: () => {
-      const layout = mountLayout(policy)
-      const release = mountPoints.claim(layout.placeholders)
-      return { invocation: confinedInvocation(policy, layout, options), release }
-    },
-    catch: (error) =>
-      new SandboxRefused({ kind: "Unsupported", description: `cannot prepare the sandbox's mounts: ${String(error)}` })
+/** What sandboxes need here: a working bubblewrap, a closer, the registry of mount points; or why not. */
+const findTools = (
+  options: SandboxOptions,
+  mountPoints: MountPoints
+): Effect.Effect<Tools | { readonly unavailable: string }> =>
+  Effect.gen(function*() {
+    const probed: BwrapStatus = yield* probe(yield* locate(options.bwrap))
+    if (probed._tag === "Unavailable") return { unavailable: probed.reason }
+    const closer = yield* findCloser
+    if (closer === undefined) return { unavailable: "this host has no bash, perl or sh to launch sandboxes with" }
+    const prepared = yield* Effect.exit(mountPoints.prepare())
+    if (prepared._tag === "Failure") {
+      return { unavailable: `cannot use ${mountPoints.directory} for the sandbox's mount points` }
+    }
+    return { bwrap: probed.bwrap, closer }
   })
-}
+
+/** Whether `request` runs confined, and by what policy; or why it is refused (`hidden`: the registry). */
+const decide = (options: SandboxOptions, hidden: ReadonlyArray<string>) =>
+  Effect.fnUntraced(function*(
+    request: StartRequest,
+    environment: Readonly<Record<string, string>>
+  ): Effect.fn.Return<Decision, SandboxRefused> {
+    if (request.enforceManagedNetwork === true || (request.managedNetwork ?? null) !== null) {
+      return yield* refuse("Unsupported", "a managed network (Codex's network proxy)")
+    }
+    const context = request.sandbox ?? null
+    if (context === null) {
+      return options.required === true
+        ? yield* refuse("Required", "the request asks for no sandbox")
+        : Decision.Unconfined()
+    }
+    const policy = yield* resolvePolicy(context, { tmpdir: environment.TMPDIR, hidden })
+    if (policy.confinement === "none") {
+      return options.required === true
+        ? yield* refuse("Required", "its policy confines nothing")
+        : Decision.Unconfined()
+    }
+    return Decision.Confined({ policy })
+  })
+
+/** The bubblewrap invocation for `policy`, its mount points claimed and handed to `hold`. */
+const invocationFor = (mountPoints: MountPoints) =>
+  Effect.fnUntraced(function*(
+    policy: ResolvedPolicy,
+    invocation: InvocationOptions,
+    hold: (release: () => void) => void
+  ): Effect.fn.Return<BwrapInvocation, SandboxRefused> {
+    if (policy.confinement !== "full") return networkOnlyInvocation(invocation)
+    const layout = yield* mountLayout(policy)
+    yield* mountPoints.claim(layout.placeholders, hold).pipe(
+      Effect.mapError((error) =>
+        new SandboxRefused({
+          kind: "Unsupported",
+          description: `cannot prepare the sandbox's mounts: ${error.message}`
+        })
+      )
+    )
+    return yield* confinedInvocation(policy, yield* describeMounts(layout), invocation)
+  })
 
 /** Builds the launcher; nothing is probed until a sandbox is first needed. */
 export const makeLauncher = (options: SandboxOptions = {}): Effect.Effect<Launcher> =>
   Effect.gen(function*() {
     const mountPoints = new MountPoints()
-    const status: Effect.Effect<BwrapStatus> = yield* Effect.cached(
-      Effect.flatMap(probe(locate(options.bwrap)), (probed) => {
-        if (probed._tag === "Unavailable") return Effect.succeed(probed)
-        return Effect.try(() => mountPoints.prepare()).pipe(
-          Effect.as(probed),
-          Effect.orElseSucceed((): BwrapStatus => ({
-            _tag: "Unavailable",
-            reason: `cannot use ${mountPoints.directory} for the sandbox's mount points`
-          }))
-        )
-      })
-    )
+    const hidden = [mountPoints.directory]
+    const tools = yield* Effect.cached(findTools(options, mountPoints))
+    const decideFor = decide(options, hidden)
+    const invocationOf = invocationFor(mountPoints)
 
     const prepare = Effect.fnUntraced(function*(
       request: StartRequest,
-      environment: Readonly<Record<string, string>>
-    ) {
-      if (request.enforceManagedNetwork === true || (request.managedNetwork ?? null) !== null) {
-        return yield* refuse("Unsupported", "a managed network (Codex's network proxy)")
-      }
-      const context = request.sandbox ?? null
-      if (context === null) {
-        return options.required === true ? yield* refuse("Required", "the request asks for no sandbox") : undefined
-      }
-      const policy = yield* resolvePolicy(context, { tmpdir: environment.TMPDIR, hidden: [mountPoints.directory] })
-      if (policy.confinement === "none") {
-        return options.required === true ? yield* refuse("Required", "its policy confines nothing") : undefined
-      }
-      const probed = yield* status
-      if (probed._tag === "Unavailable") return yield* refuse("Unavailable", probed.reason)
-      const { bwrap } = probed
-      const argv0 = request.arg0 ?? undefined
-      if (argv0 !== undefined && !bwrap.argv0) {
+      program: string,
+      environment: Readonly<Record<string, string>>,
+      hold: (release: () => void) => void
+    ): Effect.fn.Return<Launch | undefined, SandboxRefused | InvalidRequest> {
+      const decision = yield* decideFor(request, environment)
+      if (decision._tag === "Unconfined") return undefined
+      const { policy } = decision
+      const available = yield* tools
+      if ("unavailable" in available) return yield* refuse("Unavailable", available.unavailable)
+      const { bwrap, closer } = available
+      const requested = request.arg0 ?? undefined
+      if (requested !== undefined && !bwrap.argv0) {
         return yield* refuse("Unsupported", `arg0 under a sandbox (bubblewrap at ${bwrap.path} has no --argv0)`)
       }
-      yield* checkCommand(request.argv[0]!, request.cwd, environment)
+      yield* checkEnvironment(environment)
+      // argv[0] stays the command as given: set apart from the program where bubblewrap can, else looked up again
+      const command = request.argv[0]!
+      const argv0 = requested ?? (bwrap.argv0 && program !== command ? command : undefined)
+      const executable = bwrap.argv0 ? program : execName(command, program, environment.PATH)
       const seccomp = networkFilter(
         policy.confinement === "full" && policy.network === "enabled" ? "vsock" : "restricted"
       )
-      const { invocation, release } = yield* invocationFor(policy, mountPoints, {
-        cwd: request.cwd,
-        seccomp,
-        hidden: [mountPoints.directory],
-        argv0
-      })
+      const invocation = yield* invocationOf(policy, { cwd: request.cwd, environment, seccomp, hidden, argv0 }, hold)
+      const argumentCount = invocation.argumentCount + 1 + request.argv.length
+      if (argumentCount > Defaults.sandbox.maxBwrapArguments) {
+        return yield* refuse(
+          "Unsupported",
+          `a sandboxed start of ${argumentCount} arguments, its environment's included ` +
+            `(bubblewrap takes at most ${Defaults.sandbox.maxBwrapArguments})`
+        )
+      }
+      // everything above the inputs is closed on the host before bubblewrap runs
+      const launched = closingDescriptors(
+        closer,
+        bwrap.path,
+        [...invocation.args, "--", executable, ...request.argv.slice(1)],
+        2 + invocation.inputs.length
+      )
       const launch: Launch = {
-        file: bwrap.path,
-        args: [...invocation.args, "--", ...request.argv],
+        ...launched,
+        environment: hostEnvironment,
         inputs: invocation.inputs,
-        sandboxType: "linuxSeccomp",
-        release
+        sandboxType: "linuxSeccomp"
       }
       return launch
     })
 
-    /**
-     * For a start that cannot be confined (a process on a terminal): lets it
-     * run only when its policy confines nothing, and refuses it otherwise.
-     */
     const refuseConfined = Effect.fnUntraced(function*(
       request: StartRequest,
       environment: Readonly<Record<string, string>>,
       what: string
     ) {
-      if (request.enforceManagedNetwork === true || (request.managedNetwork ?? null) !== null) {
-        return yield* refuse("Unsupported", "a managed network (Codex's network proxy)")
-      }
-      const context = request.sandbox ?? null
-      if (context === null) {
-        if (options.required === true) return yield* refuse("Required", "the request asks for no sandbox")
-        return
-      }
-      const policy = yield* resolvePolicy(context, { tmpdir: environment.TMPDIR, hidden: [mountPoints.directory] })
-      if (policy.confinement === "none") {
-        if (options.required === true) return yield* refuse("Required", "its policy confines nothing")
-        return
-      }
-      return yield* refuse("Unsupported", `${what} under a sandbox`)
+      const decision = yield* decideFor(request, environment)
+      if (decision._tag === "Confined") return yield* refuse("Unsupported", `${what} under a sandbox`)
     })
 
-    return { support: Effect.map(status, supportOf), prepare, refuseConfined }
+    const support = Effect.map(tools, (available): SandboxSupport =>
+      "unavailable" in available
+        ? supportOf({ _tag: "Unavailable", reason: available.unavailable })
+        : supportOf({ _tag: "Available", bwrap: available.bwrap }))
+
+    return { support, prepare, refuseConfined }
   })

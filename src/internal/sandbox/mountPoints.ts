@@ -22,12 +22,21 @@
  * the last check and the removal of the path (two system calls) could lose
  * its mask.
  *
+ * A path is created and removed in its parent directory held open and checked
+ * to be where the policy said (`pinned`): a sandboxed command that swaps a
+ * component of it for a link meanwhile cannot make this process create or
+ * remove a directory anywhere else. Claims (on a start's path) are
+ * asynchronous; a release runs when a sandbox is gone, a few system calls.
+ *
  * @internal
  */
+import * as Effect from "effect/Effect"
 import { createHash } from "node:crypto"
 import * as NodeFs from "node:fs"
+import * as NodeFsPromises from "node:fs/promises"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
+import { pin, splitPath, using } from "../fs/pinned.ts"
 
 /** The registry directory of this user: private, and hidden in every sandbox. */
 export const registryDirectory = (): string =>
@@ -45,6 +54,38 @@ const isAlive = (pid: number): boolean => {
   }
 }
 
+/** `O_PATH` (Linux): a descriptor that only names a directory. */
+const openPathOnly = 0o10000000
+
+/**
+ * Removes the empty directory `path` in its parent held open, if that parent
+ * is still where `path` says; fails as `rmdir` does (`ENOTEMPTY`, `ENOENT`).
+ */
+const removeDirectoryIn = (path: string): void => {
+  const split = splitPath(path)
+  if (split === undefined) return
+  const parent = NodeFs.openSync(split.parent, openPathOnly | NodeFs.constants.O_DIRECTORY)
+  try {
+    if (NodeFs.readlinkSync(`/proc/self/fd/${parent}`) !== split.parent) {
+      throw Object.assign(new Error(`${split.parent} moved`), { code: "ENOENT" })
+    }
+    NodeFs.rmdirSync(`/proc/self/fd/${parent}/${split.name}`)
+  } finally {
+    NodeFs.closeSync(parent)
+  }
+}
+
+/** Creates the directory `path` in its parent held open, checked to be where `path` says. */
+const makeDirectoryIn = async (path: string): Promise<void> => {
+  const split = splitPath(path)
+  if (split === undefined) throw Object.assign(new Error("/ exists"), { code: "EEXIST" })
+  const parent = await pin(split.parent, { directory: true })
+  await using(parent, async () => {
+    if (parent.real !== split.parent) throw new Error(`${split.parent} is not where the policy saw it`)
+    await NodeFsPromises.mkdir(parent.child(split.name))
+  })
+}
+
 let claims = 0
 
 /** The mount points of every sandbox this process starts (one registry per user). */
@@ -58,18 +99,21 @@ export class MountPoints {
   /**
    * Makes sure the registry exists and is ours alone (it lives in a shared
    * temporary directory, so anyone could have put something there first).
-   * Throws a message naming what is wrong.
+   * Fails with a message naming what is wrong.
    */
-  prepare(): void {
-    try {
-      NodeFs.mkdirSync(this.directory, { mode: 0o700 })
-    } catch (error) {
-      if (errorCode(error) !== "EEXIST") throw error
-    }
-    const stats = NodeFs.lstatSync(this.directory)
-    if (!stats.isDirectory() || stats.uid !== process.getuid?.() || (stats.mode & 0o077) !== 0) {
-      throw new Error(`${this.directory} is not a private directory of this user`)
-    }
+  prepare(): Effect.Effect<void, Error> {
+    return Effect.tryPromise({
+      try: async () => {
+        await NodeFsPromises.mkdir(this.directory, { mode: 0o700 }).catch((error) => {
+          if (errorCode(error) !== "EEXIST") throw error
+        })
+        const stats = await NodeFsPromises.lstat(this.directory)
+        if (!stats.isDirectory() || stats.uid !== process.getuid?.() || (stats.mode & 0o077) !== 0) {
+          throw new Error(`${this.directory} is not a private directory of this user`)
+        }
+      },
+      catch: (error) => error instanceof Error ? error : new Error(String(error))
+    })
   }
 
   private keyOf(path: string): string {
@@ -77,34 +121,38 @@ export class MountPoints {
   }
 
   /**
-   * Claims `paths` for one sandbox, creating those that are missing as empty
-   * directories. Returns the release, which must run once the sandbox is gone.
-   * Throws when a path cannot be created (what was claimed is released).
+   * Claims `paths` (real paths) for one sandbox, creating those that are
+   * missing as empty directories; `hold` receives each release as soon as
+   * there is something to give back, and the release must run once the
+   * sandbox is gone. Fails when a path cannot be created (what was claimed is
+   * released). Not interruptible: a claim is whole or given back.
    */
-  claim(paths: ReadonlyArray<string>): () => void {
-    const released: Array<() => void> = []
-    const releaseAll = () => {
-      for (const release of released.splice(0)) release()
-    }
-    try {
-      for (const path of paths) released.push(this.claimOne(path))
-    } catch (error) {
-      releaseAll()
-      throw error
-    }
-    return releaseAll
+  claim(paths: ReadonlyArray<string>, hold: (release: () => void) => void): Effect.Effect<void, Error> {
+    return Effect.uninterruptible(Effect.tryPromise({
+      try: async () => {
+        const released: Array<() => void> = []
+        try {
+          for (const path of paths) released.push(await this.claimOne(path))
+        } catch (error) {
+          for (const release of released) release()
+          throw error
+        }
+        for (const release of released) hold(release)
+      },
+      catch: (error) => error instanceof Error ? error : new Error(String(error))
+    }))
   }
 
-  private claimOne(path: string): () => void {
+  private async claimOne(path: string): Promise<() => void> {
     const key = this.keyOf(path)
     const claimsDirectory = NodePath.join(this.directory, `${key}.claims`)
     const marker = NodePath.join(this.directory, `${key}.made`)
     const claim = NodePath.join(claimsDirectory, `${process.pid}-${++claims}`)
-    NodeFs.mkdirSync(claimsDirectory, { recursive: true, mode: 0o700 })
-    NodeFs.writeFileSync(claim, "")
+    await NodeFsPromises.mkdir(claimsDirectory, { recursive: true, mode: 0o700 })
+    await NodeFsPromises.writeFile(claim, "")
     try {
-      NodeFs.mkdirSync(path)
-      NodeFs.writeFileSync(marker, path)
+      await makeDirectoryIn(path)
+      await NodeFsPromises.writeFile(marker, path)
     } catch (error) {
       if (errorCode(error) !== "EEXIST") {
         this.release(claim, claimsDirectory, marker, path)
@@ -131,7 +179,7 @@ export class MountPoints {
       // succeeds only when no claim is left: nobody else uses the path
       NodeFs.rmdirSync(claimsDirectory)
       if (!NodeFs.existsSync(marker) || NodeFs.existsSync(claimsDirectory)) return
-      NodeFs.rmdirSync(path)
+      removeDirectoryIn(path)
       NodeFs.rmSync(marker, { force: true })
     } catch (error) {
       // ENOTEMPTY: still claimed, or the path got content (then it is no longer ours to remove);

@@ -1,9 +1,12 @@
 /**
  * One client connection: frames in, answers out. Requests run concurrently up
  * to a limit (a long-poll read never delays a `process/terminate` sent after
- * it), a bounded number wait for a turn, the rest are refused; each request
- * gets exactly one answer, a defect in its handler included. When the
- * connection closes its session is detached, to be resumed or to expire.
+ * it), a bounded number wait for a turn, the rest are refused; while the
+ * requests in flight hold more bytes than the connection's budget, its socket
+ * is not read (backpressure: the client's writes wait, nothing piles up
+ * here). Each request gets exactly one answer, a defect in its handler
+ * included (-32603, and the cause in the log). When the connection closes its
+ * session is detached, to be resumed or to expire.
  *
  * @internal
  */
@@ -17,7 +20,7 @@ import { type Envelope, ErrorCode, parseFrame, type RequestId, type Transport } 
 import * as Protocol from "../../Protocol.ts"
 import { Handshake, type SessionMethods } from "./handshake.ts"
 import { makeOutputPush } from "./outputPush.ts"
-import { RawJson, type Reply, reply } from "./reply.ts"
+import { limitReached, RawJson, type Reply } from "./reply.ts"
 import { type AnyHandler, routeNotification, routeRequest } from "./router.ts"
 import type { Connection, Session, SessionRegistry } from "./sessions.ts"
 
@@ -32,7 +35,7 @@ export const serveConnection = Effect.fnUntraced(function*(
 ) {
   const scope = yield* Scope.make()
   const run = yield* FiberSet.makeRuntime<never>().pipe(Scope.provide(scope))
-  const sendJson = (json: string) => Effect.ignore(transport.send(json))
+  const sendJson = (json: string | Uint8Array) => Effect.ignore(transport.send(json))
   const send = (message: Envelope) => sendJson(JSON.stringify(message))
   // what the session pushes waits for the `initialize` answer: a resumed
   // session's notifications never reach the client before it knows the session
@@ -46,7 +49,8 @@ export const serveConnection = Effect.fnUntraced(function*(
     postJson: (json) => Effect.andThen(initializeAnswered.await, Effect.ignore(transport.post(json))),
     postOutput: (process, chunk) => Effect.andThen(initializeAnswered.await, output.push(process, chunk)),
     postOutputNow: (process, chunk) => answered && output.pushBinary(process, chunk),
-    close: (reason) => Effect.andThen(Effect.logWarning(`closing a connection: ${reason}`), transport.close)
+    close: (reason) => Effect.andThen(Effect.logWarning(`closing a connection: ${reason}`), transport.close),
+    address: transport.remoteAddress
   }
   const handshake = new Handshake(registry, connection, methodsOf, { binaryOutput: transport.postBinary !== undefined })
 
@@ -60,7 +64,7 @@ export const serveConnection = Effect.fnUntraced(function*(
     Effect.matchCauseEffect(outcome, {
       onSuccess: (result) =>
         result instanceof RawJson
-          ? sendJson(`{"id":${JSON.stringify(id)},"result":${result.json}}`)
+          ? sendJson(result.frame(`{"id":${JSON.stringify(id)},"result":`, "}"))
           : send({ id, result }),
       onFailure: (cause) => {
         const failure = cause.reasons.find(Cause.isFailReason)
@@ -74,35 +78,23 @@ export const serveConnection = Effect.fnUntraced(function*(
   // requests run concurrently up to a limit; a bounded number wait, the rest are refused
   const turns = yield* Semaphore.make(registry.limits.concurrentRequests)
   let pending = 0
-  /** Bytes of the requests in flight: large frames (file writes) cannot pile up either. */
-  let pendingBytes = 0
   const overloaded = () => pending >= registry.limits.concurrentRequests + registry.limits.queuedRequests
+  const bytes = new ByteBudget(registry.limits.pendingRequestBytes, transport)
   /** A request takes a turn until its answer is handed to the OS: answers waiting to go out are bounded too. */
-  const respond = (id: RequestId, method: string, params: unknown, bytes: number) =>
+  const respond = (id: RequestId, method: string, params: unknown, frameBytes: number) =>
     Effect.suspend(() => {
       if (overloaded()) {
         return answer(
           id,
           method,
-          reply(
-            ErrorCode.limitExceeded,
+          limitReached(
+            "requests",
             `too many requests in flight on this connection (${pending}); wait for answers before sending more`
           )
         )
       }
-      if (pending > 0 && pendingBytes + bytes > registry.limits.pendingRequestBytes) {
-        return answer(
-          id,
-          method,
-          reply(
-            ErrorCode.limitExceeded,
-            `too many request bytes in flight on this connection (${pendingBytes}); wait for answers before ` +
-              `sending more`
-          )
-        )
-      }
       pending++
-      pendingBytes += bytes
+      bytes.hold(frameBytes)
       return turns.withPermits(1)(answer(id, method, routeRequest(method, params, resolve))).pipe(
         Effect.andThen(Effect.suspend(() =>
           method === "initialize" && handshake.session !== undefined
@@ -111,12 +103,15 @@ export const serveConnection = Effect.fnUntraced(function*(
         )),
         Effect.ensuring(Effect.sync(() => {
           pending--
-          pendingBytes -= bytes
+          bytes.release(frameBytes)
         }))
       )
     })
-  /** Notifications take turns as requests do; past the limit they are dropped (nothing answers them). */
-  const accept = (method: string, params: unknown) =>
+  /**
+   * Notifications take turns as requests do; past the limit they are dropped
+   * (nothing answers them). A defect in one is logged.
+   */
+  const accept = (method: string, params: unknown, frameBytes: number) =>
     Effect.suspend(() => {
       const methods = handshake.readyMethods
       if (
@@ -124,8 +119,16 @@ export const serveConnection = Effect.fnUntraced(function*(
         overloaded()
       ) return Effect.void
       pending++
-      return turns.withPermits(1)(Effect.ignore(routeNotification(methods.notifications, method, params))).pipe(
-        Effect.ensuring(Effect.sync(() => pending--))
+      bytes.hold(frameBytes)
+      return turns.withPermits(1)(routeNotification(methods.notifications, method, params)).pipe(
+        Effect.ignore,
+        Effect.catchDefect((defect) =>
+          Effect.logError(`${method} notification failed unexpectedly`, Cause.die(defect))
+        ),
+        Effect.ensuring(Effect.sync(() => {
+          pending--
+          bytes.release(frameBytes)
+        }))
       )
     })
 
@@ -142,7 +145,7 @@ export const serveConnection = Effect.fnUntraced(function*(
         if (id === undefined) {
           // `initialized` is handled here and now: a request right behind it must find it done
           if (method === "initialized") handshake.markInitialized(params)
-          else run(accept(method, params))
+          else run(accept(method, params, frame.length))
           return
         }
         run(respond(id, method, params, frame.length))
@@ -158,3 +161,37 @@ export const serveConnection = Effect.fnUntraced(function*(
   if (handshake.session !== undefined) yield* registry.detach(handshake.session, connection)
   return closed
 })
+
+/**
+ * The bytes a connection's requests in flight hold: past the budget the
+ * transport is paused, and resumed once answers brought them under it again.
+ * A frame larger than the whole budget is still read (alone), so no request is
+ * too large to be served, only to be served alongside others.
+ */
+class ByteBudget {
+  private held = 0
+  private paused = false
+  private readonly budget: number
+  private readonly transport: Pick<Transport, "pause" | "resume">
+
+  constructor(budget: number, transport: Pick<Transport, "pause" | "resume">) {
+    this.budget = budget
+    this.transport = transport
+  }
+
+  hold(bytes: number): void {
+    this.held += bytes
+    if (!this.paused && this.held >= this.budget) {
+      this.paused = true
+      this.transport.pause()
+    }
+  }
+
+  release(bytes: number): void {
+    this.held -= bytes
+    if (this.paused && this.held < this.budget) {
+      this.paused = false
+      this.transport.resume()
+    }
+  }
+}

@@ -8,11 +8,11 @@
  *
  * @internal
  */
-import { accessSync, constants as fsConstants, statSync } from "node:fs"
 import * as NodeOs from "node:os"
 import { delimiter, join, resolve } from "node:path"
 import type * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"
+import { isExecutableFileSync } from "../local/commandPath.ts"
 
 /** A shell as Codex names it: its kind, and the file that runs it. */
 export interface Shell {
@@ -39,16 +39,6 @@ const knownShells: Readonly<Record<string, Shell["name"]>> = {
   "/usr/bin/pwsh": "powershell",
   "/usr/local/bin/pwsh": "powershell",
   "/opt/homebrew/bin/pwsh": "powershell"
-}
-
-/** Whether `path` is an executable regular file. */
-export const isExecutable = (path: string): boolean => {
-  try {
-    accessSync(path, fsConstants.X_OK)
-    return statSync(path).isFile()
-  } catch {
-    return false
-  }
 }
 
 /** What login-shell detection looks at; the defaults are this process's. */
@@ -97,7 +87,7 @@ export const loginShell = (): Shell =>
   hostShell ??= detectLoginShell({
     passwdShell: passwdShell(),
     pathDirs: (process.env.PATH ?? "").split(delimiter),
-    isExecutable,
+    isExecutable: isExecutableFileSync,
     platform: process.platform
   })
 

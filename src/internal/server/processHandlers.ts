@@ -50,7 +50,7 @@ export const processHandlers = (registry: SessionRegistry, session: Session): {
     const result = yield* executor.read({ ...request, processId: session.internalIdOf(request.processId) }).pipe(
       Effect.mapError(fromExecutorError(request.processId))
     )
-    return new RawJson(Protocol.readResultJson({ ...result, sandboxDenied: result.sandboxDenied ?? false }))
+    return new RawJson(Protocol.readResultJsonPieces({ ...result, sandboxDenied: result.sandboxDenied ?? false }))
   })
 
   const write = Effect.fn("ExecServer.process/write")(function*(request: Protocol.ParamsOf<"process/write">) {
@@ -82,6 +82,15 @@ export const processHandlers = (registry: SessionRegistry, session: Session): {
     return {}
   })
 
+  const closeStdin = Effect.fn("ExecServer.process/closeStdin")(
+    function*(request: Protocol.ParamsOf<"process/closeStdin">) {
+      const status = yield* executor.closeStdin(session.internalIdOf(request.processId)).pipe(
+        Effect.mapError(fromExecutorError(request.processId))
+      )
+      return { status }
+    }
+  )
+
   /**
    * A client that reads pushed output says how far it got, as a read at that
    * cursor would, without asking for the chunks again (our extension).
@@ -100,7 +109,8 @@ export const processHandlers = (registry: SessionRegistry, session: Session): {
       "process/write": write,
       "process/terminate": terminate,
       "process/signal": signal,
-      "process/resize": resize
+      "process/resize": resize,
+      "process/closeStdin": closeStdin
     },
     notifications: { "process/acknowledge": acknowledge }
   }

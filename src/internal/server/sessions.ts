@@ -1,7 +1,10 @@
 /**
  * The server's sessions: created by `initialize`, attached to one connection
  * at a time, detached when it closes and kept for a resume until their TTL
- * ends, then ended with their processes. Also the process counters every
+ * ends, then ended with their processes. When every slot is taken, the
+ * oldest detached session gives way to a new client (ended as at its TTL), so
+ * sessions nobody uses cannot lock live clients out; one address may hold
+ * only so many attached sessions. Also the process counters every
  * `process/start` must pass (per session and per server).
  *
  * @internal
@@ -14,14 +17,14 @@ import type { Executor } from "../../Executor.ts"
 import { type Envelope, ErrorCode } from "../../JsonRpc.ts"
 import { ChangeSignal } from "../changeSignal.ts"
 import type { OutputChunk, PushedProcess } from "./outputPush.ts"
-import { type Reply, reply } from "./reply.ts"
+import { limitReached, type Reply, reply } from "./reply.ts"
 
 /** Where a session's answers and notifications go. */
 export interface Connection {
   /** Sends an answer; completes once the OS took it. */
   readonly send: (message: Envelope) => Effect.Effect<void>
-  /** Sends an answer already serialized to JSON. */
-  readonly sendJson: (json: string) => Effect.Effect<void>
+  /** Sends an answer already serialized to JSON (its text, or its UTF-8 bytes). */
+  readonly sendJson: (json: string | Uint8Array) => Effect.Effect<void>
   /**
    * Queues a notification already serialized to JSON without waiting for the
    * client to take it; a client that leaves too much unread is dropped.
@@ -40,6 +43,8 @@ export interface Connection {
   readonly postOutputNow: (process: PushedProcess, output: OutputChunk) => boolean
   /** Ends the connection (the session detaches, to be resumed). */
   readonly close: (reason: string) => Effect.Effect<void>
+  /** The client's IP address, when the transport has one (per-address limits). */
+  readonly address?: string | undefined
 }
 
 /** The limits a server enforces. */
@@ -48,9 +53,15 @@ export interface Limits {
   readonly processesPerSession: number
   readonly concurrentRequests: number
   readonly queuedRequests: number
-  /** Bytes of one connection's requests in flight (received, not yet answered). */
+  /**
+   * Bytes of one connection's requests in flight (received, not yet
+   * answered) past which its socket is no longer read until answers free room.
+   */
   readonly pendingRequestBytes: number
+  /** Sessions kept at once; detached ones give way to new clients. */
   readonly sessions: number
+  /** Sessions attached at once to connections from one IP address. */
+  readonly sessionsPerAddress: number
 }
 
 /** One client's session: its processes (by the client's ids) and its connection, if any. */
@@ -76,6 +87,10 @@ export class Session {
 /** Every session of a server, and the executor they share. */
 export class SessionRegistry {
   readonly sessions = new Map<string, Session>()
+  /** Detached sessions, oldest detach first: the first to give way when slots run out. */
+  private readonly detached = new Map<string, Session>()
+  /** Attached sessions per client address. */
+  private readonly attachedPerAddress = new Map<string, number>()
   /** Processes started and not yet closed, over all sessions. */
   live = 0
   readonly executor: Executor["Service"]
@@ -99,18 +114,32 @@ export class SessionRegistry {
     this.limits = options.limits
   }
 
-  /** A new session attached to `connection`, unless the server keeps as many as it may. */
+  /**
+   * A new session attached to `connection`. When the server keeps as many as
+   * it may, the oldest detached one is ended to make room; when every one is
+   * attached, or the client's address holds its share, the client is refused.
+   */
   create(connection: Connection): Effect.Effect<Session, Reply> {
-    return Effect.suspend(() => {
+    return Effect.gen({ self: this }, function*() {
+      yield* this.checkAddress(connection)
       if (this.sessions.size >= this.limits.sessions) {
-        return reply(
-          ErrorCode.limitExceeded,
-          `too many sessions: this server keeps ${this.sessions.size} (the limit); try again later`
+        const oldest = this.detached.values().next()
+        if (oldest.done === true) {
+          return yield* limitReached(
+            "sessions",
+            `too many sessions: this server keeps ${this.sessions.size} attached (the limit); try again later`
+          )
+        }
+        yield* Effect.logWarning(
+          `ending detached session ${oldest.value.id} before its TTL: all ${this.limits.sessions} session slots ` +
+            `are taken and a new client needs one`
         )
+        yield* this.evict(oldest.value)
       }
       const session = new Session()
       this.sessions.set(session.id, session)
-      return Effect.as(this.attach(session, connection), session)
+      this.attach(session, connection)
+      return session
     })
   }
 
@@ -125,17 +154,50 @@ export class SessionRegistry {
           `session ${sessionId} is already attached to another connection`
         )
       }
+      yield* this.checkAddress(connection)
       if (session.expiry !== undefined) yield* Fiber.interrupt(session.expiry)
       session.expiry = undefined
-      yield* this.attach(session, connection)
+      this.attach(session, connection)
       return session
     })
   }
 
-  private attach(session: Session, connection: Connection): Effect.Effect<void> {
-    return Effect.sync(() => {
-      session.attached = connection
-      session.changes.notify()
+  /** Refuses a client whose address already has its share of attached sessions. */
+  private checkAddress(connection: Connection): Effect.Effect<void, Reply> {
+    const address = connection.address
+    if (address === undefined) return Effect.void
+    const attached = this.attachedPerAddress.get(address) ?? 0
+    return attached < this.limits.sessionsPerAddress ? Effect.void : limitReached(
+      "sessionsPerAddress",
+      `too many sessions from ${address}: ${attached} attached (the limit per address); close some first`
+    )
+  }
+
+  private attach(session: Session, connection: Connection): void {
+    this.detached.delete(session.id)
+    session.attached = connection
+    const address = connection.address
+    if (address !== undefined) this.attachedPerAddress.set(address, (this.attachedPerAddress.get(address) ?? 0) + 1)
+    session.changes.notify()
+  }
+
+  /** Forgets which connection `session` had (its address's share is free again). */
+  private release(session: Session): void {
+    const address = session.attached?.address
+    session.attached = undefined
+    if (address === undefined) return
+    const attached = (this.attachedPerAddress.get(address) ?? 1) - 1
+    if (attached === 0) this.attachedPerAddress.delete(address)
+    else this.attachedPerAddress.set(address, attached)
+  }
+
+  /** Ends a detached session before its TTL, as its expiry would. */
+  private evict(session: Session): Effect.Effect<void> {
+    return Effect.gen({ self: this }, function*() {
+      const expiry = session.expiry
+      session.expiry = undefined
+      if (expiry !== undefined) yield* Fiber.interrupt(expiry)
+      yield* this.end(session)
     })
   }
 
@@ -146,7 +208,8 @@ export class SessionRegistry {
   detach(session: Session, connection: Connection): Effect.Effect<void> {
     return Effect.gen({ self: this }, function*() {
       if (session.attached !== connection) return
-      session.attached = undefined
+      this.release(session)
+      this.detached.set(session.id, session)
       session.expiry = yield* FiberSet.run(
         this.fibers,
         Effect.sleep(this.sessionTtl).pipe(
@@ -160,6 +223,8 @@ export class SessionRegistry {
   end(session: Session): Effect.Effect<void> {
     return Effect.suspend(() => {
       this.sessions.delete(session.id)
+      this.detached.delete(session.id)
+      this.release(session)
       session.ended = true
       session.changes.notify()
       return Effect.forEach(
@@ -183,14 +248,14 @@ export class SessionRegistry {
   reserveProcess(session: Session): Effect.Effect<Effect.Effect<void>, Reply> {
     return Effect.suspend(() => {
       if (session.live >= this.limits.processesPerSession) {
-        return reply(
-          ErrorCode.limitExceeded,
+        return limitReached(
+          "processesPerSession",
           `too many processes: this session already runs ${session.live} (the limit); wait for some to close`
         )
       }
       if (this.live >= this.limits.processes) {
-        return reply(
-          ErrorCode.limitExceeded,
+        return limitReached(
+          "processes",
           `too many processes: this server already runs ${this.live} (the limit); wait for some to close`
         )
       }

@@ -1,0 +1,432 @@
+/**
+ * The `fs/*` operations under a sandbox policy, enforced in this process so
+ * that a path no sandboxed process could reach is not reached by a file call
+ * either, whatever links a sandboxed process (or anyone) made or swaps while
+ * the call runs. Codex runs these calls in a helper inside the same sandbox
+ * (about 100 ms a call, measured); here every object is reached through a
+ * descriptor held open, and checked where the kernel says it really is
+ * (`pinned`):
+ *
+ * - an object that is read (a file, a directory, metadata) is opened first,
+ *   all links followed, and its real path checked before a byte is read;
+ * - an object that is created, written or removed is looked up as one name in
+ *   its directory, held open and checked; the name is never followed (a link
+ *   there is read, and its target taken through the same steps, at most 40
+ *   times, as the kernel would), and the operation itself follows no link;
+ * - a tree (a recursive removal or copy) is walked one held directory at a
+ *   time, each checked, never by path.
+ *
+ * So a race can only change which object is reached, never let an unchecked
+ * one be touched: an object moved after its check was moved by someone who
+ * could write both places. Refusals are the errors a confined process would
+ * meet: "Read-only file system" for a path it may only read, "Permission
+ * denied" for a hidden one, "No such file or directory" where the sandbox has
+ * nothing mounted.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import { constants as fsConstants } from "node:fs"
+import * as NodeFs from "node:fs/promises"
+import { type ExecutorError, InvalidRequest } from "../../Executor.ts"
+import type * as Protocol from "../../Protocol.ts"
+import * as Defaults from "../defaults.ts"
+import { accessOf, canReadTree, canWriteTree, denialOf, type ResolvedPolicy } from "../sandbox/policy.ts"
+import { intoItself, needsRecursive, onlyRegularFiles } from "./copy.ts"
+import { checkPath, type FileOperations, type HostFileSystem, metadataOf } from "./hostFileSystem.ts"
+import { attempt, failWith } from "./osError.ts"
+import { isWithin, realPathOf } from "./paths.ts"
+import { lstatIfAny, osError, pin, type Pinned, splitPath, using } from "./pinned.ts"
+
+/** Links followed at most on one path (Linux's `MAXSYMLINKS`). */
+const maxLinkHops = 40
+
+const writeFlags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_NOFOLLOW |
+  fsConstants.O_NONBLOCK
+
+const tooDeep = () => new Error(`the tree is deeper than ${Defaults.fileSystem.maxTreeDepth} directories`)
+
+/** This host's files, as much of them as `policy` lets a confined process use. */
+export class ConfinedFileSystem implements FileOperations {
+  private readonly files: HostFileSystem
+  private readonly policy: ResolvedPolicy
+
+  constructor(files: HostFileSystem, policy: ResolvedPolicy) {
+    this.files = files
+    this.policy = policy
+  }
+
+  // ===========================================================================
+  // Checks: each throws the error a confined process would get
+  // ===========================================================================
+
+  private visible(real: string): void {
+    if (accessOf(this.policy, real) === "deny") throw osError(denialOf(this.policy, real))
+  }
+
+  private writable(real: string): void {
+    const access = accessOf(this.policy, real)
+    if (access !== "write") throw osError(access === "read" ? "EROFS" : denialOf(this.policy, real))
+  }
+
+  /** A tree to remove: writable itself, and nothing read-only or hidden inside. */
+  private writableTree(real: string): void {
+    this.writable(real)
+    if (!canWriteTree(this.policy, real)) throw osError("EROFS")
+  }
+
+  /** A tree to copy: visible itself, and nothing hidden inside. */
+  private readableTree(real: string): void {
+    this.visible(real)
+    if (!canReadTree(this.policy, real)) throw osError("EACCES")
+  }
+
+  /** Pins `path`; a failure below a hidden path is that path's denial (its contents' existence stays hidden). */
+  private async pinVisible(path: string, options: Parameters<typeof pin>[1] = {}): Promise<Pinned> {
+    let pinned: Pinned
+    try {
+      pinned = await pin(path, options)
+    } catch (error) {
+      const real = await realPathOf(path).catch(() => undefined)
+      if (real !== undefined) this.visible(real)
+      throw error
+    }
+    try {
+      this.visible(pinned.real)
+      return pinned
+    } catch (error) {
+      await pinned.close()
+      throw error
+    }
+  }
+
+  /** The directory holding the last component of `path` (normalized), pinned, and that component's name. */
+  private async entry(path: string, atRoot: string): Promise<{ readonly parent: Pinned; readonly name: string }> {
+    const split = splitPath(path)
+    if (split === undefined) throw osError(atRoot)
+    const parent = await this.pinVisible(split.parent, { directory: true })
+    try {
+      this.visible(parent.realChild(split.name))
+      return { parent, name: split.name }
+    } catch (error) {
+      await parent.close()
+      throw error
+    }
+  }
+
+  // ===========================================================================
+  // Steps
+  // ===========================================================================
+
+  /**
+   * Opens `name` in `parent` for writing, created or truncated, once its real
+   * place may be written; a link there is followed as `open` would, each step
+   * checked.
+   */
+  private async createFile(parent: Pinned, name: string, hops = 0): Promise<NodeFs.FileHandle> {
+    if (name === "" || name === "." || name === "..") throw osError("EISDIR")
+    const child = parent.child(name)
+    const stats = await lstatIfAny(child)
+    if (stats?.isSymbolicLink() === true) {
+      if (hops >= maxLinkHops) throw osError("ELOOP")
+      const target = await NodeFs.readlink(child)
+      const next = splitPath(target.startsWith("/") ? target : `${parent.real}/${target}`)
+      if (next === undefined) throw osError("EISDIR")
+      const directory = await this.pinVisible(next.parent, { directory: true })
+      return using(directory, () => this.createFile(directory, next.name, hops + 1))
+    }
+    this.writable(parent.realChild(name))
+    try {
+      return await NodeFs.open(child, writeFlags, 0o666)
+    } catch (error) {
+      // it became a link meanwhile: look again
+      if ((error as NodeJS.ErrnoException).code === "ELOOP" && hops < maxLinkHops) {
+        return this.createFile(parent, name, hops + 1)
+      }
+      throw error
+    }
+  }
+
+  /**
+   * The directory `name` in `parent` (a link there followed), pinned; created
+   * when missing and its place may be written. `last`: an existing one must be
+   * visible, and a file there is `EEXIST` (else passing through a directory
+   * nothing hides is enough).
+   */
+  private async directoryIn(parent: Pinned, name: string, last: boolean): Promise<Pinned> {
+    for (let attempt = 0;; attempt++) {
+      let pinned: Pinned
+      try {
+        pinned = await pin(parent.child(name), { directory: true })
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code
+        if (code === "ENOTDIR" && last) throw osError("EEXIST")
+        // a dangling link: mkdir would meet the link
+        if (code !== "ENOENT" || (await lstatIfAny(parent.child(name))) !== undefined) throw error
+        this.writable(parent.realChild(name))
+        try {
+          await NodeFs.mkdir(parent.child(name))
+        } catch (mkdirError) {
+          // made meanwhile: take it as it is now
+          if ((mkdirError as NodeJS.ErrnoException).code !== "EEXIST" || attempt >= maxLinkHops) throw mkdirError
+        }
+        continue
+      }
+      try {
+        if (last) this.visible(pinned.real)
+        else if (accessOf(this.policy, pinned.real) === "deny" && denialOf(this.policy, pinned.real) === "EACCES") {
+          throw osError("EACCES")
+        }
+        return pinned
+      } catch (error) {
+        await pinned.close()
+        throw error
+      }
+    }
+  }
+
+  /** The directory `path` (normalized), made with its parents as needed, pinned. */
+  private async makeDirectories(path: string): Promise<Pinned> {
+    const names = path.split("/").filter((name) => name !== "")
+    let current = await pin("/", { directory: true })
+    for (let index = 0; index < names.length; index++) {
+      const next = await using(
+        current,
+        (directory) => this.directoryIn(directory, names[index]!, index === names.length - 1)
+      )
+      current = next
+    }
+    if (names.length === 0) this.visible(current.real)
+    return current
+  }
+
+  /** Removes directory `name` of `parent` with everything in it, one held directory at a time. */
+  private async removeTree(parent: Pinned, name: string, depth: number): Promise<void> {
+    if (depth > Defaults.fileSystem.maxTreeDepth) throw tooDeep()
+    const directory = await pin(parent.child(name), { directory: true, noFollow: true })
+    await using(directory, async () => {
+      // the tree was checked from its root; a directory moved meanwhile is checked where it is now
+      if (directory.real !== parent.realChild(name)) this.writableTree(directory.real)
+      for await (const entry of await NodeFs.opendir(directory.self)) {
+        const stats = await lstatIfAny(directory.child(entry.name))
+        if (stats === undefined) continue
+        if (stats.isDirectory()) await this.removeTree(directory, entry.name, depth + 1)
+        else await NodeFs.unlink(directory.child(entry.name))
+      }
+    })
+    await NodeFs.rmdir(parent.child(name))
+  }
+
+  /** Copies the regular file `fromName` of `from` to `toName` of `to` (a link there followed, as `copyFile` does). */
+  private async copyFile(from: Pinned, fromName: string, to: Pinned, toName: string): Promise<void> {
+    this.visible(from.realChild(fromName))
+    const source = await NodeFs.open(
+      from.child(fromName),
+      fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK
+    )
+    try {
+      if (!(await source.stat()).isFile()) throw new Error(onlyRegularFiles)
+      const destination = await this.createFile(to, toName)
+      try {
+        await NodeFs.copyFile(`/proc/self/fd/${source.fd}`, `/proc/self/fd/${destination.fd}`)
+      } finally {
+        await destination.close()
+      }
+    } finally {
+      await source.close()
+    }
+  }
+
+  /** Recreates link `fromName` of `from` as `toName` of `to`, with the same target text. */
+  private async copyLink(from: Pinned, fromName: string, to: Pinned, toName: string): Promise<void> {
+    this.visible(from.realChild(fromName))
+    this.writable(to.realChild(toName))
+    await NodeFs.symlink(await NodeFs.readlink(from.child(fromName)), to.child(toName))
+  }
+
+  /** Copies what directory `from` holds into directory `to`, merging. */
+  private async copyInto(from: Pinned, to: Pinned, depth: number): Promise<void> {
+    if (depth > Defaults.fileSystem.maxTreeDepth) throw tooDeep()
+    for await (const entry of await NodeFs.opendir(from.self)) {
+      const stats = await lstatIfAny(from.child(entry.name))
+      if (stats === undefined) continue
+      if (stats.isSymbolicLink()) await this.copyLink(from, entry.name, to, entry.name)
+      else if (stats.isFile()) await this.copyFile(from, entry.name, to, entry.name)
+      else if (!stats.isDirectory()) throw new Error(`${onlyRegularFiles}: ${from.realChild(entry.name)}`)
+      else {
+        const source = await pin(from.child(entry.name), { directory: true, noFollow: true })
+        await using(source, async () => {
+          if (source.real !== from.realChild(entry.name)) this.readableTree(source.real)
+          const destination = await this.directoryIn(to, entry.name, true)
+          await using(destination, () => this.copyInto(source, destination, depth + 1))
+        })
+      }
+    }
+  }
+
+  // ===========================================================================
+  // Operations
+  // ===========================================================================
+
+  getMetadata(path: string): Effect.Effect<Protocol.GetMetadataResult, ExecutorError> {
+    return Effect.andThen(
+      checkPath(path),
+      attempt(path, async () => {
+        const target = await this.pinVisible(path)
+        const stats = await using(target, () => target.handle.stat())
+        if (path === "/") return metadataOf(stats, false)
+        const { name, parent } = await this.entry(path, "ENOENT")
+        const self = await using(parent, () => NodeFs.lstat(parent.child(name)))
+        return metadataOf(stats, self.isSymbolicLink())
+      })
+    )
+  }
+
+  readFile(path: string, requestLimit?: number): Effect.Effect<Uint8Array, ExecutorError> {
+    return Effect.andThen(
+      checkPath(path),
+      this.files.readOpened(
+        path,
+        async () => {
+          const target = await this.pinVisible(path)
+          return using(target, () => NodeFs.open(target.self, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK))
+        },
+        requestLimit
+      )
+    )
+  }
+
+  writeFile(path: string, dataBase64: string): Effect.Effect<void, ExecutorError> {
+    return Effect.andThen(
+      checkPath(path),
+      this.files.writeOpened(
+        path,
+        async () => {
+          const { name, parent } = await this.entry(path, "EISDIR")
+          return using(parent, () => this.createFile(parent, name))
+        },
+        dataBase64
+      )
+    )
+  }
+
+  createDirectory(path: string, recursive: boolean): Effect.Effect<void, ExecutorError> {
+    return Effect.andThen(
+      checkPath(path),
+      attempt(path, async () => {
+        if (recursive) return (await this.makeDirectories(path)).close()
+        const { name, parent } = await this.entry(path, "EEXIST")
+        await using(parent, async () => {
+          // an existing name is EEXIST before the file system's being read-only, as for mkdir(2)
+          if ((await lstatIfAny(parent.child(name))) !== undefined) throw osError("EEXIST")
+          this.writable(parent.realChild(name))
+          await NodeFs.mkdir(parent.child(name))
+        })
+      })
+    )
+  }
+
+  remove(path: string, recursive: boolean, force: boolean): Effect.Effect<void, ExecutorError> {
+    return Effect.andThen(
+      checkPath(path),
+      attempt(path, async () => {
+        let entry: { readonly parent: Pinned; readonly name: string }
+        try {
+          entry = await this.entry(path, "EBUSY")
+        } catch (error) {
+          if (force && (error as NodeJS.ErrnoException).code === "ENOENT") return
+          throw error
+        }
+        const { name, parent } = entry
+        await using(parent, async () => {
+          const stats = await lstatIfAny(parent.child(name))
+          if (stats === undefined) {
+            if (force) return
+            throw osError("ENOENT")
+          }
+          const real = parent.realChild(name)
+          if (!stats.isDirectory()) {
+            this.writable(real)
+            return NodeFs.unlink(parent.child(name))
+          }
+          if (!recursive) {
+            this.writable(real)
+            return NodeFs.rmdir(parent.child(name))
+          }
+          this.writableTree(real)
+          await this.removeTree(parent, name, 0)
+        })
+      })
+    )
+  }
+
+  readDirectory(path: string): Effect.Effect<Protocol.ReadDirectoryResult, ExecutorError> {
+    const { policy } = this
+    return Effect.gen({ self: this }, function*() {
+      yield* checkPath(path)
+      const directory = yield* Effect.acquireRelease(
+        attempt(path, () => this.pinVisible(path, { directory: true })),
+        (pinned) => Effect.promise(() => pinned.close())
+      )
+      return yield* this.files.listDirectory(path, directory.self, async (name) => {
+        const stats = await NodeFs.lstat(directory.child(name))
+        if (!stats.isSymbolicLink()) return stats
+        // typed through its link, unless the link leads where the policy hides: then it is left out, as dangling
+        const target = await pin(directory.child(name))
+        return using(target, async () => {
+          if (accessOf(policy, target.real) === "deny") throw osError("ENOENT")
+          return target.handle.stat()
+        })
+      })
+    }).pipe(Effect.scoped)
+  }
+
+  copy(source: string, destination: string, recursive: boolean): Effect.Effect<void, ExecutorError> {
+    return Effect.gen({ self: this }, function*() {
+      yield* checkPath(source)
+      yield* checkPath(destination)
+      const from = yield* Effect.acquireRelease(
+        attempt(source, () => this.entry(source, "EINVAL")),
+        ({ parent }) => Effect.promise(() => parent.close())
+      )
+      const stats = yield* attempt(source, () => NodeFs.lstat(from.parent.child(from.name)))
+      if (stats.isDirectory()) {
+        if (!recursive) return yield* failWith(new InvalidRequest({ description: needsRecursive }))
+        const root = yield* attempt(
+          source,
+          () => pin(from.parent.child(from.name), { directory: true, noFollow: true })
+        )
+        yield* Effect.addFinalizer(() => Effect.promise(() => root.close()))
+        yield* attempt(source, async () => this.readableTree(root.real))
+        if (isWithin(yield* attempt(destination, () => realPathOf(destination)), root.real)) {
+          return yield* failWith(new InvalidRequest({ description: intoItself }))
+        }
+        return yield* attempt(destination, async () => {
+          const target = await this.makeDirectories(destination)
+          await using(target, () => this.copyInto(root, target, 0))
+        })
+      }
+      if (!stats.isSymbolicLink() && !stats.isFile()) {
+        return yield* failWith(new InvalidRequest({ description: onlyRegularFiles }))
+      }
+      return yield* attempt(destination, async () => {
+        const to = await this.entry(destination, "EISDIR")
+        await using(to.parent, () =>
+          stats.isSymbolicLink()
+            ? this.copyLink(from.parent, from.name, to.parent, to.name)
+            : this.copyFile(from.parent, from.name, to.parent, to.name))
+      })
+    }).pipe(Effect.scoped)
+  }
+
+  canonicalize(path: string): Effect.Effect<string, ExecutorError> {
+    return Effect.andThen(
+      checkPath(path),
+      attempt(path, async () => {
+        const target = await this.pinVisible(path)
+        await target.close()
+        return target.real
+      })
+    )
+  }
+}
