@@ -108,6 +108,7 @@ const compileScenario = (): string => {
         noEmit: false,
         declaration: false,
         sourceMap: false,
+        noEmitOnError: true,
         paths: {}
       },
       include: [join(root, "bench/scenario.ts")]

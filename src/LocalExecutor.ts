@@ -101,6 +101,13 @@ export interface Options {
    * read.
    */
   readonly lendOutput?: boolean
+  /**
+   * The unread output at which a process started with `backpressure` is
+   * paused (default: `retainedBytes`). An exec-server wants more than the
+   * retention, enough to cover a round trip to its client: it lends its
+   * output, so the window costs no garbage.
+   */
+  readonly windowBytes?: number
 }
 
 /**
@@ -125,7 +132,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     retainedBytes: options.retainedBytes ?? Defaults.processTable.retainedBytes,
     baseEnvironment: options.baseEnvironment ?? process.env,
     stdinWindowBytes: options.stdinWindowBytes ?? Defaults.processTable.stdinWindowBytes,
-    lendOutput: options.lendOutput === true
+    lendOutput: options.lendOutput === true,
+    windowBytes: options.windowBytes
   }
   const closedRetention = Duration.fromInputUnsafe(
     options.closedRetention ?? Defaults.processTable.closedRetentionMillis
@@ -218,7 +226,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         return {
           processId,
           sandboxType: process.sandboxType,
-          ...(process.log.backpressure ? { windowBytes: process.log.capacityBytes } : {})
+          ...(process.log.backpressure ? { windowBytes: process.log.windowBytes } : {})
         }
       })
     )

@@ -198,7 +198,8 @@ export const makeEnvironment = Effect.fnUntraced(function*(
   const records = new ProcessRecords()
   const link = new Link(connect, {
     onNotification: recordNotification(records),
-    onBinaryFrame: recordOutputFrame(records)
+    onBinaryFrame: recordOutputFrame(records),
+    onLost: () => records.linkLost()
   }, {
     clientName: options.clientName ?? "effect-exec",
     binaryOutput: options.binaryOutput ?? true,

@@ -52,7 +52,13 @@ export const server = {
   /** Answers and notifications queued for a client before it is dropped. */
   maxBufferedBytes: 128 * MiB,
   /** A client that takes nothing from its socket for this long is dropped. */
-  stallTimeoutMillis: 30_000
+  stallTimeoutMillis: 30_000,
+  /**
+   * Unread output at which `serve` pauses a backpressured process (Codex's 1
+   * MiB retention is too little to cover a round trip to a client on a busy
+   * host; measured in bench/README.md). Lent, it costs no garbage.
+   */
+  outputWindowBytes: 4 * MiB
 } as const
 
 /** Binary output frames (our extension), as a server writes them. */
@@ -193,8 +199,14 @@ export const client = {
    * one that arrives later than this is dropped.
    */
   notifiedReorderWindow: 64,
-  /** Pushed output cached per streamed process before the cache gives up (reads then ask the server). */
+  /**
+   * Pushed output cached per streamed process before the cache gives up
+   * (reads then ask the server): twice the window the server announces, at
+   * least this much.
+   */
   maxCachedBytesPerProcess: 4 * MiB,
+  /** The cache's bound whatever window a server announces. */
+  maxCachedBytesPerProcessCeiling: 16 * MiB,
   /** Pushed entries (chunks, exit, close) cached per streamed process before the cache gives up. */
   maxCachedEntriesPerProcess: 16_384,
   /** Streamed processes cached at once. */

@@ -51,6 +51,8 @@ export interface SpawnOptions {
    * memory is reused; otherwise each chunk handed out is the reader's own.
    */
   readonly lendOutput?: boolean | undefined
+  /** The backpressure window (default: `retainedBytes`). */
+  readonly windowBytes?: number | undefined
 }
 
 /**
@@ -299,7 +301,8 @@ const startChild = (
         child,
         new ProcessLog(options.retainedBytes, request.backpressure === true, {
           memory,
-          lends: options.lendOutput === true
+          lends: options.lendOutput === true,
+          windowBytes: options.windowBytes
         }),
         now,
         { sandboxType: launch?.sandboxType ?? "none", holdings, stdinWindowBytes: options.stdinWindowBytes, memory }

@@ -129,7 +129,7 @@ export class OutputFlow {
 
   /** Called after output was appended to the log. */
   pauseIfFull(): void {
-    if (this.log.backpressure && !this.paused && this.log.unreadBytes >= this.log.capacityBytes) {
+    if (this.log.backpressure && !this.paused && this.log.unreadBytes >= this.log.windowBytes) {
       this.paused = true
       for (const source of this.sources) source.pause()
     }
@@ -141,7 +141,7 @@ export class OutputFlow {
    * chunk per acknowledgement.
    */
   private resumeIfRoom(): void {
-    if (this.paused && (!this.log.backpressure || this.log.unreadBytes <= this.log.capacityBytes / 2)) {
+    if (this.paused && (!this.log.backpressure || this.log.unreadBytes <= this.log.windowBytes / 2)) {
       this.paused = false
       for (const source of this.sources) source.resume()
     }

@@ -54,6 +54,8 @@ export class ProcessLog {
   private unreadBytesValue = 0
 
   readonly capacityBytes: number
+  /** With backpressure: the unread output at which the producer is paused (it goes on once half is read). */
+  readonly windowBytes: number
   /** When set, unread output is never evicted: the producer is paused instead. */
   backpressure: boolean
   private readonly followers = new Set<Follower>()
@@ -74,9 +76,12 @@ export class ProcessLog {
       readonly followerLagBytes?: number
       readonly memory?: OutputMemory | undefined
       readonly lends?: boolean
+      /** The backpressure window (default: the retention). */
+      readonly windowBytes?: number | undefined
     } = {}
   ) {
     this.capacityBytes = capacityBytes
+    this.windowBytes = options.windowBytes ?? capacityBytes
     this.backpressure = backpressure
     this.followerLagBytes = options.followerLagBytes ?? Defaults.processTable.followerLagBytes
     this.memory = options.memory

@@ -80,6 +80,7 @@ export class Link {
   private readonly connect: Effect.Effect<Transport, ConnectionLost>
   private readonly onNotification: (method: string, params: unknown) => void
   private readonly onBinaryFrame: (frame: Uint8Array) => boolean
+  private readonly onLost: () => void
   private readonly options: {
     readonly clientName: string
     /** Whether to ask for output as binary frames (where offered and carried). */
@@ -97,12 +98,15 @@ export class Link {
       readonly onNotification: (method: string, params: unknown) => void
       /** A binary frame: true when it was an output frame (malformed or not), false when it holds JSON. */
       readonly onBinaryFrame: (frame: Uint8Array) => boolean
+      /** The live connection was lost (a new one will be made on the next call). */
+      readonly onLost: () => void
     },
     options: Link["options"]
   ) {
     this.connect = connect
     this.onNotification = handlers.onNotification
     this.onBinaryFrame = handlers.onBinaryFrame
+    this.onLost = handlers.onLost
     this.options = options
   }
 
@@ -208,7 +212,9 @@ export class Link {
   }
 
   private dropped(rpc: Client): void {
-    if (this.current === rpc) this.current = undefined
+    if (this.current !== rpc) return
+    this.current = undefined
+    this.onLost()
   }
 
   /**

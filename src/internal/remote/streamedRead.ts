@@ -6,7 +6,6 @@
  *
  * @internal
  */
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { ExecutorError } from "../../Executor.ts"
@@ -39,11 +38,10 @@ export const streamedRead = (
     const waitMs = request.waitMs ?? 0
     const rpc = link.live
     if (waitMs > 0 && !cache.knowsNext(afterSeq) && rpc !== undefined) {
-      const fromPush = Effect.map(cache.untilNext(afterSeq), () => cache.read(afterSeq, maxBytes))
-      // a lost link pushes nothing more: ask the server (reconnecting) at once
-      const linkLost = Effect.as(Deferred.await(rpc.closed), undefined)
-      const answer = yield* Effect.timeoutOption(Effect.raceFirst(fromPush, linkLost), waitMs)
-      if (Option.isSome(answer) && answer.value !== undefined) return answer.value
+      // a lost link pushes nothing more (the records wake every cache then): ask the server, reconnecting, at once
+      const pushed = yield* Effect.timeoutOption(cache.untilNext(afterSeq, () => link.live !== rpc), waitMs)
+      const answer = Option.isSome(pushed) && link.live === rpc ? cache.read(afterSeq, maxBytes) : undefined
+      if (answer !== undefined) return answer
     }
     return yield* serverRead(request)
   })
