@@ -6,7 +6,8 @@
  * and every ratio is one measured in the same round. Each scenario runs in a
  * fresh client process (`bench/scenario.ts`, compiled, importing the built
  * library), each remote one against a fresh server process (the built CLI's
- * `serve`), so each peak RSS and CPU time belongs to one scenario.
+ * `serve`), so each peak RSS and CPU time belongs to one scenario. Last, the
+ * fleet (`bench/fleet.ts`): four servers in network namespaces against one.
  *
  * `node bench/run.ts [rounds=5]`; `npm run bench` builds first.
  */
@@ -469,6 +470,17 @@ const main = async () => {
       } at the end`
   )
   printTables()
+
+  // ---- fleet -----------------------------------------------------------------
+  // its own process: it makes network namespaces (root), and prints its own tables
+  console.error("measuring the fleet… (about a minute)")
+  process.stdout.write(
+    execFileSync(node, [...cliFlags, join(root, "bench/fleet.ts")], {
+      encoding: "utf8",
+      maxBuffer: 16 * MiB,
+      stdio: ["ignore", "pipe", "inherit"]
+    })
+  )
 }
 
 await main()

@@ -22,6 +22,7 @@ import { Command } from "effect/cli"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as ExecServer from "./ExecServer.ts"
+import * as EnvsCommand from "./internal/cli/envsCommand.ts"
 import * as ProcessMain from "./internal/cli/processMain.ts"
 import * as RunCommand from "./internal/cli/runCommand.ts"
 import * as ServeCommand from "./internal/cli/serveCommand.ts"
@@ -44,6 +45,14 @@ export const run = RunCommand.command
 export const serve = ServeCommand.command
 
 /**
+ * `effect-exec envs [--environments FILE] [--json]`.
+ *
+ * @category commands
+ * @since 0.1.0
+ */
+export const envs = EnvsCommand.command
+
+/**
  * The root `effect-exec` command.
  *
  * @category commands
@@ -51,7 +60,7 @@ export const serve = ServeCommand.command
  */
 export const root = Command.make("effect-exec").pipe(
   Command.withDescription("Run commands in an execution environment, the Effect way"),
-  Command.withSubcommands([run, serve])
+  Command.withSubcommands([run, serve, envs])
 )
 
 /** What `effect/cli` needs of the platform: this process's files, paths, stdio and terminal. */

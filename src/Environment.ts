@@ -20,6 +20,7 @@ import * as FileSystem from "effect/FileSystem"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import { Executor } from "./Executor.ts"
 import * as LocalExecutor from "./LocalExecutor.ts"
 import * as RemoteExecutor from "./RemoteExecutor.ts"
@@ -33,6 +34,8 @@ import * as RemoteExecutor from "./RemoteExecutor.ts"
 export type Location =
   | { readonly _tag: "Local" }
   | { readonly _tag: "Remote"; readonly url: string }
+  /** An exec-server program spoken to over its stdin and stdout. */
+  | { readonly _tag: "Stdio"; readonly program: string; readonly args: ReadonlyArray<string> }
 
 /**
  * An environment could not be set up (bad configuration, unreachable server).
@@ -53,6 +56,12 @@ export class EnvironmentError extends Schema.TaggedError<EnvironmentError>()("En
 export class Environment extends Context.Service<Environment, {
   readonly executor: Executor["Service"]
   readonly location: Location
+  /**
+   * Held by each `Exec.run` in this environment for the whole run: a slot of
+   * its concurrency limit (environments of an `EnvironmentRegistry`), waiting
+   * while all are taken. Absent: runs are not counted.
+   */
+  readonly admit?: Effect.Effect<void, never, Scope.Scope>
 }>()("effect-exec/Environment") {}
 
 /**

@@ -16,10 +16,12 @@ import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as CappedBuffer from "./CappedBuffer.ts"
 import { Environment } from "./Environment.ts"
-import { type Executor, type ExecutorError, fail, InvalidRequest } from "./Executor.ts"
+import { EnvironmentRegistry, type Selection } from "./EnvironmentRegistry.ts"
+import { EnvironmentUnavailable, type Executor, ExecutorError, fail, InvalidRequest } from "./Executor.ts"
 import * as InternalDefaults from "./internal/defaults.ts"
 import { OutputSink } from "./OutputSink.ts"
 import * as Protocol from "./Protocol.ts"
@@ -123,6 +125,21 @@ export interface ExecRequest {
    * ends and echoes what was typed.
    */
   readonly tty?: boolean | Terminal
+}
+
+/**
+ * A command to run in one environment of an `EnvironmentRegistry`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ExecRequestIn extends ExecRequest {
+  /**
+   * Where it runs: an environment's id, or a choice among several
+   * (`EnvironmentRegistry.leastBusy(ids)`). The run takes one of the
+   * environment's slots for its whole length, waiting while all are taken.
+   */
+  readonly environment: Selection
 }
 
 /**
@@ -415,6 +432,39 @@ const mayHaveStarted = (cause: Cause.Cause<ExecutorError>): boolean =>
     reason.error.reason._tag === "ProtocolViolation"
   )
 
+/**
+ * The environment a run uses, admitted for the run's scope: the one named (or
+ * chosen) in the registry, else the current `Environment`.
+ */
+const admitted = (
+  selection: Selection | undefined
+): Effect.Effect<Environment["Service"], ExecutorError, Environment | Scope.Scope> =>
+  selection === undefined
+    ? Effect.gen(function*() {
+      const environment = yield* Environment
+      if (environment.admit !== undefined) yield* environment.admit
+      return environment
+    })
+    : Effect.flatMap(Effect.serviceOption(EnvironmentRegistry), (registry) =>
+      Option.isSome(registry)
+        ? Effect.map(registry.value.admit(selection), (held) => held.environment)
+        : Effect.fail(
+          new ExecutorError({
+            reason: new EnvironmentUnavailable({
+              kind: "NoRegistry",
+              environment: typeof selection === "string" ? selection : (selection.among ?? []).join(","),
+              description: "a run names an environment, but no EnvironmentRegistry is provided"
+            })
+          })
+        ))
+
+/** Completes when the timeout passes (`TimedOut`) or the request's interrupt fires (`Interrupted`). */
+const deadline = (timeout: Duration.Duration | undefined, interrupt: Effect.Effect<void> | undefined) =>
+  Effect.raceFirst(
+    Effect.as(timeout === undefined ? Effect.never : Effect.sleep(timeout), { _tag: "TimedOut" } as const),
+    Effect.as(interrupt ?? Effect.never, { _tag: "Interrupted" } as const)
+  )
+
 type Outcome =
   | { readonly _tag: "Finished" }
   | { readonly _tag: "TimedOut" }
@@ -422,9 +472,11 @@ type Outcome =
   | { readonly _tag: "Lost"; readonly error: ExecutorError }
 
 /**
- * Runs a command in the current `Environment` and returns its result. Fails
- * only when the command cannot start; once it runs, every ending is a result.
- * Interrupting the calling fiber kills the process group too.
+ * Runs a command and returns its result: in the current `Environment`, or,
+ * when the request names an `environment`, in that one of the
+ * `EnvironmentRegistry`. Fails only when the command cannot start; once it
+ * runs, every ending is a result. Interrupting the calling fiber kills the
+ * process group too.
  *
  * @example
  * ```ts
@@ -437,17 +489,28 @@ type Outcome =
  * // => { exitCode: 3, stdout: { text: "hi\n", … }, termination: { _tag: "Exited", exitCode: 3 }, … }
  * ```
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { EnvironmentRegistry, Exec, OutputSink } from "effect-exec"
+ *
+ * // in devbox, as $CODEX_HOME/environments.toml (or EXEC_ENVIRONMENTS_FILE) names it
+ * const result = Exec.run({ command: ["make", "test"], environment: "devbox" }).pipe(
+ *   Effect.provide([EnvironmentRegistry.layerConfig(), OutputSink.layerDiscard])
+ * )
+ * ```
+ *
  * @category running
  * @since 0.1.0
  */
-export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect.fn.Return<
+export const run: {
+  (request: ExecRequestIn): Effect.Effect<ExecResult, ExecutorError, EnvironmentRegistry>
+  (request: ExecRequest): Effect.Effect<ExecResult, ExecutorError, Environment>
+} = Effect.fn("Exec.run")(function*(request: ExecRequest & { readonly environment?: Selection }): Effect.fn.Return<
   ExecResult,
   ExecutorError,
-  Environment
+  Environment | Scope.Scope
 > {
-  const environment = yield* Environment
-  const sink = yield* OutputSink
-  const { executor } = environment
   const capture = request.capture ?? "shellTool"
   const terminal = request.tty === true ? {} : request.tty === false ? undefined : request.tty
   if (terminal !== undefined && request.stdin !== undefined) {
@@ -459,6 +522,24 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
   const processId = `shell-${crypto.randomUUID()}`
   const startedAt = yield* Clock.currentTimeMillis
   const progress = new Progress(limitOf(capture))
+  const timeout = timeoutOf(request, capture)
+  // An environment of a registry may make the run wait for a slot: the wait
+  // is part of the timeout, and the interrupt ends it too.
+  const admission = yield* Effect.raceFirst(
+    Effect.map(admitted(request.environment), (environment) => ({ _tag: "Admitted", environment }) as const),
+    deadline(timeout, request.interrupt)
+  )
+  if (admission._tag !== "Admitted") {
+    return finish(capture, timeout, processId, progress, admission, (yield* Clock.currentTimeMillis) - startedAt)
+  }
+  const { executor } = admission.environment
+  const remaining = timeout === undefined
+    ? undefined
+    : Duration.max(
+      Duration.zero,
+      Duration.subtract(timeout, Duration.millis((yield* Clock.currentTimeMillis) - startedAt))
+    )
+  const sink = yield* OutputSink
   const step = absorb(progress, sink, request.callId ?? processId, request.maxDeltas ?? Defaults.maxDeltas)
   const inheritAll: Protocol.EnvPolicy = {
     inherit: "all",
@@ -471,7 +552,6 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
   // Killing must not hang on an executor that stopped answering (a silent
   // server): it gets as long as the drain, then the call goes on without it.
   const terminate = executor.terminate(processId).pipe(Effect.timeoutOption(Defaults.drainLimit), Effect.ignore)
-  const timeout = timeoutOf(request, capture)
   const start = Effect.gen(function*() {
     const cwd = request.cwd ?? (yield* executor.defaultCwd)
     progress.startSent = true
@@ -507,10 +587,7 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
       // server that never answers `process/start` cannot outlast the deadline.
       const outcome: Outcome = yield* restore(Effect.raceFirst(
         startThenConsume(executor, processId, progress, step, start, request.onSpawn, feedInput),
-        Effect.raceFirst(
-          Effect.as(timeout === undefined ? Effect.never : Effect.sleep(timeout), { _tag: "TimedOut" } as const),
-          Effect.as(request.interrupt ?? Effect.never, { _tag: "Interrupted" } as const)
-        )
+        deadline(remaining, request.interrupt)
       )).pipe(
         // a start interrupted or cut off may have started the process all the same
         Effect.onError((cause) => progress.startSent && mayHaveStarted(cause) ? terminate : Effect.void)
@@ -533,7 +610,11 @@ export const run = Effect.fn("Exec.run")(function*(request: ExecRequest): Effect
       return finish(capture, timeout, processId, progress, outcome, finishedAt - startedAt)
     })
   )
-})
+  // the admission (a slot of a registry environment) is held until the run is over
+}, Effect.scoped) as {
+  (request: ExecRequestIn): Effect.Effect<ExecResult, ExecutorError, EnvironmentRegistry>
+  (request: ExecRequest): Effect.Effect<ExecResult, ExecutorError, Environment>
+}
 
 /**
  * Starts the process, then reads it to its end (feeding its input

@@ -131,6 +131,28 @@ export class ConnectionLost extends Schema.TaggedClass<ConnectionLost>()("Connec
 }
 
 /**
+ * No environment could serve the call (`Exec.run({ environment })` through an
+ * `EnvironmentRegistry`). `kind` says why: no environment has that id
+ * (`Unknown`), the configuration names no default one (`Disabled`: `default =
+ * "none"`), every candidate is marked unhealthy until it answers a health
+ * check again (`Unhealthy`), or no `EnvironmentRegistry` is provided
+ * (`NoRegistry`). Nothing was started.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class EnvironmentUnavailable extends Schema.TaggedClass<EnvironmentUnavailable>()("EnvironmentUnavailable", {
+  kind: Schema.Literals(["Unknown", "Disabled", "Unhealthy", "NoRegistry"]),
+  /** The environment asked for: an id, or the ids a choice was among. */
+  environment: Schema.String,
+  description: Schema.String
+}) {
+  get message(): string {
+    return this.description
+  }
+}
+
+/**
  * A remote executor answered with a JSON-RPC error we have no better reason for.
  *
  * @category errors
@@ -249,6 +271,7 @@ export const ExecutorErrorReason = Schema.Union([
   Unsupported,
   SandboxRefused,
   ConnectionLost,
+  EnvironmentUnavailable,
   ServerError,
   ProtocolViolation,
   PathNotFound,

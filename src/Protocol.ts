@@ -1187,6 +1187,7 @@ const codeOf = (reason: ExecutorErrorReason): number => {
   switch (reason._tag) {
     case "UnknownProcess":
     case "ProcessIdInUse":
+    case "EnvironmentUnavailable":
       return ErrorCode.invalidRequest
     case "InvalidRequest":
       return reason.invalidParams === true ? ErrorCode.invalidParams : ErrorCode.invalidRequest

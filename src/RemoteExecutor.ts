@@ -99,9 +99,15 @@ export const connectWebSocket = (options: WebSocketOptions): Effect.Effect<Trans
         // close cannot keep this process alive for ws's default 30 s
         closeTimeout: Defaults.client.closeTimeoutMillis
       }
-      const socket = new WebSocket(options.url, socketOptions)
       const lost = (description: string) =>
         resume(Effect.fail(new ConnectionLost({ description })))
+      let socket: WebSocket
+      try {
+        socket = new WebSocket(options.url, socketOptions)
+      } catch (error) {
+        // a URL ws cannot use ("", "ws://"): the same typed failure as an unreachable one, not a defect
+        return lost(`cannot connect to ${JSON.stringify(options.url)}: ${(error as Error).message}`)
+      }
       socket.once("open", () => {
         socket.removeAllListeners("error")
         resume(Effect.succeed(fromWebSocket(socket)))

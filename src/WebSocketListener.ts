@@ -11,6 +11,7 @@ import * as FiberSet from "effect/FiberSet"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { createHash, timingSafeEqual } from "node:crypto"
+import type * as Http from "node:http"
 import type * as Net from "node:net"
 import { isIP } from "node:net"
 import * as ExecServer from "./ExecServer.ts"
@@ -147,6 +148,26 @@ const refuse = (socket: NodeJS.WritableStream & { destroy(): void }, status: num
 }
 
 /**
+ * The path of the health endpoint beside the WebSocket: `GET` (or `HEAD`)
+ * answers 200 `ok` while the server listens, without a token, and says
+ * nothing else (for load balancers and Kubernetes probes).
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const healthPath = "/healthz"
+
+/** A plain HTTP request: the health endpoint, else a pointer to the WebSocket (426). */
+const answerHttp = (request: Http.IncomingMessage, response: Http.ServerResponse) => {
+  const path = (request.url ?? "").split("?")[0]
+  if (path === healthPath && (request.method === "GET" || request.method === "HEAD")) {
+    response.writeHead(200, { "Content-Type": "text/plain", "Cache-Control": "no-store" }).end("ok\n")
+    return
+  }
+  response.writeHead(426, { "Content-Type": "text/plain" }).end("exec-server: connect with a WebSocket\n")
+}
+
+/**
  * Listens for exec-server clients until the scope closes; returns the bound
  * `ws://IP:PORT`. Closing the scope closes every connection and terminates
  * every session's processes.
@@ -171,9 +192,7 @@ export const listen = Effect.fnUntraced(function*(options: Options = {}) {
     noServer: true,
     maxPayload: options.maxFrameBytes ?? ExecServer.defaults.maxFrameBytes
   })
-  const http = Http.createServer((_request, response) => {
-    response.writeHead(426, { "Content-Type": "text/plain" }).end("exec-server: connect with a WebSocket\n")
-  })
+  const http = Http.createServer(answerHttp)
   // connections per address, counted from the TCP accept: one client cannot hold every socket the server has
   const maxPerAddress = options.maxConnectionsPerAddress ?? ExecServer.defaults.maxConnectionsPerAddress
   const connectionsPerAddress = new Map<string, number>()

@@ -10,6 +10,8 @@ export * as CappedBuffer from "./CappedBuffer.ts"
 /** @since 0.1.0 */
 export * as Environment from "./Environment.ts"
 /** @since 0.1.0 */
+export * as EnvironmentRegistry from "./EnvironmentRegistry.ts"
+/** @since 0.1.0 */
 export * as Exec from "./Exec.ts"
 /** @since 0.1.0 */
 export * as Executor from "./Executor.ts"

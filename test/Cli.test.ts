@@ -822,3 +822,78 @@ describe("effect-exec run against a misbehaving exec-server: exit 255 and one li
     20_000
   )
 })
+
+describe("effect-exec run --env and envs: named environments", () => {
+  /** An environments file naming a live server (the default), one out of reach, and this machine. */
+  const fleetFile = (url: string) =>
+    Effect.acquireRelease(
+      Effect.sync(() => {
+        const dir = mkdtempSync(join(tmpdir(), "cli-envs-"))
+        const file = join(dir, "environments.toml")
+        writeFileSync(
+          file,
+          [
+            `default = "devbox"`,
+            `[[environments]]`,
+            `id = "devbox"`,
+            `url = "${url}"`,
+            `[[environments]]`,
+            `id = "gone"`,
+            `url = "ws://127.0.0.1:1"`
+          ].join("\n") + "\n"
+        )
+        return { dir, file }
+      }),
+      ({ dir }) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+    )
+
+  it.live("run --env runs on the named environment; without it, on the file's default", () =>
+    Effect.gen(function*() {
+      const server = yield* spawnServe()
+      const { file } = yield* fleetFile(server.url)
+      const parent = ["sh", "-c", "echo $PPID"]
+      const named = yield* cli(["run", "--environments", file, "--env", "devbox", "--", ...parent])
+      assert.strictEqual(named.code, 0)
+      assert.strictEqual(Number(named.stdout.trim()), server.child.pid, "the command is the server's child")
+      const byDefault = yield* cli(["run", "--", ...parent], { env: { EXEC_ENVIRONMENTS_FILE: file } })
+      assert.strictEqual(Number(byDefault.stdout.trim()), server.child.pid, "the file's default, from the variable")
+      const local = yield* cli(["run", "--environments", file, "--env", "local", "--", ...parent])
+      assert.notStrictEqual(Number(local.stdout.trim()), server.child.pid, "local is this machine")
+    }))
+
+  it.live("an environment the file does not name, or --env with --remote: exit 2 and one line", () =>
+    Effect.gen(function*() {
+      const server = yield* spawnServe()
+      const { file } = yield* fleetFile(server.url)
+      const unknown = yield* cli(["run", "--environments", file, "--env", "nope", "--", "true"])
+      assert.strictEqual(unknown.code, 2)
+      assert.include(unknown.stderr, "no environment nope")
+      assert.strictEqual(unknown.stderr.trimEnd().split("\n").length, 1)
+      const both = yield* cli(["run", "--remote", server.url, "--env", "devbox", "--", "true"])
+      assert.strictEqual(both.code, 2)
+      const unreachable = yield* cli(["run", "--environments", file, "--env", "gone", "--", "true"])
+      assert.strictEqual(unreachable.code, 255)
+    }))
+
+  it.live("envs prints each environment's health, and exits 1 when one is not healthy", () =>
+    Effect.gen(function*() {
+      const server = yield* spawnServe()
+      const { file } = yield* fleetFile(server.url)
+      const table = yield* cli(["envs", "--environments", file])
+      assert.strictEqual(table.code, 1, "gone is out of reach")
+      const lines = table.stdout.trimEnd().split("\n")
+      assert.match(lines[0]!, /^ID\s+KIND\s+TARGET\s+STATE\s+LATENCY/)
+      assert.match(
+        lines.find((line) => line.startsWith("devbox *"))!,
+        /websocket\s+ws:\/\/127\.0\.0\.1:\d+\s+healthy\s+[\d.]+ ms/
+      )
+      assert.match(lines.find((line) => line.startsWith("gone"))!, /unhealthy/)
+      const json = yield* cli(["envs", "--environments", file, "--json"])
+      const rows = JSON.parse(json.stdout) as ReadonlyArray<{ id: string; state: string; latency: number | null }>
+      assert.deepStrictEqual(rows.map((row) => [row.id, row.state]), [["local", "healthy"], ["devbox", "healthy"], [
+        "gone",
+        "unhealthy"
+      ]])
+      assert.isNumber(rows[1]!.latency)
+    }))
+})

@@ -122,7 +122,12 @@ describe("Protocol errors on the wire", () => {
     new Executor.FileTooLarge({ path: "/x", operation: "read", limit: 64 }),
     new Executor.FileSystemFailure({ path: "/x", code: "EEXIST", errno: 17, description: "File exists (os error 17)" }),
     new Executor.SandboxRefused({ kind: "Unavailable", description: "bubblewrap not found" }),
-    new Executor.SandboxRefused({ kind: "Required", description: "the request asks for no sandbox" })
+    new Executor.SandboxRefused({ kind: "Required", description: "the request asks for no sandbox" }),
+    new Executor.EnvironmentUnavailable({
+      kind: "Unknown",
+      environment: "devbox",
+      description: "no environment devbox"
+    })
   ]
 
   it("round-trips every reason through errorToWire and errorFromWire", () => {
@@ -160,7 +165,8 @@ describe("Protocol errors on the wire", () => {
         [-32600, "file is too large to read: limit is 64 bytes"],
         [-32603, "File exists (os error 17)"],
         [-32602, "sandbox intent cannot be enforced on this executor: bubblewrap not found"],
-        [-32602, "this executor runs only sandboxed processes: the request asks for no sandbox"]
+        [-32602, "this executor runs only sandboxed processes: the request asks for no sandbox"],
+        [-32600, "no environment devbox"]
       ]
     )
   })

@@ -276,3 +276,35 @@ export const sandbox = {
   /** The environment variable naming the bubblewrap binary (else `bwrap` on `PATH`). */
   bwrapVariable: "EXEC_SANDBOX_BWRAP"
 } as const
+
+/** The environment registry (`EnvironmentRegistry`): many environments by id. */
+export const environments = {
+  /**
+   * Runs admitted at once per environment: the server's requests served at
+   * once per connection (`server.maxConcurrentRequests`), since each run
+   * holds about one long-poll read on the environment's one connection.
+   */
+  maxConcurrentRuns: 64,
+  /** An environment nobody holds keeps its connection this long, then it is closed. */
+  idleTimeToLiveMillis: 60_000,
+  /** The first health probe of an environment marked unhealthy comes this long after the mark. */
+  probeIntervalMillis: 1_000,
+  /** Probes of an environment that stays unhealthy back off (doubling) up to this interval. */
+  maxProbeIntervalMillis: 30_000,
+  /** Codex's connect timeout of a `url` environment (`connect_timeout_sec`). */
+  connectTimeoutMillis: 10_000,
+  /** Codex's initialize timeout of any environment (`initialize_timeout_sec`). */
+  initializeTimeoutMillis: 10_000,
+  /** The bytes of an exec-server program's stderr kept to say why it died. */
+  programStderrBytes: 4096,
+  /** An exec-server program killed with SIGTERM gets this long before SIGKILL. */
+  programKillGraceMillis: 2_000,
+  /** The longest environment id, as Codex allows. */
+  maxIdLength: 64,
+  /** Where Codex keeps its environments in `$CODEX_HOME`. */
+  codexFileName: "environments.toml",
+  /** The id Codex gives the environment of `CODEX_EXEC_SERVER_URL` (ours: `EXEC_SERVER_URL`). */
+  remoteId: "remote",
+  /** The id of this machine's environment. */
+  localId: "local"
+} as const

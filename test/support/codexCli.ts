@@ -17,10 +17,15 @@ import { dirname, join } from "node:path"
 import { locateCodex } from "./codexServer.ts"
 import * as MockModel from "./mockModel.ts"
 
-/** Where the agent's environment is: an exec-server's WebSocket, or a program speaking the protocol on stdio. */
+/**
+ * Where the agent's environment is: an exec-server's WebSocket, a program
+ * speaking the protocol on stdio, or whatever an `environments.toml` of one's
+ * own says.
+ */
 export type ExecServer =
   | { readonly _tag: "WebSocket"; readonly url: string }
   | { readonly _tag: "Stdio"; readonly program: string; readonly args: ReadonlyArray<string> }
+  | { readonly _tag: "EnvironmentsFile"; readonly toml: string }
 
 const scratchDir = (prefix: string): Effect.Effect<string, never, Scope.Scope> =>
   Effect.acquireRelease(
@@ -196,7 +201,9 @@ const cliEnvironment = (scratch: string, modelUrl: string, server: ExecServer): 
   }
   Object.assign(env, { HOME: home, CODEX_HOME: codexHome, MOCK_MODEL_KEY: "mock-key" })
   if (server._tag === "WebSocket") env.CODEX_EXEC_SERVER_URL = server.url
-  else writeFileSync(join(codexHome, "environments.toml"), environmentsToml(server.program, server.args))
+  else if (server._tag === "Stdio") {
+    writeFileSync(join(codexHome, "environments.toml"), environmentsToml(server.program, server.args))
+  } else writeFileSync(join(codexHome, "environments.toml"), server.toml)
   return env
 }
 

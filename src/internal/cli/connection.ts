@@ -1,8 +1,10 @@
 /**
- * Where `run` runs its command, from its flags: `--remote ws://HOST:PORT`
- * (else `$EXEC_SERVER_URL`, else this machine), and the bearer token from
- * `--token`, `--token-file` or `$EXEC_SERVER_TOKEN`, in that order (`serve`
- * takes the same token flags).
+ * Where `run` runs its command, from its flags: `--remote ws://HOST:PORT`, or
+ * an environment of the registry by `--env ID` (the default one without it),
+ * read from `--environments FILE`, else `$EXEC_ENVIRONMENTS_FILE`, else
+ * `$CODEX_HOME/environments.toml`, else `$EXEC_SERVER_URL` (unset: this
+ * machine); and the bearer token from `--token`, `--token-file` or
+ * `$EXEC_SERVER_TOKEN`, in that order (`serve` takes the same token flags).
  *
  * @internal
  */
@@ -10,11 +12,13 @@ import { Flag } from "effect/cli"
 import type * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import type * as FileSystem from "effect/FileSystem"
-import type * as Layer from "effect/Layer"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { readFileSync } from "node:fs"
 import * as Environment from "../../Environment.ts"
+import * as EnvironmentRegistry from "../../EnvironmentRegistry.ts"
+import type { ExecutorError } from "../../Executor.ts"
 import { UsageError } from "./exitCodes.ts"
 
 /** `--token`. */
@@ -32,6 +36,24 @@ export const tokenFileFlag = Flag.File("token-file", { mustExist: true }).pipe(
 /** `--remote`. */
 export const remoteFlag = Flag.String("remote").pipe(
   Flag.withDescription("Run on the exec-server at this ws://HOST:PORT (default: $EXEC_SERVER_URL, else this machine)"),
+  Flag.optional
+)
+
+/** `--env`. */
+export const envFlag = Flag.String("env").pipe(
+  Flag.withDescription(
+    "Run in this environment of the registry (--environments, $EXEC_ENVIRONMENTS_FILE, $CODEX_HOME/environments.toml)" +
+      "; default: the registry's default environment, else $EXEC_SERVER_URL, else this machine"
+  ),
+  Flag.optional
+)
+
+/** `--environments`. */
+export const environmentsFlag = Flag.File("environments", { mustExist: true }).pipe(
+  Flag.withDescription(
+    "The environments file, in Codex's environments.toml format (default: $EXEC_ENVIRONMENTS_FILE, else " +
+      "$CODEX_HOME/environments.toml)"
+  ),
   Flag.optional
 )
 
@@ -59,18 +81,34 @@ const isServerUrl = (text: string): boolean => {
 /** The flags that choose the environment. */
 export interface ConnectionFlags {
   readonly remote: Option.Option<string>
+  readonly env: Option.Option<string>
+  readonly environments: Option.Option<string>
   readonly token: Option.Option<Redacted.Redacted<string>>
   readonly tokenFile: Option.Option<string>
 }
 
-/** The environment the flags name; a `--remote` that is no `ws://` URL is a usage error. */
+/** The environment the flags name; a `--remote` that is no `ws://` URL, or one with `--env`, is a usage error. */
 export const environmentLayer = (
   flags: ConnectionFlags
 ): Effect.Effect<
-  Layer.Layer<Environment.Environment | FileSystem.FileSystem, Environment.EnvironmentError | Config.ConfigError>,
+  Layer.Layer<
+    Environment.Environment | FileSystem.FileSystem,
+    Environment.EnvironmentError | Config.ConfigError | ExecutorError
+  >,
   UsageError
 > => {
-  if (Option.isNone(flags.remote)) return Effect.succeed(Environment.layerConfig)
+  if (Option.isNone(flags.remote)) {
+    return Effect.succeed(
+      EnvironmentRegistry.layerEnvironment(Option.getOrUndefined(flags.env)).pipe(
+        Layer.provide(EnvironmentRegistry.layerConfig({ file: Option.getOrUndefined(flags.environments) }))
+      )
+    )
+  }
+  if (Option.isSome(flags.env) || Option.isSome(flags.environments)) {
+    return Effect.fail(
+      new UsageError({ message: "--remote names its server: it cannot be used with --env or --environments" })
+    )
+  }
   const url = flags.remote.value
   if (!isServerUrl(url)) {
     return Effect.fail(

@@ -15,6 +15,7 @@ import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as NodePath from "node:path"
 import * as Exec from "../../Exec.ts"
 import * as OutputSink from "../../OutputSink.ts"
 import * as Sandbox from "../../Sandbox.ts"
@@ -57,8 +58,9 @@ const jsonFlag = Flag.Boolean("json").pipe(
   Flag.withDefault(false)
 )
 
-const cwdFlag = Flag.Directory("cwd", { mustExist: true }).pipe(
-  Flag.withDescription("Working directory of the command (default: the current directory)"),
+// a string, not a directory checked here: on an exec-server the directory is the server's
+const cwdFlag = Flag.String("cwd").pipe(
+  Flag.withDescription("Working directory of the command (default: the current directory, or the server's)"),
   Flag.optional
 )
 
@@ -110,6 +112,10 @@ const timeoutOf = (flags: RunFlags): Effect.Effect<Duration.Duration, UsageError
   })
 }
 
+/** `--cwd`: relative to the user's directory here; on a named environment or server it must be absolute (checked there). */
+const cwdOf = (flags: RunFlags, cwd: string): string =>
+  Option.isNone(flags.remote) && Option.isNone(flags.env) ? NodePath.resolve(cwd) : cwd
+
 /** The user's environment, TERM included, as in their shell: what a command on a terminal sees. */
 const asInTheUsersShell = (): Pick<Exec.ExecRequest, "envPolicy" | "env"> => ({
   envPolicy: { inherit: "all", ignoreDefaultExcludes: true, exclude: [], set: {}, includeOnly: [] },
@@ -123,7 +129,7 @@ const execute = (flags: RunFlags, timeout: Duration.Duration) =>
       command: flags.command,
       capture: flags.capture,
       timeout,
-      ...(Option.isSome(flags.cwd) ? { cwd: flags.cwd.value } : {}),
+      ...(Option.isSome(flags.cwd) ? { cwd: cwdOf(flags, flags.cwd.value) } : {}),
       ...(Option.isSome(flags.sandbox) ? { sandbox: Sandbox.fromMode(flags.sandbox.value) } : {}),
       // a person is not an agent's event stream: every byte goes out
       maxDeltas: Infinity
@@ -170,6 +176,8 @@ export const command = Command.make(
     capture: captureFlag,
     sandbox: sandboxFlag,
     remote: Connection.remoteFlag,
+    env: Connection.envFlag,
+    environments: Connection.environmentsFlag,
     token: Connection.tokenFlag,
     tokenFile: Connection.tokenFileFlag,
     command: commandArgument
@@ -185,6 +193,7 @@ export const command = Command.make(
     { command: "effect-exec run --timeout 2m --cwd /repo -- npm test", description: "a test run with a deadline" },
     { command: "effect-exec run -- sort < names.txt", description: "stdin goes to the command" },
     { command: "effect-exec run --remote ws://127.0.0.1:4000 -- uname -a", description: "on an exec-server" },
+    { command: "effect-exec run --env devbox -- make", description: "in an environment of environments.toml" },
     { command: "effect-exec run -t --remote ws://127.0.0.1:4000 -- bash", description: "a shell on an exec-server" },
     { command: "effect-exec run --sandbox workspace-write -- make", description: "writes only in the workspace" },
     { command: "effect-exec run --json -- make 2>build.log", description: "a JSON result on stdout" }

@@ -18,7 +18,8 @@ export type StartFailure = ExecutorError | Environment.EnvironmentError | Config
 /**
  * The exit code of a command that could not start: a shell's 127 and 126 for
  * a command it cannot find or execute; 2 for a configuration the CLI cannot
- * use; and, as ssh does, 255 for every other failure of the environment (a
+ * use (a bad environments file, an environment it does not name); and, as
+ * ssh does, 255 for every other failure of the environment (a
  * server out of reach or breaking the protocol, an error answer, a refused
  * sandbox, a missing directory) — never a code the command itself could
  * have exited with.
@@ -28,6 +29,8 @@ export const startFailureExitCode = (error: StartFailure): number => {
   const reason = error.reason
   if (reason._tag === "SpawnFailed" && reason.kind === "CommandNotFound") return ExitCodes.notFound
   if (reason._tag === "SpawnFailed" && reason.kind === "PermissionDenied") return ExitCodes.cannotExecute
+  // an environment the configuration does not have (or disables) is the user's to fix, as a flag is
+  if (reason._tag === "EnvironmentUnavailable" && reason.kind !== "Unhealthy") return ExitCodes.usage
   return ExitCodes.connection
 }
 
