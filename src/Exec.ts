@@ -21,8 +21,8 @@ import * as Stream from "effect/Stream"
 import * as CappedBuffer from "./CappedBuffer.ts"
 import { Environment } from "./Environment.ts"
 import { EnvironmentRegistry, type Selection } from "./EnvironmentRegistry.ts"
-import { EnvironmentUnavailable, type Executor, ExecutorError, fail, InvalidRequest } from "./Executor.ts"
-import * as InternalDefaults from "./internal/defaults.ts"
+import { EnvironmentUnavailable, type Executor, ExecutorError, failWith, InvalidRequest } from "./Executor.ts"
+import * as Defaults from "./internal/defaults.ts"
 import { OutputSink } from "./OutputSink.ts"
 import * as Protocol from "./Protocol.ts"
 import * as Sandbox from "./Sandbox.ts"
@@ -220,22 +220,23 @@ export interface ExecResult {
 // =============================================================================
 
 /**
- * The loop's Codex-derived constants.
+ * The loop's Codex-derived constants (as `ExecServer.defaults` and
+ * `LocalExecutor.defaults` are the server's and the process table's).
  *
  * @category constants
  * @since 0.1.0
  */
-export const Defaults = {
-  timeout: Duration.millis(InternalDefaults.exec.timeoutMillis),
-  timeoutExitCode: InternalDefaults.exec.timeoutExitCode,
-  drainLimit: Duration.millis(InternalDefaults.exec.drainLimitMillis),
-  maxDeltas: InternalDefaults.exec.maxDeltas,
-  shellToolBytes: InternalDefaults.exec.shellToolBytes,
+export const defaults = {
+  timeout: Duration.millis(Defaults.exec.timeoutMillis),
+  timeoutExitCode: Defaults.exec.timeoutExitCode,
+  drainLimit: Duration.millis(Defaults.exec.drainLimitMillis),
+  maxDeltas: Defaults.exec.maxDeltas,
+  shellToolBytes: Defaults.exec.shellToolBytes,
   /** Read size and long-poll wait of one `process/read`. */
-  readBytes: InternalDefaults.exec.readBytes,
-  readWaitMillis: InternalDefaults.exec.readWaitMillis,
+  readBytes: Defaults.exec.readBytes,
+  readWaitMillis: Defaults.exec.readWaitMillis,
   /** The largest chunk of `stdin` one `process/write` carries. */
-  writeBytes: InternalDefaults.exec.writeBytes
+  writeBytes: Defaults.exec.writeBytes
 } as const
 
 // =============================================================================
@@ -244,14 +245,14 @@ export const Defaults = {
 
 const limitOf = (capture: Capture): CappedBuffer.Limit =>
   capture === "shellTool"
-    ? { _tag: "Head", maxBytes: Defaults.shellToolBytes }
+    ? { _tag: "Head", maxBytes: defaults.shellToolBytes }
     : capture === "fullBuffer"
     ? { _tag: "Unlimited" }
     : { _tag: "HeadTail", headBytes: capture.headBytes, tailBytes: capture.tailBytes }
 
 const aggregateCap = (capture: Capture): number | undefined =>
   capture === "shellTool"
-    ? Defaults.shellToolBytes
+    ? defaults.shellToolBytes
     : capture === "fullBuffer"
     ? undefined
     : capture.headBytes + capture.tailBytes
@@ -334,7 +335,7 @@ const consume = (
   step: (result: Protocol.ReadResult) => Effect.Effect<void>
 ) =>
   Effect.gen(function*() {
-    const drainLimit = Duration.toMillis(Defaults.drainLimit)
+    const drainLimit = Duration.toMillis(defaults.drainLimit)
     /** When the drain ends, once the exit is seen. */
     let drainEndsAt = progress.exited ? (yield* Clock.currentTimeMillis) + drainLimit : undefined
     let readAfterExit = 0
@@ -344,8 +345,8 @@ const consume = (
       const read = executor.read({
         processId,
         afterSeq: progress.afterSeq,
-        maxBytes: Defaults.readBytes,
-        waitMs: left === undefined ? Defaults.readWaitMillis : Math.min(Defaults.readWaitMillis, left)
+        maxBytes: defaults.readBytes,
+        waitMs: left === undefined ? defaults.readWaitMillis : Math.min(defaults.readWaitMillis, left)
       })
       const answer = left === undefined ? Option.some(yield* read) : yield* Effect.timeoutOption(read, left)
       if (Option.isNone(answer)) return
@@ -357,9 +358,9 @@ const consume = (
       const absorbed = yield* Clock.currentTimeMillis
       const bytes = bytesIn(result)
       if (drainEndsAt === undefined) drainEndsAt = absorbed + drainLimit
-      else if (readAfterExit < InternalDefaults.exec.drainBacklogBytes) {
+      else if (readAfterExit < Defaults.exec.drainBacklogBytes) {
         // within the backlog: a full read gives the whole limit again, and the sink's time is not the executor's
-        drainEndsAt = bytes * 2 >= Defaults.readBytes ? absorbed + drainLimit : drainEndsAt + (absorbed - absorbing)
+        drainEndsAt = bytes * 2 >= defaults.readBytes ? absorbed + drainLimit : drainEndsAt + (absorbed - absorbing)
       }
       readAfterExit += bytes
     }
@@ -392,8 +393,8 @@ const feedTerminal = (executor: Executor["Service"], processId: string, terminal
 const stdinChunks = (stdin: NonNullable<ExecRequest["stdin"]>): Stream.Stream<Uint8Array> => {
   const split = (bytes: Uint8Array): Array<Uint8Array> => {
     const chunks: Array<Uint8Array> = []
-    for (let offset = 0; offset < bytes.length; offset += Defaults.writeBytes) {
-      chunks.push(bytes.subarray(offset, offset + Defaults.writeBytes))
+    for (let offset = 0; offset < bytes.length; offset += defaults.writeBytes) {
+      chunks.push(bytes.subarray(offset, offset + defaults.writeBytes))
     }
     return chunks
   }
@@ -514,7 +515,7 @@ export const run: {
   const capture = request.capture ?? "shellTool"
   const terminal = request.tty === true ? {} : request.tty === false ? undefined : request.tty
   if (terminal !== undefined && request.stdin !== undefined) {
-    return yield* fail(
+    return yield* failWith(
       new InvalidRequest({ description: "stdin is for a command on pipes: with tty, type into it with tty.input" })
     )
   }
@@ -540,7 +541,7 @@ export const run: {
       Duration.subtract(timeout, Duration.millis((yield* Clock.currentTimeMillis) - startedAt))
     )
   const sink = yield* OutputSink
-  const step = absorb(progress, sink, request.callId ?? processId, request.maxDeltas ?? Defaults.maxDeltas)
+  const step = absorb(progress, sink, request.callId ?? processId, request.maxDeltas ?? defaults.maxDeltas)
   const inheritAll: Protocol.EnvPolicy = {
     inherit: "all",
     ignoreDefaultExcludes: true,
@@ -551,7 +552,7 @@ export const run: {
 
   // Killing must not hang on an executor that stopped answering (a silent
   // server): it gets as long as the drain, then the call goes on without it.
-  const terminate = executor.terminate(processId).pipe(Effect.timeoutOption(Defaults.drainLimit), Effect.ignore)
+  const terminate = executor.terminate(processId).pipe(Effect.timeoutOption(defaults.drainLimit), Effect.ignore)
   const start = Effect.gen(function*() {
     const cwd = request.cwd ?? (yield* executor.defaultCwd)
     progress.startSent = true
@@ -602,7 +603,7 @@ export const run: {
             progress.started && outcome._tag !== "Lost"
               ? Effect.ignore(consume(executor, processId, progress, step))
               : Effect.void
-          ).pipe(Effect.timeoutOption(Defaults.drainLimit))
+          ).pipe(Effect.timeoutOption(defaults.drainLimit))
         ).pipe(Effect.onInterrupt(() => terminate))
       }
 
@@ -651,7 +652,7 @@ const timeoutOf = (request: ExecRequest, capture: Capture): Duration.Duration | 
     const timeout = Duration.fromInputUnsafe(request.timeout)
     return Duration.isFinite(timeout) ? timeout : undefined
   }
-  return capture === "fullBuffer" ? undefined : Defaults.timeout
+  return capture === "fullBuffer" ? undefined : defaults.timeout
 }
 
 const finish = (
@@ -678,7 +679,7 @@ const finish = (
     : Termination.Exited({ exitCode: progress.exitCode ?? -1 })
   // a Lost run claims no exit code: its output may be cut short, or come from a server that broke the protocol
   const exitCode = outcome._tag === "TimedOut"
-    ? Defaults.timeoutExitCode
+    ? defaults.timeoutExitCode
     : outcome._tag === "Lost"
     ? -1
     : signalExitCode !== -1

@@ -17,7 +17,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import type * as Scope from "effect/Scope"
-import { Executor } from "./Executor.ts"
+import { Executor, type SandboxSupport } from "./Executor.ts"
 import * as Defaults from "./internal/defaults.ts"
 import { HostFileSystem } from "./internal/fs/hostFileSystem.ts"
 import * as Connection from "./internal/server/connection.ts"
@@ -29,7 +29,10 @@ import { fromStreams, type Transport } from "./JsonRpc.ts"
 import * as Protocol from "./Protocol.ts"
 
 /**
- * How a server behaves. Every default is in {@link defaults}.
+ * How a server behaves. Every default is in {@link defaults}. Whether a
+ * sandbox is required is the executor's to say (`LocalExecutor`'s
+ * `sandbox.required`): the server then refuses the `fs/*` calls that would
+ * touch files unconfined, as the executor refuses such starts.
  *
  * @category options
  * @since 0.1.0
@@ -37,8 +40,6 @@ import * as Protocol from "./Protocol.ts"
 export interface Options {
   /** How long a disconnected session keeps its processes for a resume. */
   readonly sessionTtl?: Duration.Input
-  /** How long a process's session entry outlives its close (as the executor's retention). */
-  readonly closedRetention?: Duration.Input
   /** Processes not yet closed, over all sessions. */
   readonly maxProcesses?: number
   /** Processes not yet closed in one session. */
@@ -47,6 +48,8 @@ export interface Options {
   readonly maxConcurrentRequests?: number
   /** Requests of one connection waiting for a turn before new ones are refused. */
   readonly maxQueuedRequests?: number
+  /** Process starts of one session under way at once; more wait their turn. */
+  readonly maxConcurrentStartsPerSession?: number
   /**
    * Bytes of one connection's requests in flight past which its socket is not
    * read until answers free room (default 16 MiB).
@@ -58,11 +61,6 @@ export interface Options {
   readonly maxSessionsPerAddress?: number
   /** The largest file `fs/readFile` returns or `fs/writeFile` writes (default 64 MiB); larger ones are refused. */
   readonly maxFileBytes?: number
-  /**
-   * Refuse every `fs/*` call without a sandbox policy (default false). For
-   * processes, the executor decides (`LocalExecutor`'s `sandbox.required`).
-   */
-  readonly requireSandbox?: boolean
 }
 
 /**
@@ -101,8 +99,6 @@ export interface Registry {
   readonly sessions: SessionRegistry
   /** This host's files, as the `fs/*` methods serve them. */
   readonly files: HostFileSystem
-  /** Whether every `fs/*` call must carry a sandbox policy. */
-  readonly requireSandbox: boolean
 }
 
 /**
@@ -118,12 +114,12 @@ export const makeRegistry = (options: Options = {}): Effect.Effect<Registry, nev
       executor: yield* Executor,
       fibers: yield* FiberSet.make(),
       sessionTtl: Duration.fromInputUnsafe(options.sessionTtl ?? defaults.sessionTtlMillis),
-      closedRetention: Duration.fromInputUnsafe(options.closedRetention ?? Protocol.Limits.closedRetentionMillis),
       limits: {
         processes: options.maxProcesses ?? defaults.maxProcesses,
         processesPerSession: options.maxProcessesPerSession ?? defaults.maxProcessesPerSession,
         concurrentRequests: options.maxConcurrentRequests ?? defaults.maxConcurrentRequests,
         queuedRequests: options.maxQueuedRequests ?? defaults.maxQueuedRequests,
+        startsPerSession: options.maxConcurrentStartsPerSession ?? defaults.maxConcurrentStartsPerSession,
         pendingRequestBytes: options.maxPendingRequestBytes ?? defaults.maxPendingRequestBytes,
         sessions: options.maxSessions ?? defaults.maxSessions,
         sessionsPerAddress: options.maxSessionsPerAddress ?? defaults.maxSessionsPerAddress
@@ -132,18 +128,20 @@ export const makeRegistry = (options: Options = {}): Effect.Effect<Registry, nev
     yield* Effect.addFinalizer(() => sessions.endAll())
     return {
       sessions,
-      files: new HostFileSystem({ maxFileBytes: options.maxFileBytes ?? defaults.maxFileBytes }),
-      requireSandbox: options.requireSandbox === true
+      files: new HostFileSystem({ maxFileBytes: options.maxFileBytes ?? defaults.maxFileBytes })
     }
   })
 
-/** Everything a session serves: one entry per method of the table. */
-const methodsOf = (registry: Registry) => (session: Session): SessionMethods => {
+/**
+ * Everything a session serves: one entry per method of the table; the `fs/*`
+ * calls require a sandbox when the executor requires one for its starts.
+ */
+const methodsOf = (registry: Registry) => (session: Session, sandbox: SandboxSupport): SessionMethods => {
   const process = processHandlers(registry.sessions, session)
   return {
     requests: {
       ...process.requests,
-      ...fileSystemHandlers(registry.files, { requireSandbox: registry.requireSandbox })
+      ...fileSystemHandlers(registry.files, { requireSandbox: sandbox.required === true })
     },
     notifications: process.notifications
   }

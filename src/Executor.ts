@@ -363,14 +363,17 @@ export type ProcessEvent =
 
 /**
  * Whether an executor confines the processes that ask for a sandbox, and if
- * not, why.
+ * not, why; and whether it requires one (`required`: every start that would
+ * run unconfined is refused, as `LocalExecutor`'s `sandbox.required` does).
+ * A server serving an executor that requires a sandbox refuses `fs/*` calls
+ * that confine nothing too: one switch for the whole host.
  *
  * @category models
  * @since 0.1.0
  */
 export type SandboxSupport =
-  | { readonly available: true }
-  | { readonly available: false; readonly reason: string }
+  | { readonly available: true; readonly required?: boolean }
+  | { readonly available: false; readonly reason: string; readonly required?: boolean }
 
 /**
  * The contract every executor meets. Methods mirror the exec-server requests;
@@ -422,10 +425,27 @@ export class Executor extends Context.Service<Executor, {
 }>()("effect-exec/Executor") {}
 
 /**
- * Shorthand for failing with an `ExecutorError` of the given reason.
+ * Fails with an `ExecutorError` of the given reason.
+ *
+ * @example
+ * ```ts
+ * import { Executor } from "effect-exec"
+ *
+ * const refused = Executor.failWith(new Executor.UnknownProcess({ processId: "p1" }))
+ * ```
  *
  * @category constructors
  * @since 0.1.0
  */
-export const fail = (reason: ExecutorErrorReason): Effect.Effect<never, ExecutorError> =>
+export const failWith = (reason: ExecutorErrorReason): Effect.Effect<never, ExecutorError> =>
   Effect.fail(new ExecutorError({ reason }))
+
+/**
+ * The former name of {@link failWith}, which reads as `Effect.fail` when
+ * imported bare.
+ *
+ * @deprecated Use `failWith`.
+ * @category constructors
+ * @since 0.1.0
+ */
+export const fail: (reason: ExecutorErrorReason) => Effect.Effect<never, ExecutorError> = failWith

@@ -20,7 +20,8 @@
  * The roles live under `internal/local/`: `localProcess` (what the executor
  * asks of a process, and the flow control and writes both kinds share),
  * `childProcess` (a child on pipes: spawn, pipes, exit, stdin, signals),
- * `ptyProcess` (a child on a pseudo-terminal), `processTable` (ids,
+ * `ptyProcess` (a child on a pseudo-terminal), `exitTracking` (when both
+ * kinds' exit and close are numbered), `processTable` (ids,
  * retention, bounds), `processLog` (the seq-numbered log and its long-poll),
  * `envPolicy`, `parentWatchdog`. A start with a `sandbox` runs under
  * bubblewrap, built by `internal/sandbox/`, or is refused (a process on a
@@ -38,7 +39,7 @@ import * as Stream from "effect/Stream"
 import {
   Executor,
   ExecutorError,
-  fail,
+  failWith,
   InvalidRequest,
   type ProcessEvent,
   ProcessIdInUse,
@@ -47,7 +48,7 @@ import {
 import * as Defaults from "./internal/defaults.ts"
 import { prepareChild } from "./internal/local/childProcess.ts"
 import { childEnvironment } from "./internal/local/envPolicy.ts"
-import { Holdings, type LocalProcess } from "./internal/local/localProcess.ts"
+import { Holdings, type LocalProcess, type SpawnOptions } from "./internal/local/localProcess.ts"
 import { ParentWatchdog } from "./internal/local/parentWatchdog.ts"
 import { eventStream, longPollRead } from "./internal/local/processLog.ts"
 import { ProcessTable } from "./internal/local/processTable.ts"
@@ -68,9 +69,10 @@ export interface Options {
   /** How long a closed process stays readable and keeps its id (default 30 s). */
   readonly closedRetention?: Duration.Input
   /**
-   * Closed processes kept at most (default 1024): past it the oldest is
-   * forgotten before its retention ends, so memory is bounded by count, not
-   * only by time.
+   * Closed processes kept at most (default 1024): past it one is forgotten
+   * before its retention ends (the oldest whose output was all read, else the
+   * oldest, read or not), so memory is bounded by count, not only by time. A
+   * read of a forgotten process fails with `UnknownProcess`.
    */
   readonly maxClosedRetained?: number
   /**
@@ -119,6 +121,120 @@ export interface Options {
  * @since 0.1.0
  */
 export type SandboxOptions = Launcher.SandboxOptions
+
+/**
+ * The process table's defaults, Codex's values: output retained per process,
+ * how long and how many closed processes are kept, how long a backpressured
+ * process waits for a reader, the stdin window.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const defaults = {
+  retainedBytes: Defaults.processTable.retainedBytes,
+  closedRetentionMillis: Defaults.processTable.closedRetentionMillis,
+  maxClosedRetained: Defaults.processTable.maxClosedRetained,
+  readerIdleTimeoutMillis: Defaults.processTable.readerIdleTimeoutMillis,
+  stdinWindowBytes: Defaults.processTable.stdinWindowBytes
+} as const
+
+/**
+ * The methods on processes already started (or starting): each finds its
+ * process in `table`.
+ */
+const methodsOn = (table: ProcessTable) => {
+  const read = Effect.fn("LocalExecutor.read")(function*(params: Protocol.ReadParams) {
+    const process = yield* table.lookup(params.processId)
+    process.acknowledge(params.afterSeq ?? 0, yield* Clock.currentTimeMillis)
+    return yield* longPollRead(process.log, params)
+  })
+
+  const acknowledge = Effect.fn("LocalExecutor.acknowledge")(function*(processId: string, afterSeq: number) {
+    const process = yield* table.lookup(processId)
+    process.acknowledge(afterSeq, yield* Clock.currentTimeMillis)
+  })
+
+  const write = Effect.fn("LocalExecutor.write")(function*(params: Protocol.WriteParams) {
+    const entry = table.get(params.processId)
+    if (entry === undefined) return "unknownProcess" as const
+    if (entry.state === "starting") return "starting" as const
+    return yield* entry.process.write(params.chunk, params.writeId)
+  })
+
+  const terminate = Effect.fn("LocalExecutor.terminate")(function*(processId: string) {
+    // a process still starting is killed as soon as it runs
+    if (table.terminateWhenStarted(processId)) return { running: true }
+    const entry = table.get(processId)
+    if (entry?.state !== "running") return { running: false }
+    const { process } = entry
+    const running = process.running
+    // the leader may be gone while its group still holds the pipes: those die too
+    if (running || !process.log.closed) process.signalGroup("SIGKILL")
+    return { running }
+  })
+
+  const signal = Effect.fn("LocalExecutor.signal")(function*(processId: string, _signal: Protocol.SignalName) {
+    const entry = table.get(processId)
+    if (entry?.state === "running" && entry.process.running) entry.process.signalGroup("SIGINT")
+  })
+
+  const resize = Effect.fn("LocalExecutor.resize")(function*(processId: string, size: Protocol.TerminalSize) {
+    const process = yield* table.lookup(processId)
+    if (!process.resize(size)) {
+      return yield* failWith(
+        new InvalidRequest({ description: `process ${processId} has no terminal (started without tty)` })
+      )
+    }
+  })
+
+  const closeStdin = Effect.fn("LocalExecutor.closeStdin")(function*(processId: string) {
+    const entry = table.get(processId)
+    if (entry === undefined) return "unknownProcess" as const
+    if (entry.state === "starting") return "starting" as const
+    const status = entry.process.closeStdin()
+    if (status === undefined) {
+      return yield* failWith(
+        new InvalidRequest({ description: `process ${processId} runs on a terminal: type Ctrl-D to end its input` })
+      )
+    }
+    return status
+  })
+
+  const events = (
+    processId: string,
+    options?: { readonly afterSeq?: number }
+  ): Stream.Stream<ProcessEvent, ExecutorError> =>
+    Stream.unwrap(Effect.map(table.lookup(processId), (process) => eventStream(process.log, options?.afterSeq ?? 0)))
+
+  return { read, write, terminate, signal, resize, acknowledge, closeStdin, events }
+}
+
+/**
+ * The slow part of a start, which may take seconds (a hung mount, the first
+ * probe of bubblewrap): its working directory, its program, its sandbox.
+ * What the sandbox holds on the host goes to `holdings`.
+ */
+const prepareStart = (
+  sandbox: Launcher.Launcher,
+  spawnOptions: SpawnOptions,
+  request: StartRequest,
+  holdings: Holdings
+) =>
+  request.tty
+    ? Effect.andThen(
+      sandbox.refuseConfined(
+        request,
+        childEnvironment(request.env, request.envPolicy, spawnOptions.baseEnvironment),
+        "a process on a terminal"
+      ),
+      preparePty(request, spawnOptions)
+    )
+    : prepareChild(
+      request,
+      spawnOptions,
+      holdings,
+      (program, environment, hold) => sandbox.prepare(request, program, environment, hold)
+    )
 
 /**
  * Builds a local executor in the current scope; closing the scope kills every
@@ -173,46 +289,24 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       watchdog.forget(process.pid)
     })
 
-  /**
-   * The slow part of a start, which may take seconds (a hung mount, the first
-   * probe of bubblewrap): its working directory, its program, its sandbox.
-   * What the sandbox holds on the host goes to `holdings`.
-   */
-  const prepare = (request: StartRequest, holdings: Holdings) =>
-    request.tty
-      ? Effect.andThen(
-        sandbox.refuseConfined(
-          request,
-          childEnvironment(request.env, request.envPolicy, spawnOptions.baseEnvironment),
-          "a process on a terminal"
-        ),
-        preparePty(request, spawnOptions)
-      )
-      : prepareChild(
-        request,
-        spawnOptions,
-        holdings,
-        (program, environment, hold) => sandbox.prepare(request, program, environment, hold)
-      )
-
   const start = Effect.fn("LocalExecutor.start")(function*(request: StartRequest) {
     const { processId } = request
     if (request.argv.length === 0) {
-      return yield* fail(new InvalidRequest({ description: "argv must not be empty", invalidParams: true }))
+      return yield* failWith(new InvalidRequest({ description: "argv must not be empty", invalidParams: true }))
     }
     const problem = startProblem(request)
-    if (problem !== undefined) return yield* fail(problem)
+    if (problem !== undefined) return yield* failWith(problem)
     // the preparation may be interrupted (a timeout, a closed connection); from the reservation's point of view
     // reserve → spawn → register is all or nothing: an interrupted start leaves no child and no reservation behind
     return yield* Effect.uninterruptibleMask((restore) =>
       Effect.gen(function*() {
-        if (!table.reserve(processId)) return yield* fail(new ProcessIdInUse({ processId }))
+        if (!table.reserve(processId)) return yield* failWith(new ProcessIdInUse({ processId }))
         const holdings = new Holdings()
         const giveBack = Effect.sync(() => {
           holdings.releaseAll()
           table.unreserve(processId)
         })
-        const prepared = yield* restore(prepare(request, holdings)).pipe(
+        const prepared = yield* restore(prepareStart(sandbox, spawnOptions, request, holdings)).pipe(
           Effect.mapError((reason) => new ExecutorError({ reason })),
           Effect.onError(() => giveBack)
         )
@@ -220,7 +314,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           Effect.mapError((reason) => new ExecutorError({ reason })),
           Effect.onError(() => giveBack)
         )
-        table.started(processId, process)
+        // a terminate that came while it started kills it now
+        if (table.started(processId, process)) process.signalGroup("SIGKILL")
         watchdog.watch(process.pid)
         yield* FiberSet.run(supervisors, supervise(processId, process))
         return {
@@ -232,79 +327,14 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     )
   })
 
-  const read = Effect.fn("LocalExecutor.read")(function*(params: Protocol.ReadParams) {
-    const process = yield* table.lookup(params.processId)
-    process.acknowledge(params.afterSeq ?? 0, yield* Clock.currentTimeMillis)
-    return yield* longPollRead(process.log, params)
-  })
-
-  const acknowledge = Effect.fn("LocalExecutor.acknowledge")(function*(processId: string, afterSeq: number) {
-    const process = yield* table.lookup(processId)
-    process.acknowledge(afterSeq, yield* Clock.currentTimeMillis)
-  })
-
-  const write = Effect.fn("LocalExecutor.write")(function*(params: Protocol.WriteParams) {
-    const entry = table.get(params.processId)
-    if (entry === undefined) return "unknownProcess" as const
-    if (entry.state === "starting") return "starting" as const
-    return yield* entry.process.write(params.chunk, params.writeId)
-  })
-
-  const terminate = Effect.fn("LocalExecutor.terminate")(function*(processId: string) {
-    const entry = table.get(processId)
-    if (entry === undefined || entry.state === "starting") return { running: false }
-    const { process } = entry
-    const running = process.running
-    // the leader may be gone while its group still holds the pipes: those die too
-    if (running || !process.log.closed) process.signalGroup("SIGKILL")
-    return { running }
-  })
-
-  const signal = Effect.fn("LocalExecutor.signal")(function*(processId: string, _signal: Protocol.SignalName) {
-    const entry = table.get(processId)
-    if (entry?.state === "running" && entry.process.running) entry.process.signalGroup("SIGINT")
-  })
-
-  const resize = Effect.fn("LocalExecutor.resize")(function*(processId: string, size: Protocol.TerminalSize) {
-    const process = yield* table.lookup(processId)
-    if (!process.resize(size)) {
-      return yield* fail(
-        new InvalidRequest({ description: `process ${processId} has no terminal (started without tty)` })
-      )
-    }
-  })
-
-  const closeStdin = Effect.fn("LocalExecutor.closeStdin")(function*(processId: string) {
-    const entry = table.get(processId)
-    if (entry === undefined) return "unknownProcess" as const
-    if (entry.state === "starting") return "starting" as const
-    const status = entry.process.closeStdin()
-    if (status === undefined) {
-      return yield* fail(
-        new InvalidRequest({ description: `process ${processId} runs on a terminal: type Ctrl-D to end its input` })
-      )
-    }
-    return status
-  })
-
-  const events = (
-    processId: string,
-    options?: { readonly afterSeq?: number }
-  ): Stream.Stream<ProcessEvent, ExecutorError> =>
-    Stream.unwrap(Effect.map(table.lookup(processId), (process) => eventStream(process.log, options?.afterSeq ?? 0)))
-
   return Executor.of({
     start,
-    read,
-    write,
-    terminate,
-    signal,
-    resize,
-    acknowledge,
-    closeStdin,
-    events,
+    ...methodsOn(table),
     defaultCwd: Effect.sync(() => process.cwd()),
-    sandboxSupport: sandbox.support
+    sandboxSupport: Effect.map(
+      sandbox.support,
+      (support) => ({ ...support, required: options.sandbox?.required === true })
+    )
   })
 })
 

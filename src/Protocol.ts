@@ -32,7 +32,6 @@ import {
   UnknownProcess,
   Unsupported
 } from "./Executor.ts"
-import * as Defaults from "./internal/defaults.ts"
 import { errnoCode } from "./internal/fs/osError.ts"
 import { parsePathUri, toPathUri } from "./internal/fs/pathUri.ts"
 import { ErrorCode } from "./JsonRpc.ts"
@@ -1314,19 +1313,6 @@ export const errorFromWire = (error: WireError, context: ErrorContext = {}): Exe
 // =============================================================================
 // Constants
 // =============================================================================
-
-/**
- * Codex values every implementation of the protocol shares.
- *
- * @category constants
- * @since 0.1.0
- */
-export const Limits = {
-  /** Output retained per process by a server, oldest whole chunks dropped first. */
-  retainedBytesPerProcess: Defaults.processTable.retainedBytes,
-  /** How long a closed process stays readable (and its id reserved). */
-  closedRetentionMillis: Defaults.processTable.closedRetentionMillis
-} as const
 
 /**
  * The exit code reported for a death by `signal`: 128 + its number, as the

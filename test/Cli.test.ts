@@ -24,7 +24,7 @@ import { bwrapPath } from "./support/bwrap.ts"
 import { startCodexServer } from "./support/codexServer.ts"
 import * as Fake from "./support/fakeServer.ts"
 import { awaitDeath, isAlive } from "./support/processes.ts"
-import { scratchDir } from "./support/sandbox.ts"
+import { readOnly, scratchDir } from "./support/sandbox.ts"
 import { bin, spawnServe } from "./support/servers.ts"
 import { base64, connect, handshake, pollUntil, refusedStatus, startParams } from "./support/wireClient.ts"
 
@@ -486,7 +486,29 @@ describe("effect-exec serve and run --remote", () => {
         env: { EXEC_SERVER_TOKEN: "s3cret" }
       })
       assert.strictEqual(fromEnvironment.code, 0)
+      const dir = mkdtempSync(join(tmpdir(), "cli-token-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+      writeFileSync(join(dir, "token"), "s3cret\nthe first line only\n")
+      const fromFile = yield* cli(["run", "--remote", server.url, "--token-file", join(dir, "token"), "--", "true"])
+      assert.strictEqual(fromFile.code, 0, fromFile.stderr)
       assert.notInclude(server.stderr(), "s3cret", "the token never reaches the logs")
+    }))
+
+  it.live("says in one line that it cannot read the token file, and exits 2", () =>
+    Effect.gen(function*() {
+      // a file whose first byte cannot be read (EIO), even by root
+      const unreadable = "/proc/self/mem"
+      for (
+        const args of [
+          ["run", "--remote", "ws://127.0.0.1:9", "--token-file", unreadable, "--", "true"],
+          ["serve", "--listen", "ws://127.0.0.1:0", "--token-file", unreadable]
+        ]
+      ) {
+        const result = yield* cli(args)
+        assert.strictEqual(result.code, 2, result.stderr)
+        assert.include(result.stderr, `effect-exec: cannot read --token-file ${unreadable}: EIO`)
+        assert.notInclude(result.stderr, "internal error")
+      }
     }))
 
   it.live("refuses to listen off loopback without a token", () =>
@@ -714,17 +736,6 @@ describe("effect-exec and the sandbox", () => {
       const client = yield* connect(server.url)
       yield* handshake(client)
       const marker = `${600 + Math.floor(Math.random() * 300)}.${process.pid}`
-      const readOnly = {
-        permissions: {
-          type: "managed",
-          file_system: {
-            type: "restricted",
-            entries: [{ path: { type: "special", value: { kind: "root" } }, access: "read" }]
-          },
-          network: "restricted"
-        },
-        windowsSandboxLevel: "disabled"
-      }
       const started = yield* client.call("process/start", startParams("s", ["sleep", marker], { sandbox: readOnly }))
       assert.strictEqual(started.sandboxType, "linuxSeccomp")
       let sleeper: number | undefined

@@ -18,7 +18,7 @@ import * as Protocol from "../src/Protocol.ts"
 import * as Sandbox from "../src/Sandbox.ts"
 import type * as WebSocketListener from "../src/WebSocketListener.ts"
 import { listenLocal as server } from "./support/servers.ts"
-import { base64, codexShape, connect, type Frame, handshake } from "./support/wireClient.ts"
+import { base64, codexShape, connect, type Frame, handshake, startParams } from "./support/wireClient.ts"
 
 /** A scratch directory for one test, removed with its scope. */
 const scratch = Effect.acquireRelease(
@@ -448,7 +448,7 @@ describe("ExecServer over the wire: fs and the handshake", () => {
 
 describe("ExecServer over the wire: fs sandbox", () => {
   /** A workspace outside /tmp (which workspace-write leaves writable), with a `.git` inside and a file beside it. */
-  const sandboxed = (options: WebSocketListener.Options = {}) =>
+  const sandboxed = (options: Parameters<typeof server>[0] = {}) =>
     Effect.gen(function*() {
       const { url } = yield* server(options)
       const client = yield* connect(url)
@@ -550,12 +550,15 @@ describe("ExecServer over the wire: fs sandbox", () => {
       assert.isFalse(NodeFs.existsSync(fileURLToPath(uri("ws", "f"))))
     }))
 
-  it.live("with requireSandbox, refuses every call without a policy", () =>
+  it.live("when the executor requires a sandbox, refuses every call without a policy", () =>
     Effect.gen(function*() {
       const { client, policy, uri } = yield* sandboxed({ requireSandbox: true })
       const refused = yield* client.callError("fs/getMetadata", { path: uri("beside.txt"), sandbox: null })
       assert.strictEqual(reasonOf(refused)?._tag, "SandboxRefused")
       assert.isTrue((yield* client.call("fs/getMetadata", { path: uri("beside.txt"), sandbox: policy })).isFile)
+      // one switch: the executor's, which refuses an unsandboxed start as well
+      const start = yield* client.callError("process/start", startParams("unconfined", ["true"]))
+      assert.strictEqual(reasonOf(start)?._tag, "SandboxRefused")
     }))
 })
 

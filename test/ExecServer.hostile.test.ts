@@ -11,6 +11,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Logger from "effect/Logger"
 import * as Redacted from "effect/Redacted"
+import { TestClock } from "effect/testing"
 import { randomBytes } from "node:crypto"
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import * as Net from "node:net"
@@ -1272,6 +1273,72 @@ describe("ExecServer against hostile clients: bytes held", () => {
         assert.strictEqual(poll?.result?.exited, false, JSON.stringify(poll).slice(0, 300))
       }
       toServer.end()
+    }))
+
+  /** Our server on a pair of in-memory streams for the scope; `answers` collects what it writes. */
+  const stdioServer = (options: ExecServer.Options) =>
+    Effect.gen(function*() {
+      const toServer = new PassThrough()
+      const toClient = new PassThrough()
+      const answers: Array<any> = []
+      let pending = ""
+      toClient.setEncoding("utf8")
+      toClient.on("data", (text: string) => {
+        pending += text
+        const lines = pending.split("\n")
+        pending = lines.pop()!
+        for (const line of lines) if (line.length > 0) answers.push(JSON.parse(line))
+      })
+      const executor = yield* LocalExecutor.make()
+      yield* ExecServer.serveStdio(toServer, toClient, options).pipe(
+        Effect.provideService(Executor, executor),
+        Effect.forkScoped
+      )
+      yield* Effect.addFinalizer(() => Effect.sync(() => toServer.end()))
+      const send = (message: unknown) => toServer.write(JSON.stringify(message) + "\n")
+      const answered = (id: string) => answers.some((answer) => answer.id === id)
+      return { toServer, answers, send, answered }
+    })
+
+  it.live("charges notifications waiting for a turn to the byte budget, as requests", () =>
+    Effect.gen(function*() {
+      const { answered, send, toServer } = yield* stdioServer({
+        maxPendingRequestBytes: 2 * MiB,
+        maxConcurrentRequests: 1
+      })
+      send({ id: "init", method: "initialize", params: { clientName: "stdio" } })
+      yield* pollUntil("initialized", () => answered("init"))
+      send({ method: "initialized", params: {} })
+      send({ id: "start", method: "process/start", params: startParams("quiet", ["sleep", "30"]) })
+      yield* pollUntil("started", () => answered("start"))
+      // the only turn is a long poll's; three notifications of 1 MiB wait behind it: past the 2 MiB budget
+      send({ id: "poll", method: "process/read", params: { processId: "quiet", afterSeq: 0, waitMs: 2_000 } })
+      for (let i = 0; i < 3; i++) {
+        send({ method: "process/acknowledge", params: { processId: "quiet", afterSeq: 0, pad: "x".repeat(MiB) } })
+      }
+      yield* pollUntil("the input paused", () => toServer.isPaused(), 5_000)
+      yield* pollUntil("the poll answered", () => answered("poll"), 10_000)
+      yield* pollUntil("the input resumed once the notifications ran", () => !toServer.isPaused(), 10_000)
+    }))
+
+  it.effect("answers a read with a waitMs past the longest wait after that wait, as one that saw nothing", () =>
+    Effect.gen(function*() {
+      const { answered, answers, send } = yield* stdioServer({})
+      const live = (effect: Effect.Effect<void>) => TestClock.withLive(effect)
+      send({ id: "init", method: "initialize", params: { clientName: "stdio" } })
+      yield* live(pollUntil("initialized", () => answered("init")))
+      send({ method: "initialized", params: {} })
+      send({ id: "start", method: "process/start", params: startParams("quiet", ["sleep", "30"]) })
+      yield* live(pollUntil("started", () => answered("start")))
+      send({ id: "poll", method: "process/read", params: { processId: "quiet", afterSeq: 0, waitMs: 600_000 } })
+      // a minute of the test's clock, a second at a time: the read is answered within it, whenever it began
+      for (let second = 0; second < 60 && !answered("poll"); second++) {
+        yield* TestClock.adjust("1 second")
+        yield* live(Effect.sleep("10 millis"))
+      }
+      const poll = answers.find((answer) => answer.id === "poll")
+      assert.deepStrictEqual(poll?.result?.chunks, [], JSON.stringify(poll))
+      assert.isFalse(poll?.result?.exited)
     }))
 
   it.live("never answers accepted for bytes a process exits without taking, and adds no listener per write", () =>

@@ -19,6 +19,7 @@ import { afterAll } from "vitest"
 import { Executor } from "../src/Executor.ts"
 import * as Protocol from "../src/Protocol.ts"
 import * as WebSocketListener from "../src/WebSocketListener.ts"
+import { entry, restricted } from "./support/sandbox.ts"
 import * as Script from "./support/ScriptedExecutor.ts"
 import { listenLocal } from "./support/servers.ts"
 import { connect, fromBase64, handshake } from "./support/wireClient.ts"
@@ -245,20 +246,7 @@ describe("ExecServer under pathological input", () => {
             cwd: "/tmp",
             env: {},
             tty: false,
-            sandbox: {
-              permissions: {
-                type: "managed",
-                network: "restricted",
-                file_system: {
-                  type: "restricted",
-                  entries: [
-                    { path: { type: "special", value: { kind: "root" } }, access: "read" },
-                    ...paths.map((path) => ({ path: { type: "path", path: `file://${path}` }, access: "deny" }))
-                  ]
-                }
-              },
-              windowsSandboxLevel: "disabled"
-            }
+            sandbox: restricted([entry("root", "read"), ...paths.map((path) => entry(`file://${path}`, "deny"))])
           }))
         // 255 paths of 4 000 bytes each: 1 999 levels deep, or 16 levels of long names
         const deep = Array.from(

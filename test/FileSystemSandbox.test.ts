@@ -16,7 +16,7 @@ import { join } from "node:path"
 import { pathToFileURL } from "node:url"
 import { registryDirectory } from "../src/internal/sandbox/mountPoints.ts"
 import { startCodexServer } from "./support/codexServer.ts"
-import { scratchDir } from "./support/sandbox.ts"
+import { entry, restricted, scratchDir } from "./support/sandbox.ts"
 import { listenLocal } from "./support/servers.ts"
 import { base64, codexShape, connect, type Frame, fromBase64, handshake } from "./support/wireClient.ts"
 
@@ -27,20 +27,11 @@ const permissionDenied = { code: -32600, message: "Permission denied (os error 1
 const uri = (path: string) => pathToFileURL(path).href
 
 /** A policy in Codex's wire shape: `entries` of `[path, access]`, the root's access first when given. */
-const policy = (root: "read" | null, entries: ReadonlyArray<readonly [string, "read" | "write" | "deny"]>) => ({
-  permissions: {
-    type: "managed",
-    network: "restricted",
-    file_system: {
-      type: "restricted",
-      entries: [
-        ...(root === null ? [] : [{ path: { type: "special", value: { kind: "root" } }, access: root }]),
-        ...entries.map(([path, access]) => ({ path: { type: "path", path: uri(path) }, access }))
-      ]
-    }
-  },
-  windowsSandboxLevel: "disabled"
-})
+const policy = (root: "read" | null, entries: ReadonlyArray<readonly [string, "read" | "write" | "deny"]>) =>
+  restricted([
+    ...(root === null ? [] : [entry("root", root)]),
+    ...entries.map(([path, access]) => entry(uri(path), access))
+  ])
 
 /**
  * A scratch layout outside /tmp, as a sandboxed command could have left it in

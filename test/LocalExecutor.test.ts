@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
 import type { ChildProcess } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
@@ -101,6 +102,42 @@ describe("LocalExecutor (local behaviour)", () => {
     }))
 })
 
+describe("LocalExecutor: a terminate while the process starts", () => {
+  it.live("kills it as soon as it runs, and answers that it was running", () =>
+    Effect.gen(function*() {
+      const executor = yield* LocalExecutor.make()
+      const request = (processId: string): Exec.StartRequest => ({
+        processId,
+        argv: ["sleep", "30"],
+        cwd: "/tmp",
+        env: {},
+        tty: false
+      })
+      // the start is under way from its reservation until its child runs (a write says `starting`); a
+      // machine that starts the child before the test looks gets another try
+      let caught: string | undefined
+      for (let attempt = 0; attempt < 20 && caught === undefined; attempt++) {
+        const processId = `starting-${attempt}`
+        const starting = yield* Effect.forkChild(executor.start(request(processId)))
+        let status = yield* executor.write({ processId, chunk: new Uint8Array() })
+        while (status === "unknownProcess") {
+          yield* Effect.yieldNow
+          status = yield* executor.write({ processId, chunk: new Uint8Array() })
+        }
+        if (status === "starting") {
+          assert.deepStrictEqual(yield* executor.terminate(processId), { running: true })
+          caught = processId
+        } else {
+          yield* executor.terminate(processId)
+        }
+        yield* Fiber.join(starting)
+      }
+      assert.isDefined(caught, "a terminate reached a process while it started")
+      const seen = yield* readUntilClosed(caught!).pipe(Effect.provideService(Exec.Executor, executor))
+      assert.strictEqual(seen.last.signal, "SIGKILL", "killed, not left to sleep")
+    }))
+})
+
 describe("LocalExecutor retention by count", () => {
   it.effect("forgets the oldest closed process past maxClosedRetained", () =>
     Effect.flatMap(LocalExecutor.make({ maxClosedRetained: 2 }), (executor) =>
@@ -116,9 +153,9 @@ describe("LocalExecutor retention by count", () => {
       }).pipe(Effect.provideService(Exec.Executor, executor))))
 })
 
-describe("LocalExecutor retention by count keeps what a reader still comes for", () => {
-  it.live("a closed process whose reader has not seen its end outlives the bound, though its output was read", () =>
-    Effect.flatMap(LocalExecutor.make({ maxClosedRetained: 1 }), (executor) =>
+describe("LocalExecutor retention by count forgets first what no reader still comes for", () => {
+  it.live("a closed process whose reader has seen its end goes before one whose reader has not, though its output was read", () =>
+    Effect.flatMap(LocalExecutor.make({ maxClosedRetained: 2 }), (executor) =>
       Effect.gen(function*() {
         yield* start("slow-reader", ["sh", "-c", "echo a; sleep 0.2"])
         // the reader has the output (and acknowledges it), not yet the close
@@ -135,6 +172,65 @@ describe("LocalExecutor retention by count keeps what a reader still comes for",
         assert.isTrue(last.closed, "still there for its reader")
         assert.strictEqual(reasonOf(yield* Effect.exit(executor.read({ processId: "b" }))), "UnknownProcess")
       }).pipe(Effect.provideService(Exec.Executor, executor))))
+})
+
+describe("LocalExecutor retention by count, whatever the processes hold", () => {
+  /** Whether `processId` is still retained. */
+  const retained = (executor: Exec.Executor["Service"], processId: string) =>
+    Effect.map(Effect.exit(executor.read({ processId, afterSeq: 1_000_000, waitMs: 0 })), Exit.isSuccess)
+
+  /** Follows `processId`'s events until its close: following reads (and acknowledges) nothing. */
+  const untilClosed = (executor: Exec.Executor["Service"], processId: string) =>
+    Stream.runDrain(executor.events(processId))
+
+  /** Polls (real time) until `check` holds; dies after 5 s. */
+  const eventually = (description: string, check: Effect.Effect<boolean>) =>
+    Effect.gen(function*() {
+      for (let tries = 0; tries < 250; tries++) {
+        if (yield* check) return
+        yield* TestClock.withLive(Effect.sleep("20 millis"))
+      }
+      return yield* Effect.die(new Error(`timed out: ${description}`))
+    })
+
+  it.effect("bounds closed processes whose output nobody read", () =>
+    Effect.gen(function*() {
+      const executor = yield* LocalExecutor.make({ maxClosedRetained: 5 })
+      const ids = Array.from({ length: 40 }, (_, i) => `unread-${i}`)
+      for (const processId of ids) {
+        yield* executor.start({ processId, argv: ["sh", "-c", "echo unread"], cwd: "/tmp", env: {}, tty: false })
+        yield* untilClosed(executor, processId)
+      }
+      const count = Effect.map(
+        Effect.forEach(ids, (id) => retained(executor, id)),
+        (kept) => kept.filter(Boolean).length
+      )
+      yield* eventually("at most 5 retained", Effect.map(count, (n) => n <= 5))
+      assert.strictEqual(yield* count, 5)
+      assert.isTrue(yield* retained(executor, "unread-39"), "the newest are kept")
+    }))
+
+  it.effect("counts a process started again under a forgotten id, whatever the first one's retention does", () =>
+    Effect.gen(function*() {
+      const executor = yield* LocalExecutor.make({ maxClosedRetained: 1, closedRetention: "10 seconds" })
+      const run = (processId: string) =>
+        Effect.andThen(
+          executor.start({ processId, argv: ["true"], cwd: "/tmp", env: {}, tty: false }),
+          untilClosed(executor, processId)
+        )
+      const forgotten = (processId: string) => Effect.map(retained(executor, processId), (kept) => !kept)
+      yield* run("p")
+      yield* run("q")
+      yield* eventually("the first p forgotten past the bound", forgotten("p"))
+      yield* TestClock.adjust("5 seconds")
+      yield* run("p")
+      yield* eventually("q forgotten past the bound", forgotten("q"))
+      // the first p's retention ends now: its supervisor must not take the second p out of the bound
+      yield* TestClock.adjust("5 seconds")
+      yield* run("r")
+      yield* eventually("the second p forgotten past the bound", forgotten("p"))
+      assert.isTrue(yield* retained(executor, "r"))
+    }))
 })
 
 describe("LocalExecutor memory, asserted through what it holds", () => {
@@ -165,7 +261,7 @@ describe("LocalExecutor memory, asserted through what it holds", () => {
           // a slow reader: the child fills the window and waits for it
           yield* Effect.sleep("1 millis")
           peakRetained = Math.max(peakRetained, child.log.retainedBytes)
-          peakUnread = Math.max(peakUnread, child.log.unreadBytes)
+          peakUnread = Math.max(peakUnread, child.log.unacknowledgedBytes)
           const result = yield* longPollRead(child.log, {
             processId: "window",
             afterSeq,

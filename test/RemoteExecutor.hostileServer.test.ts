@@ -9,6 +9,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Arbitrary from "effect/Arbitrary"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
@@ -20,10 +21,11 @@ import * as Environment from "../src/Environment.ts"
 import * as Exec from "../src/Exec.ts"
 import type { ExecutorError } from "../src/Executor.ts"
 import * as Defaults from "../src/internal/defaults.ts"
-import { FootprintProbe } from "../src/internal/remote/footprint.ts"
+import * as RemoteClient from "../src/internal/remote/environment.ts"
 import type { RecordsFootprint } from "../src/internal/remote/processRecords.ts"
 import * as OutputSink from "../src/OutputSink.ts"
 import * as Protocol from "../src/Protocol.ts"
+import * as RemoteExecutor from "../src/RemoteExecutor.ts"
 import {
   base64,
   deafProxy,
@@ -34,14 +36,29 @@ import {
   startAnswer
 } from "./support/fakeServer.ts"
 
-/** The remote environment of `server`, with what its client holds measurable. */
+/**
+ * The remote environment of `server`, as `Environment.layerRemote` builds it,
+ * with what its client holds measurable.
+ */
 const remote = (server: FakeServer, sink: Layer.Layer<never> = OutputSink.layerDiscard) => {
   let measure: (() => RecordsFootprint) | undefined
-  const probe = Layer.succeed(FootprintProbe, (m: () => RecordsFootprint) => {
-    measure = m
-  })
+  const environment = Layer.effect(
+    Environment.Environment,
+    Effect.map(
+      RemoteClient.make(RemoteExecutor.connectWebSocket({ url: server.url }), {
+        clientName: "effect-exec",
+        connectTimeout: Duration.millis(Defaults.client.connectTimeoutMillis),
+        requestTimeoutMillis: Defaults.client.requestTimeoutMillis,
+        binaryOutput: true
+      }),
+      ({ executor, footprint }) => {
+        measure = footprint
+        return Environment.Environment.of({ executor, location: { _tag: "Remote", url: server.url } })
+      }
+    )
+  )
   return {
-    layer: Layer.mergeAll(Environment.layerRemote({ url: server.url }).pipe(Layer.provide(probe)), sink),
+    layer: Layer.mergeAll(environment, sink),
     footprint: () => measure!()
   }
 }
@@ -134,7 +151,7 @@ describe("the client against a silent server: every deadline holds", () => {
       yield* server.whenReceived("process/start")
       yield* TestClock.adjust("5 seconds")
       yield* server.whenReceived("process/terminate")
-      yield* TestClock.adjust(Exec.Defaults.drainLimit)
+      yield* TestClock.adjust(Exec.defaults.drainLimit)
       const result = yield* Fiber.join(fiber)
       assert.strictEqual(result.termination._tag, "TimedOut")
     }))
@@ -183,7 +200,7 @@ describe("the client against a silent server: every deadline holds", () => {
       yield* server.whenReceived("process/read", 2)
       yield* TestClock.adjust("5 seconds")
       yield* server.whenReceived("process/terminate")
-      yield* TestClock.adjust(Exec.Defaults.drainLimit)
+      yield* TestClock.adjust(Exec.defaults.drainLimit)
       const result = yield* Fiber.join(fiber)
       assert.strictEqual(result.termination._tag, "TimedOut")
       assert.strictEqual(result.stdout.text, "partial")
@@ -210,7 +227,7 @@ describe("the client against a busy or silent server: interrupts win", () => {
       yield* Deferred.succeed(stop, undefined)
       // killed at once; what the group left is read for one drain limit, which the silent reads use up
       yield* server.whenReceived("process/terminate")
-      yield* TestClock.adjust(Exec.Defaults.drainLimit)
+      yield* TestClock.adjust(Exec.defaults.drainLimit)
       const result = yield* Fiber.join(fiber)
       assert.deepStrictEqual(result.termination, Exec.Termination.Interrupted())
       assert.strictEqual(server.calls("process/terminate").length, 1)
@@ -401,7 +418,7 @@ describe("the client against floods: bounded work and memory per frame", () => {
 
   it.effect("a read answer far over the maxBytes asked for ends the run Lost, keeping none of it", () =>
     Effect.gen(function*() {
-      const asked = Exec.Defaults.readBytes
+      const asked = Exec.defaults.readBytes
       const server = yield* fakeServer(wellBehaved((message, connection) => {
         if (message.method !== "process/read") return false
         // four chunks of 600 KiB: 2.4 MiB for a read of 512 KiB
@@ -422,7 +439,7 @@ describe("the client against floods: bounded work and memory per frame", () => {
 
   it.effect("a first chunk returned whole is within the slack: legal, however small maxBytes is", () =>
     Effect.gen(function*() {
-      const chunk = "z".repeat(Exec.Defaults.readBytes + 64 * 1024)
+      const chunk = "z".repeat(Exec.defaults.readBytes + 64 * 1024)
       const server = yield* fakeServer(wellBehaved((message, connection) => {
         if (message.method !== "process/read" || message.params.afterSeq !== 0) return false
         connection.answer(message.id, readAnswer(1, [chunk], { exitCode: 0 }))

@@ -26,7 +26,7 @@ import type * as Protocol from "../src/Protocol.ts"
 import * as Sandbox from "../src/Sandbox.ts"
 import { bwrapPath } from "./support/bwrap.ts"
 import { awaitDeath, freshId, readUntilClosed } from "./support/processes.ts"
-import { scratchDir } from "./support/sandbox.ts"
+import { entry, restricted, scratchDir } from "./support/sandbox.ts"
 
 /** A scratch directory (outside /tmp) for the test's scope. */
 const scratch = (label: string) =>
@@ -42,20 +42,7 @@ const withExecutor = <A, E>(
 const readAndWrite = (writable: ReadonlyArray<string>, cwd: string): Protocol.SandboxContext =>
   Sandbox.toWire(
     Sandbox.Policy.Custom({
-      context: {
-        permissions: {
-          type: "managed",
-          network: "restricted",
-          file_system: {
-            type: "restricted",
-            entries: [
-              { path: { type: "special", value: { kind: "root" } }, access: "read" },
-              ...writable.map((path): Protocol.SandboxEntry => ({ path: { type: "path", path }, access: "write" }))
-            ]
-          }
-        },
-        windowsSandboxLevel: "disabled"
-      }
+      context: restricted([entry("root", "read"), ...writable.map((path) => entry(path, "write"))])
     }),
     cwd
   )!

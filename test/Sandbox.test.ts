@@ -21,7 +21,7 @@ import * as Sandbox from "../src/Sandbox.ts"
 import * as WebSocketListener from "../src/WebSocketListener.ts"
 import { bwrapPath } from "./support/bwrap.ts"
 import { startCodexServer } from "./support/codexServer.ts"
-import { scratchDir } from "./support/sandbox.ts"
+import { readOnly, scratchDir } from "./support/sandbox.ts"
 import { sandboxSuite } from "./support/SandboxContract.ts"
 import { listenLocal } from "./support/servers.ts"
 import { connect, handshake, startParams } from "./support/wireClient.ts"
@@ -48,18 +48,6 @@ sandboxSuite("LocalExecutor sandbox", LocalExecutor.layer(sandboxed), { ours: tr
 sandboxSuite("ExecServer sandbox (remote over WebSocket)", ourServer, { ours: true })
 sandboxSuite("Codex exec-server 0.169.0 sandbox", codexServer, { ours: false })
 
-const workspaceWrite = {
-  permissions: {
-    type: "managed",
-    file_system: {
-      type: "restricted",
-      entries: [{ path: { type: "special", value: { kind: "root" } }, access: "read" }]
-    },
-    network: "restricted"
-  },
-  windowsSandboxLevel: "disabled"
-}
-
 describe("a sandbox on the wire", () => {
   const unknownPolicy = (url: string) =>
     Effect.gen(function*() {
@@ -67,11 +55,11 @@ describe("a sandbox on the wire", () => {
       yield* handshake(client)
       // Codex takes a cwd only as a file:// URI
       const cwd = "file:///tmp"
-      const bogus = { ...workspaceWrite, permissions: { type: "bogus" } }
+      const bogus = { ...readOnly, permissions: { type: "bogus" } }
       const error = yield* client.callError("process/start", startParams("p", ["true"], { cwd, sandbox: bogus }))
       const missing = yield* client.callError(
         "process/start",
-        startParams("q", ["true"], { cwd, sandbox: { permissions: workspaceWrite.permissions } })
+        startParams("q", ["true"], { cwd, sandbox: { permissions: readOnly.permissions } })
       )
       return { error, missing }
     })
@@ -109,7 +97,7 @@ describe("a sandbox on the wire", () => {
       assert.notInclude((yield* handshake(other)).capabilities ?? [], "sandbox")
       const refused = yield* other.callError(
         "process/start",
-        startParams("p", ["true"], { sandbox: workspaceWrite })
+        startParams("p", ["true"], { sandbox: readOnly })
       )
       assert.strictEqual(refused.code, -32602)
       assert.match(refused.message, /^sandbox intent cannot be enforced on this executor: bubblewrap at \/bin\/false/)

@@ -1,5 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Schema from "effect/Schema"
+import type { ProcessEvent } from "../src/Executor.ts"
+import { ProcessLog } from "../src/internal/local/processLog.ts"
 import { PushedOutput } from "../src/internal/remote/pushedOutput.ts"
 
 const output = (seq: number, text: string) =>
@@ -36,9 +38,62 @@ describe("PushedOutput (the remote executor's cache of pushed output)", () => {
     cache.add({ _tag: "Closed", seq: 4 })
     const result = cache.read(0, null)
     assert.deepStrictEqual(texts(result), ["a", "late"])
-    assert.deepStrictEqual([result?.exited, result?.exitCode, result?.closed, result?.nextSeq], [true, 3, true, 4])
+    assert.deepStrictEqual([result?.exited, result?.exitCode, result?.closed, result?.nextSeq], [true, 3, true, 5])
     assert.isUndefined(cache.read(3, null), "after the last output comes the close: the server says it")
     assert.isTrue(cache.knowsNext(3))
+  })
+
+  it("answers as the server's log does for the same events: nextSeq past an exit or a close it went through", () => {
+    const events: ReadonlyArray<ProcessEvent> = [
+      output(1, "a"),
+      { _tag: "Exited", seq: 2, exitCode: 0, signal: null, sandboxDenied: false },
+      output(3, "late"),
+      { _tag: "Closed", seq: 4 }
+    ]
+    for (let known = 1; known <= events.length; known++) {
+      const cache = new PushedOutput()
+      const log = new ProcessLog(1024 * 1024, false)
+      for (const event of events.slice(0, known)) {
+        cache.add(event)
+        if (event._tag === "Output") log.appendOutput(event.stream, event.chunk)
+        else if (event._tag === "Exited") log.markExited(event.exitCode, event.signal)
+        else if (event._tag === "Closed") log.markClosed()
+      }
+      for (const maxBytes of [null, 1]) {
+        const pushed = cache.read(0, maxBytes)!
+        const served = log.read(0, maxBytes)
+        assert.deepStrictEqual(
+          [pushed.nextSeq, pushed.closed, pushed.exited, pushed.chunks.length],
+          [served.nextSeq, served.closed, served.exited, served.chunks.length],
+          `${known} events, maxBytes ${maxBytes}`
+        )
+      }
+      // a reader past the close (where the answer above leaves it) is answered at once, as the server would
+      const closed = log.read(0, null)
+      if (closed.closed) {
+        cache.trim(closed.nextSeq - 1)
+        const pushed = cache.read(closed.nextSeq - 1, null)
+        const served = log.read(closed.nextSeq - 1, null)
+        assert.deepStrictEqual(pushed, served, "a read past the close")
+      }
+    }
+  })
+
+  it("answers a cursor at or past the close at once: nothing more, closed, nextSeq past the close", () => {
+    const cache = new PushedOutput()
+    cache.add(output(1, "a"))
+    cache.add({ _tag: "Exited", seq: 2, exitCode: 7, signal: null, sandboxDenied: false })
+    cache.add({ _tag: "Closed", seq: 3 })
+    for (const cursor of [3, 4, 100]) {
+      cache.trim(cursor)
+      assert.strictEqual(cache.size, 0)
+      const answer = cache.read(cursor, null)
+      assert.deepStrictEqual(
+        answer && [answer.chunks.length, answer.nextSeq, answer.exited, answer.exitCode, answer.closed],
+        [0, 4, true, 7, true],
+        `cursor ${cursor}: no round trip, and no wait for a push that will never come`
+      )
+    }
   })
 
   it("honours maxBytes, the first chunk always whole", () => {
@@ -101,7 +156,13 @@ describe("PushedOutput (the remote executor's cache of pushed output)", () => {
       }
       assert.isAtMost(cache.size, events.length)
       const answer = cache.read(cursor, 3)
-      if (answer !== undefined) {
+      if (answer !== undefined && answer.chunks.length === 0) {
+        // a cursor at or past the close: nothing more, closed, and the reader is moved just past the close
+        assert.isTrue(answer.closed)
+        assert.isTrue(answer.exited)
+        assert.isAtMost(answer.nextSeq, cursor + 1)
+        assert.isTrue(cache.knowsNext(answer.nextSeq - 2), "nextSeq follows the close")
+      } else if (answer !== undefined) {
         answer.chunks.forEach((chunk, i) => assert.isAtLeast(chunk.seq, cursor + 1 + i))
         assert.strictEqual(answer.chunks[0]!.seq, cursor + 1)
         for (let i = 1; i < answer.chunks.length; i++) assert.isAbove(answer.chunks[i]!.seq, answer.chunks[i - 1]!.seq)

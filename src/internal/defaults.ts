@@ -24,6 +24,13 @@ export const server = {
   maxProcessesPerSession: 1024,
   /** Requests of one connection served at once. */
   maxConcurrentRequests: 64,
+  /**
+   * Process starts of one session under way at once; more wait their turn.
+   * Each spawn holds the server's thread while it forks the whole server (tens
+   * of milliseconds at a few hundred MiB), so a client that starts processes
+   * by the hundred gets its share of that thread, not all of it.
+   */
+  maxConcurrentStartsPerSession: 1,
   /** Requests of one connection waiting for a turn before new ones are refused. */
   maxQueuedRequests: 1024,
   /**
@@ -49,6 +56,12 @@ export const server = {
    * (backpressure); a single larger frame is still read, alone.
    */
   maxPendingRequestBytes: 16 * MiB,
+  /**
+   * The longest a `process/read` long-polls: a larger `waitMs` is answered
+   * after this long, as a wait that saw nothing new (a Codex client then reads
+   * again), so no read holds one of its connection's turns for longer.
+   */
+  maxReadWaitMillis: 30_000,
   /** Answers and notifications queued for a client before it is dropped. */
   maxBufferedBytes: 128 * MiB,
   /** A client that takes nothing from its socket for this long is dropped. */
@@ -148,8 +161,15 @@ export const pipes = {
   pooledSlabs: 8
 } as const
 
-/** What a `process/start` may ask of the local executor, checked before anything is spawned. */
+/** What a `process/start` may ask of the local executor, checked before anything is spawned; how spawns share the thread. */
 export const spawn = {
+  /**
+   * How long spawns may hold the thread back to back (each forks the whole
+   * process on it) before the event loop polls for I/O again: when many
+   * processes start at once, everything else is still served every few tens
+   * of milliseconds.
+   */
+  budgetMillis: 50,
   /** One argv or environment string (`NAME=value`), with its NUL: what Linux's `exec` takes (`MAX_ARG_STRLEN`). */
   maxStringBytes: 128 * 1024,
   /**

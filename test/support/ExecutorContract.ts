@@ -239,6 +239,22 @@ export const suite = (
           assert.deepStrictEqual(exited, { _tag: "Exited", seq: 3, exitCode: 7, signal: null, sandboxDenied: false })
         }))
 
+      it.effect("streams the events of a process whose output is not pushed, and fails for an unknown id", () =>
+        Effect.gen(function*() {
+          const executor = yield* Exec.Executor
+          const processId = freshId("unpushed")
+          yield* start(processId, ["sh", "-c", "printf out; sleep 0.1; printf err >&2; sleep 0.1; exit 7"], {
+            outputNotifications: false
+          })
+          const events = yield* Stream.runCollect(executor.events(processId))
+          assert.deepStrictEqual(
+            events.map((e) => e._tag === "Output" ? `Output ${e.seq} ${text(e.chunk)}` : `${e._tag} ${e.seq}`),
+            ["Output 1 out", "Output 2 err", "Exited 3", "Closed 4"]
+          )
+          const unknown = yield* Effect.exit(Stream.runCollect(executor.events(freshId("nobody"))))
+          assert.strictEqual(reasonOf(unknown), "UnknownProcess")
+        }))
+
       it.effect("builds the environment from an envPolicy, then lays env on top", () =>
         Effect.gen(function*() {
           const seen = yield* run(["/usr/bin/env"], {

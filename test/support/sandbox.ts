@@ -6,6 +6,7 @@
 import { mkdirSync, mkdtempSync, realpathSync, rmSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import type * as Protocol from "../../src/Protocol.ts"
 
 /** `<repo>/.cache/sandbox-tests`: ignored by git, not under /tmp. */
 export const scratchRoot: string = join(dirname(fileURLToPath(import.meta.url)), "..", "..", ".cache", "sandbox-tests")
@@ -16,3 +17,18 @@ export const scratchDir = (label: string) => {
   const path = realpathSync(mkdtempSync(join(scratchRoot, `${label}-`)))
   return { path, [Symbol.dispose]: () => rmSync(path, { recursive: true, force: true }) }
 }
+
+/** One entry of a restricted file system in Codex's wire shape: `"root"` (the special path) or an absolute path or `file://` URI. */
+export const entry = (path: string, access: "read" | "write" | "deny"): Protocol.SandboxEntry =>
+  path === "root"
+    ? { path: { type: "special", value: { kind: "root" } }, access }
+    : { path: { type: "path", path }, access }
+
+/** A managed policy in Codex's wire shape: a file system restricted to `entries`, the network restricted. */
+export const restricted = (entries: ReadonlyArray<Protocol.SandboxEntry>): Protocol.SandboxContext => ({
+  permissions: { type: "managed", network: "restricted", file_system: { type: "restricted", entries } },
+  windowsSandboxLevel: "disabled"
+})
+
+/** Codex's `read-only` preset: every file readable, nothing writable, the network restricted. */
+export const readOnly: Protocol.SandboxContext = restricted([entry("root", "read")])

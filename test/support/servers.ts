@@ -33,11 +33,14 @@ export const remoteOverWebSocket: Layer.Layer<Executor, WebSocketListener.Listen
 /**
  * Our exec-server on 127.0.0.1 for the current scope, serving a local executor
  * built in the same scope (`Effect.provide(layer)` would close the executor as
- * soon as `listen` returns).
+ * soon as `listen` returns); `requireSandbox` is the executor's
+ * `sandbox.required`, which the server follows for `fs/*` calls.
  */
-export const listenLocal = (options: WebSocketListener.Options = {}) =>
+export const listenLocal = (
+  { requireSandbox, ...options }: WebSocketListener.Options & { readonly requireSandbox?: boolean } = {}
+) =>
   Effect.flatMap(
-    LocalExecutor.make(),
+    LocalExecutor.make(requireSandbox === true ? { sandbox: { required: true } } : {}),
     (executor) => Effect.provideService(WebSocketListener.listen(options), Executor, executor)
   )
 

@@ -11,11 +11,10 @@
 import { Flag } from "effect/cli"
 import type * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
-import type * as FileSystem from "effect/FileSystem"
+import * as FileSystem from "effect/FileSystem"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import { readFileSync } from "node:fs"
 import * as Environment from "../../Environment.ts"
 import * as EnvironmentRegistry from "../../EnvironmentRegistry.ts"
 import type { ExecutorError } from "../../Executor.ts"
@@ -57,15 +56,32 @@ export const environmentsFlag = Flag.File("environments", { mustExist: true }).p
   Flag.optional
 )
 
-/** The token from `--token`, `--token-file` or `$EXEC_SERVER_TOKEN`, in that order. */
+/**
+ * The token from `--token`, `--token-file` (its first line) or
+ * `$EXEC_SERVER_TOKEN`, in that order; a token file that cannot be read is a
+ * usage error.
+ */
 export const resolveToken = (
   token: Option.Option<Redacted.Redacted<string>>,
   tokenFile: Option.Option<string>
-): Redacted.Redacted<string> | undefined => {
-  if (Option.isSome(token)) return token.value
-  if (Option.isSome(tokenFile)) return Redacted.make(readFileSync(tokenFile.value, "utf8").split("\n")[0]!.trim())
+): Effect.Effect<Redacted.Redacted<string> | undefined, UsageError, FileSystem.FileSystem> => {
+  if (Option.isSome(token)) return Effect.succeed(token.value)
+  if (Option.isSome(tokenFile)) {
+    const path = tokenFile.value
+    return Effect.flatMap(FileSystem.FileSystem, (fs) => fs.readFileString(path)).pipe(
+      Effect.map((text) => Redacted.make(text.split("\n")[0]!.trim())),
+      Effect.mapError((error) => {
+        // the OS's words ("EACCES: permission denied, open …") when there are some
+        const cause = error.reason.cause
+        const reason = cause instanceof Error ? cause.message : error.message
+        return new UsageError({ message: `cannot read --token-file ${path}: ${reason}` })
+      })
+    )
+  }
   const fromEnvironment = process.env.EXEC_SERVER_TOKEN
-  return fromEnvironment === undefined || fromEnvironment === "" ? undefined : Redacted.make(fromEnvironment)
+  return Effect.succeed(
+    fromEnvironment === undefined || fromEnvironment === "" ? undefined : Redacted.make(fromEnvironment)
+  )
 }
 
 /** Whether `text` is a URL an exec-server client can connect to. */
@@ -95,7 +111,8 @@ export const environmentLayer = (
     Environment.Environment | FileSystem.FileSystem,
     Environment.EnvironmentError | Config.ConfigError | ExecutorError
   >,
-  UsageError
+  UsageError,
+  FileSystem.FileSystem
 > => {
   if (Option.isNone(flags.remote)) {
     return Effect.succeed(
@@ -115,5 +132,5 @@ export const environmentLayer = (
       new UsageError({ message: `--remote must be a ws:// or wss:// URL, such as ws://127.0.0.1:4000 (got ${url})` })
     )
   }
-  return Effect.succeed(Environment.layerRemote({ url, token: resolveToken(flags.token, flags.tokenFile) }))
+  return Effect.map(resolveToken(flags.token, flags.tokenFile), (token) => Environment.layerRemote({ url, token }))
 }

@@ -147,8 +147,7 @@ const serveWith = Effect.fnUntraced(function*(flags: ServeFlags) {
     maxProcessesPerSession: flags.maxProcessesPerSession,
     maxFileBytes: flags.maxFileBytes,
     maxSessionsPerAddress: flags.maxSessionsPerAddress,
-    maxConnectionsPerAddress: flags.maxConnectionsPerAddress,
-    requireSandbox: flags.requireSandbox
+    maxConnectionsPerAddress: flags.maxConnectionsPerAddress
   }
   if (!(yield* announceSandbox(flags.requireSandbox))) {
     yield* Console.error("effect-exec: --require-sandbox, but the sandbox is unavailable: not serving")
@@ -159,11 +158,8 @@ const serveWith = Effect.fnUntraced(function*(flags: ServeFlags) {
     yield* signalStopsCleanlyFromNow
     return yield* ExecServer.serveStdio(process.stdin, process.stdout, options)
   }
-  const listener = yield* WebSocketListener.listen({
-    ...options,
-    listen: flags.listen,
-    token: Connection.resolveToken(flags.token, flags.tokenFile)
-  }).pipe(Effect.result)
+  const token = yield* Connection.resolveToken(flags.token, flags.tokenFile)
+  const listener = yield* WebSocketListener.listen({ ...options, listen: flags.listen, token }).pipe(Effect.result)
   if (listener._tag === "Failure") {
     yield* Console.error(`effect-exec: ${listener.failure.message}`)
     process.exitCode = ExitCodes.usage

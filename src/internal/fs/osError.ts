@@ -91,9 +91,8 @@ export const fromNodeError = (error: unknown, path: string): ExecutorErrorReason
   return new InvalidRequest({ description: error instanceof Error ? error.message : String(error) })
 }
 
-/** Fails with `reason`. */
-export const failWith = (reason: ExecutorErrorReason): Effect.Effect<never, ExecutorError> =>
-  Effect.fail(new ExecutorError({ reason }))
+/** Fails with `reason` (the file system's callers find it here). */
+export { failWith } from "../../Executor.ts"
 
 /** Runs a `node:fs` call; what it throws becomes the typed reason for `path`. */
 export const attempt = <A>(path: string, run: () => Promise<A>): Effect.Effect<A, ExecutorError> =>

@@ -13,9 +13,7 @@
  */
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as NodeChildProcess from "node:child_process"
-import * as NodeFs from "node:fs"
 import type { Readable } from "node:stream"
 import { InvalidRequest, type SandboxRefused, SpawnFailed, type StartRequest } from "../../Executor.ts"
 import * as Protocol from "../../Protocol.ts"
@@ -25,35 +23,21 @@ import { isLikelySandboxDenied } from "../sandbox/denial.ts"
 import type { Launch } from "../sandbox/launcher.ts"
 import { resolveCommand } from "./commandPath.ts"
 import { childEnvironment } from "./envPolicy.ts"
+import { ExitTracker } from "./exitTracking.ts"
 import {
   type Holdings,
   InputWriter,
   type LocalProcess,
   OutputFlow,
   type PreparedStart,
-  signalGroup
+  signalGroup,
+  type SpawnOptions
 } from "./localProcess.ts"
 import { OutputMemory } from "./outputMemory.ts"
 import { type PipeReader, readPipe } from "./pipeReader.ts"
 import { ProcessLog } from "./processLog.ts"
-
-/** How a child is set up. */
-export interface SpawnOptions {
-  /** Output retained by its log (and the window a backpressured reader gets). */
-  readonly retainedBytes: number
-  /** The environment an `envPolicy` starts from. */
-  readonly baseEnvironment: Readonly<Record<string, string | undefined>>
-  /** Bytes written to its input that it has not taken yet, at most (one larger write goes alone). */
-  readonly stdinWindowBytes: number
-  /**
-   * Whether reads and event streams get views of the output's memory that
-   * they copy before their next read or pull (the exec-server's way), so that
-   * memory is reused; otherwise each chunk handed out is the reader's own.
-   */
-  readonly lendOutput?: boolean | undefined
-  /** The backpressure window (default: `retainedBytes`). */
-  readonly windowBytes?: number | undefined
-}
+import { spawnTurn } from "./spawnTurns.ts"
+import { checkCwd } from "./startChecks.ts"
 
 /**
  * Decides, from the program found and the final environment, what to spawn
@@ -175,29 +159,17 @@ export class PipeProcess implements LocalProcess {
   attach(): void {
     const { child, log } = this
     let openStreams = 2
-    // The exit is numbered once the pipes are drained, or after a grace period
-    // when a background child keeps them open: Node often reports the exit
-    // before the output the child wrote just before it, and a reader that sees
-    // the exit first starts its drain clock too early.
-    let exitStatus: { readonly code: number; readonly signal: NodeJS.Signals | null } | undefined
-    let exitGrace: NodeJS.Timeout | undefined
-    const closeIfDone = () => {
-      if (openStreams === 0 && log.exited) {
+    const exits = new ExitTracker({
+      log,
+      closed: this.closed,
+      outputEnded: () => openStreams === 0,
+      sandboxDenied: (code) => this.sandboxType !== "none" && isLikelySandboxDenied(code, log.retainedChunks()),
+      beforeClose: () => {
         // nothing reads the input any more: writes still waiting are answered stdinClosed
         child.stdin?.destroy()
-        // before the close is told: a reader that sees it may look for what the process held
         this.holdings.releaseAll()
-        log.markClosed()
-        Deferred.doneUnsafe(this.closed, Exit.void)
       }
-    }
-    const recordExit = () => {
-      if (exitStatus === undefined || log.exited) return
-      clearTimeout(exitGrace)
-      const denied = this.sandboxType !== "none" && isLikelySandboxDenied(exitStatus.code, log.retainedChunks())
-      log.markExited(exitStatus.code, exitStatus.signal, denied)
-      closeIfDone()
-    }
+    })
     const pipe = (readable: Readable | null, stream: Protocol.OutputStream) => {
       if (readable === null) {
         openStreams--
@@ -210,21 +182,14 @@ export class PipeProcess implements LocalProcess {
         },
         onClose: () => {
           openStreams--
-          if (openStreams === 0) recordExit()
-          closeIfDone()
+          if (openStreams === 0) exits.outputEnd()
         }
       }))
     }
     pipe(child.stdout, "stdout")
     pipe(child.stderr, "stderr")
     child.stdin?.on("error", () => {})
-    child.on("exit", (code, signal) => {
-      exitStatus = { code: code ?? Protocol.signaledExitCode(signal), signal }
-      if (openStreams === 0) recordExit()
-      // past the grace, the exit waits one more turn of the event loop: a loop held up (a busy server) runs
-      // its timers before it reads the pipes, and what they hold was written before the exit
-      else exitGrace = setTimeout(() => setImmediate(recordExit), Defaults.processTable.exitGraceMillis)
-    })
+    child.on("exit", (code, signal) => exits.leaderExited({ code: code ?? Protocol.signaledExitCode(signal), signal }))
   }
 }
 
@@ -239,23 +204,6 @@ export const spawnFailure = (command: string, error: NodeJS.ErrnoException) => {
       return new SpawnFailed({ kind: "Other", command, description: `failed to start ${command}: ${error.message}` })
   }
 }
-
-/** Fails with `CwdNotFound` unless `cwd` is a directory. */
-export const checkCwd = (command: string, cwd: string) =>
-  Effect.callback<void, SpawnFailed>((resume) => {
-    NodeFs.stat(cwd, (error, stats) => {
-      if (error === null && stats.isDirectory()) return resume(Effect.void)
-      resume(Effect.fail(
-        new SpawnFailed({
-          kind: "CwdNotFound",
-          command,
-          description: error === null
-            ? `working directory is not a directory: ${cwd}`
-            : `working directory does not exist: ${cwd}`
-        })
-      ))
-    })
-  })
 
 /** Spawns `request`'s `program` (or what `launch` says instead) in its own session, its output going to a fresh log. */
 const startChild = (
@@ -330,6 +278,7 @@ export const prepareChild = (
     const program = yield* resolveCommand(command, request.cwd, environment.PATH)
     const launch = wrap === undefined ? undefined : yield* wrap(program, environment, holdings.hold)
     return {
-      spawn: (now: number) => startChild(request, options, now, { program, environment, launch, holdings })
+      // the fork, one at a time (the checks and the sandbox's preparation above are not)
+      spawn: (now: number) => spawnTurn(startChild(request, options, now, { program, environment, launch, holdings }))
     }
   })

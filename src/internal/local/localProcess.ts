@@ -58,6 +58,24 @@ export interface LocalProcess {
   closeStdin(): Protocol.WriteStatus | undefined
 }
 
+/** How a process is set up, on pipes or on a terminal. */
+export interface SpawnOptions {
+  /** Output retained by its log (and the window a backpressured reader gets). */
+  readonly retainedBytes: number
+  /** The environment an `envPolicy` starts from. */
+  readonly baseEnvironment: Readonly<Record<string, string | undefined>>
+  /** Bytes written to its input that it has not taken yet, at most (one larger write goes alone). */
+  readonly stdinWindowBytes: number
+  /**
+   * Whether reads and event streams get views of the output's memory that
+   * they copy before their next read or pull (the exec-server's way), so that
+   * memory is reused; otherwise each chunk handed out is the reader's own.
+   */
+  readonly lendOutput?: boolean | undefined
+  /** The backpressure window (default: `retainedBytes`). */
+  readonly windowBytes?: number | undefined
+}
+
 /**
  * A start whose checks passed (its working directory, its program, its
  * sandbox): what remains is to spawn it, which waits on nothing slow.
@@ -129,7 +147,7 @@ export class OutputFlow {
 
   /** Called after output was appended to the log. */
   pauseIfFull(): void {
-    if (this.log.backpressure && !this.paused && this.log.unreadBytes >= this.log.windowBytes) {
+    if (this.log.backpressure && !this.paused && this.log.unacknowledgedBytes >= this.log.windowBytes) {
       this.paused = true
       for (const source of this.sources) source.pause()
     }
@@ -141,7 +159,7 @@ export class OutputFlow {
    * chunk per acknowledgement.
    */
   private resumeIfRoom(): void {
-    if (this.paused && (!this.log.backpressure || this.log.unreadBytes <= this.log.windowBytes / 2)) {
+    if (this.paused && (!this.log.backpressure || this.log.unacknowledgedBytes <= this.log.windowBytes / 2)) {
       this.paused = false
       for (const source of this.sources) source.resume()
     }

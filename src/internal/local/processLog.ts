@@ -51,7 +51,7 @@ export class ProcessLog {
   readonly changes = new ChangeSignal()
   /** Highest `afterSeq` a reader has presented: everything up to it was seen. */
   ackedSeq = 0
-  private unreadBytesValue = 0
+  private unacknowledgedBytesValue = 0
 
   readonly capacityBytes: number
   /** With backpressure: the unread output at which the producer is paused (it goes on once half is read). */
@@ -132,15 +132,19 @@ export class ProcessLog {
     return this.retainedBytesValue
   }
 
-  /** Bytes retained that no reader has acknowledged yet. */
-  get unreadBytes(): number {
-    return this.unreadBytesValue
+  /**
+   * Bytes retained that no reader has acknowledged yet (a `process/read` past
+   * them, or a `process/acknowledge`); following the events acknowledges
+   * nothing.
+   */
+  get unacknowledgedBytes(): number {
+    return this.unacknowledgedBytesValue
   }
 
   appendOutput(stream: Protocol.OutputStream, chunk: Uint8Array): void {
     this.retained.push({ seq: this.nextSeqValue++, stream, chunk })
     this.retainedBytesValue += chunk.length
-    this.unreadBytesValue += chunk.length
+    this.unacknowledgedBytesValue += chunk.length
     this.evict()
     this.changes.notify()
   }
@@ -196,7 +200,7 @@ export class ProcessLog {
       for (let i = this.firstIndexAfter(this.ackedSeq); i < this.retained.length; i++) {
         const chunk = this.retained[i]!
         if (chunk.seq > acked) break
-        this.unreadBytesValue -= chunk.chunk.length
+        this.unacknowledgedBytesValue -= chunk.chunk.length
       }
       this.ackedSeq = acked
       if (this.backpressure) this.evict()
@@ -304,7 +308,7 @@ export class ProcessLog {
       this.retained[this.head] = undefined as never
       this.head++
       this.retainedBytesValue -= oldest.chunk.length
-      if (oldest.seq > this.ackedSeq) this.unreadBytesValue -= oldest.chunk.length
+      if (oldest.seq > this.ackedSeq) this.unacknowledgedBytesValue -= oldest.chunk.length
       this.memory?.drop(oldest.chunk, oldest.seq <= this.ackedSeq && oldest.seq <= followed)
       this.recordEviction(oldest)
     }

@@ -2,8 +2,8 @@
  * The local executor's process table: ids reserved while a process starts,
  * running and closed processes by id, and how long a closed one is kept (its
  * id stays taken until it is forgotten). Memory is bounded by count as well
- * as by time: past `maxClosedRetained` closed processes, the oldest whose
- * reader has seen its end is forgotten early.
+ * as by time: past `maxClosedRetained` closed processes, one is forgotten
+ * early (the oldest whose reader has seen its end, else the oldest).
  *
  * @internal
  */
@@ -11,7 +11,13 @@ import * as Effect from "effect/Effect"
 import { ExecutorError, InvalidRequest, UnknownProcess } from "../../Executor.ts"
 import type { LocalProcess } from "./localProcess.ts"
 
-type Entry = { readonly state: "starting" } | { readonly state: "running"; readonly process: LocalProcess }
+/** A reserved id: `terminate` set when the process must be killed as soon as it runs. */
+interface Starting {
+  readonly state: "starting"
+  terminate: boolean
+}
+
+type Entry = Starting | { readonly state: "running"; readonly process: LocalProcess }
 
 export class ProcessTable {
   private readonly entries = new Map<string, Entry>()
@@ -26,7 +32,7 @@ export class ProcessTable {
   /** Takes `processId` for a process about to start; `false` when it is taken (running, starting or retained). */
   reserve(processId: string): boolean {
     if (this.entries.has(processId)) return false
-    this.entries.set(processId, { state: "starting" })
+    this.entries.set(processId, { state: "starting", terminate: false })
     return true
   }
 
@@ -35,9 +41,22 @@ export class ProcessTable {
     if (this.entries.get(processId)?.state === "starting") this.entries.delete(processId)
   }
 
-  /** The started process takes its reserved id. */
-  started(processId: string, process: LocalProcess): void {
+  /**
+   * Asks that the process starting under `processId` be killed as soon as it
+   * runs; `false` when no process is starting under that id.
+   */
+  terminateWhenStarted(processId: string): boolean {
+    const entry = this.entries.get(processId)
+    if (entry?.state !== "starting") return false
+    entry.terminate = true
+    return true
+  }
+
+  /** The started process takes its reserved id; `true` when it was asked to terminate meanwhile. */
+  started(processId: string, process: LocalProcess): boolean {
+    const entry = this.entries.get(processId)
     this.entries.set(processId, { state: "running", process })
+    return entry?.state === "starting" && entry.terminate
   }
 
   /** The entry of `processId`: starting, running (or closed and retained), or absent. */
@@ -62,30 +81,38 @@ export class ProcessTable {
   /**
    * Counts `processId` among the closed ones; past the bound, forgets the
    * oldest whose reader has seen its end (a read answered `closed` with nothing
-   * more): one whose reader may still come for its output or its close is
-   * kept until its retention ends. (Acknowledged output alone is not enough:
-   * a reader that has every byte still reads once more to learn of the close.)
+   * more; acknowledged output alone is not enough: a reader that has every
+   * byte still reads once more to learn of the close), or when none has, the
+   * oldest all the same: a reader that comes later finds it unknown.
    */
   closed(processId: string): void {
     this.closedOrder.add(processId)
-    if (this.closedOrder.size <= this.maxClosedRetained) return
+    while (this.closedOrder.size > this.maxClosedRetained) this.forgetOneClosed()
+  }
+
+  private forgetOneClosed(): void {
+    let oldest: { readonly processId: string; readonly process: LocalProcess } | undefined
     for (const candidate of this.closedOrder) {
       const entry = this.entries.get(candidate)
-      if (entry === undefined || entry.state !== "running") {
+      if (entry?.state !== "running") {
         this.closedOrder.delete(candidate)
         return
       }
-      if (entry.process.log.endSeen) {
-        this.forget(candidate, entry.process)
-        return
-      }
+      if (entry.process.log.endSeen) return this.forget(candidate, entry.process)
+      oldest ??= { processId: candidate, process: entry.process }
     }
+    if (oldest !== undefined) this.forget(oldest.processId, oldest.process)
   }
 
-  /** Forgets a closed process (its retention ended); its id is free again. */
+  /**
+   * Forgets a closed process (its retention ended, or the bound reached it);
+   * its id is free again. A process started since under the same id is not
+   * this one: it stays, and so does its place among the closed.
+   */
   forget(processId: string, process: LocalProcess): void {
     const entry = this.entries.get(processId)
-    if (entry?.state === "running" && entry.process === process) this.entries.delete(processId)
+    if (entry?.state !== "running" || entry.process !== process) return
+    this.entries.delete(processId)
     this.closedOrder.delete(processId)
   }
 

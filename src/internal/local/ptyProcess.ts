@@ -3,8 +3,8 @@
  * as its controlling terminal; what it writes (stdout and stderr, merged by
  * the terminal) goes into its `ProcessLog` on stream `"pty"`; writes type into
  * the terminal; `resize` sets the terminal's size (the child gets SIGWINCH).
- * Flow control, de-duplicated writes and the exit grace are those of a child
- * on pipes (`localProcess`).
+ * Flow control and de-duplicated writes are those of a child on pipes
+ * (`localProcess`), and so are the exit grace and the close (`exitTracking`).
  *
  * The terminal comes from `@lydell/node-pty`'s native binding (`fork` and
  * `resize`, what its `UnixTerminal` wraps), not from `UnixTerminal` itself:
@@ -17,7 +17,6 @@
  */
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as NodeFs from "node:fs/promises"
 import { createRequire } from "node:module"
 import * as NodeOs from "node:os"
@@ -25,11 +24,20 @@ import * as NodeTty from "node:tty"
 import { InvalidRequest, SpawnFailed, type StartRequest, Unsupported } from "../../Executor.ts"
 import type * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"
-import { checkCwd, type SpawnOptions } from "./childProcess.ts"
 import { execName, resolveCommand } from "./commandPath.ts"
 import { childEnvironment } from "./envPolicy.ts"
-import { InputWriter, type LocalProcess, OutputFlow, type PreparedStart, signalGroup } from "./localProcess.ts"
+import { ExitTracker } from "./exitTracking.ts"
+import {
+  InputWriter,
+  type LocalProcess,
+  OutputFlow,
+  type PreparedStart,
+  signalGroup,
+  type SpawnOptions
+} from "./localProcess.ts"
 import { ProcessLog } from "./processLog.ts"
+import { spawnTurn } from "./spawnTurns.ts"
+import { checkCwd } from "./startChecks.ts"
 
 /** The part of `@lydell/node-pty`'s native binding used here (its 1.1.0 signatures). */
 interface PtyBinding {
@@ -114,9 +122,8 @@ export class PtyProcess implements LocalProcess {
   private readonly resizeTerminal: (size: Protocol.TerminalSize) => void
   private readonly flow: OutputFlow
   private readonly input: InputWriter
+  private readonly exits: ExitTracker
   private leaderExited = false
-  private exitStatus: { readonly code: number; readonly signal: string | null } | undefined
-  private exitGrace: NodeJS.Timeout | undefined
 
   constructor(
     forked: { readonly fd: number; readonly pid: number },
@@ -131,6 +138,7 @@ export class PtyProcess implements LocalProcess {
     this.resizeTerminal = (size) => binding.resize(forked.fd, size.cols, size.rows)
     this.flow = new OutputFlow(log, [this.terminal], now)
     this.input = new InputWriter(this.terminal, stdinWindowBytes)
+    this.exits = new ExitTracker({ log, closed: this.closed, outputEnded: () => this.terminal.destroyed })
   }
 
   get lastReadAt(): number {
@@ -173,12 +181,12 @@ export class PtyProcess implements LocalProcess {
     return this.input.write(chunk, writeId, this.log.exited)
   }
 
-  /** Sets the terminal's size; nothing to do once the child exited. */
   /** A terminal's input has no end but the Ctrl-D typed into it. */
   closeStdin(): undefined {
     return undefined
   }
 
+  /** Sets the terminal's size; nothing to do once the child exited. */
   resize(size: Protocol.TerminalSize): boolean {
     if (!this.leaderExited && !this.terminal.destroyed) {
       try {
@@ -194,26 +202,7 @@ export class PtyProcess implements LocalProcess {
   readonly onExit = (exitCode: number, signal: number): void => {
     this.leaderExited = true
     const name = signalNames.get(signal) ?? null
-    this.exitStatus = { code: signal === 0 ? exitCode : 128 + signal, signal: signal === 0 ? null : name }
-    if (this.terminal.destroyed) this.recordExit()
-    // as for pipes: past the grace, one more turn of the event loop reads what the terminal still holds
-    else this.exitGrace = setTimeout(() => setImmediate(this.recordExit), Defaults.processTable.exitGraceMillis)
-  }
-
-  // The exit is numbered once the terminal reached its end, or after a grace
-  // period when a background child keeps it open, as for pipes.
-  private readonly recordExit = (): void => {
-    if (this.exitStatus === undefined || this.log.exited) return
-    clearTimeout(this.exitGrace)
-    this.log.markExited(this.exitStatus.code, this.exitStatus.signal)
-    this.closeIfDone()
-  }
-
-  private closeIfDone(): void {
-    if (this.terminal.destroyed && this.log.exited) {
-      this.log.markClosed()
-      Deferred.doneUnsafe(this.closed, Exit.void)
-    }
+    this.exits.leaderExited({ code: signal === 0 ? exitCode : 128 + signal, signal: signal === 0 ? null : name })
   }
 
   /** Wires the terminal's output and end into the log. */
@@ -224,10 +213,7 @@ export class PtyProcess implements LocalProcess {
     })
     // EIO once no process holds the terminal's other side: its end, not a failure
     this.terminal.on("error", () => {})
-    this.terminal.on("close", () => {
-      this.recordExit()
-      this.closeIfDone()
-    })
+    this.terminal.on("close", () => this.exits.outputEnd())
   }
 }
 
@@ -260,7 +246,8 @@ export const preparePty = (
       Effect.gen(function*() {
         const log = new ProcessLog(options.retainedBytes, request.backpressure === true)
         let started: PtyProcess | undefined
-        const forked = yield* Effect.try({
+        // the fork, one at a time
+        const forked = yield* spawnTurn(Effect.try({
           try: () =>
             // the fork looks the command up again (execvp): argv[0] stays as given
             binding.fork(
@@ -282,7 +269,7 @@ export const preparePty = (
               command,
               description: `failed to start ${command} on a terminal: ${error instanceof Error ? error.message : error}`
             })
-        })
+        }))
         started = new PtyProcess(forked, binding, log, now, options.stdinWindowBytes)
         started.attach()
         return started as LocalProcess

@@ -3,11 +3,14 @@
  * spawned: no NUL byte where the OS takes a C string (Node would throw), no
  * argv or environment larger than `exec` takes, and an environment policy
  * within the bounds that keep its cost linear in the request. Each check reads
- * the request once.
+ * the request once. Then, on the machine, its working directory must be a
+ * directory (`checkCwd`, the same for a child on pipes or on a terminal).
  *
  * @internal
  */
-import { InvalidRequest, type StartRequest } from "../../Executor.ts"
+import * as Effect from "effect/Effect"
+import * as NodeFs from "node:fs"
+import { InvalidRequest, SpawnFailed, type StartRequest } from "../../Executor.ts"
 import * as Defaults from "../defaults.ts"
 
 const refuse = (description: string) => new InvalidRequest({ description, invalidParams: true })
@@ -69,3 +72,20 @@ export const startProblem = (
   }
   return undefined
 }
+
+/** Fails with `CwdNotFound` unless `cwd` is a directory. */
+export const checkCwd = (command: string, cwd: string) =>
+  Effect.callback<void, SpawnFailed>((resume) => {
+    NodeFs.stat(cwd, (error, stats) => {
+      if (error === null && stats.isDirectory()) return resume(Effect.void)
+      resume(Effect.fail(
+        new SpawnFailed({
+          kind: "CwdNotFound",
+          command,
+          description: error === null
+            ? `working directory is not a directory: ${cwd}`
+            : `working directory does not exist: ${cwd}`
+        })
+      ))
+    })
+  })

@@ -135,10 +135,11 @@ export class Link {
 
   /** A live, initialized client: the current one, or a new one that resumes the session. */
   readonly client: Effect.Effect<Client, ExecutorError> = Effect.suspend(() =>
-    this.current !== undefined ? Effect.succeed(this.current) : this.connecting.withPermits(1)(this.open)
+    this.current !== undefined ? Effect.succeed(this.current) : this.connecting.withPermits(1)(this.open())
   )
 
-  private get open(): Effect.Effect<Client, ExecutorError> {
+  /** Connects and initializes a new client (resuming the session when there is one). */
+  private open(): Effect.Effect<Client, ExecutorError> {
     return Effect.gen({ self: this }, function*() {
       if (this.current !== undefined) return this.current
       const transport = yield* this.connect
@@ -285,7 +286,7 @@ export class Link {
   }
 
   /** Closes the live link, if any. */
-  get close(): Effect.Effect<void> {
-    return Effect.suspend(() => this.current === undefined ? Effect.void : this.current.close)
-  }
+  readonly close: Effect.Effect<void> = Effect.suspend(() =>
+    this.current === undefined ? Effect.void : this.current.close
+  )
 }

@@ -1,7 +1,6 @@
 /**
  * What the remote client knows of each process from the server's
- * notifications: one record per process this client started (or asked
- * `events` of), holding the events `events` replays and, for a process whose
+ * notifications: one record per process this client started, holding the events `events` replays and, for a process whose
  * output the server pushes for our reads, the cache those reads are answered
  * from. Notifications for any other process are dropped: a server cannot
  * make this client hold records it never asked for.
@@ -148,24 +147,22 @@ export class ProcessRecords {
   /** Processes with a pushed-output cache, the one read least recently first. */
   private readonly streaming = new Set<string>()
 
-  /** The record of `processId`, made on first use (by this client: a start, an `events`). */
-  of(processId: string): ProcessRecord {
-    let record = this.records.get(processId)
-    if (record === undefined) {
-      record = new ProcessRecord()
-      this.records.set(processId, record)
-      if (this.records.size > Defaults.client.maxRecords) this.forget(this.records.keys().next().value!)
-    }
-    return record
+  /** The record of `processId`, if this client started it (and did not forget it since). */
+  get(processId: string): ProcessRecord | undefined {
+    return this.records.get(processId)
   }
 
   /**
-   * Records a process about to start: whether its output shows in `events`, and
-   * whether its output streams to a cache for our reads (the least recently
-   * read stream falls back to plain reads past the limit).
+   * Records a process about to start, in a record of its own (one of a
+   * previous process with the same id goes): whether its output shows in
+   * `events`, and whether its output streams to a cache for our reads (the
+   * least recently read stream falls back to plain reads past the limit).
    */
   starting(processId: string, options: { readonly showsOutput: boolean; readonly streams: boolean }): void {
-    const record = this.of(processId)
+    this.forget(processId)
+    const record = new ProcessRecord()
+    this.records.set(processId, record)
+    if (this.records.size > Defaults.client.maxRecords) this.forget(this.records.keys().next().value!)
     if (options.showsOutput) record.showsOutput = true
     if (options.streams) {
       record.pushed = new PushedOutput()

@@ -27,6 +27,8 @@ export class PushedOutput {
   private exit:
     | { readonly exitCode: number; readonly signal: string | null; readonly sandboxDenied: boolean }
     | undefined
+  /** The close's seq, once pushed: nothing comes after it. */
+  private closedSeq: number | undefined
   private readonly changes = new ChangeSignal()
   /** A wake-up of the waiting reader is due at the end of this turn of the event loop. */
   private wakeQueued = false
@@ -56,6 +58,7 @@ export class PushedOutput {
     if (event._tag === "Exited") {
       this.exit = { exitCode: event.exitCode, signal: event.signal, sandboxDenied: event.sandboxDenied }
     }
+    if (event._tag === "Closed") this.closedSeq = event.seq
     this.entries.insert(event, 0)
     if (event._tag === "Output") this.bytes += event.chunk.length
     this.wakeSoon()
@@ -109,28 +112,45 @@ export class PushedOutput {
   /**
    * The read answer for `afterSeq` if the next output already arrived, with
    * every seq accounted for (no gap); otherwise `undefined`: ask the server.
+   * Its `nextSeq` follows the last entry it went through, an exit or a close
+   * included, as a server's answer that reaches the end of its log does; one
+   * that `maxBytes` cut short ends after its last chunk. A cursor at or past
+   * the close gets the server's answer at once: nothing more, closed.
    */
   read(afterSeq: number, maxBytes: number | null): Protocol.ReadResult | undefined {
+    if (this.closedSeq !== undefined && afterSeq >= this.closedSeq && this.exit !== undefined) {
+      return { chunks: [], nextSeq: this.closedSeq + 1, ...this.ending(true) }
+    }
     let index = this.entries.indexOf(afterSeq + 1)
     if (this.entries.at(index)?._tag !== "Output") return undefined
     const chunks: Array<Protocol.ProcessChunk> = []
     let bytes = 0
+    let through = afterSeq
     let closed = false
-    for (let expected = afterSeq + 1;; expected++, index++) {
+    for (;; index++) {
       const entry = this.entries.at(index)
-      if (entry === undefined || entry.seq !== expected) break
+      if (entry === undefined || entry.seq !== through + 1) break
+      if (entry._tag === "Output") {
+        if (maxBytes !== null && chunks.length > 0 && bytes + entry.chunk.length > maxBytes) {
+          // output left for the next read: the reader stays before the exit, as it would on the server
+          through = chunks[chunks.length - 1]!.seq
+          break
+        }
+        chunks.push({ seq: entry.seq, stream: entry.stream, chunk: entry.chunk })
+        bytes += entry.chunk.length
+      }
+      through = entry.seq
       if (entry._tag === "Closed") {
         closed = true
         break
       }
-      if (entry._tag !== "Output") continue
-      if (maxBytes !== null && chunks.length > 0 && bytes + entry.chunk.length > maxBytes) break
-      chunks.push({ seq: entry.seq, stream: entry.stream, chunk: entry.chunk })
-      bytes += entry.chunk.length
     }
+    return { chunks, nextSeq: through + 1, ...this.ending(closed) }
+  }
+
+  /** What a read answer says of the process's end. */
+  private ending(closed: boolean) {
     return {
-      chunks,
-      nextSeq: chunks[chunks.length - 1]!.seq + 1,
       exited: this.exit !== undefined,
       exitCode: this.exit?.exitCode ?? null,
       closed,

@@ -1,10 +1,7 @@
 /**
- * One client connection: frames in, answers out. Requests run concurrently up
- * to a limit (a long-poll read never delays a `process/terminate` sent after
- * it), a bounded number wait for a turn, the rest are refused; while the
- * requests in flight hold more bytes than the connection's budget, its socket
- * is not read (backpressure: the client's writes wait, nothing piles up
- * here). Each request gets exactly one answer, a defect in its handler
+ * One client connection: frames in, answers out. Requests and notifications
+ * pass its `RequestGate` (turns, a bounded queue, a byte budget that pauses
+ * the socket). Each request gets exactly one answer, a defect in its handler
  * included (-32603, and the cause in the log). When the connection closes its
  * session is detached, to be resumed or to expire.
  *
@@ -15,14 +12,34 @@ import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Latch from "effect/Latch"
 import * as Scope from "effect/Scope"
-import * as Semaphore from "effect/Semaphore"
 import { type Envelope, ErrorCode, parseFrame, type RequestId, type Transport } from "../../JsonRpc.ts"
 import * as Protocol from "../../Protocol.ts"
-import { Handshake, type SessionMethods } from "./handshake.ts"
+import { Handshake, type MethodsOf } from "./handshake.ts"
 import { makeOutputPush } from "./outputPush.ts"
-import { limitReached, RawJson, type Reply } from "./reply.ts"
+import { RawJson, type Reply } from "./reply.ts"
+import { RequestGate } from "./requestGate.ts"
 import { type AnyHandler, routeNotification, routeRequest } from "./router.ts"
-import type { Connection, Session, SessionRegistry } from "./sessions.ts"
+import type { Connection, SessionRegistry } from "./sessions.ts"
+
+/** Sends the answer to request `id`: its result, its error, or -32603 for a defect (logged). */
+const answerWith = (
+  send: (message: Envelope) => Effect.Effect<void>,
+  sendJson: (json: string | Uint8Array) => Effect.Effect<void>
+) =>
+(id: RequestId, method: string, outcome: Effect.Effect<unknown, Reply>): Effect.Effect<void> =>
+  Effect.matchCauseEffect(outcome, {
+    onSuccess: (result) =>
+      result instanceof RawJson
+        ? sendJson(result.frame(`{"id":${JSON.stringify(id)},"result":`, "}"))
+        : send({ id, result }),
+    onFailure: (cause) => {
+      const failure = cause.reasons.find(Cause.isFailReason)
+      if (failure !== undefined) return send({ id, error: failure.error.wire })
+      return Effect.logError(`${method} failed unexpectedly`, cause).pipe(
+        Effect.andThen(send({ id, error: { code: ErrorCode.internalError, message: `internal error in ${method}` } }))
+      )
+    }
+  })
 
 /**
  * Serves one client on `transport` until it closes; returns why it closed.
@@ -31,7 +48,7 @@ import type { Connection, Session, SessionRegistry } from "./sessions.ts"
 export const serveConnection = Effect.fnUntraced(function*(
   registry: SessionRegistry,
   transport: Transport,
-  methodsOf: (session: Session) => SessionMethods
+  methodsOf: MethodsOf
 ) {
   const scope = yield* Scope.make()
   const run = yield* FiberSet.makeRuntime<never>().pipe(Scope.provide(scope))
@@ -59,54 +76,27 @@ export const serveConnection = Effect.fnUntraced(function*(
       ? Effect.succeed((params: Protocol.ParamsOf<"initialize">) => handshake.initialize(params))
       : Effect.map(handshake.ready(method), (methods) => methods.requests[method])
 
-  /** Sends the answer to request `id`: its result, its error, or -32603 for a defect (logged). */
-  const answer = (id: RequestId, method: string, outcome: Effect.Effect<unknown, Reply>) =>
-    Effect.matchCauseEffect(outcome, {
-      onSuccess: (result) =>
-        result instanceof RawJson
-          ? sendJson(result.frame(`{"id":${JSON.stringify(id)},"result":`, "}"))
-          : send({ id, result }),
-      onFailure: (cause) => {
-        const failure = cause.reasons.find(Cause.isFailReason)
-        if (failure !== undefined) return send({ id, error: failure.error.wire })
-        return Effect.logError(`${method} failed unexpectedly`, cause).pipe(
-          Effect.andThen(send({ id, error: { code: ErrorCode.internalError, message: `internal error in ${method}` } }))
-        )
-      }
-    })
+  const answer = answerWith(send, sendJson)
 
   // requests run concurrently up to a limit; a bounded number wait, the rest are refused
-  const turns = yield* Semaphore.make(registry.limits.concurrentRequests)
-  let pending = 0
-  const overloaded = () => pending >= registry.limits.concurrentRequests + registry.limits.queuedRequests
-  const bytes = new ByteBudget(registry.limits.pendingRequestBytes, transport)
+  const gate = new RequestGate(registry.limits, transport)
   /** A request takes a turn until its answer is handed to the OS: answers waiting to go out are bounded too. */
   const respond = (id: RequestId, method: string, params: unknown, frameBytes: number) =>
-    Effect.suspend(() => {
-      if (overloaded()) {
-        return answer(
-          id,
-          method,
-          limitReached(
-            "requests",
-            `too many requests in flight on this connection (${pending}); wait for answers before sending more`
+    Effect.suspend(() =>
+      gate.full
+        ? answer(id, method, gate.refusal())
+        : gate.pass(
+          frameBytes,
+          Effect.andThen(
+            answer(id, method, routeRequest(method, params, resolve)),
+            Effect.suspend(() =>
+              method === "initialize" && handshake.session !== undefined
+                ? Effect.andThen(Effect.sync(() => (answered = true)), initializeAnswered.open)
+                : Effect.void
+            )
           )
         )
-      }
-      pending++
-      bytes.hold(frameBytes)
-      return turns.withPermits(1)(answer(id, method, routeRequest(method, params, resolve))).pipe(
-        Effect.andThen(Effect.suspend(() =>
-          method === "initialize" && handshake.session !== undefined
-            ? Effect.andThen(Effect.sync(() => (answered = true)), initializeAnswered.open)
-            : Effect.void
-        )),
-        Effect.ensuring(Effect.sync(() => {
-          pending--
-          bytes.release(frameBytes)
-        }))
-      )
-    })
+    )
   /**
    * Notifications take turns as requests do; past the limit they are dropped
    * (nothing answers them). A defect in one is logged.
@@ -115,20 +105,16 @@ export const serveConnection = Effect.fnUntraced(function*(
     Effect.suspend(() => {
       const methods = handshake.readyMethods
       if (
-        !Protocol.isClientNotificationMethod(method) || method === "initialized" || methods === undefined ||
-        overloaded()
+        !Protocol.isClientNotificationMethod(method) || method === "initialized" || methods === undefined || gate.full
       ) return Effect.void
-      pending++
-      bytes.hold(frameBytes)
-      return turns.withPermits(1)(routeNotification(methods.notifications, method, params)).pipe(
-        Effect.ignore,
-        Effect.catchDefect((defect) =>
-          Effect.logError(`${method} notification failed unexpectedly`, Cause.die(defect))
-        ),
-        Effect.ensuring(Effect.sync(() => {
-          pending--
-          bytes.release(frameBytes)
-        }))
+      return gate.pass(
+        frameBytes,
+        routeNotification(methods.notifications, method, params).pipe(
+          Effect.ignore,
+          Effect.catchDefect((defect) =>
+            Effect.logError(`${method} notification failed unexpectedly`, Cause.die(defect))
+          )
+        )
       )
     })
 
@@ -161,37 +147,3 @@ export const serveConnection = Effect.fnUntraced(function*(
   if (handshake.session !== undefined) yield* registry.detach(handshake.session, connection)
   return closed
 })
-
-/**
- * The bytes a connection's requests in flight hold: past the budget the
- * transport is paused, and resumed once answers brought them under it again.
- * A frame larger than the whole budget is still read (alone), so no request is
- * too large to be served, only to be served alongside others.
- */
-class ByteBudget {
-  private held = 0
-  private paused = false
-  private readonly budget: number
-  private readonly transport: Pick<Transport, "pause" | "resume">
-
-  constructor(budget: number, transport: Pick<Transport, "pause" | "resume">) {
-    this.budget = budget
-    this.transport = transport
-  }
-
-  hold(bytes: number): void {
-    this.held += bytes
-    if (!this.paused && this.held >= this.budget) {
-      this.paused = true
-      this.transport.pause()
-    }
-  }
-
-  release(bytes: number): void {
-    this.held -= bytes
-    if (this.paused && this.held < this.budget) {
-      this.paused = false
-      this.transport.resume()
-    }
-  }
-}

@@ -5,7 +5,10 @@
  *
  * @internal
  */
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type { SandboxSupport } from "../../Executor.ts"
 import { ErrorCode } from "../../JsonRpc.ts"
 import * as Protocol from "../../Protocol.ts"
 import { environmentInfo } from "./environmentInfo.ts"
@@ -25,6 +28,9 @@ export interface TransportFeatures {
   readonly binaryOutput: boolean
 }
 
+/** Builds what `session` serves, knowing what the executor says of sandboxes. */
+export type MethodsOf = (session: Session, sandbox: SandboxSupport) => SessionMethods
+
 export class Handshake {
   private requested = false
   private initialized = false
@@ -33,17 +39,18 @@ export class Handshake {
   /** Whether the client asked for output as binary frames (and the transport carries them). */
   binaryOutput = false
   private methods: SessionMethods | undefined
+  /**
+   * Done once the `initialize` under way is answered: a request pipelined
+   * behind it (sent without waiting for its answer) waits for it, since the
+   * answer asks the executor (its sandbox support) before the methods exist.
+   */
+  private settling: Deferred.Deferred<void> | undefined
   private readonly registry: SessionRegistry
   private readonly connection: Connection
-  private readonly methodsOf: (session: Session) => SessionMethods
+  private readonly methodsOf: MethodsOf
   private readonly features: TransportFeatures
 
-  constructor(
-    registry: SessionRegistry,
-    connection: Connection,
-    methodsOf: (session: Session) => SessionMethods,
-    features: TransportFeatures
-  ) {
+  constructor(registry: SessionRegistry, connection: Connection, methodsOf: MethodsOf, features: TransportFeatures) {
     this.registry = registry
     this.connection = connection
     this.methodsOf = methodsOf
@@ -61,11 +68,18 @@ export class Handshake {
 
   /** Answers `initialize`: a new session, or the one named by `resumeSessionId`. */
   initialize(request: Protocol.ParamsOf<"initialize">): Effect.Effect<Protocol.ResultOf<"initialize">, Reply> {
-    return Effect.gen({ self: this }, function*() {
-      if (this.requested) {
-        return yield* reply(ErrorCode.invalidRequest, "initialize may only be sent once per connection")
-      }
+    return Effect.suspend(() => {
+      if (this.requested) return reply(ErrorCode.invalidRequest, "initialize may only be sent once per connection")
       this.requested = true
+      const settled = Deferred.makeUnsafe<void>()
+      this.settling = settled
+      return Effect.ensuring(this.open(request), Deferred.done(settled, Exit.void))
+    })
+  }
+
+  /** A new session, or the one named by `resumeSessionId`, and its methods. */
+  private open(request: Protocol.ParamsOf<"initialize">): Effect.Effect<Protocol.ResultOf<"initialize">, Reply> {
+    return Effect.gen({ self: this }, function*() {
       const resumeId = request.resumeSessionId
       const session = yield* (resumeId === undefined || resumeId === null
         ? this.registry.create(this.connection)
@@ -74,11 +88,11 @@ export class Handshake {
           Effect.tapError(() => Effect.sync(() => (this.requested = false)))
         )
       this.session = session
-      this.methods = this.methodsOf(session)
       const cwd = yield* this.registry.executor.defaultCwd.pipe(Effect.orElseSucceed(() => "/"))
       const sandbox = yield* this.registry.executor.sandboxSupport.pipe(
-        Effect.orElseSucceed(() => ({ available: false }) as const)
+        Effect.orElseSucceed((): SandboxSupport => ({ available: false, reason: "the executor could not say" }))
       )
+      this.methods = this.methodsOf(session, sandbox)
       return {
         sessionId: session.id,
         environmentInfo: environmentInfo(cwd),
@@ -107,13 +121,16 @@ export class Handshake {
    */
   ready(method: Protocol.RequestMethod): Effect.Effect<SessionMethods, Reply> {
     const family = method.startsWith("fs/") ? "filesystem" : "exec"
-    if (this.methods === undefined) {
-      return reply(ErrorCode.invalidRequest, `client must call initialize before using ${family} methods`)
-    }
-    if (!this.initialized) {
-      return reply(ErrorCode.invalidRequest, `client must send initialized before using ${family} methods`)
-    }
-    return Effect.succeed(this.methods)
+    const settled = Effect.suspend(() => this.settling === undefined ? Effect.void : Deferred.await(this.settling))
+    return Effect.andThen(settled, () => {
+      if (this.methods === undefined) {
+        return reply(ErrorCode.invalidRequest, `client must call initialize before using ${family} methods`)
+      }
+      if (!this.initialized) {
+        return reply(ErrorCode.invalidRequest, `client must send initialized before using ${family} methods`)
+      }
+      return Effect.succeed(this.methods)
+    })
   }
 
   /** The session's methods once `initialized` came, for notifications (which nothing answers). */

@@ -21,14 +21,14 @@ import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import type { ProcessEvent } from "../../Executor.ts"
 import { PushedProcess } from "./outputPush.ts"
-import type { Connection, Session, SessionRegistry } from "./sessions.ts"
+import type { Connection, Session, SessionProcess, SessionRegistry } from "./sessions.ts"
 
 /** What the notifier of one process needs to know. */
 export interface NotifiedProcess {
   /** The client's id for it. */
   readonly processId: string
-  /** The executor's id for it. */
-  readonly internalId: string
+  /** Its entry in the session (the executor's id for it): this start's, not a later one's with the same id. */
+  readonly entry: SessionProcess
   /** Whether output is pushed too (`outputNotifications`), or only the exit and the close. */
   readonly output: boolean
 }
@@ -96,8 +96,10 @@ const whenAttached = (session: Session, event: ProcessEvent): Effect.Effect<Conn
 
 /**
  * Notifies `session`'s client of the process's events until it closes, then
- * runs `closed`, and forgets the process's id in the session once the close
- * is older than the server's retention.
+ * runs `closed` and takes the process out of the session: there is nothing
+ * left to terminate, and the executor's retention alone keeps its id taken.
+ * A later process started with the same id has an entry of its own, which
+ * stays.
  */
 export const notifyEvents = (
   registry: SessionRegistry,
@@ -111,7 +113,7 @@ export const notifyEvents = (
       whenAttached(session, event),
       (connection) => connection === undefined ? Effect.void : notify(connection, process, pushed, event)
     )
-  return registry.executor.events(process.internalId).pipe(
+  return registry.executor.events(process.entry.internalId).pipe(
     Stream.runForEachArray((events) =>
       Effect.suspend(() => {
         // the output at the front of a batch goes out at once where it can (no effect per chunk: a large
@@ -122,11 +124,8 @@ export const notifyEvents = (
     ),
     Effect.ignore,
     Effect.ensuring(closed),
-    Effect.andThen(Effect.sleep(registry.closedRetention)),
     Effect.andThen(Effect.sync(() => {
-      if (session.processes.get(process.processId)?.internalId === process.internalId) {
-        session.processes.delete(process.processId)
-      }
+      if (session.processes.get(process.processId) === process.entry) session.processes.delete(process.processId)
     }))
   )
 }

@@ -6,14 +6,76 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import * as Protocol from "../../Protocol.ts"
+import * as Defaults from "../defaults.ts"
 import { notifyEvents } from "./notifier.ts"
 import { fromExecutorError, RawJson } from "./reply.ts"
 import type { NotificationHandlers, RequestHandlers } from "./router.ts"
-import type { Session, SessionRegistry } from "./sessions.ts"
+import type { Session, SessionProcess, SessionRegistry } from "./sessions.ts"
 
 type ProcessMethod = Extract<Protocol.RequestMethod, `process/${string}`>
+
+/**
+ * `process/start` in `session`: in one of the session's turns, a slot taken
+ * before the spawn, and all or nothing whatever happens to the request
+ * meanwhile.
+ */
+const startHandler = (registry: SessionRegistry, session: Session) => {
+  const { executor } = registry
+
+  /**
+   * A started process becomes the session's: ended with it, its slot held
+   * until it closes. A session that ended while the process started (its TTL
+   * ran out meanwhile) ends the process at once.
+   */
+  const adopt = (request: Protocol.ParamsOf<"process/start">, entry: SessionProcess, release: Effect.Effect<void>) =>
+    Effect.gen(function*() {
+      session.processes.set(request.processId, entry)
+      yield* FiberSet.run(
+        registry.fibers,
+        notifyEvents(
+          registry,
+          session,
+          { processId: request.processId, entry, output: request.outputNotifications !== false },
+          release
+        )
+      )
+      if (session.ended) yield* Effect.ignore(executor.terminate(entry.internalId))
+    })
+
+  /**
+   * A start that did not succeed gives its slot back. One the executor
+   * answered with an interruption may have spawned the process all the same:
+   * it is terminated, so nothing runs that no session knows of.
+   */
+  const abandon = (exit: Exit.Exit<unknown, unknown>, internalId: string, release: Effect.Effect<void>) =>
+    Effect.andThen(release, Exit.hasInterrupts(exit) ? Effect.ignore(executor.terminate(internalId)) : Effect.void)
+
+  return Effect.fn("ExecServer.process/start")(
+    function*(request: Protocol.ParamsOf<"process/start">) {
+      const release = yield* registry.reserveProcess(session)
+      const entry: SessionProcess = { internalId: session.internalIdOf(request.processId) }
+      const started = yield* executor.start({ ...request, processId: entry.internalId }).pipe(
+        Effect.mapError(fromExecutorError(request.processId)),
+        Effect.onExit((exit) =>
+          Exit.isSuccess(exit) ? adopt(request, entry, release) : abandon(exit, entry.internalId, release)
+        )
+      )
+      return {
+        processId: request.processId,
+        sandboxType: started.sandboxType ?? "none",
+        ...(started.windowBytes === undefined ? {} : { windowBytes: started.windowBytes })
+      }
+      // all or nothing, whatever happens to the request meanwhile: a connection that closes during a start
+      // waits for it, and the process becomes the session's (a client that resumes finds it running); only
+      // the wait for the session's turn may be interrupted
+    },
+    Effect.uninterruptible,
+    session.starts.withPermits(1)
+  )
+}
 
 /** The `process/*` requests and notifications of `session`. */
 export const processHandlers = (registry: SessionRegistry, session: Session): {
@@ -22,32 +84,14 @@ export const processHandlers = (registry: SessionRegistry, session: Session): {
 } => {
   const { executor } = registry
 
-  const start = Effect.fn("ExecServer.process/start")(function*(request: Protocol.ParamsOf<"process/start">) {
-    const release = yield* registry.reserveProcess(session)
-    const internalId = session.internalIdOf(request.processId)
-    const started = yield* executor.start({ ...request, processId: internalId }).pipe(
-      Effect.mapError(fromExecutorError(request.processId)),
-      Effect.onError(() => release)
-    )
-    session.processes.set(request.processId, { internalId })
-    yield* FiberSet.run(
-      registry.fibers,
-      notifyEvents(
-        registry,
-        session,
-        { processId: request.processId, internalId, output: request.outputNotifications !== false },
-        release
-      )
-    )
-    return {
-      processId: request.processId,
-      sandboxType: started.sandboxType ?? "none",
-      ...(started.windowBytes === undefined ? {} : { windowBytes: started.windowBytes })
-    }
-  })
+  const start = startHandler(registry, session)
 
   const read = Effect.fn("ExecServer.process/read")(function*(request: Protocol.ParamsOf<"process/read">) {
-    const result = yield* executor.read({ ...request, processId: session.internalIdOf(request.processId) }).pipe(
+    const result = yield* executor.read({
+      ...request,
+      processId: session.internalIdOf(request.processId),
+      waitMs: Math.min(request.waitMs ?? 0, Defaults.server.maxReadWaitMillis)
+    }).pipe(
       Effect.mapError(fromExecutorError(request.processId))
     )
     return new RawJson(Protocol.readResultJsonPieces({ ...result, sandboxDenied: result.sandboxDenied ?? false }))

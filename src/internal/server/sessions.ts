@@ -13,6 +13,7 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
+import * as Semaphore from "effect/Semaphore"
 import type { Executor } from "../../Executor.ts"
 import { type Envelope, ErrorCode } from "../../JsonRpc.ts"
 import { ChangeSignal } from "../changeSignal.ts"
@@ -53,6 +54,8 @@ export interface Limits {
   readonly processesPerSession: number
   readonly concurrentRequests: number
   readonly queuedRequests: number
+  /** Process starts of one session under way at once; more wait their turn. */
+  readonly startsPerSession: number
   /**
    * Bytes of one connection's requests in flight (received, not yet
    * answered) past which its socket is no longer read until answers free room.
@@ -64,11 +67,16 @@ export interface Limits {
   readonly sessionsPerAddress: number
 }
 
+/** A process of a session: the executor's id for it. */
+export interface SessionProcess {
+  readonly internalId: string
+}
+
 /** One client's session: its processes (by the client's ids) and its connection, if any. */
 export class Session {
   readonly id: string = crypto.randomUUID()
   /** The client's process ids, each with the executor's id for it. */
-  readonly processes = new Map<string, { readonly internalId: string }>()
+  readonly processes = new Map<string, SessionProcess>()
   attached: Connection | undefined
   expiry: Fiber.Fiber<void> | undefined
   /** Processes started and not yet closed. */
@@ -77,6 +85,12 @@ export class Session {
   ended = false
   /** Tells notifiers that the session was attached or ended. */
   readonly changes = new ChangeSignal()
+  /** Turns of its process starts: the spawns of one client cannot crowd out another's. */
+  readonly starts: Semaphore.Semaphore
+
+  constructor(concurrentStarts: number) {
+    this.starts = Semaphore.makeUnsafe(concurrentStarts)
+  }
 
   /** The executor's id for a client's process: process ids are scoped to a session. */
   internalIdOf(processId: string): string {
@@ -97,20 +111,17 @@ export class SessionRegistry {
   /** Fibers that outlive a request: notifiers, expiries. Interrupted with the server. */
   readonly fibers: FiberSet.FiberSet<unknown, unknown>
   readonly sessionTtl: Duration.Duration
-  readonly closedRetention: Duration.Duration
   readonly limits: Limits
 
   constructor(options: {
     readonly executor: Executor["Service"]
     readonly fibers: FiberSet.FiberSet<unknown, unknown>
     readonly sessionTtl: Duration.Duration
-    readonly closedRetention: Duration.Duration
     readonly limits: Limits
   }) {
     this.executor = options.executor
     this.fibers = options.fibers
     this.sessionTtl = options.sessionTtl
-    this.closedRetention = options.closedRetention
     this.limits = options.limits
   }
 
@@ -136,7 +147,7 @@ export class SessionRegistry {
         )
         yield* this.evict(oldest.value)
       }
-      const session = new Session()
+      const session = new Session(this.limits.startsPerSession)
       this.sessions.set(session.id, session)
       this.attach(session, connection)
       return session

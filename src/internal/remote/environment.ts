@@ -1,0 +1,212 @@
+/**
+ * The remote executor and file system over one link, as
+ * `RemoteExecutor.makeEnvironment` builds them: notifications routed into the
+ * process records, reads checked, the `Executor` contract as calls on the
+ * link. Also hands back a measure of what the client holds, which tests use
+ * to show that no server can make it grow without bound.
+ *
+ * @internal
+ */
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as FileSystem from "effect/FileSystem"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import { type ConnectionLost, Executor, ExecutorError, ProtocolViolation, Unsupported } from "../../Executor.ts"
+import * as Protocol from "../../Protocol.ts"
+import { decodeOutputFrame, isOutputFrame } from "../rpc/outputFrame.ts"
+import type { Transport } from "../rpc/transport.ts"
+import { makeFileSystem } from "./fileSystem.ts"
+import { Link } from "./link.ts"
+import { ProcessRecords, type RecordsFootprint } from "./processRecords.ts"
+import { remoteEvents } from "./remoteEvents.ts"
+import { isExitCode, isSignalName, readAnswerViolation } from "./serverAnswers.ts"
+import { streamedRead } from "./streamedRead.ts"
+
+/** How the client talks to its server, every default resolved. */
+export interface Settings {
+  readonly clientName: string
+  readonly connectTimeout: Duration.Duration
+  readonly requestTimeoutMillis: number
+  /** Whether to ask for pushed output as binary frames where the server offers them and the transport carries them. */
+  readonly binaryOutput: boolean
+  /** The largest file the file system reads or writes; the file system's default when absent. */
+  readonly maxFileBytes?: number | undefined
+}
+
+/** A remote executor and file system, and what the client holds now. */
+export interface MeasuredEnvironment {
+  readonly executor: Executor["Service"]
+  readonly fileSystem: FileSystem.FileSystem
+  readonly footprint: () => RecordsFootprint
+}
+
+const decodeOutput = Schema.decodeUnknownOption(Protocol.OutputNotification)
+const decodeExited = Schema.decodeUnknownOption(Protocol.ExitedNotification)
+const decodeClosed = Schema.decodeUnknownOption(Protocol.ClosedNotification)
+
+/**
+ * Routes a server notification into the records. One that does not decode, or
+ * whose exit code or signal no process can have, is dropped (a read answer
+ * with them is a protocol violation).
+ */
+const recordNotification = (records: ProcessRecords) => (method: string, params: unknown): void => {
+  if (method === "process/output") {
+    const output = decodeOutput(params)
+    if (Option.isSome(output)) {
+      const { chunk, processId, seq, stream } = output.value
+      records.add(processId, { _tag: "Output", seq, stream, chunk })
+    }
+  } else if (method === "process/exited") {
+    const exited = decodeExited(params)
+    if (Option.isSome(exited) && isExitCode(exited.value.exitCode) && isSignalName(exited.value.signal)) {
+      const { exitCode, processId, sandboxDenied, seq, signal } = exited.value
+      records.add(processId, {
+        _tag: "Exited",
+        seq,
+        exitCode,
+        signal: signal ?? null,
+        sandboxDenied: sandboxDenied ?? false
+      })
+    }
+  } else if (method === "process/closed") {
+    const closed = decodeClosed(params)
+    if (Option.isSome(closed)) records.add(closed.value.processId, { _tag: "Closed", seq: closed.value.seq })
+  }
+}
+
+/**
+ * Routes a binary output frame into the records (claimed: it is output, taken
+ * in or dropped). A malformed one is dropped, as an unparsable JSON frame is; a
+ * binary frame that is not an output frame is left to be read as JSON.
+ */
+const recordOutputFrame = (records: ProcessRecords) => (frame: Uint8Array): boolean => {
+  if (!isOutputFrame(frame)) return false
+  const output = decodeOutputFrame(frame)
+  if (typeof output !== "string") {
+    records.add(output.processId, { _tag: "Output", seq: output.seq, stream: output.stream, chunk: output.chunk })
+  }
+  return true
+}
+
+/** A read answered by the server, checked: output only forwards, no more than asked for, real exit codes. */
+const checkedRead = (link: Link, records: ProcessRecords) => (request: Protocol.ReadParams) =>
+  link.callIdempotent("process/read", {
+    processId: request.processId,
+    afterSeq: request.afterSeq ?? null,
+    maxBytes: request.maxBytes ?? null,
+    waitMs: request.waitMs ?? null
+  }, { processId: request.processId, waitMs: request.waitMs ?? 0 }).pipe(
+    Effect.flatMap((result) => {
+      const violation = readAnswerViolation(request, result)
+      if (violation !== undefined) {
+        return Effect.fail(new ExecutorError({ reason: new ProtocolViolation({ description: violation }) }))
+      }
+      if (Protocol.isDrained(result)) records.drained(request.processId)
+      return Effect.succeed(result)
+    })
+  )
+
+/** The `Executor` contract as calls on `link`, what notifications told kept in `records`. */
+const makeExecutor = (link: Link, records: ProcessRecords): Executor["Service"] => {
+  const serverRead = checkedRead(link, records)
+
+  const start = Effect.fn("RemoteExecutor.start")(function*(request: Protocol.StartParams) {
+    yield* link.client
+    // With our server, a process read under backpressure streams: the server
+    // pushes its output within the window, and reads mostly find it here. A
+    // Codex server would ignore both fields.
+    const streams = request.backpressure === true && (link.server.capabilities ?? []).includes("process/acknowledge")
+    records.starting(request.processId, { showsOutput: request.outputNotifications !== false, streams })
+    const started = yield* link.call(
+      "process/start",
+      streams ? { ...request, outputNotifications: true } : request,
+      { processId: request.processId, command: request.argv[0] ?? "" }
+    ).pipe(Effect.tapError(() => Effect.sync(() => records.forget(request.processId))))
+    // the window tells the streamed reads how often to acknowledge
+    const pushed = records.pushedFor(request.processId)
+    if (pushed !== undefined && started.windowBytes !== undefined) pushed.windowBytes = started.windowBytes
+    return started
+  })
+
+  return Executor.of({
+    start,
+    read: Effect.fn("RemoteExecutor.read")(function*(request: Protocol.ReadParams) {
+      const cache = records.pushedFor(request.processId)
+      return yield* (cache === undefined ? serverRead(request) : streamedRead(link, cache, request, serverRead))
+    }),
+    write: Effect.fn("RemoteExecutor.write")(function*(request: Protocol.WriteParams) {
+      const params = { ...request, writeId: request.writeId ?? crypto.randomUUID() }
+      const result = yield* link.callIdempotent("process/write", params, { processId: request.processId })
+      return result.status
+    }),
+    terminate: Effect.fn("RemoteExecutor.terminate")(function*(processId: string) {
+      return yield* link.callIdempotent("process/terminate", { processId }, { processId })
+    }),
+    signal: Effect.fn("RemoteExecutor.signal")(function*(processId: string, signal: Protocol.SignalName) {
+      yield* link.callIdempotent("process/signal", { processId, signal }, { processId })
+    }),
+    resize: Effect.fn("RemoteExecutor.resize")(function*(processId: string, size: Protocol.TerminalSize) {
+      yield* link.client
+      // Codex 0.169 has no process/resize (it answers -32601): say so without asking
+      if (!(link.server.capabilities ?? []).includes("process/resize")) {
+        return yield* Effect.fail(
+          new ExecutorError({ reason: new Unsupported({ feature: "terminal resize (process/resize)" }) })
+        )
+      }
+      yield* link.callIdempotent("process/resize", { processId, size }, { processId })
+    }),
+    closeStdin: Effect.fn("RemoteExecutor.closeStdin")(function*(processId: string) {
+      yield* link.client
+      // Codex 0.169 cannot end a pipe's input: say so without asking
+      if (!(link.server.capabilities ?? []).includes("process/closeStdin")) {
+        return yield* Effect.fail(
+          new ExecutorError({ reason: new Unsupported({ feature: "ending a command's stdin (process/closeStdin)" }) })
+        )
+      }
+      const result = yield* link.callIdempotent("process/closeStdin", { processId }, { processId })
+      return result.status
+    }),
+    defaultCwd: Effect.map(link.client, () => link.server.cwd ?? "/"),
+    // only our servers say: a Codex server names no such capability (it sandboxes where its platform can)
+    sandboxSupport: Effect.map(link.client, () =>
+      (link.server.capabilities ?? []).includes(Protocol.sandboxCapability)
+        ? { available: true as const }
+        : {
+          available: false as const,
+          reason: `the exec-server does not name the ${Protocol.sandboxCapability} capability`
+        }),
+    events: remoteEvents(link, records, serverRead)
+  })
+}
+
+/**
+ * Builds a remote executor and file system sharing one link over transports
+ * opened by `connect`, in the current scope (closing it closes the link).
+ */
+export const make = Effect.fnUntraced(function*(
+  connect: Effect.Effect<Transport, ConnectionLost>,
+  settings: Settings
+) {
+  const records = new ProcessRecords()
+  const link = new Link(connect, {
+    onNotification: recordNotification(records),
+    onBinaryFrame: recordOutputFrame(records),
+    onLost: () => records.linkLost()
+  }, {
+    clientName: settings.clientName,
+    binaryOutput: settings.binaryOutput,
+    connectTimeout: settings.connectTimeout,
+    requestTimeoutMillis: settings.requestTimeoutMillis,
+    scope: yield* Effect.scope
+  })
+  yield* Effect.addFinalizer(() => link.close)
+  return {
+    executor: makeExecutor(link, records),
+    fileSystem: makeFileSystem(
+      link,
+      settings.maxFileBytes === undefined ? {} : { maxFileBytes: settings.maxFileBytes }
+    ),
+    footprint: () => records.footprint()
+  } satisfies MeasuredEnvironment
+})

@@ -1,0 +1,240 @@
+/**
+ * The server's bookkeeping of processes where requests race one another or a
+ * connection: a start that a closing connection interrupts, and a process id
+ * used again while the notifier of its previous process is still running.
+ * Whatever the order, every process the executor started belongs to a
+ * session, is counted against the limits, and dies when its session ends.
+ *
+ * The races are made deterministic by executors that wrap a real local one
+ * and hold one step until the test lets it go.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Executor, type StartRequest } from "../src/Executor.ts"
+import * as LocalExecutor from "../src/LocalExecutor.ts"
+import * as WebSocketListener from "../src/WebSocketListener.ts"
+import { awaitDeath, isAlive } from "./support/processes.ts"
+import { connect, handshake, pollUntil, startParams } from "./support/wireClient.ts"
+
+/** A scratch directory for the test's scope. */
+const scratch = Effect.acquireRelease(
+  Effect.sync(() => mkdtempSync(join(tmpdir(), "races-"))),
+  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+)
+
+/** argv that writes the shell's pid to `pidFile`, then sleeps long past any test. */
+const sleeper = (pidFile: string) => ["sh", "-c", `echo $$ > '${pidFile}'; exec sleep 60`]
+
+/** The pid a `sleeper` wrote, once it is there. */
+const pidIn = (pidFile: string) =>
+  Effect.andThen(
+    pollUntil(`${pidFile} written`, () => existsSync(pidFile) && readFileSync(pidFile, "utf8").endsWith("\n")),
+    Effect.sync(() => Number(readFileSync(pidFile, "utf8")))
+  )
+
+/** Kills what a failing test left behind. */
+const killOnExit = (pidFile: string) =>
+  Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      if (!existsSync(pidFile)) return
+      const pid = Number(readFileSync(pidFile, "utf8"))
+      if (pid > 0 && isAlive(pid)) process.kill(pid, "SIGKILL")
+    })
+  )
+
+/** A server in this scope over `executor`. */
+const serve = (executor: Executor["Service"], options: WebSocketListener.Options) =>
+  Effect.provideService(WebSocketListener.listen(options), Executor, executor)
+
+describe("ExecServer: a start racing a disconnect", () => {
+  /**
+   * A local executor whose start of a process the client calls `orphan`
+   * waits, uninterruptibly as a spawn does, until `gate` opens. A long-poll
+   * read of `witness` says when it is interrupted: the connection closed,
+   * and every request of that connection was interrupted at once.
+   */
+  const held = (
+    local: Executor["Service"],
+    signals: {
+      readonly entered: Deferred.Deferred<void>
+      readonly gate: Deferred.Deferred<void>
+      readonly witnessInterrupted: Deferred.Deferred<void>
+    }
+  ): Executor["Service"] => ({
+    ...local,
+    start: (request: StartRequest) =>
+      !request.processId.endsWith("/orphan") ? local.start(request) : Effect.uninterruptible(
+        Effect.gen(function*() {
+          Deferred.doneUnsafe(signals.entered, Effect.void)
+          yield* Deferred.await(signals.gate)
+          return yield* local.start(request)
+        })
+      ),
+    read: (request) =>
+      !request.processId.endsWith("/witness") ? local.read(request) : local.read(request).pipe(
+        Effect.onInterrupt(() => Deferred.done(signals.witnessInterrupted, Exit.void))
+      )
+  })
+
+  it.live(
+    "a process spawned after its connection closed is the session's: counted, resumable, ended with it",
+    () =>
+      Effect.gen(function*() {
+        const pidFile = join(yield* scratch, "pid")
+        yield* killOnExit(pidFile)
+        const signals = {
+          entered: yield* Deferred.make<void>(),
+          gate: yield* Deferred.make<void>(),
+          witnessInterrupted: yield* Deferred.make<void>()
+        }
+        const local = yield* LocalExecutor.make()
+        const { url } = yield* serve(held(local, signals), { sessionTtl: "3 seconds", maxProcesses: 2 })
+        const dropped = yield* connect(url)
+        const { sessionId } = yield* handshake(dropped)
+        yield* dropped.call("process/start", startParams("witness", ["sleep", "60"]))
+        yield* dropped.send("process/read", { processId: "witness", afterSeq: 0, waitMs: 60_000 })
+        yield* dropped.send("process/start", startParams("orphan", sleeper(pidFile)))
+        yield* Deferred.await(signals.entered)
+        yield* dropped.close
+        // the start's request is interrupted now, while its spawn is under way
+        yield* Deferred.await(signals.witnessInterrupted)
+        yield* Deferred.succeed(signals.gate, undefined)
+        const pid = yield* pidIn(pidFile)
+
+        // the process holds a slot: with the witness, every one the server has
+        const other = yield* connect(url)
+        yield* handshake(other)
+        const refused = yield* other.callError("process/start", startParams("second", ["true"]))
+        assert.include(refused.message, "too many processes")
+
+        // the session's client comes back and finds it running
+        yield* Effect.scoped(Effect.gen(function*() {
+          const resumed = yield* connect(url)
+          yield* handshake(resumed, { resumeSessionId: sessionId })
+          const read = yield* resumed.call("process/read", { processId: "orphan", afterSeq: 0, waitMs: 0 })
+          assert.isFalse(read.exited)
+        }))
+
+        // the session's TTL ends it, and the process with it; then its slot is free again
+        yield* awaitDeath(pid, 15_000)
+        const accepted = yield* other.request("process/start", startParams("third", ["true"])).pipe(
+          Effect.filterOrFail((frame) => frame.error === undefined),
+          Effect.retry({ times: 100, schedule: Schedule.spaced("100 millis") })
+        )
+        assert.deepStrictEqual(accepted.result, { processId: "third", sandboxType: "none" })
+      }),
+    30_000
+  )
+
+  it.live(
+    "a process whose start the executor answers with an interruption is terminated at once",
+    () =>
+      Effect.gen(function*() {
+        const pidFile = join(yield* scratch, "pid")
+        yield* killOnExit(pidFile)
+        const local = yield* LocalExecutor.make()
+        const interrupting: Executor["Service"] = {
+          ...local,
+          start: (request) => Effect.andThen(local.start(request), Effect.interrupt)
+        }
+        // a session TTL far beyond the test: only the server's own cleanup can end the process in time
+        const { url } = yield* serve(interrupting, { sessionTtl: "10 minutes" })
+        const client = yield* connect(url)
+        yield* handshake(client)
+        yield* client.send("process/start", startParams("orphan", sleeper(pidFile)))
+        yield* awaitDeath(yield* pidIn(pidFile), 10_000)
+      }),
+    30_000
+  )
+})
+
+describe("ExecServer: a process id used again", () => {
+  it.live(
+    "a new process with the id of one whose notifier is still running stays the session's",
+    () =>
+      Effect.gen(function*() {
+        const pidFile = join(yield* scratch, "pid")
+        yield* killOnExit(pidFile)
+        const gate = yield* Deferred.make<void>()
+        // the executor forgets a closed process at once, so its id may be used again
+        const local = yield* LocalExecutor.make({ closedRetention: "100 millis" })
+        let followed = 0
+        const lateNotifier: Executor["Service"] = {
+          ...local,
+          // the first process's events end only once the gate opens: its notifier outlives it
+          events: (processId, options) =>
+            processId.endsWith("/reused") && followed++ === 0
+              ? Stream.concat(local.events(processId, options), Stream.fromEffectDrain(Deferred.await(gate)))
+              : local.events(processId, options)
+        }
+        const { url } = yield* serve(lateNotifier, { sessionTtl: "500 millis" })
+        const client = yield* connect(url)
+        yield* handshake(client)
+        yield* client.call("process/start", startParams("reused", ["true"]))
+        yield* client.notification("process/closed", "reused")
+        const again = yield* client.request("process/start", startParams("reused", sleeper(pidFile))).pipe(
+          Effect.filterOrFail((frame) => frame.error === undefined),
+          Effect.retry({ times: 100, schedule: Schedule.spaced("50 millis") })
+        )
+        assert.deepStrictEqual(again.result, { processId: "reused", sandboxType: "none" })
+        const pid = yield* pidIn(pidFile)
+        // the first process's notifier ends now: it must leave the second process's entry alone
+        yield* Deferred.succeed(gate, undefined)
+        yield* client.close
+        yield* awaitDeath(pid, 10_000)
+      }),
+    30_000
+  )
+})
+
+describe("ExecServer: the process starts of one session take turns", () => {
+  it.live("one at a time in a session, while another session's start goes ahead", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const local = yield* LocalExecutor.make()
+      let entered: Array<string> = []
+      let running = 0
+      let mostAtOnce = 0
+      // the starts of processes called a… wait for the gate, counted while they run
+      const counting: Executor["Service"] = {
+        ...local,
+        start: (request) => {
+          const name = request.processId.slice(request.processId.lastIndexOf("/") + 1)
+          if (!name.startsWith("a")) return local.start(request)
+          return Effect.gen(function*() {
+            entered = [...entered, name]
+            mostAtOnce = Math.max(mostAtOnce, ++running)
+            yield* Deferred.await(gate)
+            return yield* local.start(request)
+          }).pipe(Effect.ensuring(Effect.sync(() => running--)))
+        }
+      }
+      const { url } = yield* serve(counting, {})
+      const first = yield* connect(url)
+      yield* handshake(first)
+      for (const name of ["a1", "a2", "a3"]) yield* first.send("process/start", startParams(name, ["true"]))
+      // answered after the three starts were taken in: had they not waited for turns, they would be under way
+      yield* first.callError("process/read", { processId: "nobody", afterSeq: 0, waitMs: 0 })
+      yield* pollUntil("the first start under way", () => entered.length === 1)
+      const other = yield* connect(url)
+      yield* handshake(other)
+      assert.deepStrictEqual(yield* other.call("process/start", startParams("b1", ["true"])), {
+        processId: "b1",
+        sandboxType: "none"
+      })
+      assert.deepStrictEqual(entered, ["a1"], "the session's other starts wait for its turn")
+      yield* Deferred.succeed(gate, undefined)
+      for (const name of ["a1", "a2", "a3"]) {
+        yield* first.waitFor(`${name} started`, (f) => f.result?.processId === name)
+      }
+      assert.deepStrictEqual(entered, ["a1", "a2", "a3"])
+      assert.strictEqual(mostAtOnce, 1)
+    }))
+})
