@@ -9,6 +9,7 @@
  *
  * @internal
  */
+import type * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -87,6 +88,12 @@ export class Session {
   readonly changes = new ChangeSignal()
   /** Turns of its process starts: the spawns of one client cannot crowd out another's. */
   readonly starts: Semaphore.Semaphore
+  /**
+   * Starts received and not yet answered, by the client's process id, each
+   * done once answered: a later request for that process waits for it, as it
+   * would behind a server that serves one request at a time.
+   */
+  readonly startsUnderWay = new Map<string, Deferred.Deferred<void>>()
 
   constructor(concurrentStarts: number) {
     this.starts = Semaphore.makeUnsafe(concurrentStarts)
