@@ -100,11 +100,20 @@ const makeExecutor = (link: Link, records: ProcessRecords): Executor["Service"] 
     // pushes its output within the window, and reads mostly find it here. A
     // Codex server would ignore both fields.
     const streams = request.backpressure === true && (link.server.capabilities ?? []).includes("process/acknowledge")
-    records.starting(request.processId, { showsOutput: request.outputNotifications !== false, streams })
-    return yield* link.call("process/start", streams ? { ...request, outputNotifications: true } : request, {
+    const options = { showsOutput: request.outputNotifications !== false, streams }
+    const call = link.call("process/start", streams ? { ...request, outputNotifications: true } : request, {
       processId: request.processId,
       command: request.argv[0] ?? ""
-    }).pipe(Effect.tapError(() => Effect.sync(() => records.forget(request.processId))))
+    })
+    // A process of ours still runs under this id: the server refuses a second start (ProcessIdInUse), and its
+    // record, which its followers and reads hold, stays as it is. Should the server accept (it forgot the first),
+    // the new process gets a record of its own then.
+    if (records.isOpen(request.processId)) {
+      return yield* Effect.tap(call, () => Effect.sync(() => records.starting(request.processId, options)))
+    }
+    // recorded before the call: the server may notify the new process's output before it answers the start
+    records.starting(request.processId, options)
+    return yield* call.pipe(Effect.tapError(() => Effect.sync(() => records.forget(request.processId))))
   })
 
   return Executor.of({
