@@ -277,16 +277,28 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
 
   /** Watches a process until it closed, then keeps it for its retention. */
   const supervise = (processId: string, process: LocalProcess) =>
-    Effect.gen(function*() {
-      yield* Effect.raceFirst(
+    Effect.andThen(
+      Effect.raceFirst(
         Deferred.await(process.closed),
         process.log.backpressure ? releaseWhenReaderIdle(process) : Effect.never
-      )
+      ),
+      retire(processId, new WeakRef(process), process.pid)
+    )
+
+  /**
+   * A closed process is counted among the closed, then forgotten once its
+   * retention ends. It is held weakly meanwhile: when the bound on closed
+   * processes forgets it first, its output is garbage at once, not after the
+   * retention.
+   */
+  const retire = (processId: string, process: WeakRef<LocalProcess>, pid: number) =>
+    Effect.gen(function*() {
       table.closed(processId)
       yield* Effect.sleep(closedRetention)
-      table.forget(processId, process)
+      const retained = process.deref()
+      if (retained !== undefined) table.forget(processId, retained)
       // what the group left behind had its retention to finish: its id may go to another group now
-      watchdog.forget(process.pid)
+      watchdog.forget(pid)
     })
 
   const start = Effect.fn("LocalExecutor.start")(function*(request: StartRequest) {

@@ -6,10 +6,11 @@ import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
 import type { ChildProcess } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
+import * as v8 from "node:v8"
 import * as Exec from "../src/Executor.ts"
 import { prepareChild } from "../src/internal/local/childProcess.ts"
 import { Holdings } from "../src/internal/local/localProcess.ts"
-import { longPollRead } from "../src/internal/local/processLog.ts"
+import { longPollRead, ProcessLog } from "../src/internal/local/processLog.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
 import * as Sandbox from "../src/Sandbox.ts"
 import { bwrapPath } from "./support/bwrap.ts"
@@ -208,6 +209,31 @@ describe("LocalExecutor retention by count, whatever the processes hold", () => 
       yield* eventually("at most 5 retained", Effect.map(count, (n) => n <= 5))
       assert.strictEqual(yield* count, 5)
       assert.isTrue(yield* retained(executor, "unread-39"), "the newest are kept")
+    }))
+
+  it.effect("a closed process the bound forgot is garbage at once, not held until its retention ends", () =>
+    Effect.gen(function*() {
+      const logs = () => {
+        globalThis.gc!()
+        return v8.queryObjects(ProcessLog, { format: "count" }) as number
+      }
+      // within the retention (virtual time: it never ends here), only the bound forgets
+      const executor = yield* LocalExecutor.make({ maxClosedRetained: 2, closedRetention: "1 hour" })
+      const before = logs()
+      for (let i = 0; i < 12; i++) {
+        const processId = `kept-${i}`
+        yield* executor.start({
+          processId,
+          argv: ["head", "-c", "65536", "/dev/zero"],
+          cwd: "/tmp",
+          env: {},
+          tty: false
+        })
+        yield* untilClosed(executor, processId)
+      }
+      // a WeakRef's target outlives the job that last touched it: let the event loop turn first
+      yield* TestClock.withLive(Effect.sleep("10 millis"))
+      assert.isAtMost(logs() - before, 2, "only the 2 retained processes' logs are alive")
     }))
 
   it.effect("counts a process started again under a forgotten id, whatever the first one's retention does", () =>

@@ -117,16 +117,33 @@ const makeExecutor = (link: Link, records: ProcessRecords): Executor["Service"] 
     // pushes its output within the window, and reads mostly find it here. A
     // Codex server would ignore both fields.
     const streams = request.backpressure === true && (link.server.capabilities ?? []).includes("process/acknowledge")
-    records.starting(request.processId, { showsOutput: request.outputNotifications !== false, streams })
-    const started = yield* link.call(
-      "process/start",
-      streams ? { ...request, outputNotifications: true } : request,
-      { processId: request.processId, command: request.argv[0] ?? "" }
-    ).pipe(Effect.tapError(() => Effect.sync(() => records.forget(request.processId))))
-    // the window tells the streamed reads how often to acknowledge
-    const pushed = records.pushedFor(request.processId)
-    if (pushed !== undefined && started.windowBytes !== undefined) pushed.windowBytes = started.windowBytes
-    return started
+    const options = { showsOutput: request.outputNotifications !== false, streams }
+    const call = link.call("process/start", streams ? { ...request, outputNotifications: true } : request, {
+      processId: request.processId,
+      command: request.argv[0] ?? ""
+    })
+    /** The window tells the streamed reads how often to acknowledge. */
+    const keepWindow = (started: Protocol.StartResult) =>
+      Effect.sync(() => {
+        const pushed = records.pushedFor(request.processId)
+        if (pushed !== undefined && started.windowBytes !== undefined) pushed.windowBytes = started.windowBytes
+      })
+    // A process of ours still runs under this id: the server refuses a second start (ProcessIdInUse), and its
+    // record, which its followers and reads hold, stays as it is. Should the server accept (it forgot the first),
+    // the new process gets a record of its own then.
+    if (records.isOpen(request.processId)) {
+      return yield* Effect.tap(
+        call,
+        (started) =>
+          Effect.andThen(Effect.sync(() => records.starting(request.processId, options)), keepWindow(started))
+      )
+    }
+    // recorded before the call: the server may notify the new process's output before it answers the start
+    records.starting(request.processId, options)
+    return yield* call.pipe(
+      Effect.tap(keepWindow),
+      Effect.tapError(() => Effect.sync(() => records.forget(request.processId)))
+    )
   })
 
   return Executor.of({

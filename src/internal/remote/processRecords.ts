@@ -171,6 +171,11 @@ export class ProcessRecords {
     }
   }
 
+  /** Whether `processId` names a process this client started and has not seen close. */
+  isOpen(processId: string): boolean {
+    return this.records.has(processId) && !this.closed.has(processId)
+  }
+
   /** Forgets a process (it did not start, or it is the oldest past a bound). */
   forget(processId: string): void {
     this.records.delete(processId)
