@@ -1,23 +1,32 @@
 /**
- * One benchmark scenario, run in a process of its own so that its peak RSS is
- * its own. Usage: `node bench/scenario.ts '<json config>'`; prints one JSON
- * line with the measurements.
+ * One benchmark scenario, run in a process of its own so that its peak RSS and
+ * CPU time are its own. Usage: `node bench/scenario.ts '<json config>'`;
+ * prints one JSON line with the measurements. It imports the library as a user
+ * does (`effect-exec/…`: the built `dist/`), and `npm run bench` runs it
+ * compiled, so that neither pays for Node's type stripping.
  */
+import * as Environment from "effect-exec/Environment"
+import * as Exec from "effect-exec/Exec"
+import * as OutputSink from "effect-exec/OutputSink"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
-import * as Environment from "../src/Environment.ts"
-import * as Exec from "../src/Exec.ts"
-import * as OutputSink from "../src/OutputSink.ts"
+
+/** Where a scenario runs: here, or on the exec-server at `url` (binary output frames unless told not). */
+export interface Where {
+  readonly url?: string | undefined
+  readonly binaryOutput?: boolean | undefined
+}
 
 export type Scenario =
   | { readonly kind: "bare"; readonly bytes: number }
-  | { readonly kind: "throughput"; readonly url?: string; readonly bytes: number }
-  | { readonly kind: "latency"; readonly url?: string; readonly runs: number }
-  | { readonly kind: "delta"; readonly url?: string; readonly lines: number }
-  | { readonly kind: "scale"; readonly url?: string; readonly calls: number }
-  | { readonly kind: "flood"; readonly url?: string; readonly processes: number; readonly bytes: number }
+  | { readonly kind: "throughput"; readonly bytes: number } & Where
+  | { readonly kind: "parallel"; readonly bytes: number; readonly streams: number } & Where
+  | { readonly kind: "latency"; readonly runs: number } & Where
+  | { readonly kind: "delta"; readonly lines: number } & Where
+  | { readonly kind: "scale"; readonly calls: number; readonly connections: number } & Where
+  | { readonly kind: "flood"; readonly processes: number; readonly bytes: number } & Where
 
 /** Peak resident set of a process, in MiB (VmHWM). */
 export const peakRssMiB = (pid: number | "self" = "self"): number => {
@@ -26,39 +35,72 @@ export const peakRssMiB = (pid: number | "self" = "self"): number => {
   return kib / 1024
 }
 
-const environment = (url: string | undefined) =>
-  url === undefined ? Environment.layerLocal : Environment.layerRemote({ url })
+/** CPU time (user + system) of this process since `since`, in ms. */
+const cpuMsSince = (since: NodeJS.CpuUsage) => {
+  const used = process.cpuUsage(since)
+  return (used.user + used.system) / 1000
+}
+
+const environment = ({ binaryOutput, url }: Where) =>
+  url === undefined
+    ? Environment.layerLocal
+    : Environment.layerRemote({ url, binaryOutput: binaryOutput ?? true, requestTimeout: "2 minutes" })
 
 const percentile = (sorted: ReadonlyArray<number>, p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!
 
-/** Reads 256 MiB from a child's pipe with plain Node, to nowhere: the limit on this machine. */
+const command = (bytes: number) => ["head", "-c", String(bytes), "/dev/zero"]
+
+/** Reads `bytes` from a child's pipe with plain Node, to nowhere. */
 const bare = (bytes: number) =>
   new Promise<Record<string, number>>((resolve) => {
+    const cpu = process.cpuUsage()
     const started = performance.now()
-    const child = spawn("head", ["-c", String(bytes), "/dev/zero"], { stdio: ["ignore", "pipe", "ignore"] })
+    const child = spawn(command(bytes)[0]!, command(bytes).slice(1), { stdio: ["ignore", "pipe", "ignore"] })
     let received = 0
     child.stdout.on("data", (chunk: Buffer) => (received += chunk.length))
-    child.on("close", () => resolve({ ms: performance.now() - started, bytes: received }))
+    child.on("close", () => resolve({ ms: performance.now() - started, cpuMs: cpuMsSince(cpu), bytes: received }))
   })
 
-const throughput = (url: string | undefined, bytes: number) =>
+/** One stream of `bytes` through `Exec.run`, every byte counted. */
+const stream = (bytes: number) =>
+  Effect.map(
+    Exec.run({ command: command(bytes), cwd: "/tmp", timeout: "10 minutes" }),
+    (result) => ({
+      bytes: result.stdout.totalBytes,
+      droppedByExecutor: result.droppedByExecutor,
+      exitCode: result.exitCode ?? -1
+    })
+  )
+
+const throughput = (where: Where, bytes: number) =>
   Effect.gen(function*() {
+    yield* Exec.run({ command: ["true"], cwd: "/tmp" }) // connected, and the loop warm
+    const cpu = process.cpuUsage()
     const started = performance.now()
-    const result = yield* Exec.run({
-      command: ["head", "-c", String(bytes), "/dev/zero"],
-      cwd: "/tmp",
-      timeout: "10 minutes"
+    const result = yield* stream(bytes)
+    return { ms: performance.now() - started, cpuMs: cpuMsSince(cpu), ...result }
+  }).pipe(Effect.provide(Layer.mergeAll(environment(where), OutputSink.layerDiscard)))
+
+/** `streams` streams of `bytes` each at once (on one connection when remote). */
+const parallel = (where: Where, bytes: number, streams: number) =>
+  Effect.gen(function*() {
+    yield* Exec.run({ command: ["true"], cwd: "/tmp" })
+    const cpu = process.cpuUsage()
+    const started = performance.now()
+    const results = yield* Effect.forEach(Array.from({ length: streams }), () => stream(bytes), {
+      concurrency: "unbounded"
     })
     return {
       ms: performance.now() - started,
-      bytes: result.stdout.totalBytes,
-      droppedByExecutor: result.droppedByExecutor,
-      exitCode: result.exitCode
+      cpuMs: cpuMsSince(cpu),
+      bytes: results.reduce((total, r) => total + r.bytes, 0),
+      droppedByExecutor: results.reduce((total, r) => total + r.droppedByExecutor, 0),
+      streams
     }
-  }).pipe(Effect.provide(Layer.mergeAll(environment(url), OutputSink.layerDiscard)))
+  }).pipe(Effect.provide(Layer.mergeAll(environment(where), OutputSink.layerDiscard)))
 
-const latency = (url: string | undefined, runs: number) =>
+const latency = (where: Where, runs: number) =>
   Effect.gen(function*() {
     const times: Array<number> = []
     yield* Exec.run({ command: ["true"], cwd: "/tmp" }) // warm-up: connection, JIT
@@ -70,19 +112,20 @@ const latency = (url: string | undefined, runs: number) =>
     }
     times.sort((a, b) => a - b)
     return { p50: percentile(times, 0.5), p99: percentile(times, 0.99) }
-  }).pipe(Effect.provide(Layer.mergeAll(environment(url), OutputSink.layerDiscard)))
+  }).pipe(Effect.provide(Layer.mergeAll(environment(where), OutputSink.layerDiscard)))
 
 /** Time from a line the child writes (stamped with the wall clock) to its delta at the sink. */
-const delta = (url: string | undefined, lines: number) => {
+const delta = (where: Where, lines: number) => {
   const delays: Array<number> = []
   let pending = ""
+  const decoder = new TextDecoder()
   const sink = Layer.succeed(
     OutputSink.OutputSink,
     OutputSink.OutputSink.of({
       emit: (delta) =>
         Effect.sync(() => {
           const now = (performance.timeOrigin + performance.now()) * 1000 // µs
-          pending += new TextDecoder().decode(delta.chunk)
+          pending += decoder.decode(delta.chunk)
           let newline = pending.indexOf("\n")
           while (newline !== -1) {
             const written = Number(pending.slice(0, newline)) / 1000 // ns → µs
@@ -98,7 +141,7 @@ const delta = (url: string | undefined, lines: number) => {
     cwd: "/tmp",
     timeout: "1 minute"
   }).pipe(
-    Effect.provide(Layer.mergeAll(environment(url), sink)),
+    Effect.provide(Layer.mergeAll(environment(where), sink)),
     Effect.map(() => {
       delays.sort((a, b) => a - b)
       return { samples: delays.length, p50Micros: percentile(delays, 0.5), p99Micros: percentile(delays, 0.99) }
@@ -106,23 +149,45 @@ const delta = (url: string | undefined, lines: number) => {
   )
 }
 
-const scale = (url: string | undefined, calls: number) =>
+/**
+ * `calls` concurrent `Exec.run` of `sh -c 'echo i'`, each output checked,
+ * spread over `connections` environments (each its own connection when
+ * remote).
+ */
+const scale = (where: Where, calls: number, connections: number) =>
   Effect.gen(function*() {
-    yield* Exec.run({ command: ["true"], cwd: "/tmp" })
+    const environments = yield* Effect.forEach(
+      Array.from({ length: connections }),
+      () => Layer.build(Layer.mergeAll(environment(where), OutputSink.layerDiscard))
+    )
+    const run = (i: number) =>
+      Exec.run({ command: ["sh", "-c", `echo ${i}`], cwd: "/tmp", timeout: "2 minutes" }).pipe(
+        Effect.provide(environments[i % connections]!)
+      )
+    // each connection warm before the clock starts
+    yield* Effect.forEach(environments.keys(), (i) => run(i), { concurrency: "unbounded", discard: true })
     const started = performance.now()
     const results = yield* Effect.forEach(
       Array.from({ length: calls }, (_, i) => i),
-      (i) => Effect.result(Exec.run({ command: ["sh", "-c", `echo ${i}`], cwd: "/tmp", timeout: "1 minute" })),
+      (i) => Effect.result(run(i)),
       { concurrency: "unbounded" }
     )
-    const errors = results.filter((r) =>
-      r._tag === "Failure" || r.success.exitCode !== 0 || r.success.stdout.text !== `${results.indexOf(r)}\n`
-    ).length
-    return { ms: performance.now() - started, calls, errors }
-  }).pipe(Effect.provide(Layer.mergeAll(environment(url), OutputSink.layerDiscard)))
+    const failures = results.flatMap((r, i) =>
+      r._tag === "Failure"
+        ? [r.failure.message]
+        : r.success.exitCode !== 0 || r.success.stdout.text !== `${i}\n`
+        ? [
+          `call ${i}: ${r.success.termination._tag}` +
+          (r.success.termination._tag === "Lost" ? ` (${r.success.termination.error.message})` : "") +
+          `, exit ${r.success.exitCode}, ${r.success.stdout.text.length} bytes, dropped ${r.success.droppedByExecutor}`
+        ]
+        : []
+    )
+    return { ms: performance.now() - started, calls, connections, errors: failures.length, firstError: failures[0] }
+  }).pipe(Effect.scoped)
 
 /** Processes whose output nobody reads: memory must stay bounded by retention. */
-const flood = (url: string | undefined, processes: number, bytes: number) =>
+const flood = (where: Where, processes: number, bytes: number) =>
   Effect.gen(function*() {
     const { executor } = yield* Environment.Environment
     const started = performance.now()
@@ -144,26 +209,28 @@ const flood = (url: string | undefined, processes: number, bytes: number) =>
         while (!result.closed) result = yield* executor.read({ processId, afterSeq: 1e12, maxBytes: 0, waitMs: 10_000 })
       }), { concurrency: 20, discard: true })
     return { ms: performance.now() - started, processes, bytesEach: bytes }
-  }).pipe(Effect.provide(environment(url)))
+  }).pipe(Effect.provide(environment(where)))
 
 const run = async (scenario: Scenario): Promise<Record<string, unknown>> => {
   switch (scenario.kind) {
     case "bare":
       return bare(scenario.bytes)
     case "throughput":
-      return Effect.runPromise(throughput(scenario.url, scenario.bytes))
+      return Effect.runPromise(throughput(scenario, scenario.bytes))
+    case "parallel":
+      return Effect.runPromise(parallel(scenario, scenario.bytes, scenario.streams))
     case "latency":
-      return Effect.runPromise(latency(scenario.url, scenario.runs))
+      return Effect.runPromise(latency(scenario, scenario.runs))
     case "delta":
-      return Effect.runPromise(delta(scenario.url, scenario.lines))
+      return Effect.runPromise(delta(scenario, scenario.lines))
     case "scale":
-      return Effect.runPromise(scale(scenario.url, scenario.calls))
+      return Effect.runPromise(scale(scenario, scenario.calls, scenario.connections))
     case "flood":
-      return Effect.runPromise(flood(scenario.url, scenario.processes, scenario.bytes))
+      return Effect.runPromise(flood(scenario, scenario.processes, scenario.bytes))
   }
 }
 
-if (process.argv[1]?.endsWith("scenario.ts")) {
+if (/scenario\.[jt]s$/.test(process.argv[1] ?? "")) {
   const scenario = JSON.parse(process.argv[2]!) as Scenario
   const measured = await run(scenario)
   console.log(JSON.stringify({ ...measured, clientPeakRssMiB: peakRssMiB() }))

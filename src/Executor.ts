@@ -400,6 +400,13 @@ export class Executor extends Context.Service<Executor, {
    */
   readonly resize: (processId: string, size: Protocol.TerminalSize) => Effect.Effect<void, ExecutorError>
   /**
+   * Optional: a reader has everything up to `afterSeq`, as a read at that
+   * cursor would say, without reading (what an exec-server does with our
+   * `process/acknowledge`). Without it, a server reads one byte at the cursor
+   * instead.
+   */
+  readonly acknowledge?: ((processId: string, afterSeq: number) => Effect.Effect<void, ExecutorError>) | undefined
+  /**
    * Ends the stdin of a process started with `pipeStdin`, after the writes
    * before it: the command reads end-of-file. `stdinClosed` when it was closed
    * already or the process exited. Fails with `InvalidRequest` for a `tty`

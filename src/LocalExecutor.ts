@@ -92,6 +92,24 @@ export interface Options {
   readonly stdinWindowBytes?: number
   /** How sandboxed starts are confined: where bubblewrap is, whether every start must be sandboxed. */
   readonly sandbox?: SandboxOptions
+  /**
+   * Whether `read` and `events` may hand out views of memory the executor
+   * reuses (default false: every chunk handed out is the caller's to keep).
+   * A read's chunks then stay as they are until a read of the process presents
+   * a cursor at or past them, an event's until the stream is pulled again: for
+   * consumers that copy what they keep before that, as an exec-server does
+   * when it sends them. A large output read as it goes then cycles through a
+   * few slabs of memory instead of allocating (and leaving garbage) for each
+   * read.
+   */
+  readonly lendOutput?: boolean
+  /**
+   * The unread output at which a process started with `backpressure` is
+   * paused (default: `retainedBytes`). An exec-server wants more than the
+   * retention, enough to cover a round trip to its client: it lends its
+   * output, so the window costs no garbage.
+   */
+  readonly windowBytes?: number
 }
 
 /**
@@ -129,6 +147,11 @@ const methodsOn = (table: ProcessTable) => {
     const process = yield* table.lookup(params.processId)
     process.acknowledge(params.afterSeq ?? 0, yield* Clock.currentTimeMillis)
     return yield* longPollRead(process.log, params)
+  })
+
+  const acknowledge = Effect.fn("LocalExecutor.acknowledge")(function*(processId: string, afterSeq: number) {
+    const process = yield* table.lookup(processId)
+    process.acknowledge(afterSeq, yield* Clock.currentTimeMillis)
   })
 
   const write = Effect.fn("LocalExecutor.write")(function*(params: Protocol.WriteParams) {
@@ -183,7 +206,7 @@ const methodsOn = (table: ProcessTable) => {
   ): Stream.Stream<ProcessEvent, ExecutorError> =>
     Stream.unwrap(Effect.map(table.lookup(processId), (process) => eventStream(process.log, options?.afterSeq ?? 0)))
 
-  return { read, write, terminate, signal, resize, closeStdin, events }
+  return { read, write, terminate, signal, resize, acknowledge, closeStdin, events }
 }
 
 /**
@@ -224,7 +247,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const spawnOptions = {
     retainedBytes: options.retainedBytes ?? Defaults.processTable.retainedBytes,
     baseEnvironment: options.baseEnvironment ?? process.env,
-    stdinWindowBytes: options.stdinWindowBytes ?? Defaults.processTable.stdinWindowBytes
+    stdinWindowBytes: options.stdinWindowBytes ?? Defaults.processTable.stdinWindowBytes,
+    lendOutput: options.lendOutput === true,
+    windowBytes: options.windowBytes
   }
   const closedRetention = Duration.fromInputUnsafe(
     options.closedRetention ?? Defaults.processTable.closedRetentionMillis
@@ -252,16 +277,28 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
 
   /** Watches a process until it closed, then keeps it for its retention. */
   const supervise = (processId: string, process: LocalProcess) =>
-    Effect.gen(function*() {
-      yield* Effect.raceFirst(
+    Effect.andThen(
+      Effect.raceFirst(
         Deferred.await(process.closed),
         process.log.backpressure ? releaseWhenReaderIdle(process) : Effect.never
-      )
+      ),
+      retire(processId, new WeakRef(process), process.pid)
+    )
+
+  /**
+   * A closed process is counted among the closed, then forgotten once its
+   * retention ends. It is held weakly meanwhile: when the bound on closed
+   * processes forgets it first, its output is garbage at once, not after the
+   * retention.
+   */
+  const retire = (processId: string, process: WeakRef<LocalProcess>, pid: number) =>
+    Effect.gen(function*() {
       table.closed(processId)
       yield* Effect.sleep(closedRetention)
-      table.forget(processId, process)
+      const retained = process.deref()
+      if (retained !== undefined) table.forget(processId, retained)
       // what the group left behind had its retention to finish: its id may go to another group now
-      watchdog.forget(process.pid)
+      watchdog.forget(pid)
     })
 
   const start = Effect.fn("LocalExecutor.start")(function*(request: StartRequest) {
@@ -293,7 +330,11 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         if (table.started(processId, process)) process.signalGroup("SIGKILL")
         watchdog.watch(process.pid)
         yield* FiberSet.run(supervisors, supervise(processId, process))
-        return { processId, sandboxType: process.sandboxType }
+        return {
+          processId,
+          sandboxType: process.sandboxType,
+          ...(process.log.backpressure ? { windowBytes: process.log.windowBytes } : {})
+        }
       })
     )
   })

@@ -242,6 +242,17 @@ export const InitializeResult = Schema.Struct({
   capabilities: Schema.optionalKey(Schema.Array(Schema.String))
 })
 
+/**
+ * Parameters of the `initialized` notification: Codex sends `{}`;
+ * `binaryOutput` is our extension (see {@link binaryOutputCapability}).
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const InitializedParams = Schema.Struct({
+  binaryOutput: Schema.optionalKey(Schema.Boolean)
+})
+
 // =============================================================================
 // Terminals
 // =============================================================================
@@ -461,6 +472,19 @@ export type SandboxType = "none" | "linuxSeccomp" | "macosSeatbelt" | "windowsRe
  */
 export const sandboxCapability = "sandbox"
 
+/**
+ * The capability a server names in `initialize` when it can push
+ * `process/output` as binary frames (our extension; WebSocket only). A client
+ * that wants them says so in `initialized` (`{binaryOutput: true}`), and only
+ * to a server that named this: a Codex peer never sees either. From then on,
+ * every `process/output` on that connection is one binary frame (its layout
+ * is in the README's protocol section); everything else stays JSON text.
+ *
+ * @category methods
+ * @since 0.1.0
+ */
+export const binaryOutputCapability = "binaryOutput"
+
 // =============================================================================
 // process/start
 // =============================================================================
@@ -503,12 +527,19 @@ export const StartParams = Schema.Struct({
 export type StartParams = typeof StartParams.Type
 
 /**
+ * Result of `process/start`. `windowBytes` is our extension, for a process
+ * started with `backpressure`: the unread output at which the server pauses
+ * it (it goes on once half of that is read). A reader of pushed output that
+ * acknowledges at least every quarter of it keeps the process going without
+ * acknowledging every read.
+ *
  * @category schemas
  * @since 0.1.0
  */
 export const StartResult = Schema.Struct({
   processId: Schema.String,
-  sandboxType: Schema.optionalKey(Schema.String)
+  sandboxType: Schema.optionalKey(Schema.String),
+  windowBytes: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)))
 })
 
 /**
@@ -1002,7 +1033,7 @@ export const requests = {
  * @since 0.1.0
  */
 export const clientNotifications = {
-  "initialized": notification(EmptyResult),
+  "initialized": notification(InitializedParams),
   "process/acknowledge": notification(AcknowledgeParams, { extension: true })
 } as const
 
@@ -1075,7 +1106,8 @@ export const isClientNotificationMethod = (method: string): method is ClientNoti
 /**
  * Our extensions that are fields of Codex's messages rather than methods: the
  * read result's `dropped` and `signal`, `process/start`'s `backpressure`,
- * `outputNotifications` and `size`, and `fs/readFile`'s `maxBytes`.
+ * `outputNotifications` and `size`, its answer's `windowBytes`, and
+ * `fs/readFile`'s `maxBytes`.
  *
  * @category methods
  * @since 0.1.0
@@ -1086,6 +1118,7 @@ export const fieldExtensions = [
   "backpressure",
   "outputNotifications",
   "size",
+  "windowBytes",
   "fs/readFile.maxBytes"
 ] as const
 
@@ -1105,6 +1138,33 @@ export const capabilities: ReadonlyArray<string> = [
 // =============================================================================
 // Errors on the wire
 // =============================================================================
+
+/**
+ * The server limit a request was refused for (our extension, in the `-32000`
+ * answer's `data.limit`): requests in flight on the connection, processes of
+ * the session or of the server, sessions, sessions of one address. Nothing
+ * ran: a client may ask again once answers came or processes closed.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export type LimitName = "requests" | "processesPerSession" | "processes" | "sessions" | "sessionsPerAddress"
+
+/**
+ * The limit named by a `-32000` answer's `data`, when it names one.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export const limitOf = (error: Pick<WireError, "data">): LimitName | undefined => {
+  const limit = typeof error.data === "object" && error.data !== null
+    ? (error.data as { readonly limit?: unknown }).limit
+    : undefined
+  return limit === "requests" || limit === "processesPerSession" || limit === "processes" ||
+      limit === "sessions" || limit === "sessionsPerAddress"
+    ? limit
+    : undefined
+}
 
 /**
  * The `error` member of a JSON-RPC answer.

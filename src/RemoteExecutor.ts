@@ -48,6 +48,12 @@ export interface Options {
   readonly clientName?: string
   /** The largest file the file system reads or writes (default 64 MiB); larger ones are refused. */
   readonly maxFileBytes?: number
+  /**
+   * Whether to ask for pushed output as binary frames where the server offers
+   * them and the transport carries them (default true); false keeps every
+   * frame JSON text, as a Codex client gets it.
+   */
+  readonly binaryOutput?: boolean
 }
 
 /**
@@ -144,7 +150,8 @@ export const makeEnvironment = (
       requestTimeoutMillis: Duration.toMillis(
         Duration.fromInputUnsafe(options.requestTimeout ?? Defaults.client.requestTimeoutMillis)
       ),
-      maxFileBytes: options.maxFileBytes
+      maxFileBytes: options.maxFileBytes,
+      binaryOutput: options.binaryOutput ?? true
     }),
     ({ executor, fileSystem }) => ({ executor, fileSystem })
   )

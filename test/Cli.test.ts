@@ -282,6 +282,19 @@ describe("effect-exec run, as a Unix tool", () => {
       assert.strictEqual(stdout, "1\n2\n3\n")
     }))
 
+  it.live("writes the tail its reader had not taken yet before it exits", () =>
+    Effect.gen(function*() {
+      const dir = mkdtempSync(join(tmpdir(), "cli-tail-"))
+      // 64 KiB fill the pipe to a reader that is not reading yet; the last 1 000 bytes wait in the CLI (below the
+      // stream's high-water mark, so their write said done); the reader starts after the command ended, a while later
+      const { stdout } = yield* pipeline(
+        `"$NODE" "$CLI" run -- sh -c 'head -c 65536 /dev/zero; sleep 0.3; head -c 1000 /dev/zero; touch ${dir}/ended'` +
+          ` | (while [ ! -e ${dir}/ended ]; do sleep 0.05; done; sleep 1; wc -c)`
+      )
+      rmSync(dir, { recursive: true, force: true })
+      assert.strictEqual(stdout.trim(), "66536")
+    }))
+
   it.live("ends quietly with 141 when its stdout closes (| head -1), killing the command", () =>
     Effect.gen(function*() {
       const seq = yield* pipeline(

@@ -406,6 +406,7 @@ describe("ExecServer against hostile clients: request floods", () => {
               /^too many requests in flight on this connection \(108\); /,
               "refused at 8 running + 100 waiting"
             )
+            assert.deepStrictEqual(frame.error.data, { limit: "requests" })
           } else {
             served++
             if (i % 2 === 0) assert.strictEqual(frame.result.exited, false)
@@ -452,6 +453,7 @@ describe("ExecServer against hostile clients: process limits", () => {
         for (const error of refused) {
           assert.strictEqual(error.code, -32000)
           assert.match(error.message, /^too many processes: this session already runs 50 \(the limit\)/)
+          assert.deepStrictEqual(error.data, { limit: "processesPerSession" }, "which limit, for a client to ask again")
         }
         for (const id of [ok[0]!, ok[1]!, ok[2]!, ok[49]!]) pids.push(yield* pidOf(greedy, id))
         for (const pid of pids) assert.isTrue(isAlive(pid))
@@ -529,6 +531,7 @@ describe("ExecServer against hostile clients: process limits", () => {
         for (const error of fromB.refused) {
           assert.strictEqual(error.code, -32000)
           assert.match(error.message, /^too many processes: this server already runs 70 \(the limit\)/)
+          assert.deepStrictEqual(error.data, { limit: "processes" })
         }
         pids.push(
           yield* pidOf(a, "a0"),

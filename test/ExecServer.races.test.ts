@@ -49,6 +49,20 @@ const killOnExit = (pidFile: string) =>
     })
   )
 
+/**
+ * The end of process `processId` of session `sessionId` once it exited (a
+ * killed one within seconds), asked of the server's executor once it knows
+ * the process: a process
+ * killed before it could write its pid is seen too.
+ */
+const exitOf = (executor: Executor["Service"], sessionId: string, processId: string) =>
+  executor.read({ processId: `${sessionId}/${processId}`, afterSeq: 0, maxBytes: 0, waitMs: 1_000 }).pipe(
+    // not known until the start reaches the executor
+    Effect.retry({ times: 100, schedule: Schedule.spaced("50 millis") }),
+    Effect.repeat({ until: (read) => read.exited, times: 10 }),
+    Effect.filterOrFail((read) => read.exited, () => new Error(`${processId} still running after 10 s`))
+  )
+
 /** A server in this scope over `executor`. */
 const serve = (executor: Executor["Service"], options: WebSocketListener.Options) =>
   Effect.provideService(WebSocketListener.listen(options), Executor, executor)
@@ -84,7 +98,7 @@ describe("ExecServer: a start racing a disconnect", () => {
   })
 
   it.live(
-    "a process spawned after its connection closed is the session's: counted, resumable, ended with it",
+    "a process spawned after its connection closed is ended at once and its slot given back: no orphan",
     () =>
       Effect.gen(function*() {
         const pidFile = join(yield* scratch, "pid")
@@ -95,7 +109,8 @@ describe("ExecServer: a start racing a disconnect", () => {
           witnessInterrupted: yield* Deferred.make<void>()
         }
         const local = yield* LocalExecutor.make()
-        const { url } = yield* serve(held(local, signals), { sessionTtl: "3 seconds", maxProcesses: 2 })
+        // a session TTL far beyond the test: only the server's own cleanup can end the process in time
+        const { url } = yield* serve(held(local, signals), { sessionTtl: "10 minutes", maxProcesses: 2 })
         const dropped = yield* connect(url)
         const { sessionId } = yield* handshake(dropped)
         yield* dropped.call("process/start", startParams("witness", ["sleep", "60"]))
@@ -106,29 +121,25 @@ describe("ExecServer: a start racing a disconnect", () => {
         // the start's request is interrupted now, while its spawn is under way
         yield* Deferred.await(signals.witnessInterrupted)
         yield* Deferred.succeed(signals.gate, undefined)
-        const pid = yield* pidIn(pidFile)
+        // the spawn completes all the same; nobody was told of it, so it is ended, not left running
+        assert.strictEqual((yield* exitOf(local, sessionId, "orphan")).exitCode, 137, "killed")
 
-        // the process holds a slot: with the witness, every one the server has
+        // its slot is given back: with the witness, the server has room for one more
         const other = yield* connect(url)
         yield* handshake(other)
-        const refused = yield* other.callError("process/start", startParams("second", ["true"]))
-        assert.include(refused.message, "too many processes")
-
-        // the session's client comes back and finds it running
-        yield* Effect.scoped(Effect.gen(function*() {
-          const resumed = yield* connect(url)
-          yield* handshake(resumed, { resumeSessionId: sessionId })
-          const read = yield* resumed.call("process/read", { processId: "orphan", afterSeq: 0, waitMs: 0 })
-          assert.isFalse(read.exited)
-        }))
-
-        // the session's TTL ends it, and the process with it; then its slot is free again
-        yield* awaitDeath(pid, 15_000)
         const accepted = yield* other.request("process/start", startParams("third", ["true"])).pipe(
           Effect.filterOrFail((frame) => frame.error === undefined),
           Effect.retry({ times: 100, schedule: Schedule.spaced("100 millis") })
         )
         assert.deepStrictEqual(accepted.result, { processId: "third", sandboxType: "none" })
+
+        // the session's client comes back: its witness runs, the start it never saw answered was ended
+        const resumed = yield* connect(url)
+        yield* handshake(resumed, { resumeSessionId: sessionId })
+        const witness = yield* resumed.call("process/read", { processId: "witness", afterSeq: 0, waitMs: 0 })
+        assert.isFalse(witness.exited)
+        const orphan = yield* resumed.call("process/read", { processId: "orphan", afterSeq: 0, waitMs: 0 })
+        assert.isTrue(orphan.exited)
       }),
     30_000
   )
@@ -147,9 +158,9 @@ describe("ExecServer: a start racing a disconnect", () => {
         // a session TTL far beyond the test: only the server's own cleanup can end the process in time
         const { url } = yield* serve(interrupting, { sessionTtl: "10 minutes" })
         const client = yield* connect(url)
-        yield* handshake(client)
+        const { sessionId } = yield* handshake(client)
         yield* client.send("process/start", startParams("orphan", sleeper(pidFile)))
-        yield* awaitDeath(yield* pidIn(pidFile), 10_000)
+        assert.strictEqual((yield* exitOf(local, sessionId, "orphan")).exitCode, 137, "killed")
       }),
     30_000
   )
@@ -236,5 +247,69 @@ describe("ExecServer: the process starts of one session take turns", () => {
       }
       assert.deepStrictEqual(entered, ["a1", "a2", "a3"])
       assert.strictEqual(mostAtOnce, 1)
+    }))
+})
+
+describe("ExecServer: requests behind a start", () => {
+  it.live("a terminate sent right behind a start still waiting for its turn ends the process it starts", () =>
+    Effect.gen(function*() {
+      const pidFile = join(yield* scratch, "pid")
+      yield* killOnExit(pidFile)
+      const gate = yield* Deferred.make<void>()
+      const local = yield* LocalExecutor.make()
+      // the start of "first" holds the session's turn until the gate opens
+      const holding: Executor["Service"] = {
+        ...local,
+        start: (request) =>
+          request.processId.endsWith("/first")
+            ? Effect.andThen(Deferred.await(gate), local.start(request))
+            : local.start(request)
+      }
+      const { url } = yield* serve(holding, {})
+      const client = yield* connect(url)
+      const { sessionId } = yield* handshake(client)
+      yield* client.send("process/start", startParams("first", ["true"]))
+      const started = yield* client.send("process/start", startParams("x", sleeper(pidFile)))
+      const terminated = yield* client.send("process/terminate", { processId: "x" })
+      // x has not started yet: the terminate waits for its start instead of answering that nothing runs
+      yield* client.callError("process/read", { processId: "nobody", afterSeq: 0, waitMs: 0 })
+      assert.isFalse(existsSync(pidFile))
+      yield* Deferred.succeed(gate, undefined)
+      assert.deepStrictEqual((yield* client.reply(started)).result, { processId: "x", sandboxType: "none" })
+      assert.deepStrictEqual((yield* client.reply(terminated)).result, { running: true })
+      assert.strictEqual((yield* exitOf(local, sessionId, "x")).exitCode, 137, "killed")
+    }))
+
+  it.live("a connection that closes while a start is still being prepared detaches its session at once", () =>
+    Effect.gen(function*() {
+      const entered = yield* Deferred.make<void>()
+      const interrupted = yield* Deferred.make<void>()
+      const local = yield* LocalExecutor.make()
+      // a preparation that never ends (a hung mount), interruptible as the local executor's is
+      const hung: Executor["Service"] = {
+        ...local,
+        start: (request) =>
+          !request.processId.endsWith("/hung") ? local.start(request) : Deferred.succeed(entered, undefined).pipe(
+            Effect.andThen(Effect.never),
+            Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))
+          )
+      }
+      const { url } = yield* serve(hung, { sessionTtl: "10 minutes" })
+      const dropped = yield* connect(url)
+      const { sessionId } = yield* handshake(dropped)
+      yield* dropped.send("process/start", startParams("hung", ["true"]))
+      yield* Deferred.await(entered)
+      yield* dropped.close
+      // a start that cannot be interrupted would hold the session attached forever
+      yield* Deferred.await(interrupted).pipe(
+        Effect.timeoutOrElse({ duration: "5 seconds", orElse: () => Effect.die("the start was not interrupted") })
+      )
+      // the session is free to resume: not held attached by a start that cannot end
+      const resumed = yield* connect(url)
+      yield* handshake(resumed, { resumeSessionId: sessionId })
+      assert.deepStrictEqual(yield* resumed.call("process/start", startParams("next", ["true"])), {
+        processId: "next",
+        sandboxType: "none"
+      })
     }))
 })

@@ -6,10 +6,11 @@ import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
 import type { ChildProcess } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
+import * as v8 from "node:v8"
 import * as Exec from "../src/Executor.ts"
 import { prepareChild } from "../src/internal/local/childProcess.ts"
 import { Holdings } from "../src/internal/local/localProcess.ts"
-import { longPollRead } from "../src/internal/local/processLog.ts"
+import { longPollRead, ProcessLog } from "../src/internal/local/processLog.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
 import * as Sandbox from "../src/Sandbox.ts"
 import { bwrapPath } from "./support/bwrap.ts"
@@ -153,6 +154,27 @@ describe("LocalExecutor retention by count", () => {
       }).pipe(Effect.provideService(Exec.Executor, executor))))
 })
 
+describe("LocalExecutor retention by count forgets first what no reader still comes for", () => {
+  it.live("a closed process whose reader has seen its end goes before one whose reader has not, though its output was read", () =>
+    Effect.flatMap(LocalExecutor.make({ maxClosedRetained: 2 }), (executor) =>
+      Effect.gen(function*() {
+        yield* start("slow-reader", ["sh", "-c", "echo a; sleep 0.2"])
+        // the reader has the output (and acknowledges it), not yet the close
+        const first = yield* executor.read({ processId: "slow-reader", afterSeq: 0, waitMs: 1_000 })
+        assert.strictEqual(Buffer.from(first.chunks[0]!.chunk).toString(), "a\n")
+        yield* executor.read({ processId: "slow-reader", afterSeq: first.nextSeq - 1, waitMs: 0 })
+        yield* Effect.sleep("400 millis") // it closed meanwhile, nobody reading
+        // others close, and are read to their end, past the bound
+        for (const id of ["b", "c", "d"]) {
+          yield* start(id, ["true"])
+          yield* readUntilClosed(id)
+        }
+        const last = yield* executor.read({ processId: "slow-reader", afterSeq: first.nextSeq - 1, waitMs: 0 })
+        assert.isTrue(last.closed, "still there for its reader")
+        assert.strictEqual(reasonOf(yield* Effect.exit(executor.read({ processId: "b" }))), "UnknownProcess")
+      }).pipe(Effect.provideService(Exec.Executor, executor))))
+})
+
 describe("LocalExecutor retention by count, whatever the processes hold", () => {
   /** Whether `processId` is still retained. */
   const retained = (executor: Exec.Executor["Service"], processId: string) =>
@@ -187,6 +209,31 @@ describe("LocalExecutor retention by count, whatever the processes hold", () => 
       yield* eventually("at most 5 retained", Effect.map(count, (n) => n <= 5))
       assert.strictEqual(yield* count, 5)
       assert.isTrue(yield* retained(executor, "unread-39"), "the newest are kept")
+    }))
+
+  it.effect("a closed process the bound forgot is garbage at once, not held until its retention ends", () =>
+    Effect.gen(function*() {
+      const logs = () => {
+        globalThis.gc!()
+        return v8.queryObjects(ProcessLog, { format: "count" }) as number
+      }
+      // within the retention (virtual time: it never ends here), only the bound forgets
+      const executor = yield* LocalExecutor.make({ maxClosedRetained: 2, closedRetention: "1 hour" })
+      const before = logs()
+      for (let i = 0; i < 12; i++) {
+        const processId = `kept-${i}`
+        yield* executor.start({
+          processId,
+          argv: ["head", "-c", "65536", "/dev/zero"],
+          cwd: "/tmp",
+          env: {},
+          tty: false
+        })
+        yield* untilClosed(executor, processId)
+      }
+      // a WeakRef's target outlives the job that last touched it: let the event loop turn first
+      yield* TestClock.withLive(Effect.sleep("10 millis"))
+      assert.isAtMost(logs() - before, 2, "only the 2 retained processes' logs are alive")
     }))
 
   it.effect("counts a process started again under a forgotten id, whatever the first one's retention does", () =>
@@ -316,12 +363,15 @@ describe("LocalExecutor stdin, asserted through what it holds", () => {
       // a retried write id is answered as the first attempt, and written once
       assert.strictEqual(yield* child.write(new Uint8Array(chunk), "w0"), "accepted")
       stdin.end()
-      const counted = yield* Effect.callback<string>((resume) => {
-        let text = ""
-        node.stdout!.on("data", (data: Buffer) => (text += data.toString()))
-        node.stdout!.on("close", () => resume(Effect.succeed(text.trim())))
-      })
-      assert.strictEqual(counted, String(writes * chunk))
+      let counted = ""
+      let afterSeq = 0
+      while (true) {
+        const result = yield* longPollRead(child.log, { processId: "stdin", afterSeq, waitMs: 1_000 })
+        for (const { chunk } of result.chunks) counted += Buffer.from(chunk).toString()
+        afterSeq = result.nextSeq - 1
+        if (result.closed && result.chunks.length === 0) break
+      }
+      assert.strictEqual(counted.trim(), String(writes * chunk))
     }))
 })
 

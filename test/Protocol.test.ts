@@ -314,6 +314,7 @@ describe("Protocol's method table", () => {
       "backpressure",
       "outputNotifications",
       "size",
+      "windowBytes",
       "fs/readFile.maxBytes",
       "process/signal",
       "process/resize",

@@ -46,6 +46,23 @@ describe("LocalExecutor on a pseudo-terminal", () => {
     })))
 
   it.live(
+    "many terminals started at once: every exit is seen, also one reported while spawns take their turns",
+    () =>
+      withExecutor(Effect.gen(function*() {
+        // forks at once exhaust the spawns' time budget, so some hand the event loop a turn right after forking: an
+        // exit reported in that turn must still reach the process's log
+        const ids = Array.from({ length: 100 }, () => freshId("burst"))
+        yield* Effect.forEach(ids, (id) => start(id, ["true"], { tty: true }), {
+          concurrency: "unbounded",
+          discard: true
+        })
+        const ends = yield* Effect.forEach(ids, (id) => Effect.map(readUntilClosed(id), (seen) => seen.last.exitCode))
+        assert.deepStrictEqual(new Set(ends), new Set([0]))
+      })),
+    60_000
+  )
+
+  it.live(
     "a backpressured terminal keeps what a late reader has not taken, also past the exit",
     () =>
       Effect.gen(function*() {

@@ -109,21 +109,21 @@ describe("a follower of a process log (what the notifier reads)", () => {
 
   it.effect("keeps output the follower has not taken beyond the retention, and frees it once taken", () =>
     Effect.gen(function*() {
-      const log = new ProcessLog(1000, false, 10_000)
+      const log = new ProcessLog(1000, false, { followerLagBytes: 10_000 })
       const follower = log.follow(0)
       for (let i = 0; i < 5; i++) log.appendOutput("stdout", chunk(1000))
       assert.strictEqual(log.retainedBytes, 5000, "nothing evicted while the follower lags within its bound")
       log.advance(follower, 5)
       assert.strictEqual(log.retainedBytes, 1000, "taken: back to the retention")
       // a reader without a follower would have lost them
-      const unfollowed = new ProcessLog(1000, false, 10_000)
+      const unfollowed = new ProcessLog(1000, false, { followerLagBytes: 10_000 })
       for (let i = 0; i < 5; i++) unfollowed.appendOutput("stdout", chunk(1000))
       assert.strictEqual(unfollowed.retainedBytes, 1000)
     }))
 
   it.effect("past its bound, the follower gets a Dropped event, never a silent gap", () =>
     Effect.gen(function*() {
-      const log = new ProcessLog(1000, false, 2000)
+      const log = new ProcessLog(1000, false, { followerLagBytes: 2000 })
       const follower = log.follow(0)
       for (let i = 0; i < 5; i++) log.appendOutput("stdout", chunk(1000))
       const events = log.eventsAfter(follower.cursor)
@@ -133,7 +133,7 @@ describe("a follower of a process log (what the notifier reads)", () => {
 
   it.live("the event stream follows the log: a slow consumer of the stream loses nothing", () =>
     Effect.gen(function*() {
-      const log = new ProcessLog(1000, false, 1_000_000)
+      const log = new ProcessLog(1000, false, { followerLagBytes: 1_000_000 })
       const collected = yield* Effect.forkChild(
         eventStream(log, 0).pipe(
           Stream.tap(() => Effect.sleep("1 millis")),

@@ -48,7 +48,8 @@ const remote = (server: FakeServer, sink: Layer.Layer<never> = OutputSink.layerD
       RemoteClient.make(RemoteExecutor.connectWebSocket({ url: server.url }), {
         clientName: "effect-exec",
         connectTimeout: Duration.millis(Defaults.client.connectTimeoutMillis),
-        requestTimeoutMillis: Defaults.client.requestTimeoutMillis
+        requestTimeoutMillis: Defaults.client.requestTimeoutMillis,
+        binaryOutput: true
       }),
       ({ executor, footprint }) => {
         measure = footprint
@@ -725,6 +726,139 @@ describe("the client against a streaming server (our extension)", () => {
         [0, 0],
         "the cache gave up"
       )
+    }))
+})
+
+describe("the client against a server at its limits", () => {
+  it.live("a request refused for a server limit (nothing ran, data.limit says so) is asked again, and the run goes on", () =>
+    Effect.gen(function*() {
+      let refusals = 2
+      const server = yield* fakeServer(wellBehaved((message, connection) => {
+        if (message.method !== "process/start" || refusals === 0) return false
+        refusals--
+        connection.fail(message.id, -32000, "too many processes: this session already runs 1024 (the limit)", {
+          limit: "processesPerSession"
+        })
+        return true
+      }))
+      const result = yield* Exec.run({ command: ["echo", "hi"], cwd: "/tmp" }).pipe(
+        Effect.provide(remote(server).layer)
+      )
+      assert.deepStrictEqual(result.termination, Exec.Termination.Exited({ exitCode: 0 }))
+      assert.strictEqual(result.stdout.text, "hi\n")
+      const starts = server.calls("process/start").map((m) => m.params.processId)
+      assert.lengthOf(starts, 3)
+      assert.strictEqual(new Set(starts).size, 1, "the same start, asked three times")
+    }))
+
+  it.effect("a server that stays at its limit gets the run's own deadline, not a hang", () =>
+    Effect.gen(function*() {
+      const server = yield* fakeServer(wellBehaved((message, connection) => {
+        if (message.method !== "process/start") return false
+        connection.fail(message.id, -32000, "too many processes: this server already runs 4096 (the limit)", {
+          limit: "processes"
+        })
+        return true
+      }))
+      const fiber = yield* Exec.run({ command: ["true"], cwd: "/tmp", timeout: "3 seconds" }).pipe(
+        Effect.provide(remote(server).layer),
+        Effect.forkChild
+      )
+      yield* server.whenReceived("process/start")
+      for (let i = 0; i < 40 && fiber.pollUnsafe() === undefined; i++) {
+        yield* TestClock.adjust("100 millis")
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5)))
+      }
+      const result = yield* Fiber.join(fiber)
+      assert.strictEqual(result.termination._tag, "TimedOut")
+      assert.isAbove(server.calls("process/start").length, 1, "asked again meanwhile")
+    }))
+})
+
+describe("the client against binary output frames (our extension)", () => {
+  /** An output frame as the README lays it out, fields given one by one. */
+  const frame = (fields: {
+    readonly kind?: number
+    readonly stream?: number
+    readonly seqHigh?: number
+    readonly seq: number
+    readonly processId: string
+    readonly idBytes?: number
+    readonly chunk?: string
+  }) => {
+    const id = Buffer.from(fields.processId)
+    const header = Buffer.alloc(12)
+    header[0] = fields.kind ?? 0x01
+    header[1] = fields.stream ?? 0
+    header.writeUInt32BE(fields.seqHigh ?? 0, 2)
+    header.writeUInt32BE(fields.seq, 6)
+    header.writeUInt16BE(fields.idBytes ?? id.length, 10)
+    return Buffer.concat([header, id, Buffer.from(fields.chunk ?? "")])
+  }
+
+  it.live("asks for them in initialized only when the server offers them", () =>
+    Effect.gen(function*() {
+      for (
+        const [capabilities, asked] of [[["process/acknowledge", "binaryOutput"], { binaryOutput: true }], [
+          ["process/acknowledge"],
+          {}
+        ]] as const
+      ) {
+        const server = yield* fakeServer(wellBehaved(), { capabilities })
+        yield* Exec.run({ command: ["echo", "hi"], cwd: "/tmp" }).pipe(Effect.provide(remote(server).layer))
+        assert.deepStrictEqual(server.calls("initialized").map((m) => m.params), [asked])
+      }
+    }))
+
+  it.live("takes the output of well-formed frames and drops malformed ones, whatever they hold", () =>
+    Effect.gen(function*() {
+      const server = yield* fakeServer(
+        wellBehaved((message, connection) => {
+          if (message.method !== "process/start") return false
+          connection.answer(message.id, { ...startAnswer(message), windowBytes: 1 << 20 })
+          const processId = message.params.processId as string
+          for (
+            const garbage of [
+              Buffer.alloc(0),
+              Buffer.from([0x01]),
+              frame({ processId, seq: 1, stream: 7, chunk: "bad stream\n" }),
+              frame({ processId, seq: 1, seqHigh: 0x20_0000, chunk: "seq 2^53\n" }),
+              frame({ processId, seq: 1, idBytes: 60_000, chunk: "id past the end\n" }),
+              frame({ processId: "someone-else", seq: 1, chunk: "not ours\n" }),
+              Buffer.from([0x02, 0, 0, 0])
+            ]
+          ) connection.sendBinary(garbage)
+          connection.sendBinary(frame({ processId, seq: 1, chunk: "hi\n" }))
+          return true
+        }),
+        { capabilities: ["process/acknowledge", "binaryOutput"] }
+      )
+      const client = remote(server)
+      const result = yield* Exec.run({ command: ["echo", "hi"], cwd: "/tmp" }).pipe(Effect.provide(client.layer))
+      assert.deepStrictEqual(result.termination, Exec.Termination.Exited({ exitCode: 0 }))
+      assert.strictEqual(result.stdout.text, "hi\n")
+      assert.deepStrictEqual(
+        server.calls("process/read").map((m) => m.params.afterSeq),
+        [1],
+        "the chunk came from the frame: the only read asks for what follows it"
+      )
+      assert.strictEqual(client.footprint().records, 1, "nothing recorded for a process it does not know")
+    }))
+
+  it.live("takes a binary frame that holds JSON as JSON", () =>
+    Effect.gen(function*() {
+      const server = yield* fakeServer(
+        wellBehaved((message, connection) => {
+          if (message.method !== "process/start") return false
+          connection.sendBinary(Buffer.from(JSON.stringify({ id: message.id, result: startAnswer(message) })))
+          return true
+        }),
+        { capabilities: ["process/acknowledge", "binaryOutput"] }
+      )
+      const result = yield* Exec.run({ command: ["echo", "hi"], cwd: "/tmp" }).pipe(
+        Effect.provide(remote(server).layer)
+      )
+      assert.strictEqual(result.stdout.text, "hi\n")
     }))
 })
 

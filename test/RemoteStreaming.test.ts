@@ -2,15 +2,15 @@
  * Lossless remote streaming: everything a child writes arrives, byte-exact,
  * through Exec.run over our exec-server, however fast it writes.
  */
-import { assert, describe, layer } from "@effect/vitest"
+import { assert, describe, it, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { createHash } from "node:crypto"
 import * as Environment from "../src/Environment.ts"
 import * as Exec from "../src/Exec.ts"
 import * as OutputSink from "../src/OutputSink.ts"
-
-import { remoteOverWebSocket } from "./support/servers.ts"
+import { listenLocal, remoteOverWebSocket } from "./support/servers.ts"
+import * as WebSocketProxy from "./support/webSocketProxy.ts"
 
 const MiB = 1024 * 1024
 
@@ -45,4 +45,25 @@ describe("remote streaming", () => {
       120_000
     )
   })
+})
+
+describe("remote streaming as binary frames", () => {
+  it.live("the client asks for them, and every chunk of the output crosses as one, none as JSON", () =>
+    Effect.gen(function*() {
+      const { url } = yield* listenLocal()
+      const proxy = yield* WebSocketProxy.start(url)
+      const result = yield* Exec.run({
+        command: ["sh", "-c", "seq 1 100000; echo done >&2"],
+        cwd: "/tmp",
+        capture: "fullBuffer"
+      }).pipe(Effect.provide(Layer.mergeAll(Environment.layerRemote({ url: proxy.url }), OutputSink.layerDiscard)))
+      const expected = Array.from({ length: 100_000 }, (_, i) => `${i + 1}\n`).join("")
+      assert.strictEqual(result.stdout.text, expected)
+      assert.strictEqual(result.stderr.text, "done\n")
+      const initialized = proxy.frames.find((f) => f.from === "client" && f.message.method === "initialized")
+      assert.deepStrictEqual(initialized?.message.params, { binaryOutput: true })
+      const fromServer = proxy.frames.filter((f) => f.from === "server")
+      assert.isAbove(fromServer.filter((f) => f.binary).length, 0)
+      assert.isFalse(fromServer.some((f) => f.message.method === "process/output"), "no output as JSON")
+    }))
 })

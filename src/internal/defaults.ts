@@ -65,7 +65,25 @@ export const server = {
   /** Answers and notifications queued for a client before it is dropped. */
   maxBufferedBytes: 128 * MiB,
   /** A client that takes nothing from its socket for this long is dropped. */
-  stallTimeoutMillis: 30_000
+  stallTimeoutMillis: 30_000,
+  /**
+   * Unread output at which `serve` pauses a backpressured process (Codex's 1
+   * MiB retention is too little to cover a round trip to a client on a busy
+   * host; measured in bench/README.md). Lent, it costs no garbage.
+   */
+  outputWindowBytes: 4 * MiB
+} as const
+
+/** Binary output frames (our extension), as a server writes them. */
+export const outputFrames = {
+  /**
+   * The size of the reused buffers frames are written into: the local
+   * executor's largest read of a pipe and a header; a larger chunk gets a
+   * buffer of its own.
+   */
+  bufferBytes: 256 * 1024 + 1024,
+  /** Buffers kept for reuse, over all connections of a server (4 MiB at most). */
+  pooledBuffers: 16
 } as const
 
 /** The `fs/*` methods (server) and the remote file system (client). */
@@ -123,6 +141,24 @@ export const processTable = {
    * fall behind by, beyond the retention, before it is evicted all the same.
    */
   followerLagBytes: 16 * MiB
+} as const
+
+/** The local executor's reading of a child's pipes. */
+export const pipes = {
+  /**
+   * The most one read of a pipe takes: beyond a pipe's 64 KiB, what the Unix
+   * socket of a child's stdio holds, so a reader that fell behind catches up
+   * in one read.
+   */
+  readBufferBytes: 256 * 1024,
+  /** A read is not started in less room than this: the slab is full, the next one is taken. */
+  minReadBytes: 64 * 1024,
+  /** Output a process writes before its reads go into slabs; less is copied into chunks of its own. */
+  smallOutputBytes: 64 * 1024,
+  /** The size of the slabs a process's output is read into. */
+  slabBytes: 1024 * 1024,
+  /** Free slabs kept for reuse, over all processes. */
+  pooledSlabs: 8
 } as const
 
 /** What a `process/start` may ask of the local executor, checked before anything is spawned; how spawns share the thread. */
@@ -183,8 +219,14 @@ export const client = {
    * one that arrives later than this is dropped.
    */
   notifiedReorderWindow: 64,
-  /** Pushed output cached per streamed process before the cache gives up (reads then ask the server). */
+  /**
+   * Pushed output cached per streamed process before the cache gives up
+   * (reads then ask the server): twice the window the server announces, at
+   * least this much.
+   */
   maxCachedBytesPerProcess: 4 * MiB,
+  /** The cache's bound whatever window a server announces. */
+  maxCachedBytesPerProcessCeiling: 16 * MiB,
   /** Pushed entries (chunks, exit, close) cached per streamed process before the cache gives up. */
   maxCachedEntriesPerProcess: 16_384,
   /** Streamed processes cached at once. */
@@ -200,7 +242,18 @@ export const client = {
    */
   readSlackBytes: MiB,
   /** Capabilities taken from a server's `initialize` answer at most. */
-  maxCapabilities: 256
+  maxCapabilities: 256,
+  /**
+   * Requests one connection has in flight at once; more wait in the client (a
+   * burst of calls queues here instead of being refused by the server).
+   */
+  maxRequestsInFlight: 256,
+  /** Starts one connection has in flight at once (within the requests), so reads never wait behind a burst of them. */
+  maxStartsInFlight: 32,
+  /** The first wait before a request refused for a server's limit is sent again; it doubles each time. */
+  limitRetryBaseMillis: 20,
+  /** The longest wait between two tries of a request refused for a server's limit. */
+  limitRetryMaxMillis: 1_000
 } as const
 
 /** The consume loop (`Exec.run`), with Codex's values. */

@@ -6,6 +6,7 @@
 import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import type * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as Exec from "../../src/Executor.ts"
@@ -260,6 +261,27 @@ export const suite = (
           )
           const unknown = yield* Effect.exit(Stream.runCollect(executor.events(freshId("nobody"))))
           assert.strictEqual(reasonOf(unknown), "UnknownProcess")
+        }))
+
+      it.effect("a refused second start of a running process's id leaves its events and reads whole", () =>
+        Effect.gen(function*() {
+          const executor = yield* Exec.Executor
+          const processId = freshId("inuse")
+          yield* start(processId, ["sh", "-c", "printf one; read _; printf two; exit 5"], { pipeStdin: true })
+          const follower = yield* Effect.forkChild(Stream.runCollect(executor.events(processId)))
+          yield* readUntilOutput(processId, "one")
+          const refused = yield* Effect.exit(start(processId, ["true"]))
+          assert.strictEqual(reasonOf(refused), "ProcessIdInUse")
+          yield* executor.write({ processId, chunk: bytes("\n"), writeId: "go" })
+          const events = yield* Fiber.join(follower).pipe(
+            Effect.timeoutOrElse({ duration: "10 seconds", orElse: () => Effect.die("the events stream never ended") })
+          )
+          assert.deepStrictEqual(
+            events.map((e) => e._tag === "Output" ? `Output ${text(e.chunk)}` : e._tag),
+            ["Output one", "Output two", "Exited", "Closed"]
+          )
+          const seen = yield* readUntilClosed(processId)
+          assert.deepStrictEqual([seen.stdout, seen.last.exitCode], ["onetwo", 5])
         }))
 
       it.effect("builds the environment from an envPolicy, then lays env on top", () =>

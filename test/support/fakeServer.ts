@@ -27,6 +27,8 @@ export interface FakeConnection {
   readonly index: number
   /** Sends a frame as is (garbage included). */
   readonly sendRaw: (frame: string) => void
+  /** Sends bytes as a binary frame, as they are. */
+  readonly sendBinary: (frame: Uint8Array) => void
   readonly send: (message: object) => void
   readonly answer: (id: string | number | undefined, result: unknown) => void
   readonly fail: (id: string | number | undefined, code: number, message: string, data?: unknown) => void
@@ -188,6 +190,9 @@ const makeConnection = (socket: WebSocket, index: number): FakeConnection => {
   return {
     index,
     sendRaw,
+    sendBinary: (frame) => {
+      if (socket.readyState === socket.OPEN) socket.send(frame, { binary: true })
+    },
     send,
     answer: (id, result) => send({ id, result }),
     fail: (id, code, message, data) =>

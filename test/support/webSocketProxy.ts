@@ -21,6 +21,8 @@ export interface ProxiedFrame {
   readonly message: any
   /** Whether it was passed on (false for what a held server side sent after the cut). */
   readonly delivered: boolean
+  /** Whether it was a binary frame. */
+  readonly binary: boolean
 }
 
 export interface WebSocketProxy {
@@ -92,13 +94,13 @@ export const start = (target: string): Effect.Effect<WebSocketProxy, never, Scop
         for (const [data, isBinary] of waiting.splice(0)) server.send(data, { binary: isBinary })
       })
       client.on("message", (data, isBinary) => {
-        record({ link: link.id, from: "client", message: parse(data), delivered: true })
+        record({ link: link.id, from: "client", message: parse(data), delivered: true, binary: isBinary })
         if (server.readyState === WebSocket.OPEN) server.send(data, { binary: isBinary })
         else waiting.push([data, isBinary])
       })
       server.on("message", (data, isBinary) => {
         const deliver = !link.held && client.readyState === WebSocket.OPEN
-        record({ link: link.id, from: "server", message: parse(data), delivered: deliver })
+        record({ link: link.id, from: "server", message: parse(data), delivered: deliver, binary: isBinary })
         if (deliver) client.send(data, { binary: isBinary })
       })
       client.on("close", () => {

@@ -35,8 +35,10 @@ export interface ConnectOptions {
 
 export interface WireClient {
   readonly socket: WebSocket
-  /** Every frame received so far, in arrival order. */
+  /** Every frame received so far, in arrival order (binary frames that hold JSON too). */
   readonly received: ReadonlyArray<Received>
+  /** Every binary frame received so far, as bytes, in arrival order. */
+  readonly binary: ReadonlyArray<Buffer>
   /** Milliseconds since the connection opened. */
   readonly now: () => number
   /** Sends a frame as is (text by default). */
@@ -103,20 +105,23 @@ const wrap = (socket: WebSocket, timeoutMs: number): WireClient => {
   const opened = Date.now()
   const now = () => Date.now() - opened
   const received: Array<Received> = []
+  const binary: Array<Buffer> = []
   const listeners = new Set<() => void>()
   let isClosed = socket.readyState === WebSocket.CLOSED
   let closeInfo: { readonly code: number; readonly reason: string } | undefined
   let nextId = 1
 
   socket.on("message", (data: Buffer, isBinary: boolean) => {
+    if (isBinary) binary.push(Buffer.from(data))
     const text = Buffer.from(data).toString("utf8")
-    let frame: Frame
+    let frame: Frame | undefined
     try {
       frame = JSON.parse(text)
     } catch {
-      frame = { method: "<unparsable server frame>", params: { text, isBinary } }
+      // a binary frame that is no JSON (an output frame) is in `binary` only
+      if (!isBinary) frame = { method: "<unparsable server frame>", params: { text, isBinary } }
     }
-    received.push({ at: now(), frame })
+    if (frame !== undefined) received.push({ at: now(), frame })
     for (const listener of [...listeners]) listener()
   })
   socket.on("close", (code: number, reason: Buffer) => {
@@ -203,6 +208,7 @@ const wrap = (socket: WebSocket, timeoutMs: number): WireClient => {
   return {
     socket,
     received,
+    binary,
     now,
     sendRaw,
     send,
@@ -329,11 +335,18 @@ export const refusedStatus = (url: string, options: ConnectOptions = {}): Effect
 export const codexShape = (error: Frame["error"]): { readonly code: number; readonly message: string } | undefined =>
   error === undefined ? undefined : { code: error.code, message: error.message }
 
-/** Runs the handshake (`initialize`, then `initialized`); returns the result of `initialize`. */
-export const handshake = (client: WireClient, params: Record<string, unknown> = {}) =>
+/**
+ * Runs the handshake (`initialize`, then `initialized` with
+ * `initializedParams`); returns the result of `initialize`.
+ */
+export const handshake = (
+  client: WireClient,
+  params: Record<string, unknown> = {},
+  initializedParams: Record<string, unknown> = {}
+) =>
   Effect.gen(function*() {
     const result = yield* client.call("initialize", { clientName: "wire-test", ...params })
-    yield* client.notify("initialized", {})
+    yield* client.notify("initialized", initializedParams)
     return result as { readonly sessionId: string; readonly capabilities?: ReadonlyArray<string> }
   })
 

@@ -11,6 +11,9 @@
  * - A failure is one line on stderr, never a stack trace: usage errors exit
  *   2, other failures 1, a defect (a bug) 70.
  *
+ * - It exits once what it queued for stdout and stderr is written: a reader
+ *   behind on a pipe gets the tail of the output too.
+ *
  * The exit code a command decides is `process.exitCode`.
  *
  * @internal
@@ -69,6 +72,28 @@ const exitCodeOf = (): number => {
   return Number.isInteger(code) ? code : 1
 }
 
+/**
+ * Calls `done` once stdout and stderr have written what they queued. A pipe's
+ * write is not always synchronous: what the pipe cannot take at once (its
+ * reader is behind) waits in libuv, and `write` still returns true below the
+ * stream's high-water mark, so exiting at once would lose the tail of the
+ * output. A stream that errored or was destroyed has nothing more to write.
+ */
+const afterOutputFlushed = (done: () => void): void => {
+  const streams = [process.stdout, process.stderr].filter((stream) =>
+    stream.writableLength > 0 && !stream.destroyed && !stream.writableEnded
+  )
+  let pending = streams.length
+  if (pending === 0) return done()
+  const one = () => {
+    if (--pending === 0) done()
+  }
+  for (const stream of streams) {
+    // writes complete in order: the callback of an empty write runs once those before it are written (or failed)
+    stream.write("", one)
+  }
+}
+
 const runner = Runtime.makeRunMain(({ fiber }) => {
   let stoppedWith: number | undefined
   const stop = (code: number) => {
@@ -96,14 +121,14 @@ const runner = Runtime.makeRunMain(({ fiber }) => {
   process.on("uncaughtException", onUncaught)
   fiber.addObserver(() => {
     for (const signal of stopSignals) process.off(signal, onSignal)
-    // stdout and stderr are synchronous on Linux (files, pipes, terminals): exiting loses no output
-    process.exit(
-      stoppedWith === undefined
-        ? exitCodeOf()
-        : signalStopsCleanly && stoppedWith !== ExitCodes.brokenPipe
-        ? 0
-        : stoppedWith
-    )
+    const code = stoppedWith === undefined
+      ? exitCodeOf()
+      : signalStopsCleanly && stoppedWith !== ExitCodes.brokenPipe
+      ? 0
+      : stoppedWith
+    // a closed stdout has nothing more to take; anything else is written before the exit (a signal still ends it)
+    if (stoppedWith === ExitCodes.brokenPipe) process.exit(code)
+    afterOutputFlushed(() => process.exit(code))
   })
 })
 

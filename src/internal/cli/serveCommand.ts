@@ -14,6 +14,7 @@ import * as ExecServer from "../../ExecServer.ts"
 import { Executor } from "../../Executor.ts"
 import * as LocalExecutor from "../../LocalExecutor.ts"
 import * as WebSocketListener from "../../WebSocketListener.ts"
+import * as Defaults from "../defaults.ts"
 import * as Connection from "./connection.ts"
 import * as CliDuration from "./duration.ts"
 import * as ExitCodes from "./exitCodes.ts"
@@ -191,7 +192,10 @@ export const command = Command.make(
   (flags) =>
     serveWith(flags).pipe(
       Effect.provide(LocalExecutor.layer({
-        sandbox: { bwrap: Option.getOrUndefined(flags.bwrap), required: flags.requireSandbox }
+        sandbox: { bwrap: Option.getOrUndefined(flags.bwrap), required: flags.requireSandbox },
+        // the server copies what it sends (into a frame, or as base64) before it reads on
+        lendOutput: true,
+        windowBytes: Defaults.server.outputWindowBytes
       }))
     )
 ).pipe(

@@ -14,6 +14,7 @@
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as NodeChildProcess from "node:child_process"
+import type { Readable } from "node:stream"
 import { InvalidRequest, type SandboxRefused, SpawnFailed, type StartRequest } from "../../Executor.ts"
 import * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"
@@ -32,6 +33,8 @@ import {
   signalGroup,
   type SpawnOptions
 } from "./localProcess.ts"
+import { OutputMemory } from "./outputMemory.ts"
+import { type PipeReader, readPipe } from "./pipeReader.ts"
 import { ProcessLog } from "./processLog.ts"
 import { spawnTurn } from "./spawnTurns.ts"
 import { checkCwd } from "./startChecks.ts"
@@ -59,6 +62,10 @@ export class PipeProcess implements LocalProcess {
   private readonly holdings: Holdings
   private readonly flow: OutputFlow
   private readonly input: InputWriter
+  /** Where its output is read into. */
+  private readonly memory: OutputMemory
+  /** The readers of its pipes, once `attach` started them (flow control pauses and resumes these). */
+  private readonly readers: Array<PipeReader> = []
 
   constructor(
     child: NodeChildProcess.ChildProcess,
@@ -68,13 +75,15 @@ export class PipeProcess implements LocalProcess {
       readonly sandboxType: Protocol.SandboxType
       readonly holdings: Holdings
       readonly stdinWindowBytes: number
+      readonly memory: OutputMemory
     }
   ) {
     this.child = child
     this.log = log
     this.sandboxType = options.sandboxType
     this.holdings = options.holdings
-    this.flow = new OutputFlow(log, [child.stdout, child.stderr].filter((pipe) => pipe !== null), now)
+    this.memory = options.memory
+    this.flow = new OutputFlow(log, this.readers, now)
     this.input = new InputWriter(child.stdin, options.stdinWindowBytes)
   }
 
@@ -108,8 +117,7 @@ export class PipeProcess implements LocalProcess {
       if (this.log.closed) return Effect.void
       this.signalGroup("SIGKILL")
       const stopReading = Effect.sync(() => {
-        this.child.stdout?.destroy()
-        this.child.stderr?.destroy()
+        for (const reader of this.readers) reader.destroy()
       })
       if (this.holdings.isEmpty) return stopReading
       // read to the end, whatever a paused reader left
@@ -162,20 +170,21 @@ export class PipeProcess implements LocalProcess {
         this.holdings.releaseAll()
       }
     })
-    const pipe = (readable: NodeJS.ReadableStream | null, stream: Protocol.OutputStream) => {
+    const pipe = (readable: Readable | null, stream: Protocol.OutputStream) => {
       if (readable === null) {
         openStreams--
         return
       }
-      readable.on("data", (chunk: Buffer) => {
-        log.appendOutput(stream, chunk)
-        this.flow.pauseIfFull()
-      })
-      readable.on("error", () => {})
-      readable.on("close", () => {
-        openStreams--
-        if (openStreams === 0) exits.outputEnd()
-      })
+      this.readers.push(readPipe(readable, this.memory.pipe(), {
+        onChunk: (chunk) => {
+          log.appendOutput(stream, chunk)
+          this.flow.pauseIfFull()
+        },
+        onClose: () => {
+          openStreams--
+          if (openStreams === 0) exits.outputEnd()
+        }
+      }))
     }
     pipe(child.stdout, "stdout")
     pipe(child.stderr, "stderr")
@@ -235,11 +244,16 @@ const startChild = (
     child.once("error", (error) => resume(Effect.fail(spawnFailure(launch?.file ?? command, error))))
     child.once("spawn", () => {
       feed(child, inputs)
+      const memory = new OutputMemory(options.lendOutput === true)
       const started = new PipeProcess(
         child,
-        new ProcessLog(options.retainedBytes, request.backpressure === true),
+        new ProcessLog(options.retainedBytes, request.backpressure === true, {
+          memory,
+          lends: options.lendOutput === true,
+          windowBytes: options.windowBytes
+        }),
         now,
-        { sandboxType: launch?.sandboxType ?? "none", holdings, stdinWindowBytes: options.stdinWindowBytes }
+        { sandboxType: launch?.sandboxType ?? "none", holdings, stdinWindowBytes: options.stdinWindowBytes, memory }
       )
       started.attach()
       resume(Effect.succeed(started))

@@ -66,6 +66,14 @@ export interface SpawnOptions {
   readonly baseEnvironment: Readonly<Record<string, string | undefined>>
   /** Bytes written to its input that it has not taken yet, at most (one larger write goes alone). */
   readonly stdinWindowBytes: number
+  /**
+   * Whether reads and event streams get views of the output's memory that
+   * they copy before their next read or pull (the exec-server's way), so that
+   * memory is reused; otherwise each chunk handed out is the reader's own.
+   */
+  readonly lendOutput?: boolean | undefined
+  /** The backpressure window (default: `retainedBytes`). */
+  readonly windowBytes?: number | undefined
 }
 
 /**
@@ -139,14 +147,19 @@ export class OutputFlow {
 
   /** Called after output was appended to the log. */
   pauseIfFull(): void {
-    if (this.log.backpressure && !this.paused && this.log.unacknowledgedBytes >= this.log.capacityBytes) {
+    if (this.log.backpressure && !this.paused && this.log.unacknowledgedBytes >= this.log.windowBytes) {
       this.paused = true
       for (const source of this.sources) source.pause()
     }
   }
 
+  /**
+   * Resumes once half the window is free, not as soon as one chunk fits: the
+   * process then writes a burst, and its reader takes bursts, rather than one
+   * chunk per acknowledgement.
+   */
   private resumeIfRoom(): void {
-    if (this.paused && (!this.log.backpressure || this.log.unacknowledgedBytes < this.log.capacityBytes)) {
+    if (this.paused && (!this.log.backpressure || this.log.unacknowledgedBytes <= this.log.windowBytes / 2)) {
       this.paused = false
       for (const source of this.sources) source.resume()
     }

@@ -14,6 +14,7 @@ import type { ProcessEvent } from "../../Executor.ts"
 import type * as Protocol from "../../Protocol.ts"
 import { ChangeSignal } from "../changeSignal.ts"
 import * as Defaults from "../defaults.ts"
+import type { OutputMemory } from "./outputMemory.ts"
 
 /** A reader of every event (the notifier): output past its cursor is kept for it, within a bound. */
 export interface Follower {
@@ -44,6 +45,8 @@ export class ProcessLog {
     }
     | undefined
   private closedSeq: number | undefined
+  /** A read answered `closed` with nothing more: its reader has the whole log. */
+  private closeDelivered = false
   /** Wakes readers when output, the exit or the close arrive. */
   readonly changes = new ChangeSignal()
   /** Highest `afterSeq` a reader has presented: everything up to it was seen. */
@@ -51,19 +54,38 @@ export class ProcessLog {
   private unacknowledgedBytesValue = 0
 
   readonly capacityBytes: number
+  /** With backpressure: the unread output at which the producer is paused (it goes on once half is read). */
+  readonly windowBytes: number
   /** When set, unread output is never evicted: the producer is paused instead. */
   backpressure: boolean
   private readonly followers = new Set<Follower>()
   private readonly followerLagBytes: number
+  /** Where the output's bytes live, when they were read into reused memory. */
+  private readonly memory: OutputMemory | undefined
+  /**
+   * Whether reads and followers get views of that memory they must not keep:
+   * a read's chunks until a read acknowledges them, a follower's until it asks
+   * for more. Otherwise every view handed out is theirs to keep.
+   */
+  private readonly lends: boolean
 
   constructor(
     capacityBytes: number,
     backpressure: boolean,
-    followerLagBytes: number = Defaults.processTable.followerLagBytes
+    options: {
+      readonly followerLagBytes?: number
+      readonly memory?: OutputMemory | undefined
+      readonly lends?: boolean
+      /** The backpressure window (default: the retention). */
+      readonly windowBytes?: number | undefined
+    } = {}
   ) {
     this.capacityBytes = capacityBytes
+    this.windowBytes = options.windowBytes ?? capacityBytes
     this.backpressure = backpressure
-    this.followerLagBytes = followerLagBytes
+    this.followerLagBytes = options.followerLagBytes ?? Defaults.processTable.followerLagBytes
+    this.memory = options.memory
+    this.lends = options.lends ?? false
   }
 
   /** Registers a follower at `afterSeq`: output it has not taken outlives the retention, up to a bound. */
@@ -100,6 +122,11 @@ export class ProcessLog {
     return this.closedSeq !== undefined
   }
 
+  /** Whether a reader has seen the end: a read answered `closed` with no chunks, or acknowledged past the close. */
+  get endSeen(): boolean {
+    return this.closedSeq !== undefined && (this.closeDelivered || this.ackedSeq >= this.closedSeq)
+  }
+
   /** Output bytes retained now. */
   get retainedBytes(): number {
     return this.retainedBytesValue
@@ -131,7 +158,34 @@ export class ProcessLog {
   markClosed(): void {
     if (this.closedSeq !== undefined || this.exitEvent === undefined) return
     this.closedSeq = this.nextSeqValue++
+    this.keepRetainedApart()
     this.changes.notify()
+  }
+
+  /**
+   * Copies what a closed process still retains out of the slabs it shares with
+   * its past output, so that a few retained bytes do not pin a slab for as
+   * long as the process is remembered.
+   */
+  private keepRetainedApart(): void {
+    const memory = this.memory
+    if (memory === undefined) return
+    for (let i = this.head; i < this.retained.length; i++) {
+      const entry = this.retained[i]!
+      if (!memory.holds(entry.chunk)) continue
+      this.retained[i] = { ...entry, chunk: Buffer.copyBytesFrom(entry.chunk) }
+      memory.drop(entry.chunk, this.isLetGo(entry.seq))
+    }
+  }
+
+  /** Whether no reader or follower can hold a view of the chunk `seq` any more. */
+  private isLetGo(seq: number): boolean {
+    return seq <= this.ackedSeq && seq <= this.slowestFollower()
+  }
+
+  /** `chunk` goes out to someone who may keep it (not a lending reader): its memory is never reused. */
+  private handOut(chunk: Uint8Array, lent: boolean): void {
+    if (!lent) this.memory?.escape(chunk)
   }
 
   /** The output retained now, in seq order. */
@@ -169,6 +223,8 @@ export class ProcessLog {
       if (maxBytes !== null && chunks.length > 0 && bytes + chunk.chunk.length > maxBytes) break
       chunks.push(chunk)
       bytes += chunk.chunk.length
+      // lent until acknowledged: what was acknowledged already may go at any time
+      this.handOut(chunk.chunk, this.lends && chunk.seq > this.ackedSeq)
     }
     const reachedEnd = index === this.retained.length
     // an answer that reaches the end of the log moves its reader past the exit
@@ -176,6 +232,8 @@ export class ProcessLog {
     // takes `nextSeq - 1` of a closed process for the close's seq
     const nextSeq = reachedEnd ? this.nextSeqValue : chunks[chunks.length - 1]!.seq + 1
     const dropped = this.droppedAfter(afterSeq)
+    // the reader's last read: it has the close and nothing more to take (one that still gets chunks reads again)
+    if (reachedEnd && this.closedSeq !== undefined && chunks.length === 0) this.closeDelivered = true
     return {
       chunks,
       nextSeq,
@@ -209,6 +267,8 @@ export class ProcessLog {
     if (dropped.chunks > 0) events.push({ _tag: "Dropped", seq: this.lastEvictedSeq(), ...dropped })
     for (let i = this.firstIndexAfter(afterSeq); i < this.retained.length; i++) {
       const { seq, stream, chunk } = this.retained[i]!
+      // a follower holds what it was given until it asks for more
+      this.handOut(chunk, this.lends)
       events.push({ _tag: "Output", seq, stream, chunk })
     }
     if (this.exitEvent !== undefined && this.exitEvent.seq > afterSeq) {
@@ -249,6 +309,7 @@ export class ProcessLog {
       this.head++
       this.retainedBytesValue -= oldest.chunk.length
       if (oldest.seq > this.ackedSeq) this.unacknowledgedBytesValue -= oldest.chunk.length
+      this.memory?.drop(oldest.chunk, oldest.seq <= this.ackedSeq && oldest.seq <= followed)
       this.recordEviction(oldest)
     }
     if (this.head > 1024 && this.head * 2 > this.retained.length) {

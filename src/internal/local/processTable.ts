@@ -3,7 +3,7 @@
  * running and closed processes by id, and how long a closed one is kept (its
  * id stays taken until it is forgotten). Memory is bounded by count as well
  * as by time: past `maxClosedRetained` closed processes, one is forgotten
- * early (the oldest whose output was all acknowledged, else the oldest).
+ * early (the oldest whose reader has seen its end, else the oldest).
  *
  * @internal
  */
@@ -80,9 +80,10 @@ export class ProcessTable {
 
   /**
    * Counts `processId` among the closed ones; past the bound, forgets the
-   * oldest whose output was all acknowledged, or when every one still holds
-   * some (nobody reads it, or only a follower of its events does), the oldest
-   * all the same: a reader that comes later finds it unknown.
+   * oldest whose reader has seen its end (a read answered `closed` with nothing
+   * more; acknowledged output alone is not enough: a reader that has every
+   * byte still reads once more to learn of the close), or when none has, the
+   * oldest all the same: a reader that comes later finds it unknown.
    */
   closed(processId: string): void {
     this.closedOrder.add(processId)
@@ -97,7 +98,7 @@ export class ProcessTable {
         this.closedOrder.delete(candidate)
         return
       }
-      if (entry.process.log.unacknowledgedBytes === 0) return this.forget(candidate, entry.process)
+      if (entry.process.log.endSeen) return this.forget(candidate, entry.process)
       oldest ??= { processId: candidate, process: entry.process }
     }
     if (oldest !== undefined) this.forget(oldest.processId, oldest.process)

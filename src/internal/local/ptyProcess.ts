@@ -246,6 +246,8 @@ export const preparePty = (
       Effect.gen(function*() {
         const log = new ProcessLog(options.retainedBytes, request.backpressure === true)
         let started: PtyProcess | undefined
+        // an exit reported before `started` is set (the spawn's turn may let the event loop run first) waits here
+        let earlyExit: readonly [exitCode: number, signal: number] | undefined
         // the fork, one at a time
         const forked = yield* spawnTurn(Effect.try({
           try: () =>
@@ -261,7 +263,10 @@ export const preparePty = (
               -1,
               true,
               helperPath,
-              (exitCode, signal) => started?.onExit(exitCode, signal)
+              (exitCode, signal) => {
+                if (started === undefined) earlyExit = [exitCode, signal]
+                else started.onExit(exitCode, signal)
+              }
             ),
           catch: (error) =>
             new SpawnFailed({
@@ -272,6 +277,7 @@ export const preparePty = (
         }))
         started = new PtyProcess(forked, binding, log, now, options.stdinWindowBytes)
         started.attach()
+        if (earlyExit !== undefined) started.onExit(...earlyExit)
         return started as LocalProcess
       })
     return { spawn }

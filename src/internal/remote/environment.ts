@@ -14,6 +14,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { type ConnectionLost, Executor, ExecutorError, ProtocolViolation, Unsupported } from "../../Executor.ts"
 import * as Protocol from "../../Protocol.ts"
+import { decodeOutputFrame, isOutputFrame } from "../rpc/outputFrame.ts"
 import type { Transport } from "../rpc/transport.ts"
 import { makeFileSystem } from "./fileSystem.ts"
 import { Link } from "./link.ts"
@@ -27,6 +28,8 @@ export interface Settings {
   readonly clientName: string
   readonly connectTimeout: Duration.Duration
   readonly requestTimeoutMillis: number
+  /** Whether to ask for pushed output as binary frames where the server offers them and the transport carries them. */
+  readonly binaryOutput: boolean
   /** The largest file the file system reads or writes; the file system's default when absent. */
   readonly maxFileBytes?: number | undefined
 }
@@ -72,6 +75,20 @@ const recordNotification = (records: ProcessRecords) => (method: string, params:
   }
 }
 
+/**
+ * Routes a binary output frame into the records (claimed: it is output, taken
+ * in or dropped). A malformed one is dropped, as an unparsable JSON frame is; a
+ * binary frame that is not an output frame is left to be read as JSON.
+ */
+const recordOutputFrame = (records: ProcessRecords) => (frame: Uint8Array): boolean => {
+  if (!isOutputFrame(frame)) return false
+  const output = decodeOutputFrame(frame)
+  if (typeof output !== "string") {
+    records.add(output.processId, { _tag: "Output", seq: output.seq, stream: output.stream, chunk: output.chunk })
+  }
+  return true
+}
+
 /** A read answered by the server, checked: output only forwards, no more than asked for, real exit codes. */
 const checkedRead = (link: Link, records: ProcessRecords) => (request: Protocol.ReadParams) =>
   link.callIdempotent("process/read", {
@@ -100,11 +117,33 @@ const makeExecutor = (link: Link, records: ProcessRecords): Executor["Service"] 
     // pushes its output within the window, and reads mostly find it here. A
     // Codex server would ignore both fields.
     const streams = request.backpressure === true && (link.server.capabilities ?? []).includes("process/acknowledge")
-    records.starting(request.processId, { showsOutput: request.outputNotifications !== false, streams })
-    return yield* link.call("process/start", streams ? { ...request, outputNotifications: true } : request, {
+    const options = { showsOutput: request.outputNotifications !== false, streams }
+    const call = link.call("process/start", streams ? { ...request, outputNotifications: true } : request, {
       processId: request.processId,
       command: request.argv[0] ?? ""
-    }).pipe(Effect.tapError(() => Effect.sync(() => records.forget(request.processId))))
+    })
+    /** The window tells the streamed reads how often to acknowledge. */
+    const keepWindow = (started: Protocol.StartResult) =>
+      Effect.sync(() => {
+        const pushed = records.pushedFor(request.processId)
+        if (pushed !== undefined && started.windowBytes !== undefined) pushed.windowBytes = started.windowBytes
+      })
+    // A process of ours still runs under this id: the server refuses a second start (ProcessIdInUse), and its
+    // record, which its followers and reads hold, stays as it is. Should the server accept (it forgot the first),
+    // the new process gets a record of its own then.
+    if (records.isOpen(request.processId)) {
+      return yield* Effect.tap(
+        call,
+        (started) =>
+          Effect.andThen(Effect.sync(() => records.starting(request.processId, options)), keepWindow(started))
+      )
+    }
+    // recorded before the call: the server may notify the new process's output before it answers the start
+    records.starting(request.processId, options)
+    return yield* call.pipe(
+      Effect.tap(keepWindow),
+      Effect.tapError(() => Effect.sync(() => records.forget(request.processId)))
+    )
   })
 
   return Executor.of({
@@ -167,8 +206,13 @@ export const make = Effect.fnUntraced(function*(
   settings: Settings
 ) {
   const records = new ProcessRecords()
-  const link = new Link(connect, recordNotification(records), {
+  const link = new Link(connect, {
+    onNotification: recordNotification(records),
+    onBinaryFrame: recordOutputFrame(records),
+    onLost: () => records.linkLost()
+  }, {
     clientName: settings.clientName,
+    binaryOutput: settings.binaryOutput,
     connectTimeout: settings.connectTimeout,
     requestTimeoutMillis: settings.requestTimeoutMillis,
     scope: yield* Effect.scope

@@ -10,6 +10,7 @@
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import { identity } from "effect/Function"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -18,7 +19,7 @@ import { ConnectionLost, ExecutorError, InvalidRequest, ProtocolViolation, Serve
 import * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"
 import { oneLine } from "../oneLine.ts"
-import { type Client, makeClient } from "../rpc/client.ts"
+import { type Client, makeClient, type RpcError } from "../rpc/client.ts"
 import { ErrorCode } from "../rpc/message.ts"
 import { type Transport, TransportClosed } from "../rpc/transport.ts"
 
@@ -42,6 +43,16 @@ export interface ServerInfo {
   readonly capabilities: ReadonlyArray<string> | undefined
 }
 
+/**
+ * A request our server refused for one of its limits that frees up as answers
+ * come and processes close (requests in flight, processes): it did not run.
+ */
+const isLimitRefusal = (error: RpcError | TransportClosed): boolean => {
+  if (error._tag !== "RpcError" || error.code !== ErrorCode.limitExceeded) return false
+  const limit = Protocol.limitOf(error)
+  return limit === "requests" || limit === "processesPerSession" || limit === "processes"
+}
+
 const lost = (error: TransportClosed | ConnectionLost): ExecutorError =>
   new ExecutorError({
     reason: error._tag === "ConnectionLost" ? error : new ConnectionLost({ description: error.description })
@@ -59,10 +70,21 @@ export class Link {
   private sessionId: string | undefined
   private info: ServerInfo = { cwd: undefined, tempDir: undefined, capabilities: undefined }
   private readonly connecting = Semaphore.makeUnsafe(1)
+  /** Requests in flight at once, so that a burst of calls queues here rather than being refused by the server. */
+  private readonly requests = Semaphore.makeUnsafe(Defaults.client.maxRequestsInFlight)
+  /**
+   * Starts in flight at once, within the requests: a burst of starts queues
+   * here, and cannot hold back the reads of the processes already running.
+   */
+  private readonly starts = Semaphore.makeUnsafe(Defaults.client.maxStartsInFlight)
   private readonly connect: Effect.Effect<Transport, ConnectionLost>
   private readonly onNotification: (method: string, params: unknown) => void
+  private readonly onBinaryFrame: (frame: Uint8Array) => boolean
+  private readonly onLost: () => void
   private readonly options: {
     readonly clientName: string
+    /** Whether to ask for output as binary frames (where offered and carried). */
+    readonly binaryOutput: boolean
     readonly connectTimeout: Duration.Duration
     readonly requestTimeoutMillis: number
     /** Where fire-and-forget notifications run. */
@@ -71,12 +93,34 @@ export class Link {
 
   constructor(
     connect: Effect.Effect<Transport, ConnectionLost>,
-    onNotification: (method: string, params: unknown) => void,
+    handlers: {
+      /** A server notification. */
+      readonly onNotification: (method: string, params: unknown) => void
+      /** A binary frame: true when it was an output frame (malformed or not), false when it holds JSON. */
+      readonly onBinaryFrame: (frame: Uint8Array) => boolean
+      /** The live connection was lost (a new one will be made on the next call). */
+      readonly onLost: () => void
+    },
     options: Link["options"]
   ) {
     this.connect = connect
-    this.onNotification = onNotification
+    this.onNotification = handlers.onNotification
+    this.onBinaryFrame = handlers.onBinaryFrame
+    this.onLost = handlers.onLost
     this.options = options
+  }
+
+  /** How a request refused for a server limit is asked again: backing off, for at most a request's timeout. */
+  private get limitBackoff() {
+    return Schedule.max([
+      Schedule.exponential(Defaults.client.limitRetryBaseMillis).pipe(
+        Schedule.modifyDelay(({ duration }) =>
+          Effect.succeed(Duration.min(duration, Duration.millis(Defaults.client.limitRetryMaxMillis)))
+        ),
+        Schedule.jittered
+      ),
+      Schedule.during(Duration.millis(this.options.requestTimeoutMillis))
+    ])
   }
 
   /** What the server said of itself, once connected. */
@@ -99,8 +143,8 @@ export class Link {
     return Effect.gen({ self: this }, function*() {
       if (this.current !== undefined) return this.current
       const transport = yield* this.connect
-      const rpc = makeClient(transport, this.onNotification)
-      const result = yield* this.initialize(rpc).pipe(
+      const rpc = makeClient(transport, this.onNotification, this.onBinaryFrame)
+      const result = yield* this.initialize(rpc, this.options.binaryOutput && transport.postBinary !== undefined).pipe(
         // a link that failed to become a session must not stay open (the server would count it as attached)
         Effect.onError(() => transport.close)
       )
@@ -132,8 +176,12 @@ export class Link {
     )
   }
 
-  /** `initialize` (resuming the session when there is one), then `initialized`. */
-  private initialize(rpc: Client) {
+  /**
+   * `initialize` (resuming the session when there is one), then `initialized`,
+   * asking for output as binary frames when the transport carries them and the
+   * server offers them (a Codex server never sees the request).
+   */
+  private initialize(rpc: Client, binaryFrames: boolean) {
     const { clientName } = this.options
     const request = (resumeSessionId: string | undefined) =>
       rpc.request("initialize", resumeSessionId === undefined ? { clientName } : { clientName, resumeSessionId })
@@ -153,12 +201,21 @@ export class Link {
             : Effect.fail(error)
       ),
       Effect.flatMap(Schema.decodeUnknownEffect(Protocol.InitializeResult)),
-      Effect.tap(() => rpc.notify("initialized", {}))
+      Effect.tap((result) =>
+        rpc.notify(
+          "initialized",
+          binaryFrames && (result.capabilities ?? []).includes(Protocol.binaryOutputCapability)
+            ? { binaryOutput: true }
+            : {}
+        )
+      )
     )
   }
 
   private dropped(rpc: Client): void {
-    if (this.current === rpc) this.current = undefined
+    if (this.current !== rpc) return
+    this.current = undefined
+    this.onLost()
   }
 
   /**
@@ -187,6 +244,11 @@ export class Link {
               Effect.fail(new TransportClosed({ description: `no answer to ${method} within ${timeoutMillis} ms` }))
             )
         }),
+        this.requests.withPermits(1),
+        method === "process/start" ? this.starts.withPermits(1) : identity,
+        // refused for a limit of the server (requests in flight, processes): nothing ran, so it is asked
+        // again a little later, for as long as an answer may take
+        Effect.retry({ while: isLimitRefusal, schedule: this.limitBackoff }),
         Effect.mapError((error) => {
           if (error._tag === "RpcError") {
             return new ExecutorError({ reason: Protocol.errorFromWire(error, context) })

@@ -171,6 +171,11 @@ export class ProcessRecords {
     }
   }
 
+  /** Whether `processId` names a process this client started and has not seen close. */
+  isOpen(processId: string): boolean {
+    return this.records.has(processId) && !this.closed.has(processId)
+  }
+
   /** Forgets a process (it did not start, or it is the oldest past a bound). */
   forget(processId: string): void {
     this.records.delete(processId)
@@ -198,6 +203,11 @@ export class ProcessRecords {
     if (this.records.has(processId)) this.closedHistory(processId)
   }
 
+  /** The link was lost: every reader waiting for a push looks again (it reads from the server now). */
+  linkLost(): void {
+    for (const processId of this.streaming) this.records.get(processId)?.pushed?.wake()
+  }
+
   /** Takes in one event the server notified; a process this client does not know is not recorded. */
   add(processId: string, event: ProcessEvent): void {
     const record = this.records.get(processId)
@@ -208,7 +218,7 @@ export class ProcessRecords {
       // nobody reads it any more (the loop gave up on a pipe held open), or the
       // server pushes more than any window: stop caching, reads ask the server
       if (
-        pushed.bytes > Defaults.client.maxCachedBytesPerProcess ||
+        pushed.bytes > pushed.maxBytes ||
         pushed.size > Defaults.client.maxCachedEntriesPerProcess
       ) this.stopStreaming(processId)
     }

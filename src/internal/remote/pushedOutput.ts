@@ -17,6 +17,7 @@ import type * as Effect from "effect/Effect"
 import type { ProcessEvent } from "../../Executor.ts"
 import type * as Protocol from "../../Protocol.ts"
 import { ChangeSignal } from "../changeSignal.ts"
+import * as Defaults from "../defaults.ts"
 import { SeqQueue } from "./seqQueue.ts"
 
 export class PushedOutput {
@@ -29,8 +30,20 @@ export class PushedOutput {
   /** The close's seq, once pushed: nothing comes after it. */
   private closedSeq: number | undefined
   private readonly changes = new ChangeSignal()
+  /** A wake-up of the waiting reader is due at the end of this turn of the event loop. */
+  private wakeQueued = false
   /** The highest cursor already acknowledged to the server. */
   acknowledged = 0
+  /** Output bytes the reader took since the last acknowledgement. */
+  takenSinceAcknowledged = 0
+  /** The server's window (`windowBytes` of the start), when it said. */
+  windowBytes: number | undefined
+
+  /** The output bytes this cache holds at most before it gives up: twice the server's window, within bounds. */
+  get maxBytes(): number {
+    const { maxCachedBytesPerProcess, maxCachedBytesPerProcessCeiling } = Defaults.client
+    return Math.min(maxCachedBytesPerProcessCeiling, Math.max(maxCachedBytesPerProcess, 2 * (this.windowBytes ?? 0)))
+  }
   /** Output bytes held. */
   bytes = 0
 
@@ -48,6 +61,24 @@ export class PushedOutput {
     if (event._tag === "Closed") this.closedSeq = event.seq
     this.entries.insert(event, 0)
     if (event._tag === "Output") this.bytes += event.chunk.length
+    this.wakeSoon()
+  }
+
+  /**
+   * Wakes the waiting reader once this turn of the event loop has taken in
+   * every frame it read: a burst of frames makes one read, not one each.
+   */
+  private wakeSoon(): void {
+    if (this.wakeQueued) return
+    this.wakeQueued = true
+    setImmediate(() => {
+      this.wakeQueued = false
+      this.changes.notify()
+    })
+  }
+
+  /** Wakes the waiting reader now, to look again (the link was lost). */
+  wake(): void {
     this.changes.notify()
   }
 
@@ -55,9 +86,22 @@ export class PushedOutput {
   trim(afterSeq: number): void {
     for (let first = this.entries.first; first !== undefined && first.seq <= afterSeq; first = this.entries.first) {
       this.entries.shift()
-      if (first._tag === "Output") this.bytes -= first.chunk.length
+      if (first._tag === "Output") {
+        this.bytes -= first.chunk.length
+        this.takenSinceAcknowledged += first.chunk.length
+      }
     }
     this.newestSeq = Math.max(this.newestSeq, afterSeq)
+  }
+
+  /**
+   * Whether the reader should tell the server how far it got: when it took a
+   * quarter of the server's window since it last did (a paused server holds
+   * more than half a window unread, so that much always comes before the
+   * reader runs dry); at every read when the window is unknown.
+   */
+  get acknowledgementDue(): boolean {
+    return this.windowBytes === undefined || this.takenSinceAcknowledged >= this.windowBytes / 4
   }
 
   /** Whether the entry after `afterSeq` (output, exit or close) arrived. */
@@ -116,8 +160,8 @@ export class PushedOutput {
     }
   }
 
-  /** Completes once the entry after `afterSeq` arrived. */
-  untilNext(afterSeq: number): Effect.Effect<void> {
-    return this.changes.until(() => this.knowsNext(afterSeq))
+  /** Completes once the entry after `afterSeq` arrived, or `stop()` holds (checked at each wake-up). */
+  untilNext(afterSeq: number, stop: () => boolean = () => false): Effect.Effect<void> {
+    return this.changes.until(() => this.knowsNext(afterSeq) || stop())
   }
 }

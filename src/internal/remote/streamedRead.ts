@@ -6,7 +6,6 @@
  *
  * @internal
  */
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { ExecutorError } from "../../Executor.ts"
@@ -24,12 +23,13 @@ export const streamedRead = (
     const afterSeq = request.afterSeq ?? 0
     const maxBytes = request.maxBytes ?? null
     cache.trim(afterSeq)
-    if (afterSeq > cache.acknowledged) {
+    const local = cache.read(afterSeq, maxBytes)
+    // tells the server how far the reader got, without waiting: it lets a paused process go on
+    if (afterSeq > cache.acknowledged && cache.acknowledgementDue) {
       cache.acknowledged = afterSeq
-      // tells the server without waiting: it lets a paused process go on
+      cache.takenSinceAcknowledged = 0
       yield* link.notify("process/acknowledge", { processId: request.processId, afterSeq })
     }
-    const local = cache.read(afterSeq, maxBytes)
     if (local !== undefined) return local
     // Nothing yet: the next output is most likely on its way, so wait for the
     // push (within waitMs) rather than ask for a second copy of it. What is
@@ -38,11 +38,10 @@ export const streamedRead = (
     const waitMs = request.waitMs ?? 0
     const rpc = link.live
     if (waitMs > 0 && !cache.knowsNext(afterSeq) && rpc !== undefined) {
-      const fromPush = Effect.map(cache.untilNext(afterSeq), () => cache.read(afterSeq, maxBytes))
-      // a lost link pushes nothing more: ask the server (reconnecting) at once
-      const linkLost = Effect.as(Deferred.await(rpc.closed), undefined)
-      const answer = yield* Effect.timeoutOption(Effect.raceFirst(fromPush, linkLost), waitMs)
-      if (Option.isSome(answer) && answer.value !== undefined) return answer.value
+      // a lost link pushes nothing more (the records wake every cache then): ask the server, reconnecting, at once
+      const pushed = yield* Effect.timeoutOption(cache.untilNext(afterSeq, () => link.live !== rpc), waitMs)
+      const answer = Option.isSome(pushed) && link.live === rpc ? cache.read(afterSeq, maxBytes) : undefined
+      if (answer !== undefined) return answer
     }
     return yield* serverRead(request)
   })

@@ -42,7 +42,8 @@ export interface Client {
 
 /**
  * Drives `transport` as a client: ids, pending replies, notifications to
- * `onNotification`. Once the link is gone, pending and later requests fail
+ * `onNotification`, binary frames to `onBinaryFrame` (those it does not claim
+ * are read as JSON). Once the link is gone, pending and later requests fail
  * with `TransportClosed` at once.
  *
  * @category constructors
@@ -50,13 +51,15 @@ export interface Client {
  */
 export const makeClient = (
   transport: Transport,
-  onNotification: (method: string, params: unknown) => void
+  onNotification: (method: string, params: unknown) => void,
+  onBinaryFrame?: (frame: Uint8Array) => boolean
 ): Client => {
   const pending = new Map<RequestId, Deferred.Deferred<unknown, RpcError | TransportClosed>>()
   const closed = Deferred.makeUnsafe<string>()
   let nextId = 1
   let closedReason: string | undefined
   transport.listen({
+    onBinaryFrame,
     onFrame: (frame) => {
       const parsed = parseFrame(frame)
       if (!parsed.ok) return

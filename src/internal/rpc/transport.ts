@@ -41,8 +41,21 @@ export interface Transport {
    * the transport's budget unread.
    */
   readonly post: (frame: string) => Effect.Effect<void, TransportClosed>
+  /**
+   * Queues a binary frame as `post` does, at once (no effect to run: the hot
+   * path of pushed output); returns why not when the link is gone. `written`
+   * runs once the OS took the frame (or it never will), after which `frame`
+   * may be reused. Present only where frames can be binary (WebSocket),
+   * absent on a text-only transport (stdio).
+   */
+  readonly postBinary?: ((frame: Uint8Array, written: () => void) => TransportClosed | undefined) | undefined
   readonly listen: (handlers: {
     readonly onFrame: (frame: string) => void
+    /**
+     * A binary frame; without this handler, or when it returns false (not a
+     * frame it knows), the frame's bytes are taken as JSON text.
+     */
+    readonly onBinaryFrame?: ((frame: Uint8Array) => boolean) | undefined
     readonly onClose: (reason: string) => void
   }) => void
   /**
@@ -86,7 +99,9 @@ export const outgoing = (options: {
   readonly buffered: () => number
   readonly write: (frame: string | Uint8Array, done: (error?: Error | null) => void) => void
   readonly drop: (reason: string) => void
-}): Pick<Transport, "send" | "post"> => {
+}): Pick<Transport, "send" | "post"> & {
+  readonly postBytes: (frame: Uint8Array, written: () => void) => TransportClosed | undefined
+} => {
   const maxBufferedBytes = options.limits.maxBufferedBytes ?? Infinity
   const stallTimeoutMillis = options.limits.stallTimeoutMillis
   /** Hands `frame` over; `written` runs once the OS took it (or it failed). */
@@ -126,6 +141,11 @@ export const outgoing = (options: {
       Effect.suspend(() => {
         const refused = write(frame, () => {})
         return refused === undefined ? Effect.void : Effect.fail(refused)
-      })
+      }),
+    postBytes: (frame, written) => {
+      const refused = write(frame, () => written())
+      if (refused !== undefined) written()
+      return refused
+    }
   }
 }

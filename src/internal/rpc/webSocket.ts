@@ -9,8 +9,8 @@ import type WebSocket from "ws"
 import { outgoing, type OutgoingLimits, type Transport } from "./transport.ts"
 
 /**
- * A transport over an open `ws` WebSocket. Binary frames holding JSON are
- * accepted as text.
+ * A transport over an open `ws` WebSocket. Binary frames go to
+ * `onBinaryFrame` when it claims them; the others hold JSON, as text frames do.
  *
  * @category transports
  * @since 0.1.0
@@ -21,31 +21,36 @@ export const fromWebSocket = (
   remoteAddress?: string | undefined
 ): Transport => {
   let closedReason: string | undefined
+  const link = {
+    limits,
+    closedReason: () => closedReason ?? (socket.readyState === socket.OPEN ? undefined : "the WebSocket is not open"),
+    buffered: () => socket.bufferedAmount,
+    drop: (reason: string) => {
+      closedReason ??= reason
+      socket.terminate()
+    }
+  }
+  // bytes are the UTF-8 of a text frame: sent as text, without a copy
+  const text = outgoing({ ...link, write: (frame, done) => socket.send(frame, { binary: false }, done) })
+  // a binary frame's bytes are sent as they are: the caller keeps them until `written`
+  const binary = outgoing({ ...link, write: (frame, done) => socket.send(frame, { binary: true }, done) })
   return {
     remoteAddress,
     pause: () => socket.pause(),
     resume: () => socket.resume(),
-    ...outgoing({
-      limits,
-      closedReason: () => closedReason ?? (socket.readyState === socket.OPEN ? undefined : "the WebSocket is not open"),
-      buffered: () => socket.bufferedAmount,
-      // bytes are the UTF-8 of a text frame: sent as text, without a copy
-      write: (frame, done) => socket.send(frame, { binary: false }, done),
-      drop: (reason) => {
-        closedReason ??= reason
-        socket.terminate()
-      }
-    }),
-    listen: ({ onClose, onFrame }) => {
-      socket.on("message", (data) => {
-        // text and binary frames alike hold JSON; decode the bytes once, without copying them first
-        onFrame(
-          Buffer.isBuffer(data)
-            ? data.toString("utf8")
-            : Array.isArray(data)
-            ? Buffer.concat(data).toString("utf8")
-            : Buffer.from(data).toString("utf8")
-        )
+    send: text.send,
+    post: text.post,
+    postBinary: binary.postBytes,
+    listen: ({ onBinaryFrame, onClose, onFrame }) => {
+      socket.on("message", (data, isBinary) => {
+        const bytes = Buffer.isBuffer(data)
+          ? data
+          : Array.isArray(data)
+          ? Buffer.concat(data)
+          : Buffer.from(data)
+        if (isBinary && onBinaryFrame?.(bytes) === true) return
+        // text frames, and binary frames nobody claimed, hold JSON: decode the bytes once, without copying them first
+        onFrame(bytes.toString("utf8"))
       })
       socket.on("close", (code, reason) => {
         closedReason ??= `the WebSocket closed (${code}${reason.length > 0 ? ` ${reason.toString()}` : ""})`

@@ -15,6 +15,7 @@ import * as Scope from "effect/Scope"
 import { type Envelope, ErrorCode, parseFrame, type RequestId, type Transport } from "../../JsonRpc.ts"
 import * as Protocol from "../../Protocol.ts"
 import { Handshake, type MethodsOf } from "./handshake.ts"
+import { makeOutputPush } from "./outputPush.ts"
 import { RawJson, type Reply } from "./reply.ts"
 import { RequestGate } from "./requestGate.ts"
 import { type AnyHandler, routeNotification, routeRequest } from "./router.ts"
@@ -56,14 +57,19 @@ export const serveConnection = Effect.fnUntraced(function*(
   // what the session pushes waits for the `initialize` answer: a resumed
   // session's notifications never reach the client before it knows the session
   const initializeAnswered = Latch.makeUnsafe(false)
+  /** Whether the latch is open (what the pushes that do not wait need to know). */
+  let answered = false
+  const output = makeOutputPush(transport, () => handshake.binaryOutput)
   const connection: Connection = {
     send: (message) => Effect.andThen(initializeAnswered.await, send(message)),
     sendJson: (json) => Effect.andThen(initializeAnswered.await, sendJson(json)),
     postJson: (json) => Effect.andThen(initializeAnswered.await, Effect.ignore(transport.post(json))),
+    postOutput: (process, chunk) => Effect.andThen(initializeAnswered.await, output.push(process, chunk)),
+    postOutputNow: (process, chunk) => answered && output.pushBinary(process, chunk),
     close: (reason) => Effect.andThen(Effect.logWarning(`closing a connection: ${reason}`), transport.close),
     address: transport.remoteAddress
   }
-  const handshake = new Handshake(registry, connection, methodsOf)
+  const handshake = new Handshake(registry, connection, methodsOf, { binaryOutput: transport.postBinary !== undefined })
 
   const resolve = (method: Protocol.RequestMethod): Effect.Effect<AnyHandler, Reply> =>
     method === "initialize"
@@ -84,7 +90,9 @@ export const serveConnection = Effect.fnUntraced(function*(
           Effect.andThen(
             answer(id, method, routeRequest(method, params, resolve)),
             Effect.suspend(() =>
-              method === "initialize" && handshake.session !== undefined ? initializeAnswered.open : Effect.void
+              method === "initialize" && handshake.session !== undefined
+                ? Effect.andThen(Effect.sync(() => (answered = true)), initializeAnswered.open)
+                : Effect.void
             )
           )
         )
@@ -122,7 +130,7 @@ export const serveConnection = Effect.fnUntraced(function*(
         if (method === undefined) return // a response from the client: nothing asked for it
         if (id === undefined) {
           // `initialized` is handled here and now: a request right behind it must find it done
-          if (method === "initialized") handshake.markInitialized()
+          if (method === "initialized") handshake.markInitialized(params)
           else run(accept(method, params, frame.length))
           return
         }
@@ -133,6 +141,7 @@ export const serveConnection = Effect.fnUntraced(function*(
   })
 
   // a notification still waiting for the answer goes nowhere now: let it finish
+  answered = true
   initializeAnswered.openUnsafe()
   yield* Scope.close(scope, undefined as never).pipe(Effect.ignore)
   if (handshake.session !== undefined) yield* registry.detach(handshake.session, connection)

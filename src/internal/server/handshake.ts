@@ -22,6 +22,12 @@ export interface SessionMethods {
   readonly notifications: NotificationHandlers
 }
 
+/** What the connection's transport can carry beyond JSON text. */
+export interface TransportFeatures {
+  /** Binary frames (WebSocket): the server offers binary output frames. */
+  readonly binaryOutput: boolean
+}
+
 /** Builds what `session` serves, knowing what the executor says of sandboxes. */
 export type MethodsOf = (session: Session, sandbox: SandboxSupport) => SessionMethods
 
@@ -30,6 +36,8 @@ export class Handshake {
   private initialized = false
   /** The session, once `initialize` succeeded. */
   session: Session | undefined
+  /** Whether the client asked for output as binary frames (and the transport carries them). */
+  binaryOutput = false
   private methods: SessionMethods | undefined
   /**
    * Done once the `initialize` under way is answered: a request pipelined
@@ -40,11 +48,22 @@ export class Handshake {
   private readonly registry: SessionRegistry
   private readonly connection: Connection
   private readonly methodsOf: MethodsOf
+  private readonly features: TransportFeatures
 
-  constructor(registry: SessionRegistry, connection: Connection, methodsOf: MethodsOf) {
+  constructor(registry: SessionRegistry, connection: Connection, methodsOf: MethodsOf, features: TransportFeatures) {
     this.registry = registry
     this.connection = connection
     this.methodsOf = methodsOf
+    this.features = features
+  }
+
+  /** The extensions this connection offers: the sandbox where it is enforced, binary frames where they travel. */
+  private capabilities(sandbox: boolean): ReadonlyArray<string> {
+    return [
+      ...Protocol.capabilities,
+      ...(sandbox ? [Protocol.sandboxCapability] : []),
+      ...(this.features.binaryOutput ? [Protocol.binaryOutputCapability] : [])
+    ]
   }
 
   /** Answers `initialize`: a new session, or the one named by `resumeSessionId`. */
@@ -78,14 +97,22 @@ export class Handshake {
         sessionId: session.id,
         environmentInfo: environmentInfo(cwd),
         // "sandbox" only where sandboxed starts are enforced: elsewhere they are refused
-        capabilities: sandbox.available ? [...Protocol.capabilities, Protocol.sandboxCapability] : Protocol.capabilities
+        capabilities: this.capabilities(sandbox.available)
       }
     })
   }
 
-  /** The `initialized` notification: it counts once `initialize` succeeded. */
-  markInitialized(): void {
-    if (this.session !== undefined) this.initialized = true
+  /**
+   * The `initialized` notification: it counts once `initialize` succeeded.
+   * Its `binaryOutput: true` (our extension) asks for output as binary
+   * frames, which only a transport that carries them grants; anything else in
+   * its params is ignored, as Codex ignores them.
+   */
+  markInitialized(params: unknown): void {
+    if (this.session === undefined) return
+    this.initialized = true
+    this.binaryOutput = this.features.binaryOutput && typeof params === "object" && params !== null &&
+      (params as { readonly binaryOutput?: unknown }).binaryOutput === true
   }
 
   /**

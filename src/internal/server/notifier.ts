@@ -20,7 +20,7 @@
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import type { ProcessEvent } from "../../Executor.ts"
-import * as Protocol from "../../Protocol.ts"
+import { PushedProcess } from "./outputPush.ts"
 import type { Connection, Session, SessionProcess, SessionRegistry } from "./sessions.ts"
 
 /** What the notifier of one process needs to know. */
@@ -33,11 +33,16 @@ export interface NotifiedProcess {
   readonly output: boolean
 }
 
-const notify = (connection: Connection, process: NotifiedProcess, event: ProcessEvent): Effect.Effect<void> => {
+const notify = (
+  connection: Connection,
+  process: NotifiedProcess,
+  pushed: PushedProcess,
+  event: ProcessEvent
+): Effect.Effect<void> => {
   const { processId } = process
   switch (event._tag) {
     case "Output":
-      return process.output ? connection.postJson(Protocol.outputNotificationJson(processId, event)) : Effect.void
+      return process.output ? connection.postOutput(pushed, event) : Effect.void
     case "Exited":
       return connection.postJson(JSON.stringify({
         method: "process/exited",
@@ -61,6 +66,28 @@ const notify = (connection: Connection, process: NotifiedProcess, event: Process
   }
 }
 
+/**
+ * Pushes the output events at the front of `events` that need no waiting:
+ * those of a process whose output is not pushed, those of a detached session
+ * (not queued, as ever), and those the connection takes at once. Returns how
+ * many it took.
+ */
+const pushNow = (
+  session: Session,
+  process: NotifiedProcess,
+  pushed: PushedProcess,
+  events: ReadonlyArray<ProcessEvent>
+): number => {
+  const connection = session.attached
+  let taken = 0
+  for (; taken < events.length; taken++) {
+    const event = events[taken]!
+    if (event._tag !== "Output") break
+    if (process.output && connection !== undefined && !connection.postOutputNow(pushed, event)) break
+  }
+  return taken
+}
+
 /** Waits for the session to have a connection, except for output, which a detached session does not queue. */
 const whenAttached = (session: Session, event: ProcessEvent): Effect.Effect<Connection | undefined> =>
   event._tag === "Output" || event._tag === "Dropped"
@@ -79,13 +106,21 @@ export const notifyEvents = (
   session: Session,
   process: NotifiedProcess,
   closed: Effect.Effect<void>
-): Effect.Effect<void> =>
-  registry.executor.events(process.entry.internalId).pipe(
-    Stream.runForEach((event) =>
-      Effect.flatMap(
-        whenAttached(session, event),
-        (connection) => connection === undefined ? Effect.void : notify(connection, process, event)
-      )
+): Effect.Effect<void> => {
+  const pushed = new PushedProcess(process.processId)
+  const one = (event: ProcessEvent) =>
+    Effect.flatMap(
+      whenAttached(session, event),
+      (connection) => connection === undefined ? Effect.void : notify(connection, process, pushed, event)
+    )
+  return registry.executor.events(process.entry.internalId).pipe(
+    Stream.runForEachArray((events) =>
+      Effect.suspend(() => {
+        // the output at the front of a batch goes out at once where it can (no effect per chunk: a large
+        // output is thousands of them); the rest, and what must wait, one by one
+        const taken = pushNow(session, process, pushed, events)
+        return taken === events.length ? Effect.void : Effect.forEach(events.slice(taken), one, { discard: true })
+      })
     ),
     Effect.ignore,
     Effect.ensuring(closed),
@@ -93,3 +128,4 @@ export const notifyEvents = (
       if (session.processes.get(process.processId) === process.entry) session.processes.delete(process.processId)
     }))
   )
+}

@@ -5,6 +5,7 @@
  *
  * @internal
  */
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
@@ -19,8 +20,7 @@ type ProcessMethod = Extract<Protocol.RequestMethod, `process/${string}`>
 
 /**
  * `process/start` in `session`: in one of the session's turns, a slot taken
- * before the spawn, and all or nothing whatever happens to the request
- * meanwhile.
+ * before the spawn; interruptible until the spawn, all or nothing after it.
  */
 const startHandler = (registry: SessionRegistry, session: Session) => {
   const { executor } = registry
@@ -53,25 +53,54 @@ const startHandler = (registry: SessionRegistry, session: Session) => {
   const abandon = (exit: Exit.Exit<unknown, unknown>, internalId: string, release: Effect.Effect<void>) =>
     Effect.andThen(release, Exit.hasInterrupts(exit) ? Effect.ignore(executor.terminate(internalId)) : Effect.void)
 
-  return Effect.fn("ExecServer.process/start")(
+  /** Reserves a slot, then starts in the executor: interruptible until the spawn, all or nothing after it. */
+  const startInTurn = Effect.fn("ExecServer.process/start")(
     function*(request: Protocol.ParamsOf<"process/start">) {
       const release = yield* registry.reserveProcess(session)
       const entry: SessionProcess = { internalId: session.internalIdOf(request.processId) }
-      const started = yield* executor.start({ ...request, processId: entry.internalId }).pipe(
-        Effect.mapError(fromExecutorError(request.processId)),
-        Effect.onExit((exit) =>
-          Exit.isSuccess(exit) ? adopt(request, entry, release) : abandon(exit, entry.internalId, release)
+      const started = yield* Effect.uninterruptibleMask((restore) =>
+        restore(executor.start({ ...request, processId: entry.internalId })).pipe(
+          Effect.mapError(fromExecutorError(request.processId)),
+          Effect.onExit((exit) =>
+            Exit.isSuccess(exit) ? adopt(request, entry, release) : abandon(exit, entry.internalId, release)
+          )
         )
       )
-      return { processId: request.processId, sandboxType: started.sandboxType ?? "none" }
-      // all or nothing, whatever happens to the request meanwhile: a connection that closes during a start
-      // waits for it, and the process becomes the session's (a client that resumes finds it running); only
-      // the wait for the session's turn may be interrupted
+      return {
+        processId: request.processId,
+        sandboxType: started.sandboxType ?? "none",
+        ...(started.windowBytes === undefined ? {} : { windowBytes: started.windowBytes })
+      }
     },
-    Effect.uninterruptible,
     session.starts.withPermits(1)
   )
+
+  // Known as under way from the moment it arrives, before it waits for its turn: a terminate (or any request for
+  // the process) sent right behind it waits for its answer instead of finding no process. A connection that closes
+  // interrupts it: before the spawn nothing is left; after it, `abandon` ends the process it did start.
+  return (request: Protocol.ParamsOf<"process/start">) =>
+    Effect.suspend(() => {
+      const answered = Deferred.makeUnsafe<void>()
+      const first = !session.startsUnderWay.has(request.processId)
+      if (first) session.startsUnderWay.set(request.processId, answered)
+      return startInTurn(request).pipe(Effect.ensuring(Effect.suspend(() => {
+        if (first) session.startsUnderWay.delete(request.processId)
+        return Deferred.done(answered, Exit.void)
+      })))
+    })
 }
+
+/**
+ * Runs a request for the client's `processId` once a start of that id under
+ * way is answered (at once when there is none, or the id names a process the
+ * session already has).
+ */
+const afterStart =
+  (session: Session, processId: string) => <A, E, R>(request: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.suspend(() => {
+      const underWay = session.processes.has(processId) ? undefined : session.startsUnderWay.get(processId)
+      return underWay === undefined ? request : Effect.andThen(Deferred.await(underWay), request)
+    })
 
 /** The `process/*` requests and notifications of `session`. */
 export const processHandlers = (registry: SessionRegistry, session: Session): {
@@ -135,24 +164,22 @@ export const processHandlers = (registry: SessionRegistry, session: Session): {
    * A client that reads pushed output says how far it got, as a read at that
    * cursor would, without asking for the chunks again (our extension).
    */
-  const acknowledge = (request: Protocol.ParamsOf<"process/acknowledge">) =>
-    executor.read({
-      processId: session.internalIdOf(request.processId),
-      afterSeq: request.afterSeq,
-      maxBytes: 1,
-      waitMs: 0
-    })
-      .pipe(Effect.asVoid, Effect.mapError(fromExecutorError(request.processId)))
+  const acknowledge = (request: Protocol.ParamsOf<"process/acknowledge">) => {
+    const processId = session.internalIdOf(request.processId)
+    return (executor.acknowledge === undefined
+      ? Effect.asVoid(executor.read({ processId, afterSeq: request.afterSeq, maxBytes: 1, waitMs: 0 }))
+      : executor.acknowledge(processId, request.afterSeq)).pipe(Effect.mapError(fromExecutorError(request.processId)))
+  }
 
   return {
     requests: {
       "process/start": start,
-      "process/read": read,
-      "process/write": write,
-      "process/terminate": terminate,
-      "process/signal": signal,
-      "process/resize": resize,
-      "process/closeStdin": closeStdin
+      "process/read": (request) => afterStart(session, request.processId)(read(request)),
+      "process/write": (request) => afterStart(session, request.processId)(write(request)),
+      "process/terminate": (request) => afterStart(session, request.processId)(terminate(request)),
+      "process/signal": (request) => afterStart(session, request.processId)(signal(request)),
+      "process/resize": (request) => afterStart(session, request.processId)(resize(request)),
+      "process/closeStdin": (request) => afterStart(session, request.processId)(closeStdin(request))
     },
     notifications: { "process/acknowledge": acknowledge }
   }

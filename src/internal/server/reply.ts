@@ -7,6 +7,7 @@
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { type ExecutorError, type ExecutorErrorReason, ProcessIdInUse, UnknownProcess } from "../../Executor.ts"
+import { ErrorCode } from "../../JsonRpc.ts"
 import * as Protocol from "../../Protocol.ts"
 
 /** A JSON-RPC error answer. */
@@ -26,6 +27,15 @@ export class Reply extends Schema.TaggedError<Reply>()("Reply", {
 /** Fails with a JSON-RPC error answer. */
 export const reply = (code: number, message: string): Effect.Effect<never, Reply> =>
   Effect.fail(new Reply({ code, message }))
+
+/**
+ * Fails with the answer to a request refused for one of the server's limits:
+ * `-32000`, and which limit in `data.limit` (our extension), so that a client
+ * can tell a refusal it may ask again after a while (nothing ran) from any
+ * other error.
+ */
+export const limitReached = (limit: Protocol.LimitName, message: string): Effect.Effect<never, Reply> =>
+  Effect.fail(new Reply({ code: ErrorCode.limitExceeded, message, data: { limit } }))
 
 /** Input bytes per base64 slice: a multiple of 3, so the slices' base64 joins into one without padding. */
 const base64SliceBytes = 3 * 64 * 1024

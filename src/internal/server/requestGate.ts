@@ -11,9 +11,8 @@
  */
 import * as Effect from "effect/Effect"
 import * as Semaphore from "effect/Semaphore"
-import { ErrorCode } from "../rpc/message.ts"
 import type { Transport } from "../rpc/transport.ts"
-import { type Reply, reply } from "./reply.ts"
+import { limitReached, type Reply } from "./reply.ts"
 
 /** The bounds of one connection's gate. */
 export interface GateLimits {
@@ -42,8 +41,8 @@ export class RequestGate {
 
   /** The answer to a request that finds the connection full. */
   refusal(): Effect.Effect<never, Reply> {
-    return reply(
-      ErrorCode.limitExceeded,
+    return limitReached(
+      "requests",
       `too many requests in flight on this connection (${this.pending}); wait for answers before sending more`
     )
   }

@@ -9,6 +9,7 @@
  *
  * @internal
  */
+import type * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -17,7 +18,8 @@ import * as Semaphore from "effect/Semaphore"
 import type { Executor } from "../../Executor.ts"
 import { type Envelope, ErrorCode } from "../../JsonRpc.ts"
 import { ChangeSignal } from "../changeSignal.ts"
-import { type Reply, reply } from "./reply.ts"
+import type { OutputChunk, PushedProcess } from "./outputPush.ts"
+import { limitReached, type Reply, reply } from "./reply.ts"
 
 /** Where a session's answers and notifications go. */
 export interface Connection {
@@ -30,6 +32,17 @@ export interface Connection {
    * client to take it; a client that leaves too much unread is dropped.
    */
   readonly postJson: (json: string) => Effect.Effect<void>
+  /**
+   * Queues one `process/output`, as `postJson` does: a binary frame when the
+   * client asked for them, JSON otherwise.
+   */
+  readonly postOutput: (process: PushedProcess, output: OutputChunk) => Effect.Effect<void>
+  /**
+   * Queues one `process/output` at once when it can (a binary frame to a
+   * client that asked for them, once `initialize` is answered): false when it
+   * must go through `postOutput`.
+   */
+  readonly postOutputNow: (process: PushedProcess, output: OutputChunk) => boolean
   /** Ends the connection (the session detaches, to be resumed). */
   readonly close: (reason: string) => Effect.Effect<void>
   /** The client's IP address, when the transport has one (per-address limits). */
@@ -75,6 +88,12 @@ export class Session {
   readonly changes = new ChangeSignal()
   /** Turns of its process starts: the spawns of one client cannot crowd out another's. */
   readonly starts: Semaphore.Semaphore
+  /**
+   * Starts received and not yet answered, by the client's process id, each
+   * done once answered: a later request for that process waits for it, as it
+   * would behind a server that serves one request at a time.
+   */
+  readonly startsUnderWay = new Map<string, Deferred.Deferred<void>>()
 
   constructor(concurrentStarts: number) {
     this.starts = Semaphore.makeUnsafe(concurrentStarts)
@@ -124,8 +143,8 @@ export class SessionRegistry {
       if (this.sessions.size >= this.limits.sessions) {
         const oldest = this.detached.values().next()
         if (oldest.done === true) {
-          return yield* reply(
-            ErrorCode.limitExceeded,
+          return yield* limitReached(
+            "sessions",
             `too many sessions: this server keeps ${this.sessions.size} attached (the limit); try again later`
           )
         }
@@ -166,8 +185,8 @@ export class SessionRegistry {
     const address = connection.address
     if (address === undefined) return Effect.void
     const attached = this.attachedPerAddress.get(address) ?? 0
-    return attached < this.limits.sessionsPerAddress ? Effect.void : reply(
-      ErrorCode.limitExceeded,
+    return attached < this.limits.sessionsPerAddress ? Effect.void : limitReached(
+      "sessionsPerAddress",
       `too many sessions from ${address}: ${attached} attached (the limit per address); close some first`
     )
   }
@@ -247,14 +266,14 @@ export class SessionRegistry {
   reserveProcess(session: Session): Effect.Effect<Effect.Effect<void>, Reply> {
     return Effect.suspend(() => {
       if (session.live >= this.limits.processesPerSession) {
-        return reply(
-          ErrorCode.limitExceeded,
+        return limitReached(
+          "processesPerSession",
           `too many processes: this session already runs ${session.live} (the limit); wait for some to close`
         )
       }
       if (this.live >= this.limits.processes) {
-        return reply(
-          ErrorCode.limitExceeded,
+        return limitReached(
+          "processes",
           `too many processes: this server already runs ${this.live} (the limit); wait for some to close`
         )
       }

@@ -1,0 +1,104 @@
+/**
+ * Reads one of a child's output pipes into memory of ours, Node's `onread`
+ * way: each read takes whatever the pipe holds, up to 256 KiB, into the
+ * buffer `PipeMemory` gives (a slab of reused memory for a large output, a
+ * scratch buffer copied out for a small one). Node's own reading allocates 64
+ * KiB for every read, whatever it holds: a fast writer costs an allocation
+ * (and its garbage) per 64 KiB at most; here a busy reader takes what piled
+ * up in one go, and a stream that is read as it goes allocates nothing.
+ *
+ * `onread` is an option of sockets Node creates, and a child's pipes are
+ * sockets Node created already: the reader takes over the pipe's handle, as
+ * Node's own `child_process` makes its stdio sockets from it. Where the
+ * handle is not one (another runtime, another kind of stream), it reads the
+ * stream's `data` events instead.
+ *
+ * @internal
+ */
+import * as Net from "node:net"
+import type { Readable } from "node:stream"
+import type { PipeMemory } from "./outputMemory.ts"
+
+/** What flow control and cleanup ask of a pipe being read. */
+export interface PipeReader {
+  pause(): void
+  resume(): void
+  destroy(): void
+}
+
+/** Where a pipe's bytes and end go. */
+export interface PipeHandlers {
+  /** A chunk the reader owns from now on. */
+  readonly onChunk: (chunk: Buffer) => void
+  /** The pipe closed (its end, or an error). */
+  readonly onClose: () => void
+}
+
+/** The part of a libuv stream handle the takeover needs. */
+interface StreamHandle {
+  readonly useUserBuffer: (buffer: Uint8Array) => void
+  readonly readStart: () => number
+}
+
+const isStreamHandle = (handle: unknown): handle is StreamHandle =>
+  typeof handle === "object" && handle !== null &&
+  typeof (handle as Partial<StreamHandle>).useUserBuffer === "function" &&
+  typeof (handle as Partial<StreamHandle>).readStart === "function"
+
+/** Reads `readable` (a child's stdout or stderr, before any of it was read) into `memory`. */
+export const readPipe = (readable: Readable, memory: PipeMemory, handlers: PipeHandlers): PipeReader => {
+  const owner = readable as Readable & { _handle?: unknown }
+  const handle = owner._handle
+  if (!(readable instanceof Net.Socket) || !isStreamHandle(handle) || readable.readableLength > 0) {
+    return readEvents(readable, memory, handlers)
+  }
+  // the original socket lets the handle go: nothing it does later (Node resumes a child's stdio at its exit) can
+  // start reads that flow control stopped, or close the handle under the new socket
+  owner._handle = null
+  let paused = false
+  // `handle` is how Node's child_process builds a stdio socket; @types/node does not list it
+  const socket = new Net.Socket({
+    handle,
+    readable: true,
+    writable: false,
+    onread: {
+      buffer: () => memory.readBuffer(),
+      callback: (bytes, into) => {
+        handlers.onChunk(memory.take(into as Buffer, bytes))
+        // false stops reading at once: flow control paused during this chunk
+        return !paused
+      }
+    }
+  } as Net.SocketConstructorOpts)
+  socket.on("error", () => {})
+  socket.on("close", () => {
+    memory.close()
+    handlers.onClose()
+  })
+  return {
+    pause: () => {
+      paused = true
+      socket.pause()
+    },
+    resume: () => {
+      paused = false
+      socket.resume()
+    },
+    destroy: () => void socket.destroy()
+  }
+}
+
+/** The plain way: the stream's `data` events, each chunk Node's own. */
+const readEvents = (readable: Readable, memory: PipeMemory, handlers: PipeHandlers): PipeReader => {
+  readable.on("data", handlers.onChunk)
+  readable.on("error", () => {})
+  readable.on("close", () => {
+    memory.close()
+    handlers.onClose()
+  })
+  return {
+    pause: () => void readable.pause(),
+    resume: () => void readable.resume(),
+    destroy: () => void readable.destroy()
+  }
+}
