@@ -41,6 +41,8 @@ const connection = (address?: string): Connection => ({
   send: () => Effect.void,
   sendJson: () => Effect.void,
   postJson: () => Effect.void,
+  postOutput: () => Effect.void,
+  postOutputNow: () => true,
   close: () => Effect.void,
   ...(address === undefined ? {} : { address })
 })

@@ -606,7 +606,7 @@ describe("ExecServer over the wire: process slots", () => {
       const twice = yield* client.callError("process/start", startParams("one", ["true"]))
       assert.strictEqual(twice.code, -32000, "the one slot is taken (the limit comes before the id check)")
       const full = yield* client.callError("process/start", startParams("two", ["true"]))
-      assert.deepStrictEqual(full, {
+      assert.deepStrictEqual(codexShape(full), {
         code: -32000,
         message: "too many processes: this session already runs 1 (the limit); wait for some to close"
       })

@@ -219,7 +219,7 @@ describe("ProcessLog retention", () => {
   })
 
   it("keeps output a follower has not taken, up to its lag bound past the budget", () => {
-    const log = new ProcessLog(2, false, 4)
+    const log = new ProcessLog(2, false, { followerLagBytes: 4 })
     const follower = log.follow(0)
     log.appendOutput("stdout", bytes("aa"))
     log.appendOutput("stdout", bytes("bb"))
@@ -354,7 +354,7 @@ describe("eventStream", () => {
 
   it.effect("holds output for the stream past the budget, and lets it go once the stream ends", () =>
     Effect.gen(function*() {
-      const log = new ProcessLog(4, false, 1024)
+      const log = new ProcessLog(4, false, { followerLagBytes: 1024 })
       log.appendOutput("stdout", bytes("x"))
       const following = yield* Deferred.make<void>()
       const taken = yield* eventStream(log, 0).pipe(
@@ -375,7 +375,7 @@ describe("eventStream", () => {
 
   it.effect("reports output evicted before the stream took it as Dropped", () =>
     Effect.gen(function*() {
-      const log = new ProcessLog(1, false, 0)
+      const log = new ProcessLog(1, false, { followerLagBytes: 0 })
       log.appendOutput("stdout", bytes("gone"))
       log.appendOutput("stdout", bytes("x"))
       log.markExited(0, null)
