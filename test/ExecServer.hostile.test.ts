@@ -30,6 +30,7 @@ import * as LocalExecutor from "../src/LocalExecutor.ts"
 import * as WebSocketListener from "../src/WebSocketListener.ts"
 import { awaitDeath, isAlive } from "./support/processes.ts"
 import { listenMeasured as server } from "./support/servers.ts"
+import { messagesOf } from "./support/stdioClient.ts"
 import {
   codexShape,
   connect,
@@ -1314,15 +1315,7 @@ describe("ExecServer against hostile clients: bytes held", () => {
     Effect.gen(function*() {
       const toServer = new PassThrough()
       const toClient = new PassThrough()
-      const answers: Array<any> = []
-      let pending = ""
-      toClient.setEncoding("utf8")
-      toClient.on("data", (text: string) => {
-        pending += text
-        const lines = pending.split("\n")
-        pending = lines.pop()!
-        for (const line of lines) if (line.length > 0) answers.push(JSON.parse(line))
-      })
+      const answers = messagesOf(toClient)
       const executor = yield* LocalExecutor.make()
       yield* ExecServer.serveStdio(toServer, toClient, { maxPendingRequestBytes: 2 * MiB }).pipe(
         Effect.provideService(Executor, executor),
@@ -1364,15 +1357,7 @@ describe("ExecServer against hostile clients: bytes held", () => {
     Effect.gen(function*() {
       const toServer = new PassThrough()
       const toClient = new PassThrough()
-      const answers: Array<any> = []
-      let pending = ""
-      toClient.setEncoding("utf8")
-      toClient.on("data", (text: string) => {
-        pending += text
-        const lines = pending.split("\n")
-        pending = lines.pop()!
-        for (const line of lines) if (line.length > 0) answers.push(JSON.parse(line))
-      })
+      const answers = messagesOf(toClient)
       const executor = yield* LocalExecutor.make()
       yield* ExecServer.serveStdio(toServer, toClient, options).pipe(
         Effect.provideService(Executor, executor),
@@ -1659,15 +1644,7 @@ describe("ExecServer against hostile clients: defects", () => {
       }
       const toServer = new PassThrough()
       const toClient = new PassThrough()
-      const answers: Array<any> = []
-      let pending = ""
-      toClient.setEncoding("utf8")
-      toClient.on("data", (text: string) => {
-        pending += text
-        const lines = pending.split("\n")
-        pending = lines.pop()!
-        for (const line of lines) if (line.length > 0) answers.push(JSON.parse(line))
-      })
+      const answers = messagesOf(toClient)
       yield* Connection.serveConnection(registry.sessions, fromStreams(toServer, toClient), methodsOf).pipe(
         Effect.provide(Logger.layer([collector])),
         Effect.forkScoped

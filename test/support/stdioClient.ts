@@ -82,3 +82,17 @@ export const spawnStdioServer = (
     }),
     ({ child }) => Effect.sync(() => child.kill("SIGKILL"))
   ).pipe(Effect.map(({ client }) => client))
+
+/** Every JSON message a stream of newline-delimited JSON carried so far, in order (the array fills as it reads). */
+export const messagesOf = (stream: NodeJS.ReadableStream): ReadonlyArray<any> => {
+  const messages: Array<any> = []
+  let pending = ""
+  stream.setEncoding("utf8")
+  stream.on("data", (text: string) => {
+    pending += text
+    const lines = pending.split("\n")
+    pending = lines.pop()!
+    for (const line of lines) if (line.length > 0) messages.push(JSON.parse(line))
+  })
+  return messages
+}
