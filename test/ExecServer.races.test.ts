@@ -313,3 +313,51 @@ describe("ExecServer: requests behind a start", () => {
       })
     }))
 })
+
+describe("ExecServer: a start of an id in use", () => {
+  it.live("a duplicate start cut off by its connection leaves the process that holds the id running", () =>
+    Effect.gen(function*() {
+      const local = yield* LocalExecutor.make()
+      const entered = yield* Deferred.make<void>()
+      // an executor that answers later (one that relays to another host): a second start of x is still in it when
+      // the connection closes
+      let startsOfX = 0
+      const relaying: Executor["Service"] = {
+        ...local,
+        start: (request) =>
+          request.processId.endsWith("/x") && ++startsOfX === 2
+            ? Effect.andThen(Deferred.succeed(entered, undefined), Effect.andThen(Effect.never, local.start(request)))
+            : local.start(request)
+      }
+      const { url } = yield* serve(relaying, { sessionTtl: "10 minutes" })
+      const first = yield* connect(url)
+      const { sessionId } = yield* handshake(first)
+      yield* first.call("process/start", startParams("x", ["sleep", "60"]))
+      const duplicate = yield* first.request("process/start", startParams("x", ["sleep", "60"]))
+      // refused by the server, the executor never asked: nothing to cut off
+      assert.strictEqual(duplicate.error?.code, -32600)
+      assert.strictEqual(duplicate.error?.message, "process x already exists")
+      assert.strictEqual(startsOfX, 1)
+      yield* first.close
+      const resumed = yield* connect(url)
+      yield* handshake(resumed, { resumeSessionId: sessionId })
+      const read = yield* resumed.call("process/read", { processId: "x", afterSeq: 0, waitMs: 0 })
+      assert.isFalse(read.exited, "x still runs")
+      yield* resumed.call("process/terminate", { processId: "x" })
+    }))
+
+  it.live("a terminate behind a failed start and a retried one ends the process the retry starts", () =>
+    Effect.gen(function*() {
+      const local = yield* LocalExecutor.make()
+      const { url } = yield* serve(local, {})
+      const client = yield* connect(url)
+      const { sessionId } = yield* handshake(client)
+      const failed = yield* client.send("process/start", startParams("x", ["sleep", "60"], { cwd: "/nonexistent/dir" }))
+      const retried = yield* client.send("process/start", startParams("x", ["sleep", "60"]))
+      const terminated = yield* client.send("process/terminate", { processId: "x" })
+      assert.isDefined((yield* client.reply(failed)).error)
+      assert.deepStrictEqual((yield* client.reply(retried)).result, { processId: "x", sandboxType: "none" })
+      assert.deepStrictEqual((yield* client.reply(terminated)).result, { running: true })
+      assert.strictEqual((yield* exitOf(local, sessionId, "x")).exitCode, 137, "killed")
+    }))
+})

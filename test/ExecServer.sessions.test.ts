@@ -79,7 +79,7 @@ describe("SessionRegistry", () => {
       const internalId = session.internalIdOf("p")
       assert.strictEqual(internalId, `${session.id}/p`)
       yield* executor.start({ processId: internalId, argv: ["cmd"], cwd: "/", env: {}, tty: false })
-      session.processes.set("p", { internalId })
+      session.processes.set("p", { internalId, closed: false })
 
       yield* sessions.detach(session, link)
       assert.isUndefined(session.attached)

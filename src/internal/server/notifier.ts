@@ -116,6 +116,7 @@ export const notifyEvents = (
   return registry.executor.events(process.entry.internalId).pipe(
     Stream.runForEachArray((events) =>
       Effect.suspend(() => {
+        if (events[events.length - 1]?._tag === "Closed") process.entry.closed = true
         // the output at the front of a batch goes out at once where it can (no effect per chunk: a large
         // output is thousands of them); the rest, and what must wait, one by one
         const taken = pushNow(session, process, pushed, events)

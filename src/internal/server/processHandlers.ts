@@ -9,6 +9,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
+import { ExecutorError, ProcessIdInUse } from "../../Executor.ts"
 import * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"
 import { notifyEvents } from "./notifier.ts"
@@ -56,8 +57,17 @@ const startHandler = (registry: SessionRegistry, session: Session) => {
   /** Reserves a slot, then starts in the executor: interruptible until the spawn, all or nothing after it. */
   const startInTurn = Effect.fn("ExecServer.process/start")(
     function*(request: Protocol.ParamsOf<"process/start">) {
+      // the session's own running process under this id is refused here: an executor that answers later (one that
+      // relays) could be interrupted first, and abandoning that start would end the process that holds the id
+      if (session.processes.get(request.processId)?.closed === false) {
+        return yield* Effect.fail(
+          fromExecutorError(request.processId)(
+            new ExecutorError({ reason: new ProcessIdInUse({ processId: request.processId }) })
+          )
+        )
+      }
       const release = yield* registry.reserveProcess(session)
-      const entry: SessionProcess = { internalId: session.internalIdOf(request.processId) }
+      const entry: SessionProcess = { internalId: session.internalIdOf(request.processId), closed: false }
       const started = yield* Effect.uninterruptibleMask((restore) =>
         restore(executor.start({ ...request, processId: entry.internalId })).pipe(
           Effect.mapError(fromExecutorError(request.processId)),
@@ -79,27 +89,31 @@ const startHandler = (registry: SessionRegistry, session: Session) => {
   // the process) sent right behind it waits for its answer instead of finding no process. A connection that closes
   // interrupts it: before the spawn nothing is left; after it, `abandon` ends the process it did start.
   return (request: Protocol.ParamsOf<"process/start">) =>
-    Effect.suspend(() => {
+    Effect.uninterruptibleMask((restore) => {
       const answered = Deferred.makeUnsafe<void>()
-      const first = !session.startsUnderWay.has(request.processId)
-      if (first) session.startsUnderWay.set(request.processId, answered)
-      return startInTurn(request).pipe(Effect.ensuring(Effect.suspend(() => {
-        if (first) session.startsUnderWay.delete(request.processId)
+      const underWay = session.startsUnderWay.get(request.processId) ?? new Set()
+      session.startsUnderWay.set(request.processId, underWay.add(answered))
+      return restore(startInTurn(request)).pipe(Effect.ensuring(Effect.suspend(() => {
+        underWay.delete(answered)
+        if (underWay.size === 0 && session.startsUnderWay.get(request.processId) === underWay) {
+          session.startsUnderWay.delete(request.processId)
+        }
         return Deferred.done(answered, Exit.void)
       })))
     })
 }
 
 /**
- * Runs a request for the client's `processId` once a start of that id under
- * way is answered (at once when there is none, or the id names a process the
- * session already has).
+ * Runs a request for the client's `processId` once every start of that id
+ * received before it is answered (at once when there is none), as a server
+ * that serves one request at a time would.
  */
 const afterStart =
   (session: Session, processId: string) => <A, E, R>(request: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
     Effect.suspend(() => {
-      const underWay = session.processes.has(processId) ? undefined : session.startsUnderWay.get(processId)
-      return underWay === undefined ? request : Effect.andThen(Deferred.await(underWay), request)
+      const underWay = session.startsUnderWay.get(processId)
+      if (underWay === undefined) return request
+      return Effect.andThen(Effect.forEach([...underWay], Deferred.await, { discard: true }), request)
     })
 
 /** The `process/*` requests and notifications of `session`. */

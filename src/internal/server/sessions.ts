@@ -71,6 +71,8 @@ export interface Limits {
 /** A process of a session: the executor's id for it. */
 export interface SessionProcess {
   readonly internalId: string
+  /** Set once its close was seen: its id is the executor's to give again (its notifier may still be finishing). */
+  closed: boolean
 }
 
 /** One client's session: its processes (by the client's ids) and its connection, if any. */
@@ -90,10 +92,10 @@ export class Session {
   readonly starts: Semaphore.Semaphore
   /**
    * Starts received and not yet answered, by the client's process id, each
-   * done once answered: a later request for that process waits for it, as it
-   * would behind a server that serves one request at a time.
+   * done once answered: a later request for that process waits for them, as
+   * it would behind a server that serves one request at a time.
    */
-  readonly startsUnderWay = new Map<string, Deferred.Deferred<void>>()
+  readonly startsUnderWay = new Map<string, Set<Deferred.Deferred<void>>>()
 
   constructor(concurrentStarts: number) {
     this.starts = Semaphore.makeUnsafe(concurrentStarts)
