@@ -158,3 +158,19 @@ describe("ProcessRecords", () => {
     )
   })
 })
+
+describe("ProcessRecords: what a history holds", () => {
+  it("keeps a small chunk that is a view of a large buffer (a binary frame's socket read) in memory of its own", () => {
+    const records = new ProcessRecords()
+    records.starting("p", { showsOutput: true, streams: false })
+    // a Buffer, as ws hands them out (its slice is a view, not a copy)
+    const socketRead = Buffer.alloc(64 * 1024, 7)
+    records.add("p", { _tag: "Output", seq: 1, stream: "stdout", chunk: socketRead.subarray(100, 101) })
+    const large = socketRead.subarray(0, 60 * 1024)
+    records.add("p", { _tag: "Output", seq: 2, stream: "stdout", chunk: large })
+    const [small, whole] = records.get("p")!.events.after(0) as ReadonlyArray<Extract<ProcessEvent, { _tag: "Output" }>>
+    assert.deepStrictEqual([...small!.chunk], [7])
+    assert.strictEqual(small!.chunk.buffer.byteLength, 1, "the 64 KiB read is not kept alive for one byte")
+    assert.strictEqual(whole!.chunk, large, "a chunk that is most of its buffer is kept as it is, not copied")
+  })
+})

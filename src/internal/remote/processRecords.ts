@@ -138,6 +138,17 @@ export interface RecordsFootprint {
   readonly pushedBytes: number
 }
 
+/**
+ * An output event whose chunk holds its own memory when it is a small view of
+ * a larger buffer: a binary frame's chunk is a view into the socket read that
+ * carried it (up to 64 KiB), and a history or a pushed cache of a thousand
+ * 1-byte chunks must not keep a thousand of those alive. The bounds count
+ * chunk bytes; this makes them what is held. A chunk that is most of its
+ * buffer (a stream's output) is kept as it is.
+ */
+const ownBytes = (event: Extract<ProcessEvent, { readonly _tag: "Output" }>): ProcessEvent =>
+  event.chunk.byteLength * 4 < event.chunk.buffer.byteLength ? { ...event, chunk: new Uint8Array(event.chunk) } : event
+
 /** Every process record of one remote executor. */
 export class ProcessRecords {
   /** Oldest first: past `maxRecords` the oldest is forgotten. */
@@ -209,9 +220,10 @@ export class ProcessRecords {
   }
 
   /** Takes in one event the server notified; a process this client does not know is not recorded. */
-  add(processId: string, event: ProcessEvent): void {
+  add(processId: string, notified: ProcessEvent): void {
     const record = this.records.get(processId)
     if (record === undefined) return
+    const event = notified._tag === "Output" ? ownBytes(notified) : notified
     const pushed = record.pushed
     if (pushed !== undefined) {
       pushed.add(event)
