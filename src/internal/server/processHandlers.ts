@@ -57,16 +57,18 @@ const startHandler = (registry: SessionRegistry, session: Session) => {
   /** Reserves a slot, then starts in the executor: interruptible until the spawn, all or nothing after it. */
   const startInTurn = Effect.fn("ExecServer.process/start")(
     function*(request: Protocol.ParamsOf<"process/start">) {
-      // the session's own running process under this id is refused here: an executor that answers later (one that
-      // relays) could be interrupted first, and abandoning that start would end the process that holds the id
+      const release = yield* registry.reserveProcess(session)
+      // the session's own running process under this id is refused here, after the limit as Codex orders them: an
+      // executor that answers later (one that relays) could be interrupted first, and abandoning that start would
+      // end the process that holds the id
       if (session.processes.get(request.processId)?.closed === false) {
+        yield* release
         return yield* Effect.fail(
           fromExecutorError(request.processId)(
             new ExecutorError({ reason: new ProcessIdInUse({ processId: request.processId }) })
           )
         )
       }
-      const release = yield* registry.reserveProcess(session)
       const entry: SessionProcess = { internalId: session.internalIdOf(request.processId), closed: false }
       const started = yield* Effect.uninterruptibleMask((restore) =>
         restore(executor.start({ ...request, processId: entry.internalId })).pipe(
