@@ -693,6 +693,33 @@ describe("Exec one-liners", () => {
       assert.strictEqual(lines._tag, "CommandFailed")
     }))
 
+  it.effect("lines: none for no output, the last line kept without a line end, only one trailing end dropped", () =>
+    Effect.gen(function*() {
+      const linesOf = (text: string) =>
+        Exec.lines(["cmd"]).pipe(
+          Effect.provide(
+            scripted(() => [...(text === "" ? [] : [Script.out(text)]), Script.exit(0), Script.close]).layer
+          )
+        )
+      assert.deepStrictEqual(yield* linesOf(""), [])
+      assert.deepStrictEqual(yield* linesOf("a\nb"), ["a", "b"])
+      assert.deepStrictEqual(yield* linesOf("a\n\n"), ["a", ""])
+      assert.deepStrictEqual(yield* linesOf("\n"), [""])
+    }))
+
+  it.effect("CommandFailed's message: a signal without a name, and only the last 500 characters of stderr", () =>
+    Effect.gen(function*() {
+      const unnamed = scripted(() => [Script.exit(-1), Script.close])
+      const signaled = yield* Effect.flip(Exec.runOrFail({ command: ["x"] }).pipe(Effect.provide(unnamed.layer)))
+      assert.strictEqual(signaled.message, "x was killed by a signal")
+      const noisy = scripted(() => [Script.err(`${"a".repeat(600)}${"z".repeat(500)}\n`), Script.exit(1), Script.close])
+      const failed = yield* Effect.flip(Exec.runOrFail({ command: ["x"] }).pipe(Effect.provide(noisy.layer)))
+      assert.strictEqual(failed.message, `x exited with code 1: …${"z".repeat(500)}`)
+      const exactly = scripted(() => [Script.err("e".repeat(500)), Script.exit(2), Script.close])
+      const whole = yield* Effect.flip(Exec.runOrFail({ command: ["x"] }).pipe(Effect.provide(exactly.layer)))
+      assert.strictEqual(whole.message, `x exited with code 2: ${"e".repeat(500)}`)
+    }))
+
   it.effect("runOrFail fails on a timeout and on a death by signal too", () =>
     Effect.gen(function*() {
       const slow = scripted(() => [Script.wait("1 hour"), Script.exit(0), Script.close])
