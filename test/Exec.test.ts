@@ -272,6 +272,43 @@ describe("Exec.run", () => {
       assert.isAtLeast(result.stdout.totalBytes, 8 * MiB, "the backlog allowance was read")
     }))
 
+  it.effect("takes nothing twice and sends no delta for an empty chunk, whatever a read repeats", () =>
+    Effect.gen(function*() {
+      const text = (value: string) => new TextEncoder().encode(value)
+      const chunk = (seq: number, value: string) => ({ seq, stream: "stdout" as const, chunk: text(value) })
+      const base = Script.make(() => [Script.wait("1 hour")])
+      // an executor whose second read repeats the first chunk and carries an empty one before the next
+      const repeating = Layer.effect(
+        Executor,
+        Effect.map(Effect.service(Executor), (executor) =>
+          Executor.of({
+            ...executor,
+            read: (request) => {
+              const after = request.afterSeq ?? 0
+              const ended = { exited: true, exitCode: 0, closed: true, failure: null }
+              return Effect.succeed(
+                after === 0
+                  ? { chunks: [chunk(1, "a")], nextSeq: 2, exited: false, exitCode: null, closed: false, failure: null }
+                  : after < 3
+                  ? { chunks: [chunk(1, "a"), chunk(2, ""), chunk(3, "b")], nextSeq: 4, ...ended }
+                  : { chunks: [], nextSeq: 4, ...ended }
+              )
+            }
+          }))
+      ).pipe(Layer.provide(base.layer))
+      const deltas = yield* Queue.unbounded<OutputSink.OutputDelta>()
+      const result = yield* Exec.run({ command: ["cmd"], timeout: "1 minute" }).pipe(
+        Effect.provide(Layer.merge(
+          Environment.fromExecutor({ _tag: "Local" }).pipe(Layer.provide(repeating)),
+          OutputSink.layerQueue(deltas)
+        ))
+      )
+      assert.strictEqual(result.stdout.text, "ab")
+      assert.strictEqual(result.stdout.totalBytes, 2)
+      const received = yield* Queue.takeAll(deltas)
+      assert.deepStrictEqual(received.map((delta) => new TextDecoder().decode(delta.chunk)), ["a", "b"])
+    }))
+
   it.effect("caps deltas at 10 000 by default", () =>
     Effect.gen(function*() {
       const env = scripted(() => [
