@@ -744,7 +744,7 @@ describe("Exec one-liners", () => {
       assert.deepStrictEqual(yield* linesOf("\n"), [""])
     }))
 
-  it.effect("CommandFailed's message: a signal without a name, and only the last 500 characters of stderr", () =>
+  it.effect("CommandFailed's message: a signal without a name, the last 500 characters of stderr, lost, interrupted", () =>
     Effect.gen(function*() {
       const unnamed = scripted(() => [Script.exit(-1), Script.close])
       const signaled = yield* Effect.flip(Exec.runOrFail({ command: ["x"] }).pipe(Effect.provide(unnamed.layer)))
@@ -755,6 +755,24 @@ describe("Exec one-liners", () => {
       const exactly = scripted(() => [Script.err("e".repeat(500)), Script.exit(2), Script.close])
       const whole = yield* Effect.flip(Exec.runOrFail({ command: ["x"] }).pipe(Effect.provide(exactly.layer)))
       assert.strictEqual(whole.message, `x exited with code 2: ${"e".repeat(500)}`)
+      const lost = scripted(() => [Script.wait("1 second"), Script.failReads("the link went down")])
+      const lostRun = yield* Exec.runOrFail({ command: ["x"] }).pipe(
+        Effect.provide(lost.layer),
+        Effect.flip,
+        Effect.forkChild
+      )
+      yield* TestClock.adjust("3 seconds")
+      assert.match((yield* settled(lostRun)).message, /^x was lost: .*the link went down/)
+      const stop = yield* Deferred.make<void>()
+      const waiting = scripted(() => [Script.wait("1 hour")])
+      const fiber = yield* Exec.runOrFail({ command: ["x"], interrupt: Deferred.await(stop) }).pipe(
+        Effect.provide(waiting.layer),
+        Effect.flip,
+        Effect.forkChild
+      )
+      yield* TestClock.adjust("1 second")
+      yield* Deferred.succeed(stop, undefined)
+      assert.strictEqual((yield* settled(fiber)).message, "x was interrupted")
     }))
 
   it.effect("runOrFail fails on a timeout and on a death by signal too", () =>
