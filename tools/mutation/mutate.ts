@@ -68,7 +68,12 @@ export const modules: Readonly<Record<string, Module>> = {
       "src/internal/remote/streamedRead.ts"
     ],
     // not RemoteExecutor.hostileServer: instrumented, its flood of 65 000 pushed chunks fails the dry run
-    tests: ["test/pushedOutput.test.ts", "test/processRecords.test.ts", "test/RemoteExecutor.test.ts"]
+    tests: [
+      "test/pushedOutput.test.ts",
+      "test/processRecords.test.ts",
+      "test/streamedRead.test.ts",
+      "test/RemoteExecutor.test.ts"
+    ]
   }
 }
 
