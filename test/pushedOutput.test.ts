@@ -39,8 +39,41 @@ describe("PushedOutput (the remote executor's cache of pushed output)", () => {
     const result = cache.read(0, null)
     assert.deepStrictEqual(texts(result), ["a", "late"])
     assert.deepStrictEqual([result?.exited, result?.exitCode, result?.closed, result?.nextSeq], [true, 3, true, 5])
-    assert.isUndefined(cache.read(3, null), "after the last output comes the close: the server says it")
+    assert.deepStrictEqual(
+      cache.read(3, null),
+      {
+        chunks: [],
+        nextSeq: 5,
+        exited: true,
+        exitCode: 3,
+        closed: true,
+        failure: null,
+        signal: null,
+        sandboxDenied: false
+      },
+      "after the last output comes the close: answered without a round trip"
+    )
     assert.isTrue(cache.knowsNext(3))
+  })
+
+  it("answers the exit alone, and a close only once it knows the exit", () => {
+    const cache = new PushedOutput()
+    cache.add({ _tag: "Exited", seq: 1, exitCode: 0, signal: "SIGTERM", sandboxDenied: true })
+    assert.deepStrictEqual(cache.read(0, null), {
+      chunks: [],
+      nextSeq: 2,
+      exited: true,
+      exitCode: 0,
+      closed: false,
+      failure: null,
+      signal: "SIGTERM",
+      sandboxDenied: true
+    })
+    const noExit = new PushedOutput()
+    noExit.add(output(1, "a"))
+    noExit.add({ _tag: "Closed", seq: 2 })
+    assert.isUndefined(noExit.read(1, null), "a close with no exit known: the server says how it ended")
+    assert.isUndefined(noExit.read(0, null))
   })
 
   it("answers as the server's log does for the same events: nextSeq past an exit or a close it went through", () => {
@@ -59,14 +92,16 @@ describe("PushedOutput (the remote executor's cache of pushed output)", () => {
         else if (event._tag === "Exited") log.markExited(event.exitCode, event.signal)
         else if (event._tag === "Closed") log.markClosed()
       }
-      for (const maxBytes of [null, 1]) {
-        const pushed = cache.read(0, maxBytes)!
-        const served = log.read(0, maxBytes)
-        assert.deepStrictEqual(
-          [pushed.nextSeq, pushed.closed, pushed.exited, pushed.chunks.length],
-          [served.nextSeq, served.closed, served.exited, served.chunks.length],
-          `${known} events, maxBytes ${maxBytes}`
-        )
+      for (let cursor = 0; cursor < known; cursor++) {
+        for (const maxBytes of [null, 1]) {
+          const pushed = cache.read(cursor, maxBytes)!
+          const served = log.read(cursor, maxBytes)
+          assert.deepStrictEqual(
+            [pushed.nextSeq, pushed.closed, pushed.exited, pushed.exitCode, pushed.chunks.map((c) => c.seq)],
+            [served.nextSeq, served.closed, served.exited, served.exitCode, served.chunks.map((c) => c.seq)],
+            `${known} events, cursor ${cursor}, maxBytes ${maxBytes}`
+          )
+        }
       }
       // a reader past the close (where the answer above leaves it) is answered at once, as the server would
       const closed = log.read(0, null)
@@ -157,11 +192,15 @@ describe("PushedOutput (the remote executor's cache of pushed output)", () => {
       assert.isAtMost(cache.size, events.length)
       const answer = cache.read(cursor, 3)
       if (answer !== undefined && answer.chunks.length === 0) {
-        // a cursor at or past the close: nothing more, closed, and the reader is moved just past the close
-        assert.isTrue(answer.closed)
+        // no output after the cursor: the exit, then the close, only ever said once the exit is known
         assert.isTrue(answer.exited)
-        assert.isAtMost(answer.nextSeq, cursor + 1)
-        assert.isTrue(cache.knowsNext(answer.nextSeq - 2), "nextSeq follows the close")
+        if (answer.nextSeq <= cursor + 1) {
+          // a cursor at or past the close: nothing more, closed, and the reader is moved just past the close
+          assert.isTrue(answer.closed)
+          assert.isTrue(cache.knowsNext(answer.nextSeq - 2), "nextSeq follows the close")
+        } else {
+          for (let seq = cursor + 1; seq < answer.nextSeq; seq++) assert.isTrue(cache.knowsNext(seq - 1), `seq ${seq}`)
+        }
       } else if (answer !== undefined) {
         answer.chunks.forEach((chunk, i) => assert.isAtLeast(chunk.seq, cursor + 1 + i))
         assert.strictEqual(answer.chunks[0]!.seq, cursor + 1)

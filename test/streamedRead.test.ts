@@ -114,7 +114,7 @@ describe("streamedRead (a read of pushed output)", () => {
       assert.deepStrictEqual(state.serverReads, [0])
     }))
 
-  it.effect("asks the server at once without waitMs, with a lost link, or when what follows is known but not output", () =>
+  it.effect("asks the server at once without waitMs, or with a lost link", () =>
     Effect.gen(function*() {
       const { state, read } = recorder()
       const cache = new PushedOutput()
@@ -122,6 +122,31 @@ describe("streamedRead (a read of pushed output)", () => {
       state.connection = undefined
       assert.strictEqual(yield* read(cache, 0, 60_000), fromServer, "no link: nothing will be pushed")
       assert.deepStrictEqual(state.serverReads, [0, 0])
+    }))
+
+  it.effect("answers the exit and the close from the push, and tells the server the reader saw the end", () =>
+    Effect.gen(function*() {
+      const { state, read } = recorder()
+      const cache = new PushedOutput()
+      cache.windowBytes = 1024 // acknowledgements by the quarter window: none due for a byte
+      cache.add(output(1, "a"))
+      assert.deepStrictEqual(texts(yield* read(cache, 0)), ["a"])
+      const reader = yield* Effect.forkChild(read(cache, 1, 5_000))
+      cache.add({ _tag: "Exited", seq: 2, exitCode: 4, signal: null, sandboxDenied: false })
+      const exited = yield* Fiber.join(reader)
+      assert.deepStrictEqual([exited.exited, exited.exitCode, exited.closed, exited.nextSeq], [true, 4, false, 3])
+      assert.deepStrictEqual(state.acknowledged, [], "not yet the end, and not a quarter window")
+      cache.add({ _tag: "Closed", seq: 3 })
+      const closed = yield* read(cache, 2, 5_000)
+      assert.deepStrictEqual([closed.closed, closed.nextSeq], [true, 4])
+      assert.deepStrictEqual(state.serverReads, [], "no round trip for the end")
+      assert.deepStrictEqual(
+        state.acknowledged,
+        [3],
+        "the close's seq: the server forgets a process whose end was seen first"
+      )
+      yield* read(cache, 3)
+      assert.deepStrictEqual(state.acknowledged, [3], "once")
     }))
 
   it.effect("a link lost while the read waits sends it to the server at once", () =>
