@@ -72,11 +72,17 @@ describe("remote executor resilience", () => {
       const remote = yield* RemoteExecutor.make(
         RemoteExecutor.connectWebSocket({ url: `ws://127.0.0.1:${proxy.port}` })
       )
+      // the cuts wait for output to flow (the start answered, then the link resumed), not for a while
+      let deltas = 0
+      const deltasReach = (count: number) =>
+        Effect.gen(function*() {
+          while (deltas < count) yield* Effect.sleep("5 millis")
+        })
       const layer = Layer.mergeAll(
         Environment.fromExecutor({ _tag: "Remote", url: `ws://127.0.0.1:${proxy.port}` }).pipe(
           Layer.provide(Layer.succeed(Executor, remote))
         ),
-        OutputSink.layerDiscard
+        Layer.succeed(OutputSink.OutputSink, OutputSink.OutputSink.of({ emit: () => Effect.sync(() => void deltas++) }))
       )
       const run = yield* Exec.run({
         // paced so the cuts fall mid-stream: 64 MiB in 16 bursts
@@ -90,9 +96,9 @@ describe("remote executor resilience", () => {
         cwd: "/tmp",
         capture: "fullBuffer"
       }).pipe(Effect.provide(layer), Effect.forkChild)
-      yield* Effect.sleep("300 millis")
+      yield* deltasReach(1)
       proxy.cut()
-      yield* Effect.sleep("300 millis")
+      yield* deltasReach(deltas + 1)
       proxy.cut()
       const result = yield* Fiber.join(run)
       assert.isAtLeast(proxy.connections(), 3, "two cuts, two reconnections")

@@ -202,10 +202,11 @@ describe("PushedOutput (the remote executor's cache of pushed output)", () => {
           for (let seq = cursor + 1; seq < answer.nextSeq; seq++) assert.isTrue(cache.knowsNext(seq - 1), `seq ${seq}`)
         }
       } else if (answer !== undefined) {
-        answer.chunks.forEach((chunk, i) => assert.isAtLeast(chunk.seq, cursor + 1 + i))
-        assert.strictEqual(answer.chunks[0]!.seq, cursor + 1)
+        // every seq from the cursor to nextSeq was pushed (no gap), the chunks among them in order
+        for (let seq = cursor + 1; seq < answer.nextSeq; seq++) assert.isTrue(cache.knowsNext(seq - 1), `seq ${seq}`)
+        assert.isAbove(answer.chunks[0]!.seq, cursor)
         for (let i = 1; i < answer.chunks.length; i++) assert.isAbove(answer.chunks[i]!.seq, answer.chunks[i - 1]!.seq)
-        assert.strictEqual(answer.nextSeq, answer.chunks.at(-1)!.seq + 1)
+        assert.isAbove(answer.nextSeq, answer.chunks.at(-1)!.seq)
       }
       cache.trim(lastSeq)
       assert.deepStrictEqual([cache.size, cache.bytes], [0, 0], "trimmed to the last seq, nothing is left")
