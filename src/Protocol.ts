@@ -59,8 +59,9 @@ const decodeBase64 = (wire: string): Effect.Effect<Uint8Array, SchemaIssue.Issue
   const bytes = Buffer.from(wire, "base64")
   // Buffer skips characters outside the alphabet: a decoded length short of
   // what the text's length implies betrays them, without a scan in JavaScript
+  // (and a text whose length is no multiple of 4 implies no whole length)
   const padding = wire.endsWith("==") ? 2 : wire.endsWith("=") ? 1 : 0
-  return wire.length % 4 === 0 && bytes.length === (wire.length / 4) * 3 - padding
+  return bytes.length === (wire.length / 4) * 3 - padding
     ? Effect.succeed(bytes)
     : Effect.fail(new SchemaIssue.InvalidValue({ message: "invalid base64: expected standard base64 with padding" }))
 }

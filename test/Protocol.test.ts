@@ -284,7 +284,8 @@ describe("Protocol.PathUri", () => {
       assert.strictEqual(uri._tag, "Success")
       if (uri._tag === "Success") assert.strictEqual(decoded(uri.value), path)
     }
-    assert.strictEqual(encode("relative/path")._tag, "Failure")
+    const relative = encode("relative/path")
+    assert.include(relative._tag === "Failure" ? String(relative.cause) : "", "not an absolute path: \"relative/path\"")
   })
 })
 
@@ -481,6 +482,16 @@ describe("Protocol.errorFromWire, for answers without a typed reason", () => {
         invalidParams: true
       }),
       "Codex's words only at the start"
+    )
+    assert.deepStrictEqual(
+      codex(-32602, "the sandbox runtime paths are not absolute"),
+      new Executor.InvalidRequest({ description: "the sandbox runtime paths are not absolute", invalidParams: true })
+    )
+    const quoted = "sandbox runtime paths: sandbox intent cannot be enforced on this executor: /tmp"
+    assert.deepStrictEqual(
+      codex(-32602, quoted),
+      new Executor.SandboxRefused({ kind: "Unavailable", description: quoted }),
+      "only a message that starts with Codex's words loses them"
     )
     assert.deepStrictEqual(
       codex(-32600, "sandbox runtime paths are not absolute"),
