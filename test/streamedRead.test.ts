@@ -8,6 +8,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import { TestClock } from "effect/testing"
 import type { Link } from "../src/internal/remote/link.ts"
@@ -117,11 +118,22 @@ describe("streamedRead (a read of pushed output)", () => {
   it.effect("asks the server at once without waitMs, with a lost link, or when what follows is known but not output", () =>
     Effect.gen(function*() {
       const { state, read } = recorder()
+      /** The read's answer after 1 ms of virtual time, of the 60 s it may wait: undefined while it still waits. */
+      const answerAt1ms = (cache: PushedOutput, waitMs: number) =>
+        Effect.gen(function*() {
+          const reader = yield* Effect.forkChild(read(cache, 0, waitMs))
+          yield* TestClock.adjust("1 millis")
+          const exit = reader.pollUnsafe()
+          return exit !== undefined && exit._tag === "Success" ? exit.value : undefined
+        })
       const cache = new PushedOutput()
-      assert.strictEqual(yield* read(cache, 0), fromServer, "no wait asked")
+      assert.strictEqual(yield* answerAt1ms(cache, 0), fromServer, "no wait asked")
+      const exited = new PushedOutput()
+      exited.add({ _tag: "Exited", seq: 1, exitCode: 0, signal: null, sandboxDenied: false })
+      assert.strictEqual(yield* answerAt1ms(exited, 60_000), fromServer, "the exit follows: the server says it")
       state.connection = undefined
-      assert.strictEqual(yield* read(cache, 0, 60_000), fromServer, "no link: nothing will be pushed")
-      assert.deepStrictEqual(state.serverReads, [0, 0])
+      assert.strictEqual(yield* answerAt1ms(cache, 60_000), fromServer, "no link: nothing will be pushed")
+      assert.deepStrictEqual(state.serverReads, [0, 0, 0])
     }))
 
   it.effect("a link lost while the read waits sends it to the server at once", () =>
@@ -132,7 +144,8 @@ describe("streamedRead (a read of pushed output)", () => {
       yield* TestClock.adjust("1 second")
       state.connection = {} // a new connection: the old one will push nothing more
       cache.wake()
-      assert.strictEqual(yield* Fiber.join(reader), fromServer)
+      yield* TestClock.adjust("1 millis")
+      assert.deepStrictEqual(reader.pollUnsafe(), Exit.succeed(fromServer), "at once, not at the end of the wait")
       assert.deepStrictEqual(state.serverReads, [0])
     }))
 })
