@@ -426,7 +426,7 @@ describe("router", () => {
       assert.strictEqual(acknowledged.length, 1)
     }))
 
-  it.effect("decodes params once per schema and gives the same answers from the cache", () =>
+  it.effect("decodes each request on its own: a second decode by the same schema gives its own answer", () =>
     Effect.gen(function*() {
       const schema = Protocol.requests["process/terminate"].params
       const first = yield* Effect.exit(decodeParams(schema, { processId: "a" }))
