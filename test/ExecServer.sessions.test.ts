@@ -299,6 +299,50 @@ describe("processHandlers", () => {
       assert.deepStrictEqual(terminated, [session.internalIdOf("p")], "nothing runs that no session knows of")
     }))
 
+  it.effect("holds a request for a process behind every start of its id received before it, then forgets the starts", () =>
+    Effect.gen(function*() {
+      const gates = [yield* Deferred.make<void>(), yield* Deferred.make<void>()]
+      let calls = 0
+      const { sessions } = yield* registry({ sessions: 10 }, [Script.exit(0), Script.close], (executor) => ({
+        ...executor,
+        start: (request) => Effect.andThen(Deferred.await(gates[calls++]!), executor.start(request))
+      }))
+      const session = yield* sessions.create(connection())
+      const { requests } = processHandlers(sessions, session)
+      const first = yield* Effect.forkChild(requests["process/start"](start))
+      const second = yield* Effect.forkChild(Effect.exit(requests["process/start"](start)))
+      yield* TestClock.adjust("1 millis")
+      assert.strictEqual(calls, 2, "both starts are in the executor")
+      yield* Deferred.succeed(gates[0]!, undefined)
+      yield* Fiber.join(first)
+      const read = yield* Effect.forkChild(requests["process/read"]({ processId: "p" }))
+      yield* TestClock.adjust("1 millis")
+      assert.isUndefined(read.pollUnsafe(), "the first start was answered, the second not yet: the read waits for it")
+      yield* Deferred.succeed(gates[1]!, undefined)
+      assert.isTrue(Exit.isFailure(yield* Fiber.join(second)), "p runs: the second start is refused")
+      yield* Fiber.join(read)
+      assert.isFalse(session.startsUnderWay.has("p"), "every start of p was answered: nothing is left to wait for")
+    }))
+
+  it.effect("passes the executor's window on in the start's answer, and says none when it has none", () =>
+    Effect.gen(function*() {
+      const { sessions } = yield* registry({ sessions: 10 }, undefined, (executor) => ({
+        ...executor,
+        start: (request) =>
+          Effect.map(
+            executor.start(request),
+            (started) => request.processId.endsWith("/pushed") ? { ...started, windowBytes: 4096 } : started
+          )
+      }))
+      const { requests } = processHandlers(sessions, yield* sessions.create(connection()))
+      assert.deepStrictEqual(yield* requests["process/start"]({ ...start, processId: "pushed" }), {
+        processId: "pushed",
+        sandboxType: "none",
+        windowBytes: 4096
+      })
+      assert.deepStrictEqual(yield* requests["process/start"](start), { processId: "p", sandboxType: "none" })
+    }))
+
   it.effect("answers sandboxType none and sandboxDenied false for an executor that does not say them", () =>
     Effect.gen(function*() {
       const { sessions } = yield* registry({ sessions: 10 }, [Script.exit(0), Script.close], (executor) => ({
