@@ -72,11 +72,11 @@ describe("remote executor resilience", () => {
       const remote = yield* RemoteExecutor.make(
         RemoteExecutor.connectWebSocket({ url: `ws://127.0.0.1:${proxy.port}` })
       )
-      // the cuts wait for output to flow (the start answered, then the link resumed), not for a while
+      // the cuts wait for the state they need (output flowing; the link resumed, and output after it), not for a while
       let deltas = 0
-      const deltasReach = (count: number) =>
+      const until = (condition: () => boolean) =>
         Effect.gen(function*() {
-          while (deltas < count) yield* Effect.sleep("5 millis")
+          while (!condition()) yield* Effect.sleep("5 millis")
         })
       const layer = Layer.mergeAll(
         Environment.fromExecutor({ _tag: "Remote", url: `ws://127.0.0.1:${proxy.port}` }).pipe(
@@ -96,9 +96,12 @@ describe("remote executor resilience", () => {
         cwd: "/tmp",
         capture: "fullBuffer"
       }).pipe(Effect.provide(layer), Effect.forkChild)
-      yield* deltasReach(1)
+      yield* until(() => deltas >= 1)
       proxy.cut()
-      yield* deltasReach(deltas + 1)
+      // output read from what was pushed before the cut needs no link: wait for the new connection itself
+      yield* until(() => proxy.connections() >= 2)
+      const before = deltas
+      yield* until(() => deltas > before)
       proxy.cut()
       const result = yield* Fiber.join(run)
       assert.isAtLeast(proxy.connections(), 3, "two cuts, two reconnections")

@@ -1,6 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type { ProcessEvent } from "../src/Executor.ts"
+import * as Defaults from "../src/internal/defaults.ts"
 import { ProcessLog } from "../src/internal/local/processLog.ts"
 import { PushedOutput } from "../src/internal/remote/pushedOutput.ts"
 
@@ -112,6 +114,66 @@ describe("PushedOutput (the remote executor's cache of pushed output)", () => {
         assert.deepStrictEqual(pushed, served, "a read past the close")
       }
     }
+  })
+
+  it("marks the close only when the close arrives: output after the exit leaves the process open", () => {
+    const cache = new PushedOutput()
+    cache.add(output(1, "a"))
+    cache.add({ _tag: "Exited", seq: 2, exitCode: 0, signal: null, sandboxDenied: false })
+    cache.add(output(3, "late"))
+    const result = cache.read(0, null)
+    assert.deepStrictEqual([texts(result), result?.closed, result?.nextSeq], [["a", "late"], false, 4])
+    assert.isUndefined(cache.read(3, null), "the close has not arrived: the server answers for what follows")
+    assert.isFalse(cache.knowsNext(3))
+  })
+
+  it("says sandboxDenied only when the exit said so", () => {
+    const cache = new PushedOutput()
+    cache.add(output(1, "a"))
+    assert.deepStrictEqual([cache.read(0, null)?.exited, cache.read(0, null)?.sandboxDenied], [false, false])
+    cache.add({ _tag: "Exited", seq: 2, exitCode: 1, signal: null, sandboxDenied: false })
+    assert.deepStrictEqual([cache.read(0, null)?.exited, cache.read(0, null)?.sandboxDenied], [true, false])
+    const denied = new PushedOutput()
+    denied.add(output(1, "a"))
+    denied.add({ _tag: "Exited", seq: 2, exitCode: 1, signal: null, sandboxDenied: true })
+    assert.isTrue(denied.read(0, null)?.sandboxDenied)
+  })
+
+  it("holds at most twice the server's window, never under its floor nor over its ceiling", () => {
+    const { maxCachedBytesPerProcess: floor, maxCachedBytesPerProcessCeiling: ceiling } = Defaults.client
+    const cache = new PushedOutput()
+    assert.strictEqual(cache.maxBytes, floor, "no window announced")
+    cache.windowBytes = floor / 4
+    assert.strictEqual(cache.maxBytes, floor, "twice a small window is under the floor")
+    cache.windowBytes = floor
+    assert.strictEqual(cache.maxBytes, 2 * floor)
+    cache.windowBytes = ceiling
+    assert.strictEqual(cache.maxBytes, ceiling, "twice a huge window is over the ceiling")
+  })
+
+  it("wakes a waiting reader once a turn of the event loop, however many frames arrived in it", async () => {
+    const cache = new PushedOutput()
+    let looks = 0
+    const stop = () => {
+      looks++
+      return false
+    }
+    const waiting = Effect.runPromise(cache.untilNext(3, stop))
+    let done = false
+    void waiting.then(() => {
+      done = true
+    })
+    const turn = () => new Promise<void>((resolve) => setImmediate(resolve))
+    assert.strictEqual(looks, 1, "looked once when it started waiting")
+    for (let seq = 1; seq <= 3; seq++) cache.add(output(seq, "x"))
+    await turn()
+    await turn()
+    assert.strictEqual(looks, 2, "three frames in one turn: one wake-up")
+    assert.isFalse(done, "seq 4 has not arrived")
+    cache.add(output(4, "y"))
+    await turn()
+    await turn()
+    assert.isTrue(done)
   })
 
   it("answers a cursor at or past the close at once: nothing more, closed, nextSeq past the close", () => {

@@ -8,6 +8,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import { TestClock } from "effect/testing"
 import type { Link } from "../src/internal/remote/link.ts"
@@ -114,14 +115,29 @@ describe("streamedRead (a read of pushed output)", () => {
       assert.deepStrictEqual(state.serverReads, [0])
     }))
 
-  it.effect("asks the server at once without waitMs, or with a lost link", () =>
+  it.effect("asks the server at once without waitMs, with a lost link, or for an end the push cannot tell", () =>
     Effect.gen(function*() {
       const { state, read } = recorder()
+      /** The read's answer after 1 ms of virtual time, of the 60 s it may wait: undefined while it still waits. */
+      const answerAt1ms = (cache: PushedOutput, waitMs: number) =>
+        Effect.gen(function*() {
+          const reader = yield* Effect.forkChild(read(cache, 0, waitMs))
+          yield* TestClock.adjust("1 millis")
+          const exit = reader.pollUnsafe()
+          return exit !== undefined && exit._tag === "Success" ? exit.value : undefined
+        })
       const cache = new PushedOutput()
-      assert.strictEqual(yield* read(cache, 0), fromServer, "no wait asked")
+      assert.strictEqual(yield* answerAt1ms(cache, 0), fromServer, "no wait asked")
+      const closedOnly = new PushedOutput()
+      closedOnly.add({ _tag: "Closed", seq: 1 })
+      assert.strictEqual(
+        yield* answerAt1ms(closedOnly, 60_000),
+        fromServer,
+        "a close pushed with no exit: the server says how it ended, without a wait"
+      )
       state.connection = undefined
-      assert.strictEqual(yield* read(cache, 0, 60_000), fromServer, "no link: nothing will be pushed")
-      assert.deepStrictEqual(state.serverReads, [0, 0])
+      assert.strictEqual(yield* answerAt1ms(cache, 60_000), fromServer, "no link: nothing will be pushed")
+      assert.deepStrictEqual(state.serverReads, [0, 0, 0])
     }))
 
   it.effect("answers the exit and the close from the push, and tells the server the reader saw the end", () =>
@@ -157,7 +173,8 @@ describe("streamedRead (a read of pushed output)", () => {
       yield* TestClock.adjust("1 second")
       state.connection = {} // a new connection: the old one will push nothing more
       cache.wake()
-      assert.strictEqual(yield* Fiber.join(reader), fromServer)
+      yield* TestClock.adjust("1 millis")
+      assert.deepStrictEqual(reader.pollUnsafe(), Exit.succeed(fromServer), "at once, not at the end of the wait")
       assert.deepStrictEqual(state.serverReads, [0])
     }))
 })

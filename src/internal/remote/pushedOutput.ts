@@ -164,7 +164,7 @@ export class PushedOutput {
   }
 
   /** Completes once the entry after `afterSeq` arrived, or `stop()` holds (checked at each wake-up). */
-  untilNext(afterSeq: number, stop: () => boolean = () => false): Effect.Effect<void> {
+  untilNext(afterSeq: number, stop: () => boolean): Effect.Effect<void> {
     return this.changes.until(() => this.knowsNext(afterSeq) || stop())
   }
 }

@@ -7,7 +7,6 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
 import type { ExecutorError } from "../../Executor.ts"
 import type * as Protocol from "../../Protocol.ts"
 import type { Link } from "./link.ts"
@@ -28,13 +27,15 @@ export const streamedRead = (
     if (local !== undefined) return yield* acknowledgeEnd(link, cache, request.processId, local)
     // Nothing yet: the next output is most likely on its way, so wait for the
     // push (within waitMs) rather than ask for a second copy of it. What a
-    // reconnection lost comes from the server.
+    // reconnection lost, or an end the push cannot tell, comes from the server.
     const waitMs = request.waitMs ?? 0
     const rpc = link.live
-    if (waitMs > 0 && !cache.knowsNext(afterSeq) && rpc !== undefined) {
+    if (waitMs > 0 && rpc !== undefined) {
       // a lost link pushes nothing more (the records wake every cache then): ask the server, reconnecting, at once
-      const pushed = yield* Effect.timeoutOption(cache.untilNext(afterSeq, () => link.live !== rpc), waitMs)
-      const answer = Option.isSome(pushed) && link.live === rpc ? cache.read(afterSeq, maxBytes) : undefined
+      yield* Effect.timeoutOption(cache.untilNext(afterSeq, () => link.live !== rpc), waitMs)
+      // whatever ended the wait, output that follows the cursor without a gap is the answer: the same bytes the
+      // server would send, whichever connection pushed them
+      const answer = cache.read(afterSeq, maxBytes)
       if (answer !== undefined) return yield* acknowledgeEnd(link, cache, request.processId, answer)
     }
     return yield* serverRead(request)
