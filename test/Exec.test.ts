@@ -12,6 +12,7 @@ import * as Queue from "effect/Queue"
 import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
 import * as Environment from "../src/Environment.ts"
+import * as EnvironmentRegistry from "../src/EnvironmentRegistry.ts"
 import * as Exec from "../src/Exec.ts"
 import { ConnectionLost, Executor, ExecutorError, ProtocolViolation, SpawnFailed } from "../src/Executor.ts"
 import type * as JsonRpc from "../src/JsonRpc.ts"
@@ -1121,6 +1122,35 @@ describe("Exec.run's bookkeeping", () => {
       const result = yield* settled(fiber)
       assert.strictEqual(result.termination._tag, "TimedOut")
       assert.strictEqual(result.stdout.text, "one,two")
+    }))
+})
+
+describe("Exec.run in an environment of a registry", () => {
+  it.effect("fails typed, naming the environments asked for, when no registry is provided", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.exit(0), Script.close])
+      const refusal = (environment: EnvironmentRegistry.Selection) =>
+        // the type asks for a registry: this program lies about it, as a caller without one would
+        (Exec.run({ command: ["cmd"], environment }) as Effect.Effect<Exec.ExecResult, ExecutorError>).pipe(
+          Effect.provide(env.layer),
+          Effect.flip,
+          Effect.map((error) => error.reason)
+        )
+      for (
+        const [selection, named] of [
+          ["devbox", "devbox"],
+          [EnvironmentRegistry.leastBusy(["a", "b"]), "a,b"],
+          [EnvironmentRegistry.leastBusy(), ""]
+        ] as const
+      ) {
+        const reason = yield* refusal(selection)
+        assert.strictEqual(reason._tag, "EnvironmentUnavailable")
+        if (reason._tag !== "EnvironmentUnavailable") return
+        assert.strictEqual(reason.kind, "NoRegistry")
+        assert.strictEqual(reason.environment, named)
+        assert.include(reason.description, "no EnvironmentRegistry is provided")
+      }
+      assert.deepStrictEqual(env.started, [], "nothing started")
     }))
 })
 
