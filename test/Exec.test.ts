@@ -1192,11 +1192,11 @@ describe("Exec.run's input", () => {
 
   it.effect("writes no empty chunk: empty input ends stdin at once, 1 MiB is one write", () =>
     Effect.gen(function*() {
-      const cases: ReadonlyArray<readonly [string | Uint8Array, ReadonlyArray<number>]> = [["", []], [
-        bytesOf(MiB, 1),
-        [MiB]
-      ]]
-      for (const [stdin, writes] of cases) {
+      const cases: ReadonlyArray<{ readonly stdin: string | Uint8Array; readonly writes: ReadonlyArray<number> }> = [
+        { stdin: "", writes: [] },
+        { stdin: bytesOf(MiB, 1), writes: [MiB] }
+      ]
+      for (const { stdin, writes } of cases) {
         const env = watched(() => [Script.wait("1 second"), Script.exit(0), Script.close])
         const fiber = yield* Exec.run({ command: ["cat"], stdin }).pipe(Effect.provide(env.layer), Effect.forkChild)
         yield* TestClock.adjust("2 seconds")
