@@ -98,9 +98,8 @@ const headKeeper = (maxBytes: number) => {
   const blocks = new ByteBlocks()
   return {
     append(chunk: Uint8Array): number {
-      const room = maxBytes - blocks.length
-      if (room <= 0 || chunk.length === 0) return 0
-      const kept = chunk.length <= room ? chunk : chunk.subarray(0, room)
+      // what fits: all of it, part, or nothing (which the blocks take for free)
+      const kept = chunk.subarray(0, Math.max(0, maxBytes - blocks.length))
       blocks.append(kept)
       return kept.length
     },
@@ -134,7 +133,8 @@ export const make = (limit: Limit): CappedBuffer => {
     append(chunk) {
       total += chunk.length
       const keptInHead = head.append(chunk)
-      if (tail !== undefined && keptInHead < chunk.length) tail.append(chunk.subarray(keptInHead))
+      // the rest, empty while the head has room (which the ring takes for free)
+      tail?.append(chunk.subarray(keptInHead))
     },
     snapshot() {
       const headBytes = head.bytes()
@@ -186,13 +186,10 @@ export const make = (limit: Limit): CappedBuffer => {
  * @since 0.1.0
  */
 export const aggregate = (stdout: Uint8Array, stderr: Uint8Array, maxBytes: number | undefined): Uint8Array => {
-  if (maxBytes === undefined || stdout.length + stderr.length <= maxBytes) {
-    return concat([stdout, stderr], stdout.length + stderr.length)
-  }
-  const wantStdout = Math.min(stdout.length, Math.floor(maxBytes / 3))
-  const stderrTake = Math.min(stderr.length, Math.max(0, maxBytes - wantStdout))
-  const remaining = Math.max(0, maxBytes - wantStdout - stderrTake)
-  const stdoutTake = wantStdout + Math.min(remaining, stdout.length - wantStdout)
+  // under the cap, or without one, the split keeps both whole
+  const cap = maxBytes ?? Infinity
+  const stderrTake = Math.min(stderr.length, cap - Math.min(stdout.length, Math.floor(cap / 3)))
+  const stdoutTake = Math.min(stdout.length, cap - stderrTake)
   return concat([stdout.subarray(0, stdoutTake), stderr.subarray(0, stderrTake)], stdoutTake + stderrTake)
 }
 

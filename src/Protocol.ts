@@ -59,8 +59,9 @@ const decodeBase64 = (wire: string): Effect.Effect<Uint8Array, SchemaIssue.Issue
   const bytes = Buffer.from(wire, "base64")
   // Buffer skips characters outside the alphabet: a decoded length short of
   // what the text's length implies betrays them, without a scan in JavaScript
+  // (and a text whose length is no multiple of 4 implies no whole length)
   const padding = wire.endsWith("==") ? 2 : wire.endsWith("=") ? 1 : 0
-  return wire.length % 4 === 0 && bytes.length === (wire.length / 4) * 3 - padding
+  return bytes.length === (wire.length / 4) * 3 - padding
     ? Effect.succeed(bytes)
     : Effect.fail(new SchemaIssue.InvalidValue({ message: "invalid base64: expected standard base64 with padding" }))
 }
@@ -91,14 +92,12 @@ export const Bytes = Schema.String.pipe(
 export const Seq = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 
 const parseCwd = (wire: string): Option.Option<string> => {
-  if (wire.startsWith("file:")) {
-    try {
-      return Option.some(fileURLToPath(wire))
-    } catch {
-      return Option.none()
-    }
+  if (!wire.startsWith("file:")) return wire.startsWith("/") ? Option.some(wire) : Option.none()
+  try {
+    return Option.some(fileURLToPath(wire))
+  } catch {
+    return Option.none()
   }
-  return wire.startsWith("/") ? Option.some(wire) : Option.none()
 }
 
 /**
@@ -1238,8 +1237,9 @@ export interface ErrorContext {
  */
 const codexFileReason = (error: WireError, path: string): ExecutorErrorReason | undefined => {
   const { code, message } = error
-  const errno = /\(os error (\d+)\)$/.exec(message)?.[1]
-  const osCode = errno === undefined ? undefined : errnoCode(Number(errno))
+  // NaN, which names no code, when the message ends in no OS error
+  const errno = Number(/\(os error (\d+)\)$/.exec(message)?.[1])
+  const osCode = errnoCode(errno)
   if (code === ErrorCode.notFound) return new PathNotFound({ path, description: message })
   if (osCode === "EACCES" || osCode === "EPERM") return new PathAccessDenied({ path, description: message })
   const tooLarge = /^file is too large to (read|write): limit is (\d+) bytes$/.exec(message)
@@ -1247,7 +1247,7 @@ const codexFileReason = (error: WireError, path: string): ExecutorErrorReason | 
     return new FileTooLarge({ path, operation: tooLarge[1] as "read" | "write", limit: Number(tooLarge[2]) })
   }
   if (code === ErrorCode.internalError && osCode !== undefined) {
-    return new FileSystemFailure({ path, code: osCode, errno: Number(errno), description: message })
+    return new FileSystemFailure({ path, code: osCode, errno, description: message })
   }
   return undefined
 }

@@ -210,22 +210,32 @@ describe("ExecServer under pathological input", () => {
         const budget = 20 * median(trivial)
         const samples = yield* Arbitrary.sampleEffect(Arbitrary.schema(pathologicalGlob), { count: 30, seed: 1124 })
         const costs: Array<number> = []
-        for (const { atoms, ending, nameLength } of samples) {
+        const startWith = ({ atoms, ending, nameLength }: typeof samples[number]) => {
           const pattern = atoms.join("") + ending
           // names of a's (and one of every length up to the longest): each a near miss for the pattern
           const set = Object.fromEntries(
             Array.from({ length: 64 }, (_, i) => ["a".repeat(nameLength - (i % 24)) + "_".repeat(i), "x"])
           )
-          const { millis, result } = yield* start({ ...policy, set, exclude: [pattern], includeOnly: [pattern, "*"] })
-          assert.isUndefined(result.error, `${pattern}: ${JSON.stringify(result.error)}`)
-          costs.push(millis)
+          return Effect.map(start({ ...policy, set, exclude: [pattern], includeOnly: [pattern, "*"] }), (answer) => {
+            assert.isUndefined(answer.result.error, `${pattern}: ${JSON.stringify(answer.result.error)}`)
+            return answer
+          })
         }
+        for (const sample of samples) costs.push((yield* startWith(sample)).millis)
+        // the slowest again, twice: the least of its three times is its work, what varies is the machine's load
+        const slowest = samples[costs.indexOf(Math.max(...costs))]!
+        const slowestCosts = [Math.max(...costs)]
+        for (let i = 0; i < 2; i++) slowestCosts.push((yield* startWith(slowest)).millis)
         assert.isBelow(
           median(costs),
           budget,
           `median ${median(costs).toFixed(1)} ms; trivial starts took ${trivial.map((t) => t.toFixed(1)).join(", ")} ms`
         )
-        assert.isBelow(Math.max(...costs), 5 * budget, `slowest ${Math.max(...costs).toFixed(1)} ms`)
+        assert.isBelow(
+          Math.min(...slowestCosts),
+          5 * budget,
+          `slowest ${slowestCosts.map((t) => t.toFixed(1)).join(", ")} ms`
+        )
       }),
     120_000
   )

@@ -7,9 +7,11 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
@@ -47,17 +49,21 @@ const connection = (address?: string): Connection => ({
   ...(address === undefined ? {} : { address })
 })
 
-/** A registry over a scripted executor whose processes run for an hour (or follow `steps`). */
+/**
+ * A registry over a scripted executor whose processes run for an hour (or follow `steps`), as `wrap` changes it (an
+ * executor of another make).
+ */
 const registry = (
   overrides: Partial<Limits> = {},
-  steps: ReadonlyArray<Script.Step> = [Script.wait("1 hour"), Script.exit(0), Script.close]
+  steps: ReadonlyArray<Script.Step> = [Script.wait("1 hour"), Script.exit(0), Script.close],
+  wrap: (executor: Executor["Service"]) => Executor["Service"] = (executor) => executor
 ) =>
   Effect.gen(function*() {
     const scripted = Script.make(() => steps)
     const executor = Context.get(yield* Layer.build(scripted.layer), Executor)
     const fibers = yield* FiberSet.make<unknown, unknown>()
     const sessions = new SessionRegistry({
-      executor,
+      executor: wrap(executor),
       fibers,
       sessionTtl: Duration.seconds(10),
       limits: { ...limits, ...overrides }
@@ -268,6 +274,90 @@ describe("SessionRegistry, what it forgets", () => {
 })
 
 describe("processHandlers", () => {
+  const start = { processId: "p", argv: ["cmd"], cwd: "/", env: {}, tty: false } as const
+
+  it.effect("terminates at once a process whose session ended while the executor was starting it", () =>
+    Effect.gen(function*() {
+      const entered = yield* Deferred.make<void>()
+      const gate = yield* Deferred.make<void>()
+      const { sessions, terminated } = yield* registry({ sessions: 10 }, undefined, (executor) => ({
+        ...executor,
+        start: (request) =>
+          Deferred.succeed(entered, undefined).pipe(
+            Effect.andThen(Deferred.await(gate)),
+            Effect.andThen(executor.start(request))
+          )
+      }))
+      const session = yield* sessions.create(connection())
+      const { requests } = processHandlers(sessions, session)
+      const starting = yield* Effect.forkChild(requests["process/start"](start))
+      yield* Deferred.await(entered)
+      yield* sessions.end(session)
+      assert.deepStrictEqual(terminated, [], "the session knew no process to end yet")
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(starting)
+      assert.deepStrictEqual(terminated, [session.internalIdOf("p")], "nothing runs that no session knows of")
+    }))
+
+  it.effect("holds a request for a process behind every start of its id received before it, then forgets the starts", () =>
+    Effect.gen(function*() {
+      const gates = [yield* Deferred.make<void>(), yield* Deferred.make<void>()]
+      let calls = 0
+      const { sessions } = yield* registry({ sessions: 10 }, [Script.exit(0), Script.close], (executor) => ({
+        ...executor,
+        start: (request) => Effect.andThen(Deferred.await(gates[calls++]!), executor.start(request))
+      }))
+      const session = yield* sessions.create(connection())
+      const { requests } = processHandlers(sessions, session)
+      const first = yield* Effect.forkChild(requests["process/start"](start))
+      const second = yield* Effect.forkChild(Effect.exit(requests["process/start"](start)))
+      yield* TestClock.adjust("1 millis")
+      assert.strictEqual(calls, 2, "both starts are in the executor")
+      yield* Deferred.succeed(gates[0]!, undefined)
+      yield* Fiber.join(first)
+      const read = yield* Effect.forkChild(requests["process/read"]({ processId: "p" }))
+      yield* TestClock.adjust("1 millis")
+      assert.isUndefined(read.pollUnsafe(), "the first start was answered, the second not yet: the read waits for it")
+      yield* Deferred.succeed(gates[1]!, undefined)
+      assert.isTrue(Exit.isFailure(yield* Fiber.join(second)), "p runs: the second start is refused")
+      yield* Fiber.join(read)
+      assert.isFalse(session.startsUnderWay.has("p"), "every start of p was answered: nothing is left to wait for")
+    }))
+
+  it.effect("passes the executor's window on in the start's answer, and says none when it has none", () =>
+    Effect.gen(function*() {
+      const { sessions } = yield* registry({ sessions: 10 }, undefined, (executor) => ({
+        ...executor,
+        start: (request) =>
+          Effect.map(
+            executor.start(request),
+            (started) => request.processId.endsWith("/pushed") ? { ...started, windowBytes: 4096 } : started
+          )
+      }))
+      const { requests } = processHandlers(sessions, yield* sessions.create(connection()))
+      assert.deepStrictEqual(yield* requests["process/start"]({ ...start, processId: "pushed" }), {
+        processId: "pushed",
+        sandboxType: "none",
+        windowBytes: 4096
+      })
+      assert.deepStrictEqual(yield* requests["process/start"](start), { processId: "p", sandboxType: "none" })
+    }))
+
+  it.effect("answers sandboxType none and sandboxDenied false for an executor that does not say them", () =>
+    Effect.gen(function*() {
+      const { sessions } = yield* registry({ sessions: 10 }, [Script.exit(0), Script.close], (executor) => ({
+        ...executor,
+        start: (request) => Effect.map(executor.start(request), ({ sandboxType: _, ...started }) => started),
+        read: (request) => Effect.map(executor.read(request), ({ sandboxDenied: _, ...result }) => result)
+      }))
+      const { requests } = processHandlers(sessions, yield* sessions.create(connection()))
+      assert.deepStrictEqual(yield* requests["process/start"](start), { processId: "p", sandboxType: "none" })
+      const read = yield* requests["process/read"]({ processId: "p", afterSeq: 0, waitMs: 1000 })
+      assert.instanceOf(read, RawJson)
+      const answer = JSON.parse((read as RawJson).frame("", "").toString("utf8"))
+      assert.deepStrictEqual([answer.exited, answer.sandboxDenied], [true, false])
+    }))
+
   it.effect("traces each process method in a span named after it", () =>
     Effect.gen(function*() {
       const { sessions } = yield* registry({ sessions: 10 })
@@ -380,7 +470,7 @@ describe("router", () => {
       assert.strictEqual(acknowledged.length, 1)
     }))
 
-  it.effect("decodes params once per schema and gives the same answers from the cache", () =>
+  it.effect("decodes each request on its own: a second decode by the same schema gives its own answer", () =>
     Effect.gen(function*() {
       const schema = Protocol.requests["process/terminate"].params
       const first = yield* Effect.exit(decodeParams(schema, { processId: "a" }))

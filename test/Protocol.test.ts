@@ -284,7 +284,8 @@ describe("Protocol.PathUri", () => {
       assert.strictEqual(uri._tag, "Success")
       if (uri._tag === "Success") assert.strictEqual(decoded(uri.value), path)
     }
-    assert.strictEqual(encode("relative/path")._tag, "Failure")
+    const relative = encode("relative/path")
+    assert.include(relative._tag === "Failure" ? String(relative.cause) : "", "not an absolute path: \"relative/path\"")
   })
 })
 
@@ -323,5 +324,306 @@ describe("Protocol's method table", () => {
     ])
     assert.isTrue(Protocol.isRequestMethod("process/read"))
     assert.isFalse(Protocol.isRequestMethod("toString"), "inherited names are not methods")
+  })
+})
+
+describe("Protocol.Bytes", () => {
+  const decode = Schema.decodeUnknownExit(Protocol.Bytes)
+  const decoded = (wire: string) => {
+    const exit = decode(wire)
+    return exit._tag === "Success" ? [...exit.value] : `refused: ${String(exit.cause)}`
+  }
+
+  it("decodes standard base64 with no, one or two padding characters", () => {
+    assert.deepStrictEqual(decoded(""), [])
+    assert.deepStrictEqual(decoded("aA=="), [104])
+    assert.deepStrictEqual(decoded("aGk="), [104, 105])
+    assert.deepStrictEqual(decoded("aGV5"), [104, 101, 121])
+    assert.deepStrictEqual(decoded("aGV5aA=="), [104, 101, 121, 104])
+  })
+
+  it("refuses text that is not base64 with its padding, rather than skip what it cannot read", () => {
+    for (const wire of ["aGk", "aA", "aA=", "aGV5a", "aG!=", "aG k", "a===", "aA==aA==", "aGV5\n"]) {
+      assert.include(decoded(wire), "invalid base64: expected standard base64 with padding", JSON.stringify(wire))
+    }
+  })
+})
+
+describe("Protocol.Cwd", () => {
+  const decode = Schema.decodeUnknownExit(Protocol.Cwd)
+  const decoded = (wire: string) => {
+    const exit = decode(wire)
+    return exit._tag === "Success" ? exit.value : `refused: ${String(exit.cause)}`
+  }
+
+  it("refuses a relative path, and a file URI that names no local path, naming what it got", () => {
+    assert.include(
+      decoded("relative/dir"),
+      "invalid URI: cwd must be an absolute path or a file:// URI, got \"relative/dir\""
+    )
+    assert.include(decoded(""), "cwd must be an absolute path or a file:// URI, got \"\"")
+    assert.include(decoded("file://otherhost/tmp"), "got \"file://otherhost/tmp\"")
+    assert.include(decoded("file:///tmp/%2F"), "got \"file:///tmp/%2F\"")
+    assert.include(decoded("http:///tmp"), "got \"http:///tmp\"")
+  })
+})
+
+describe("Protocol.isDrained", () => {
+  const result = (closed: boolean, chunks: number): Protocol.ReadResult => ({
+    chunks: Array.from({ length: chunks }, (_, i) => ({ seq: i + 1, stream: "stdout", chunk: new Uint8Array(1) })),
+    nextSeq: chunks + 1,
+    exited: closed,
+    exitCode: closed ? 0 : null,
+    closed,
+    failure: null
+  })
+
+  it("is true only for a closed process whose read found nothing more", () => {
+    assert.isTrue(Protocol.isDrained(result(true, 0)))
+    assert.isFalse(Protocol.isDrained(result(true, 1)), "closed, but chunks were held back")
+    assert.isFalse(Protocol.isDrained(result(false, 0)))
+    assert.isFalse(Protocol.isDrained(result(false, 2)))
+  })
+})
+
+describe("Protocol.outputNotificationJson", () => {
+  it("writes the notification the schema encoding and JSON.stringify would", () => {
+    const chunk: Protocol.ProcessChunk = { seq: 7, stream: "stderr", chunk: new Uint8Array([0, 1, 254, 255]) }
+    const processId = "p \"quoted\" \\ é"
+    assert.deepStrictEqual(JSON.parse(Protocol.outputNotificationJson(processId, chunk)), {
+      method: "process/output",
+      params: Schema.encodeSync(Protocol.OutputNotification)({ processId, ...chunk })
+    })
+  })
+})
+
+describe("Protocol's method names", () => {
+  it("tells the notifications a client may send from requests, server notifications and inherited names", () => {
+    assert.isTrue(Protocol.isClientNotificationMethod("initialized"))
+    assert.isTrue(Protocol.isClientNotificationMethod("process/acknowledge"))
+    for (const name of ["process/read", "process/output", "toString", "__proto__", ""]) {
+      assert.isFalse(Protocol.isClientNotificationMethod(name), name)
+    }
+    assert.isFalse(Protocol.isRequestMethod("initialized"))
+    assert.isFalse(Protocol.isRequestMethod("hasOwnProperty"))
+  })
+})
+
+describe("Protocol.limitOf", () => {
+  it("names each limit a -32000 answer's data may carry, and nothing else", () => {
+    for (const limit of ["requests", "processesPerSession", "processes", "sessions", "sessionsPerAddress"]) {
+      assert.strictEqual(Protocol.limitOf({ data: { limit } }), limit)
+    }
+    for (const data of [undefined, null, "requests", ["requests"], {}, { limit: "memory" }, { limit: 1 }]) {
+      assert.strictEqual(Protocol.limitOf({ data }), undefined, JSON.stringify(data))
+    }
+  })
+})
+
+describe("Protocol.signaledExitCode", () => {
+  it("is 128 plus the signal's number, or -1 for no signal or a name that is none", () => {
+    assert.strictEqual(Protocol.signaledExitCode("SIGKILL"), 137)
+    assert.strictEqual(Protocol.signaledExitCode("SIGTERM"), 143)
+    assert.strictEqual(Protocol.signaledExitCode("SIGHUP"), 129)
+    for (const signal of [null, "SIGNOPE", "constructor", "__proto__", "toString", ""]) {
+      assert.strictEqual(Protocol.signaledExitCode(signal), -1, String(signal))
+    }
+  })
+})
+
+describe("Protocol.errorFromWire, for answers without a typed reason", () => {
+  const codex = (code: number, message: string, context: Protocol.ErrorContext = {}) =>
+    Protocol.errorFromWire({ code, message }, context)
+
+  it("tells a spawn failure's kind from Codex's message, for a failed start only", () => {
+    const spawn = (message: string) => codex(-32603, message, { command: "ls" })
+    assert.deepStrictEqual(
+      spawn("failed to spawn: Working Directory /x does not exist"),
+      new Executor.SpawnFailed({
+        kind: "CwdNotFound",
+        command: "ls",
+        description: "failed to spawn: Working Directory /x does not exist"
+      })
+    )
+    assert.strictEqual((spawn("sh: Command Not Found") as Executor.SpawnFailed).kind, "CommandNotFound")
+    assert.strictEqual(
+      (spawn("failed to spawn: Permission denied (os error 13)") as Executor.SpawnFailed).kind,
+      "PermissionDenied"
+    )
+    assert.strictEqual((spawn("failed to spawn: out of memory") as Executor.SpawnFailed).kind, "Other")
+    assert.deepStrictEqual(
+      codex(-32603, "failed to spawn: No such file or directory (os error 2)"),
+      new Executor.ServerError({
+        code: -32603,
+        description: "failed to spawn: No such file or directory (os error 2)"
+      }),
+      "not a start: an internal error"
+    )
+    assert.deepStrictEqual(
+      codex(-32000, "No such file or directory", { command: "ls" }),
+      new Executor.ServerError({ code: -32000, description: "No such file or directory" }),
+      "a start refused for a limit is no spawn failure"
+    )
+  })
+
+  it("reads Codex's sandbox refusals, keeping what follows its words", () => {
+    assert.deepStrictEqual(
+      codex(-32602, "sandbox intent cannot be enforced on this executor: no bwrap"),
+      new Executor.SandboxRefused({ kind: "Unavailable", description: "no bwrap" })
+    )
+    assert.deepStrictEqual(
+      codex(-32602, "sandbox runtime paths are not absolute"),
+      new Executor.SandboxRefused({ kind: "Unavailable", description: "sandbox runtime paths are not absolute" })
+    )
+    assert.deepStrictEqual(
+      codex(-32602, "the sandbox intent cannot be enforced on this executor"),
+      new Executor.InvalidRequest({
+        description: "the sandbox intent cannot be enforced on this executor",
+        invalidParams: true
+      }),
+      "Codex's words only at the start"
+    )
+    assert.deepStrictEqual(
+      codex(-32602, "the sandbox runtime paths are not absolute"),
+      new Executor.InvalidRequest({ description: "the sandbox runtime paths are not absolute", invalidParams: true })
+    )
+    const quoted = "sandbox runtime paths: sandbox intent cannot be enforced on this executor: /tmp"
+    assert.deepStrictEqual(
+      codex(-32602, quoted),
+      new Executor.SandboxRefused({ kind: "Unavailable", description: quoted }),
+      "only a message that starts with Codex's words loses them"
+    )
+    assert.deepStrictEqual(
+      codex(-32600, "sandbox runtime paths are not absolute"),
+      new Executor.InvalidRequest({ description: "sandbox runtime paths are not absolute", invalidParams: false }),
+      "with Codex's code only"
+    )
+  })
+
+  it("reads process answers by code and words together, with the context's process id", () => {
+    assert.deepStrictEqual(codex(-32600, "unknown process id p9"), new Executor.UnknownProcess({ processId: "" }))
+    assert.deepStrictEqual(
+      codex(-32602, "unknown process id p9", { processId: "p9" }),
+      new Executor.InvalidRequest({ description: "unknown process id p9", invalidParams: true })
+    )
+    assert.deepStrictEqual(
+      codex(-32600, "the process unknown process id", { processId: "p9" }),
+      new Executor.InvalidRequest({ description: "the process unknown process id", invalidParams: false })
+    )
+    assert.deepStrictEqual(
+      codex(-32602, "process p9 already exists", { processId: "p9" }),
+      new Executor.InvalidRequest({ description: "process p9 already exists", invalidParams: true })
+    )
+    assert.deepStrictEqual(
+      codex(-32600, "process p9 already exists; try again", { processId: "p9" }),
+      new Executor.InvalidRequest({ description: "process p9 already exists; try again", invalidParams: false })
+    )
+    assert.deepStrictEqual(
+      codex(-32600, "process p9 already exists"),
+      new Executor.ProcessIdInUse({ processId: "" })
+    )
+    assert.deepStrictEqual(
+      codex(-32000, "method not found"),
+      new Executor.ServerError({ code: -32000, description: "method not found" })
+    )
+  })
+
+  it("reads an fs answer by code and OS error: others are not file reasons", () => {
+    const fs = (code: number, message: string) => codex(code, message, { path: "/p" })
+    assert.deepStrictEqual(
+      fs(-32603, "Operation not permitted (os error 1)"),
+      new Executor.PathAccessDenied({ path: "/p", description: "Operation not permitted (os error 1)" })
+    )
+    assert.deepStrictEqual(
+      fs(-32600, "file is too large to write: limit is 7 bytes"),
+      new Executor.FileTooLarge({ path: "/p", operation: "write", limit: 7 })
+    )
+    assert.deepStrictEqual(
+      fs(-32603, "file is too large to write: limit is 7 bytes"),
+      new Executor.ServerError({ code: -32603, description: "file is too large to write: limit is 7 bytes" }),
+      "too large only with Codex's code"
+    )
+    assert.deepStrictEqual(
+      fs(-32600, "file is too large to read: limit is 7 bytes, or so"),
+      new Executor.InvalidRequest({
+        description: "file is too large to read: limit is 7 bytes, or so",
+        invalidParams: false
+      })
+    )
+    assert.deepStrictEqual(
+      fs(-32600, "the file is too large to read: limit is 7 bytes"),
+      new Executor.InvalidRequest({
+        description: "the file is too large to read: limit is 7 bytes",
+        invalidParams: false
+      })
+    )
+    assert.deepStrictEqual(
+      fs(-32600, "File exists (os error 17)"),
+      new Executor.InvalidRequest({ description: "File exists (os error 17)", invalidParams: false }),
+      "an OS error other than access is a file failure only as an internal error"
+    )
+    assert.deepStrictEqual(
+      fs(-32603, "File exists (os error 17) twice"),
+      new Executor.ServerError({ code: -32603, description: "File exists (os error 17) twice" }),
+      "the OS error must end the message"
+    )
+    assert.deepStrictEqual(
+      fs(-32603, "Unknown (os error 99999)"),
+      new Executor.ServerError({ code: -32603, description: "Unknown (os error 99999)" }),
+      "an OS error number no OS has"
+    )
+    assert.deepStrictEqual(
+      fs(-32603, "Is a directory (os error 21)"),
+      new Executor.FileSystemFailure({
+        path: "/p",
+        code: "EISDIR",
+        errno: 21,
+        description: "Is a directory (os error 21)"
+      })
+    )
+    assert.deepStrictEqual(
+      codex(-32004, "No such file or directory (os error 2)"),
+      new Executor.ServerError({ code: -32004, description: "No such file or directory (os error 2)" }),
+      "without a path, no file reason"
+    )
+  })
+
+  it("reads a typed reason that does not decode, or data without one, as Codex's answer", () => {
+    const wire = (data: unknown) =>
+      Protocol.errorFromWire({ code: -32600, message: "unknown process id p1", data }, {
+        processId: "p1"
+      })
+    const fromWords = new Executor.UnknownProcess({ processId: "p1" })
+    assert.deepStrictEqual(wire({ reason: { _tag: "Nonsense" } }), fromWords)
+    assert.deepStrictEqual(wire({ reason: null }), fromWords)
+    assert.deepStrictEqual(wire({ limit: "requests" }), fromWords)
+    assert.deepStrictEqual(wire(null), fromWords)
+    assert.deepStrictEqual(wire("reason"), fromWords)
+    assert.deepStrictEqual(
+      wire({ reason: { _tag: "ProcessIdInUse", processId: "p2" } }),
+      new Executor.ProcessIdInUse({ processId: "p2" }),
+      "a typed reason wins over the words"
+    )
+    assert.deepStrictEqual(
+      Protocol.errorFromWire({
+        code: -32603,
+        message: "gone",
+        data: { reason: { _tag: "ConnectionLost", description: "x" } }
+      }),
+      new Executor.ServerError({ code: -32603, description: "gone" })
+    )
+  })
+})
+
+describe("Protocol.errorToWire", () => {
+  it("carries a relayed server error's code and own words, and the reason in data", () => {
+    const reason = new Executor.ServerError({ code: -32010, description: "session already attached" })
+    assert.deepStrictEqual(Protocol.errorToWire(reason), {
+      code: -32010,
+      message: "session already attached",
+      data: { reason: { _tag: "ServerError", code: -32010, description: "session already attached" } }
+    })
+    const lost = Protocol.errorToWire(new Executor.ProtocolViolation({ description: "upstream lied" }))
+    assert.deepStrictEqual([lost.code, lost.message], [-32603, "the exec-server broke the protocol: upstream lied"])
   })
 })

@@ -648,6 +648,51 @@ describe("the client against generated read answers", () => {
 })
 
 describe("the client against a streaming server (our extension)", () => {
+  it.live("a run whose output, exit and close were all pushed asks nothing more, acknowledges its end, keeps nothing", () =>
+    Effect.gen(function*() {
+      const server = yield* fakeServer(
+        wellBehaved((message, connection) => {
+          if (message.method !== "process/start") return false
+          const processId = message.params.processId
+          // `true` writes nothing: its exit and close come first
+          const silent = message.params.argv[0] === "true"
+          if (!silent) {
+            connection.notify("process/output", { processId, seq: 1, stream: "stdout", chunk: base64("hi\n") })
+          }
+          const exitCode = silent ? 0 : 5
+          connection.notify("process/exited", {
+            processId,
+            seq: silent ? 1 : 2,
+            exitCode,
+            signal: null,
+            sandboxDenied: false
+          })
+          connection.notify("process/closed", { processId, seq: silent ? 2 : 3 })
+          connection.answer(message.id, startAnswer(message))
+          return true
+        }),
+        { capabilities: ["process/acknowledge"] }
+      )
+      const env = remote(server)
+      yield* Effect.gen(function*() {
+        const result = yield* Exec.run({ command: ["sh", "-c", "echo hi; exit 5"], cwd: "/tmp" })
+        assert.deepStrictEqual(result.termination, Exec.Termination.Exited({ exitCode: 5 }))
+        assert.strictEqual(result.stdout.text, "hi\n")
+        // a notification, sent while the connection stays open: the server has it once it arrives
+        assert.strictEqual((yield* server.whenReceived("process/acknowledge")).params.afterSeq, 3, "the end seen")
+        assert.lengthOf(server.calls("process/acknowledge"), 1)
+        const silent = yield* Exec.run({ command: ["true"], cwd: "/tmp" })
+        assert.deepStrictEqual([silent.termination, silent.stdout.totalBytes], [
+          Exec.Termination.Exited({ exitCode: 0 }),
+          0
+        ])
+        assert.strictEqual((yield* server.whenReceived("process/acknowledge", 2)).params.afterSeq, 2, "its close")
+        assert.lengthOf(server.calls("process/read"), 0, "no round trip: the push said it all")
+        const held = env.footprint()
+        assert.deepStrictEqual([held.pushedEntries, held.pushedBytes, held.streamed], [0, 0, 0], "nothing cached after")
+      }).pipe(Effect.provide(env.layer))
+    }))
+
   it.live("a nextSeq of 2^53 − 1 costs nothing: no freeze walking the gap", () =>
     Effect.gen(function*() {
       const server = yield* fakeServer(

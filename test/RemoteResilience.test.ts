@@ -72,11 +72,17 @@ describe("remote executor resilience", () => {
       const remote = yield* RemoteExecutor.make(
         RemoteExecutor.connectWebSocket({ url: `ws://127.0.0.1:${proxy.port}` })
       )
+      // the cuts wait for the state they need (output flowing; the link resumed, and output after it), not for a while
+      let deltas = 0
+      const until = (condition: () => boolean) =>
+        Effect.gen(function*() {
+          while (!condition()) yield* Effect.sleep("5 millis")
+        })
       const layer = Layer.mergeAll(
         Environment.fromExecutor({ _tag: "Remote", url: `ws://127.0.0.1:${proxy.port}` }).pipe(
           Layer.provide(Layer.succeed(Executor, remote))
         ),
-        OutputSink.layerDiscard
+        Layer.succeed(OutputSink.OutputSink, OutputSink.OutputSink.of({ emit: () => Effect.sync(() => void deltas++) }))
       )
       const run = yield* Exec.run({
         // paced so the cuts fall mid-stream: 64 MiB in 16 bursts
@@ -90,9 +96,12 @@ describe("remote executor resilience", () => {
         cwd: "/tmp",
         capture: "fullBuffer"
       }).pipe(Effect.provide(layer), Effect.forkChild)
-      yield* Effect.sleep("300 millis")
+      yield* until(() => deltas >= 1)
       proxy.cut()
-      yield* Effect.sleep("300 millis")
+      // output read from what was pushed before the cut needs no link: wait for the new connection itself
+      yield* until(() => proxy.connections() >= 2)
+      const before = deltas
+      yield* until(() => deltas > before)
       proxy.cut()
       const result = yield* Fiber.join(run)
       assert.isAtLeast(proxy.connections(), 3, "two cuts, two reconnections")

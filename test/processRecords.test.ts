@@ -50,6 +50,33 @@ describe("SeqQueue", () => {
     assert.strictEqual(queue.indexOf(36), -1)
   })
 
+  it("drops its shifted-out slots once they pass 1024 and outnumber the live entries, not before", () => {
+    const filled = (count: number) => {
+      const queue = new SeqQueue<{ readonly seq: number }>()
+      for (let seq = 1; seq <= count; seq++) queue.insert({ seq }, 0)
+      return queue
+    }
+    const shifted = (queue: SeqQueue<{ readonly seq: number }>, count: number) => {
+      for (let i = 0; i < count; i++) queue.shift()
+      return queue.capacity
+    }
+    const small = filled(10)
+    assert.strictEqual(shifted(small, 6), 10, "a short dead prefix is kept: compacting each time would cost O(n)")
+    assert.strictEqual(shifted(small, 4), 10, "emptied, it keeps its few slots")
+    assert.strictEqual(small.shift(), undefined)
+    assert.strictEqual(small.capacity, 10, "shifting an empty queue holds nothing more")
+
+    const fewLive = filled(2000)
+    assert.strictEqual(shifted(fewLive, 1024), 2000, "a dead prefix of 1024 is kept")
+    assert.strictEqual(shifted(fewLive, 1), 975, "at 1025, more dead than live: only the live are kept")
+    assert.deepStrictEqual([fewLive.length, fewLive.first?.seq, fewLive.indexOf(1100)], [975, 1026, 74])
+
+    const manyLive = filled(2050)
+    assert.strictEqual(shifted(manyLive, 1025), 2050, "1025 dead against 1025 live: kept")
+    assert.strictEqual(shifted(manyLive, 1), 1024, "1026 dead against 1024 live: compacted")
+    assert.deepStrictEqual([manyLive.first?.seq, manyLive.last?.seq], [1027, 2050])
+  })
+
   it("shifts the oldest in amortised O(1), finding seqs the same after compaction", () => {
     const queue = new SeqQueue<{ readonly seq: number }>()
     for (let seq = 1; seq <= 10_000; seq++) queue.insert({ seq }, 0)

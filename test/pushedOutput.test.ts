@@ -1,6 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type { ProcessEvent } from "../src/Executor.ts"
+import * as Defaults from "../src/internal/defaults.ts"
 import { ProcessLog } from "../src/internal/local/processLog.ts"
 import { PushedOutput } from "../src/internal/remote/pushedOutput.ts"
 
@@ -39,8 +41,41 @@ describe("PushedOutput (the remote executor's cache of pushed output)", () => {
     const result = cache.read(0, null)
     assert.deepStrictEqual(texts(result), ["a", "late"])
     assert.deepStrictEqual([result?.exited, result?.exitCode, result?.closed, result?.nextSeq], [true, 3, true, 5])
-    assert.isUndefined(cache.read(3, null), "after the last output comes the close: the server says it")
+    assert.deepStrictEqual(
+      cache.read(3, null),
+      {
+        chunks: [],
+        nextSeq: 5,
+        exited: true,
+        exitCode: 3,
+        closed: true,
+        failure: null,
+        signal: null,
+        sandboxDenied: false
+      },
+      "after the last output comes the close: answered without a round trip"
+    )
     assert.isTrue(cache.knowsNext(3))
+  })
+
+  it("answers the exit alone, and a close only once it knows the exit", () => {
+    const cache = new PushedOutput()
+    cache.add({ _tag: "Exited", seq: 1, exitCode: 0, signal: "SIGTERM", sandboxDenied: true })
+    assert.deepStrictEqual(cache.read(0, null), {
+      chunks: [],
+      nextSeq: 2,
+      exited: true,
+      exitCode: 0,
+      closed: false,
+      failure: null,
+      signal: "SIGTERM",
+      sandboxDenied: true
+    })
+    const noExit = new PushedOutput()
+    noExit.add(output(1, "a"))
+    noExit.add({ _tag: "Closed", seq: 2 })
+    assert.isUndefined(noExit.read(1, null), "a close with no exit known: the server says how it ended")
+    assert.isUndefined(noExit.read(0, null))
   })
 
   it("answers as the server's log does for the same events: nextSeq past an exit or a close it went through", () => {
@@ -59,14 +94,16 @@ describe("PushedOutput (the remote executor's cache of pushed output)", () => {
         else if (event._tag === "Exited") log.markExited(event.exitCode, event.signal)
         else if (event._tag === "Closed") log.markClosed()
       }
-      for (const maxBytes of [null, 1]) {
-        const pushed = cache.read(0, maxBytes)!
-        const served = log.read(0, maxBytes)
-        assert.deepStrictEqual(
-          [pushed.nextSeq, pushed.closed, pushed.exited, pushed.chunks.length],
-          [served.nextSeq, served.closed, served.exited, served.chunks.length],
-          `${known} events, maxBytes ${maxBytes}`
-        )
+      for (let cursor = 0; cursor < known; cursor++) {
+        for (const maxBytes of [null, 1]) {
+          const pushed = cache.read(cursor, maxBytes)!
+          const served = log.read(cursor, maxBytes)
+          assert.deepStrictEqual(
+            [pushed.nextSeq, pushed.closed, pushed.exited, pushed.exitCode, pushed.chunks.map((c) => c.seq)],
+            [served.nextSeq, served.closed, served.exited, served.exitCode, served.chunks.map((c) => c.seq)],
+            `${known} events, cursor ${cursor}, maxBytes ${maxBytes}`
+          )
+        }
       }
       // a reader past the close (where the answer above leaves it) is answered at once, as the server would
       const closed = log.read(0, null)
@@ -77,6 +114,66 @@ describe("PushedOutput (the remote executor's cache of pushed output)", () => {
         assert.deepStrictEqual(pushed, served, "a read past the close")
       }
     }
+  })
+
+  it("marks the close only when the close arrives: output after the exit leaves the process open", () => {
+    const cache = new PushedOutput()
+    cache.add(output(1, "a"))
+    cache.add({ _tag: "Exited", seq: 2, exitCode: 0, signal: null, sandboxDenied: false })
+    cache.add(output(3, "late"))
+    const result = cache.read(0, null)
+    assert.deepStrictEqual([texts(result), result?.closed, result?.nextSeq], [["a", "late"], false, 4])
+    assert.isUndefined(cache.read(3, null), "the close has not arrived: the server answers for what follows")
+    assert.isFalse(cache.knowsNext(3))
+  })
+
+  it("says sandboxDenied only when the exit said so", () => {
+    const cache = new PushedOutput()
+    cache.add(output(1, "a"))
+    assert.deepStrictEqual([cache.read(0, null)?.exited, cache.read(0, null)?.sandboxDenied], [false, false])
+    cache.add({ _tag: "Exited", seq: 2, exitCode: 1, signal: null, sandboxDenied: false })
+    assert.deepStrictEqual([cache.read(0, null)?.exited, cache.read(0, null)?.sandboxDenied], [true, false])
+    const denied = new PushedOutput()
+    denied.add(output(1, "a"))
+    denied.add({ _tag: "Exited", seq: 2, exitCode: 1, signal: null, sandboxDenied: true })
+    assert.isTrue(denied.read(0, null)?.sandboxDenied)
+  })
+
+  it("holds at most twice the server's window, never under its floor nor over its ceiling", () => {
+    const { maxCachedBytesPerProcess: floor, maxCachedBytesPerProcessCeiling: ceiling } = Defaults.client
+    const cache = new PushedOutput()
+    assert.strictEqual(cache.maxBytes, floor, "no window announced")
+    cache.windowBytes = floor / 4
+    assert.strictEqual(cache.maxBytes, floor, "twice a small window is under the floor")
+    cache.windowBytes = floor
+    assert.strictEqual(cache.maxBytes, 2 * floor)
+    cache.windowBytes = ceiling
+    assert.strictEqual(cache.maxBytes, ceiling, "twice a huge window is over the ceiling")
+  })
+
+  it("wakes a waiting reader once a turn of the event loop, however many frames arrived in it", async () => {
+    const cache = new PushedOutput()
+    let looks = 0
+    const stop = () => {
+      looks++
+      return false
+    }
+    const waiting = Effect.runPromise(cache.untilNext(3, stop))
+    let done = false
+    void waiting.then(() => {
+      done = true
+    })
+    const turn = () => new Promise<void>((resolve) => setImmediate(resolve))
+    assert.strictEqual(looks, 1, "looked once when it started waiting")
+    for (let seq = 1; seq <= 3; seq++) cache.add(output(seq, "x"))
+    await turn()
+    await turn()
+    assert.strictEqual(looks, 2, "three frames in one turn: one wake-up")
+    assert.isFalse(done, "seq 4 has not arrived")
+    cache.add(output(4, "y"))
+    await turn()
+    await turn()
+    assert.isTrue(done)
   })
 
   it("answers a cursor at or past the close at once: nothing more, closed, nextSeq past the close", () => {
@@ -157,16 +254,21 @@ describe("PushedOutput (the remote executor's cache of pushed output)", () => {
       assert.isAtMost(cache.size, events.length)
       const answer = cache.read(cursor, 3)
       if (answer !== undefined && answer.chunks.length === 0) {
-        // a cursor at or past the close: nothing more, closed, and the reader is moved just past the close
-        assert.isTrue(answer.closed)
+        // no output after the cursor: the exit, then the close, only ever said once the exit is known
         assert.isTrue(answer.exited)
-        assert.isAtMost(answer.nextSeq, cursor + 1)
-        assert.isTrue(cache.knowsNext(answer.nextSeq - 2), "nextSeq follows the close")
+        if (answer.nextSeq <= cursor + 1) {
+          // a cursor at or past the close: nothing more, closed, and the reader is moved just past the close
+          assert.isTrue(answer.closed)
+          assert.isTrue(cache.knowsNext(answer.nextSeq - 2), "nextSeq follows the close")
+        } else {
+          for (let seq = cursor + 1; seq < answer.nextSeq; seq++) assert.isTrue(cache.knowsNext(seq - 1), `seq ${seq}`)
+        }
       } else if (answer !== undefined) {
-        answer.chunks.forEach((chunk, i) => assert.isAtLeast(chunk.seq, cursor + 1 + i))
-        assert.strictEqual(answer.chunks[0]!.seq, cursor + 1)
+        // every seq from the cursor to nextSeq was pushed (no gap), the chunks among them in order
+        for (let seq = cursor + 1; seq < answer.nextSeq; seq++) assert.isTrue(cache.knowsNext(seq - 1), `seq ${seq}`)
+        assert.isAbove(answer.chunks[0]!.seq, cursor)
         for (let i = 1; i < answer.chunks.length; i++) assert.isAbove(answer.chunks[i]!.seq, answer.chunks[i - 1]!.seq)
-        assert.strictEqual(answer.nextSeq, answer.chunks.at(-1)!.seq + 1)
+        assert.isAbove(answer.nextSeq, answer.chunks.at(-1)!.seq)
       }
       cache.trim(lastSeq)
       assert.deepStrictEqual([cache.size, cache.bytes], [0, 0], "trimmed to the last seq, nothing is left")

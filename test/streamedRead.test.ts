@@ -8,6 +8,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import { TestClock } from "effect/testing"
 import type { Link } from "../src/internal/remote/link.ts"
@@ -114,14 +115,54 @@ describe("streamedRead (a read of pushed output)", () => {
       assert.deepStrictEqual(state.serverReads, [0])
     }))
 
-  it.effect("asks the server at once without waitMs, with a lost link, or when what follows is known but not output", () =>
+  it.effect("asks the server at once without waitMs, with a lost link, or for an end the push cannot tell", () =>
+    Effect.gen(function*() {
+      const { state, read } = recorder()
+      /** The read's answer after 1 ms of virtual time, of the 60 s it may wait: undefined while it still waits. */
+      const answerAt1ms = (cache: PushedOutput, waitMs: number) =>
+        Effect.gen(function*() {
+          const reader = yield* Effect.forkChild(read(cache, 0, waitMs))
+          yield* TestClock.adjust("1 millis")
+          const exit = reader.pollUnsafe()
+          return exit !== undefined && exit._tag === "Success" ? exit.value : undefined
+        })
+      const cache = new PushedOutput()
+      assert.strictEqual(yield* answerAt1ms(cache, 0), fromServer, "no wait asked")
+      const closedOnly = new PushedOutput()
+      closedOnly.add({ _tag: "Closed", seq: 1 })
+      assert.strictEqual(
+        yield* answerAt1ms(closedOnly, 60_000),
+        fromServer,
+        "a close pushed with no exit: the server says how it ended, without a wait"
+      )
+      state.connection = undefined
+      assert.strictEqual(yield* answerAt1ms(cache, 60_000), fromServer, "no link: nothing will be pushed")
+      assert.deepStrictEqual(state.serverReads, [0, 0, 0])
+    }))
+
+  it.effect("answers the exit and the close from the push, and tells the server the reader saw the end", () =>
     Effect.gen(function*() {
       const { state, read } = recorder()
       const cache = new PushedOutput()
-      assert.strictEqual(yield* read(cache, 0), fromServer, "no wait asked")
-      state.connection = undefined
-      assert.strictEqual(yield* read(cache, 0, 60_000), fromServer, "no link: nothing will be pushed")
-      assert.deepStrictEqual(state.serverReads, [0, 0])
+      cache.windowBytes = 1024 // acknowledgements by the quarter window: none due for a byte
+      cache.add(output(1, "a"))
+      assert.deepStrictEqual(texts(yield* read(cache, 0)), ["a"])
+      const reader = yield* Effect.forkChild(read(cache, 1, 5_000))
+      cache.add({ _tag: "Exited", seq: 2, exitCode: 4, signal: null, sandboxDenied: false })
+      const exited = yield* Fiber.join(reader)
+      assert.deepStrictEqual([exited.exited, exited.exitCode, exited.closed, exited.nextSeq], [true, 4, false, 3])
+      assert.deepStrictEqual(state.acknowledged, [], "not yet the end, and not a quarter window")
+      cache.add({ _tag: "Closed", seq: 3 })
+      const closed = yield* read(cache, 2, 5_000)
+      assert.deepStrictEqual([closed.closed, closed.nextSeq], [true, 4])
+      assert.deepStrictEqual(state.serverReads, [], "no round trip for the end")
+      assert.deepStrictEqual(
+        state.acknowledged,
+        [3],
+        "the close's seq: the server forgets a process whose end was seen first"
+      )
+      yield* read(cache, 3)
+      assert.deepStrictEqual(state.acknowledged, [3], "once")
     }))
 
   it.effect("a link lost while the read waits sends it to the server at once", () =>
@@ -132,7 +173,8 @@ describe("streamedRead (a read of pushed output)", () => {
       yield* TestClock.adjust("1 second")
       state.connection = {} // a new connection: the old one will push nothing more
       cache.wake()
-      assert.strictEqual(yield* Fiber.join(reader), fromServer)
+      yield* TestClock.adjust("1 millis")
+      assert.deepStrictEqual(reader.pollUnsafe(), Exit.succeed(fromServer), "at once, not at the end of the wait")
       assert.deepStrictEqual(state.serverReads, [0])
     }))
 })

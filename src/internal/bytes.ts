@@ -83,9 +83,10 @@ export class ByteRing {
   }
 
   append(chunk: Uint8Array): void {
-    if (this.capacity === 0 || chunk.length === 0) return
+    const kept = chunk.subarray(Math.max(0, chunk.length - this.capacity))
+    // nothing to keep (an empty chunk, or a ring of size 0): no buffer to allocate
+    if (kept.length === 0) return
     if (this.buffer.length === 0) this.buffer = new Uint8Array(this.capacity)
-    const kept = chunk.length > this.capacity ? chunk.subarray(chunk.length - this.capacity) : chunk
     const first = Math.min(kept.length, this.capacity - this.end)
     this.buffer.set(kept.subarray(0, first), this.end)
     this.buffer.set(kept.subarray(first), 0)

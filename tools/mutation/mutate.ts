@@ -33,7 +33,7 @@ export const modules: Readonly<Record<string, Module>> = {
     tests: ["test/Exec.test.ts", "test/Exec.local.test.ts", "test/Exec.stdin.test.ts"]
   },
   protocol: {
-    mutate: ["src/Protocol.ts", "src/internal/protocol/*.ts"],
+    mutate: ["src/Protocol.ts"],
     tests: ["test/Protocol.test.ts", "test/ExecServer.wire.test.ts", "test/RemoteExecutor.hostileServer.test.ts"]
   },
   processLog: {

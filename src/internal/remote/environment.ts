@@ -150,7 +150,11 @@ const makeExecutor = (link: Link, records: ProcessRecords): Executor["Service"] 
     start,
     read: Effect.fn("RemoteExecutor.read")(function*(request: Protocol.ReadParams) {
       const cache = records.pushedFor(request.processId)
-      return yield* (cache === undefined ? serverRead(request) : streamedRead(link, cache, request, serverRead))
+      if (cache === undefined) return yield* serverRead(request)
+      const result = yield* streamedRead(link, cache, request, serverRead)
+      // answered from the push or by the server: a reader with everything leaves nothing to cache
+      if (Protocol.isDrained(result)) records.drained(request.processId)
+      return result
     }),
     write: Effect.fn("RemoteExecutor.write")(function*(request: Protocol.WriteParams) {
       const params = { ...request, writeId: request.writeId ?? crypto.randomUUID() }

@@ -110,8 +110,9 @@ export class PushedOutput {
   }
 
   /**
-   * The read answer for `afterSeq` if the next output already arrived, with
-   * every seq accounted for (no gap); otherwise `undefined`: ask the server.
+   * The read answer for `afterSeq` if the next entry (output, exit or close)
+   * already arrived, with every seq accounted for (no gap); otherwise
+   * `undefined`: ask the server.
    * Its `nextSeq` follows the last entry it went through, an exit or a close
    * included, as a server's answer that reaches the end of its log does; one
    * that `maxBytes` cut short ends after its last chunk. A cursor at or past
@@ -122,7 +123,7 @@ export class PushedOutput {
       return { chunks: [], nextSeq: this.closedSeq + 1, ...this.ending(true) }
     }
     let index = this.entries.indexOf(afterSeq + 1)
-    if (this.entries.at(index)?._tag !== "Output") return undefined
+    if (index === -1) return undefined
     const chunks: Array<Protocol.ProcessChunk> = []
     let bytes = 0
     let through = afterSeq
@@ -145,6 +146,8 @@ export class PushedOutput {
         break
       }
     }
+    // how it ended is the exit's to say: a close pushed without one (no server of ours does that) is the server's to answer
+    if (closed && this.exit === undefined) return undefined
     return { chunks, nextSeq: through + 1, ...this.ending(closed) }
   }
 
@@ -161,7 +164,7 @@ export class PushedOutput {
   }
 
   /** Completes once the entry after `afterSeq` arrived, or `stop()` holds (checked at each wake-up). */
-  untilNext(afterSeq: number, stop: () => boolean = () => false): Effect.Effect<void> {
+  untilNext(afterSeq: number, stop: () => boolean): Effect.Effect<void> {
     return this.changes.until(() => this.knowsNext(afterSeq) || stop())
   }
 }

@@ -20,6 +20,15 @@ export class SeqQueue<A extends { readonly seq: number }> {
     return this.items.length - this.head
   }
 
+  /**
+   * The slots it holds, live or shifted out and not yet compacted away: what
+   * its memory grows with (at most the live entries plus 1024 and as many
+   * again).
+   */
+  get capacity(): number {
+    return this.items.length
+  }
+
   /** The entry at `index` (0 is the oldest). */
   at(index: number): A | undefined {
     return index < 0 ? undefined : this.items[this.head + index]

@@ -7,7 +7,6 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
 import type { ExecutorError } from "../../Executor.ts"
 import type * as Protocol from "../../Protocol.ts"
 import type { Link } from "./link.ts"
@@ -24,24 +23,41 @@ export const streamedRead = (
     const maxBytes = request.maxBytes ?? null
     cache.trim(afterSeq)
     const local = cache.read(afterSeq, maxBytes)
-    // tells the server how far the reader got, without waiting: it lets a paused process go on
-    if (afterSeq > cache.acknowledged && cache.acknowledgementDue) {
-      cache.acknowledged = afterSeq
-      cache.takenSinceAcknowledged = 0
-      yield* link.notify("process/acknowledge", { processId: request.processId, afterSeq })
-    }
-    if (local !== undefined) return local
+    yield* acknowledge(link, cache, request.processId, afterSeq)
+    if (local !== undefined) return yield* acknowledgeEnd(link, cache, request.processId, local)
     // Nothing yet: the next output is most likely on its way, so wait for the
-    // push (within waitMs) rather than ask for a second copy of it. What is
-    // not output (the exit, the close) and what a reconnection lost come
-    // from the server.
+    // push (within waitMs) rather than ask for a second copy of it. What a
+    // reconnection lost, or an end the push cannot tell, comes from the server.
     const waitMs = request.waitMs ?? 0
     const rpc = link.live
-    if (waitMs > 0 && !cache.knowsNext(afterSeq) && rpc !== undefined) {
+    if (waitMs > 0 && rpc !== undefined) {
       // a lost link pushes nothing more (the records wake every cache then): ask the server, reconnecting, at once
-      const pushed = yield* Effect.timeoutOption(cache.untilNext(afterSeq, () => link.live !== rpc), waitMs)
-      const answer = Option.isSome(pushed) && link.live === rpc ? cache.read(afterSeq, maxBytes) : undefined
-      if (answer !== undefined) return answer
+      yield* Effect.timeoutOption(cache.untilNext(afterSeq, () => link.live !== rpc), waitMs)
+      // whatever ended the wait, output that follows the cursor without a gap is the answer: the same bytes the
+      // server would send, whichever connection pushed them
+      const answer = cache.read(afterSeq, maxBytes)
+      if (answer !== undefined) return yield* acknowledgeEnd(link, cache, request.processId, answer)
     }
     return yield* serverRead(request)
   })
+
+/**
+ * Tells the server how far the reader got, without waiting: once per quarter
+ * of its window (it lets a paused process go on), never backwards.
+ */
+const acknowledge = (link: Link, cache: PushedOutput, processId: string, afterSeq: number, force = false) => {
+  if (afterSeq <= cache.acknowledged || !(force || cache.acknowledgementDue)) return Effect.void
+  cache.acknowledged = afterSeq
+  cache.takenSinceAcknowledged = 0
+  return link.notify("process/acknowledge", { processId, afterSeq })
+}
+
+/**
+ * An answer from pushed output that reaches the close: the server is told the
+ * reader saw the end (as a read of its own answering `closed` would), so that
+ * it forgets this process before the ones still being read.
+ */
+const acknowledgeEnd = (link: Link, cache: PushedOutput, processId: string, answer: Protocol.ReadResult) =>
+  answer.closed
+    ? Effect.as(acknowledge(link, cache, processId, answer.nextSeq - 1, true), answer)
+    : Effect.succeed(answer)

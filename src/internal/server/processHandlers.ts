@@ -96,10 +96,9 @@ const startHandler = (registry: SessionRegistry, session: Session) => {
       const underWay = session.startsUnderWay.get(request.processId) ?? new Set()
       session.startsUnderWay.set(request.processId, underWay.add(answered))
       return restore(startInTurn(request)).pipe(Effect.ensuring(Effect.suspend(() => {
+        // a set is the id's entry from its first start to its last answer: once empty, it is no one's
         underWay.delete(answered)
-        if (underWay.size === 0 && session.startsUnderWay.get(request.processId) === underWay) {
-          session.startsUnderWay.delete(request.processId)
-        }
+        if (underWay.size === 0) session.startsUnderWay.delete(request.processId)
         return Deferred.done(answered, Exit.void)
       })))
     })
@@ -115,7 +114,10 @@ const afterStart =
     Effect.suspend(() => {
       const underWay = session.startsUnderWay.get(processId)
       if (underWay === undefined) return request
-      return Effect.andThen(Effect.forEach([...underWay], Deferred.await, { discard: true }), request)
+      return Effect.gen(function*() {
+        for (const answered of [...underWay]) yield* Deferred.await(answered)
+        return yield* request
+      })
     })
 
 /** The `process/*` requests and notifications of `session`. */

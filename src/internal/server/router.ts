@@ -27,24 +27,15 @@ export type NotificationHandlers = {
   ) => Effect.Effect<void, Reply>
 }
 
-const decoders = new Map<Protocol.WireSchema, (input: unknown) => Effect.Effect<unknown, Schema.SchemaError>>()
-const encoders = new Map<Protocol.WireSchema, (input: unknown) => Effect.Effect<unknown, Schema.SchemaError>>()
-
-const memo = <F>(cache: Map<Protocol.WireSchema, F>, schema: Protocol.WireSchema, make: () => F): F => {
-  let found = cache.get(schema)
-  if (found === undefined) {
-    found = make()
-    cache.set(schema, found)
-  }
-  return found
-}
+// Effect compiles a schema's parser once and keeps it with the schema's AST: a decoder or encoder made per
+// request costs a closure and a lookup, not a compilation.
 
 /** Decodes params by `schema`: a mismatch is `-32602` with the schema's message (it names the field). */
 export const decodeParams = <S extends Protocol.WireSchema>(
   schema: S,
   params: unknown
 ): Effect.Effect<S["Type"], Reply> =>
-  memo(decoders, schema, () => Schema.decodeUnknownEffect(schema))(params ?? {}).pipe(
+  Schema.decodeUnknownEffect(schema)(params ?? {}).pipe(
     Effect.mapError((error) =>
       new Reply({ code: ErrorCode.invalidParams, message: `invalid params: ${error.message}` })
     )
@@ -53,7 +44,7 @@ export const decodeParams = <S extends Protocol.WireSchema>(
 const encodeResult = (schema: Protocol.WireSchema, result: unknown): Effect.Effect<unknown, Reply> =>
   result instanceof RawJson
     ? Effect.succeed(result)
-    : memo(encoders, schema, () => Schema.encodeUnknownEffect(schema))(result).pipe(
+    : Schema.encodeUnknownEffect(schema)(result).pipe(
       Effect.mapError((error) =>
         new Reply({ code: ErrorCode.internalError, message: `the server built an invalid answer: ${error.message}` })
       )

@@ -230,34 +230,33 @@ export class SessionRegistry {
       if (session.attached !== connection) return
       this.release(session)
       this.detached.set(session.id, session)
+      // a resume interrupts this before it attaches the session: at its end, the session is still detached
       session.expiry = yield* FiberSet.run(
         this.fibers,
-        Effect.sleep(this.sessionTtl).pipe(
-          Effect.andThen(Effect.suspend(() => session.attached === undefined ? this.end(session) : Effect.void))
-        )
+        Effect.andThen(Effect.sleep(this.sessionTtl), this.end(session))
       )
     })
   }
 
   /** Forgets `session` and terminates its processes. */
   end(session: Session): Effect.Effect<void> {
-    return Effect.suspend(() => {
+    return Effect.gen({ self: this }, function*() {
       this.sessions.delete(session.id)
       this.detached.delete(session.id)
       this.release(session)
       session.ended = true
       session.changes.notify()
-      return Effect.forEach(
-        session.processes.values(),
-        (process) => Effect.ignore(this.executor.terminate(process.internalId)),
-        { discard: true }
-      )
+      for (const process of session.processes.values()) {
+        yield* Effect.ignore(this.executor.terminate(process.internalId))
+      }
     })
   }
 
   /** Ends every session (the server stops). */
   endAll(): Effect.Effect<void> {
-    return Effect.forEach([...this.sessions.values()], (session) => this.end(session), { discard: true })
+    return Effect.gen({ self: this }, function*() {
+      for (const session of [...this.sessions.values()]) yield* this.end(session)
+    })
   }
 
   /**
