@@ -818,7 +818,7 @@ export const lines = (
   command: Command
 ): Effect.Effect<ReadonlyArray<string>, ExecutorError | CommandFailed, Environment> =>
   Effect.map(string(command), (text) => {
-    if (text === "") return []
+    // no output is no line: its one empty piece is dropped as a trailing line end's would be
     const split = text.split(/\r?\n/)
     if (split.at(-1) === "") split.pop()
     return split

@@ -2,7 +2,7 @@
  * The consume loop (`Exec.run`) against a scripted executor, in virtual time.
  */
 import { assert, describe, it } from "@effect/vitest"
-import type * as Cause from "effect/Cause"
+import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -12,10 +12,12 @@ import * as Queue from "effect/Queue"
 import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
 import * as Environment from "../src/Environment.ts"
+import * as EnvironmentRegistry from "../src/EnvironmentRegistry.ts"
 import * as Exec from "../src/Exec.ts"
-import { Executor } from "../src/Executor.ts"
+import { ConnectionLost, Executor, ExecutorError, ProtocolViolation, SpawnFailed } from "../src/Executor.ts"
 import type * as JsonRpc from "../src/JsonRpc.ts"
 import * as OutputSink from "../src/OutputSink.ts"
+import type * as Protocol from "../src/Protocol.ts"
 import * as RemoteExecutor from "../src/RemoteExecutor.ts"
 import * as Script from "./support/ScriptedExecutor.ts"
 
@@ -44,6 +46,57 @@ const settled = <A, E>(fiber: Fiber.Fiber<A, E>) =>
     assert.isDefined(fiber.pollUnsafe(), "the call is still running: its loop did not end")
     return yield* Fiber.join(fiber)
   })
+
+/**
+ * A scripted executor seen through a wrapper: `calls` records what the loop
+ * asked of it, and `override` replaces some of its methods (given the
+ * scripted ones).
+ */
+const watched = (
+  script: (request: { readonly argv: ReadonlyArray<string> }) => ReadonlyArray<Script.Step>,
+  override: (executor: Executor["Service"]) => Partial<Executor["Service"]> = () => ({})
+) => {
+  const base = Script.make(script)
+  const calls = {
+    reads: [] as Array<Protocol.ReadParams>,
+    writes: 0,
+    stdinCloses: 0,
+    terminated: [] as Array<string>
+  }
+  const executor = Layer.effect(
+    Executor,
+    Effect.map(Effect.service(Executor), (inner) => {
+      const replaced = { ...inner, ...override(inner) }
+      return Executor.of({
+        ...replaced,
+        read: (request) => Effect.suspend(() => (calls.reads.push(request), replaced.read(request))),
+        write: (request) => Effect.suspend(() => (calls.writes++, replaced.write(request))),
+        closeStdin: (processId) => Effect.suspend(() => (calls.stdinCloses++, replaced.closeStdin(processId))),
+        terminate: (processId) =>
+          Effect.suspend(() => (calls.terminated.push(processId), replaced.terminate(processId)))
+      })
+    })
+  ).pipe(Layer.provide(base.layer))
+  const layer = Layer.mergeAll(
+    Environment.fromExecutor({ _tag: "Local" }).pipe(Layer.provide(executor)),
+    OutputSink.layerDiscard
+  )
+  return { ...base, calls, layer }
+}
+
+/** Read answers by cursor: the first entry whose `upTo` is at or past the read's `afterSeq`. */
+const answering = (
+  answers: ReadonlyArray<{ readonly upTo: number; readonly result: Protocol.ReadResult }>
+) =>
+(request: Protocol.ReadParams) =>
+  Effect.succeed(answers.find(({ upTo }) => (request.afterSeq ?? 0) <= upTo)?.result ?? answers.at(-1)!.result)
+
+const chunkOf = (seq: number, value: string) => ({
+  seq,
+  stream: "stdout" as const,
+  chunk: new TextEncoder().encode(value)
+})
+const running = { exited: false, exitCode: null, closed: false, failure: null }
 
 describe("Exec.run", () => {
   it.effect("returns output, exit code and an Exited termination", () =>
@@ -797,5 +850,360 @@ describe("Exec one-liners", () => {
       const environmentOnly = Environment.fromExecutor({ _tag: "Local" }).pipe(Layer.provide(executor.layer))
       const result = yield* Exec.run({ command: ["cmd"] }).pipe(Effect.provide(environmentOnly))
       assert.strictEqual(result.stdout.text, "hi")
+    }))
+})
+
+describe("Exec.run's bookkeeping", () => {
+  it.effect("asks for nothing to be killed or read when the deadline passes before the start is sent", () =>
+    Effect.gen(function*() {
+      const env = watched(() => [Script.exit(0), Script.close], () => ({ defaultCwd: Effect.never }))
+      const fiber = yield* Exec.run({ command: ["cmd"], timeout: "1 second" }).pipe(
+        Effect.provide(env.layer),
+        Effect.forkChild
+      )
+      yield* TestClock.adjust("1 second")
+      const result = yield* settled(fiber)
+      assert.deepStrictEqual(result.termination, Exec.Termination.TimedOut({ timeout: Duration.seconds(1) }))
+      assert.deepStrictEqual(env.started, [], "never started")
+      assert.deepStrictEqual(env.calls.terminated, [], "nothing to kill")
+      assert.deepStrictEqual(env.calls.reads, [], "nothing to read")
+      assert.strictEqual(result.signal, null)
+      assert.strictEqual(result.sandboxType, "none")
+      assert.isFalse(result.sandboxDenied)
+      assert.isFalse(result.pipesHeldOpen)
+    }))
+
+  it.effect("kills a process whose start is unanswered at the interrupt, and reads nothing of it", () =>
+    Effect.gen(function*() {
+      const env = watched(
+        () => [Script.out("unseen"), Script.exit(0), Script.close],
+        (inner) => ({ start: (request) => Effect.andThen(inner.start(request), Effect.never) })
+      )
+      const stop = yield* Deferred.make<void>()
+      const fiber = yield* Exec.run({ command: ["cmd"], interrupt: Deferred.await(stop) }).pipe(
+        Effect.provide(env.layer),
+        Effect.forkChild
+      )
+      yield* TestClock.adjust("1 second")
+      yield* Deferred.succeed(stop, undefined)
+      const result = yield* settled(fiber)
+      assert.deepStrictEqual(result.termination, Exec.Termination.Interrupted())
+      assert.deepStrictEqual(env.calls.terminated, [env.started[0]!.processId])
+      assert.deepStrictEqual(env.calls.reads, [], "no read for a process whose start never answered")
+      assert.strictEqual(result.exitCode, -1, "no exit seen: unknown")
+      assert.strictEqual(result.signal, null)
+      assert.strictEqual(result.stdout.text, "")
+      assert.strictEqual(result.sandboxType, "none", "the start's answer never came")
+      assert.isFalse(result.sandboxDenied)
+    }))
+
+  it.effect("kills a process whose start is unanswered when the calling fiber is interrupted", () =>
+    Effect.gen(function*() {
+      const env = watched(
+        () => [Script.wait("1 hour"), Script.exit(0), Script.close],
+        (inner) => ({ start: (request) => Effect.andThen(inner.start(request), Effect.never) })
+      )
+      const fiber = yield* Exec.run({ command: ["cmd"] }).pipe(Effect.provide(env.layer), Effect.forkChild)
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(env.started.length, 1)
+      yield* Fiber.interrupt(fiber)
+      assert.deepStrictEqual(env.calls.terminated, [env.started[0]!.processId])
+      assert.deepStrictEqual(env.terminated, [env.started[0]!.processId], "the process was running, and is killed")
+    }))
+
+  const lostLink = new ConnectionLost({ description: "the link went down" })
+  const refused = new SpawnFailed({ kind: "CommandNotFound", command: "cmd", description: "no such file" })
+  it.effect.each([
+    { name: "ConnectionLost", reasons: [lostLink], killed: true },
+    { name: "ProtocolViolation", reasons: [new ProtocolViolation({ description: "a wrong shape" })], killed: true },
+    { name: "SpawnFailed", reasons: [refused], killed: false },
+    { name: "SpawnFailed and ConnectionLost", reasons: [refused, lostLink], killed: true }
+  ])(
+    "a start failing with $name fails the call, and kills the process: $killed",
+    ({ killed, reasons }) =>
+      Effect.gen(function*() {
+        // the executor started the process, but its answer is the failure: a lost or broken answer may hide a start
+        const cause = reasons.map((reason) => Cause.fail(new ExecutorError({ reason }))).reduce(Cause.combine)
+        const env = watched(
+          () => [Script.wait("1 hour"), Script.exit(0), Script.close],
+          (inner) => ({ start: (request) => Effect.andThen(inner.start(request), Effect.failCause(cause)) })
+        )
+        const error = yield* Effect.flip(Exec.run({ command: ["cmd"] }).pipe(Effect.provide(env.layer)))
+        assert.strictEqual(error.reason._tag, reasons[0]!._tag)
+        assert.deepStrictEqual(env.calls.terminated, killed ? [env.started[0]!.processId] : [])
+      })
+  )
+
+  it.effect("a Lost run claims no exit code and no signal, whatever the executor said before it failed", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [
+        Script.out("partial"),
+        Script.exit(-1, "SIGTERM"),
+        Script.wait("500 millis"),
+        Script.failReads("the link went down")
+      ])
+      const fiber = yield* Exec.run({ command: ["cmd"] }).pipe(Effect.provide(env.layer), Effect.forkChild)
+      yield* TestClock.adjust("3 seconds")
+      const result = yield* settled(fiber)
+      assert.strictEqual(result.termination._tag, "Lost")
+      assert.strictEqual(result.exitCode, -1)
+      assert.strictEqual(result.signal, null)
+      assert.strictEqual(result.stdout.text, "partial")
+      assert.isFalse(result.pipesHeldOpen)
+    }))
+
+  it.effect("a signal named with an exit code other than -1 is a death by that signal", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.exit(139, "SIGSEGV"), Script.close])
+      const result = yield* Exec.run({ command: ["cmd"] }).pipe(Effect.provide(env.layer))
+      assert.deepStrictEqual(result.termination, Exec.Termination.Signaled({ signal: "SIGSEGV" }))
+      assert.strictEqual(result.exitCode, 139)
+    }))
+
+  it.effect("a process closed without an exit code ends Exited with -1, unknown", () =>
+    Effect.gen(function*() {
+      const env = watched(() => [Script.wait("1 hour")], () => ({
+        read: answering([
+          { upTo: 0, result: { chunks: [chunkOf(1, "x")], nextSeq: 2, ...running } },
+          { upTo: Infinity, result: { chunks: [], nextSeq: 2, ...running, closed: true } }
+        ])
+      }))
+      const result = yield* Exec.run({ command: ["cmd"] }).pipe(Effect.provide(env.layer))
+      assert.deepStrictEqual(result.termination, Exec.Termination.Exited({ exitCode: -1 }))
+      assert.strictEqual(result.exitCode, -1)
+      assert.strictEqual(result.signal, null)
+    }))
+
+  it.effect("says pipesHeldOpen only for a run that finished: not for one timed out after the exit", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.exit(0), Script.wait("1 hour"), Script.close])
+      const fiber = yield* Exec.run({ command: ["cmd"], timeout: "1 second" }).pipe(
+        Effect.provide(env.layer),
+        Effect.forkChild
+      )
+      yield* TestClock.adjust("1 second")
+      yield* TestClock.adjust("2 seconds")
+      const result = yield* settled(fiber)
+      assert.strictEqual(result.termination._tag, "TimedOut")
+      assert.isFalse(result.pipesHeldOpen)
+    }))
+
+  it.effect("runOrFail fails on the request's interrupt even after the command exited 0", () =>
+    Effect.gen(function*() {
+      // exited, but a background child holds its pipe: the interrupt comes during the drain
+      const env = scripted(() => [Script.exit(0), Script.wait("1 hour"), Script.close])
+      const stop = yield* Deferred.make<void>()
+      const fiber = yield* Exec.runOrFail({ command: ["x"], interrupt: Deferred.await(stop) }).pipe(
+        Effect.provide(env.layer),
+        Effect.flip,
+        Effect.forkChild
+      )
+      yield* TestClock.adjust("1 second")
+      yield* Deferred.succeed(stop, undefined)
+      // the drain after the interrupt: what the group left, within the drain limit
+      yield* TestClock.adjust("2 seconds")
+      const error = yield* settled(fiber)
+      assert.strictEqual(error._tag, "CommandFailed")
+      if (error._tag !== "CommandFailed") return
+      assert.strictEqual(error.result.exitCode, 0)
+      assert.deepStrictEqual(error.result.termination, Exec.Termination.Interrupted())
+      assert.strictEqual(error.message, "x was interrupted")
+    }))
+
+  it.effect("sums what the executor dropped and keeps its sandbox verdict, read after read", () =>
+    Effect.gen(function*() {
+      const exited = { exited: true, exitCode: 1, closed: false, failure: null }
+      const env = watched(() => [Script.wait("1 hour")], () => ({
+        read: answering([
+          {
+            upTo: 0,
+            result: { chunks: [chunkOf(1, "a")], nextSeq: 2, ...exited, dropped: { bytes: 7, chunks: 1 } }
+          },
+          {
+            upTo: Infinity,
+            result: {
+              chunks: [],
+              nextSeq: 2,
+              ...exited,
+              closed: true,
+              dropped: { bytes: 5, chunks: 2 },
+              sandboxDenied: true
+            }
+          }
+        ])
+      }))
+      const result = yield* Exec.run({ command: ["cmd"] }).pipe(Effect.provide(env.layer))
+      assert.strictEqual(result.droppedByExecutor, 12)
+      assert.isTrue(result.sandboxDenied)
+      assert.strictEqual(result.exitCode, 1)
+      const silent = watched(() => [Script.wait("1 hour")], () => ({
+        read: answering([{ upTo: Infinity, result: { chunks: [], nextSeq: 1, ...exited, closed: true } }])
+      }))
+      const plain = yield* Exec.run({ command: ["cmd"] }).pipe(Effect.provide(silent.layer))
+      assert.isFalse(plain.sandboxDenied, "an answer that does not say is no denial")
+      assert.strictEqual(plain.droppedByExecutor, 0)
+    }))
+
+  it.effect("reads on from the answer's nextSeq, and takes no seq twice in one answer, not even an empty chunk's", () =>
+    Effect.gen(function*() {
+      const env = watched(() => [Script.wait("1 hour")], () => ({
+        read: answering([
+          // seqs 2 to 4 went to events that are not output: the next read is after 4
+          { upTo: 0, result: { chunks: [chunkOf(1, "a")], nextSeq: 5, ...running } },
+          {
+            upTo: 4,
+            result: {
+              chunks: [chunkOf(5, ""), chunkOf(5, "again"), chunkOf(6, "b")],
+              nextSeq: 7,
+              ...running,
+              exited: true,
+              exitCode: 0
+            }
+          },
+          { upTo: Infinity, result: { chunks: [], nextSeq: 7, exited: true, exitCode: 0, closed: true, failure: null } }
+        ])
+      }))
+      const result = yield* Exec.run({ command: ["cmd"] }).pipe(Effect.provide(env.layer))
+      assert.strictEqual(result.stdout.text, "ab")
+      assert.deepStrictEqual(env.calls.reads.map((read) => read.afterSeq), [0, 4, 6])
+    }))
+
+  it.effect("after the exit, a read waits no longer than the drain has left", () =>
+    Effect.gen(function*() {
+      const env = watched(() => [Script.exit(0), Script.wait("500 millis"), Script.out("x"), Script.wait("1 hour")])
+      const fiber = yield* Exec.run({ command: ["cmd"] }).pipe(Effect.provide(env.layer), Effect.forkChild)
+      for (let i = 0; i < 30 && fiber.pollUnsafe() === undefined; i++) yield* TestClock.adjust("100 millis")
+      const result = yield* settled(fiber)
+      assert.isTrue(result.pipesHeldOpen)
+      assert.strictEqual(result.stdout.text, "x")
+      // the exit at 0, output at 500 ms: 2 s of drain from the exit's read, in waits of at most 1 s
+      assert.deepStrictEqual(env.calls.reads.map((read) => read.waitMs), [1000, 1000, 1000, 500])
+    }))
+
+  it.effect("after the exit, half-full reads renew the drain until 8 MiB were read, then it ends", () =>
+    Effect.gen(function*() {
+      // after the exit, a read of half the read size (256 KiB) every 1.5 s: each renews the 2 s limit while
+      // less than the 8 MiB backlog allowance was read before it; the 33rd does not, and the 34th comes too late
+      const half = Exec.defaults.readBytes / 2
+      const trickle = Array.from({ length: 40 }, (_, i) => [Script.wait("1500 millis"), Script.out(bytesOf(half, i))])
+        .flat()
+      const env = scripted(() => [Script.exit(0), ...trickle, Script.close])
+      const fiber = yield* Exec.run({ command: ["cmd"], capture: "fullBuffer" }).pipe(
+        Effect.provide(env.layer),
+        Effect.forkChild
+      )
+      for (let i = 0; i < 1000 && fiber.pollUnsafe() === undefined; i++) yield* TestClock.adjust("100 millis")
+      const result = yield* settled(fiber)
+      assert.isTrue(result.pipesHeldOpen)
+      assert.strictEqual(result.stdout.totalBytes, 33 * half)
+    }))
+
+  it.effect("after a timeout that comes once the exit was seen, still collects what the pipes held", () =>
+    Effect.gen(function*() {
+      // the exit is read first; the timeout comes while a slow sink delivers "one,", before "two" was read
+      const env = scripted(() => [
+        Script.exit(0),
+        Script.wait("100 millis"),
+        Script.out("one,"),
+        Script.wait("100 millis"),
+        Script.out("two"),
+        Script.wait("1 hour"),
+        Script.close
+      ])
+      const slowSink = Layer.succeed(
+        OutputSink.OutputSink,
+        OutputSink.OutputSink.of({ emit: () => Effect.sleep("1 second") })
+      )
+      const fiber = yield* Exec.run({ command: ["cmd"], timeout: "500 millis" }).pipe(
+        Effect.provide(Layer.merge(env.layer, slowSink)),
+        Effect.forkChild
+      )
+      for (let i = 0; i < 50 && fiber.pollUnsafe() === undefined; i++) yield* TestClock.adjust("100 millis")
+      const result = yield* settled(fiber)
+      assert.strictEqual(result.termination._tag, "TimedOut")
+      assert.strictEqual(result.stdout.text, "one,two")
+    }))
+})
+
+describe("Exec.run in an environment of a registry", () => {
+  it.effect("fails typed, naming the environments asked for, when no registry is provided", () =>
+    Effect.gen(function*() {
+      const env = scripted(() => [Script.exit(0), Script.close])
+      const refusal = (environment: EnvironmentRegistry.Selection) =>
+        // the type asks for a registry: this program lies about it, as a caller without one would
+        (Exec.run({ command: ["cmd"], environment }) as Effect.Effect<Exec.ExecResult, ExecutorError>).pipe(
+          Effect.provide(env.layer),
+          Effect.flip,
+          Effect.map((error) => error.reason)
+        )
+      for (
+        const [selection, named] of [
+          ["devbox", "devbox"],
+          [EnvironmentRegistry.leastBusy(["a", "b"]), "a,b"],
+          [EnvironmentRegistry.leastBusy(), ""]
+        ] as const
+      ) {
+        const reason = yield* refusal(selection)
+        assert.strictEqual(reason._tag, "EnvironmentUnavailable")
+        if (reason._tag !== "EnvironmentUnavailable") return
+        assert.strictEqual(reason.kind, "NoRegistry")
+        assert.strictEqual(reason.environment, named)
+        assert.include(reason.description, "no EnvironmentRegistry is provided")
+      }
+      assert.deepStrictEqual(env.started, [], "nothing started")
+    }))
+})
+
+describe("Exec.run's input", () => {
+  it.effect("types nothing more into a terminal once it refused a write", () =>
+    Effect.gen(function*() {
+      const env = watched(() => [Script.exit(0), Script.wait("1 hour"), Script.close])
+      const keys = ["a", "b", "c"].map((key) => new TextEncoder().encode(key))
+      const fiber = yield* Exec.run({
+        command: ["sh"],
+        tty: {
+          input: Stream.concat(
+            Stream.fromEffect(Effect.sleep("1 second")).pipe(Stream.drain),
+            Stream.fromIterable(keys)
+          )
+        }
+      }).pipe(Effect.provide(env.layer), Effect.forkChild)
+      yield* TestClock.adjust("3 seconds")
+      yield* settled(fiber)
+      assert.strictEqual(env.calls.writes, 1, "the exited process refused the first key: no other was offered")
+      assert.deepStrictEqual(env.written, [])
+    }))
+
+  it.effect("does not end stdin the command no longer takes", () =>
+    Effect.gen(function*() {
+      const env = watched(() => [Script.exit(0), Script.wait("1 hour"), Script.close])
+      const fiber = yield* Exec.run({
+        command: ["cat"],
+        stdin: Stream.concat(
+          Stream.fromEffect(Effect.sleep("1 second")).pipe(Stream.drain),
+          Stream.make(new Uint8Array(4))
+        )
+      }).pipe(Effect.provide(env.layer), Effect.forkChild)
+      yield* TestClock.adjust("3 seconds")
+      yield* settled(fiber)
+      assert.strictEqual(env.calls.writes, 1)
+      assert.strictEqual(env.calls.stdinCloses, 0, "its stdin was closed already")
+    }))
+
+  it.effect("writes no empty chunk: empty input ends stdin at once, 1 MiB is one write", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<{ readonly stdin: string | Uint8Array; readonly writes: ReadonlyArray<number> }> = [
+        { stdin: "", writes: [] },
+        { stdin: bytesOf(MiB, 1), writes: [MiB] }
+      ]
+      for (const { stdin, writes } of cases) {
+        const env = watched(() => [Script.wait("1 second"), Script.exit(0), Script.close])
+        const fiber = yield* Exec.run({ command: ["cat"], stdin }).pipe(Effect.provide(env.layer), Effect.forkChild)
+        yield* TestClock.adjust("2 seconds")
+        yield* settled(fiber)
+        assert.deepStrictEqual(env.written.map((w) => w.chunk.length), writes)
+        assert.strictEqual(env.calls.writes, writes.length)
+        assert.deepStrictEqual(env.stdinClosed, [env.started[0]!.processId])
+      }
     }))
 })
