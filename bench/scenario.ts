@@ -10,6 +10,7 @@ import * as Exec from "effect-exec/Exec"
 import * as OutputSink from "effect-exec/OutputSink"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
 import { spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
 
@@ -23,7 +24,7 @@ export type Scenario =
   | { readonly kind: "bare"; readonly bytes: number }
   | { readonly kind: "throughput"; readonly bytes: number } & Where
   | { readonly kind: "parallel"; readonly bytes: number; readonly streams: number } & Where
-  | { readonly kind: "latency"; readonly runs: number } & Where
+  | { readonly kind: "pairedLatency"; readonly runs: number; readonly url: string }
   | { readonly kind: "delta"; readonly lines: number } & Where
   | { readonly kind: "scale"; readonly calls: number; readonly connections: number } & Where
   | { readonly kind: "flood"; readonly processes: number; readonly bytes: number } & Where
@@ -100,19 +101,37 @@ const parallel = (where: Where, bytes: number, streams: number) =>
     }
   }).pipe(Effect.provide(Layer.mergeAll(environment(where), OutputSink.layerDiscard)))
 
-const latency = (where: Where, runs: number) =>
-  Effect.gen(function*() {
-    const times: Array<number> = []
-    yield* Exec.run({ command: ["true"], cwd: "/tmp" }) // warm-up: connection, JIT
-    for (let i = 0; i < runs; i++) {
-      const started = performance.now()
-      const result = yield* Exec.run({ command: ["true"], cwd: "/tmp" })
-      times.push(performance.now() - started)
-      if (result.exitCode !== 0) return yield* Effect.die(new Error(`true exited ${result.exitCode}`))
-    }
-    times.sort((a, b) => a - b)
-    return { p50: percentile(times, 0.5), p99: percentile(times, 0.99) }
-  }).pipe(Effect.provide(Layer.mergeAll(environment(where), OutputSink.layerDiscard)))
+/**
+ * `true` start → closed on the local executor and on the server at `url`,
+ * alternately in this one process, so that both see the same machine load:
+ * the ratio of their medians is taken within the run.
+ */
+const pairedLatency = async (url: string, runs: number) => {
+  const local = ManagedRuntime.make(Layer.mergeAll(environment({}), OutputSink.layerDiscard))
+  const remote = ManagedRuntime.make(Layer.mergeAll(environment({ url }), OutputSink.layerDiscard))
+  const once = async (runtime: typeof local | typeof remote) => {
+    const started = performance.now()
+    const result = await runtime.runPromise(Exec.run({ command: ["true"], cwd: "/tmp" }))
+    if (result.exitCode !== 0) throw new Error(`true exited ${result.exitCode}`)
+    return performance.now() - started
+  }
+  await once(local) // warm-up: connection, JIT
+  await once(remote)
+  const times = { local: [] as Array<number>, remote: [] as Array<number> }
+  for (let i = 0; i < runs; i++) {
+    times.local.push(await once(local))
+    times.remote.push(await once(remote))
+  }
+  await Promise.all([local.dispose(), remote.dispose()])
+  const sorted = (values: Array<number>) => values.sort((a, b) => a - b)
+  const [l, r] = [sorted(times.local), sorted(times.remote)]
+  return {
+    localP50: percentile(l, 0.5),
+    localP99: percentile(l, 0.99),
+    p50: percentile(r, 0.5),
+    p99: percentile(r, 0.99)
+  }
+}
 
 /** Time from a line the child writes (stamped with the wall clock) to its delta at the sink. */
 const delta = (where: Where, lines: number) => {
@@ -219,8 +238,8 @@ const run = async (scenario: Scenario): Promise<Record<string, unknown>> => {
       return Effect.runPromise(throughput(scenario, scenario.bytes))
     case "parallel":
       return Effect.runPromise(parallel(scenario, scenario.bytes, scenario.streams))
-    case "latency":
-      return Effect.runPromise(latency(scenario, scenario.runs))
+    case "pairedLatency":
+      return pairedLatency(scenario.url, scenario.runs)
     case "delta":
       return Effect.runPromise(delta(scenario, scenario.lines))
     case "scale":
