@@ -165,6 +165,34 @@ describe("streamedRead (a read of pushed output)", () => {
       assert.deepStrictEqual(state.acknowledged, [3], "once")
     }))
 
+  it.effect("output pushed on the new link while the read waits is answered from the cache, not asked again", () =>
+    Effect.gen(function*() {
+      const { state, read } = recorder()
+      const cache = new PushedOutput()
+      const reader = yield* Effect.forkChild(read(cache, 0, 60_000))
+      yield* TestClock.adjust("1 second")
+      state.connection = {} // resumed: the new connection pushed what follows the cursor before the wait looked again
+      cache.add(output(1, "resumed"))
+      cache.wake()
+      assert.deepStrictEqual(texts(yield* Fiber.join(reader)), ["resumed"])
+      assert.deepStrictEqual(state.serverReads, [], "the same bytes the server would send: no round trip")
+    }))
+
+  it.effect("an end known from the push while the link is down is read from the server, which learns it was seen", () =>
+    Effect.gen(function*() {
+      const { state, read } = recorder()
+      const cache = new PushedOutput()
+      cache.add({ _tag: "Exited", seq: 1, exitCode: 0, signal: null, sandboxDenied: false })
+      cache.add({ _tag: "Closed", seq: 2 })
+      state.connection = undefined
+      assert.strictEqual(yield* read(cache, 0), fromServer)
+      assert.deepStrictEqual([state.serverReads, state.acknowledged], [[0], []])
+      state.connection = {}
+      const closed = yield* read(cache, 0)
+      assert.deepStrictEqual([closed.closed, closed.nextSeq], [true, 3])
+      assert.deepStrictEqual([state.serverReads, state.acknowledged], [[0], [2]], "with a link: from the push")
+    }))
+
   it.effect("a link lost while the read waits sends it to the server at once", () =>
     Effect.gen(function*() {
       const { state, read } = recorder()

@@ -24,7 +24,7 @@ export const streamedRead = (
     cache.trim(afterSeq)
     const local = cache.read(afterSeq, maxBytes)
     yield* acknowledge(link, cache, request.processId, afterSeq)
-    if (local !== undefined) return yield* acknowledgeEnd(link, cache, request.processId, local)
+    if (local !== undefined) return yield* acknowledgeEnd(link, cache, request, local, serverRead)
     // Nothing yet: the next output is most likely on its way, so wait for the
     // push (within waitMs) rather than ask for a second copy of it. What a
     // reconnection lost, or an end the push cannot tell, comes from the server.
@@ -36,7 +36,7 @@ export const streamedRead = (
       // whatever ended the wait, output that follows the cursor without a gap is the answer: the same bytes the
       // server would send, whichever connection pushed them
       const answer = cache.read(afterSeq, maxBytes)
-      if (answer !== undefined) return yield* acknowledgeEnd(link, cache, request.processId, answer)
+      if (answer !== undefined) return yield* acknowledgeEnd(link, cache, request, answer, serverRead)
     }
     return yield* serverRead(request)
   })
@@ -55,9 +55,18 @@ const acknowledge = (link: Link, cache: PushedOutput, processId: string, afterSe
 /**
  * An answer from pushed output that reaches the close: the server is told the
  * reader saw the end (as a read of its own answering `closed` would), so that
- * it forgets this process before the ones still being read.
+ * it forgets this process before the ones still being read; while the link is
+ * down, by the server's read itself.
  */
-const acknowledgeEnd = (link: Link, cache: PushedOutput, processId: string, answer: Protocol.ReadResult) =>
-  answer.closed
-    ? Effect.as(acknowledge(link, cache, processId, answer.nextSeq - 1, true), answer)
-    : Effect.succeed(answer)
+const acknowledgeEnd = (
+  link: Link,
+  cache: PushedOutput,
+  request: Protocol.ReadParams,
+  answer: Protocol.ReadResult,
+  serverRead: (request: Protocol.ReadParams) => Effect.Effect<Protocol.ReadResult, ExecutorError>
+) => {
+  if (!answer.closed) return Effect.succeed(answer)
+  // with the link down a notification goes nowhere: the server's own read (which reconnects) learns the end instead
+  if (link.live === undefined) return serverRead(request)
+  return Effect.as(acknowledge(link, cache, request.processId, answer.nextSeq - 1, true), answer)
+}
