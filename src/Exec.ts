@@ -37,7 +37,8 @@ import * as Sandbox from "./Sandbox.ts"
  * `"fullBuffer"`: everything, with no timeout unless the request names one.
  * `headTail`: the first `headBytes` and the last `tailBytes` of each stream,
  * with the cut counted (the errors are usually at the end), and the 10 s
- * default timeout.
+ * default timeout; each a whole number of bytes, 0 or more (`Exec.run` refuses
+ * any other with `InvalidRequest`, before it starts anything).
  *
  * @category models
  * @since 0.1.0
@@ -242,6 +243,9 @@ export const defaults = {
 // =============================================================================
 // The consume loop
 // =============================================================================
+
+/** A size a capture can keep: a whole number of bytes, 0 or more. */
+const isByteCount = (bytes: number) => Number.isSafeInteger(bytes) && bytes >= 0
 
 const limitOf = (capture: Capture): CappedBuffer.Limit =>
   capture === "shellTool"
@@ -517,6 +521,15 @@ export const run: {
   if (terminal !== undefined && request.stdin !== undefined) {
     return yield* failWith(
       new InvalidRequest({ description: "stdin is for a command on pipes: with tty, type into it with tty.input" })
+    )
+  }
+  if (typeof capture === "object" && !(isByteCount(capture.headBytes) && isByteCount(capture.tailBytes))) {
+    return yield* failWith(
+      new InvalidRequest({
+        description: `capture: headBytes and tailBytes must be whole numbers of bytes, 0 or more (got ${
+          String(capture.headBytes)
+        } and ${String(capture.tailBytes)})`
+      })
     )
   }
   const stdin = request.stdin === undefined ? undefined : stdinChunks(request.stdin)

@@ -555,6 +555,33 @@ describe("Exec.run", () => {
       assert.strictEqual(error.reason._tag, "InvalidRequest")
     }))
 
+  it.effect("refuses a headTail capture of a negative, fractional or NaN size before anything starts", () =>
+    Effect.gen(function*() {
+      for (
+        const capture of [
+          { headBytes: -1, tailBytes: 10 },
+          { headBytes: 10, tailBytes: -1 },
+          { headBytes: 10, tailBytes: 1.5 },
+          { headBytes: Number.NaN, tailBytes: 10 }
+        ]
+      ) {
+        const env = scripted(() => [Script.exit(0), Script.close])
+        const error = yield* Effect.flip(Exec.run({ command: ["cmd"], capture }).pipe(Effect.provide(env.layer)))
+        assert.strictEqual(error.reason._tag, "InvalidRequest")
+        assert.include(error.message, `got ${capture.headBytes} and ${capture.tailBytes}`)
+        assert.lengthOf(env.started, 0, JSON.stringify(capture))
+      }
+      const env = scripted(() => [Script.out("ok"), Script.exit(0), Script.close])
+      const kept = yield* Exec.run({ command: ["cmd"], capture: { headBytes: 0, tailBytes: 0 } }).pipe(
+        Effect.provide(env.layer)
+      )
+      assert.deepStrictEqual(
+        [kept.exitCode, kept.stdout.totalBytes, kept.stdout.bytes.length],
+        [0, 2, 0],
+        "0 is a size"
+      )
+    }))
+
   it.effect("runs onSpawn once the process runs, with the executor's environment by default", () =>
     Effect.gen(function*() {
       const env = scripted(() => [Script.exit(0), Script.close])
