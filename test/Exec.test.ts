@@ -33,6 +33,10 @@ const scripted = (script: (request: { readonly argv: ReadonlyArray<string> }) =>
   return { ...executor, layer }
 }
 
+/** A live-output sink that takes `duration` over each delta. */
+const sinkTaking = (duration: Duration.Input) =>
+  Layer.succeed(OutputSink.OutputSink, OutputSink.OutputSink.of({ emit: () => Effect.sleep(duration) }))
+
 const bytesOf = (length: number, fill: number) => new Uint8Array(length).fill(fill)
 
 /**
@@ -265,10 +269,7 @@ describe("Exec.run", () => {
       const chunks = Array.from({ length: 64 }, (_, i) => Script.out(bytesOf(64 * 1024, i)))
       const env = scripted(() => [...chunks, Script.exit(0), Script.close])
       // each delta takes 100 ms: the backlog takes 6.4 s to deliver, past the 2 s drain limit
-      const slowSink = Layer.succeed(
-        OutputSink.OutputSink,
-        OutputSink.OutputSink.of({ emit: () => Effect.sleep("100 millis") })
-      )
+      const slowSink = sinkTaking("100 millis")
       const fiber = yield* Exec.run({ command: ["cmd"], capture: "fullBuffer", maxDeltas: Infinity }).pipe(
         Effect.provide(Layer.merge(env.layer, slowSink)),
         Effect.forkChild
@@ -293,10 +294,7 @@ describe("Exec.run", () => {
         Script.close
       ])
       // but every delta takes a second: the sink's 3 s are not the executor's
-      const slowSink = Layer.succeed(
-        OutputSink.OutputSink,
-        OutputSink.OutputSink.of({ emit: () => Effect.sleep("1 second") })
-      )
+      const slowSink = sinkTaking("1 second")
       const fiber = yield* Exec.run({ command: ["cmd"], capture: "fullBuffer", maxDeltas: Infinity }).pipe(
         Effect.provide(Layer.merge(env.layer, slowSink)),
         Effect.forkChild
@@ -1137,10 +1135,7 @@ describe("Exec.run's bookkeeping", () => {
         Script.wait("1 hour"),
         Script.close
       ])
-      const slowSink = Layer.succeed(
-        OutputSink.OutputSink,
-        OutputSink.OutputSink.of({ emit: () => Effect.sleep("1 second") })
-      )
+      const slowSink = sinkTaking("1 second")
       const fiber = yield* Exec.run({ command: ["cmd"], timeout: "500 millis" }).pipe(
         Effect.provide(Layer.merge(env.layer, slowSink)),
         Effect.forkChild
