@@ -12,6 +12,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
+import { randomUUID } from "node:crypto"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -298,9 +299,11 @@ describe("ExecServer under pathological input", () => {
         const plain: Array<number> = []
         for (let i = 0; i < 5; i++) plain.push((yield* metadata(`/tmp/${"x".repeat(size)}`)).millis)
         const slashes: Array<number> = []
+        // a name nothing has: the slashes fold away, so `/tmp///…x` would be `/tmp/x` (a folder someone may have made)
+        const missing = `missing-${randomUUID()}`
         for (let i = 0; i < 3; i++) {
-          const { millis, result } = yield* metadata(`/tmp${"/".repeat(size)}x`)
-          // a file name that long is ENAMETOOLONG: answered, like the plain one
+          const { millis, result } = yield* metadata(`/tmp${"/".repeat(size)}${missing}`)
+          // answered with an error, like the plain one
           assert.isDefined(result.error, "an error answer")
           slashes.push(millis)
         }
