@@ -4,7 +4,7 @@
  * runs it unchanged: the local one, a remote one served by our exec-server,
  * and the real Codex exec-server (whose own sandbox is the reference).
  *
- * Workspaces live under `.cache/sandbox-tests`, not under /tmp: the
+ * Workspaces live under `.cache/sandbox-tests` (or ~/.cache for a clone under /tmp), not under /tmp: the
  * workspace-write preset makes /tmp writable, which would prove nothing.
  */
 import { assert, describe, layer } from "@effect/vitest"

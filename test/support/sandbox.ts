@@ -4,12 +4,23 @@
  * nothing), and the local executor with the tests' bubblewrap.
  */
 import { mkdirSync, mkdtempSync, realpathSync, rmSync } from "node:fs"
+import { homedir, tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import type * as Protocol from "../../src/Protocol.ts"
 
-/** `<repo>/.cache/sandbox-tests`: ignored by git, not under /tmp. */
-export const scratchRoot: string = join(dirname(fileURLToPath(import.meta.url)), "..", "..", ".cache", "sandbox-tests")
+const underTmp = (path: string) =>
+  [realpathSync("/tmp"), realpathSync(tmpdir())].some((tmp) => path.startsWith(`${tmp}/`))
+
+const repository = realpathSync(join(dirname(fileURLToPath(import.meta.url)), "..", ".."))
+
+/**
+ * `<repo>/.cache/sandbox-tests` (ignored by git); for a clone under /tmp,
+ * `~/.cache/effect-exec-sandbox-tests`: never under /tmp.
+ */
+export const scratchRoot: string = underTmp(repository)
+  ? join(homedir(), ".cache", "effect-exec-sandbox-tests")
+  : join(repository, ".cache", "sandbox-tests")
 
 /** A fresh directory under {@link scratchRoot}, its path free of symlinks; removed on dispose. */
 export const scratchDir = (label: string) => {
