@@ -285,9 +285,14 @@ class Progress {
   }
 }
 
-/** Folds one read into the progress and sends its deltas. */
-const absorb = (progress: Progress, sink: OutputSink.Service, callId: string, maxDeltas: number) =>
+/**
+ * Folds one read into the progress and sends its deltas. `lent`: the chunks
+ * are the executor's memory until the next read, so a sink that may keep them
+ * gets copies (the capture copies what it keeps anyway).
+ */
+const absorb = (progress: Progress, sink: OutputSink.Service, callId: string, maxDeltas: number, lent: boolean) =>
   Effect.fnUntraced(function*(result: Protocol.ReadResult) {
+    const copied = lent && sink.borrows !== true
     for (const { chunk, seq, stream } of result.chunks) {
       // nothing twice: a chunk at or before the cursor was taken already; an empty one is nothing
       if (seq <= progress.afterSeq || chunk.length === 0) {
@@ -299,7 +304,7 @@ const absorb = (progress: Progress, sink: OutputSink.Service, callId: string, ma
       progress.afterSeq = seq
       if (progress.deltasSent < maxDeltas) {
         progress.deltasSent++
-        yield* sink.emit({ callId, stream, chunk })
+        yield* sink.emit({ callId, stream, chunk: copied ? new Uint8Array(chunk) : chunk })
       } else {
         progress.deltasSkipped++
       }
@@ -319,6 +324,9 @@ const bytesIn = (result: Protocol.ReadResult): number => {
   for (const chunk of result.chunks) bytes += chunk.chunk.length
   return bytes
 }
+
+/** How the loop reads: lent where the executor can, since it copies what it keeps before it reads on. */
+const readOf = (executor: Executor["Service"]) => executor.readLent ?? executor.read
 
 /**
  * Long-poll reads (`afterSeq = nextSeq - 1`, never back) until the process is
@@ -346,16 +354,21 @@ const consume = (
     while (true) {
       const left = drainEndsAt === undefined ? undefined : drainEndsAt - (yield* Clock.currentTimeMillis)
       if (left !== undefined && left <= 0) return
-      const read = executor.read({
+      const read = readOf(executor)({
         processId,
         afterSeq: progress.afterSeq,
         maxBytes: defaults.readBytes,
         waitMs: left === undefined ? defaults.readWaitMillis : Math.min(defaults.readWaitMillis, left)
       })
-      const answer = left === undefined ? Option.some(yield* read) : yield* Effect.timeoutOption(read, left)
-      if (Option.isNone(answer)) return
-      const result = answer.value
-      const absorbing = yield* Clock.currentTimeMillis
+      let result: Protocol.ReadResult
+      if (left === undefined) result = yield* read
+      else {
+        const answer = yield* Effect.timeoutOption(read, left)
+        if (Option.isNone(answer)) return
+        result = answer.value
+      }
+      // the clock is read only where the drain needs it: this loop turns once per chunk of a large output
+      const absorbing = result.exited ? yield* Clock.currentTimeMillis : 0
       yield* step(result)
       if (Protocol.isDrained(result)) return
       if (!result.exited) continue
@@ -554,7 +567,13 @@ export const run: {
       Duration.subtract(timeout, Duration.millis((yield* Clock.currentTimeMillis) - startedAt))
     )
   const sink = yield* OutputSink
-  const step = absorb(progress, sink, request.callId ?? processId, request.maxDeltas ?? defaults.maxDeltas)
+  const step = absorb(
+    progress,
+    sink,
+    request.callId ?? processId,
+    request.maxDeltas ?? defaults.maxDeltas,
+    executor.readLent !== undefined
+  )
   const inheritAll: Protocol.EnvPolicy = {
     inherit: "all",
     ignoreDefaultExcludes: true,

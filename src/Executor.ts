@@ -389,6 +389,15 @@ export type SandboxSupport =
 export class Executor extends Context.Service<Executor, {
   readonly start: (request: StartRequest) => Effect.Effect<Protocol.StartResult, ExecutorError>
   readonly read: (request: Protocol.ReadParams) => Effect.Effect<Protocol.ReadResult, ExecutorError>
+  /**
+   * Optional: `read`, for a caller that copies what it keeps of the answer's
+   * chunks before it reads the process again. Each chunk stays as it is until
+   * a read (or `acknowledge`) of the process presents a cursor at or past it;
+   * after that its memory may hold other output. An executor that reuses
+   * memory for output offers it, so that a large output read as it goes
+   * leaves no garbage per chunk; `Exec.run` reads this way where it can.
+   */
+  readonly readLent?: ((request: Protocol.ReadParams) => Effect.Effect<Protocol.ReadResult, ExecutorError>) | undefined
   readonly write: (request: Protocol.WriteParams) => Effect.Effect<Protocol.WriteStatus, ExecutorError>
   readonly terminate: (processId: string) => Effect.Effect<{ readonly running: boolean }, ExecutorError>
   readonly signal: (processId: string, signal: Protocol.SignalName) => Effect.Effect<void, ExecutorError>

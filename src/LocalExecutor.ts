@@ -143,11 +143,16 @@ export const defaults = {
  * process in `table`.
  */
 const methodsOn = (table: ProcessTable) => {
-  const read = Effect.fn("LocalExecutor.read")(function*(params: Protocol.ReadParams) {
-    const process = yield* table.lookup(params.processId)
-    process.acknowledge(params.afterSeq ?? 0, yield* Clock.currentTimeMillis)
-    return yield* longPollRead(process.log, params)
-  })
+  const readAs = (lent: boolean) =>
+    function*(params: Protocol.ReadParams) {
+      const process = yield* table.lookup(params.processId)
+      process.acknowledge(params.afterSeq ?? 0, yield* Clock.currentTimeMillis)
+      return yield* longPollRead(process.log, params, lent)
+    }
+  const read = Effect.fn("LocalExecutor.read")(readAs(false))
+  // the same answer, its chunks views of slabs the process's output cycles through; without a span, as the
+  // consume loop reads once per chunk of a large output and a span each would cost more than the read
+  const readLent = Effect.fnUntraced(readAs(true))
 
   const acknowledge = Effect.fn("LocalExecutor.acknowledge")(function*(processId: string, afterSeq: number) {
     const process = yield* table.lookup(processId)
@@ -206,7 +211,7 @@ const methodsOn = (table: ProcessTable) => {
   ): Stream.Stream<ProcessEvent, ExecutorError> =>
     Stream.unwrap(Effect.map(table.lookup(processId), (process) => eventStream(process.log, options?.afterSeq ?? 0)))
 
-  return { read, write, terminate, signal, resize, acknowledge, closeStdin, events }
+  return { read, readLent, write, terminate, signal, resize, acknowledge, closeStdin, events }
 }
 
 /**

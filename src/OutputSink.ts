@@ -43,10 +43,17 @@ export declare namespace OutputSink {
    */
   export interface Service {
     readonly emit: (delta: OutputDelta) => Effect.Effect<void>
+    /**
+     * Whether `emit` is done with `delta.chunk` once its effect completes (it
+     * keeps nothing, or copies what it keeps). `Exec.run` may then pass it
+     * memory the executor reuses; otherwise (the default) every chunk a sink
+     * gets is its own to keep.
+     */
+    readonly borrows?: boolean | undefined
   }
 }
 
-const discard: OutputSink.Service = { emit: () => Effect.void }
+const discard: OutputSink.Service = { emit: () => Effect.void, borrows: true }
 
 /**
  * Receives live output deltas. A reference with a default: unless a layer

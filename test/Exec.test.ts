@@ -243,6 +243,75 @@ describe("Exec.run", () => {
       assert.strictEqual(result.stdout.text, "abcdefghijklmno")
     }))
 
+  describe("an executor that lends its output (readLent)", () => {
+    /**
+     * `read` as an executor that reuses memory would answer: each chunk a view
+     * of one buffer that the next read overwrites.
+     */
+    const lending = (inner: Executor["Service"]) => {
+      const memory = Buffer.alloc(MiB)
+      return {
+        readLent: (request: Protocol.ReadParams) =>
+          Effect.map(inner.read(request), (result) => {
+            memory.fill(0x21) // what the previous answer lent holds other output now
+            let offset = 0
+            const chunks = result.chunks.map((entry) => {
+              const view = memory.subarray(offset, offset + entry.chunk.length)
+              view.set(entry.chunk)
+              offset += entry.chunk.length
+              return { ...entry, chunk: view }
+            })
+            return { ...result, chunks }
+          }),
+        memory
+      }
+    }
+    const script = () => [
+      Script.out("first,"),
+      Script.wait("1 second"),
+      Script.out("second,"),
+      Script.wait("1 second"),
+      Script.err("third"),
+      Script.exit(0),
+      Script.close
+    ]
+    const runWith = (sink: OutputSink.OutputSink.Service) =>
+      Effect.gen(function*() {
+        let lender: ReturnType<typeof lending> | undefined
+        const env = watched(script, (inner) => (lender = lending(inner)))
+        const fiber = yield* Exec.run({ command: ["cmd"] }).pipe(
+          Effect.provide(Layer.merge(env.layer, Layer.succeed(OutputSink.OutputSink, sink))),
+          Effect.forkChild
+        )
+        yield* TestClock.adjust("3 seconds")
+        const result = yield* settled(fiber)
+        return { result, reads: env.calls.reads.length, memory: lender!.memory }
+      })
+
+    it.effect("reads lent, and gives a sink that may keep its chunks copies that later reads leave alone", () =>
+      Effect.gen(function*() {
+        const kept: Array<Uint8Array> = []
+        const { reads, result } = yield* runWith({ emit: ({ chunk }) => Effect.sync(() => void kept.push(chunk)) })
+        assert.strictEqual(reads, 0, "every read was a lent one")
+        assert.deepStrictEqual(kept.map((chunk) => new TextDecoder().decode(chunk)), ["first,", "second,", "third"])
+        assert.strictEqual(result.stdout.text, "first,second,")
+        assert.strictEqual(result.stderr.text, "third")
+      }))
+
+    it.effect("passes a sink that borrows the executor's own memory, without a copy", () =>
+      Effect.gen(function*() {
+        const seen: Array<{ readonly buffer: ArrayBufferLike; readonly text: string }> = []
+        const { memory, result } = yield* runWith({
+          borrows: true,
+          emit: ({ chunk }) =>
+            Effect.sync(() => void seen.push({ buffer: chunk.buffer, text: Buffer.from(chunk).toString() }))
+        })
+        assert.deepStrictEqual(seen.map(({ text }) => text), ["first,", "second,", "third"])
+        assert.isTrue(seen.every(({ buffer }) => buffer === memory.buffer), "each delta a view of the lent memory")
+        assert.strictEqual(result.aggregated.text, "first,second,third", "the capture copied what it keeps")
+      }))
+  })
+
   it.effect("neither repeats nor loses a chunk when the sink is slow", () =>
     Effect.gen(function*() {
       const chunks = Array.from({ length: 200 }, (_, i) => Script.out(`${i},`))

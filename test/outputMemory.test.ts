@@ -9,8 +9,8 @@ import { createHash } from "node:crypto"
 import * as Defaults from "../src/internal/defaults.ts"
 import { prepareChild } from "../src/internal/local/childProcess.ts"
 import { Holdings } from "../src/internal/local/localProcess.ts"
-import { OutputMemory } from "../src/internal/local/outputMemory.ts"
 import { longPollRead } from "../src/internal/local/processLog.ts"
+import { OutputMemory } from "../src/internal/outputMemory.ts"
 
 const { slabBytes, smallOutputBytes } = Defaults.pipes
 
@@ -23,7 +23,7 @@ const read = (pipe: ReturnType<OutputMemory["pipe"]>, length: number, fill: numb
 
 describe("OutputMemory", () => {
   it("copies every read into a chunk of its own where chunks are not lent", () => {
-    const memory = new OutputMemory(false)
+    const memory = new OutputMemory("never")
     const pipe = memory.pipe()
     const chunks = Array.from({ length: 40 }, (_, i) => read(pipe, 64 * 1024, i))
     for (const [i, chunk] of chunks.entries()) {
@@ -34,7 +34,7 @@ describe("OutputMemory", () => {
   })
 
   it("copies a small output, then reads a large one into slabs, and reuses a slab all of whose chunks came back", () => {
-    const memory = new OutputMemory(true)
+    const memory = new OutputMemory("always")
     const pipe = memory.pipe()
     const small = read(pipe, smallOutputBytes, 1)
     assert.isFalse(memory.holds(small), "the first bytes are copied")
@@ -52,7 +52,7 @@ describe("OutputMemory", () => {
 
   it("never reuses a slab a view of which escaped, or whose chunk went while it could be held", () => {
     for (const end of ["escape", "unacknowledged"] as const) {
-      const memory = new OutputMemory(true)
+      const memory = new OutputMemory("always")
       const pipe = memory.pipe()
       read(pipe, smallOutputBytes, 0)
       const slab = Array.from({ length: slabBytes / (64 * 1024) }, (_, i) => read(pipe, 64 * 1024, i))
@@ -64,6 +64,42 @@ describe("OutputMemory", () => {
       assert.isFalse(later.some((chunk) => chunk.buffer === kept.buffer), end)
       assert.isTrue(kept.every((byte) => byte === 3), `${end}: the kept view still shows its bytes`)
     }
+  })
+
+  it("whileLent: reads go into slabs until a chunk goes to someone who may keep it, then into chunks of their own", () => {
+    const memory = new OutputMemory("whileLent")
+    const pipe = memory.pipe()
+    read(pipe, smallOutputBytes, 0)
+    const lent = read(pipe, 64 * 1024, 1)
+    assert.isTrue(memory.holds(lent), "lent so far: into a slab")
+    memory.escape(lent)
+    const owned = Array.from({ length: 3 * slabBytes / (64 * 1024) }, (_, i) => read(pipe, 64 * 1024, i))
+    assert.isFalse(owned.some((chunk) => memory.holds(chunk)), "once one escaped, every read is a copy")
+    assert.isTrue(lent.every((byte) => byte === 1), "the escaped view still shows its bytes")
+  })
+
+  it("holds arriving chunks: copied into a slab once the output is no longer small, the large and the kept as they are", () => {
+    const memory = new OutputMemory("whileLent")
+    const pipe = memory.pipe()
+    const frame = (length: number, fill: number) => Buffer.alloc(length, fill)
+    const small = frame(smallOutputBytes, 1)
+    assert.strictEqual(pipe.hold(small), small, "a small output is kept as it came")
+    const arrived = frame(100_000, 2)
+    const held = pipe.hold(arrived)
+    assert.isTrue(memory.holds(held), "past the small output: a view of a slab")
+    arrived.fill(0xee) // the memory it came in is reused by whoever owns it
+    assert.isTrue(held.every((byte) => byte === 2), "the slab has its own copy")
+    const large = frame(Defaults.pipes.readBufferBytes + 1, 3)
+    assert.strictEqual(pipe.hold(large), large, "a chunk larger than a read is not split over slabs")
+    // slabs fill up and the next is taken: a chunk never straddles two
+    const many = Array.from({ length: 30 }, (_, i) => pipe.hold(frame(200_000, i)))
+    for (const [i, chunk] of many.entries()) {
+      assert.isTrue(memory.holds(chunk) && chunk.byteOffset + chunk.length <= slabBytes, `chunk ${i} in one slab`)
+      assert.isTrue(chunk.every((byte) => byte === i), `chunk ${i} kept its bytes`)
+    }
+    memory.escape(held)
+    const after = frame(1000, 4)
+    assert.strictEqual(pipe.hold(after), after, "once a chunk escaped, nothing is copied any more")
   })
 })
 
@@ -125,6 +161,49 @@ describe("a pipe process's output memory, end to end", () => {
         }
         assert.strictEqual(hash.digest("hex"), stderr.trim())
         assert.isAtMost(slabs.size, Defaults.pipes.pooledSlabs + 4, `${slabs.size} slabs for 32 MiB`)
+      }),
+    60_000
+  )
+
+  it.live(
+    "an executor that does not lend: a lending reader's 32 MiB cycle through a few slabs, and a reader that keeps what it is given after it finds it unchanged",
+    () =>
+      Effect.gen(function*() {
+        const child = yield* spawn(randomWithChecksum(32 * 1024 * 1024), { lendOutput: false, window: 1024 * 1024 })
+        const hash = createHash("sha256")
+        const slabs = new Set<ArrayBufferLike>()
+        const kept: Array<{ readonly view: Uint8Array; readonly copy: Buffer }> = []
+        let stderr = ""
+        let afterSeq = 0
+        let received = 0
+        while (true) {
+          // the first 16 MiB read as Exec.run reads (lent), the rest by a reader that keeps each chunk
+          const lent = received < 16 * 1024 * 1024
+          const result = yield* longPollRead(
+            child.log,
+            { processId: "p", afterSeq, maxBytes: 512 * 1024, waitMs: 1_000 },
+            lent
+          )
+          for (const { chunk, stream } of result.chunks) {
+            if (stream === "stderr") {
+              stderr += Buffer.from(chunk).toString()
+              continue
+            }
+            hash.update(chunk)
+            received += chunk.length
+            if (lent && chunk.length >= 16 * 1024) slabs.add(chunk.buffer)
+            if (!lent) kept.push({ view: chunk, copy: Buffer.from(chunk) })
+          }
+          afterSeq = result.nextSeq - 1
+          child.acknowledge(afterSeq, 0)
+          if (result.closed && result.chunks.length === 0) break
+        }
+        assert.strictEqual(hash.digest("hex"), stderr.trim())
+        assert.isAtMost(slabs.size, Defaults.pipes.pooledSlabs + 4, `${slabs.size} slabs for 16 MiB`)
+        assert.isAtLeast(kept.length, 2)
+        for (const [i, { copy, view }] of kept.entries()) {
+          assert.isTrue(Buffer.from(view).equals(copy), `kept chunk ${i} of ${kept.length} unchanged`)
+        }
       }),
     60_000
   )

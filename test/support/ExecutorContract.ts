@@ -9,6 +9,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import type * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
+import { createHash } from "node:crypto"
 import * as Exec from "../../src/Executor.ts"
 import { awaitDeath, freshId, isAlive, readUntilClosed, run, start } from "./processes.ts"
 
@@ -509,6 +510,42 @@ export const suite = (
             assert.strictEqual(received, total)
             assert.strictEqual(seen.droppedBytes, 0)
             assert.deepStrictEqual(seen.chunks.map((c) => c.seq), seen.chunks.map((_, i) => i + 1))
+          }))
+
+        it.effect("read lent (as Exec.run reads) or kept, every chunk shows the bytes written, 16 MiB at once", () =>
+          Effect.gen(function*() {
+            const executor = yield* Exec.Executor
+            // random bytes on stdout, their sha256 on stderr; two processes at once, as memory is shared
+            const script = "head -c 8388608 /dev/urandom | tee >(sha256sum | cut -d' ' -f1 >&2)"
+            const lentId = freshId("lent")
+            const keptId = freshId("kept")
+            yield* start(lentId, ["bash", "-c", script], { backpressure: true })
+            yield* start(keptId, ["bash", "-c", script], { backpressure: true })
+            const readAll = (processId: string, lent: boolean) =>
+              Effect.gen(function*() {
+                const read = lent ? (executor.readLent ?? executor.read) : executor.read
+                const hash = createHash("sha256")
+                const kept: Array<Uint8Array> = []
+                let stderr = ""
+                let afterSeq = 0
+                while (true) {
+                  const result = yield* read({ processId, afterSeq, maxBytes: 512 * 1024, waitMs: 2_000 })
+                  for (const { chunk, stream } of result.chunks) {
+                    if (stream === "stderr") stderr += text(chunk)
+                    else if (lent) hash.update(chunk) // used up before the next read, as a lent chunk must be
+                    else kept.push(chunk)
+                  }
+                  afterSeq = result.nextSeq - 1
+                  if (result.closed && result.chunks.length === 0) break
+                }
+                for (const chunk of kept) hash.update(chunk) // hashed only at the end: kept chunks must not change
+                return { digest: hash.digest("hex"), expected: stderr.trim() }
+              })
+            const [lent, kept] = yield* Effect.all([readAll(lentId, true), readAll(keptId, false)], {
+              concurrency: 2
+            })
+            assert.strictEqual(lent.digest, lent.expected, "lent")
+            assert.strictEqual(kept.digest, kept.expected, "kept")
           }))
 
         it.effect("terminate after the leader exited still kills the group that holds its pipes", () =>

@@ -14,7 +14,7 @@ import type { ProcessEvent } from "../../Executor.ts"
 import type * as Protocol from "../../Protocol.ts"
 import { ChangeSignal } from "../changeSignal.ts"
 import * as Defaults from "../defaults.ts"
-import type { OutputMemory } from "./outputMemory.ts"
+import type { OutputMemory } from "../outputMemory.ts"
 
 /** A reader of every event (the notifier): output past its cursor is kept for it, within a bound. */
 export interface Follower {
@@ -213,8 +213,13 @@ export class ProcessLog {
     this.evict()
   }
 
-  /** The `process/read` answer for a cursor, without waiting. */
-  read(afterSeq: number, maxBytes: number | null): Protocol.ReadResult {
+  /**
+   * The `process/read` answer for a cursor, without waiting. `lent`: the
+   * reader copies what it keeps before it reads again (as every reader of a
+   * lending log does), so its chunks may be views of reused memory.
+   */
+  read(afterSeq: number, maxBytes: number | null, lent = false): Protocol.ReadResult {
+    const lends = this.lends || lent
     const chunks: Array<Protocol.ProcessChunk> = []
     let bytes = 0
     let index = this.firstIndexAfter(afterSeq)
@@ -224,7 +229,7 @@ export class ProcessLog {
       chunks.push(chunk)
       bytes += chunk.chunk.length
       // lent until acknowledged: what was acknowledged already may go at any time
-      this.handOut(chunk.chunk, this.lends && chunk.seq > this.ackedSeq)
+      this.handOut(chunk.chunk, lends && chunk.seq > this.ackedSeq)
     }
     const reachedEnd = index === this.retained.length
     // an answer that reaches the end of the log moves its reader past the exit
@@ -353,15 +358,20 @@ export class ProcessLog {
 /**
  * `process/read` on a log: answers at once when there is output, the close, or
  * an exit new to this cursor; otherwise waits for one of them up to `waitMs`.
+ * `lent`: the reader copies what it keeps before it reads again.
  */
-export const longPollRead = (log: ProcessLog, params: Protocol.ReadParams): Effect.Effect<Protocol.ReadResult> => {
+export const longPollRead = (
+  log: ProcessLog,
+  params: Protocol.ReadParams,
+  lent = false
+): Effect.Effect<Protocol.ReadResult> => {
   const afterSeq = params.afterSeq ?? 0
   const maxBytes = params.maxBytes ?? null
   const waitMs = params.waitMs ?? 0
   return Effect.suspend(() => {
-    if (waitMs === 0 || log.isReadyAfter(afterSeq)) return Effect.succeed(log.read(afterSeq, maxBytes))
+    if (waitMs === 0 || log.isReadyAfter(afterSeq)) return Effect.succeed(log.read(afterSeq, maxBytes, lent))
     return Effect.raceFirst(log.changes.until(() => log.isReadyAfter(afterSeq)), Effect.sleep(waitMs)).pipe(
-      Effect.andThen(Effect.sync(() => log.read(afterSeq, maxBytes)))
+      Effect.andThen(Effect.sync(() => log.read(afterSeq, maxBytes, lent)))
     )
   })
 }

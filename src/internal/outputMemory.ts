@@ -1,9 +1,12 @@
 /**
- * The memory a pipe process's output is read into. Each read lands in a
- * scratch buffer and is copied into a chunk of its own size; but where chunks
- * are lent (an exec-server's executor), a pipe that has written more than
- * `smallOutputBytes` is read straight into slabs (1 MiB each by default), a
- * chunk being a view of the slab it landed in.
+ * The memory a process's output is kept in. Each read lands in a scratch
+ * buffer and is copied into a chunk of its own size; but where chunks are
+ * lent (an exec-server's executor, a reader such as `Exec.run` that copies
+ * what it keeps), a pipe that has written more than `smallOutputBytes` is
+ * read straight into slabs (1 MiB each by default), a chunk being a view of
+ * the slab it landed in. The remote client keeps the output a server pushes
+ * the same way: each chunk copied into a slab as it arrives, so that the
+ * frame it came in is garbage at once, before the collector would promote it.
  *
  * A slab is reused only when every chunk in it was let go by its log at a
  * time when its reader had acknowledged it and every follower had taken it,
@@ -16,7 +19,7 @@
  *
  * @internal
  */
-import * as Defaults from "../defaults.ts"
+import * as Defaults from "./defaults.ts"
 
 /** What is known of one slab. */
 export interface Slab {
@@ -50,19 +53,32 @@ let scratch: Buffer | undefined
  */
 const scratchBuffer = (): Buffer => (scratch ??= Buffer.allocUnsafeSlow(Defaults.pipes.readBufferBytes))
 
+/**
+ * When a process's output goes into slabs: `always` (its every reader lends,
+ * as an exec-server's do), `whileLent` (until a chunk goes to someone who may
+ * keep it: a reader that does not lend), or `never`.
+ */
+export type SlabPolicy = "always" | "whileLent" | "never"
+
 /** The output memory of one process: the slabs its pipes are read into, while chunks of them live. */
 export class OutputMemory {
   /** Slabs by their memory, while chunks of them are live (or reads go into them). */
   private readonly slabs = new Map<ArrayBufferLike, Slab>()
+  private readonly policy: SlabPolicy
+  /** A chunk went to someone who may keep it. */
+  private kept = false
+
+  constructor(policy: SlabPolicy) {
+    this.policy = policy
+  }
+
   /**
-   * Whether large outputs go into slabs: only where chunks are lent (and so
-   * come back); where every chunk handed out is kept, a slab could never be
+   * Whether large outputs go into slabs: only while chunks are lent (and so
+   * come back); where chunks handed out are kept, a slab could never be
    * reused and chunks of their own size cost less.
    */
-  readonly reuses: boolean
-
-  constructor(reuses: boolean) {
-    this.reuses = reuses
+  get reuses(): boolean {
+    return this.policy === "always" || (this.policy === "whileLent" && !this.kept)
   }
 
   /** The memory one pipe is read into (each pipe its own: a read buffer is the pipe's until its next read). */
@@ -98,8 +114,12 @@ export class OutputMemory {
     this.recycleIfFree(slab)
   }
 
-  /** A view of `chunk` went to someone who may keep it: its slab is never written again. */
+  /**
+   * A view of `chunk` went to someone who may keep it: its slab is never
+   * written again (and under `whileLent`, no later output goes into slabs).
+   */
   escape(chunk: Uint8Array): void {
+    this.kept = true
     const slab = this.slabs.get(chunk.buffer)
     if (slab !== undefined) slab.abandoned = true
   }
@@ -134,17 +154,45 @@ export class PipeMemory {
     this.memory = memory
   }
 
-  /** The buffer the next read goes into. */
-  readBuffer(): Buffer {
-    if (!this.memory.reuses || this.written < Defaults.pipes.smallOutputBytes) return scratchBuffer()
-    const { minReadBytes, readBufferBytes, slabBytes } = Defaults.pipes
-    if (this.current === undefined || slabBytes - this.offset < minReadBytes) {
+  /** Whether the next bytes go into a slab: the memory reuses slabs, and this output is no longer small. */
+  private get intoSlabs(): boolean {
+    return this.memory.reuses && this.written >= Defaults.pipes.smallOutputBytes
+  }
+
+  /** The current slab, with at least `bytes` of room after `offset` (another one when it has less). */
+  private slabWithRoom(bytes: number): Slab {
+    if (this.current === undefined || Defaults.pipes.slabBytes - this.offset < bytes) {
       if (this.current !== undefined) this.memory.leaveSlab(this.current)
       this.current = this.memory.takeSlab()
       this.offset = 0
     }
+    return this.current
+  }
+
+  /** The buffer the next read goes into. */
+  readBuffer(): Buffer {
+    if (!this.intoSlabs) return scratchBuffer()
+    const { minReadBytes, readBufferBytes, slabBytes } = Defaults.pipes
+    const slab = this.slabWithRoom(minReadBytes)
     const start = this.offset
-    return this.current.bytes.subarray(start, start + Math.min(readBufferBytes, slabBytes - start))
+    return slab.bytes.subarray(start, start + Math.min(readBufferBytes, slabBytes - start))
+  }
+
+  /**
+   * `chunk` (output that arrived in memory of its own: a frame from a server)
+   * as this pipe keeps it: copied into a slab once the output is no longer
+   * small (so that the memory it came in is garbage at once), else as it is.
+   * A chunk larger than a read is kept as it is.
+   */
+  hold(chunk: Uint8Array): Uint8Array {
+    if (!this.intoSlabs || chunk.length > Defaults.pipes.readBufferBytes) {
+      this.written += chunk.length
+      return chunk
+    }
+    const slab = this.slabWithRoom(chunk.length)
+    const view = slab.bytes.subarray(this.offset, this.offset + chunk.length)
+    view.set(chunk)
+    return this.take(view, chunk.length)
   }
 
   /**
