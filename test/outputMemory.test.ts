@@ -9,8 +9,8 @@ import { createHash } from "node:crypto"
 import * as Defaults from "../src/internal/defaults.ts"
 import { prepareChild } from "../src/internal/local/childProcess.ts"
 import { Holdings } from "../src/internal/local/localProcess.ts"
+import { OutputMemory } from "../src/internal/local/outputMemory.ts"
 import { longPollRead } from "../src/internal/local/processLog.ts"
-import { OutputMemory } from "../src/internal/outputMemory.ts"
 
 const { slabBytes, smallOutputBytes } = Defaults.pipes
 
@@ -76,30 +76,6 @@ describe("OutputMemory", () => {
     const owned = Array.from({ length: 3 * slabBytes / (64 * 1024) }, (_, i) => read(pipe, 64 * 1024, i))
     assert.isFalse(owned.some((chunk) => memory.holds(chunk)), "once one escaped, every read is a copy")
     assert.isTrue(lent.every((byte) => byte === 1), "the escaped view still shows its bytes")
-  })
-
-  it("holds arriving chunks: copied into a slab once the output is no longer small, the large and the kept as they are", () => {
-    const memory = new OutputMemory("whileLent")
-    const pipe = memory.pipe()
-    const frame = (length: number, fill: number) => Buffer.alloc(length, fill)
-    const small = frame(smallOutputBytes, 1)
-    assert.strictEqual(pipe.hold(small), small, "a small output is kept as it came")
-    const arrived = frame(100_000, 2)
-    const held = pipe.hold(arrived)
-    assert.isTrue(memory.holds(held), "past the small output: a view of a slab")
-    arrived.fill(0xee) // the memory it came in is reused by whoever owns it
-    assert.isTrue(held.every((byte) => byte === 2), "the slab has its own copy")
-    const large = frame(Defaults.pipes.readBufferBytes + 1, 3)
-    assert.strictEqual(pipe.hold(large), large, "a chunk larger than a read is not split over slabs")
-    // slabs fill up and the next is taken: a chunk never straddles two
-    const many = Array.from({ length: 30 }, (_, i) => pipe.hold(frame(200_000, i)))
-    for (const [i, chunk] of many.entries()) {
-      assert.isTrue(memory.holds(chunk) && chunk.byteOffset + chunk.length <= slabBytes, `chunk ${i} in one slab`)
-      assert.isTrue(chunk.every((byte) => byte === i), `chunk ${i} kept its bytes`)
-    }
-    memory.escape(held)
-    const after = frame(1000, 4)
-    assert.strictEqual(pipe.hold(after), after, "once a chunk escaped, nothing is copied any more")
   })
 })
 

@@ -6,7 +6,15 @@
  *
  * @internal
  */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+
+/** The kind of clock a fiber has unless told otherwise: time is Node's own, a sleep is a `setTimeout`. */
+const SystemClock = Clock.Clock.defaultValue().constructor
+
+/** The longest delay a Node timer keeps (longer ones fire at once). */
+const maxTimerMillis = 2 ** 31 - 1
 
 export class ChangeSignal {
   private readonly waiters = new Set<() => void>()
@@ -28,6 +36,42 @@ export class ChangeSignal {
       }
       this.waiters.add(waiter)
       return Effect.sync(() => void this.waiters.delete(waiter))
+    })
+  }
+
+  /**
+   * `true` once `ready()` holds (at once, or at the first change after which
+   * it does), `false` once `millis` passed first: a long poll. On the system
+   * clock the wait and its timer share one callback, so a reader that waits
+   * for every chunk of a large output costs no fibers; another clock (a
+   * `TestClock`) gets its own `sleep`, raced against the change.
+   */
+  untilWithin(ready: () => boolean, millis: number): Effect.Effect<boolean> {
+    return Clock.clockWith((clock) => {
+      if (!(clock instanceof SystemClock) || !(millis > 0 && millis <= maxTimerMillis)) {
+        return Effect.raceFirst(
+          Effect.as(this.until(ready), true),
+          Effect.as(clock.sleep(Duration.millis(millis)), false)
+        )
+      }
+      return Effect.callback<boolean>((resume) => {
+        if (ready()) return resume(Effect.succeed(true))
+        const waiter = () => {
+          if (!ready()) return
+          clearTimeout(timer)
+          this.waiters.delete(waiter)
+          resume(Effect.succeed(true))
+        }
+        const timer = setTimeout(() => {
+          this.waiters.delete(waiter)
+          resume(Effect.succeed(false))
+        }, millis)
+        this.waiters.add(waiter)
+        return Effect.sync(() => {
+          clearTimeout(timer)
+          this.waiters.delete(waiter)
+        })
+      })
     })
   }
 }

@@ -14,7 +14,7 @@ import type { ProcessEvent } from "../../Executor.ts"
 import type * as Protocol from "../../Protocol.ts"
 import { ChangeSignal } from "../changeSignal.ts"
 import * as Defaults from "../defaults.ts"
-import type { OutputMemory } from "../outputMemory.ts"
+import type { OutputMemory } from "./outputMemory.ts"
 
 /** A reader of every event (the notifier): output past its cursor is kept for it, within a bound. */
 export interface Follower {
@@ -370,7 +370,7 @@ export const longPollRead = (
   const waitMs = params.waitMs ?? 0
   return Effect.suspend(() => {
     if (waitMs === 0 || log.isReadyAfter(afterSeq)) return Effect.succeed(log.read(afterSeq, maxBytes, lent))
-    return Effect.raceFirst(log.changes.until(() => log.isReadyAfter(afterSeq)), Effect.sleep(waitMs)).pipe(
+    return log.changes.untilWithin(() => log.isReadyAfter(afterSeq), waitMs).pipe(
       Effect.andThen(Effect.sync(() => log.read(afterSeq, maxBytes, lent)))
     )
   })

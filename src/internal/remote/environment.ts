@@ -146,21 +146,16 @@ const makeExecutor = (link: Link, records: ProcessRecords): Executor["Service"] 
     )
   })
 
-  const readAs = (lent: boolean) =>
-    function*(request: Protocol.ReadParams) {
+  return Executor.of({
+    start,
+    read: Effect.fn("RemoteExecutor.read")(function*(request: Protocol.ReadParams) {
       const cache = records.pushedFor(request.processId)
       if (cache === undefined) return yield* serverRead(request)
-      const result = yield* streamedRead(link, cache, request, serverRead, lent)
+      const result = yield* streamedRead(link, cache, request, serverRead)
       // answered from the push or by the server: a reader with everything leaves nothing to cache
       if (Protocol.isDrained(result)) records.drained(request.processId)
       return result
-    }
-
-  return Executor.of({
-    start,
-    read: Effect.fn("RemoteExecutor.read")(readAs(false)),
-    // without a span: the consume loop reads once per chunk of a large output
-    readLent: Effect.fnUntraced(readAs(true)),
+    }),
     write: Effect.fn("RemoteExecutor.write")(function*(request: Protocol.WriteParams) {
       const params = { ...request, writeId: request.writeId ?? crypto.randomUUID() }
       const result = yield* link.callIdempotent("process/write", params, { processId: request.processId })

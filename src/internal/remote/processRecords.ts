@@ -17,7 +17,7 @@ import type * as Effect from "effect/Effect"
 import type { ProcessEvent } from "../../Executor.ts"
 import { ChangeSignal } from "../changeSignal.ts"
 import * as Defaults from "../defaults.ts"
-import { ownBytes, PushedOutput } from "./pushedOutput.ts"
+import { PushedOutput } from "./pushedOutput.ts"
 import { SeqQueue } from "./seqQueue.ts"
 
 type Output = Extract<ProcessEvent, { readonly _tag: "Output" }>
@@ -138,6 +138,17 @@ export interface RecordsFootprint {
   readonly pushedBytes: number
 }
 
+/**
+ * An output event whose chunk holds its own memory when it is a small view of
+ * a larger buffer: a binary frame's chunk is a view into the socket read that
+ * carried it (up to 64 KiB), and a history or a pushed cache of a thousand
+ * 1-byte chunks must not keep a thousand of those alive. The bounds count
+ * chunk bytes; this makes them what is held. A chunk that is most of its
+ * buffer (a stream's output) is kept as it is.
+ */
+const ownBytes = (event: Extract<ProcessEvent, { readonly _tag: "Output" }>): ProcessEvent =>
+  event.chunk.byteLength * 4 < event.chunk.buffer.byteLength ? { ...event, chunk: new Uint8Array(event.chunk) } : event
+
 /** Every process record of one remote executor. */
 export class ProcessRecords {
   /** Oldest first: past `maxRecords` the oldest is forgotten. */
@@ -212,10 +223,10 @@ export class ProcessRecords {
   add(processId: string, notified: ProcessEvent): void {
     const record = this.records.get(processId)
     if (record === undefined) return
+    const event = notified._tag === "Output" ? ownBytes(notified) : notified
     const pushed = record.pushed
     if (pushed !== undefined) {
-      // the cache keeps the chunk its own way (a copy in memory it reuses, or what `ownBytes` keeps)
-      pushed.add(notified)
+      pushed.add(event)
       // nobody reads it any more (the loop gave up on a pipe held open), or the
       // server pushes more than any window: stop caching, reads ask the server
       if (
@@ -223,9 +234,8 @@ export class ProcessRecords {
         pushed.size > Defaults.client.maxCachedEntriesPerProcess
       ) this.stopStreaming(processId)
     }
-    if (notified._tag !== "Output") record.events.add(notified)
-    else if (record.showsOutput) record.events.add({ ...notified, chunk: ownBytes(notified.chunk) })
-    if (notified._tag === "Closed") this.closedHistory(processId)
+    if (event._tag !== "Output" || record.showsOutput) record.events.add(event)
+    if (event._tag === "Closed") this.closedHistory(processId)
   }
 
   /** What the records hold now. */

@@ -18,30 +18,10 @@ import type { ProcessEvent } from "../../Executor.ts"
 import type * as Protocol from "../../Protocol.ts"
 import { ChangeSignal } from "../changeSignal.ts"
 import * as Defaults from "../defaults.ts"
-import { OutputMemory } from "../outputMemory.ts"
 import { SeqQueue } from "./seqQueue.ts"
-
-/**
- * A chunk that holds its own memory when it is a small view of a larger
- * buffer: a binary frame's chunk is a view into the socket read that carried
- * it (up to 64 KiB), and a history or a cache of a thousand 1-byte chunks
- * must not keep a thousand of those alive. The bounds count chunk bytes; this
- * makes them what is held. A chunk that is most of its buffer (a stream's
- * output) is kept as it is.
- */
-export const ownBytes = (chunk: Uint8Array): Uint8Array =>
-  chunk.byteLength * 4 < chunk.buffer.byteLength ? new Uint8Array(chunk) : chunk
 
 export class PushedOutput {
   private readonly entries = new SeqQueue<ProcessEvent>()
-  /**
-   * Where a large output's chunks are kept while a lending reader reads it
-   * (`Exec.run`): copied as they arrive into slabs that cycle once read, so
-   * that the frames they came in die young; a reader that keeps what it is
-   * given ends that for this process.
-   */
-  private readonly memory = new OutputMemory("whileLent")
-  private readonly pipe = this.memory.pipe()
   /** The newest seq taken in or trimmed: anything at or before it is a repeat. */
   private newestSeq = 0
   private exit:
@@ -79,13 +59,8 @@ export class PushedOutput {
       this.exit = { exitCode: event.exitCode, signal: event.signal, sandboxDenied: event.sandboxDenied }
     }
     if (event._tag === "Closed") this.closedSeq = event.seq
-    if (event._tag === "Output") {
-      const held = this.pipe.hold(event.chunk)
-      this.entries.insert({ ...event, chunk: held === event.chunk ? ownBytes(held) : held }, 0)
-      this.bytes += event.chunk.length
-    } else {
-      this.entries.insert(event, 0)
-    }
+    this.entries.insert(event, 0)
+    if (event._tag === "Output") this.bytes += event.chunk.length
     this.wakeSoon()
   }
 
@@ -112,8 +87,6 @@ export class PushedOutput {
     for (let first = this.entries.first; first !== undefined && first.seq <= afterSeq; first = this.entries.first) {
       this.entries.shift()
       if (first._tag === "Output") {
-        // the reader read past it: unless it went to a reader that keeps it, its slab may be written again
-        this.memory.drop(first.chunk, true)
         this.bytes -= first.chunk.length
         this.takenSinceAcknowledged += first.chunk.length
       }
@@ -144,10 +117,8 @@ export class PushedOutput {
    * included, as a server's answer that reaches the end of its log does; one
    * that `maxBytes` cut short ends after its last chunk. A cursor at or past
    * the close gets the server's answer at once: nothing more, closed.
-   * `lent`: the reader copies what it keeps before it reads again; otherwise
-   * the chunks are its to keep (and their memory is never written again).
    */
-  read(afterSeq: number, maxBytes: number | null, lent = false): Protocol.ReadResult | undefined {
+  read(afterSeq: number, maxBytes: number | null): Protocol.ReadResult | undefined {
     if (this.closedSeq !== undefined && afterSeq >= this.closedSeq && this.exit !== undefined) {
       return { chunks: [], nextSeq: this.closedSeq + 1, ...this.ending(true) }
     }
@@ -166,7 +137,6 @@ export class PushedOutput {
           through = chunks[chunks.length - 1]!.seq
           break
         }
-        if (!lent) this.memory.escape(entry.chunk)
         chunks.push({ seq: entry.seq, stream: entry.stream, chunk: entry.chunk })
         bytes += entry.chunk.length
       }
@@ -193,8 +163,8 @@ export class PushedOutput {
     }
   }
 
-  /** Completes once the entry after `afterSeq` arrived, or `stop()` holds (checked at each wake-up). */
-  untilNext(afterSeq: number, stop: () => boolean): Effect.Effect<void> {
-    return this.changes.until(() => this.knowsNext(afterSeq) || stop())
+  /** `true` once the entry after `afterSeq` arrived or `stop()` holds (checked at each wake-up); `false` after `waitMs`. */
+  untilNext(afterSeq: number, stop: () => boolean, waitMs: number): Effect.Effect<boolean> {
+    return this.changes.untilWithin(() => this.knowsNext(afterSeq) || stop(), waitMs)
   }
 }

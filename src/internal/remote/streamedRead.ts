@@ -2,8 +2,7 @@
  * A read of a process whose output the server pushes (our extension, with
  * backpressure): answered from what arrived when the next chunks are there,
  * without a round trip; from the server otherwise. Either way the server
- * learns the reader's cursor, which moves its window. `lent`: the reader
- * copies what it keeps before it reads again (`Executor.readLent`).
+ * learns the reader's cursor, which moves its window.
  *
  * @internal
  */
@@ -17,14 +16,13 @@ export const streamedRead = (
   link: Link,
   cache: PushedOutput,
   request: Protocol.ReadParams,
-  serverRead: (request: Protocol.ReadParams) => Effect.Effect<Protocol.ReadResult, ExecutorError>,
-  lent = false
+  serverRead: (request: Protocol.ReadParams) => Effect.Effect<Protocol.ReadResult, ExecutorError>
 ): Effect.Effect<Protocol.ReadResult, ExecutorError> =>
   Effect.gen(function*() {
     const afterSeq = request.afterSeq ?? 0
     const maxBytes = request.maxBytes ?? null
     cache.trim(afterSeq)
-    const local = cache.read(afterSeq, maxBytes, lent)
+    const local = cache.read(afterSeq, maxBytes)
     yield* acknowledge(link, cache, request.processId, afterSeq)
     if (local !== undefined) return yield* acknowledgeEnd(link, cache, request, local, serverRead)
     // Nothing yet: the next output is most likely on its way, so wait for the
@@ -34,10 +32,10 @@ export const streamedRead = (
     const rpc = link.live
     if (waitMs > 0 && rpc !== undefined) {
       // a lost link pushes nothing more (the records wake every cache then): ask the server, reconnecting, at once
-      yield* Effect.timeoutOption(cache.untilNext(afterSeq, () => link.live !== rpc), waitMs)
+      yield* cache.untilNext(afterSeq, () => link.live !== rpc, waitMs)
       // whatever ended the wait, output that follows the cursor without a gap is the answer: the same bytes the
       // server would send, whichever connection pushed them
-      const answer = cache.read(afterSeq, maxBytes, lent)
+      const answer = cache.read(afterSeq, maxBytes)
       if (answer !== undefined) return yield* acknowledgeEnd(link, cache, request, answer, serverRead)
     }
     return yield* serverRead(request)

@@ -1,12 +1,10 @@
 /**
- * The memory a process's output is kept in. Each read lands in a scratch
+ * The memory a pipe process's output is read into. Each read lands in a scratch
  * buffer and is copied into a chunk of its own size; but where chunks are
  * lent (an exec-server's executor, a reader such as `Exec.run` that copies
  * what it keeps), a pipe that has written more than `smallOutputBytes` is
  * read straight into slabs (1 MiB each by default), a chunk being a view of
- * the slab it landed in. The remote client keeps the output a server pushes
- * the same way: each chunk copied into a slab as it arrives, so that the
- * frame it came in is garbage at once, before the collector would promote it.
+ * the slab it landed in.
  *
  * A slab is reused only when every chunk in it was let go by its log at a
  * time when its reader had acknowledged it and every follower had taken it,
@@ -19,7 +17,7 @@
  *
  * @internal
  */
-import * as Defaults from "./defaults.ts"
+import * as Defaults from "../defaults.ts"
 
 /** What is known of one slab. */
 export interface Slab {
@@ -154,45 +152,17 @@ export class PipeMemory {
     this.memory = memory
   }
 
-  /** Whether the next bytes go into a slab: the memory reuses slabs, and this output is no longer small. */
-  private get intoSlabs(): boolean {
-    return this.memory.reuses && this.written >= Defaults.pipes.smallOutputBytes
-  }
-
-  /** The current slab, with at least `bytes` of room after `offset` (another one when it has less). */
-  private slabWithRoom(bytes: number): Slab {
-    if (this.current === undefined || Defaults.pipes.slabBytes - this.offset < bytes) {
+  /** The buffer the next read goes into. */
+  readBuffer(): Buffer {
+    if (!this.memory.reuses || this.written < Defaults.pipes.smallOutputBytes) return scratchBuffer()
+    const { minReadBytes, readBufferBytes, slabBytes } = Defaults.pipes
+    if (this.current === undefined || slabBytes - this.offset < minReadBytes) {
       if (this.current !== undefined) this.memory.leaveSlab(this.current)
       this.current = this.memory.takeSlab()
       this.offset = 0
     }
-    return this.current
-  }
-
-  /** The buffer the next read goes into. */
-  readBuffer(): Buffer {
-    if (!this.intoSlabs) return scratchBuffer()
-    const { minReadBytes, readBufferBytes, slabBytes } = Defaults.pipes
-    const slab = this.slabWithRoom(minReadBytes)
     const start = this.offset
-    return slab.bytes.subarray(start, start + Math.min(readBufferBytes, slabBytes - start))
-  }
-
-  /**
-   * `chunk` (output that arrived in memory of its own: a frame from a server)
-   * as this pipe keeps it: copied into a slab once the output is no longer
-   * small (so that the memory it came in is garbage at once), else as it is.
-   * A chunk larger than a read is kept as it is.
-   */
-  hold(chunk: Uint8Array): Uint8Array {
-    if (!this.intoSlabs || chunk.length > Defaults.pipes.readBufferBytes) {
-      this.written += chunk.length
-      return chunk
-    }
-    const slab = this.slabWithRoom(chunk.length)
-    const view = slab.bytes.subarray(this.offset, this.offset + chunk.length)
-    view.set(chunk)
-    return this.take(view, chunk.length)
+    return this.current.bytes.subarray(start, start + Math.min(readBufferBytes, slabBytes - start))
   }
 
   /**
