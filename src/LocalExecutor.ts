@@ -143,16 +143,18 @@ export const defaults = {
  * process in `table`.
  */
 const methodsOn = (table: ProcessTable) => {
-  const readAs = (lent: boolean) =>
-    function*(params: Protocol.ReadParams) {
-      const process = yield* table.lookup(params.processId)
-      process.acknowledge(params.afterSeq ?? 0, yield* Clock.currentTimeMillis)
-      return yield* longPollRead(process.log, params, lent)
-    }
-  const read = Effect.fn("LocalExecutor.read")(readAs(false))
+  const readAs = (params: Protocol.ReadParams, lent: boolean) =>
+    Effect.flatMap(table.lookup(params.processId), (process) =>
+      Clock.clockWith((clock) => {
+        process.acknowledge(params.afterSeq ?? 0, clock.currentTimeMillisUnsafe())
+        return longPollRead(process.log, params, lent)
+      }))
+  const read = Effect.fn("LocalExecutor.read")(function*(params: Protocol.ReadParams) {
+    return yield* readAs(params, false)
+  })
   // the same answer, its chunks views of slabs the process's output cycles through; without a span, as the
   // consume loop reads once per chunk of a large output and a span each would cost more than the read
-  const readLent = Effect.fnUntraced(readAs(true))
+  const readLent = (params: Protocol.ReadParams) => readAs(params, true)
 
   const acknowledge = Effect.fn("LocalExecutor.acknowledge")(function*(processId: string, afterSeq: number) {
     const process = yield* table.lookup(processId)

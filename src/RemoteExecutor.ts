@@ -27,6 +27,8 @@ import type WebSocket from "ws"
 import { ConnectionLost, Executor } from "./Executor.ts"
 import * as Defaults from "./internal/defaults.ts"
 import * as RemoteClient from "./internal/remote/environment.ts"
+import { fromConnection } from "./internal/rpc/webSocket.ts"
+import * as WebSocketClient from "./internal/rpc/webSocketClient.ts"
 import { fromWebSocket, type Transport } from "./JsonRpc.ts"
 
 /**
@@ -70,18 +72,42 @@ export interface WebSocketOptions extends Options {
 }
 
 /**
- * Opens a WebSocket to an exec-server.
+ * Opens a WebSocket to an exec-server: a `ws://` one through this package's
+ * own client (its output frames read into reused memory, without garbage per
+ * read), any other (`wss://`) through the `ws` library.
  *
  * @category transports
  * @since 0.1.0
  */
 export const connectWebSocket = (options: WebSocketOptions): Effect.Effect<Transport, ConnectionLost> =>
-  // ws (and Node's http, tls and zlib under it) loads on the first connection, not with this module
+  Effect.suspend(() => {
+    const url = URL.parse(options.url)
+    return url?.protocol === "ws:" ? connectOwn(url, options) : connectWithWs(options)
+  })
+
+const headersOf = (options: WebSocketOptions): Record<string, string> =>
+  options.token === undefined ? {} : { Authorization: `Bearer ${Redacted.value(options.token)}` }
+
+/** A `ws://` server, through our own client: output frames read without garbage per read. */
+const connectOwn = (url: URL, options: WebSocketOptions): Effect.Effect<Transport, ConnectionLost> =>
+  Effect.callback<Transport, ConnectionLost>((resume) => {
+    const cancel = WebSocketClient.connect(url, {
+      headers: headersOf(options),
+      maxPayload: Defaults.client.maxFrameBytes,
+      closeTimeoutMillis: Defaults.client.closeTimeoutMillis
+    }, {
+      opened: (connection) => resume(Effect.succeed(fromConnection(connection))),
+      failed: (description) => resume(Effect.fail(new ConnectionLost({ description })))
+    })
+    return Effect.sync(cancel)
+  })
+
+/** Any other URL (`wss://`, an `http://` one), through `ws`. */
+const connectWithWs = (options: WebSocketOptions): Effect.Effect<Transport, ConnectionLost> =>
+  // ws (and Node's http, tls and zlib under it) loads on the first such connection, not with this module
   Effect.flatMap(Effect.promise(() => import("ws")), ({ default: WebSocket }) =>
     Effect.callback<Transport, ConnectionLost>((resume) => {
-      const headers: Record<string, string> = options.token === undefined
-        ? {}
-        : { Authorization: `Bearer ${Redacted.value(options.token)}` }
+      const headers = headersOf(options)
       const socketOptions: WebSocket.ClientOptions & { readonly closeTimeout: number } = {
         headers,
         maxPayload: Defaults.client.maxFrameBytes,

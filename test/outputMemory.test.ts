@@ -9,8 +9,8 @@ import { createHash } from "node:crypto"
 import * as Defaults from "../src/internal/defaults.ts"
 import { prepareChild } from "../src/internal/local/childProcess.ts"
 import { Holdings } from "../src/internal/local/localProcess.ts"
-import { OutputMemory } from "../src/internal/local/outputMemory.ts"
 import { longPollRead } from "../src/internal/local/processLog.ts"
+import { OutputMemory } from "../src/internal/outputMemory.ts"
 
 const { slabBytes, smallOutputBytes } = Defaults.pipes
 
@@ -76,6 +76,20 @@ describe("OutputMemory", () => {
     const owned = Array.from({ length: 3 * slabBytes / (64 * 1024) }, (_, i) => read(pipe, 64 * 1024, i))
     assert.isFalse(owned.some((chunk) => memory.holds(chunk)), "once one escaped, every read is a copy")
     assert.isTrue(lent.every((byte) => byte === 1), "the escaped view still shows its bytes")
+  })
+
+  it("reserves room for arriving frames in slabs, each counted until dropped; a large one gets its own buffer", () => {
+    const memory = new OutputMemory("always")
+    const pipe = memory.pipe()
+    const frames = Array.from({ length: 12 }, () => pipe.reserve(100_000))
+    assert.isTrue(frames.every((frame) => memory.holds(frame) && frame.length === 100_000))
+    assert.notStrictEqual(frames[11]!.buffer, frames[0]!.buffer, "ten fit a slab: the eleventh starts the next")
+    const large = pipe.reserve(slabBytes / 2 + 1)
+    assert.isFalse(memory.holds(large), "over half a slab: a buffer of its own")
+    for (const frame of frames.slice(0, 10)) memory.drop(frame, true)
+    // the first slab, every frame of it back, is the next one taken
+    const later = Array.from({ length: 20 }, () => pipe.reserve(100_000))
+    assert.isTrue(later.some((frame) => frame.buffer === frames[0]!.buffer))
   })
 })
 

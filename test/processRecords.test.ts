@@ -201,3 +201,94 @@ describe("ProcessRecords: what a history holds", () => {
     assert.strictEqual(whole!.chunk, large, "a chunk that is most of its buffer is kept as it is, not copied")
   })
 })
+
+describe("ProcessRecords: the memory binary frames are assembled in", () => {
+  /** A pushed frame as the transport makes it: room from the records' memory, written there. */
+  const frameOf = (records: ProcessRecords, seq: number, length = 100_000) => {
+    const frame = records.frameMemory(length)
+    frame.fill(seq % 256)
+    return { _tag: "Output", seq, stream: "stdout", chunk: frame } as const
+  }
+  /** One chunk at a time, as `streamedRead` reads: what the reader had is trimmed first. */
+  const readNext = (records: ProcessRecords, processId: string, afterSeq: number, lent: boolean) => {
+    const cache = records.pushedFor(processId)!
+    cache.trim(afterSeq)
+    return cache.read(afterSeq, 1, lent)!.chunks[0]!.chunk
+  }
+
+  it("a lending reader's stream cycles through a few slabs: 20 MB in frames of 100 kB", () => {
+    const records = new ProcessRecords()
+    records.starting("p", { showsOutput: false, streams: true })
+    const slabs = new Set<ArrayBufferLike>()
+    for (let seq = 1; seq <= 200; seq++) {
+      records.add("p", frameOf(records, seq))
+      const chunk = readNext(records, "p", seq - 1, true)
+      assert.isTrue(chunk.every((byte) => byte === seq % 256), `chunk ${seq} has its frame's bytes`)
+      slabs.add(chunk.buffer)
+    }
+    assert.isAtMost(slabs.size, Defaults.pipes.pooledSlabs + 4, `${slabs.size} slabs for 20 MB`)
+  })
+
+  it("a reader that keeps what it is given, and a history, get copies that later frames leave alone", () => {
+    const records = new ProcessRecords()
+    records.starting("p", { showsOutput: true, streams: true })
+    const kept: Array<Uint8Array> = []
+    for (let seq = 1; seq <= 100; seq++) {
+      records.add("p", frameOf(records, seq))
+      kept.push(readNext(records, "p", seq - 1, false))
+    }
+    for (const [i, chunk] of kept.entries()) {
+      assert.isTrue(chunk.every((byte) => byte === (i + 1) % 256), `kept chunk ${i + 1} unchanged`)
+    }
+    // the history holds its own copies too, bounded as ever (its newest chunks)
+    const history = records.get("p")!.events.after(0) as ReadonlyArray<Extract<ProcessEvent, { _tag: "Output" }>>
+    assert.isAbove(history.length, 0)
+    for (const { chunk, seq } of history) assert.isTrue(chunk.every((byte) => byte === seq % 256), `history ${seq}`)
+  })
+
+  it("a frame nothing keeps goes back at once: for a process never started, a repeat, a cache given up", () => {
+    const records = new ProcessRecords()
+    // frames held by nobody's release: the shared pool of free slabs is empty, so a slab given back is the next taken
+    const held = Array.from(
+      { length: 2 * (Defaults.pipes.pooledSlabs + 2) },
+      () => records.frameMemory(Defaults.pipes.slabBytes / 2)
+    )
+    records.starting("p", { showsOutput: false, streams: true })
+    const buffers = new Set<ArrayBufferLike>()
+    for (let seq = 1; seq <= 100; seq++) {
+      const ghost = frameOf(records, seq)
+      buffers.add(ghost.chunk.buffer)
+      records.add("ghost", ghost)
+    }
+    records.add("p", frameOf(records, 1))
+    for (let i = 0; i < 100; i++) {
+      const repeat = frameOf(records, 1)
+      buffers.add(repeat.chunk.buffer)
+      records.add("p", repeat)
+    }
+    assert.isAtMost(buffers.size, 3, "20 MB of frames nobody kept, in the same few slabs")
+    // a cache given up (its reader drained it) lets its last chunks go without reusing them: the reader may hold them
+    const last = readNext(records, "p", 0, true)
+    records.drained("p")
+    // a stream nobody reads yet takes slab after slab (a freed one first)
+    records.starting("q", { showsOutput: false, streams: true })
+    for (let seq = 1; seq <= 30; seq++) records.add("q", frameOf(records, seq + 1))
+    assert.isTrue(last.every((byte) => byte === 1), "the drained reader's last chunk is left alone")
+    assert.strictEqual(held.length, 2 * (Defaults.pipes.pooledSlabs + 2))
+  })
+
+  it("a history's copies stay as they were while other streams cycle through the slabs", () => {
+    const records = new ProcessRecords()
+    records.starting("shown", { showsOutput: true, streams: true })
+    records.starting("streamed", { showsOutput: false, streams: true })
+    for (let seq = 1; seq <= 5; seq++) records.add("shown", frameOf(records, seq))
+    records.pushedFor("shown")!.trim(5) // read past them all: their slab may be reused
+    for (let seq = 1; seq <= 100; seq++) {
+      records.add("streamed", frameOf(records, seq))
+      readNext(records, "streamed", seq - 1, true)
+    }
+    const history = records.get("shown")!.events.after(0) as ReadonlyArray<Extract<ProcessEvent, { _tag: "Output" }>>
+    assert.strictEqual(history.length, 5)
+    for (const { chunk, seq } of history) assert.isTrue(chunk.every((byte) => byte === seq), `history ${seq}`)
+  })
+})

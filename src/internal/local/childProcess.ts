@@ -18,6 +18,7 @@ import type { Readable } from "node:stream"
 import { InvalidRequest, type SandboxRefused, SpawnFailed, type StartRequest } from "../../Executor.ts"
 import * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"
+import { OutputMemory } from "../outputMemory.ts"
 import { feed } from "../sandbox/bwrap.ts"
 import { isLikelySandboxDenied } from "../sandbox/denial.ts"
 import type { Launch } from "../sandbox/launcher.ts"
@@ -33,7 +34,6 @@ import {
   signalGroup,
   type SpawnOptions
 } from "./localProcess.ts"
-import { OutputMemory } from "./outputMemory.ts"
 import { type PipeReader, readPipe } from "./pipeReader.ts"
 import { ProcessLog } from "./processLog.ts"
 import { spawnTurn } from "./spawnTurns.ts"

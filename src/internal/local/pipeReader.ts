@@ -17,7 +17,7 @@
  */
 import * as Net from "node:net"
 import type { Readable } from "node:stream"
-import type { PipeMemory } from "./outputMemory.ts"
+import type { PipeMemory } from "../outputMemory.ts"
 
 /** What flow control and cleanup ask of a pipe being read. */
 export interface PipeReader {

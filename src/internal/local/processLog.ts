@@ -14,7 +14,7 @@ import type { ProcessEvent } from "../../Executor.ts"
 import type * as Protocol from "../../Protocol.ts"
 import { ChangeSignal } from "../changeSignal.ts"
 import * as Defaults from "../defaults.ts"
-import type { OutputMemory } from "./outputMemory.ts"
+import type { OutputMemory } from "../outputMemory.ts"
 
 /** A reader of every event (the notifier): output past its cursor is kept for it, within a bound. */
 export interface Follower {

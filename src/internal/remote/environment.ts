@@ -81,11 +81,14 @@ const recordNotification = (records: ProcessRecords) => (method: string, params:
  * binary frame that is not an output frame is left to be read as JSON.
  */
 const recordOutputFrame = (records: ProcessRecords) => (frame: Uint8Array): boolean => {
-  if (!isOutputFrame(frame)) return false
-  const output = decodeOutputFrame(frame)
-  if (typeof output !== "string") {
-    records.add(output.processId, { _tag: "Output", seq: output.seq, stream: output.stream, chunk: output.chunk })
+  // a frame not taken in goes back to the frame memory (JSON in a binary frame is read before any other frame)
+  if (!isOutputFrame(frame)) {
+    records.releaseFrame(frame)
+    return false
   }
+  const output = decodeOutputFrame(frame)
+  if (typeof output === "string") records.releaseFrame(frame)
+  else records.add(output.processId, { _tag: "Output", seq: output.seq, stream: output.stream, chunk: output.chunk })
   return true
 }
 
@@ -146,16 +149,24 @@ const makeExecutor = (link: Link, records: ProcessRecords): Executor["Service"] 
     )
   })
 
+  const readAs = (request: Protocol.ReadParams, lent: boolean) =>
+    Effect.suspend(() => {
+      const cache = records.pushedFor(request.processId)
+      if (cache === undefined) return serverRead(request)
+      return Effect.map(streamedRead(link, cache, request, serverRead, lent), (result) => {
+        // answered from the push or by the server: a reader with everything leaves nothing to cache
+        if (Protocol.isDrained(result)) records.drained(request.processId)
+        return result
+      })
+    })
+
   return Executor.of({
     start,
     read: Effect.fn("RemoteExecutor.read")(function*(request: Protocol.ReadParams) {
-      const cache = records.pushedFor(request.processId)
-      if (cache === undefined) return yield* serverRead(request)
-      const result = yield* streamedRead(link, cache, request, serverRead)
-      // answered from the push or by the server: a reader with everything leaves nothing to cache
-      if (Protocol.isDrained(result)) records.drained(request.processId)
-      return result
+      return yield* readAs(request, false)
     }),
+    // the frames' own memory, lent; without a span: the consume loop reads once per chunk of a large output
+    readLent: (request) => readAs(request, true),
     write: Effect.fn("RemoteExecutor.write")(function*(request: Protocol.WriteParams) {
       const params = { ...request, writeId: request.writeId ?? crypto.randomUUID() }
       const result = yield* link.callIdempotent("process/write", params, { processId: request.processId })
@@ -213,6 +224,7 @@ export const make = Effect.fnUntraced(function*(
   const link = new Link(connect, {
     onNotification: recordNotification(records),
     onBinaryFrame: recordOutputFrame(records),
+    binaryMemory: records.frameMemory,
     onLost: () => records.linkLost()
   }, {
     clientName: settings.clientName,

@@ -80,6 +80,7 @@ export class Link {
   private readonly connect: Effect.Effect<Transport, ConnectionLost>
   private readonly onNotification: (method: string, params: unknown) => void
   private readonly onBinaryFrame: (frame: Uint8Array) => boolean
+  private readonly binaryMemory: ((length: number) => Buffer) | undefined
   private readonly onLost: () => void
   private readonly options: {
     readonly clientName: string
@@ -98,6 +99,8 @@ export class Link {
       readonly onNotification: (method: string, params: unknown) => void
       /** A binary frame: true when it was an output frame (malformed or not), false when it holds JSON. */
       readonly onBinaryFrame: (frame: Uint8Array) => boolean
+      /** Where binary frames are assembled (see `Transport.listen`). */
+      readonly binaryMemory?: (length: number) => Buffer
       /** The live connection was lost (a new one will be made on the next call). */
       readonly onLost: () => void
     },
@@ -106,6 +109,7 @@ export class Link {
     this.connect = connect
     this.onNotification = handlers.onNotification
     this.onBinaryFrame = handlers.onBinaryFrame
+    this.binaryMemory = handlers.binaryMemory
     this.onLost = handlers.onLost
     this.options = options
   }
@@ -143,7 +147,7 @@ export class Link {
     return Effect.gen({ self: this }, function*() {
       if (this.current !== undefined) return this.current
       const transport = yield* this.connect
-      const rpc = makeClient(transport, this.onNotification, this.onBinaryFrame)
+      const rpc = makeClient(transport, this.onNotification, this.onBinaryFrame, this.binaryMemory)
       const result = yield* this.initialize(rpc, this.options.binaryOutput && transport.postBinary !== undefined).pipe(
         // a link that failed to become a session must not stay open (the server would count it as attached)
         Effect.onError(() => transport.close)

@@ -17,6 +17,7 @@ import type * as Effect from "effect/Effect"
 import type { ProcessEvent } from "../../Executor.ts"
 import { ChangeSignal } from "../changeSignal.ts"
 import * as Defaults from "../defaults.ts"
+import { OutputMemory } from "../outputMemory.ts"
 import { PushedOutput } from "./pushedOutput.ts"
 import { SeqQueue } from "./seqQueue.ts"
 
@@ -139,18 +140,33 @@ export interface RecordsFootprint {
 }
 
 /**
- * An output event whose chunk holds its own memory when it is a small view of
- * a larger buffer: a binary frame's chunk is a view into the socket read that
- * carried it (up to 64 KiB), and a history or a pushed cache of a thousand
- * 1-byte chunks must not keep a thousand of those alive. The bounds count
+ * An output event's chunk in memory of its own when it is a small view of a
+ * larger buffer (a frame `ws` assembled from a socket read of up to 64 KiB, a
+ * frame in a slab): a history or a pushed cache of a thousand 1-byte chunks
+ * must not keep a thousand of those alive. The bounds count
  * chunk bytes; this makes them what is held. A chunk that is most of its
  * buffer (a stream's output) is kept as it is.
  */
-const ownBytes = (event: Extract<ProcessEvent, { readonly _tag: "Output" }>): ProcessEvent =>
-  event.chunk.byteLength * 4 < event.chunk.buffer.byteLength ? { ...event, chunk: new Uint8Array(event.chunk) } : event
+const ownBytes = (event: Output): Uint8Array =>
+  event.chunk.byteLength * 4 < event.chunk.buffer.byteLength ? new Uint8Array(event.chunk) : event.chunk
 
 /** Every process record of one remote executor. */
 export class ProcessRecords {
+  /**
+   * Where binary frames are assembled: slabs a stream's frames cycle through,
+   * a frame's chunk going back once its reader read past it (or at once when
+   * nobody keeps it). Nothing outside the pushed caches holds a view of it:
+   * histories and readers that keep get copies.
+   */
+  private readonly memory = new OutputMemory("always")
+  private readonly frames = this.memory.pipe()
+  /** Room for a binary frame of `length` bytes (the transport writes it there). */
+  readonly frameMemory = (length: number): Buffer => this.frames.reserve(length)
+  /** A frame from `frameMemory` that nothing keeps (not output, or output nobody caches). */
+  releaseFrame(frame: Uint8Array): void {
+    this.memory.drop(frame, true)
+  }
+
   /** Oldest first: past `maxRecords` the oldest is forgotten. */
   private readonly records = new Map<string, ProcessRecord>()
   /** Closed processes, oldest first: past the limit the oldest record is forgotten. */
@@ -176,7 +192,7 @@ export class ProcessRecords {
     if (this.records.size > Defaults.client.maxRecords) this.forget(this.records.keys().next().value!)
     if (options.showsOutput) record.showsOutput = true
     if (options.streams) {
-      record.pushed = new PushedOutput()
+      record.pushed = new PushedOutput(this.memory)
       this.touch(processId)
       if (this.streaming.size > Defaults.client.maxStreamed) this.stopStreaming(this.streaming.values().next().value!)
     }
@@ -189,6 +205,7 @@ export class ProcessRecords {
 
   /** Forgets a process (it did not start, or it is the oldest past a bound). */
   forget(processId: string): void {
+    this.records.get(processId)?.pushed?.release()
     this.records.delete(processId)
     this.streaming.delete(processId)
     this.closed.delete(processId)
@@ -204,6 +221,7 @@ export class ProcessRecords {
   /** Reads of `processId` go to the server from now on. */
   stopStreaming(processId: string): void {
     const record = this.records.get(processId)
+    record?.pushed?.release()
     if (record !== undefined) record.pushed = undefined
     this.streaming.delete(processId)
   }
@@ -219,23 +237,35 @@ export class ProcessRecords {
     for (const processId of this.streaming) this.records.get(processId)?.pushed?.wake()
   }
 
-  /** Takes in one event the server notified; a process this client does not know is not recorded. */
+  /**
+   * Takes in one event the server notified; a process this client does not
+   * know is not recorded. An output chunk in frame memory is the pushed
+   * cache's alone: a history gets a copy, and a chunk nothing caches goes back
+   * at once.
+   */
   add(processId: string, notified: ProcessEvent): void {
     const record = this.records.get(processId)
-    if (record === undefined) return
-    const event = notified._tag === "Output" ? ownBytes(notified) : notified
-    const pushed = record.pushed
-    if (pushed !== undefined) {
-      pushed.add(event)
-      // nobody reads it any more (the loop gave up on a pipe held open), or the
-      // server pushes more than any window: stop caching, reads ask the server
-      if (
-        pushed.bytes > pushed.maxBytes ||
-        pushed.size > Defaults.client.maxCachedEntriesPerProcess
-      ) this.stopStreaming(processId)
+    const framed = notified._tag === "Output" && this.memory.holds(notified.chunk)
+    if (record !== undefined) this.record(processId, record, notified, framed)
+    else if (framed) this.releaseFrame(notified.chunk)
+  }
+
+  private record(processId: string, record: ProcessRecord, notified: ProcessEvent, framed: boolean): void {
+    if (notified._tag !== "Output") record.events.add(notified)
+    else if (record.showsOutput) {
+      record.events.add({ ...notified, chunk: framed ? Buffer.copyBytesFrom(notified.chunk) : ownBytes(notified) })
     }
-    if (event._tag !== "Output" || record.showsOutput) record.events.add(event)
-    if (event._tag === "Closed") this.closedHistory(processId)
+    const pushed = record.pushed
+    const cached = pushed !== undefined &&
+      pushed.add(notified._tag === "Output" && !framed ? { ...notified, chunk: ownBytes(notified) } : notified)
+    if (framed && !cached) this.releaseFrame((notified as Output).chunk)
+    // nobody reads it any more (the loop gave up on a pipe held open), or the
+    // server pushes more than any window: stop caching, reads ask the server
+    if (
+      pushed !== undefined &&
+      (pushed.bytes > pushed.maxBytes || pushed.size > Defaults.client.maxCachedEntriesPerProcess)
+    ) this.stopStreaming(processId)
+    if (notified._tag === "Closed") this.closedHistory(processId)
   }
 
   /** What the records hold now. */

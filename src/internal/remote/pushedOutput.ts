@@ -18,10 +18,22 @@ import type { ProcessEvent } from "../../Executor.ts"
 import type * as Protocol from "../../Protocol.ts"
 import { ChangeSignal } from "../changeSignal.ts"
 import * as Defaults from "../defaults.ts"
+import type { OutputMemory } from "../outputMemory.ts"
 import { SeqQueue } from "./seqQueue.ts"
 
 export class PushedOutput {
   private readonly entries = new SeqQueue<ProcessEvent>()
+  /**
+   * The memory pushed frames were assembled in (slabs that cycle): a chunk of
+   * it goes back once the reader read past it, is lent to a lending reader
+   * (`Exec.run`) and copied for any other.
+   */
+  private readonly memory: OutputMemory | undefined
+
+  constructor(memory?: OutputMemory) {
+    this.memory = memory
+  }
+
   /** The newest seq taken in or trimmed: anything at or before it is a repeat. */
   private newestSeq = 0
   private exit:
@@ -52,8 +64,9 @@ export class PushedOutput {
     return this.entries.length
   }
 
-  add(event: ProcessEvent): void {
-    if (event.seq <= this.newestSeq) return
+  /** Takes in a pushed event; false when it was not kept (a repeat), its chunk then still the caller's. */
+  add(event: ProcessEvent): boolean {
+    if (event.seq <= this.newestSeq) return false
     this.newestSeq = event.seq
     if (event._tag === "Exited") {
       this.exit = { exitCode: event.exitCode, signal: event.signal, sandboxDenied: event.sandboxDenied }
@@ -62,6 +75,19 @@ export class PushedOutput {
     this.entries.insert(event, 0)
     if (event._tag === "Output") this.bytes += event.chunk.length
     this.wakeSoon()
+    return true
+  }
+
+  /**
+   * The cache is given up (its reader is done, or it holds too much): what it
+   * holds goes back to the memory, never to be reused (the last answer's
+   * chunks may still be in the reader's hands).
+   */
+  release(): void {
+    for (let first = this.entries.shift(); first !== undefined; first = this.entries.shift()) {
+      if (first._tag === "Output") this.memory?.drop(first.chunk, false)
+    }
+    this.bytes = 0
   }
 
   /**
@@ -87,6 +113,8 @@ export class PushedOutput {
     for (let first = this.entries.first; first !== undefined && first.seq <= afterSeq; first = this.entries.first) {
       this.entries.shift()
       if (first._tag === "Output") {
+        // the reader read past it: lent (or copied), nobody holds it any more
+        this.memory?.drop(first.chunk, true)
         this.bytes -= first.chunk.length
         this.takenSinceAcknowledged += first.chunk.length
       }
@@ -117,8 +145,10 @@ export class PushedOutput {
    * included, as a server's answer that reaches the end of its log does; one
    * that `maxBytes` cut short ends after its last chunk. A cursor at or past
    * the close gets the server's answer at once: nothing more, closed.
+   * `lent`: the reader copies what it keeps before it reads again, so it gets
+   * views of the memory; any other reader gets chunks of its own.
    */
-  read(afterSeq: number, maxBytes: number | null): Protocol.ReadResult | undefined {
+  read(afterSeq: number, maxBytes: number | null, lent = false): Protocol.ReadResult | undefined {
     if (this.closedSeq !== undefined && afterSeq >= this.closedSeq && this.exit !== undefined) {
       return { chunks: [], nextSeq: this.closedSeq + 1, ...this.ending(true) }
     }
@@ -137,7 +167,8 @@ export class PushedOutput {
           through = chunks[chunks.length - 1]!.seq
           break
         }
-        chunks.push({ seq: entry.seq, stream: entry.stream, chunk: entry.chunk })
+        const chunk = lent || this.memory?.holds(entry.chunk) !== true ? entry.chunk : Buffer.copyBytesFrom(entry.chunk)
+        chunks.push({ seq: entry.seq, stream: entry.stream, chunk })
         bytes += entry.chunk.length
       }
       through = entry.seq

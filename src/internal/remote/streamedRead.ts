@@ -2,7 +2,8 @@
  * A read of a process whose output the server pushes (our extension, with
  * backpressure): answered from what arrived when the next chunks are there,
  * without a round trip; from the server otherwise. Either way the server
- * learns the reader's cursor, which moves its window.
+ * learns the reader's cursor, which moves its window. `lent`: the reader
+ * copies what it keeps before it reads again (`Executor.readLent`).
  *
  * @internal
  */
@@ -16,13 +17,14 @@ export const streamedRead = (
   link: Link,
   cache: PushedOutput,
   request: Protocol.ReadParams,
-  serverRead: (request: Protocol.ReadParams) => Effect.Effect<Protocol.ReadResult, ExecutorError>
+  serverRead: (request: Protocol.ReadParams) => Effect.Effect<Protocol.ReadResult, ExecutorError>,
+  lent = false
 ): Effect.Effect<Protocol.ReadResult, ExecutorError> =>
   Effect.gen(function*() {
     const afterSeq = request.afterSeq ?? 0
     const maxBytes = request.maxBytes ?? null
     cache.trim(afterSeq)
-    const local = cache.read(afterSeq, maxBytes)
+    const local = cache.read(afterSeq, maxBytes, lent)
     yield* acknowledge(link, cache, request.processId, afterSeq)
     if (local !== undefined) return yield* acknowledgeEnd(link, cache, request, local, serverRead)
     // Nothing yet: the next output is most likely on its way, so wait for the
@@ -35,7 +37,7 @@ export const streamedRead = (
       yield* cache.untilNext(afterSeq, () => link.live !== rpc, waitMs)
       // whatever ended the wait, output that follows the cursor without a gap is the answer: the same bytes the
       // server would send, whichever connection pushed them
-      const answer = cache.read(afterSeq, maxBytes)
+      const answer = cache.read(afterSeq, maxBytes, lent)
       if (answer !== undefined) return yield* acknowledgeEnd(link, cache, request, answer, serverRead)
     }
     return yield* serverRead(request)

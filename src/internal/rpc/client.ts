@@ -43,7 +43,7 @@ export interface Client {
 /**
  * Drives `transport` as a client: ids, pending replies, notifications to
  * `onNotification`, binary frames to `onBinaryFrame` (those it does not claim
- * are read as JSON). Once the link is gone, pending and later requests fail
+ * are read as JSON), assembled in `binaryMemory` where the transport can. Once the link is gone, pending and later requests fail
  * with `TransportClosed` at once.
  *
  * @category constructors
@@ -52,7 +52,8 @@ export interface Client {
 export const makeClient = (
   transport: Transport,
   onNotification: (method: string, params: unknown) => void,
-  onBinaryFrame?: (frame: Uint8Array) => boolean
+  onBinaryFrame?: (frame: Uint8Array) => boolean,
+  binaryMemory?: (length: number) => Buffer
 ): Client => {
   const pending = new Map<RequestId, Deferred.Deferred<unknown, RpcError | TransportClosed>>()
   const closed = Deferred.makeUnsafe<string>()
@@ -60,6 +61,7 @@ export const makeClient = (
   let closedReason: string | undefined
   transport.listen({
     onBinaryFrame,
+    binaryMemory,
     onFrame: (frame) => {
       const parsed = parseFrame(frame)
       if (!parsed.ok) return

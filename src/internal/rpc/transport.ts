@@ -56,6 +56,13 @@ export interface Transport {
      * frame it knows), the frame's bytes are taken as JSON text.
      */
     readonly onBinaryFrame?: ((frame: Uint8Array) => boolean) | undefined
+    /**
+     * Where a binary frame's payload is assembled, where the transport can:
+     * memory of the listener's, written by the transport and then handed to
+     * `onBinaryFrame`, which owns it from then on (a frame it does not claim
+     * is read as JSON before the listener is asked for more).
+     */
+    readonly binaryMemory?: ((length: number) => Buffer) | undefined
     readonly onClose: (reason: string) => void
   }) => void
   /**

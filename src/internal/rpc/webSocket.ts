@@ -1,12 +1,14 @@
 /**
- * A transport over a `ws` WebSocket, with a bound on what a peer that does not
- * read may leave queued, and on how long it may take nothing.
+ * A transport over a WebSocket (a `ws` one, or our own client's), with a bound
+ * on what a peer that does not read may leave queued, and on how long it may
+ * take nothing.
  *
  * @internal
  */
 import * as Effect from "effect/Effect"
 import type WebSocket from "ws"
 import { outgoing, type OutgoingLimits, type Transport } from "./transport.ts"
+import type { Connection } from "./webSocketClient.ts"
 
 /**
  * A transport over an open `ws` WebSocket. Binary frames go to
@@ -64,5 +66,45 @@ export const fromWebSocket = (
       closedReason ??= "closed by this side"
       socket.close()
     })
+  }
+}
+
+/**
+ * A transport over a connection of our own client (`webSocketClient.ts`):
+ * what `fromWebSocket` is for a `ws` socket. Binary frames go to
+ * `onBinaryFrame` when it claims them; the others hold JSON.
+ */
+export const fromConnection = (connection: Connection): Transport => {
+  const text = outgoing({
+    limits: {},
+    closedReason: connection.closedReason,
+    buffered: connection.buffered,
+    write: connection.sendText,
+    drop: connection.terminate
+  })
+  const binary = outgoing({
+    limits: {},
+    closedReason: connection.closedReason,
+    buffered: connection.buffered,
+    write: (frame, done) => connection.sendBinary(frame as Uint8Array, done),
+    drop: connection.terminate
+  })
+  return {
+    pause: connection.pause,
+    resume: connection.resume,
+    send: text.send,
+    post: text.post,
+    postBinary: binary.postBytes,
+    listen: ({ binaryMemory, onBinaryFrame, onClose, onFrame }) =>
+      connection.listen({
+        binaryMemory,
+        onText: onFrame,
+        onBinary: (bytes) => {
+          if (onBinaryFrame?.(bytes) === true) return
+          onFrame(bytes.toString("utf8"))
+        },
+        onClose
+      }),
+    close: Effect.sync(connection.close)
   }
 }

@@ -4,7 +4,9 @@
  * lent (an exec-server's executor, a reader such as `Exec.run` that copies
  * what it keeps), a pipe that has written more than `smallOutputBytes` is
  * read straight into slabs (1 MiB each by default), a chunk being a view of
- * the slab it landed in.
+ * the slab it landed in. The remote client assembles the binary frames a
+ * server pushes in slabs the same way (`reserve`), so that a stream's frames
+ * leave no garbage either.
  *
  * A slab is reused only when every chunk in it was let go by its log at a
  * time when its reader had acknowledged it and every follower had taken it,
@@ -17,7 +19,7 @@
  *
  * @internal
  */
-import * as Defaults from "../defaults.ts"
+import * as Defaults from "./defaults.ts"
 
 /** What is known of one slab. */
 export interface Slab {
@@ -163,6 +165,26 @@ export class PipeMemory {
     }
     const start = this.offset
     return this.current.bytes.subarray(start, start + Math.min(readBufferBytes, slabBytes - start))
+  }
+
+  /**
+   * Room for `length` bytes that the caller writes (a frame arriving from a
+   * server): a view of a slab, counted as a live chunk until it is dropped,
+   * while the memory reuses slabs and the bytes take at most half a slab;
+   * otherwise a buffer of their own.
+   */
+  reserve(length: number): Buffer {
+    const { slabBytes } = Defaults.pipes
+    if (!this.memory.reuses || length === 0 || length > slabBytes / 2) return Buffer.allocUnsafeSlow(length)
+    if (this.current === undefined || slabBytes - this.offset < length) {
+      if (this.current !== undefined) this.memory.leaveSlab(this.current)
+      this.current = this.memory.takeSlab()
+      this.offset = 0
+    }
+    const view = this.current.bytes.subarray(this.offset, this.offset + length)
+    this.current.live++
+    this.offset += length
+    return view
   }
 
   /**

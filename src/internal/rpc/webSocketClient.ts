@@ -1,0 +1,446 @@
+/**
+ * The client end of a `ws://` WebSocket (RFC 6455), ours: the HTTP/1.1
+ * upgrade, then frames, read straight from the socket into one reused buffer
+ * (Node's `onread`). `ws`'s client allocates a buffer for every socket read and
+ * another for every frame that spans reads, and that garbage cost a remote
+ * stream 4–5 × the CPU per GiB of its receiving alone (bench/README.md); here a
+ * frame's payload is copied once, into memory of its own size, and nothing
+ * else is allocated per read. A server's frames are checked as strictly as
+ * `ws` checks them: unmasked, no extension bits, known opcodes, whole control
+ * frames, text in UTF-8, a message within `maxPayload`. Frames this side sends
+ * are masked, as a client's must be.
+ *
+ * @internal
+ */
+import { isUtf8 } from "node:buffer"
+import * as Crypto from "node:crypto"
+import * as Net from "node:net"
+
+/** What the connection needs to know. */
+export interface ClientOptions {
+  /** Extra request headers (`Authorization`). */
+  readonly headers: Readonly<Record<string, string>>
+  /** The largest message (one frame, or a fragmented message whole) taken from the server. */
+  readonly maxPayload: number
+  /** How long a close waits for the server's close frame before the socket is destroyed. */
+  readonly closeTimeoutMillis: number
+}
+
+/** Where frames, and the end, go once the connection is open. */
+export interface MessageHandlers {
+  readonly onText: (text: string) => void
+  readonly onBinary: (bytes: Buffer) => void
+  /** Where an unfragmented binary frame's payload is written (see `Transport.listen`). */
+  readonly binaryMemory?: ((length: number) => Buffer) | undefined
+  readonly onClose: (reason: string) => void
+}
+
+/** An open connection, as the transport uses it. */
+export interface Connection {
+  /** Sends one text frame (a string, or its UTF-8 bytes); `done` once the OS took it, or the link failed. */
+  readonly sendText: (text: string | Uint8Array, done: (error?: Error | null) => void) => void
+  /** Sends one binary frame (masked into a copy: `bytes` may be reused at once); `done` as for text. */
+  readonly sendBinary: (bytes: Uint8Array, done: (error?: Error | null) => void) => void
+  /** Why nothing can be sent any more, once that is so. */
+  readonly closedReason: () => string | undefined
+  /** Bytes written and not yet taken by the OS. */
+  readonly buffered: () => number
+  readonly listen: (handlers: MessageHandlers) => void
+  readonly pause: () => void
+  readonly resume: () => void
+  /** The close handshake: a close frame (1000), then the socket ends once the server answers, or after the timeout. */
+  readonly close: () => void
+  /** Ends the connection at once. */
+  readonly terminate: (reason: string) => void
+}
+
+const acceptGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+/** The longest handshake answer taken: more without its blank line is no WebSocket server. */
+const maxHandshakeBytes = 64 * 1024
+/** One read's memory, for every connection of this thread: each read is parsed, and what is kept copied, at once. */
+const readBufferBytes = 256 * 1024
+let readBuffer: Buffer | undefined
+
+const opcodes = { continuation: 0x0, text: 0x1, binary: 0x2, close: 0x8, ping: 0x9, pong: 0xa } as const
+
+/** A violation of the protocol by the server: the close code it earns, and what to say. */
+class FrameError {
+  readonly code: number
+  readonly description: string
+  constructor(code: number, description: string) {
+    this.code = code
+    this.description = description
+  }
+}
+
+/** Random mask keys, drawn 4 KiB at a time. */
+const masks = {
+  pool: Buffer.alloc(4096),
+  used: 4096,
+  next(): Buffer {
+    if (this.used === this.pool.length) {
+      Crypto.randomFillSync(this.pool)
+      this.used = 0
+    }
+    this.used += 4
+    return this.pool.subarray(this.used - 4, this.used)
+  }
+}
+
+/** A masked frame of `payloadLength` bytes, its payload written by `fill` at the offset it is given. */
+const maskedFrame = (opcode: number, payloadLength: number, fill: (frame: Buffer, offset: number) => void): Buffer => {
+  const lengthBytes = payloadLength < 126 ? 0 : payloadLength < 65536 ? 2 : 8
+  const offset = 2 + lengthBytes + 4
+  const frame = Buffer.allocUnsafe(offset + payloadLength)
+  frame[0] = 0x80 | opcode
+  if (lengthBytes === 0) frame[1] = 0x80 | payloadLength
+  else if (lengthBytes === 2) {
+    frame[1] = 0x80 | 126
+    frame.writeUInt16BE(payloadLength, 2)
+  } else {
+    frame[1] = 0x80 | 127
+    frame.writeBigUInt64BE(BigInt(payloadLength), 2)
+  }
+  const key = masks.next()
+  key.copy(frame, offset - 4)
+  fill(frame, offset)
+  for (let i = 0; i < payloadLength; i++) frame[offset + i]! ^= key[i & 3]!
+  return frame
+}
+
+/** The parts of a frame header read so far, and the message being assembled. */
+class FrameReader {
+  /** The header's bytes (2 to 14). */
+  private readonly head = Buffer.alloc(14)
+  private headLength = 0
+  /** The header's full length, once its second byte is known. */
+  private headNeeded = 2
+  private opcode = 0
+  private fin = false
+  /** The current frame's payload, and how much of it arrived. */
+  private payload: Buffer | undefined
+  private payloadFilled = 0
+  /** A fragmented message: its opcode and the payloads of its frames so far. */
+  private fragments: { readonly opcode: number; readonly parts: Array<Buffer>; bytes: number } | undefined
+  private readonly maxPayload: number
+  private readonly onMessage: (opcode: number, payload: Buffer) => void
+  /** Where an unfragmented binary frame's payload goes, once the listener says. */
+  binaryMemory: ((length: number) => Buffer) | undefined
+
+  constructor(maxPayload: number, onMessage: (opcode: number, payload: Buffer) => void) {
+    this.maxPayload = maxPayload
+    this.onMessage = onMessage
+  }
+
+  /** Takes in `bytes` (valid only during this call); throws a `FrameError` at a violation. */
+  push(bytes: Buffer): void {
+    let at = 0
+    while (at < bytes.length) {
+      if (this.payload === undefined) {
+        // the header, byte by byte until its length is known, then the rest at once
+        const take = Math.min(this.headNeeded - this.headLength, bytes.length - at)
+        bytes.copy(this.head, this.headLength, at, at + take)
+        this.headLength += take
+        at += take
+        if (this.headLength === 2) this.headNeeded = this.headBytes()
+        if (this.headLength === this.headNeeded) this.startPayload()
+        continue
+      }
+      const take = Math.min(this.payload.length - this.payloadFilled, bytes.length - at)
+      bytes.copy(this.payload, this.payloadFilled, at, at + take)
+      this.payloadFilled += take
+      at += take
+      if (this.payloadFilled === this.payload.length) this.endFrame()
+    }
+    // a frame without payload ends with its header
+    if (this.payload !== undefined && this.payload.length === 0) this.endFrame()
+  }
+
+  /** The header's length, from its first two bytes, after their checks. */
+  private headBytes(): number {
+    const [first, second] = [this.head[0]!, this.head[1]!]
+    this.fin = (first & 0x80) !== 0
+    this.opcode = first & 0x0f
+    if ((first & 0x70) !== 0) {
+      throw new FrameError(1002, "invalid WebSocket frame: RSV bits set (no extension was agreed)")
+    }
+    if ((second & 0x80) !== 0) throw new FrameError(1002, "invalid WebSocket frame: the server masked it")
+    const control = this.opcode >= 0x8
+    if (control) {
+      if (this.opcode > opcodes.pong) throw new FrameError(1002, `invalid WebSocket frame: opcode ${this.opcode}`)
+      if (!this.fin) throw new FrameError(1002, "invalid WebSocket frame: a fragmented control frame")
+      if ((second & 0x7f) > 125) throw new FrameError(1002, "invalid WebSocket frame: a control frame over 125 bytes")
+    } else if (this.opcode > opcodes.binary) {
+      throw new FrameError(1002, `invalid WebSocket frame: opcode ${this.opcode}`)
+    } else if (this.opcode === opcodes.continuation && this.fragments === undefined) {
+      throw new FrameError(1002, "invalid WebSocket frame: a continuation with no message to continue")
+    } else if (this.opcode !== opcodes.continuation && this.fragments !== undefined) {
+      throw new FrameError(1002, "invalid WebSocket frame: a new message inside a fragmented one")
+    }
+    const length = second & 0x7f
+    return length === 126 ? 4 : length === 127 ? 10 : 2
+  }
+
+  /** The header is whole: checks the length and makes room for the payload. */
+  private startPayload(): void {
+    const short = this.head[1]! & 0x7f
+    let length = short
+    if (short === 126) length = this.head.readUInt16BE(2)
+    else if (short === 127) {
+      const long = this.head.readBigUInt64BE(2)
+      if (long >> 63n !== 0n) throw new FrameError(1002, "invalid WebSocket frame: a length with its top bit set")
+      length = long > BigInt(Number.MAX_SAFE_INTEGER) ? Infinity : Number(long)
+    }
+    const message = length + (this.opcode < 0x8 ? this.fragments?.bytes ?? 0 : 0)
+    if (message > this.maxPayload) {
+      throw new FrameError(1009, `a WebSocket message of ${message} bytes, over the limit of ${this.maxPayload}`)
+    }
+    // a whole binary frame goes into the listener's memory; anything else into a buffer of its own size (a large
+    // one outside Node's shared pool, so that it pins nothing else)
+    const whole = this.opcode === opcodes.binary && this.fin && this.binaryMemory !== undefined
+    this.payload = whole
+      ? this.binaryMemory!(length)
+      : length >= 4096
+      ? Buffer.allocUnsafeSlow(length)
+      : Buffer.allocUnsafe(length)
+    this.payloadFilled = 0
+  }
+
+  private endFrame(): void {
+    const payload = this.payload!
+    this.payload = undefined
+    this.headLength = 0
+    this.headNeeded = 2
+    if (this.opcode >= 0x8) return this.onMessage(this.opcode, payload)
+    if (this.fin && this.fragments === undefined) return this.onMessage(this.opcode, payload)
+    const fragments = this.fragments ?? (this.fragments = { opcode: this.opcode, parts: [], bytes: 0 })
+    fragments.parts.push(payload)
+    fragments.bytes += payload.length
+    if (!this.fin) return
+    this.fragments = undefined
+    this.onMessage(fragments.opcode, Buffer.concat(fragments.parts, fragments.bytes))
+  }
+}
+
+/** The answer to the upgrade: `undefined` when it is a WebSocket's, else what is wrong with it. */
+const handshakeProblem = (head: string, key: string, url: string): string | undefined => {
+  const [statusLine = "", ...lines] = head.split("\r\n")
+  const status = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1]
+  if (status === undefined) return `${url} did not answer as an HTTP server: ${JSON.stringify(statusLine.slice(0, 80))}`
+  if (status === "401") return `${url} refused the connection: 401 Unauthorized (wrong or missing token)`
+  if (status !== "101") return `${url} refused the WebSocket upgrade: HTTP ${status}`
+  const headers = new Map<string, string>()
+  for (const line of lines) {
+    const colon = line.indexOf(":")
+    if (colon > 0) headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim())
+  }
+  if (headers.get("upgrade")?.toLowerCase() !== "websocket") return `${url} answered 101 without Upgrade: websocket`
+  if (!/(^|,)\s*upgrade\s*(,|$)/i.test(headers.get("connection") ?? "")) {
+    return `${url} answered 101 without Connection: Upgrade`
+  }
+  const accept = Crypto.createHash("sha1").update(key + acceptGuid).digest("base64")
+  if (headers.get("sec-websocket-accept") !== accept) return `${url} answered 101 with a wrong Sec-WebSocket-Accept`
+  if (headers.has("sec-websocket-extensions")) return `${url} answered with an extension this client did not ask for`
+  if (headers.has("sec-websocket-protocol")) return `${url} answered with a subprotocol this client did not ask for`
+  return undefined
+}
+
+/**
+ * Connects to `url` (a `ws://` URL) and upgrades: `opened` with the
+ * connection, or `failed` with why not. Returns a cancel that destroys the
+ * socket (a connect interrupted or timed out).
+ */
+export const connect = (
+  url: URL,
+  options: ClientOptions,
+  callbacks: { readonly opened: (connection: Connection) => void; readonly failed: (description: string) => void }
+): () => void => {
+  const key = Crypto.randomBytes(16).toString("base64")
+  const host = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname
+  const port = url.port === "" ? 80 : Number(url.port)
+  let state: "handshake" | "open" | "closing" | "closed" = "handshake"
+  let handshake = Buffer.alloc(0)
+  let closedReason: string | undefined
+  let handlers: MessageHandlers | undefined
+  let paused = false
+  let closeTimer: NodeJS.Timeout | undefined
+  /** Frames that arrived before `listen` (the first ones may come with the handshake's answer). */
+  const early: Array<() => void> = []
+
+  const deliver = (event: (handlers: MessageHandlers) => void) => {
+    if (handlers !== undefined) event(handlers)
+    else early.push(() => event(handlers!))
+  }
+
+  const writeFrame = (frame: Buffer, done?: (error?: Error | null) => void) => {
+    if (socket.writable) socket.write(frame, done)
+    else done?.(new Error(closedReason ?? "the WebSocket is not open"))
+  }
+  const sendClose = (code: number, reason = "") => {
+    const text = Buffer.from(reason.slice(0, 100))
+    writeFrame(maskedFrame(opcodes.close, 2 + text.length, (frame, at) => {
+      frame.writeUInt16BE(code, at)
+      text.copy(frame, at + 2)
+    }))
+  }
+  /** Ends with `reason`: a close frame with `code` when the socket can still take one, then the socket ends. */
+  const fail = (code: number, reason: string) => {
+    closedReason ??= reason
+    if (state === "open") sendClose(code)
+    state = "closed"
+    socket.end()
+    // a server that keeps the socket open after our close frame gets no longer than the close timeout
+    closeTimer ??= setTimeout(() => socket.destroy(), options.closeTimeoutMillis)
+  }
+
+  const reader = new FrameReader(options.maxPayload, (opcode, payload) => {
+    switch (opcode) {
+      case opcodes.text:
+        if (!isUtf8(payload)) return fail(1007, "invalid WebSocket frame: text that is not UTF-8")
+        return deliver((h) => h.onText(payload.toString("utf8")))
+      case opcodes.binary:
+        return deliver((h) => h.onBinary(payload))
+      case opcodes.ping:
+        if (state === "open") {
+          writeFrame(maskedFrame(opcodes.pong, payload.length, (frame, at) => payload.copy(frame, at)))
+        }
+        return
+      case opcodes.pong:
+        return
+      case opcodes.close: {
+        if (payload.length === 1) return fail(1002, "invalid WebSocket frame: a close frame of 1 byte")
+        const code = payload.length >= 2 ? payload.readUInt16BE(0) : 1005
+        const reason = payload.length > 2 ? payload.toString("utf8", 2) : ""
+        closedReason ??= `the WebSocket closed (${code}${reason.length > 0 ? ` ${reason}` : ""})`
+        // the server closes first: its code echoed, then our end of the socket
+        if (state === "open") sendClose(code === 1005 ? 1000 : code)
+        state = "closed"
+        socket.end()
+        closeTimer ??= setTimeout(() => socket.destroy(), options.closeTimeoutMillis)
+        return
+      }
+    }
+  })
+
+  /** The bytes of one read, during the handshake: its answer, then maybe the first frames. */
+  const takeHandshake = (bytes: Buffer) => {
+    handshake = Buffer.concat([handshake, bytes])
+    const end = handshake.indexOf("\r\n\r\n")
+    if (end === -1) {
+      if (handshake.length > maxHandshakeBytes) {
+        state = "closed"
+        socket.destroy()
+        callbacks.failed(`${url.href} sent over ${maxHandshakeBytes} bytes of handshake answer without its end`)
+      }
+      return
+    }
+    const problem = handshakeProblem(handshake.toString("latin1", 0, end), key, url.href)
+    if (problem !== undefined) {
+      state = "closed"
+      socket.destroy()
+      return callbacks.failed(problem)
+    }
+    const rest = handshake.subarray(end + 4)
+    handshake = Buffer.alloc(0)
+    state = "open"
+    callbacks.opened(connection)
+    if (rest.length > 0) takeFrames(rest)
+  }
+
+  const takeFrames = (bytes: Buffer) => {
+    if (state === "closed") return
+    try {
+      reader.push(bytes)
+    } catch (error) {
+      if (!(error instanceof FrameError)) throw error
+      fail(error.code, error.description)
+    }
+  }
+
+  const socket = Net.connect({
+    host,
+    port,
+    onread: {
+      buffer: () => (readBuffer ??= Buffer.allocUnsafeSlow(readBufferBytes)),
+      callback: (length, buffer) => {
+        const bytes = (buffer as Buffer).subarray(0, length)
+        if (state === "handshake") takeHandshake(bytes)
+        else takeFrames(bytes)
+        // false stops reading at once: the transport paused during this read
+        return !paused
+      }
+    }
+  })
+  socket.setNoDelay(true)
+  socket.once("connect", () => {
+    const path = `${url.pathname === "" ? "/" : url.pathname}${url.search}`
+    const extra = Object.entries(options.headers).map(([name, value]) => `${name}: ${value}\r\n`).join("")
+    socket.write(
+      `GET ${path} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`
+    )
+  })
+  socket.on("error", (error) => {
+    closedReason ??= error.message
+    if (state === "handshake") {
+      state = "closed"
+      callbacks.failed(`cannot connect to ${url.href}: ${error.message}`)
+    }
+  })
+  socket.once("close", () => {
+    clearTimeout(closeTimer)
+    if (state === "handshake") {
+      state = "closed"
+      return callbacks.failed(`${url.href} closed the connection before the WebSocket upgrade`)
+    }
+    state = "closed"
+    closedReason ??= "the WebSocket closed (1006)"
+    deliver((h) => h.onClose(closedReason!))
+  })
+
+  const connection: Connection = {
+    sendText: (text, done) => {
+      if (state !== "open") return done(new Error(closedReason ?? "the WebSocket is not open"))
+      if (typeof text === "string") {
+        writeFrame(maskedFrame(opcodes.text, Buffer.byteLength(text), (frame, at) => frame.write(text, at)), done)
+      } else {
+        writeFrame(maskedFrame(opcodes.text, text.length, (frame, at) => frame.set(text, at)), done)
+      }
+    },
+    sendBinary: (bytes, done) => {
+      if (state !== "open") return done(new Error(closedReason ?? "the WebSocket is not open"))
+      writeFrame(maskedFrame(opcodes.binary, bytes.length, (frame, at) => frame.set(bytes, at)), done)
+    },
+    closedReason: () => closedReason ?? (state === "open" ? undefined : "the WebSocket is not open"),
+    buffered: () => socket.writableLength,
+    listen: (given) => {
+      handlers = given
+      reader.binaryMemory = given.binaryMemory
+      for (const event of early.splice(0)) event()
+    },
+    pause: () => {
+      paused = true
+      socket.pause()
+    },
+    resume: () => {
+      paused = false
+      socket.resume()
+    },
+    close: () => {
+      if (state !== "open") return
+      closedReason ??= "closed by this side"
+      state = "closing"
+      sendClose(1000)
+      closeTimer = setTimeout(() => socket.destroy(), options.closeTimeoutMillis)
+    },
+    terminate: (reason) => {
+      closedReason ??= reason
+      state = "closed"
+      socket.destroy()
+    }
+  }
+  return () => {
+    if (state === "handshake") state = "closed"
+    socket.destroy()
+  }
+}
