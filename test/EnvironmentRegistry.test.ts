@@ -73,6 +73,23 @@ describe("EnvironmentRegistry: runs by id", () => {
       assert.strictEqual(local.stdout.text, process.env.HOST_NAME ?? "")
     }))
 
+  it.live("an environment's executor keeps the optional methods of the one it serves: reads lent, acknowledgements", () =>
+    Effect.gen(function*() {
+      const a = yield* host("a")
+      const registry = yield* registryOf([EnvironmentRegistry.WebSocket({ id: "a", url: a.url })], {
+        includeLocal: true
+      })
+      for (const id of ["local", "a"]) {
+        const { environment } = yield* registry.hold(id)
+        assert.isDefined(environment.executor.readLent, `${id}: readLent`)
+        // the local executor acknowledges without reading (what a server calls); a remote one has no such method
+        if (id === "local") assert.isDefined(environment.executor.acknowledge, `${id}: acknowledge`)
+        // and a run through it reads every byte
+        const result = yield* runIn(registry, { command: ["head", "-c", "3000000", "/dev/zero"], environment: id })
+        assert.strictEqual(result.stdout.totalBytes, 3_000_000, id)
+      }
+    }))
+
   it.live("an unknown id, or no registry at all, fails the run before anything starts", () =>
     Effect.gen(function*() {
       const registry = yield* registryOf([], { includeLocal: true })

@@ -22,6 +22,11 @@ export const observed = (executor: Executor["Service"], id: string, health: Heal
         Effect.tap(() => health.of(id)._tag === "Healthy" ? Effect.void : health.healthy(id))
       ),
     read: (request) => watch(executor.read(request)),
+    // the optional methods, where the executor has them: Exec.run reads lent, a server acknowledges
+    ...(executor.readLent === undefined ? {} : { readLent: (request) => watch(executor.readLent!(request)) }),
+    ...(executor.acknowledge === undefined ? {} : {
+      acknowledge: (processId, afterSeq) => watch(executor.acknowledge!(processId, afterSeq))
+    }),
     write: (request) => watch(executor.write(request)),
     closeStdin: (processId) => watch(executor.closeStdin(processId)),
     terminate: (processId) => watch(executor.terminate(processId)),
