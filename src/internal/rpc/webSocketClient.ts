@@ -4,8 +4,8 @@
  * (Node's `onread`). `ws`'s client allocates a buffer for every socket read and
  * another for every frame that spans reads, and that garbage cost a remote
  * stream 4–5 × the CPU per GiB of its receiving alone (bench/README.md); here a
- * frame's payload is copied once, into memory of its own size, and nothing
- * else is allocated per read. A server's frames are checked as strictly as
+ * frame's payload is copied once, into memory of its own size (for an output
+ * frame, the listener's reused memory), and nothing else is allocated per read. A server's frames are checked as strictly as
  * `ws` checks them: unmasked, no extension bits, known opcodes, whole control
  * frames, text in UTF-8, a message within `maxPayload`. Frames this side sends
  * are masked, as a client's must be.
@@ -57,6 +57,8 @@ export interface Connection {
 const acceptGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 /** The longest handshake answer taken: more without its blank line is no WebSocket server. */
 const maxHandshakeBytes = 64 * 1024
+/** A frame over this size is taken in as it arrives rather than into memory of its claimed size. */
+const largeFrameBytes = 1024 * 1024
 /** One read's memory, for every connection of this thread: each read is parsed, and what is kept copied, at once. */
 const readBufferBytes = 256 * 1024
 let readBuffer: Buffer | undefined
@@ -117,9 +119,17 @@ class FrameReader {
   private headNeeded = 2
   private opcode = 0
   private fin = false
-  /** The current frame's payload, and how much of it arrived. */
-  private payload: Buffer | undefined
+  /** Whether the header is whole and the payload is being read. */
+  private inPayload = false
+  private payloadLength = 0
   private payloadFilled = 0
+  /** The current frame's payload, in memory of its size. */
+  private payload: Buffer | undefined
+  /**
+   * A large frame's payload, copied piece by piece as it arrives: what it
+   * holds follows what the server sent, not what its header claimed.
+   */
+  private pieces: Array<Buffer> | undefined
   /** A fragmented message: its opcode and the payloads of its frames so far. */
   private fragments: { readonly opcode: number; readonly parts: Array<Buffer>; bytes: number } | undefined
   private readonly maxPayload: number
@@ -136,7 +146,7 @@ class FrameReader {
   push(bytes: Buffer): void {
     let at = 0
     while (at < bytes.length) {
-      if (this.payload === undefined) {
+      if (!this.inPayload) {
         // the header, byte by byte until its length is known, then the rest at once
         const take = Math.min(this.headNeeded - this.headLength, bytes.length - at)
         bytes.copy(this.head, this.headLength, at, at + take)
@@ -146,14 +156,15 @@ class FrameReader {
         if (this.headLength === this.headNeeded) this.startPayload()
         continue
       }
-      const take = Math.min(this.payload.length - this.payloadFilled, bytes.length - at)
-      bytes.copy(this.payload, this.payloadFilled, at, at + take)
+      const take = Math.min(this.payloadLength - this.payloadFilled, bytes.length - at)
+      if (this.pieces !== undefined) this.pieces.push(Buffer.copyBytesFrom(bytes, at, take))
+      else bytes.copy(this.payload!, this.payloadFilled, at, at + take)
       this.payloadFilled += take
       at += take
-      if (this.payloadFilled === this.payload.length) this.endFrame()
+      if (this.payloadFilled === this.payloadLength) this.endFrame()
     }
     // a frame without payload ends with its header
-    if (this.payload !== undefined && this.payload.length === 0) this.endFrame()
+    if (this.inPayload && this.payloadLength === 0) this.endFrame()
   }
 
   /** The header's length, from its first two bytes, after their checks. */
@@ -195,20 +206,22 @@ class FrameReader {
     if (message > this.maxPayload) {
       throw new FrameError(1009, `a WebSocket message of ${message} bytes, over the limit of ${this.maxPayload}`)
     }
-    // a whole binary frame goes into the listener's memory; anything else into a buffer of its own size (a large
-    // one outside Node's shared pool, so that it pins nothing else)
-    const whole = this.opcode === opcodes.binary && this.fin && this.binaryMemory !== undefined
-    this.payload = whole
-      ? this.binaryMemory!(length)
-      : length >= 4096
-      ? Buffer.allocUnsafeSlow(length)
-      : Buffer.allocUnsafe(length)
+    this.inPayload = true
+    this.payloadLength = length
     this.payloadFilled = 0
+    // a large frame piece by piece; a whole binary frame into the listener's memory; anything else into a buffer of
+    // its own size (outside Node's shared pool when it is not small, so that it pins nothing else)
+    const whole = this.opcode === opcodes.binary && this.fin && this.binaryMemory !== undefined
+    if (length > largeFrameBytes) this.pieces = []
+    else if (whole) this.payload = this.binaryMemory!(length)
+    else this.payload = length >= 4096 ? Buffer.allocUnsafeSlow(length) : Buffer.allocUnsafe(length)
   }
 
   private endFrame(): void {
-    const payload = this.payload!
+    const payload = this.pieces !== undefined ? Buffer.concat(this.pieces, this.payloadLength) : this.payload!
     this.payload = undefined
+    this.pieces = undefined
+    this.inPayload = false
     this.headLength = 0
     this.headNeeded = 2
     if (this.opcode >= 0x8) return this.onMessage(this.opcode, payload)
