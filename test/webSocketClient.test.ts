@@ -551,6 +551,16 @@ const violations: ReadonlyArray<
     codes: [1007]
   },
   {
+    // each fragment costs memory however empty: a message may come in at most 4 096 of them
+    name: "a text message in 5 000 empty fragments",
+    bytes: Buffer.concat([
+      text("", { fin: false }),
+      ...Array.from({ length: 5_000 }, () => continuation(Buffer.alloc(0), false)),
+      continuation("{}", true)
+    ]),
+    codes: [1009]
+  },
+  {
     name: "a close whose reason is not UTF-8",
     bytes: frame({ opcode: Opcode.close, payload: Buffer.concat([closePayload(1000), Uint8Array.of(0xff)]) }),
     codes: [1007]

@@ -57,6 +57,8 @@ export interface Connection {
 const acceptGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 /** The longest handshake answer taken: more without its blank line is no WebSocket server. */
 const maxHandshakeBytes = 64 * 1024
+/** The most frames one message may come in: empty fragments cost memory too. */
+const maxFragments = 4096
 /** A frame over this size is taken in as it arrives rather than into memory of its claimed size. */
 const largeFrameBytes = 1024 * 1024
 /** One read's memory, for every connection of this thread: each read is parsed, and what is kept copied, at once. */
@@ -64,6 +66,10 @@ const readBufferBytes = 256 * 1024
 let readBuffer: Buffer | undefined
 
 const opcodes = { continuation: 0x0, text: 0x1, binary: 0x2, close: 0x8, ping: 0x9, pong: 0xa } as const
+
+/** A close code a peer may send (RFC 6455 7.4: 1004–1006 and 1015 never go on the wire; 3000–4999 are free). */
+const isCloseCode = (code: number): boolean =>
+  (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999)
 
 /** A violation of the protocol by the server: the close code it earns, and what to say. */
 class FrameError {
@@ -142,10 +148,13 @@ class FrameReader {
     this.onMessage = onMessage
   }
 
+  /** Nothing more is taken in (the server closed, or broke the protocol): what follows in a read is dropped. */
+  stopped = false
+
   /** Takes in `bytes` (valid only during this call); throws a `FrameError` at a violation. */
   push(bytes: Buffer): void {
     let at = 0
-    while (at < bytes.length) {
+    while (at < bytes.length && !this.stopped) {
       if (!this.inPayload) {
         // the header, byte by byte until its length is known, then the rest at once
         const take = Math.min(this.headNeeded - this.headLength, bytes.length - at)
@@ -164,7 +173,7 @@ class FrameReader {
       if (this.payloadFilled === this.payloadLength) this.endFrame()
     }
     // a frame without payload ends with its header
-    if (this.inPayload && this.payloadLength === 0) this.endFrame()
+    if (this.inPayload && this.payloadLength === 0 && !this.stopped) this.endFrame()
   }
 
   /** The header's length, from its first two bytes, after their checks. */
@@ -229,6 +238,9 @@ class FrameReader {
     const fragments = this.fragments ?? (this.fragments = { opcode: this.opcode, parts: [], bytes: 0 })
     fragments.parts.push(payload)
     fragments.bytes += payload.length
+    if (fragments.parts.length > maxFragments) {
+      throw new FrameError(1009, `a WebSocket message in over ${maxFragments} fragments`)
+    }
     if (!this.fin) return
     this.fragments = undefined
     this.onMessage(fragments.opcode, Buffer.concat(fragments.parts, fragments.bytes))
@@ -298,6 +310,7 @@ export const connect = (
   }
   /** Ends with `reason`: a close frame with `code` when the socket can still take one, then the socket ends. */
   const fail = (code: number, reason: string) => {
+    reader.stopped = true
     closedReason ??= reason
     if (state === "open") sendClose(code)
     state = "closed"
@@ -321,8 +334,13 @@ export const connect = (
       case opcodes.pong:
         return
       case opcodes.close: {
+        reader.stopped = true
         if (payload.length === 1) return fail(1002, "invalid WebSocket frame: a close frame of 1 byte")
         const code = payload.length >= 2 ? payload.readUInt16BE(0) : 1005
+        if (payload.length >= 2 && !isCloseCode(code)) {
+          return fail(1002, `invalid WebSocket frame: close code ${code}`)
+        }
+        if (!isUtf8(payload.subarray(2))) return fail(1007, "invalid WebSocket frame: a close reason that is not UTF-8")
         const reason = payload.length > 2 ? payload.toString("utf8", 2) : ""
         closedReason ??= `the WebSocket closed (${code}${reason.length > 0 ? ` ${reason}` : ""})`
         // the server closes first: its code echoed, then our end of the socket
@@ -343,7 +361,7 @@ export const connect = (
       if (handshake.length > maxHandshakeBytes) {
         state = "closed"
         socket.destroy()
-        callbacks.failed(`${url.href} sent over ${maxHandshakeBytes} bytes of handshake answer without its end`)
+        callbacks.failed(`${url.href} sent over ${maxHandshakeBytes} bytes of handshake header without its end`)
       }
       return
     }
