@@ -21,7 +21,14 @@ import * as Stream from "effect/Stream"
 import * as CappedBuffer from "./CappedBuffer.ts"
 import { Environment } from "./Environment.ts"
 import { EnvironmentRegistry, type Selection } from "./EnvironmentRegistry.ts"
-import { EnvironmentUnavailable, type Executor, ExecutorError, failWith, InvalidRequest } from "./Executor.ts"
+import {
+  EnvironmentUnavailable,
+  type Executor,
+  ExecutorError,
+  failWith,
+  InvalidRequest,
+  type ReadOptions
+} from "./Executor.ts"
 import * as Defaults from "./internal/defaults.ts"
 import { OutputSink } from "./OutputSink.ts"
 import * as Protocol from "./Protocol.ts"
@@ -286,13 +293,13 @@ class Progress {
 }
 
 /**
- * Folds one read into the progress and sends its deltas. `lent`: the chunks
- * are the executor's memory until the next read, so a sink that may keep them
- * gets copies (the capture copies what it keeps anyway).
+ * Folds one read into the progress and sends its deltas. The loop reads lent:
+ * the chunks may be the executor's memory until the next read, so a sink that
+ * may keep them gets copies (the capture copies what it keeps anyway).
  */
-const absorb = (progress: Progress, sink: OutputSink.Service, callId: string, maxDeltas: number, lent: boolean) =>
+const absorb = (progress: Progress, sink: OutputSink.Service, callId: string, maxDeltas: number) =>
   Effect.fnUntraced(function*(result: Protocol.ReadResult) {
-    const copied = lent && sink.borrows !== true
+    const copied = sink.borrows !== true
     for (const { chunk, seq, stream } of result.chunks) {
       // nothing twice: a chunk at or before the cursor was taken already; an empty one is nothing
       if (seq <= progress.afterSeq || chunk.length === 0) {
@@ -325,8 +332,8 @@ const bytesIn = (result: Protocol.ReadResult): number => {
   return bytes
 }
 
-/** How the loop reads: lent where the executor can, since it copies what it keeps before it reads on. */
-const readOf = (executor: Executor["Service"]) => executor.readLent ?? executor.read
+/** The loop's reads: it copies what it keeps before it reads on, so an executor may lend it its memory. */
+const lentRead: ReadOptions = { lent: true }
 
 /**
  * Long-poll reads (`afterSeq = nextSeq - 1`, never back) until the process is
@@ -354,12 +361,12 @@ const consume = (
     while (true) {
       const left = drainEndsAt === undefined ? undefined : drainEndsAt - (yield* Clock.currentTimeMillis)
       if (left !== undefined && left <= 0) return
-      const read = readOf(executor)({
+      const read = executor.read({
         processId,
         afterSeq: progress.afterSeq,
         maxBytes: defaults.readBytes,
         waitMs: left === undefined ? defaults.readWaitMillis : Math.min(defaults.readWaitMillis, left)
-      })
+      }, lentRead)
       let result: Protocol.ReadResult
       if (left === undefined) result = yield* read
       else {
@@ -571,8 +578,7 @@ export const run: {
     progress,
     sink,
     request.callId ?? processId,
-    request.maxDeltas ?? defaults.maxDeltas,
-    executor.readLent !== undefined
+    request.maxDeltas ?? defaults.maxDeltas
   )
   const inheritAll: Protocol.EnvPolicy = {
     inherit: "all",

@@ -357,6 +357,25 @@ export type ProcessEvent =
    */
   | { readonly _tag: "Dropped"; readonly seq: number; readonly bytes: number; readonly chunks: number }
 
+/**
+ * How a read's chunks may be handed over.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ReadOptions {
+  /**
+   * The caller copies what it keeps of the answer's chunks before it reads the
+   * process again (as `Exec.run` does), so the executor may lend it memory it
+   * reuses: each chunk stays as it is until a read (or `acknowledge`) of the
+   * process presents a cursor at or past it. A large output read as it goes
+   * then leaves no garbage per chunk. An executor that does not reuse memory
+   * ignores it, and so does a wrapper that does not pass it on: its caller
+   * gets chunks of its own, as without it.
+   */
+  readonly lent?: boolean | undefined
+}
+
 // =============================================================================
 // Service
 // =============================================================================
@@ -388,16 +407,10 @@ export type SandboxSupport =
  */
 export class Executor extends Context.Service<Executor, {
   readonly start: (request: StartRequest) => Effect.Effect<Protocol.StartResult, ExecutorError>
-  readonly read: (request: Protocol.ReadParams) => Effect.Effect<Protocol.ReadResult, ExecutorError>
-  /**
-   * Optional: `read`, for a caller that copies what it keeps of the answer's
-   * chunks before it reads the process again. Each chunk stays as it is until
-   * a read (or `acknowledge`) of the process presents a cursor at or past it;
-   * after that its memory may hold other output. An executor that reuses
-   * memory for output offers it, so that a large output read as it goes
-   * leaves no garbage per chunk; `Exec.run` reads this way where it can.
-   */
-  readonly readLent?: ((request: Protocol.ReadParams) => Effect.Effect<Protocol.ReadResult, ExecutorError>) | undefined
+  readonly read: (
+    request: Protocol.ReadParams,
+    options?: ReadOptions
+  ) => Effect.Effect<Protocol.ReadResult, ExecutorError>
   readonly write: (request: Protocol.WriteParams) => Effect.Effect<Protocol.WriteStatus, ExecutorError>
   readonly terminate: (processId: string) => Effect.Effect<{ readonly running: boolean }, ExecutorError>
   readonly signal: (processId: string, signal: Protocol.SignalName) => Effect.Effect<void, ExecutorError>

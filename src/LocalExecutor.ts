@@ -43,6 +43,7 @@ import {
   InvalidRequest,
   type ProcessEvent,
   ProcessIdInUse,
+  type ReadOptions,
   type StartRequest
 } from "./Executor.ts"
 import * as Defaults from "./internal/defaults.ts"
@@ -149,12 +150,13 @@ const methodsOn = (table: ProcessTable) => {
         process.acknowledge(params.afterSeq ?? 0, clock.currentTimeMillisUnsafe())
         return longPollRead(process.log, params, lent)
       }))
-  const read = Effect.fn("LocalExecutor.read")(function*(params: Protocol.ReadParams) {
+  const tracedRead = Effect.fn("LocalExecutor.read")(function*(params: Protocol.ReadParams) {
     return yield* readAs(params, false)
   })
-  // the same answer, its chunks views of slabs the process's output cycles through; without a span, as the
-  // consume loop reads once per chunk of a large output and a span each would cost more than the read
-  const readLent = (params: Protocol.ReadParams) => readAs(params, true)
+  // lent: the chunks are views of slabs the process's output cycles through; without a span, as the consume loop
+  // reads once per chunk of a large output and a span each would cost more than the read
+  const read = (params: Protocol.ReadParams, options?: ReadOptions) =>
+    options?.lent === true ? readAs(params, true) : tracedRead(params)
 
   const acknowledge = Effect.fn("LocalExecutor.acknowledge")(function*(processId: string, afterSeq: number) {
     const process = yield* table.lookup(processId)
@@ -213,7 +215,7 @@ const methodsOn = (table: ProcessTable) => {
   ): Stream.Stream<ProcessEvent, ExecutorError> =>
     Stream.unwrap(Effect.map(table.lookup(processId), (process) => eventStream(process.log, options?.afterSeq ?? 0)))
 
-  return { read, readLent, write, terminate, signal, resize, acknowledge, closeStdin, events }
+  return { read, write, terminate, signal, resize, acknowledge, closeStdin, events }
 }
 
 /**

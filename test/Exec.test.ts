@@ -14,7 +14,14 @@ import { TestClock } from "effect/testing"
 import * as Environment from "../src/Environment.ts"
 import * as EnvironmentRegistry from "../src/EnvironmentRegistry.ts"
 import * as Exec from "../src/Exec.ts"
-import { ConnectionLost, Executor, ExecutorError, ProtocolViolation, SpawnFailed } from "../src/Executor.ts"
+import {
+  ConnectionLost,
+  Executor,
+  ExecutorError,
+  ProtocolViolation,
+  type ReadOptions,
+  SpawnFailed
+} from "../src/Executor.ts"
 import type * as JsonRpc from "../src/JsonRpc.ts"
 import * as OutputSink from "../src/OutputSink.ts"
 import type * as Protocol from "../src/Protocol.ts"
@@ -73,7 +80,7 @@ const watched = (
       const replaced = { ...inner, ...override(inner) }
       return Executor.of({
         ...replaced,
-        read: (request) => Effect.suspend(() => (calls.reads.push(request), replaced.read(request))),
+        read: (request, options) => Effect.suspend(() => (calls.reads.push(request), replaced.read(request, options))),
         write: (request) => Effect.suspend(() => (calls.writes++, replaced.write(request))),
         closeStdin: (processId) => Effect.suspend(() => (calls.stdinCloses++, replaced.closeStdin(processId))),
         terminate: (processId) =>
@@ -243,16 +250,20 @@ describe("Exec.run", () => {
       assert.strictEqual(result.stdout.text, "abcdefghijklmno")
     }))
 
-  describe("an executor that lends its output (readLent)", () => {
+  describe("an executor that lends its output (a read with `lent`)", () => {
     /**
-     * `read` as an executor that reuses memory would answer: each chunk a view
-     * of one buffer that the next read overwrites.
+     * `read` as an executor that reuses memory answers a lent read: each chunk
+     * a view of one buffer that the next lent read overwrites. A read without
+     * `lent` gets chunks of its own.
      */
     const lending = (inner: Executor["Service"]) => {
       const memory = Buffer.alloc(MiB)
+      const lentReads = { count: 0 }
       return {
-        readLent: (request: Protocol.ReadParams) =>
+        read: (request: Protocol.ReadParams, options?: ReadOptions) =>
           Effect.map(inner.read(request), (result) => {
+            if (options?.lent !== true) return result
+            lentReads.count++
             memory.fill(0x21) // what the previous answer lent holds other output now
             let offset = 0
             const chunks = result.chunks.map((entry) => {
@@ -263,7 +274,8 @@ describe("Exec.run", () => {
             })
             return { ...result, chunks }
           }),
-        memory
+        memory,
+        lentReads
       }
     }
     const script = () => [
@@ -285,14 +297,17 @@ describe("Exec.run", () => {
         )
         yield* TestClock.adjust("3 seconds")
         const result = yield* settled(fiber)
-        return { result, reads: env.calls.reads.length, memory: lender!.memory }
+        return { result, reads: env.calls.reads.length, lentReads: lender!.lentReads.count, memory: lender!.memory }
       })
 
     it.effect("reads lent, and gives a sink that may keep its chunks copies that later reads leave alone", () =>
       Effect.gen(function*() {
         const kept: Array<Uint8Array> = []
-        const { reads, result } = yield* runWith({ emit: ({ chunk }) => Effect.sync(() => void kept.push(chunk)) })
-        assert.strictEqual(reads, 0, "every read was a lent one")
+        const { lentReads, reads, result } = yield* runWith({
+          emit: ({ chunk }) => Effect.sync(() => void kept.push(chunk))
+        })
+        assert.isAbove(reads, 0)
+        assert.strictEqual(lentReads, reads, "every read was a lent one")
         assert.deepStrictEqual(kept.map((chunk) => new TextDecoder().decode(chunk)), ["first,", "second,", "third"])
         assert.strictEqual(result.stdout.text, "first,second,")
         assert.strictEqual(result.stderr.text, "third")

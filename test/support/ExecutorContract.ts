@@ -11,6 +11,7 @@ import type * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import { createHash } from "node:crypto"
 import * as Exec from "../../src/Executor.ts"
+import type * as Protocol from "../../src/Protocol.ts"
 import { awaitDeath, freshId, isAlive, readUntilClosed, run, start } from "./processes.ts"
 
 export interface ContractOptions {
@@ -523,7 +524,7 @@ export const suite = (
             yield* start(keptId, ["bash", "-c", script], { backpressure: true })
             const readAll = (processId: string, lent: boolean) =>
               Effect.gen(function*() {
-                const read = lent ? (executor.readLent ?? executor.read) : executor.read
+                const read = (request: Protocol.ReadParams) => executor.read(request, { lent })
                 const hash = createHash("sha256")
                 const kept: Array<Uint8Array> = []
                 let stderr = ""

@@ -21,9 +21,8 @@ export const observed = (executor: Executor["Service"], id: string, health: Heal
       watch(executor.start(request)).pipe(
         Effect.tap(() => health.of(id)._tag === "Healthy" ? Effect.void : health.healthy(id))
       ),
-    read: (request) => watch(executor.read(request)),
-    // the optional methods, where the executor has them: Exec.run reads lent, a server acknowledges
-    ...(executor.readLent === undefined ? {} : { readLent: (request) => watch(executor.readLent!(request)) }),
+    read: (request, options) => watch(executor.read(request, options)),
+    // the optional method, where the executor has it: a server acknowledges
     ...(executor.acknowledge === undefined ? {} : {
       acknowledge: (processId, afterSeq) => watch(executor.acknowledge!(processId, afterSeq))
     }),

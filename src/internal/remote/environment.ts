@@ -160,13 +160,14 @@ const makeExecutor = (link: Link, records: ProcessRecords): Executor["Service"] 
       })
     })
 
+  const tracedRead = Effect.fn("RemoteExecutor.read")(function*(request: Protocol.ReadParams) {
+    return yield* readAs(request, false)
+  })
+
   return Executor.of({
     start,
-    read: Effect.fn("RemoteExecutor.read")(function*(request: Protocol.ReadParams) {
-      return yield* readAs(request, false)
-    }),
-    // the frames' own memory, lent; without a span: the consume loop reads once per chunk of a large output
-    readLent: (request) => readAs(request, true),
+    // lent: the frames' own memory, without a span (the consume loop reads once per chunk of a large output)
+    read: (request, options) => options?.lent === true ? readAs(request, true) : tracedRead(request),
     write: Effect.fn("RemoteExecutor.write")(function*(request: Protocol.WriteParams) {
       const params = { ...request, writeId: request.writeId ?? crypto.randomUUID() }
       const result = yield* link.callIdempotent("process/write", params, { processId: request.processId })

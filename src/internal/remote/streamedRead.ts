@@ -3,7 +3,7 @@
  * backpressure): answered from what arrived when the next chunks are there,
  * without a round trip; from the server otherwise. Either way the server
  * learns the reader's cursor, which moves its window. `lent`: the reader
- * copies what it keeps before it reads again (`Executor.readLent`).
+ * copies what it keeps before it reads again (`ReadOptions.lent`).
  *
  * @internal
  */
