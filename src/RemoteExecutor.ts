@@ -94,7 +94,8 @@ const connectOwn = (url: URL, options: WebSocketOptions): Effect.Effect<Transpor
     const cancel = WebSocketClient.connect(url, {
       headers: headersOf(options),
       maxPayload: Defaults.client.maxFrameBytes,
-      closeTimeoutMillis: Defaults.client.closeTimeoutMillis
+      closeTimeoutMillis: Defaults.client.closeTimeoutMillis,
+      name: options.url
     }, {
       opened: (connection) => resume(Effect.succeed(fromConnection(connection))),
       failed: (description) => resume(Effect.fail(new ConnectionLost({ description })))

@@ -1,6 +1,6 @@
 /**
  * Review findings on `Exec.run`'s lent reads with executors users write:
- * decorators that worked before `readLent` existed.
+ * decorators written the usual way (a class, or a spread with `read` replaced).
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"

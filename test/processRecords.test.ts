@@ -205,7 +205,7 @@ describe("ProcessRecords: what a history holds", () => {
 describe("ProcessRecords: the memory binary frames are assembled in", () => {
   /** A pushed frame as the transport makes it: room from the records' memory, written there. */
   const frameOf = (records: ProcessRecords, seq: number, length = 100_000) => {
-    const frame = records.frameMemory(length)
+    const frame = records.frameMemory.reserve(length)
     frame.fill(seq % 256)
     return { _tag: "Output", seq, stream: "stdout", chunk: frame } as const
   }
@@ -251,7 +251,7 @@ describe("ProcessRecords: the memory binary frames are assembled in", () => {
     // frames held by nobody's release: the shared pool of free slabs is empty, so a slab given back is the next taken
     const held = Array.from(
       { length: 2 * (Defaults.pipes.pooledSlabs + 2) },
-      () => records.frameMemory(Defaults.pipes.slabBytes / 2)
+      () => records.frameMemory.reserve(Defaults.pipes.slabBytes / 2)
     )
     records.starting("p", { showsOutput: false, streams: true })
     const buffers = new Set<ArrayBufferLike>()
@@ -275,6 +275,28 @@ describe("ProcessRecords: the memory binary frames are assembled in", () => {
     for (let seq = 1; seq <= 30; seq++) records.add("q", frameOf(records, seq + 1))
     assert.isTrue(last.every((byte) => byte === 1), "the drained reader's last chunk is left alone")
     assert.strictEqual(held.length, 2 * (Defaults.pipes.pooledSlabs + 2))
+  })
+
+  it("chunks a slow reader has not read keep no slab each: past twice what the caches count, the caches copy them out", () => {
+    const records = new ProcessRecords()
+    const slabs = () => (records as unknown as { memory: { slabCount: number } }).memory.slabCount
+    records.starting("fast", { showsOutput: false, streams: true })
+    records.starting("slow", { showsOutput: false, streams: true })
+    let unread = 0
+    let most = 0
+    // 100 MB of a stream read as it comes, and every tenth frame one of 100 kB for a reader that is busy
+    for (let seq = 1; seq <= 1000; seq++) {
+      records.add("fast", frameOf(records, seq))
+      readNext(records, "fast", seq - 1, true)
+      if (seq % 10 === 0 && unread < 30) records.add("slow", frameOf(records, ++unread))
+      most = Math.max(most, slabs())
+    }
+    // 30 unread chunks, 3 MB: without the copies they would hold 30 slabs
+    assert.isAtMost(most, 12, `at most ${most} slabs held`)
+    const cache = records.pushedFor("slow")!
+    const chunks = cache.read(0, null)!.chunks
+    assert.deepStrictEqual(chunks.map(({ seq }) => seq), Array.from({ length: 30 }, (_, i) => i + 1))
+    for (const { chunk, seq } of chunks) assert.isTrue(chunk.every((byte) => byte === seq), `unread chunk ${seq}`)
   })
 
   it("a history's copies stay as they were while other streams cycle through the slabs", () => {

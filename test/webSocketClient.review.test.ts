@@ -129,7 +129,7 @@ describe("webSocketClient (review)", () => {
       )
       await closed
       // the frames go on on a later connection: enough of them to leave the first slab, each released at once
-      for (let i = 0; i < 4; i++) records.releaseFrame(records.frameMemory(Defaults.pipes.slabBytes / 2))
+      for (let i = 0; i < 4; i++) records.releaseFrame(records.frameMemory.reserve(Defaults.pipes.slabBytes / 2))
       assert.strictEqual(memory.slabCount, 1, "only the current slab is held: the cut-off frame's slab went back")
     } finally {
       server.close()
@@ -226,7 +226,7 @@ describe("ProcessRecords: frame memory held by a cache, against the bytes the ca
     records.starting("fast", { showsOutput: false, streams: true })
     records.starting("slow", { showsOutput: false, streams: true })
     const frameOf = (seq: number, length: number) => {
-      const chunk = records.frameMemory(length)
+      const chunk = records.frameMemory.reserve(length)
       chunk.fill(seq % 256)
       return { _tag: "Output", seq, stream: "stdout", chunk } as const
     }

@@ -216,6 +216,30 @@ describe("the handshake", () => {
       assert.strictEqual(request.headers.authorization, "Bearer s3cret")
     }))
 
+  it.effect("credentials in the URL are sent as Authorization: Basic, the Host without them; a token wins", () =>
+    Effect.gen(function*() {
+      const server = yield* rawWebSocketServer()
+      const url = server.url("/p").replace("ws://", "ws://al%20ice:s%3Acret@")
+      yield* Effect.scoped(RemoteExecutor.connectWebSocket({ url }))
+      const request = (yield* server.connection()).request()!
+      assert.strictEqual(request.headers.authorization, `Basic ${Buffer.from("al ice:s:cret").toString("base64")}`)
+      assert.notInclude(request.headers.host ?? "", "@")
+      yield* Effect.scoped(RemoteExecutor.connectWebSocket({ url, token: Redacted.make("t") }))
+      assert.strictEqual((yield* server.connection(1)).request()!.headers.authorization, "Bearer t")
+    }))
+
+  it.effect("a URL with a fragment, or a token with a newline, is refused before anything is sent", () =>
+    Effect.gen(function*() {
+      const server = yield* rawWebSocketServer()
+      const fragment = yield* refused(server.url("/p#part"))
+      assert.include(fragment, "fragment")
+      const error = yield* Effect.flip(
+        RemoteExecutor.connectWebSocket({ url: server.url("/p"), token: Redacted.make("t\r\nX-Injected: yes") })
+      )
+      assert.include(error.description, "Authorization")
+      assert.strictEqual(server.connections(), 0, "no connection was made")
+    }))
+
   it("acceptFor computes RFC 6455's example", () => {
     assert.strictEqual(acceptFor("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
   })

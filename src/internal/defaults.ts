@@ -225,6 +225,8 @@ export const client = {
    * least this much.
    */
   maxCachedBytesPerProcess: 4 * MiB,
+  /** A binary frame smaller than this gets memory of its own rather than room in the shared slabs. */
+  minSlabFrameBytes: 16 * 1024,
   /** The cache's bound whatever window a server announces. */
   maxCachedBytesPerProcessCeiling: 16 * MiB,
   /** Pushed entries (chunks, exit, close) cached per streamed process before the cache gives up. */

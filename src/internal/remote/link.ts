@@ -21,7 +21,7 @@ import * as Defaults from "../defaults.ts"
 import { oneLine } from "../oneLine.ts"
 import { type Client, makeClient, type RpcError } from "../rpc/client.ts"
 import { ErrorCode } from "../rpc/message.ts"
-import { type Transport, TransportClosed } from "../rpc/transport.ts"
+import { type BinaryMemory, type Transport, TransportClosed } from "../rpc/transport.ts"
 
 /** What a call is about, for its timeout and for typing a Codex server's errors. */
 export interface CallContext {
@@ -80,7 +80,7 @@ export class Link {
   private readonly connect: Effect.Effect<Transport, ConnectionLost>
   private readonly onNotification: (method: string, params: unknown) => void
   private readonly onBinaryFrame: (frame: Uint8Array) => boolean
-  private readonly binaryMemory: ((length: number) => Buffer) | undefined
+  private readonly binaryMemory: BinaryMemory | undefined
   private readonly onLost: () => void
   private readonly options: {
     readonly clientName: string
@@ -100,7 +100,7 @@ export class Link {
       /** A binary frame: true when it was an output frame (malformed or not), false when it holds JSON. */
       readonly onBinaryFrame: (frame: Uint8Array) => boolean
       /** Where binary frames are assembled (see `Transport.listen`). */
-      readonly binaryMemory?: (length: number) => Buffer
+      readonly binaryMemory?: BinaryMemory
       /** The live connection was lost (a new one will be made on the next call). */
       readonly onLost: () => void
     },

@@ -18,6 +18,7 @@ import type { ProcessEvent } from "../../Executor.ts"
 import { ChangeSignal } from "../changeSignal.ts"
 import * as Defaults from "../defaults.ts"
 import { OutputMemory } from "../outputMemory.ts"
+import type { BinaryMemory } from "../rpc/transport.ts"
 import { PushedOutput } from "./pushedOutput.ts"
 import { SeqQueue } from "./seqQueue.ts"
 
@@ -156,15 +157,41 @@ export class ProcessRecords {
    * Where binary frames are assembled: slabs a stream's frames cycle through,
    * a frame's chunk going back once its reader read past it (or at once when
    * nobody keeps it). Nothing outside the pushed caches holds a view of it:
-   * histories and readers that keep get copies.
+   * histories and readers that keep get copies. A small frame gets memory of
+   * its own, and should the slabs ever hold much more than the caches count
+   * (chunks of a slow reader pinning slabs the streams around them left),
+   * the caches take copies and the slabs go.
    */
   private readonly memory = new OutputMemory("always")
   private readonly frames = this.memory.pipe()
-  /** Room for a binary frame of `length` bytes (the transport writes it there). */
-  readonly frameMemory = (length: number): Buffer => this.frames.reserve(length)
+  /** The slabs held when the caches were last weighed against them. */
+  private weighedSlabs = 0
+  /** The memory a transport assembles binary frames in. */
+  readonly frameMemory: BinaryMemory = {
+    reserve: (length) =>
+      length < Defaults.client.minSlabFrameBytes ? Buffer.allocUnsafeSlow(length) : this.frames.reserve(length),
+    release: (frame) => this.releaseFrame(frame)
+  }
   /** A frame from `frameMemory` that nothing keeps (not output, or output nobody caches). */
   releaseFrame(frame: Uint8Array): void {
     this.memory.drop(frame, true)
+  }
+
+  /**
+   * Once a slab more is held: when the slabs hold over twice what the caches
+   * count (and more than a few), every cache copies its chunks out of them.
+   */
+  private weighSlabs(): void {
+    const slabs = this.memory.slabCount
+    if (slabs <= this.weighedSlabs) return
+    this.weighedSlabs = slabs
+    const { pooledSlabs, slabBytes } = Defaults.pipes
+    if (slabs <= pooledSlabs / 2) return
+    let cached = 0
+    for (const processId of this.streaming) cached += this.records.get(processId)?.pushed?.bytes ?? 0
+    if (slabs * slabBytes <= 2 * cached + 2 * slabBytes) return
+    for (const processId of this.streaming) this.records.get(processId)?.pushed?.ownChunks()
+    this.weighedSlabs = this.memory.slabCount
   }
 
   /** Oldest first: past `maxRecords` the oldest is forgotten. */
@@ -259,6 +286,7 @@ export class ProcessRecords {
     const cached = pushed !== undefined &&
       pushed.add(notified._tag === "Output" && !framed ? { ...notified, chunk: ownBytes(notified) } : notified)
     if (framed && !cached) this.releaseFrame((notified as Output).chunk)
+    if (framed && cached) this.weighSlabs()
     // nobody reads it any more (the loop gave up on a pipe held open), or the
     // server pushes more than any window: stop caching, reads ask the server
     if (

@@ -79,6 +79,21 @@ export class PushedOutput {
   }
 
   /**
+   * Copies every chunk held in the memory into memory of its own, letting the
+   * slabs go (never to be reused: the last answer's chunks may still be in the
+   * reader's hands).
+   */
+  ownChunks(): void {
+    const memory = this.memory
+    if (memory === undefined) return
+    this.entries.replaceAll((entry) => {
+      if (entry._tag !== "Output" || !memory.holds(entry.chunk)) return entry
+      memory.drop(entry.chunk, false)
+      return { ...entry, chunk: Buffer.copyBytesFrom(entry.chunk) }
+    })
+  }
+
+  /**
    * The cache is given up (its reader is done, or it holds too much): what it
    * holds goes back to the memory, never to be reused (the last answer's
    * chunks may still be in the reader's hands).

@@ -34,6 +34,11 @@ export class SeqQueue<A extends { readonly seq: number }> {
     return index < 0 ? undefined : this.items[this.head + index]
   }
 
+  /** Replaces every entry by what `f` makes of it (the same seq: the order holds). */
+  replaceAll(f: (entry: A) => A): void {
+    for (let i = this.head; i < this.items.length; i++) this.items[i] = f(this.items[i]!)
+  }
+
   get first(): A | undefined {
     return this.at(0)
   }

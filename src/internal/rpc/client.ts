@@ -12,7 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Schema from "effect/Schema"
 import { encode, parseFrame, type RequestId } from "./message.ts"
-import { type Transport, TransportClosed } from "./transport.ts"
+import { type BinaryMemory, type Transport, TransportClosed } from "./transport.ts"
 
 /**
  * The peer answered a request with a JSON-RPC error.
@@ -53,7 +53,7 @@ export const makeClient = (
   transport: Transport,
   onNotification: (method: string, params: unknown) => void,
   onBinaryFrame?: (frame: Uint8Array) => boolean,
-  binaryMemory?: (length: number) => Buffer
+  binaryMemory?: BinaryMemory
 ): Client => {
   const pending = new Map<RequestId, Deferred.Deferred<unknown, RpcError | TransportClosed>>()
   const closed = Deferred.makeUnsafe<string>()

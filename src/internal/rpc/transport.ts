@@ -60,9 +60,10 @@ export interface Transport {
      * Where a binary frame's payload is assembled, where the transport can:
      * memory of the listener's, written by the transport and then handed to
      * `onBinaryFrame`, which owns it from then on (a frame it does not claim
-     * is read as JSON before the listener is asked for more).
+     * is read as JSON before the listener is asked for more); a frame the
+     * connection's end cut off is given back.
      */
-    readonly binaryMemory?: ((length: number) => Buffer) | undefined
+    readonly binaryMemory?: BinaryMemory | undefined
     readonly onClose: (reason: string) => void
   }) => void
   /**
@@ -76,6 +77,18 @@ export interface Transport {
   /** The peer's IP address, when the transport has one (per-address limits). */
   readonly remoteAddress?: string | undefined
   readonly close: Effect.Effect<void>
+}
+
+/**
+ * Memory a transport assembles binary frames in: `reserve` room for one,
+ * `release` one that never reached the listener (cut off).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface BinaryMemory {
+  readonly reserve: (length: number) => Buffer
+  readonly release: (frame: Uint8Array) => void
 }
 
 /**

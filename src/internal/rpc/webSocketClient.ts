@@ -15,6 +15,7 @@
 import { isUtf8 } from "node:buffer"
 import * as Crypto from "node:crypto"
 import * as Net from "node:net"
+import type { BinaryMemory } from "./transport.ts"
 
 /** What the connection needs to know. */
 export interface ClientOptions {
@@ -24,6 +25,8 @@ export interface ClientOptions {
   readonly maxPayload: number
   /** How long a close waits for the server's close frame before the socket is destroyed. */
   readonly closeTimeoutMillis: number
+  /** How failures name the server (default: the URL as parsed). */
+  readonly name?: string | undefined
 }
 
 /** Where frames, and the end, go once the connection is open. */
@@ -31,7 +34,7 @@ export interface MessageHandlers {
   readonly onText: (text: string) => void
   readonly onBinary: (bytes: Buffer) => void
   /** Where an unfragmented binary frame's payload is written (see `Transport.listen`). */
-  readonly binaryMemory?: ((length: number) => Buffer) | undefined
+  readonly binaryMemory?: BinaryMemory | undefined
   readonly onClose: (reason: string) => void
 }
 
@@ -141,7 +144,9 @@ class FrameReader {
   private readonly maxPayload: number
   private readonly onMessage: (opcode: number, payload: Buffer) => void
   /** Where an unfragmented binary frame's payload goes, once the listener says. */
-  binaryMemory: ((length: number) => Buffer) | undefined
+  binaryMemory: BinaryMemory | undefined
+  /** The current payload is the listener's memory: given back if the frame is cut off. */
+  private borrowed = false
 
   constructor(maxPayload: number, onMessage: (opcode: number, payload: Buffer) => void) {
     this.maxPayload = maxPayload
@@ -221,13 +226,24 @@ class FrameReader {
     // a large frame piece by piece; a whole binary frame into the listener's memory; anything else into a buffer of
     // its own size (outside Node's shared pool when it is not small, so that it pins nothing else)
     const whole = this.opcode === opcodes.binary && this.fin && this.binaryMemory !== undefined
+    this.borrowed = whole && length <= largeFrameBytes
     if (length > largeFrameBytes) this.pieces = []
-    else if (whole) this.payload = this.binaryMemory!(length)
+    else if (whole) this.payload = this.binaryMemory!.reserve(length)
     else this.payload = length >= 4096 ? Buffer.allocUnsafeSlow(length) : Buffer.allocUnsafe(length)
+  }
+
+  /** The connection ended: a frame cut off gives the listener's memory back. */
+  abandon(): void {
+    this.stopped = true
+    if (this.inPayload && this.borrowed) this.binaryMemory?.release(this.payload!)
+    this.inPayload = false
+    this.payload = undefined
+    this.pieces = undefined
   }
 
   private endFrame(): void {
     const payload = this.pieces !== undefined ? Buffer.concat(this.pieces, this.payloadLength) : this.payload!
+    this.borrowed = false
     this.payload = undefined
     this.pieces = undefined
     this.inPayload = false
@@ -245,6 +261,27 @@ class FrameReader {
     this.fragments = undefined
     this.onMessage(fragments.opcode, Buffer.concat(fragments.parts, fragments.bytes))
   }
+}
+
+const httpPrefix = Buffer.from("HTTP/")
+
+/** What makes a request unsendable: a fragment in the URL, a header that would break the request's framing. */
+const requestProblem = (url: URL, headers: Readonly<Record<string, string>>, name: string): string | undefined => {
+  if (url.hash !== "") return `${name} contains a fragment identifier (${url.hash}): a WebSocket URL has none`
+  for (const [header, value] of Object.entries(headers)) {
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(header)) return `invalid header name ${JSON.stringify(header)}`
+    // a CR or LF would end the header and start another: a token with a newline must not add headers
+    if (/[\0\r\n]/.test(value)) return `invalid character in the value of header ${header}`
+  }
+  return undefined
+}
+
+/** The request's headers: the caller's, and Basic credentials from the URL unless an Authorization is given. */
+const requestHeaders = (url: URL, headers: Readonly<Record<string, string>>): Record<string, string> => {
+  const hasAuthorization = Object.keys(headers).some((header) => header.toLowerCase() === "authorization")
+  if (hasAuthorization || (url.username === "" && url.password === "")) return { ...headers }
+  const credentials = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`
+  return { ...headers, Authorization: `Basic ${Buffer.from(credentials).toString("base64")}` }
 }
 
 /** The answer to the upgrade: `undefined` when it is a WebSocket's, else what is wrong with it. */
@@ -280,6 +317,12 @@ export const connect = (
   options: ClientOptions,
   callbacks: { readonly opened: (connection: Connection) => void; readonly failed: (description: string) => void }
 ): () => void => {
+  const name = options.name ?? url.href
+  const refused = requestProblem(url, options.headers, name)
+  if (refused !== undefined) {
+    callbacks.failed(refused)
+    return () => {}
+  }
   const key = Crypto.randomBytes(16).toString("base64")
   const host = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname
   const port = url.port === "" ? 80 : Number(url.port)
@@ -357,15 +400,22 @@ export const connect = (
   const takeHandshake = (bytes: Buffer) => {
     handshake = Buffer.concat([handshake, bytes])
     const end = handshake.indexOf("\r\n\r\n")
+    // another protocol on this port (an SSH banner, TLS): said at once, not at the connect timeout
+    if (!handshake.subarray(0, httpPrefix.length).equals(httpPrefix.subarray(0, handshake.length))) {
+      state = "closed"
+      socket.destroy()
+      const line = handshake.toString("latin1", 0, Math.min(handshake.length, 80)).split("\r\n")[0]!
+      return callbacks.failed(`${name} did not answer as an HTTP server: ${JSON.stringify(line)}`)
+    }
     if (end === -1) {
       if (handshake.length > maxHandshakeBytes) {
         state = "closed"
         socket.destroy()
-        callbacks.failed(`${url.href} sent over ${maxHandshakeBytes} bytes of handshake header without its end`)
+        callbacks.failed(`${name} sent over ${maxHandshakeBytes} bytes of handshake header without its end`)
       }
       return
     }
-    const problem = handshakeProblem(handshake.toString("latin1", 0, end), key, url.href)
+    const problem = handshakeProblem(handshake.toString("latin1", 0, end), key, name)
     if (problem !== undefined) {
       state = "closed"
       socket.destroy()
@@ -405,7 +455,9 @@ export const connect = (
   socket.setNoDelay(true)
   socket.once("connect", () => {
     const path = `${url.pathname === "" ? "/" : url.pathname}${url.search}`
-    const extra = Object.entries(options.headers).map(([name, value]) => `${name}: ${value}\r\n`).join("")
+    const extra = Object.entries(requestHeaders(url, options.headers)).map(([header, value]) =>
+      `${header}: ${value}\r\n`
+    ).join("")
     socket.write(
       `GET ${path} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
         `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`
@@ -415,14 +467,15 @@ export const connect = (
     closedReason ??= error.message
     if (state === "handshake") {
       state = "closed"
-      callbacks.failed(`cannot connect to ${url.href}: ${error.message}`)
+      callbacks.failed(`cannot connect to ${name}: ${error.message}`)
     }
   })
   socket.once("close", () => {
     clearTimeout(closeTimer)
+    reader.abandon()
     if (state === "handshake") {
       state = "closed"
-      return callbacks.failed(`${url.href} closed the connection before the WebSocket upgrade`)
+      return callbacks.failed(`${name} closed the connection before the WebSocket upgrade`)
     }
     state = "closed"
     closedReason ??= "the WebSocket closed (1006)"
