@@ -1,5 +1,5 @@
 /**
- * Review findings on the ws:// client (`webSocketClient.ts`): a raw TCP server on
+ * The ws:// client (`webSocketClient.ts`) at its edges, found by a review: a raw TCP server on
  * 127.0.0.1 that speaks the handshake by hand and then writes crafted bytes.
  */
 import { assert, describe, it } from "@effect/vitest"
@@ -107,7 +107,7 @@ const open = (url: URL) =>
 
 const sleep = (millis: number) => new Promise((resolve) => setTimeout(resolve, millis))
 
-describe("webSocketClient (review)", () => {
+describe("webSocketClient", () => {
   it("a binary frame cut off by the connection's end gives its frame memory back", async () => {
     const records = new ProcessRecords()
     const memory = (records as unknown as { memory: { slabCount: number } }).memory
@@ -193,7 +193,7 @@ describe("webSocketClient (review)", () => {
   })
 })
 
-describe("webSocketClient: a hostile server's fragments (review)", () => {
+describe("webSocketClient: a hostile server's fragments", () => {
   it("a message in more fragments than ws takes (16 384) is refused, not assembled from a heap object per frame", async () => {
     // 20 000 one-byte fragments: 60 kB on the wire; at 2-3 bytes a frame, 10 MB of them cost the client ~500 MB of heap
     const server = await rawServer((socket) => {
@@ -219,7 +219,7 @@ describe("webSocketClient: a hostile server's fragments (review)", () => {
   })
 })
 
-describe("ProcessRecords: frame memory held by a cache, against the bytes the cache counts (review)", () => {
+describe("ProcessRecords: frame memory held by a cache, against the bytes the cache counts", () => {
   it("a few bytes a slow reader has not read yet do not hold a slab each while another stream goes by", () => {
     const records = new ProcessRecords()
     const memory = (records as unknown as { memory: { slabCount: number } }).memory
@@ -250,7 +250,7 @@ describe("ProcessRecords: frame memory held by a cache, against the bytes the ca
   })
 })
 
-describe("webSocketClient: the upgrade, against ws's behaviour (review)", () => {
+describe("webSocketClient: the upgrade, against ws's behaviour", () => {
   it("a port that answers in another protocol fails the connect at once, not at the connect timeout", async () => {
     const server = Net.createServer((socket) => {
       socket.on("error", () => {})

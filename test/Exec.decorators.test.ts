@@ -1,5 +1,5 @@
 /**
- * Review findings on `Exec.run`'s lent reads with executors users write:
+ * `Exec.run` with executors users write, whose reads it asks to lend:
  * decorators written the usual way (a class, or a spread with `read` replaced).
  */
 import { assert, describe, it } from "@effect/vitest"
@@ -49,7 +49,7 @@ class Delegating {
   }
 }
 
-describe("Exec.run with an executor a user decorated (review)", () => {
+describe("Exec.run with an executor a user decorated", () => {
   it.live("a decorator that spreads an executor and replaces `read` (redaction) still sees every read", () =>
     Effect.gen(function*() {
       const redacting = Layer.effect(
