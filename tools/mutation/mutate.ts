@@ -64,6 +64,7 @@ export const modules: Readonly<Record<string, Module>> = {
   remote: {
     mutate: [
       "src/internal/remote/pushedOutput.ts",
+      "src/internal/remote/processRecords.ts",
       "src/internal/remote/seqQueue.ts",
       "src/internal/remote/streamedRead.ts"
     ],
@@ -74,6 +75,11 @@ export const modules: Readonly<Record<string, Module>> = {
       "test/streamedRead.test.ts",
       "test/RemoteExecutor.test.ts"
     ]
+  },
+  // the client end of a ws:// WebSocket: the upgrade, frames, limits, the close
+  wsClient: {
+    mutate: ["src/internal/rpc/webSocketClient.ts"],
+    tests: ["test/webSocketClient.test.ts", "test/webSocketClient.edges.test.ts"]
   }
 }
 
