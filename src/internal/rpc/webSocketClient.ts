@@ -38,6 +38,9 @@ export interface MessageHandlers {
   readonly onClose: (reason: string) => void
 }
 
+/** What a write's caller hears: nothing once the OS took the frame, the error otherwise. */
+type Done = (error?: Error | null) => void
+
 /** An open connection, as the transport uses it. */
 export interface Connection {
   /** Sends one text frame (a string, or its UTF-8 bytes); `done` once the OS took it, or the link failed. */
@@ -307,224 +310,255 @@ const handshakeProblem = (head: string, key: string, url: string): string | unde
   return undefined
 }
 
+/** Where the upgrade's outcome goes. */
+interface Callbacks {
+  readonly opened: (connection: Connection) => void
+  readonly failed: (description: string) => void
+}
+
+/** One connection, from the upgrade to the socket's close. */
+class ClientSocket implements Connection {
+  private state: "handshake" | "open" | "closing" | "closed" = "handshake"
+  private handshake = Buffer.alloc(0)
+  private closedBecause: string | undefined
+  private handlers: MessageHandlers | undefined
+  private paused = false
+  private closeTimer: NodeJS.Timeout | undefined
+  /** Frames that arrived before `listen` (the first ones may come with the handshake's answer). */
+  private readonly early: Array<() => void> = []
+  private readonly reader: FrameReader
+  private readonly key = Crypto.randomBytes(16).toString("base64")
+  readonly socket: Net.Socket
+  private readonly url: URL
+  private readonly name: string
+  private readonly options: ClientOptions
+  private readonly callbacks: Callbacks
+
+  constructor(url: URL, name: string, options: ClientOptions, callbacks: Callbacks) {
+    this.url = url
+    this.name = name
+    this.options = options
+    this.callbacks = callbacks
+    this.reader = new FrameReader(options.maxPayload, (opcode, payload) => this.onMessage(opcode, payload))
+    this.socket = Net.connect({
+      host: url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname,
+      port: url.port === "" ? 80 : Number(url.port),
+      onread: {
+        buffer: () => (readBuffer ??= Buffer.allocUnsafeSlow(readBufferBytes)),
+        callback: (length, buffer) => {
+          const bytes = (buffer as Buffer).subarray(0, length)
+          if (this.state === "handshake") this.takeHandshake(bytes)
+          else this.takeFrames(bytes)
+          // false stops reading at once: the transport paused during this read
+          return !this.paused
+        }
+      }
+    })
+    this.socket.setNoDelay(true)
+    this.socket.once("connect", () => this.socket.write(this.upgradeRequest()))
+    this.socket.on("error", (error) => this.onError(error))
+    this.socket.once("close", () => this.onSocketClose())
+  }
+
+  private upgradeRequest(): string {
+    const { url } = this
+    const path = `${url.pathname === "" ? "/" : url.pathname}${url.search}`
+    const extra = Object.entries(requestHeaders(url, this.options.headers)).map(([header, value]) =>
+      `${header}: ${value}\r\n`
+    ).join("")
+    return `GET ${path} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+      `Sec-WebSocket-Key: ${this.key}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`
+  }
+
+  /** The upgrade failed: the socket goes, the caller hears why. */
+  private refuse(description: string): void {
+    this.state = "closed"
+    this.socket.destroy()
+    this.callbacks.failed(description)
+  }
+
+  /** The bytes of one read, during the handshake: its answer, then maybe the first frames. */
+  private takeHandshake(bytes: Buffer): void {
+    const handshake = (this.handshake = Buffer.concat([this.handshake, bytes]))
+    // another protocol on this port (an SSH banner, TLS): said at once, not at the connect timeout
+    if (!handshake.subarray(0, httpPrefix.length).equals(httpPrefix.subarray(0, handshake.length))) {
+      const line = handshake.toString("latin1", 0, Math.min(handshake.length, 80)).split("\r\n")[0]!
+      return this.refuse(`${this.name} did not answer as an HTTP server: ${JSON.stringify(line)}`)
+    }
+    const end = handshake.indexOf("\r\n\r\n")
+    if (end === -1) {
+      if (handshake.length <= maxHandshakeBytes) return
+      return this.refuse(`${this.name} sent over ${maxHandshakeBytes} bytes of handshake header without its end`)
+    }
+    const problem = handshakeProblem(handshake.toString("latin1", 0, end), this.key, this.name)
+    if (problem !== undefined) return this.refuse(problem)
+    this.handshake = Buffer.alloc(0)
+    this.state = "open"
+    this.callbacks.opened(this)
+    const rest = handshake.subarray(end + 4)
+    if (rest.length > 0) this.takeFrames(rest)
+  }
+
+  private takeFrames(bytes: Buffer): void {
+    if (this.state === "closed") return
+    try {
+      this.reader.push(bytes)
+    } catch (error) {
+      if (!(error instanceof FrameError)) throw error
+      this.fail(error.code, error.description)
+    }
+  }
+
+  private onMessage(opcode: number, payload: Buffer): void {
+    switch (opcode) {
+      case opcodes.text:
+        if (!isUtf8(payload)) return this.fail(1007, "invalid WebSocket frame: text that is not UTF-8")
+        return this.deliver((h) => h.onText(payload.toString("utf8")))
+      case opcodes.binary:
+        return this.deliver((h) => h.onBinary(payload))
+      case opcodes.ping:
+        if (this.state === "open") {
+          this.writeFrame(maskedFrame(opcodes.pong, payload.length, (frame, at) => payload.copy(frame, at)))
+        }
+        return
+      case opcodes.close:
+        return this.onServerClose(payload)
+    }
+  }
+
+  /** The server closes first: its code echoed, then our end of the socket. */
+  private onServerClose(payload: Buffer): void {
+    this.reader.stopped = true
+    if (payload.length === 1) return this.fail(1002, "invalid WebSocket frame: a close frame of 1 byte")
+    const code = payload.length >= 2 ? payload.readUInt16BE(0) : 1005
+    if (payload.length >= 2 && !isCloseCode(code)) return this.fail(1002, `invalid WebSocket frame: close code ${code}`)
+    if (!isUtf8(payload.subarray(2))) {
+      return this.fail(1007, "invalid WebSocket frame: a close reason that is not UTF-8")
+    }
+    const reason = payload.length > 2 ? payload.toString("utf8", 2) : ""
+    this.closedBecause ??= `the WebSocket closed (${code}${reason.length > 0 ? ` ${reason}` : ""})`
+    if (this.state === "open") this.sendClose(code === 1005 ? 1000 : code)
+    this.endSocket()
+  }
+
+  /** Ends with `reason`: a close frame with `code` when the socket can still take one, then the socket ends. */
+  private fail(code: number, reason: string): void {
+    this.reader.stopped = true
+    this.closedBecause ??= reason
+    if (this.state === "open") this.sendClose(code)
+    this.endSocket()
+  }
+
+  /** Our end of the socket; a server that keeps its own open gets no longer than the close timeout. */
+  private endSocket(): void {
+    this.state = "closed"
+    this.socket.end()
+    this.closeTimer ??= setTimeout(() => this.socket.destroy(), this.options.closeTimeoutMillis)
+  }
+
+  private onError(error: Error): void {
+    this.closedBecause ??= error.message
+    if (this.state === "handshake") {
+      this.state = "closed"
+      this.callbacks.failed(`cannot connect to ${this.name}: ${error.message}`)
+    }
+  }
+
+  private onSocketClose(): void {
+    clearTimeout(this.closeTimer)
+    this.reader.abandon()
+    if (this.state === "handshake") {
+      this.state = "closed"
+      return this.callbacks.failed(`${this.name} closed the connection before the WebSocket upgrade`)
+    }
+    this.state = "closed"
+    const reason = (this.closedBecause ??= "the WebSocket closed (1006)")
+    this.deliver((h) => h.onClose(reason))
+  }
+
+  private deliver(event: (handlers: MessageHandlers) => void): void {
+    if (this.handlers !== undefined) event(this.handlers)
+    else this.early.push(() => event(this.handlers!))
+  }
+
+  private writeFrame(frame: Buffer, done?: (error?: Error | null) => void): void {
+    if (this.socket.writable) this.socket.write(frame, done)
+    else done?.(new Error(this.closedBecause ?? "the WebSocket is not open"))
+  }
+
+  private sendClose(code: number): void {
+    this.writeFrame(maskedFrame(opcodes.close, 2, (frame, at) => frame.writeUInt16BE(code, at)))
+  }
+
+  /** Sends a data frame while open; `done` fails at once otherwise. */
+  private sendData(opcode: number, length: number, fill: (frame: Buffer, at: number) => void, done: Done): void {
+    if (this.state !== "open") return done(new Error(this.closedBecause ?? "the WebSocket is not open"))
+    this.writeFrame(maskedFrame(opcode, length, fill), done)
+  }
+
+  // Connection
+
+  readonly sendText = (text: string | Uint8Array, done: Done): void =>
+    typeof text === "string"
+      ? this.sendData(opcodes.text, Buffer.byteLength(text), (frame, at) => frame.write(text, at), done)
+      : this.sendData(opcodes.text, text.length, (frame, at) => frame.set(text, at), done)
+
+  readonly sendBinary = (bytes: Uint8Array, done: Done): void =>
+    this.sendData(opcodes.binary, bytes.length, (frame, at) => frame.set(bytes, at), done)
+
+  readonly closedReason = (): string | undefined =>
+    this.closedBecause ?? (this.state === "open" ? undefined : "the WebSocket is not open")
+
+  readonly buffered = (): number => this.socket.writableLength
+
+  readonly listen = (handlers: MessageHandlers): void => {
+    this.handlers = handlers
+    this.reader.binaryMemory = handlers.binaryMemory
+    for (const event of this.early.splice(0)) event()
+  }
+
+  readonly pause = (): void => {
+    this.paused = true
+    this.socket.pause()
+  }
+
+  readonly resume = (): void => {
+    this.paused = false
+    this.socket.resume()
+  }
+
+  readonly close = (): void => {
+    if (this.state !== "open") return
+    this.closedBecause ??= "closed by this side"
+    this.state = "closing"
+    this.sendClose(1000)
+    this.closeTimer = setTimeout(() => this.socket.destroy(), this.options.closeTimeoutMillis)
+  }
+
+  readonly terminate = (reason: string): void => {
+    this.closedBecause ??= reason
+    this.state = "closed"
+    this.socket.destroy()
+  }
+
+  /** A connect interrupted (or timed out) before the upgrade. */
+  readonly cancel = (): void => {
+    if (this.state === "handshake") this.state = "closed"
+    this.socket.destroy()
+  }
+}
+
 /**
  * Connects to `url` (a `ws://` URL) and upgrades: `opened` with the
  * connection, or `failed` with why not. Returns a cancel that destroys the
  * socket (a connect interrupted or timed out).
  */
-export const connect = (
-  url: URL,
-  options: ClientOptions,
-  callbacks: { readonly opened: (connection: Connection) => void; readonly failed: (description: string) => void }
-): () => void => {
+export const connect = (url: URL, options: ClientOptions, callbacks: Callbacks): () => void => {
   const name = options.name ?? url.href
   const refused = requestProblem(url, options.headers, name)
   if (refused !== undefined) {
     callbacks.failed(refused)
     return () => {}
   }
-  const key = Crypto.randomBytes(16).toString("base64")
-  const host = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname
-  const port = url.port === "" ? 80 : Number(url.port)
-  let state: "handshake" | "open" | "closing" | "closed" = "handshake"
-  let handshake = Buffer.alloc(0)
-  let closedReason: string | undefined
-  let handlers: MessageHandlers | undefined
-  let paused = false
-  let closeTimer: NodeJS.Timeout | undefined
-  /** Frames that arrived before `listen` (the first ones may come with the handshake's answer). */
-  const early: Array<() => void> = []
-
-  const deliver = (event: (handlers: MessageHandlers) => void) => {
-    if (handlers !== undefined) event(handlers)
-    else early.push(() => event(handlers!))
-  }
-
-  const writeFrame = (frame: Buffer, done?: (error?: Error | null) => void) => {
-    if (socket.writable) socket.write(frame, done)
-    else done?.(new Error(closedReason ?? "the WebSocket is not open"))
-  }
-  const sendClose = (code: number, reason = "") => {
-    const text = Buffer.from(reason.slice(0, 100))
-    writeFrame(maskedFrame(opcodes.close, 2 + text.length, (frame, at) => {
-      frame.writeUInt16BE(code, at)
-      text.copy(frame, at + 2)
-    }))
-  }
-  /** Ends with `reason`: a close frame with `code` when the socket can still take one, then the socket ends. */
-  const fail = (code: number, reason: string) => {
-    reader.stopped = true
-    closedReason ??= reason
-    if (state === "open") sendClose(code)
-    state = "closed"
-    socket.end()
-    // a server that keeps the socket open after our close frame gets no longer than the close timeout
-    closeTimer ??= setTimeout(() => socket.destroy(), options.closeTimeoutMillis)
-  }
-
-  const reader = new FrameReader(options.maxPayload, (opcode, payload) => {
-    switch (opcode) {
-      case opcodes.text:
-        if (!isUtf8(payload)) return fail(1007, "invalid WebSocket frame: text that is not UTF-8")
-        return deliver((h) => h.onText(payload.toString("utf8")))
-      case opcodes.binary:
-        return deliver((h) => h.onBinary(payload))
-      case opcodes.ping:
-        if (state === "open") {
-          writeFrame(maskedFrame(opcodes.pong, payload.length, (frame, at) => payload.copy(frame, at)))
-        }
-        return
-      case opcodes.pong:
-        return
-      case opcodes.close: {
-        reader.stopped = true
-        if (payload.length === 1) return fail(1002, "invalid WebSocket frame: a close frame of 1 byte")
-        const code = payload.length >= 2 ? payload.readUInt16BE(0) : 1005
-        if (payload.length >= 2 && !isCloseCode(code)) {
-          return fail(1002, `invalid WebSocket frame: close code ${code}`)
-        }
-        if (!isUtf8(payload.subarray(2))) return fail(1007, "invalid WebSocket frame: a close reason that is not UTF-8")
-        const reason = payload.length > 2 ? payload.toString("utf8", 2) : ""
-        closedReason ??= `the WebSocket closed (${code}${reason.length > 0 ? ` ${reason}` : ""})`
-        // the server closes first: its code echoed, then our end of the socket
-        if (state === "open") sendClose(code === 1005 ? 1000 : code)
-        state = "closed"
-        socket.end()
-        closeTimer ??= setTimeout(() => socket.destroy(), options.closeTimeoutMillis)
-        return
-      }
-    }
-  })
-
-  /** The bytes of one read, during the handshake: its answer, then maybe the first frames. */
-  const takeHandshake = (bytes: Buffer) => {
-    handshake = Buffer.concat([handshake, bytes])
-    const end = handshake.indexOf("\r\n\r\n")
-    // another protocol on this port (an SSH banner, TLS): said at once, not at the connect timeout
-    if (!handshake.subarray(0, httpPrefix.length).equals(httpPrefix.subarray(0, handshake.length))) {
-      state = "closed"
-      socket.destroy()
-      const line = handshake.toString("latin1", 0, Math.min(handshake.length, 80)).split("\r\n")[0]!
-      return callbacks.failed(`${name} did not answer as an HTTP server: ${JSON.stringify(line)}`)
-    }
-    if (end === -1) {
-      if (handshake.length > maxHandshakeBytes) {
-        state = "closed"
-        socket.destroy()
-        callbacks.failed(`${name} sent over ${maxHandshakeBytes} bytes of handshake header without its end`)
-      }
-      return
-    }
-    const problem = handshakeProblem(handshake.toString("latin1", 0, end), key, name)
-    if (problem !== undefined) {
-      state = "closed"
-      socket.destroy()
-      return callbacks.failed(problem)
-    }
-    const rest = handshake.subarray(end + 4)
-    handshake = Buffer.alloc(0)
-    state = "open"
-    callbacks.opened(connection)
-    if (rest.length > 0) takeFrames(rest)
-  }
-
-  const takeFrames = (bytes: Buffer) => {
-    if (state === "closed") return
-    try {
-      reader.push(bytes)
-    } catch (error) {
-      if (!(error instanceof FrameError)) throw error
-      fail(error.code, error.description)
-    }
-  }
-
-  const socket = Net.connect({
-    host,
-    port,
-    onread: {
-      buffer: () => (readBuffer ??= Buffer.allocUnsafeSlow(readBufferBytes)),
-      callback: (length, buffer) => {
-        const bytes = (buffer as Buffer).subarray(0, length)
-        if (state === "handshake") takeHandshake(bytes)
-        else takeFrames(bytes)
-        // false stops reading at once: the transport paused during this read
-        return !paused
-      }
-    }
-  })
-  socket.setNoDelay(true)
-  socket.once("connect", () => {
-    const path = `${url.pathname === "" ? "/" : url.pathname}${url.search}`
-    const extra = Object.entries(requestHeaders(url, options.headers)).map(([header, value]) =>
-      `${header}: ${value}\r\n`
-    ).join("")
-    socket.write(
-      `GET ${path} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-        `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`
-    )
-  })
-  socket.on("error", (error) => {
-    closedReason ??= error.message
-    if (state === "handshake") {
-      state = "closed"
-      callbacks.failed(`cannot connect to ${name}: ${error.message}`)
-    }
-  })
-  socket.once("close", () => {
-    clearTimeout(closeTimer)
-    reader.abandon()
-    if (state === "handshake") {
-      state = "closed"
-      return callbacks.failed(`${name} closed the connection before the WebSocket upgrade`)
-    }
-    state = "closed"
-    closedReason ??= "the WebSocket closed (1006)"
-    deliver((h) => h.onClose(closedReason!))
-  })
-
-  const connection: Connection = {
-    sendText: (text, done) => {
-      if (state !== "open") return done(new Error(closedReason ?? "the WebSocket is not open"))
-      if (typeof text === "string") {
-        writeFrame(maskedFrame(opcodes.text, Buffer.byteLength(text), (frame, at) => frame.write(text, at)), done)
-      } else {
-        writeFrame(maskedFrame(opcodes.text, text.length, (frame, at) => frame.set(text, at)), done)
-      }
-    },
-    sendBinary: (bytes, done) => {
-      if (state !== "open") return done(new Error(closedReason ?? "the WebSocket is not open"))
-      writeFrame(maskedFrame(opcodes.binary, bytes.length, (frame, at) => frame.set(bytes, at)), done)
-    },
-    closedReason: () => closedReason ?? (state === "open" ? undefined : "the WebSocket is not open"),
-    buffered: () => socket.writableLength,
-    listen: (given) => {
-      handlers = given
-      reader.binaryMemory = given.binaryMemory
-      for (const event of early.splice(0)) event()
-    },
-    pause: () => {
-      paused = true
-      socket.pause()
-    },
-    resume: () => {
-      paused = false
-      socket.resume()
-    },
-    close: () => {
-      if (state !== "open") return
-      closedReason ??= "closed by this side"
-      state = "closing"
-      sendClose(1000)
-      closeTimer = setTimeout(() => socket.destroy(), options.closeTimeoutMillis)
-    },
-    terminate: (reason) => {
-      closedReason ??= reason
-      state = "closed"
-      socket.destroy()
-    }
-  }
-  return () => {
-    if (state === "handshake") state = "closed"
-    socket.destroy()
-  }
+  return new ClientSocket(url, name, options, callbacks).cancel
 }
