@@ -78,7 +78,7 @@ export const modules: Readonly<Record<string, Module>> = {
   },
   // the client end of a ws:// WebSocket: the upgrade, frames, limits, the close
   wsClient: {
-    mutate: ["src/internal/rpc/webSocketClient.ts"],
+    mutate: ["src/internal/rpc/webSocketClient.ts", "src/internal/rpc/webSocketFrames.ts"],
     tests: ["test/webSocketClient.test.ts", "test/webSocketClient.edges.test.ts"]
   }
 }
