@@ -111,9 +111,9 @@ describe("webSocketClient", () => {
   it("a binary frame cut off by the connection's end gives its frame memory back", async () => {
     const records = new ProcessRecords()
     const memory = (records as unknown as { memory: { slabCount: number } }).memory
-    // the header of a 1000-byte binary frame and 10 bytes of it, then the server is gone
+    // the header of a 100 kB binary frame (one for the slabs) and 4 bytes of it, then the server is gone
     const server = await rawServer((socket) => {
-      const whole = frame(0x2, Buffer.alloc(1000, 7))
+      const whole = frame(0x2, Buffer.alloc(100_000, 7))
       // after the client listens (frames before it are assembled in memory of their own)
       setTimeout(() => socket.write(whole.subarray(0, 14), () => setTimeout(() => socket.destroy(), 50)), 100)
     })
@@ -191,6 +191,101 @@ describe("webSocketClient", () => {
       server.close()
     }
   })
+})
+
+describe("webSocketClient: where frames are assembled, and what goes out", () => {
+  it("a whole binary frame up to 1 MiB goes into the listener's memory; a fragmented or larger one, and text, do not; a cut-off one is given back", async () => {
+    const large = Buffer.alloc(1024 * 1024 + 1, 3)
+    const server = await rawServer((socket) => {
+      setTimeout(() => {
+        socket.write(
+          Buffer.concat([
+            frame(0x2, Buffer.alloc(100, 1)),
+            frame(0x1, Buffer.from("{}")),
+            frame(0x2, Buffer.alloc(10, 2), false),
+            frame(0x0, Buffer.alloc(10, 2), true),
+            frame(0x2, large),
+            frame(0x2, Buffer.alloc(5000, 4)).subarray(0, 1000)
+          ]),
+          () => setTimeout(() => socket.destroy(), 50)
+        )
+      }, 100)
+    })
+    try {
+      const connection = await open(server.url)
+      const reserved: Array<Buffer> = []
+      const released: Array<Uint8Array> = []
+      const binaries: Array<Buffer> = []
+      const texts: Array<string> = []
+      await new Promise<string>((resolve) =>
+        connection.listen({
+          binaryMemory: {
+            reserve: (length) => {
+              const room = Buffer.alloc(length)
+              reserved.push(room)
+              return room
+            },
+            release: (frame) => void released.push(frame)
+          },
+          onText: (text) => texts.push(text),
+          onBinary: (bytes) => binaries.push(bytes),
+          onClose: resolve
+        })
+      )
+      assert.deepStrictEqual(texts, ["{}"])
+      assert.deepStrictEqual(binaries.map((bytes) => bytes.length), [100, 20, large.length])
+      assert.isTrue(binaries[2]!.equals(large), "the large frame arrived whole")
+      assert.deepStrictEqual(reserved.map((room) => room.length), [100, 5000], "reserved: the whole frames up to 1 MiB")
+      assert.strictEqual(binaries[0]!.buffer, reserved[0]!.buffer, "delivered in the memory it reserved")
+      assert.deepStrictEqual(released, [reserved[1]], "the cut-off frame's room given back, once")
+    } finally {
+      server.close()
+    }
+  })
+
+  it("what the client sends: masked text frames in every length form, byte-exact", async () => {
+    const server = await rawServer(() => {})
+    try {
+      const connection = await open(server.url)
+      const lengths = [0, 125, 126, 65535, 65536, 70_000]
+      const texts = lengths.map((length, i) => String.fromCharCode(97 + i).repeat(length))
+      for (const text of texts) await new Promise<void>((resolve) => connection.sendText(text, () => resolve()))
+      for (let i = 0; i < 100 && clientFrames(server.received()).length < texts.length; i++) await sleep(20)
+      const frames = clientFrames(server.received())
+      assert.deepStrictEqual(frames.map((f) => f.opcode), lengths.map(() => 0x1))
+      assert.deepStrictEqual(frames.map((f) => f.payload.toString()), texts)
+      assert.isTrue((server.received()[1]! & 0x80) !== 0, "the first frame is masked")
+    } finally {
+      server.close()
+    }
+  })
+
+  for (
+    const [code, valid] of [[1000, true], [1014, true], [3000, true], [4999, true], [1004, false], [1015, false], [
+      2999,
+      false
+    ], [5000, false]] as const
+  ) {
+    it(`a server's close with code ${code}: ${valid ? "echoed" : "a protocol error (1002)"}`, async () => {
+      const server = await rawServer((socket) => {
+        const close = Buffer.alloc(2)
+        close.writeUInt16BE(code)
+        socket.write(frame(0x8, close))
+      })
+      try {
+        const connection = await open(server.url)
+        const reason = await new Promise<string>((resolve) =>
+          connection.listen({ onText: () => {}, onBinary: () => {}, onClose: resolve })
+        )
+        for (let i = 0; i < 50 && clientFrames(server.received()).length === 0; i++) await sleep(20)
+        const closes = clientFrames(server.received()).filter((f) => f.opcode === 0x8)
+        assert.deepStrictEqual(closes.map((f) => f.payload.readUInt16BE(0)), [valid ? code : 1002])
+        assert.include(reason, valid ? String(code) : "close code")
+      } finally {
+        server.close()
+      }
+    })
+  }
 })
 
 describe("webSocketClient: a hostile server's fragments", () => {
