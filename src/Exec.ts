@@ -574,12 +574,7 @@ export const run: {
       Duration.subtract(timeout, Duration.millis((yield* Clock.currentTimeMillis) - startedAt))
     )
   const sink = yield* OutputSink
-  const step = absorb(
-    progress,
-    sink,
-    request.callId ?? processId,
-    request.maxDeltas ?? defaults.maxDeltas
-  )
+  const step = absorb(progress, sink, request.callId ?? processId, request.maxDeltas ?? defaults.maxDeltas)
   const inheritAll: Protocol.EnvPolicy = {
     inherit: "all",
     ignoreDefaultExcludes: true,

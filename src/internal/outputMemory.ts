@@ -154,17 +154,23 @@ export class PipeMemory {
     this.memory = memory
   }
 
-  /** The buffer the next read goes into. */
-  readBuffer(): Buffer {
-    if (!this.memory.reuses || this.written < Defaults.pipes.smallOutputBytes) return scratchBuffer()
-    const { minReadBytes, readBufferBytes, slabBytes } = Defaults.pipes
-    if (this.current === undefined || slabBytes - this.offset < minReadBytes) {
+  /** The current slab, once it has `bytes` of room after `offset` (another slab when it has less). */
+  private slabWithRoom(bytes: number): Slab {
+    if (this.current === undefined || Defaults.pipes.slabBytes - this.offset < bytes) {
       if (this.current !== undefined) this.memory.leaveSlab(this.current)
       this.current = this.memory.takeSlab()
       this.offset = 0
     }
+    return this.current
+  }
+
+  /** The buffer the next read goes into. */
+  readBuffer(): Buffer {
+    if (!this.memory.reuses || this.written < Defaults.pipes.smallOutputBytes) return scratchBuffer()
+    const { minReadBytes, readBufferBytes, slabBytes } = Defaults.pipes
+    const slab = this.slabWithRoom(minReadBytes)
     const start = this.offset
-    return this.current.bytes.subarray(start, start + Math.min(readBufferBytes, slabBytes - start))
+    return slab.bytes.subarray(start, start + Math.min(readBufferBytes, slabBytes - start))
   }
 
   /**
@@ -176,13 +182,9 @@ export class PipeMemory {
   reserve(length: number): Buffer {
     const { slabBytes } = Defaults.pipes
     if (!this.memory.reuses || length === 0 || length > slabBytes / 2) return Buffer.allocUnsafeSlow(length)
-    if (this.current === undefined || slabBytes - this.offset < length) {
-      if (this.current !== undefined) this.memory.leaveSlab(this.current)
-      this.current = this.memory.takeSlab()
-      this.offset = 0
-    }
-    const view = this.current.bytes.subarray(this.offset, this.offset + length)
-    this.current.live++
+    const slab = this.slabWithRoom(length)
+    const view = slab.bytes.subarray(this.offset, this.offset + length)
+    slab.live++
     this.offset += length
     return view
   }

@@ -278,13 +278,14 @@ export class ProcessRecords {
   }
 
   private record(processId: string, record: ProcessRecord, notified: ProcessEvent, framed: boolean): void {
+    // what the cache keeps: a frame's memory, or a chunk as `ownBytes` leaves it
+    const kept = notified._tag === "Output" && !framed ? { ...notified, chunk: ownBytes(notified) } : notified
     if (notified._tag !== "Output") record.events.add(notified)
     else if (record.showsOutput) {
-      record.events.add({ ...notified, chunk: framed ? Buffer.copyBytesFrom(notified.chunk) : ownBytes(notified) })
+      record.events.add(framed ? { ...notified, chunk: Buffer.copyBytesFrom(notified.chunk) } : kept)
     }
     const pushed = record.pushed
-    const cached = pushed !== undefined &&
-      pushed.add(notified._tag === "Output" && !framed ? { ...notified, chunk: ownBytes(notified) } : notified)
+    const cached = pushed !== undefined && pushed.add(kept)
     if (framed && !cached) this.releaseFrame((notified as Output).chunk)
     if (framed && cached) this.weighSlabs()
     // nobody reads it any more (the loop gave up on a pipe held open), or the

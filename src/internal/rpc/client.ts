@@ -43,8 +43,9 @@ export interface Client {
 /**
  * Drives `transport` as a client: ids, pending replies, notifications to
  * `onNotification`, binary frames to `onBinaryFrame` (those it does not claim
- * are read as JSON), assembled in `binaryMemory` where the transport can. Once the link is gone, pending and later requests fail
- * with `TransportClosed` at once.
+ * are read as JSON), assembled in `binaryMemory` where the transport can. Once
+ * the link is gone, pending and later requests fail with `TransportClosed` at
+ * once.
  *
  * @category constructors
  * @since 0.1.0

@@ -75,20 +75,15 @@ export const fromWebSocket = (
  * `onBinaryFrame` when it claims them; the others hold JSON.
  */
 export const fromConnection = (connection: Connection): Transport => {
-  const text = outgoing({
+  const link = {
     limits: {},
     closedReason: connection.closedReason,
     buffered: connection.buffered,
-    write: connection.sendText,
     drop: connection.terminate
-  })
-  const binary = outgoing({
-    limits: {},
-    closedReason: connection.closedReason,
-    buffered: connection.buffered,
-    write: (frame, done) => connection.sendBinary(frame as Uint8Array, done),
-    drop: connection.terminate
-  })
+  }
+  const text = outgoing({ ...link, write: connection.sendText })
+  // only `postBytes` writes through it: its frames are bytes
+  const binary = outgoing({ ...link, write: (frame, done) => connection.sendBinary(frame as Uint8Array, done) })
   return {
     pause: connection.pause,
     resume: connection.resume,
