@@ -3,55 +3,17 @@
  * 127.0.0.1 that speaks the handshake by hand and then writes crafted bytes.
  */
 import { assert, describe, it } from "@effect/vitest"
-import * as Crypto from "node:crypto"
 import * as Net from "node:net"
 import * as Defaults from "../src/internal/defaults.ts"
 import { ProcessRecords } from "../src/internal/remote/processRecords.ts"
 import * as WebSocketClient from "../src/internal/rpc/webSocketClient.ts"
+import * as Raw from "./support/rawWebSocketServer.ts"
 
-const acceptOf = (key: string) =>
-  Crypto.createHash("sha1").update(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest("base64")
+/** A server frame (unmasked), in the shortest length form. */
+const frame = (opcode: number, payload: Buffer, fin = true): Buffer => Raw.frame({ opcode, payload, fin })
 
-/** A server frame (unmasked). */
-const frame = (opcode: number, payload: Buffer, fin = true): Buffer => {
-  const length = payload.length
-  const head = length < 126 ? Buffer.from([0, length]) : length < 65536 ? Buffer.alloc(4) : Buffer.alloc(10)
-  if (length >= 126 && length < 65536) {
-    head[1] = 126
-    head.writeUInt16BE(length, 2)
-  } else if (length >= 65536) {
-    head[1] = 127
-    head.writeBigUInt64BE(BigInt(length), 2)
-  }
-  head[0] = (fin ? 0x80 : 0) | opcode
-  return Buffer.concat([head, payload])
-}
-
-/** Unmasks the client frames in `bytes` (whole frames only). */
-const clientFrames = (bytes: Buffer): Array<{ opcode: number; payload: Buffer }> => {
-  const frames: Array<{ opcode: number; payload: Buffer }> = []
-  let at = 0
-  while (at + 2 <= bytes.length) {
-    const opcode = bytes[at]! & 0x0f
-    let length = bytes[at + 1]! & 0x7f
-    let offset = at + 2
-    if (length === 126) {
-      length = bytes.readUInt16BE(offset)
-      offset += 2
-    } else if (length === 127) {
-      length = Number(bytes.readBigUInt64BE(offset))
-      offset += 8
-    }
-    const key = bytes.subarray(offset, offset + 4)
-    offset += 4
-    if (offset + length > bytes.length) break
-    const payload = Buffer.alloc(length)
-    for (let i = 0; i < length; i++) payload[i] = bytes[offset + i]! ^ key[i & 3]!
-    frames.push({ opcode, payload })
-    at = offset + length
-  }
-  return frames
-}
+/** The client frames in `bytes`, unmasked (whole frames only). */
+const clientFrames = (bytes: Buffer) => Raw.parseFrames(bytes).frames
 
 /**
  * A server that upgrades and then runs `script` on the socket; everything the
@@ -79,7 +41,7 @@ const rawServer = (script: (socket: Net.Socket) => void) =>
         const key = /sec-websocket-key: *(\S+)/i.exec(head.toString("latin1"))![1]!
         socket.write(
           "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-            `Sec-WebSocket-Accept: ${acceptOf(key)}\r\n\r\n`
+            `Sec-WebSocket-Accept: ${Raw.acceptFor(key)}\r\n\r\n`
         )
         script(socket)
       })

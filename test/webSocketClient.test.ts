@@ -35,10 +35,10 @@ import {
   rawWebSocketServer,
   switchingProtocols,
   type UpgradeRequest,
-  waitUntil,
   wakers,
   within10s
 } from "./support/rawWebSocketServer.ts"
+import { waitUntil } from "./support/waitUntil.ts"
 
 // oxlint-disable-next-line no-control-regex
 const controlCharacter = /[\u0000-\u001f\u007f-\u009f]/

@@ -12,6 +12,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Net from "node:net"
 import { type WebSocket, WebSocketServer } from "ws"
+import { waitUntil } from "./waitUntil.ts"
 
 /** A request or notification the client sent. */
 export interface Incoming {
@@ -86,36 +87,6 @@ export const readAnswer = (
 
 /** Answers `process/start` as a server that started the process would. */
 export const startAnswer = (message: Incoming) => ({ processId: message.params.processId, sandboxType: "none" })
-
-/**
- * Waits for `ready` to hold, checked now and at each `listen` wake-up; gives
- * up after 10 s of real time (a Node timer, whatever clock the test runs), so
- * a broken client fails a test instead of hanging it.
- */
-const waitUntil = <A>(
-  what: string,
-  ready: () => A | undefined,
-  listen: (wake: () => void) => () => void
-): Effect.Effect<A> =>
-  Effect.callback<A>((resume) => {
-    const now = ready()
-    if (now !== undefined) return resume(Effect.succeed(now))
-    const timer = setTimeout(() => {
-      unlisten()
-      resume(Effect.die(new Error(`the fake server waited 10 s for ${what}`)))
-    }, 10_000)
-    const unlisten = listen(() => {
-      const value = ready()
-      if (value === undefined) return
-      clearTimeout(timer)
-      unlisten()
-      resume(Effect.succeed(value))
-    })
-    return Effect.sync(() => {
-      clearTimeout(timer)
-      unlisten()
-    })
-  })
 
 /** A fake exec-server for the current scope; `script` answers everything after the handshake. */
 export const fakeServer = (

@@ -13,6 +13,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { createHash } from "node:crypto"
 import * as Net from "node:net"
+import { waitUntil } from "./waitUntil.ts"
 
 /** The GUID RFC 6455 appends to the client's key before hashing it. */
 const acceptGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -163,35 +164,6 @@ export const wakers = () => {
     }
   }
 }
-
-/**
- * Waits for `ready` to hold, checked now and at each wake-up; dies after 10 s
- * of real time, so a broken client fails a test instead of hanging it.
- */
-export const waitUntil = <A>(
-  what: string,
-  ready: () => A | undefined,
-  listen: (wake: () => void) => () => void
-): Effect.Effect<A> =>
-  Effect.callback<A>((resume) => {
-    const now = ready()
-    if (now !== undefined) return resume(Effect.succeed(now))
-    const timer = setTimeout(() => {
-      unlisten()
-      resume(Effect.die(new Error(`waited 10 s for ${what}`)))
-    }, 10_000)
-    const unlisten = listen(() => {
-      const value = ready()
-      if (value === undefined) return
-      clearTimeout(timer)
-      unlisten()
-      resume(Effect.succeed(value))
-    })
-    return Effect.sync(() => {
-      clearTimeout(timer)
-      unlisten()
-    })
-  })
 
 /**
  * Runs `effect`, dying if it has not ended after 10 s of real time (a Node
