@@ -173,6 +173,42 @@ describe("ProcessRecords", () => {
     assert.strictEqual(records.footprint().records, Defaults.client.maxRecords)
   })
 
+  it("passes over a record an events stream follows while it is open, forgetting it once closed or unfollowed", () => {
+    const records = new ProcessRecords({ maxRecords: 3 })
+    records.starting("followed", { showsOutput: false, streams: false })
+    const followed = records.follow("followed")!
+    for (const processId of ["a", "b", "c"]) records.starting(processId, { showsOutput: false, streams: false })
+    assert.strictEqual(records.get("followed"), followed, "followed and open: kept past the bound")
+    assert.isUndefined(records.get("a"), "the oldest one nobody follows went instead")
+    records.starting("d", { showsOutput: false, streams: false })
+    assert.deepStrictEqual([records.get("b"), records.footprint().records], [undefined, 3], "passed over, at the end")
+    records.add("followed", { _tag: "Closed", seq: 1 })
+    records.starting("e", { showsOutput: false, streams: false })
+    assert.isUndefined(records.get("c"))
+    records.starting("f", { showsOutput: false, streams: false })
+    assert.isUndefined(records.get("followed"), "closed: nothing more comes, its follower reads what it holds")
+    assert.strictEqual(records.footprint().records, 3)
+
+    records.starting("unfollowed", { showsOutput: false, streams: false })
+    const record = records.follow("unfollowed")!
+    record.followers--
+    assert.isFalse(record.pinned, "a follower that ended pins nothing")
+  })
+
+  it("ends a follower of a record forgotten before its close, after what it holds", () => {
+    const records = new ProcessRecords()
+    records.starting("p", { showsOutput: true, streams: false })
+    records.add("p", output(1, 3))
+    const events = records.get("p")!.events
+    records.forget("p")
+    assert.deepStrictEqual([events.after(0).length, events.ended], [1, true])
+    records.starting("q", { showsOutput: false, streams: false })
+    const closed = records.get("q")!.events
+    records.add("q", { _tag: "Closed", seq: 1 })
+    records.forget("q")
+    assert.isFalse(closed.ended, "a closed history is whole: nothing ends it early")
+  })
+
   it("counts a process a reader drained as a closed history, even when no close was notified", () => {
     const records = new ProcessRecords()
     for (let i = 0; i < Defaults.client.keptHistories + 10; i++) {

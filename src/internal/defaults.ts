@@ -235,7 +235,10 @@ export const client = {
   maxStreamed: 64,
   /** Histories of closed processes kept for `events`. */
   keptHistories: 1024,
-  /** Process records kept at all (running or closed); past it the oldest is forgotten. */
+  /**
+   * Process records kept at all (running or closed); past it the oldest is
+   * forgotten, except one an `events` stream follows while it is open.
+   */
   maxRecords: 4096,
   /**
    * What a read answer may hold beyond the `maxBytes` asked for: a server

@@ -32,6 +32,8 @@ export interface Settings {
   readonly binaryOutput: boolean
   /** The largest file the file system reads or writes; the file system's default when absent. */
   readonly maxFileBytes?: number | undefined
+  /** Process records kept at all; `Defaults.client.maxRecords` when absent (tests lower it). */
+  readonly maxRecords?: number | undefined
 }
 
 /** A remote executor and file system, and what the client holds now. */
@@ -221,7 +223,7 @@ export const make = Effect.fnUntraced(function*(
   connect: Effect.Effect<Transport, ConnectionLost>,
   settings: Settings
 ) {
-  const records = new ProcessRecords()
+  const records = new ProcessRecords({ maxRecords: settings.maxRecords })
   const link = new Link(connect, {
     onNotification: recordNotification(records),
     onBinaryFrame: recordOutputFrame(records),

@@ -40,7 +40,25 @@ export class NotifiedEvents {
   private droppedThrough = 0
   /** Output bytes held. */
   bytes = 0
+  /** Whether the record was forgotten before the close: nothing more comes. */
+  private forgotten = false
   private readonly changes = new ChangeSignal()
+
+  /** Whether the close is held: nothing more comes. */
+  get closed(): boolean {
+    return this.close !== undefined
+  }
+
+  /** Whether nothing more comes while no close is held: the record was forgotten (its followers fail). */
+  get ended(): boolean {
+    return this.forgotten && this.close === undefined
+  }
+
+  /** The record was forgotten: wakes the followers, which fail once they took what is held. */
+  end(): void {
+    this.forgotten = true
+    this.changes.notify()
+  }
 
   /** Entries held (output chunks, exit, close). */
   get size(): number {
@@ -111,9 +129,9 @@ export class NotifiedEvents {
     return events
   }
 
-  /** Completes once an event after `seq` arrived. */
+  /** Completes once an event after `seq` arrived, or the record was forgotten. */
   untilAfter(seq: number): Effect.Effect<void> {
-    return this.changes.until(() => this.newestSeq > seq)
+    return this.changes.until(() => this.newestSeq > seq || this.forgotten)
   }
 }
 
@@ -124,6 +142,13 @@ export class ProcessRecord {
   showsOutput = false
   /** Pushed output our reads are answered from, while the process streams. */
   pushed: PushedOutput | undefined
+  /** Streams of `events` following it now. */
+  followers = 0
+
+  /** Whether it is kept past the bound of records: followed, and not closed (its followers wait for more). */
+  get pinned(): boolean {
+    return this.followers > 0 && !this.events.closed
+  }
 }
 
 /**
@@ -153,6 +178,13 @@ const ownBytes = (event: Output): Uint8Array =>
 
 /** Every process record of one remote executor. */
 export class ProcessRecords {
+  /** Records kept at all, running or closed (`Defaults.client.maxRecords`; tests lower it). */
+  private readonly maxRecords: number
+
+  constructor(options: { readonly maxRecords?: number | undefined } = {}) {
+    this.maxRecords = options.maxRecords ?? Defaults.client.maxRecords
+  }
+
   /**
    * Where binary frames are assembled: slabs a stream's frames cycle through,
    * a frame's chunk going back once its reader read past it (or at once when
@@ -216,7 +248,7 @@ export class ProcessRecords {
     this.forget(processId)
     const record = new ProcessRecord()
     this.records.set(processId, record)
-    if (this.records.size > Defaults.client.maxRecords) this.forget(this.records.keys().next().value!)
+    if (this.records.size > this.maxRecords) this.forgetOldest()
     if (options.showsOutput) record.showsOutput = true
     if (options.streams) {
       record.pushed = new PushedOutput(this.memory)
@@ -230,9 +262,40 @@ export class ProcessRecords {
     return this.records.has(processId) && !this.closed.has(processId)
   }
 
-  /** Forgets a process (it did not start, or it is the oldest past a bound). */
+  /**
+   * Forgets the oldest record that nobody follows while it is open (a
+   * follower expects every event to the close). Followed ones are passed
+   * over and moved to the end, so the next look starts past them; the
+   * records exceed their bound by the followed ones at most.
+   */
+  private forgetOldest(): void {
+    const passed: Array<[string, ProcessRecord]> = []
+    for (const entry of this.records) {
+      if (entry[1].pinned) {
+        passed.push(entry)
+        continue
+      }
+      this.forget(entry[0])
+      break
+    }
+    for (const [processId, record] of passed) {
+      this.records.delete(processId)
+      this.records.set(processId, record)
+    }
+  }
+
+  /** Registers a follower of `processId`'s events: its record is not forgotten to the bound while it is open. */
+  follow(processId: string): ProcessRecord | undefined {
+    const record = this.records.get(processId)
+    if (record !== undefined) record.followers++
+    return record
+  }
+
+  /** Forgets a process (it did not start, it is the oldest past a bound, or another took its id): followers end. */
   forget(processId: string): void {
-    this.records.get(processId)?.pushed?.release()
+    const record = this.records.get(processId)
+    record?.events.end()
+    record?.pushed?.release()
     this.records.delete(processId)
     this.streaming.delete(processId)
     this.closed.delete(processId)

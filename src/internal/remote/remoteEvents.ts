@@ -17,7 +17,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import { ExecutorError, type ProcessEvent, Unsupported } from "../../Executor.ts"
+import { ExecutorError, type ProcessEvent, UnknownProcess, Unsupported } from "../../Executor.ts"
 import type * as Protocol from "../../Protocol.ts"
 import type { Link } from "./link.ts"
 import type { NotifiedEvents, ProcessRecords } from "./processRecords.ts"
@@ -52,6 +52,8 @@ const nextEvents = (link: Link, serverRead: ServerRead, processId: string, log: 
   Effect.gen(function*() {
     let batch = log.after(cursor)
     while (batch.length === 0) {
+      // forgotten before its close (another process took its id, or its start failed): nothing more comes
+      if (log.ended) return yield* Effect.fail(new ExecutorError({ reason: new UnknownProcess({ processId }) }))
       if (link.live === undefined) yield* link.client
       yield* Effect.raceFirst(
         log.untilAfter(cursor),
@@ -73,8 +75,7 @@ export const remoteEvents = (link: Link, records: ProcessRecords, serverRead: Se
   options?: { readonly afterSeq?: number }
 ): Stream.Stream<ProcessEvent, ExecutorError> =>
   Stream.unwrap(Effect.gen(function*() {
-    const record = records.get(processId)
-    if (record === undefined) {
+    if (records.get(processId) === undefined) {
       // not started by this client: the server says whether it knows it (`UnknownProcess` when not)
       yield* serverRead({ processId, afterSeq: 0, maxBytes: 1, waitMs: 0 })
       return yield* Effect.fail(
@@ -85,6 +86,11 @@ export const remoteEvents = (link: Link, records: ProcessRecords, serverRead: Se
         })
       )
     }
+    // followed for as long as the stream runs: its record is not forgotten to the bound of records while open
+    const record = yield* Effect.acquireRelease(
+      Effect.sync(() => records.follow(processId)!),
+      (record) => Effect.sync(() => record.followers--)
+    )
     return Stream.paginate(options?.afterSeq ?? 0, (cursor) =>
       Effect.map(nextEvents(link, serverRead, processId, record.events, cursor), (events) => {
         const last = events[events.length - 1]!

@@ -1,0 +1,119 @@
+/**
+ * The remote client's process records against our own exec-server, over a
+ * real WebSocket on 127.0.0.1 (through a recording proxy): a follower of a
+ * process's events keeps its record past the bound of records.
+ *
+ * A follower that should end is asked whether it ended once the client took
+ * in the event that ends it: the proxy saw that frame pass, and the answer to
+ * a later request on the same connection came after it.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Stream from "effect/Stream"
+import { Executor, type ExecutorError, type ProcessEvent } from "../src/Executor.ts"
+import * as Remote from "../src/internal/remote/environment.ts"
+import * as LocalExecutor from "../src/LocalExecutor.ts"
+import * as RemoteExecutor from "../src/RemoteExecutor.ts"
+import * as WebSocketListener from "../src/WebSocketListener.ts"
+import type { ProxiedFrame } from "./support/webSocketProxy.ts"
+import * as WebSocketProxy from "./support/webSocketProxy.ts"
+
+const settings: Remote.Settings = {
+  clientName: "records-test",
+  connectTimeout: Duration.seconds(10),
+  requestTimeoutMillis: 30_000,
+  binaryOutput: true
+}
+
+const bytes = (s: string) => new TextEncoder().encode(s)
+const text = (chunk: Uint8Array) => new TextDecoder().decode(chunk)
+const shown = (events: ReadonlyArray<ProcessEvent>) =>
+  events.map((e) =>
+    e._tag === "Output" ? `Output ${text(e.chunk)}` : e._tag === "Exited" ? `Exited ${e.exitCode}` : e._tag
+  )
+
+const startRequest = (
+  processId: string,
+  argv: ReadonlyArray<string>,
+  options: { readonly pipeStdin?: boolean } = {}
+) => ({
+  processId,
+  argv,
+  cwd: "/tmp",
+  env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+  tty: false,
+  ...options
+})
+
+/** A fiber that has ended once the other fibers had their turns (none of them waits for I/O by then). */
+const settled = <A, E>(fiber: Fiber.Fiber<A, E>, what: string) =>
+  Effect.gen(function*() {
+    for (let turn = 0; turn < 1000 && fiber.pollUnsafe() === undefined; turn++) yield* Effect.yieldNow
+    assert.isDefined(fiber.pollUnsafe(), `${what} is still waiting`)
+    return fiber.pollUnsafe()!
+  })
+
+/** A follower of `processId`'s events, and a wait for its first event. */
+const follow = (executor: Executor["Service"], processId: string) =>
+  Effect.gen(function*() {
+    const first = yield* Deferred.make<void>()
+    const fiber = yield* Effect.forkChild(
+      Stream.runCollect(executor.events(processId).pipe(Stream.tap(() => Deferred.succeed(first, undefined))))
+    )
+    return { fiber, firstEvent: Deferred.await(first) }
+  })
+
+const closedFrame = (processId: string, link: number) => (frame: ProxiedFrame) =>
+  frame.link === link && frame.from === "server" && frame.message?.method === "process/closed" &&
+  frame.message.params?.processId === processId
+
+const valueOf = <A, E>(exit: Exit.Exit<A, E>): A => {
+  if (Exit.isSuccess(exit)) return exit.value
+  return assert.fail(`failed: ${String(exit)}`)
+}
+
+const reasonOf = (exit: Exit.Exit<unknown, ExecutorError>) =>
+  Exit.isFailure(exit) ? exit.cause.reasons.find((r) => r._tag === "Fail")?.error.reason : undefined
+
+describe("RemoteExecutor: a follower past the bound of records", () => {
+  it.live("keeps its process's record, gets every event to the close and ends; the bound holds again after", () =>
+    Effect.gen(function*() {
+      const { url } = yield* WebSocketListener.listen({}).pipe(
+        Effect.provideServiceEffect(Executor, LocalExecutor.make())
+      )
+      const proxy = yield* WebSocketProxy.start(url)
+      const { executor, footprint } = yield* Remote.make(
+        RemoteExecutor.connectWebSocket({ url: proxy.url }),
+        { ...settings, maxRecords: 2 }
+      )
+      yield* executor.start(
+        startRequest("followed", ["sh", "-c", "printf early; read _; printf late; exit 3"], { pipeStdin: true })
+      )
+      const follower = yield* follow(executor, "followed")
+      yield* follower.firstEvent
+      // two more records: past the bound of 2, the oldest is the followed one
+      for (const processId of ["later-1", "later-2"]) yield* executor.start(startRequest(processId, ["sleep", "60"]))
+      yield* executor.write({ processId: "followed", chunk: bytes("\n"), writeId: "go" })
+      yield* proxy.waitFor("the close of the followed process", closedFrame("followed", 1))
+      // answered after the close, on the same connection: the client has taken the close in
+      yield* Effect.exit(executor.read({ processId: "never-started", waitMs: 0 }))
+      const exit = yield* settled(follower.fiber, "the follower of the oldest record")
+      assert.deepStrictEqual(shown(valueOf(exit)), ["Output early", "Output late", "Exited 3", "Closed"])
+      // followed no more (and closed): the next start brings the records back within their bound
+      yield* executor.start(startRequest("later-3", ["true"]))
+      assert.strictEqual(footprint().records, 2)
+      // a follower that stops following an open process leaves its record to the bound
+      yield* executor.start(startRequest("left", ["sh", "-c", "echo hi; exec sleep 60"]))
+      const leaving = yield* follow(executor, "left")
+      yield* leaving.firstEvent
+      yield* Fiber.interrupt(leaving.fiber)
+      for (const processId of ["later-4", "later-5"]) yield* executor.start(startRequest(processId, ["true"]))
+      assert.strictEqual(footprint().records, 2)
+      const forgotten = yield* Effect.exit(Stream.runHead(executor.events("left")))
+      assert.strictEqual(reasonOf(forgotten)?._tag, "Unsupported", "the client no longer remembers it")
+    }))
+})
