@@ -1,7 +1,9 @@
 /**
  * The remote client's process records against our own exec-server, over a
  * real WebSocket on 127.0.0.1 (through a recording proxy): a follower of a
- * process's events keeps its record past the bound of records.
+ * process's events keeps its record past the bound of records, and a start
+ * the server accepts under the id of a process it forgot gets a record of its
+ * own, while a follower of the forgotten one ends.
  *
  * A follower that should end is asked whether it ended once the client took
  * in the event that ends it: the proxy saw that frame pass, and the answer to
@@ -13,12 +15,14 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import { Executor, type ExecutorError, type ProcessEvent } from "../src/Executor.ts"
 import * as Remote from "../src/internal/remote/environment.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
 import * as RemoteExecutor from "../src/RemoteExecutor.ts"
 import * as WebSocketListener from "../src/WebSocketListener.ts"
+import { readUntilClosed } from "./support/processes.ts"
 import type { ProxiedFrame } from "./support/webSocketProxy.ts"
 import * as WebSocketProxy from "./support/webSocketProxy.ts"
 
@@ -115,5 +119,55 @@ describe("RemoteExecutor: a follower past the bound of records", () => {
       assert.strictEqual(footprint().records, 2)
       const forgotten = yield* Effect.exit(Stream.runHead(executor.events("left")))
       assert.strictEqual(reasonOf(forgotten)?._tag, "Unsupported", "the client no longer remembers it")
+    }))
+})
+
+describe("RemoteExecutor: a start under the id of a process the server forgot, its close never seen", () => {
+  it.live("gets a record of its own: its output, exit and close are read and followed; the old follower ends", () =>
+    Effect.gen(function*() {
+      // the server's executor forgets a closed process at once
+      const local = yield* LocalExecutor.make({ closedRetention: "1 millis" })
+      const { url } = yield* WebSocketListener.listen({}).pipe(Effect.provideService(Executor, local))
+      const proxy = yield* WebSocketProxy.start(url)
+      const executor = yield* RemoteExecutor.make(RemoteExecutor.connectWebSocket({ url: proxy.url }))
+      yield* executor.start(startRequest("reused", ["sh", "-c", "printf old; exec sleep 60"]))
+      const old = yield* follow(executor, "reused")
+      yield* old.firstEvent
+      const sessionId: string = proxy.frames.find((f) => typeof f.message?.result?.sessionId === "string")!
+        .message.result.sessionId
+      const internalId = `${sessionId}/reused`
+
+      // the link dies while the server still writes to it: the old process's close is lost on the way
+      yield* proxy.cut({ holdServerSide: true })
+      yield* local.terminate(internalId)
+      yield* proxy.waitFor("the lost close", (f) => closedFrame("reused", 1)(f) && !f.delivered)
+      yield* proxy.releaseServerSide
+      // and the server's executor forgets it
+      yield* local.read({ processId: internalId, waitMs: 0 }).pipe(
+        Effect.flip,
+        Effect.filterOrFail((error) => error.reason._tag === "UnknownProcess"),
+        Effect.retry({ times: 500, schedule: Schedule.spaced("10 millis") })
+      )
+
+      // the client still thinks the old one open; the server accepts a new one under its id, and every notification
+      // of the new process reaches the client before the answer does (as Codex's can)
+      yield* proxy.holdBack(
+        (f) => f.message?.result?.processId === "reused",
+        (f) => f.link > 1 && closedFrame("reused", f.link)(f)
+      )
+      yield* executor.start({
+        ...startRequest("reused", ["sh", "-c", "printf new; exit 7"]),
+        backpressure: true
+      })
+      const oldExit = yield* settled(old.fiber, "the follower of the forgotten process")
+      assert.strictEqual(reasonOf(oldExit)?._tag, "UnknownProcess", `the old follower got ${String(oldExit)}`)
+
+      const follower = yield* follow(executor, "reused")
+      const seen = yield* readUntilClosed("reused").pipe(Effect.provideService(Executor, executor))
+      assert.deepStrictEqual([seen.stdout, seen.last.exitCode], ["new", 7])
+      yield* proxy.waitFor("the close of the new process", (f) => f.link > 1 && closedFrame("reused", f.link)(f))
+      yield* Effect.exit(executor.read({ processId: "never-started", waitMs: 0 }))
+      const events = yield* settled(follower.fiber, "the follower of the new process")
+      assert.deepStrictEqual(shown(valueOf(events)), ["Output new", "Exited 7", "Closed"])
     }))
 })

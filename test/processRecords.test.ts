@@ -209,6 +209,46 @@ describe("ProcessRecords", () => {
     assert.isFalse(closed.ended, "a closed history is whole: nothing ends it early")
   })
 
+  it("holds an id's notifications while it is started again, until the answer says whose they are", () => {
+    const records = new ProcessRecords()
+    records.starting("p", { showsOutput: true, streams: false })
+    records.add("p", output(1, 1))
+    const old = records.get("p")!
+    records.startingAgain("p")
+    records.add("p", output(2, 1))
+    assert.deepStrictEqual(old.events.after(0).map((e) => e.seq), [1], "held, not yet the old record's")
+    records.startAnswered("p", undefined)
+    assert.strictEqual(records.get("p"), old, "refused: the old record stays")
+    assert.deepStrictEqual(old.events.after(0).map((e) => e.seq), [1, 2], "and gets what was held")
+
+    records.startingAgain("p")
+    records.add("p", output(1, 5))
+    records.add("p", { _tag: "Closed", seq: 2 })
+    records.startAnswered("p", { showsOutput: true, streams: true })
+    const renewed = records.get("p")!
+    assert.notStrictEqual(renewed, old, "accepted: a record of its own")
+    assert.isTrue(old.events.ended, "the old one's followers end")
+    assert.deepStrictEqual(renewed.events.after(0).map((e) => e.seq), [1, 2])
+    assert.strictEqual(renewed.pushed?.size, 2, "its reads are answered from the push")
+    assert.deepStrictEqual([records.footprint().heldEntries, records.footprint().heldBytes], [0, 0])
+  })
+
+  it("holds at most its bounds of notifications for an id started again", () => {
+    const records = new ProcessRecords()
+    records.starting("p", { showsOutput: true, streams: false })
+    records.startingAgain("p")
+    for (let seq = 1; seq <= Defaults.client.maxHeldNotifications + 10; seq++) records.add("p", output(seq, 1))
+    assert.strictEqual(records.footprint().heldEntries, Defaults.client.maxHeldNotifications)
+    records.startAnswered("p", undefined)
+    records.startingAgain("p")
+    const large = Defaults.client.maxHeldNotificationBytes / 4
+    for (let seq = 1; seq <= 10; seq++) records.add("p", output(seq, large))
+    assert.deepStrictEqual(
+      [records.footprint().heldEntries, records.footprint().heldBytes],
+      [4, Defaults.client.maxHeldNotificationBytes]
+    )
+  })
+
   it("counts a process a reader drained as a closed history, even when no close was notified", () => {
     const records = new ProcessRecords()
     for (let i = 0; i < Defaults.client.keptHistories + 10; i++) {

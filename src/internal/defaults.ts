@@ -241,6 +241,14 @@ export const client = {
    */
   maxRecords: 4096,
   /**
+   * Notifications held for a process id started again while a process of ours
+   * under it is open, until the answer says which process they are of; more are
+   * dropped (reads and `events` ask the server for what they miss).
+   */
+  maxHeldNotifications: 16_384,
+  /** Output bytes of those notifications held at most. */
+  maxHeldNotificationBytes: 16 * MiB,
+  /**
    * What a read answer may hold beyond the `maxBytes` asked for: a server
    * returns the first chunk whole, and no server retains a chunk larger than
    * its 1 MiB window. A larger answer is a protocol violation.

@@ -46,6 +46,22 @@ export interface WebSocketProxy {
   readonly releaseServerSide: Effect.Effect<void>
   /** While not accepting, a connection attempt is refused with HTTP 503. */
   readonly setAccepting: (accepting: boolean) => Effect.Effect<void>
+  /**
+   * Holds back the next server frame matching `held` (recorded as it arrives)
+   * until one matching `until` was passed on, then passes it on: the order of
+   * a server whose notifications overtake its answers (Codex's sends them
+   * from separate tasks).
+   */
+  readonly holdBack: (
+    held: (frame: ProxiedFrame) => boolean,
+    until: (frame: ProxiedFrame) => boolean
+  ) => Effect.Effect<void>
+}
+
+interface HeldBack {
+  readonly held: (frame: ProxiedFrame) => boolean
+  readonly until: (frame: ProxiedFrame) => boolean
+  data?: [WebSocket.RawData, boolean]
 }
 
 interface Link {
@@ -75,6 +91,7 @@ export const start = (target: string): Effect.Effect<WebSocketProxy, never, Scop
     const links = new Set<Link>()
     let accepting = true
     let linkCount = 0
+    const holdsBack = new Set<HeldBack>()
 
     const record = (frame: ProxiedFrame) => {
       frames.push(frame)
@@ -100,8 +117,26 @@ export const start = (target: string): Effect.Effect<WebSocketProxy, never, Scop
       })
       server.on("message", (data, isBinary) => {
         const deliver = !link.held && client.readyState === WebSocket.OPEN
-        record({ link: link.id, from: "server", message: parse(data), delivered: deliver, binary: isBinary })
-        if (deliver) client.send(data, { binary: isBinary })
+        const frame: ProxiedFrame = {
+          link: link.id,
+          from: "server",
+          message: parse(data),
+          delivered: deliver,
+          binary: isBinary
+        }
+        record(frame)
+        if (!deliver) return
+        const holding = [...holdsBack].find((rule) => rule.data === undefined && rule.held(frame))
+        if (holding !== undefined) {
+          holding.data = [data, isBinary]
+          return
+        }
+        client.send(data, { binary: isBinary })
+        for (const rule of holdsBack) {
+          if (rule.data === undefined || !rule.until(frame)) continue
+          holdsBack.delete(rule)
+          client.send(rule.data[0], { binary: rule.data[1] })
+        }
       })
       client.on("close", () => {
         if (!link.held) server.terminate()
@@ -181,6 +216,10 @@ export const start = (target: string): Effect.Effect<WebSocketProxy, never, Scop
       setAccepting: (value) =>
         Effect.sync(() => {
           accepting = value
+        }),
+      holdBack: (held, until) =>
+        Effect.sync(() => {
+          holdsBack.add({ held, until })
         })
     }
   })

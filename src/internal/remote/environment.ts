@@ -9,6 +9,7 @@
  */
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import type * as FileSystem from "effect/FileSystem"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -134,13 +135,16 @@ const makeExecutor = (link: Link, records: ProcessRecords): Executor["Service"] 
         if (pushed !== undefined && started.windowBytes !== undefined) pushed.windowBytes = started.windowBytes
       })
     // A process of ours still runs under this id: the server refuses a second start (ProcessIdInUse), and its
-    // record, which its followers and reads hold, stays as it is. Should the server accept (it forgot the first),
-    // the new process gets a record of its own then.
+    // record, which its followers and reads hold, stays as it is. Should the server accept (it forgot the first,
+    // whose close we never saw), the new process gets a record of its own. Until the answer says which, the id's
+    // notifications are held: they may be either's.
     if (records.isOpen(request.processId)) {
-      return yield* Effect.tap(
-        call,
-        (started) =>
-          Effect.andThen(Effect.sync(() => records.starting(request.processId, options)), keepWindow(started))
+      records.startingAgain(request.processId)
+      return yield* call.pipe(
+        Effect.onExit((exit) =>
+          Effect.sync(() => records.startAnswered(request.processId, Exit.isSuccess(exit) ? options : undefined))
+        ),
+        Effect.tap(keepWindow)
       )
     }
     // recorded before the call: the server may notify the new process's output before it answers the start

@@ -152,6 +152,20 @@ export class ProcessRecord {
 }
 
 /**
+ * The notifications of a process id held while a start of that id is under
+ * way and a process of ours under it is open: until the answer, they may be
+ * the old process's (the server refuses the start) or the new one's (it
+ * accepts: it forgot the old one, whose close this client never saw).
+ */
+interface HeldNotifications {
+  /** Starts of the id under way. */
+  starts: number
+  readonly events: Array<ProcessEvent>
+  /** Output bytes held. */
+  bytes: number
+}
+
+/**
  * What the client holds, in entries and bytes: what a test asserts to show
  * that no server can make it grow without bound.
  */
@@ -163,6 +177,9 @@ export interface RecordsFootprint {
   readonly notifiedBytes: number
   readonly pushedEntries: number
   readonly pushedBytes: number
+  /** Notifications held while ids are started again (`startingAgain`). */
+  readonly heldEntries: number
+  readonly heldBytes: number
 }
 
 /**
@@ -232,6 +249,8 @@ export class ProcessRecords {
   private readonly closed = new Set<string>()
   /** Processes with a pushed-output cache, the one read least recently first. */
   private readonly streaming = new Set<string>()
+  /** Ids started again while a process of ours under them is open: their notifications, until the answer. */
+  private readonly held = new Map<string, HeldNotifications>()
 
   /** The record of `processId`, if this client started it (and did not forget it since). */
   get(processId: string): ProcessRecord | undefined {
@@ -291,6 +310,47 @@ export class ProcessRecords {
     return record
   }
 
+  /**
+   * A start of `processId` is under way while a process of ours under it is
+   * open: its notifications are held until the answer says whose they are.
+   */
+  startingAgain(processId: string): void {
+    const held = this.held.get(processId)
+    if (held !== undefined) held.starts++
+    else this.held.set(processId, { starts: 1, events: [], bytes: 0 })
+  }
+
+  /**
+   * A start of `startingAgain` answered: accepted (the server forgot the old
+   * process), the new process gets a record of its own (the old one's
+   * followers fail); refused (or unknown), the old record stays. Once no such
+   * start is under way, what was held goes to the record that is left.
+   */
+  startAnswered(
+    processId: string,
+    accepted: { readonly showsOutput: boolean; readonly streams: boolean } | undefined
+  ): void {
+    const held = this.held.get(processId)
+    if (accepted !== undefined) this.starting(processId, accepted)
+    if (held === undefined || --held.starts > 0) return
+    this.held.delete(processId)
+    for (const event of held.events) this.add(processId, event)
+  }
+
+  /** Holds a notification of an id started again; past the bounds it is dropped (readers ask the server). */
+  private hold(held: HeldNotifications, notified: ProcessEvent, framed: boolean): void {
+    const output = notified._tag === "Output" ? notified : undefined
+    const fits = held.events.length < Defaults.client.maxHeldNotifications &&
+      held.bytes + (output?.chunk.length ?? 0) <= Defaults.client.maxHeldNotificationBytes
+    if (fits) {
+      held.events.push(
+        output !== undefined && framed ? { ...output, chunk: Buffer.copyBytesFrom(output.chunk) } : notified
+      )
+      held.bytes += output?.chunk.length ?? 0
+    }
+    if (framed) this.releaseFrame(output!.chunk)
+  }
+
   /** Forgets a process (it did not start, it is the oldest past a bound, or another took its id): followers end. */
   forget(processId: string): void {
     const record = this.records.get(processId)
@@ -336,7 +396,9 @@ export class ProcessRecords {
   add(processId: string, notified: ProcessEvent): void {
     const record = this.records.get(processId)
     const framed = notified._tag === "Output" && this.memory.holds(notified.chunk)
-    if (record !== undefined) this.record(processId, record, notified, framed)
+    const held = this.held.get(processId)
+    if (held !== undefined) this.hold(held, notified, framed)
+    else if (record !== undefined) this.record(processId, record, notified, framed)
     else if (framed) this.releaseFrame(notified.chunk)
   }
 
@@ -372,6 +434,12 @@ export class ProcessRecords {
       pushedEntries += record.pushed?.size ?? 0
       pushedBytes += record.pushed?.bytes ?? 0
     }
+    let heldEntries = 0
+    let heldBytes = 0
+    for (const held of this.held.values()) {
+      heldEntries += held.events.length
+      heldBytes += held.bytes
+    }
     return {
       records: this.records.size,
       closedHistories: this.closed.size,
@@ -379,7 +447,9 @@ export class ProcessRecords {
       notifiedEntries,
       notifiedBytes,
       pushedEntries,
-      pushedBytes
+      pushedBytes,
+      heldEntries,
+      heldBytes
     }
   }
 
