@@ -8,8 +8,11 @@
  * Bounded in entries and bytes, at O(log n) or amortised O(1) a notification:
  * notified output per process (oldest dropped), one exit and one close per
  * process (the first wins), closed histories and records by count (oldest
- * forgotten), streamed caches by count, entries and bytes (past them reads ask
- * the server).
+ * forgotten, but not an open one an `events` stream follows: the records
+ * exceed their bound by those at most), streamed caches by count, entries and
+ * bytes (past them reads ask the server), and the notifications held while an
+ * id of an open process is started again (until the answer says whose they
+ * are).
  *
  * @internal
  */
