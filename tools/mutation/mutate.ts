@@ -73,7 +73,8 @@ export const modules: Readonly<Record<string, Module>> = {
       "test/pushedOutput.test.ts",
       "test/processRecords.test.ts",
       "test/streamedRead.test.ts",
-      "test/RemoteExecutor.test.ts"
+      "test/RemoteExecutor.test.ts",
+      "test/RemoteRecords.test.ts"
     ]
   },
   // the client end of a ws:// WebSocket: the upgrade, frames, limits, the close
