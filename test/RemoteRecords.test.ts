@@ -22,7 +22,7 @@ import * as Remote from "../src/internal/remote/environment.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
 import * as RemoteExecutor from "../src/RemoteExecutor.ts"
 import * as WebSocketListener from "../src/WebSocketListener.ts"
-import { readUntilClosed } from "./support/processes.ts"
+import { readUntilClosed, startRequest } from "./support/processes.ts"
 import type { ProxiedFrame } from "./support/webSocketProxy.ts"
 import * as WebSocketProxy from "./support/webSocketProxy.ts"
 
@@ -39,19 +39,6 @@ const shown = (events: ReadonlyArray<ProcessEvent>) =>
   events.map((e) =>
     e._tag === "Output" ? `Output ${text(e.chunk)}` : e._tag === "Exited" ? `Exited ${e.exitCode}` : e._tag
   )
-
-const startRequest = (
-  processId: string,
-  argv: ReadonlyArray<string>,
-  options: { readonly pipeStdin?: boolean } = {}
-) => ({
-  processId,
-  argv,
-  cwd: "/tmp",
-  env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
-  tty: false,
-  ...options
-})
 
 /** A fiber that has ended once the other fibers had their turns (none of them waits for I/O by then). */
 const settled = <A, E>(fiber: Fiber.Fiber<A, E>, what: string) =>

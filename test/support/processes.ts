@@ -99,18 +99,25 @@ export const readUntilClosed = (
     }
   })
 
+/** The start request of `argv` in /tmp with the given options. */
+export const startRequest = (
+  processId: string,
+  argv: ReadonlyArray<string>,
+  options: Partial<Exec.StartRequest> = {}
+): Exec.StartRequest => ({
+  processId,
+  argv,
+  cwd: "/tmp",
+  env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+  tty: false,
+  ...options
+})
+
 /** Starts `argv` in /tmp with the given options. */
 export const start = (processId: string, argv: ReadonlyArray<string>, options: Partial<Exec.StartRequest> = {}) =>
   Effect.gen(function*() {
     const executor = yield* Exec.Executor
-    return yield* executor.start({
-      processId,
-      argv,
-      cwd: "/tmp",
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
-      tty: false,
-      ...options
-    })
+    return yield* executor.start(startRequest(processId, argv, options))
   })
 
 /** Runs `argv` to completion and returns what a reader saw. */
