@@ -784,7 +784,10 @@ const requestOf = (command: Command): ExecRequest =>
 
 /**
  * Runs a command and succeeds only when it exits 0; otherwise fails with
- * {@link CommandFailed}, which carries the whole result.
+ * {@link CommandFailed}, which carries the whole result. The request keeps
+ * {@link run}'s defaults, unlike {@link string} and {@link lines}: the first
+ * 1 MiB of each stream (`"shellTool"` capture) and a 10 s timeout unless it
+ * names a `timeout` (or `capture: "fullBuffer"`).
  *
  * @example
  * ```ts
