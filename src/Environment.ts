@@ -38,7 +38,11 @@ export type Location =
   | { readonly _tag: "Stdio"; readonly program: string; readonly args: ReadonlyArray<string> }
 
 /**
- * An environment could not be set up (bad configuration, unreachable server).
+ * An environment's configuration is wrong: an `EXEC_SERVER_URL` that is not a
+ * `ws://` or `wss://` URL, an environments file that cannot be read or breaks
+ * Codex's rules, environments given in code that break them. A server out of
+ * reach is no `EnvironmentError`: the run fails with an `ExecutorError`
+ * (`ConnectionLost`).
  *
  * @category errors
  * @since 0.1.0

@@ -784,7 +784,11 @@ const requestOf = (command: Command): ExecRequest =>
 
 /**
  * Runs a command and succeeds only when it exits 0; otherwise fails with
- * {@link CommandFailed}, which carries the whole result.
+ * {@link CommandFailed}, which carries the whole result. The request keeps
+ * {@link run}'s defaults, unlike {@link string} and {@link lines}: the first
+ * 1 MiB of each stream (`"shellTool"` capture) and a 10 s timeout unless it
+ * names a `timeout` (or `capture: "fullBuffer"`). A command that cannot start
+ * fails with an `ExecutorError`, as with {@link run}.
  *
  * @example
  * ```ts
@@ -812,8 +816,10 @@ export const runOrFail = Effect.fn("Exec.runOrFail")(function*(request: ExecRequ
 
 /**
  * Runs a command and returns its stdout as text, as `$(…)` in a shell; fails
- * with {@link CommandFailed} unless it exits 0. An argv alone keeps all of the
- * output and has no timeout; a request may say otherwise.
+ * with {@link CommandFailed} unless it exits 0, and with an `ExecutorError`
+ * when it cannot start (as {@link run}). An argv, or a request that names no
+ * `capture`, keeps all of the output and has no timeout; a request may say
+ * otherwise.
  *
  * @example
  * ```ts
@@ -832,7 +838,8 @@ export const string = (command: Command): Effect.Effect<string, ExecutorError | 
 /**
  * Runs a command and returns the lines of its stdout (without their line
  * ends, `\n` or `\r\n`; no empty last line for a final newline); fails with
- * {@link CommandFailed} unless it exits 0.
+ * {@link CommandFailed} unless it exits 0, and with an `ExecutorError` when it
+ * cannot start. Its defaults are {@link string}'s.
  *
  * @example
  * ```ts

@@ -41,7 +41,11 @@ export interface Options extends ExecServer.Options {
   readonly token?: Redacted.Redacted<string> | undefined
   /** Browser origins allowed to connect; any other `Origin` header is refused with 403. */
   readonly allowedOrigins?: ReadonlyArray<string>
-  /** Largest frame accepted (default 16 MiB); a larger one closes the connection (1009). */
+  /**
+   * Largest frame accepted (default 96 MiB, `ExecServer.defaults.maxFrameBytes`:
+   * room for an `fs/writeFile` of `maxFileBytes` in base64); a larger one closes
+   * the connection (1009).
+   */
   readonly maxFrameBytes?: number
   /**
    * Answers and notifications queued for a client, before it is dropped
