@@ -17,6 +17,7 @@ import * as Schema from "effect/Schema"
 import * as SchemaGetter from "effect/SchemaGetter"
 import * as SchemaIssue from "effect/SchemaIssue"
 import * as NodeOs from "node:os"
+import { isAbsolute } from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
 import {
   ExecutorErrorReason,
@@ -102,7 +103,9 @@ const parseCwd = (wire: string): Option.Option<string> => {
 
 /**
  * A working directory: an absolute path, or a `file://` URI on the wire (the
- * Codex 0.169 shape, which is also what encoding produces).
+ * Codex 0.169 shape, which is also what encoding produces). Encoding refuses a
+ * relative path: it would be made absolute against this process's directory,
+ * which is not the server's.
  *
  * @category schemas
  * @since 0.1.0
@@ -119,7 +122,15 @@ export const Cwd = Schema.String.pipe(
           })
         )
     }),
-    encode: SchemaGetter.transform((path: string) => pathToFileURL(path).href)
+    encode: SchemaGetter.transformEffect((path: string) =>
+      isAbsolute(path)
+        ? Effect.succeed(pathToFileURL(path).href)
+        : Effect.fail(
+          new SchemaIssue.InvalidValue({
+            message: `cwd must be an absolute path: the server cannot tell what ${JSON.stringify(path)} is relative to`
+          })
+        )
+    )
   })
 )
 

@@ -15,6 +15,7 @@ import * as LocalExecutor from "../src/LocalExecutor.ts"
 import * as RemoteExecutor from "../src/RemoteExecutor.ts"
 import * as WebSocketListener from "../src/WebSocketListener.ts"
 import { suite } from "./support/ExecutorContract.ts"
+import { readUntilClosed } from "./support/processes.ts"
 import { remoteOverWebSocket } from "./support/servers.ts"
 
 const overStdio = Layer.effect(
@@ -83,5 +84,25 @@ describe("RemoteExecutor: events of output the server no longer retains", () => 
       assert.isAbove(dropped, 0)
       assert.strictEqual(dropped + output, total)
       assert.deepStrictEqual(events.slice(-2).map((event) => event._tag), ["Exited", "Closed"])
+    }))
+})
+
+describe("RemoteExecutor: a relative cwd", () => {
+  it.live("is refused before anything is sent: the server cannot tell what it is relative to", () =>
+    Effect.gen(function*() {
+      const local = yield* LocalExecutor.make()
+      const { url } = yield* WebSocketListener.listen({}).pipe(Effect.provideService(Executor, local))
+      const remote = yield* RemoteExecutor.make(RemoteExecutor.connectWebSocket({ url }))
+      const request = { processId: "relative", argv: ["pwd"], cwd: "tmp", env: {}, tty: false }
+      const error = yield* Effect.flip(remote.start(request))
+      assert.strictEqual(error.reason._tag, "InvalidRequest")
+      assert.include(error.message, "cwd must be an absolute path")
+      // nothing started under that id: the server knows of none
+      const unknown = yield* Effect.flip(remote.read({ processId: "relative", waitMs: 0 }))
+      assert.strictEqual(unknown.reason._tag, "UnknownProcess")
+      // an absolute one runs there
+      yield* remote.start({ ...request, cwd: "/tmp" })
+      const seen = yield* readUntilClosed("relative").pipe(Effect.provideService(Executor, remote))
+      assert.strictEqual(seen.stdout, "/tmp\n")
     }))
 })
