@@ -511,6 +511,54 @@ describe("effect-exec serve and run --remote", () => {
       }
     }))
 
+  it.live("refuses an empty token, from a file or a flag, and exits 2", () =>
+    Effect.gen(function*() {
+      const dir = mkdtempSync(join(tmpdir(), "cli-token-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+      const empty = join(dir, "empty")
+      writeFileSync(empty, "\n")
+      for (
+        const [args, said] of [
+          [["serve", "--listen", "ws://0.0.0.0:0", "--token-file", empty], `--token-file ${empty} is empty`],
+          [["run", "--remote", "ws://127.0.0.1:9", "--token-file", empty, "--", "true"], "is empty"],
+          [["serve", "--token", ""], "--token is empty"]
+        ] as const
+      ) {
+        const result = yield* cli(args)
+        assert.strictEqual(result.code, 2, result.stderr)
+        assert.include(result.stderr, said)
+      }
+    }))
+
+  it.live("refuses a serve limit that would serve nothing, naming the flag, and exits 2", () =>
+    Effect.gen(function*() {
+      for (
+        const flag of [
+          "--concurrent-requests",
+          "--max-processes",
+          "--max-processes-per-session",
+          "--max-sessions-per-address",
+          "--max-connections-per-address"
+        ]
+      ) {
+        const result = yield* cli(["serve", flag, "0"])
+        assert.strictEqual(result.code, 2, result.stderr)
+        assert.include(result.stderr, `${flag} must be at least 1, got 0`)
+      }
+      const negative = yield* cli(["serve", "--max-file-bytes", "-5"])
+      assert.strictEqual(negative.code, 2, negative.stderr)
+      assert.include(negative.stderr, "--max-file-bytes must be at least 0, got -5")
+    }))
+
+  it.live("refuses a relative --cwd for a remote run: the server cannot tell what it is relative to", () =>
+    Effect.gen(function*() {
+      const server = yield* spawnServe([])
+      const result = yield* cli(["run", "--remote", server.url, "--cwd", "tmp", "--", "pwd"])
+      assert.strictEqual(result.code, 255, result.stderr)
+      assert.include(result.stderr, "cwd must be an absolute path")
+      assert.strictEqual(result.stdout, "")
+    }))
+
   it.live("refuses to listen off loopback without a token", () =>
     Effect.gen(function*() {
       const result = yield* cli(["serve", "--listen", "ws://0.0.0.0:0"])

@@ -58,23 +58,33 @@ export const environmentsFlag = Flag.File("environments", { mustExist: true }).p
 
 /**
  * The token from `--token`, `--token-file` (its first line) or
- * `$EXEC_SERVER_TOKEN`, in that order; a token file that cannot be read is a
- * usage error.
+ * `$EXEC_SERVER_TOKEN`, in that order; a token file that cannot be read, and
+ * an empty token from a flag (a server would answer every client 401), are
+ * usage errors.
  */
 export const resolveToken = (
   token: Option.Option<Redacted.Redacted<string>>,
   tokenFile: Option.Option<string>
 ): Effect.Effect<Redacted.Redacted<string> | undefined, UsageError, FileSystem.FileSystem> => {
-  if (Option.isSome(token)) return Effect.succeed(token.value)
+  if (Option.isSome(token)) {
+    return Redacted.value(token.value) === ""
+      ? Effect.fail(new UsageError({ message: "--token is empty" }))
+      : Effect.succeed(token.value)
+  }
   if (Option.isSome(tokenFile)) {
     const path = tokenFile.value
     return Effect.flatMap(FileSystem.FileSystem, (fs) => fs.readFileString(path)).pipe(
-      Effect.map((text) => Redacted.make(text.split("\n")[0]!.trim())),
       Effect.mapError((error) => {
         // the OS's words ("EACCES: permission denied, open …") when there are some
         const cause = error.reason.cause
         const reason = cause instanceof Error ? cause.message : error.message
         return new UsageError({ message: `cannot read --token-file ${path}: ${reason}` })
+      }),
+      Effect.flatMap((text) => {
+        const first = text.split("\n")[0]!.trim()
+        return first === ""
+          ? Effect.fail(new UsageError({ message: `--token-file ${path} is empty: its first line is the token` }))
+          : Effect.succeed(Redacted.make(first))
       })
     )
   }

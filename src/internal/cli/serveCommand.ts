@@ -30,6 +30,10 @@ const listenFlag = Flag.String("listen").pipe(
 
 const seconds = (millis: number) => `${millis / 1000}s`
 
+/** A whole-number flag's lower bound, said in the usage error (a zero count would make a server that serves nothing). */
+const atLeast = (flag: string, min: number) =>
+  Flag.filter((value: number) => value >= min, (value) => `--${flag} must be at least ${min}, got ${value}`)
+
 const sessionTtlFlag = Flag.String("session-ttl").pipe(
   Flag.withDescription(
     `How long a disconnected client's processes wait for it to resume, e.g. 30s (default ` +
@@ -43,21 +47,24 @@ const concurrentRequestsFlag = Flag.Int("concurrent-requests").pipe(
     `Requests of one connection served at once (default ${ExecServer.defaults.maxConcurrentRequests}); up to ` +
       `${ExecServer.defaults.maxQueuedRequests} more wait`
   ),
-  Flag.withDefault(ExecServer.defaults.maxConcurrentRequests)
+  Flag.withDefault(ExecServer.defaults.maxConcurrentRequests),
+  atLeast("concurrent-requests", 1)
 )
 
 const maxProcessesFlag = Flag.Int("max-processes").pipe(
   Flag.withDescription(
     `Processes running at once over all clients (default ${ExecServer.defaults.maxProcesses}); more starts are refused`
   ),
-  Flag.withDefault(ExecServer.defaults.maxProcesses)
+  Flag.withDefault(ExecServer.defaults.maxProcesses),
+  atLeast("max-processes", 1)
 )
 
 const maxProcessesPerSessionFlag = Flag.Int("max-processes-per-session").pipe(
   Flag.withDescription(
     `Processes running at once for one client session (default ${ExecServer.defaults.maxProcessesPerSession})`
   ),
-  Flag.withDefault(ExecServer.defaults.maxProcessesPerSession)
+  Flag.withDefault(ExecServer.defaults.maxProcessesPerSession),
+  atLeast("max-processes-per-session", 1)
 )
 
 const maxFileBytesFlag = Flag.Int("max-file-bytes").pipe(
@@ -65,7 +72,8 @@ const maxFileBytesFlag = Flag.Int("max-file-bytes").pipe(
     `The largest file a client may read or write with fs/* (default ${ExecServer.defaults.maxFileBytes}); ` +
       `larger ones are refused`
   ),
-  Flag.withDefault(ExecServer.defaults.maxFileBytes)
+  Flag.withDefault(ExecServer.defaults.maxFileBytes),
+  atLeast("max-file-bytes", 0)
 )
 
 const maxSessionsPerAddressFlag = Flag.Int("max-sessions-per-address").pipe(
@@ -73,7 +81,8 @@ const maxSessionsPerAddressFlag = Flag.Int("max-sessions-per-address").pipe(
     `Sessions attached at once from one client IP address (default ${ExecServer.defaults.maxSessionsPerAddress}), ` +
       `so one client cannot take every one of the ${ExecServer.defaults.maxSessions} session slots`
   ),
-  Flag.withDefault(ExecServer.defaults.maxSessionsPerAddress)
+  Flag.withDefault(ExecServer.defaults.maxSessionsPerAddress),
+  atLeast("max-sessions-per-address", 1)
 )
 
 const maxConnectionsPerAddressFlag = Flag.Int("max-connections-per-address").pipe(
@@ -81,7 +90,8 @@ const maxConnectionsPerAddressFlag = Flag.Int("max-connections-per-address").pip
     `Connections open at once from one client IP address (default ${ExecServer.defaults.maxConnectionsPerAddress}); ` +
       `more are answered 503`
   ),
-  Flag.withDefault(ExecServer.defaults.maxConnectionsPerAddress)
+  Flag.withDefault(ExecServer.defaults.maxConnectionsPerAddress),
+  atLeast("max-connections-per-address", 1)
 )
 
 const requireSandboxFlag = Flag.Boolean("require-sandbox").pipe(
