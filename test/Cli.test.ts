@@ -150,6 +150,15 @@ describe("effect-exec run", () => {
       assert.strictEqual(result.code, 2)
       assert.include(result.stderr, "invalid --timeout")
     }))
+
+  it.live("takes a zero timeout, however spelled, as none: the command is not killed at once", () =>
+    Effect.gen(function*() {
+      for (const zero of ["0", "0s", "0ms", "0 minutes"]) {
+        const result = yield* cli(["run", "--timeout", zero, "--", "sh", "-c", "sleep 0.2; echo done"])
+        assert.strictEqual(result.code, 0, `${zero}: ${result.stderr}`)
+        assert.strictEqual(result.stdout, "done\n")
+      }
+    }))
 })
 
 /** A scratch file of `size` random bytes for the current scope. */

@@ -25,8 +25,9 @@ export const parse = (input: string): Option.Option<Duration.Duration> => {
   return Option.some(Duration.millis(millis))
 }
 
-/** Parses `--timeout`: a duration, or `none` (and `0`) for no timeout. */
+/** Parses `--timeout`: a duration, or `none` (and a zero, however spelled: `0`, `0s`) for no timeout. */
 export const parseTimeout = (input: string): Option.Option<Duration.Duration | "none"> => {
   const text = input.trim().toLowerCase()
-  return text === "none" || text === "0" ? Option.some("none") : parse(text)
+  if (text === "none") return Option.some("none")
+  return Option.map(parse(text), (duration) => Duration.isZero(duration) ? "none" as const : duration)
 }

@@ -28,7 +28,8 @@ import * as UserTerminal from "./userTerminal.ts"
 
 const timeoutFlag = Flag.String("timeout").pipe(
   Flag.withDescription(
-    "Kill the command's process group after this long and exit 124: 500ms, 30s, 5m, 1h (default: no timeout)"
+    "Kill the command's process group after this long and exit 124: 500ms, 30s, 5m, 1h, a bare number is seconds " +
+      "(default, and 0 or none: no timeout)"
   ),
   Flag.optional
 )
