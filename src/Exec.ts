@@ -764,9 +764,16 @@ export class CommandFailed extends Data.TaggedError("CommandFailed")<{
     })
     const stderr = result.stderr.text.trimEnd()
     const tail = stderr.length > 500 ? `…${stderr.slice(-500)}` : stderr
-    return `${this.command.join(" ")} ${how}${tail === "" ? "" : `: ${tail}`}`
+    return `${this.command.map(displayArg).join(" ")} ${how}${tail === "" ? "" : `: ${tail}`}`
   }
 }
+
+/**
+ * An argument as a shell user would type it, for messages only (nothing runs
+ * it): as it is when it holds nothing a shell reads specially, else in single
+ * quotes, so `sh -c 'exit 3'` does not read as `sh -c exit 3`.
+ */
+const displayArg = (arg: string): string => /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", "'\\''")}'`
 
 /**
  * What a one-liner runs: an argv, or a full request.

@@ -906,6 +906,16 @@ describe("Exec one-liners", () => {
       assert.deepStrictEqual(yield* linesOf("\n"), [""])
     }))
 
+  it.effect("CommandFailed's message shows the argv as a shell user would type it", () =>
+    Effect.gen(function*() {
+      const failing = scripted(() => [Script.exit(3), Script.close])
+      const messageOf = (command: ReadonlyArray<string>) =>
+        Effect.map(Effect.flip(Exec.runOrFail({ command }).pipe(Effect.provide(failing.layer))), (e) => e.message)
+      assert.strictEqual(yield* messageOf(["sh", "-c", "exit 3"]), "sh -c 'exit 3' exited with code 3")
+      assert.strictEqual(yield* messageOf(["printf", "it's", ""]), "printf 'it'\\''s' '' exited with code 3")
+      assert.strictEqual(yield* messageOf(["make", "-C", "./a_b", "V=1"]), "make -C ./a_b V=1 exited with code 3")
+    }))
+
   it.effect("CommandFailed's message: a signal without a name, the last 500 characters of stderr, lost, interrupted", () =>
     Effect.gen(function*() {
       const unnamed = scripted(() => [Script.exit(-1), Script.close])
