@@ -337,7 +337,13 @@ export const fromVariable = (
   token: string | undefined
 ): Result.Result<RegistryConfig, string> => {
   const value = url?.trim() ?? ""
-  if (value === "") return check({}, { source: variable, fromFile: false })
+  // the source names what a message may blame: an unset variable configured nothing, this machine is the default
+  if (value === "") {
+    return check({}, {
+      source: `the default configuration: no environments file, ${variable} not set`,
+      fromFile: false
+    })
+  }
   if (isNone(value)) return check({ includeLocal: false, default: "none" }, { source: variable, fromFile: false })
   if (!value.startsWith("ws://") && !value.startsWith("wss://")) {
     return Result.fail(`${variable} must be a ws:// or wss:// URL (or "none"), got ${value}`)

@@ -120,7 +120,8 @@ export const probe = (path: string | undefined): Effect.Effect<BwrapStatus> =>
     if (seccomp === undefined) return unavailable(`no seccomp network filter for ${process.arch} (x86_64 only)`)
     if (path === undefined) {
       return unavailable(
-        `bubblewrap not found (give serve --bwrap PATH, set ${Defaults.sandbox.bwrapVariable}, or put bwrap on PATH)`
+        `bubblewrap not found: put bwrap on PATH or set ${Defaults.sandbox.bwrapVariable} ` +
+          "(a server also takes serve --bwrap PATH)"
       )
     }
     // the arguments a sandbox reads from its descriptor 3, the environment cleared and set among them
