@@ -954,6 +954,15 @@ describe("effect-exec run --env and envs: named environments", () => {
       assert.strictEqual(both.code, 2)
       const unreachable = yield* cli(["run", "--environments", file, "--env", "gone", "--", "true"])
       assert.strictEqual(unreachable.code, 255)
+      // with no file and no variable, the message blames neither
+      const home = mkdtempSync(join(tmpdir(), "cli-home-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(home, { recursive: true, force: true })))
+      const unconfigured = yield* cli(["run", "--env", "nope", "--", "true"], {
+        env: { EXEC_SERVER_URL: "", EXEC_ENVIRONMENTS_FILE: "", CODEX_HOME: home, HOME: home }
+      })
+      assert.strictEqual(unconfigured.code, 2)
+      assert.include(unconfigured.stderr, "no environment nope in the default configuration")
+      assert.include(unconfigured.stderr, "EXEC_SERVER_URL not set")
     }))
 
   it.live("envs prints each environment's health, and exits 1 when one is not healthy", () =>
