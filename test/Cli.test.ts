@@ -370,7 +370,7 @@ describe("effect-exec run, as a Unix tool", () => {
       [["run", "--remote", "127.0.0.1:4000", "--", "true"], "must be a ws:// or wss:// URL"],
       [["run", "--capture", "all", "--", "true"], "--capture"],
       [["frob"], "frob"],
-      [[], "missing subcommand"],
+      [[], "missing subcommand (effect-exec run|serve|envs …)"],
       [["serve", "--session-ttl", "soon"], "invalid --session-ttl"]
     ] as const
   )("says what is wrong with %j in one line on stderr and exits 2", ([args, says]) =>

@@ -48,7 +48,7 @@ export const line = (
   argv: ReadonlyArray<string>
 ): string => {
   const what = errors.length === 0
-    ? `missing subcommand (${commandPath.join(" ")} run|serve …)`
+    ? `missing subcommand (${commandPath.join(" ")} run|serve|envs …)`
     : describe(errors[0]!, commandPath, argv)
   return `${commandPath.join(" ")}: ${what}; see ${commandPath.join(" ")} --help`
 }
