@@ -22,8 +22,8 @@ import { signalStopsCleanlyFromNow } from "./processMain.ts"
 
 const listenFlag = Flag.String("listen").pipe(
   Flag.withDescription(
-    "ws://IP:PORT to listen on (port 0 picks a free one; any address but loopback needs a token), or stdio for " +
-      "newline-delimited JSON on stdin/stdout"
+    "ws://IP:PORT to listen on (default ws://127.0.0.1:0; port 0 picks a free one; any address but loopback needs " +
+      "a token), or stdio for newline-delimited JSON on stdin/stdout"
   ),
   Flag.withDefault("ws://127.0.0.1:0")
 )
