@@ -382,6 +382,15 @@ describe("effect-exec run, as a Unix tool", () => {
       assert.include(result.stderr, says)
     }))
 
+  it.live("serve's usage error is its only line, even where the sandbox is unavailable", () =>
+    Effect.gen(function*() {
+      const result = yield* cli(["serve", "--listen", "127.0.0.1:4000"], {
+        env: { EXEC_SANDBOX_BWRAP: "/nonexistent/bwrap" }
+      })
+      assert.strictEqual(result.code, 2)
+      assert.match(result.stderr, /^effect-exec: --listen must look like ws:\/\/IP:PORT[^\n]*\n$/)
+    }))
+
   it.live("exits 255 with one line when the exec-server cannot be reached", () =>
     Effect.gen(function*() {
       const result = yield* cli(["run", "--remote", "ws://127.0.0.1:1", "--", "true"])

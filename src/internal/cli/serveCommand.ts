@@ -159,12 +159,15 @@ const serveWith = Effect.fnUntraced(function*(flags: ServeFlags) {
     maxSessionsPerAddress: flags.maxSessionsPerAddress,
     maxConnectionsPerAddress: flags.maxConnectionsPerAddress
   }
-  if (!(yield* announceSandbox(flags.requireSandbox))) {
+  // said after the flags were found usable: a usage error is the only line then
+  const sandboxAnnounced = Effect.gen(function*() {
+    if (yield* announceSandbox(flags.requireSandbox)) return true
     yield* Console.error("effect-exec: --require-sandbox, but the sandbox is unavailable: not serving")
     process.exitCode = ExitCodes.usage
-    return
-  }
+    return false
+  })
   if (flags.listen === "stdio") {
+    if (!(yield* sandboxAnnounced)) return
     yield* signalStopsCleanlyFromNow
     return yield* ExecServer.serveStdio(process.stdin, process.stdout, options)
   }
@@ -175,6 +178,8 @@ const serveWith = Effect.fnUntraced(function*(flags: ServeFlags) {
     process.exitCode = ExitCodes.usage
     return
   }
+  // nothing is printed on stdout until then: a client reading the address finds the server as it will stay
+  if (!(yield* sandboxAnnounced)) return
   // the address first, alone on stdout; everything else goes to stderr
   yield* Console.log(listener.success.url)
   yield* signalStopsCleanlyFromNow
