@@ -1,6 +1,7 @@
 /**
  * A follower of a remote process's events across a lost link, against our own
- * exec-server over a real WebSocket on 127.0.0.1 (through a recording proxy):
+ * exec-server and Codex's (0.169.0) over a real WebSocket on 127.0.0.1
+ * (through a recording proxy):
  * when the close was written into the dying connection, or the session it
  * belonged to ended while the client was away, nothing more will be pushed, and
  * the follower learns where the process stands from the server once it is
@@ -19,11 +20,15 @@ import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
+import * as FileSystem from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
 import { Executor, type ExecutorError, type ProcessEvent } from "../src/Executor.ts"
 import * as Remote from "../src/internal/remote/environment.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
 import * as RemoteExecutor from "../src/RemoteExecutor.ts"
 import * as WebSocketListener from "../src/WebSocketListener.ts"
+import { startCodexServer } from "./support/codexServer.ts"
 import type { ProxiedFrame } from "./support/webSocketProxy.ts"
 import * as WebSocketProxy from "./support/webSocketProxy.ts"
 
@@ -133,6 +138,38 @@ describe("RemoteExecutor: a follower whose process closed while the link was dyi
       const events = yield* settledAfterRoundTrips(executor, unwatched.fiber, "the follower of the unwatched process")
       assert.deepStrictEqual(shown(valueOf(events)), ["1 Output bye", "2 Exited 5", "3 Closed"])
     }))
+})
+
+describe("RemoteExecutor: a follower whose process closed while the link to Codex's exec-server was dying", () => {
+  it.live("reads what it missed once the session is resumed, in Codex's seqs", () =>
+    Effect.gen(function*() {
+      const server = yield* startCodexServer
+      const proxy = yield* WebSocketProxy.start(server.url)
+      const { executor } = yield* Remote.make(RemoteExecutor.connectWebSocket({ url: proxy.url }), settings)
+      // the process goes on once the test creates this file (Codex's server offers no other way in)
+      const dir = yield* Effect.acquireRelease(
+        Effect.sync(() => FileSystem.mkdtempSync(Path.join(Os.tmpdir(), "followers-"))),
+        (dir) => Effect.sync(() => FileSystem.rmSync(dir, { recursive: true, force: true }))
+      )
+      const go = Path.join(dir, "go")
+      const script = `printf early; while [ ! -e '${go}' ]; do sleep 0.02; done; printf late; exit 3`
+      yield* executor.start({ ...startRequest("quiet", ["sh", "-c", script]), pipeStdin: false })
+      const follower = yield* follow(executor, "quiet")
+      yield* follower.firstEvent
+
+      yield* proxy.cut({ holdServerSide: true })
+      FileSystem.writeFileSync(go, "")
+      yield* proxy.waitFor("the lost close", (f) => closedFrame("quiet", 1)(f) && !f.delivered)
+      yield* proxy.releaseServerSide
+      yield* proxy.waitFor("the resumed session", (f) => f.link === 2 && f.message?.result?.sessionId !== undefined)
+
+      const exit = yield* settledAfterRoundTrips(executor, follower.fiber, "the follower of the closed process")
+      // what Codex's server notified, lost on the way
+      const lost = proxy.frames.filter((f) => f.link === 1 && !f.delivered && f.message?.params?.processId === "quiet")
+        .map((f) => `${f.message.params.seq} ${f.message.method}`)
+      assert.deepStrictEqual(lost, ["2 process/output", "3 process/exited", "4 process/closed"])
+      assert.deepStrictEqual(shown(valueOf(exit)), ["1 Output early", "2 Output late", "3 Exited 3", "4 Closed"])
+    }), { timeout: 60_000 })
 })
 
 describe("RemoteExecutor: a follower whose session ended while the client was away", () => {
