@@ -123,7 +123,7 @@ const makeExecutor = (link: Link, records: ProcessRecords): Executor["Service"] 
     // pushes its output within the window, and reads mostly find it here. A
     // Codex server would ignore both fields.
     const streams = request.backpressure === true && (link.server.capabilities ?? []).includes("process/acknowledge")
-    const options = { showsOutput: request.outputNotifications !== false, streams }
+    const options = { showsOutput: request.outputNotifications !== false, streams, connection: link.connections }
     const call = link.call("process/start", streams ? { ...request, outputNotifications: true } : request, {
       processId: request.processId,
       command: request.argv[0] ?? ""

@@ -67,6 +67,8 @@ const unexpected = (method: string) => (error: Schema.SchemaError) =>
 /** The link of one remote executor; see the module header. */
 export class Link {
   private current: Client | undefined
+  /** Connections made so far (each a session initialized or resumed): 1 while on the first. */
+  private connectionCount = 0
   private sessionId: string | undefined
   private info: ServerInfo = { cwd: undefined, tempDir: undefined, capabilities: undefined }
   private readonly connecting = Semaphore.makeUnsafe(1)
@@ -132,6 +134,15 @@ export class Link {
     return this.info
   }
 
+  /**
+   * How many connections were made so far: what a notification said is known
+   * complete on one connection only (one written into a dying connection is
+   * lost, and a resumed session does not send it again).
+   */
+  get connections(): number {
+    return this.connectionCount
+  }
+
   /** The live client, if connected now. */
   get live(): Client | undefined {
     return this.current
@@ -160,6 +171,7 @@ export class Link {
         capabilities: result.capabilities?.slice(0, Defaults.client.maxCapabilities)
       }
       this.current = rpc
+      this.connectionCount++
       yield* Effect.forkDetach(Effect.andThen(Deferred.await(rpc.closed), Effect.sync(() => this.dropped(rpc))))
       return rpc
     }).pipe(

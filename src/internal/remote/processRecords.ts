@@ -52,6 +52,11 @@ export class NotifiedEvents {
     return this.close !== undefined
   }
 
+  /** Whether the exit is held. */
+  get exited(): boolean {
+    return this.exit !== undefined
+  }
+
   /** Whether nothing more comes while no close is held: the record was forgotten (its followers fail). */
   get ended(): boolean {
     return this.forgotten && this.close === undefined
@@ -147,11 +152,31 @@ export class ProcessRecord {
   pushed: PushedOutput | undefined
   /** Streams of `events` following it now. */
   followers = 0
+  /**
+   * The link's connection (`Link.connections`) its notifications are known
+   * complete on: the one it started on, or the one on which the server last
+   * said where it stands. On a later one its followers ask once.
+   */
+  checkedConnection: number
+
+  constructor(connection: number) {
+    this.checkedConnection = connection
+  }
 
   /** Whether it is kept past the bound of records: followed, and not closed (its followers wait for more). */
   get pinned(): boolean {
     return this.followers > 0 && !this.events.closed
   }
+}
+
+/** How a process is recorded as it starts. */
+export interface StartOptions {
+  /** Whether its output shows in `events`. */
+  readonly showsOutput: boolean
+  /** Whether its output streams to a cache for our reads. */
+  readonly streams: boolean
+  /** The link's connection it starts on (`Link.connections`; 0 when none is named). */
+  readonly connection?: number | undefined
 }
 
 /**
@@ -266,9 +291,9 @@ export class ProcessRecords {
    * `events`, and whether its output streams to a cache for our reads (the
    * least recently read stream falls back to plain reads past the limit).
    */
-  starting(processId: string, options: { readonly showsOutput: boolean; readonly streams: boolean }): void {
+  starting(processId: string, options: StartOptions): void {
     this.forget(processId)
-    const record = new ProcessRecord()
+    const record = new ProcessRecord(options.connection ?? 0)
     this.records.set(processId, record)
     if (this.records.size > this.maxRecords) this.forgetOldest()
     if (options.showsOutput) record.showsOutput = true
@@ -329,10 +354,7 @@ export class ProcessRecords {
    * followers fail); refused (or unknown), the old record stays. Once no such
    * start is under way, what was held goes to the record that is left.
    */
-  startAnswered(
-    processId: string,
-    accepted: { readonly showsOutput: boolean; readonly streams: boolean } | undefined
-  ): void {
+  startAnswered(processId: string, accepted: StartOptions | undefined): void {
     const held = this.held.get(processId)
     if (accepted !== undefined) this.starting(processId, accepted)
     if (held === undefined || --held.starts > 0) return

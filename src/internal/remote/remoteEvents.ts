@@ -11,6 +11,16 @@
  * longer retains is a `Dropped` event. Such a read acknowledges output up to
  * the follower's cursor, as any read does.
  *
+ * A notification written into a dying connection is lost, and a resumed
+ * session does not send it again; a session that ended while the client was
+ * away (past the server's TTL) is replaced by a new one, which does not know
+ * the process. So once on each connection after the one the process started
+ * on, a follower waiting for more asks the server where the process stands
+ * (the same read at its cursor): closed, what it missed is taken into the
+ * record (the output, the exit unless held, the close), and the followers end
+ * as after the close's notification; unknown, the record is forgotten and its
+ * followers fail with `UnknownProcess`.
+ *
  * @internal
  */
 import * as Deferred from "effect/Deferred"
@@ -20,7 +30,7 @@ import * as Stream from "effect/Stream"
 import { ExecutorError, type ProcessEvent, UnknownProcess, Unsupported } from "../../Executor.ts"
 import type * as Protocol from "../../Protocol.ts"
 import type { Link } from "./link.ts"
-import type { NotifiedEvents, ProcessRecords } from "./processRecords.ts"
+import type { ProcessRecord, ProcessRecords } from "./processRecords.ts"
 
 type ServerRead = (request: Protocol.ReadParams) => Effect.Effect<Protocol.ReadResult, ExecutorError>
 
@@ -47,18 +57,94 @@ const missedOutput = (serverRead: ServerRead, processId: string, cursor: number,
     return events
   })
 
-/** The next events after `cursor`, waiting for one when none is known yet (reconnecting if need be). */
-const nextEvents = (link: Link, serverRead: ServerRead, processId: string, log: NotifiedEvents, cursor: number) =>
+/**
+ * What a read answer of a closed process says came after `cursor`, in seq
+ * order: its output, its exit (unless `exitHeld`) and its close. The seqs are
+ * the server's: one counter numbers the output, the exit and the close (ours
+ * and Codex's), and an unbounded read's `nextSeq` is one past the close. The
+ * exit is the newest seq before the close that no chunk holds (output after
+ * the exit is retained, newest kept, so what precedes it is the output the
+ * server no longer retains); `dropped` output goes to the gap reads.
+ */
+export const closedEvents = (read: Protocol.ReadResult, cursor: number, exitHeld: boolean): Array<ProcessEvent> => {
+  const chunks = read.chunks.filter((chunk) => chunk.seq > cursor)
+  // a server that numbered `nextSeq` after its last chunk even so: the close follows that chunk
+  const closeSeq = Math.max(read.nextSeq - 1, (chunks[chunks.length - 1]?.seq ?? cursor) + 1)
+  const events: Array<ProcessEvent> = chunks.map(({ chunk, seq, stream }) => ({ _tag: "Output", seq, stream, chunk }))
+  if (!exitHeld && read.exited) {
+    let seq = closeSeq - 1
+    let index = chunks.length - 1
+    for (; index >= 0 && chunks[index]!.seq === seq; index--) seq--
+    if (seq > cursor) {
+      events.splice(index + 1, 0, {
+        _tag: "Exited",
+        seq,
+        exitCode: read.exitCode ?? -1,
+        signal: read.signal ?? null,
+        sandboxDenied: read.sandboxDenied ?? false
+      })
+    }
+  }
+  events.push({ _tag: "Closed", seq: closeSeq })
+  return events
+}
+
+/**
+ * Asks the server where `record`'s process stands after `cursor` (see the
+ * module header): a closed one's events go into the records; an unknown one's
+ * record is forgotten and this fails with `UnknownProcess`.
+ */
+const checkProcess = (
+  records: ProcessRecords,
+  serverRead: ServerRead,
+  processId: string,
+  record: ProcessRecord,
+  cursor: number
+) =>
   Effect.gen(function*() {
+    const ask = (afterSeq: number) => serverRead({ processId, afterSeq, maxBytes: null, waitMs: 0 })
+    let read = yield* ask(cursor).pipe(
+      Effect.tapError((error) =>
+        Effect.sync(() => {
+          if (error.reason._tag === "UnknownProcess" && records.get(processId) === record) records.forget(processId)
+        })
+      )
+    )
+    if (!read.closed || records.get(processId) !== record) return
+    // a server that numbers `nextSeq` after the last chunk it sends (Codex's before it answered unbounded reads to
+    // the end) leaves the close's seq open: the read after that chunk names it
+    const last = read.chunks[read.chunks.length - 1]
+    if (last !== undefined && last.seq >= read.nextSeq - 1) {
+      const rest = yield* ask(last.seq)
+      read = { ...rest, chunks: [...read.chunks, ...rest.chunks.filter((chunk) => chunk.seq > last.seq)] }
+    }
+    if (records.get(processId) !== record) return
+    for (const event of closedEvents(read, cursor, record.events.exited)) records.add(processId, event)
+  })
+
+/** The next events after `cursor`, waiting for one when none is known yet (reconnecting if need be). */
+const nextEvents = (
+  link: Link,
+  records: ProcessRecords,
+  serverRead: ServerRead,
+  processId: string,
+  record: ProcessRecord,
+  cursor: number
+) =>
+  Effect.gen(function*() {
+    const log = record.events
     let batch = log.after(cursor)
     while (batch.length === 0) {
       // forgotten before its close (another process took its id, or its start failed): nothing more comes
       if (log.ended) return yield* Effect.fail(new ExecutorError({ reason: new UnknownProcess({ processId }) }))
-      if (link.live === undefined) yield* link.client
-      yield* Effect.raceFirst(
-        log.untilAfter(cursor),
-        Effect.flatMap(link.client, (rpc) => Deferred.await(rpc.closed))
-      )
+      const rpc = yield* link.client
+      if (record.checkedConnection !== link.connections) {
+        // on a later connection than the one its notifications came on: the server says where it stands
+        record.checkedConnection = link.connections
+        yield* checkProcess(records, serverRead, processId, record, cursor)
+      } else {
+        yield* Effect.raceFirst(log.untilAfter(cursor), Deferred.await(rpc.closed))
+      }
       batch = log.after(cursor)
     }
     const known = gapFree(batch)
@@ -92,7 +178,7 @@ export const remoteEvents = (link: Link, records: ProcessRecords, serverRead: Se
       (record) => Effect.sync(() => record.followers--)
     )
     return Stream.paginate(options?.afterSeq ?? 0, (cursor) =>
-      Effect.map(nextEvents(link, serverRead, processId, record.events, cursor), (events) => {
+      Effect.map(nextEvents(link, records, serverRead, processId, record, cursor), (events) => {
         const last = events[events.length - 1]!
         return [events, last._tag === "Closed" ? Option.none() : Option.some(last.seq)] as const
       }))
