@@ -52,10 +52,18 @@ const absolutePaths = (value: unknown): unknown => {
   return record
 }
 
-/** Generated params with every path of an `fs/*` call, and of a start's sandbox, moved into the scratch directory. */
+/**
+ * Generated params with every path of an `fs/*` call moved into the scratch directory, and a start's cwd and
+ * sandbox paths made absolute (a relative cwd is refused before it is sent).
+ */
 const confined = <P>(method: string, params: P): P => {
-  if (method === "process/start" && typeof params === "object" && params !== null && "sandbox" in params) {
-    return { ...params, sandbox: absolutePaths(params.sandbox) }
+  if (method === "process/start" && typeof params === "object" && params !== null) {
+    const start = params as P & { readonly cwd?: unknown; readonly sandbox?: unknown }
+    return {
+      ...start,
+      cwd: absolute(start.cwd),
+      ...("sandbox" in start ? { sandbox: absolutePaths(start.sandbox) } : {})
+    }
   }
   if (!method.startsWith("fs/") || typeof params !== "object" || params === null) return params
   const record = { ...params } as Record<string, unknown>
