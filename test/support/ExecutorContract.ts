@@ -278,10 +278,15 @@ export const suite = (
           const events = yield* Fiber.join(follower).pipe(
             Effect.timeoutOrElse({ duration: "10 seconds", orElse: () => Effect.die("the events stream never ended") })
           )
-          assert.deepStrictEqual(
-            events.map((e) => e._tag === "Output" ? `Output ${text(e.chunk)}` : e._tag),
-            ["Output one", "Output two", "Exited", "Closed"]
-          )
+          const tags = events.map((e) => e._tag === "Output" ? `Output ${text(e.chunk)}` : e._tag)
+          if (options.extensions) {
+            assert.deepStrictEqual(tags, ["Output one", "Output two", "Exited", "Closed"])
+          } else {
+            // a Codex server numbers the exit as it sees it, which on a busy machine can be before it read the
+            // last output (ours waits for the pipes first): whole is what counts here, not that order
+            assert.deepStrictEqual(tags.filter((tag) => tag !== "Exited"), ["Output one", "Output two", "Closed"])
+            assert.include(tags, "Exited")
+          }
           const seen = yield* readUntilClosed(processId)
           assert.deepStrictEqual([seen.stdout, seen.last.exitCode], ["onetwo", 5])
         }))
