@@ -694,9 +694,9 @@ describe("webSocketClient: frames at their limits", () => {
   })
 
   it("a frame header split across reads right after another frame is read whole", async () => {
-    // the first frame's length is in the 16-bit form, the next one's in the 7-bit: a stale header byte would show
+    // the first frame's length is in the 16-bit form, the ping's in the 7-bit: a stale header byte would show
     const first = frame(0x1, Buffer.from("a".repeat(300)))
-    const second = frame(0x1, Buffer.from("hello"))
+    const second = Buffer.concat([frame(0x9, Buffer.from("ping")), frame(0x1, Buffer.from("hello"))])
     const server = await rawServer((socket) => {
       setTimeout(() =>
         socket.write(
@@ -709,6 +709,10 @@ describe("webSocketClient: frames at their limits", () => {
       const { closed, texts } = listenTo(connection)
       await within5s("onClose", closed)
       assert.deepStrictEqual(texts, ["a".repeat(300), "hello"])
+      assert.deepStrictEqual(clientFrames(server.received()).map((f) => [f.opcode, f.payload.toString()]), [[
+        0xa,
+        "ping"
+      ]])
     } finally {
       server.close()
     }

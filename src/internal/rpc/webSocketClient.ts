@@ -242,7 +242,8 @@ class ClientSocket implements Connection {
     if (!isUtf8(payload.subarray(2))) {
       return this.fail(1007, "invalid WebSocket frame: a close reason that is not UTF-8")
     }
-    const reason = payload.length > 2 ? payload.toString("utf8", 2) : ""
+    // "" when there is no reason: `toString` from past the end is empty
+    const reason = payload.toString("utf8", 2)
     this.closedBecause ??= `the WebSocket closed (${code}${reason.length > 0 ? ` ${reason}` : ""})`
     if (this.state === "open") this.sendClose(code === 1005 ? 1000 : code)
     this.endSocket()
@@ -348,7 +349,8 @@ class ClientSocket implements Connection {
 
   /** A connect interrupted (or timed out) before the upgrade. */
   readonly cancel = (): void => {
-    if (this.state === "handshake") this.state = "closed"
+    // only ever called before the upgrade's outcome: whatever the socket does now, nobody hears of it
+    this.state = "closed"
     this.socket.destroy()
   }
 }
