@@ -6,6 +6,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Net from "node:net"
 import * as Defaults from "../src/internal/defaults.ts"
 import { ProcessRecords } from "../src/internal/remote/processRecords.ts"
+import type { BinaryMemory } from "../src/internal/rpc/transport.ts"
 import * as WebSocketClient from "../src/internal/rpc/webSocketClient.ts"
 import * as Raw from "./support/rawWebSocketServer.ts"
 
@@ -15,22 +16,59 @@ const frame = (opcode: number, payload: Buffer, fin = true): Buffer => Raw.frame
 /** The client frames in `bytes`, unmasked (whole frames only). */
 const clientFrames = (bytes: Buffer) => Raw.parseFrames(bytes).frames
 
+/** How a test's server behaves besides its script. */
+interface RawOptions {
+  /** Writes the answer to the upgrade, given the client's key (default a correct 101, in one write). */
+  readonly answer?: (key: string, socket: Net.Socket) => void
+  /** The address listened on (default 127.0.0.1). */
+  readonly host?: string
+  /** The server's end stays open after the client ends its own: a server that never hangs up. */
+  readonly allowHalfOpen?: boolean
+  /** A close frame from the client is answered with one (its code) and the end of the connection. */
+  readonly answerClose?: boolean
+}
+
+/** The 101 a correct server answers `key` with, `extra` header lines (each ending in CR LF) before its blank line. */
+const switching = (key: string, extra = "") =>
+  "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+  `Sec-WebSocket-Accept: ${Raw.acceptFor(key)}\r\n${extra}\r\n`
+
 /**
  * A server that upgrades and then runs `script` on the socket; everything the
- * client sends after the upgrade is collected in `received`.
+ * client sends after the upgrade is collected in `received`, the upgrade
+ * requests in `requests`; `closed` settles once the first connection is gone.
  */
-const rawServer = (script: (socket: Net.Socket) => void) =>
-  new Promise<{ url: URL; received: () => Buffer; close: () => void }>((resolve) => {
+const rawServer = (script: (socket: Net.Socket) => void, options: RawOptions = {}) =>
+  new Promise<{
+    url: URL
+    received: () => Buffer
+    requests: ReadonlyArray<string>
+    connections: () => number
+    closed: Promise<void>
+    close: () => void
+  }>((resolve) => {
     let received = Buffer.alloc(0)
+    const requests: Array<string> = []
     const sockets = new Set<Net.Socket>()
-    const server = Net.createServer((socket) => {
+    let firstClosed: () => void = () => {}
+    const closed = new Promise<void>((resolve) => firstClosed = resolve)
+    const server = Net.createServer({ allowHalfOpen: options.allowHalfOpen ?? false }, (socket) => {
+      if (sockets.size === 0) socket.once("close", firstClosed)
       sockets.add(socket)
       let head = Buffer.alloc(0)
       let upgraded = false
+      let answeredClose = false
       socket.on("error", () => {})
       socket.on("data", (data) => {
         if (upgraded) {
           received = Buffer.concat([received, data])
+          if (options.answerClose === true && !answeredClose) {
+            const close = clientFrames(received).find((f) => f.opcode === 0x8)
+            if (close !== undefined) {
+              answeredClose = true
+              socket.end(frame(0x8, close.payload.subarray(0, 2)))
+            }
+          }
           return
         }
         head = Buffer.concat([head, data])
@@ -38,19 +76,22 @@ const rawServer = (script: (socket: Net.Socket) => void) =>
         if (end === -1) return
         upgraded = true
         received = head.subarray(end + 4)
+        requests.push(head.subarray(0, end).toString("latin1"))
         const key = /sec-websocket-key: *(\S+)/i.exec(head.toString("latin1"))![1]!
-        socket.write(
-          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-            `Sec-WebSocket-Accept: ${Raw.acceptFor(key)}\r\n\r\n`
-        )
+        if (options.answer === undefined) socket.write(switching(key))
+        else options.answer(key, socket)
         script(socket)
       })
     })
-    server.listen(0, "127.0.0.1", () => {
+    const host = options.host ?? "127.0.0.1"
+    server.listen(0, host, () => {
       const { port } = server.address() as Net.AddressInfo
       resolve({
-        url: new URL(`ws://127.0.0.1:${port}/`),
+        url: new URL(`ws://${host.includes(":") ? `[${host}]` : host}:${port}/`),
         received: () => received,
+        requests,
+        connections: () => sockets.size,
+        closed,
         close: () => {
           for (const socket of sockets) socket.destroy()
           server.close()
@@ -59,13 +100,83 @@ const rawServer = (script: (socket: Net.Socket) => void) =>
     })
   })
 
-const open = (url: URL) =>
+const clientOptions: WebSocketClient.ClientOptions = { headers: {}, maxPayload: 1 << 26, closeTimeoutMillis: 1000 }
+
+const open = (url: URL, options: Partial<WebSocketClient.ClientOptions> = {}) =>
   new Promise<WebSocketClient.Connection>((resolve, reject) =>
-    WebSocketClient.connect(url, { headers: {}, maxPayload: 1 << 26, closeTimeoutMillis: 1000 }, {
+    WebSocketClient.connect(url, { ...clientOptions, ...options }, {
       opened: resolve,
       failed: (description) => reject(new Error(description))
     })
   )
+
+/** How connecting to `url` ends: "opened" (the connection then dropped), or the failure's description. */
+const outcomeOf = (url: URL, options: Partial<WebSocketClient.ClientOptions> = {}) =>
+  new Promise<string>((resolve) =>
+    WebSocketClient.connect(url, { ...clientOptions, ...options }, {
+      opened: (connection) => {
+        connection.terminate("done")
+        resolve("opened")
+      },
+      failed: resolve
+    })
+  )
+
+/** What a connection delivers from now on, and its end. */
+const listenTo = (connection: WebSocketClient.Connection, binaryMemory?: BinaryMemory) => {
+  const texts: Array<string> = []
+  const binaries: Array<Buffer> = []
+  const closed = new Promise<string>((resolve) =>
+    connection.listen({
+      binaryMemory,
+      onText: (text) => texts.push(text),
+      onBinary: (bytes) => binaries.push(bytes),
+      onClose: resolve
+    })
+  )
+  return { texts, binaries, closed }
+}
+
+/**
+ * `promise`, or a rejection naming `what` after 5 s of real time: a client
+ * that never gets there fails an assertion, not the test's timeout.
+ */
+const within5s = <A>(what: string, promise: Promise<A>): Promise<A> =>
+  new Promise<A>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`waited 5 s for ${what}`)), 5000)
+    promise.then((value) => {
+      clearTimeout(timer)
+      resolve(value)
+    }, reject)
+  })
+
+/** The 7-bit length field of each client frame in `bytes`: the length itself, or 126 / 127 for the longer forms. */
+const lengthForms = (bytes: Buffer): Array<number> => walkFrames(bytes).map(({ at }) => bytes[at + 1]! & 0x7f)
+
+/** The mask key of each client frame in `bytes`. */
+const maskKeys = (bytes: Buffer): Array<string> =>
+  walkFrames(bytes).map(({ keyAt }) => bytes.subarray(keyAt, keyAt + 4).toString("hex"))
+
+/** Where each whole client frame in `bytes` starts, and where its mask key is. */
+const walkFrames = (bytes: Buffer): Array<{ readonly at: number; readonly keyAt: number }> => {
+  const found: Array<{ at: number; keyAt: number }> = []
+  let at = 0
+  while (bytes.length - at >= 2) {
+    const short = bytes[at + 1]! & 0x7f
+    const extra = short === 126 ? 2 : short === 127 ? 8 : 0
+    if (bytes.length - at < 2 + extra + 4) break
+    const length = short === 126
+      ? bytes.readUInt16BE(at + 2)
+      : short === 127
+      ? Number(bytes.readBigUInt64BE(at + 2))
+      : short
+    const keyAt = at + 2 + extra
+    if (bytes.length - keyAt - 4 < length) break
+    found.push({ at, keyAt })
+    at = keyAt + 4 + length
+  }
+  return found
+}
 
 const sleep = (millis: number) => new Promise((resolve) => setTimeout(resolve, millis))
 
@@ -217,6 +328,8 @@ describe("webSocketClient: where frames are assembled, and what goes out", () =>
       assert.deepStrictEqual(frames.map((f) => f.opcode), lengths.map(() => 0x1))
       assert.deepStrictEqual(frames.map((f) => f.payload.toString()), texts)
       assert.isTrue((server.received()[1]! & 0x80) !== 0, "the first frame is masked")
+      // RFC 6455 5.2: the length in the fewest bytes that hold it
+      assert.deepStrictEqual(lengthForms(server.received()), [0, 125, 126, 126, 127, 127])
     } finally {
       server.close()
     }
@@ -242,7 +355,10 @@ describe("webSocketClient: where frames are assembled, and what goes out", () =>
         for (let i = 0; i < 50 && clientFrames(server.received()).length === 0; i++) await sleep(20)
         const closes = clientFrames(server.received()).filter((f) => f.opcode === 0x8)
         assert.deepStrictEqual(closes.map((f) => f.payload.readUInt16BE(0)), [valid ? code : 1002])
-        assert.include(reason, valid ? String(code) : "close code")
+        assert.strictEqual(
+          reason,
+          valid ? `the WebSocket closed (${code})` : `invalid WebSocket frame: close code ${code}`
+        )
       } finally {
         server.close()
       }
@@ -354,6 +470,512 @@ describe("webSocketClient: the upgrade, against ws's behaviour", () => {
         )
       )
       assert.notMatch(request, /^X-Injected: yes\r$/m, "the request carried a header nobody set")
+    } finally {
+      server.close()
+    }
+  })
+})
+
+const basic = (credentials: string) => `Basic ${Buffer.from(credentials).toString("base64")}`
+
+/** The values of header `name` in an upgrade request, each from its own line. */
+const headerLines = (request: string, name: string): Array<string> =>
+  request.split("\r\n").filter((line) => line.toLowerCase().startsWith(`${name.toLowerCase()}:`)).map((line) =>
+    line.slice(name.length + 1).trim()
+  )
+
+describe("webSocketClient: the upgrade request", () => {
+  it("a header name that is not an HTTP token is refused before anything is sent", async () => {
+    const server = await rawServer(() => {})
+    try {
+      for (const header of ["a b", "x:y", "", "é"]) {
+        const outcome = await outcomeOf(server.url, { headers: { [header]: "v" } })
+        assert.strictEqual(outcome, `invalid header name ${JSON.stringify(header)}`)
+      }
+      assert.strictEqual(server.connections(), 0, "no connection was made")
+    } finally {
+      server.close()
+    }
+  })
+
+  it("credentials in the URL go as Basic beside other headers, a user or a password alone too; an Authorization of any case wins", async () => {
+    const server = await rawServer(() => {})
+    const at = (userinfo: string) => new URL(server.url.href.replace("ws://", `ws://${userinfo}@`))
+    try {
+      const cases = [
+        { url: at("alice:pw"), headers: { "X-Trace": "1" }, authorization: basic("alice:pw") },
+        { url: at("alice"), headers: {}, authorization: basic("alice:") },
+        { url: at(":pw"), headers: {}, authorization: basic(":pw") },
+        { url: at("alice:pw"), headers: { authorization: "Bearer t" }, authorization: "Bearer t" }
+      ]
+      for (const { authorization, headers, url } of cases) {
+        assert.strictEqual(await outcomeOf(url, { headers }), "opened")
+        const request = server.requests.at(-1)!
+        assert.deepStrictEqual(headerLines(request, "authorization"), [authorization], request)
+        for (const [name, value] of Object.entries(headers)) assert.include(headerLines(request, name), value)
+      }
+    } finally {
+      server.close()
+    }
+  })
+
+  it("an IPv6 literal is connected to without its brackets; the Host keeps them", async () => {
+    const server = await rawServer(() => {}, { host: "::1" })
+    try {
+      assert.strictEqual(await outcomeOf(server.url), "opened")
+      assert.deepStrictEqual(headerLines(server.requests[0]!, "host"), [server.url.host])
+    } finally {
+      server.close()
+    }
+  })
+
+  it("a URL without a port is port 80", async () => {
+    // nothing listens on 127.0.0.1:80 here: the failure names the port it tried
+    const outcome = await outcomeOf(new URL("ws://127.0.0.1/"))
+    assert.include(outcome, "127.0.0.1:80")
+  })
+})
+
+describe("webSocketClient: the server's answer to the upgrade", () => {
+  const answering = (answer: (key: string) => string) =>
+    rawServer(() => {}, { answer: (key, socket) => socket.write(answer(key)) })
+
+  it("an answer that is not HTTP is quoted: its first line, at most 80 characters of it", async () => {
+    for (
+      const [banner, quoted] of [
+        ["SSH-2.0-OpenSSH_9.6\r\nmore", "SSH-2.0-OpenSSH_9.6"],
+        ["x".repeat(200), "x".repeat(80)]
+      ]
+    ) {
+      const server = await answering(() => banner!)
+      try {
+        const outcome = await outcomeOf(server.url)
+        assert.strictEqual(outcome, `${server.url.href} did not answer as an HTTP server: ${JSON.stringify(quoted)}`)
+      } finally {
+        server.close()
+      }
+    }
+  })
+
+  it("a status line of another HTTP version is no answer to an HTTP/1.1 upgrade", async () => {
+    const server = await answering((key) => switching(key).replace("HTTP/1.1", "HTTP/2"))
+    try {
+      const outcome = await outcomeOf(server.url)
+      assert.strictEqual(
+        outcome,
+        `${server.url.href} did not answer as an HTTP server: ${JSON.stringify("HTTP/2 101 Switching Protocols")}`
+      )
+    } finally {
+      server.close()
+    }
+  })
+
+  it("Connection must list Upgrade, among other tokens and spaces", async () => {
+    const cases: ReadonlyArray<readonly [string | undefined, boolean]> = [
+      [undefined, false],
+      ["keep-alive", false],
+      ["upgraded", false],
+      ["keep-alive, Upgrade", true],
+      ["Upgrade , close", true],
+      ["upgrade", true]
+    ]
+    for (const [connection, opens] of cases) {
+      const server = await answering((key) => {
+        const answer = switching(key).replace("Connection: Upgrade\r\n", "")
+        return connection === undefined ? answer : answer.replace("\r\n\r\n", `\r\nConnection: ${connection}\r\n\r\n`)
+      })
+      try {
+        const outcome = await outcomeOf(server.url)
+        assert.strictEqual(
+          outcome,
+          opens ? "opened" : `${server.url.href} answered 101 without Connection: Upgrade`,
+          `Connection: ${connection}`
+        )
+      } finally {
+        server.close()
+      }
+    }
+  })
+
+  it("a header line that is not `name: value` fails the upgrade, as Node's HTTP parser fails it; a one-letter name is one", async () => {
+    const long = "n".repeat(100)
+    const cases: ReadonlyArray<readonly [string, string | undefined]> = [
+      ["NoColon", "NoColon"],
+      [long, "n".repeat(80)],
+      [": empty name", ": empty name"],
+      ["Upgrade : websocket", "Upgrade : websocket"],
+      [" folded", " folded"],
+      ["a: one letter", undefined]
+    ]
+    for (const [line, quoted] of cases) {
+      const server = await answering((key) => switching(key, `${line}\r\n`))
+      try {
+        assert.strictEqual(
+          await outcomeOf(server.url),
+          quoted === undefined
+            ? "opened"
+            : `${server.url.href} answered with a malformed header line: ${JSON.stringify(quoted)}`
+        )
+      } finally {
+        server.close()
+      }
+    }
+  })
+
+  it("an extension or a subprotocol the client did not ask for is refused", async () => {
+    for (
+      const [header, refusal] of [
+        ["Sec-WebSocket-Extensions: permessage-deflate", "an extension"],
+        ["Sec-WebSocket-Protocol: chat", "a subprotocol"]
+      ]
+    ) {
+      const server = await answering((key) => switching(key, `${header}\r\n`))
+      try {
+        assert.strictEqual(
+          await outcomeOf(server.url),
+          `${server.url.href} answered with ${refusal} this client did not ask for`
+        )
+      } finally {
+        server.close()
+      }
+    }
+  })
+
+  it("an answer in pieces opens the link, one of exactly 64 KiB before its end included", async () => {
+    const inPieces = (pieces: (key: string) => Array<string>) =>
+      rawServer(() => {}, {
+        answer: (key, socket) => {
+          const [first, ...rest] = pieces(key)
+          // each piece once the one before reached the OS, and a moment later: reads of their own
+          const next = (left: Array<string>) => {
+            if (left.length > 0) setTimeout(() => socket.write(left[0]!, () => next(left.slice(1))), 20)
+          }
+          socket.write(first!, () => next(rest))
+        }
+      })
+    const status = "HTTP/1.1 101 Switching Protocols\r\n"
+    const small = await inPieces((key) => [status, switching(key).slice(status.length)])
+    try {
+      assert.strictEqual(await outcomeOf(small.url), "opened")
+    } finally {
+      small.close()
+    }
+    const filler = `${status}X-Filler: `
+    const large = await inPieces((key) => [
+      filler + "f".repeat(64 * 1024 - filler.length),
+      "\r\n" + switching(key).slice(status.length)
+    ])
+    try {
+      assert.strictEqual(await outcomeOf(large.url), "opened")
+    } finally {
+      large.close()
+    }
+  })
+})
+
+describe("webSocketClient: frames at their limits", () => {
+  it("mask keys are random, one per frame, past the first 1 024 frames as well", async () => {
+    const server = await rawServer(() => {})
+    try {
+      const connection = await open(server.url)
+      const texts = Array.from({ length: 1100 }, (_, i) => `m${i}`)
+      for (const text of texts) connection.sendText(text, () => {})
+      await new Promise<void>((resolve) => connection.sendText("last", () => resolve()))
+      for (let i = 0; i < 100 && clientFrames(server.received()).length <= texts.length; i++) await sleep(20)
+      assert.deepStrictEqual(clientFrames(server.received()).map((f) => f.payload.toString()), [...texts, "last"])
+      const keys = maskKeys(server.received())
+      assert.strictEqual(keys.length, texts.length + 1)
+      assert.notInclude(keys, "00000000")
+      // 64 random 32-bit keys: two alike once in millions of runs
+      assert.strictEqual(new Set(keys.slice(0, 64)).size, 64, "no key used twice")
+    } finally {
+      server.close()
+    }
+  })
+
+  it("a frame header split across reads right after another frame is read whole", async () => {
+    // the first frame's length is in the 16-bit form, the ping's in the 7-bit: a stale header byte would show
+    const first = frame(0x1, Buffer.from("a".repeat(300)))
+    const second = Buffer.concat([frame(0x9, Buffer.from("ping")), frame(0x1, Buffer.from("hello"))])
+    const server = await rawServer((socket) => {
+      setTimeout(() =>
+        socket.write(
+          Buffer.concat([first, second.subarray(0, 1)]),
+          () => setTimeout(() => socket.write(second.subarray(1), () => setTimeout(() => socket.end(), 20)), 20)
+        ), 50)
+    })
+    try {
+      const connection = await open(server.url)
+      const { closed, texts } = listenTo(connection)
+      await within5s("onClose", closed)
+      assert.deepStrictEqual(texts, ["a".repeat(300), "hello"])
+      assert.deepStrictEqual(clientFrames(server.received()).map((f) => [f.opcode, f.payload.toString()]), [[
+        0xa,
+        "ping"
+      ]])
+    } finally {
+      server.close()
+    }
+  })
+
+  it("a ping of 125 bytes is answered; control frames inside a message of exactly the limit do not count towards it", async () => {
+    const server = await rawServer((socket) => {
+      setTimeout(() =>
+        socket.write(
+          Buffer.concat([
+            frame(0x9, Buffer.alloc(125, 1)),
+            frame(0x1, Buffer.alloc(950, 0x61), false),
+            frame(0x9, Buffer.alloc(100, 2)),
+            frame(0x0, Buffer.alloc(50, 0x62)),
+            frame(0x8, Raw.closePayload(1000))
+          ])
+        ), 50)
+    })
+    try {
+      const connection = await open(server.url, { maxPayload: 1000 })
+      const { closed, texts } = listenTo(connection)
+      assert.strictEqual(await within5s("onClose", closed), "the WebSocket closed (1000)")
+      assert.deepStrictEqual(texts, ["a".repeat(950) + "b".repeat(50)])
+      const sent = clientFrames(server.received())
+      assert.deepStrictEqual(sent.map((f) => [f.opcode, f.payload.length]), [[0xa, 125], [0xa, 100], [0x8, 2]])
+    } finally {
+      server.close()
+    }
+  })
+
+  it("a close between the fragments of a message near the limit is a close: the message is not delivered", async () => {
+    const server = await rawServer((socket) => {
+      setTimeout(() =>
+        socket.write(
+          Buffer.concat([
+            frame(0x1, Buffer.alloc(990, 0x61), false),
+            frame(0x8, Raw.closePayload(1001, "x".repeat(20)))
+          ])
+        ), 50)
+    })
+    try {
+      const connection = await open(server.url, { maxPayload: 1000 })
+      const { closed, texts } = listenTo(connection)
+      assert.strictEqual(await within5s("onClose", closed), `the WebSocket closed (1001 ${"x".repeat(20)})`)
+      assert.deepStrictEqual(texts, [])
+      assert.deepStrictEqual(clientFrames(server.received()).map((f) => f.payload.readUInt16BE(0)), [1001])
+    } finally {
+      server.close()
+    }
+  })
+
+  it("a message in exactly 4 096 fragments is taken", async () => {
+    const server = await rawServer((socket) => {
+      const fragments = [frame(0x1, Buffer.from("a"), false)]
+      for (let i = 0; i < 4094; i++) fragments.push(frame(0x0, Buffer.from("a"), false))
+      fragments.push(frame(0x0, Buffer.from("a"), true), frame(0x8, Raw.closePayload(1000)))
+      setTimeout(() => socket.write(Buffer.concat(fragments)), 50)
+    })
+    try {
+      const connection = await open(server.url)
+      const { closed, texts } = listenTo(connection)
+      assert.strictEqual(await within5s("onClose", closed), "the WebSocket closed (1000)")
+      assert.deepStrictEqual(texts, ["a".repeat(4096)])
+    } finally {
+      server.close()
+    }
+  })
+
+  it("the listener's memory: a whole binary frame of exactly 1 MiB is read into it; a cut-off frame gives back only what it took", async () => {
+    const MiB = 1024 * 1024
+    /** What the listener's memory saw of `bytes` written after the upgrade, the connection then cut. */
+    const memoryFor = async (bytes: Buffer) => {
+      const reserved: Array<Buffer> = []
+      const released: Array<Uint8Array> = []
+      const server = await rawServer((socket) => {
+        setTimeout(() => socket.write(bytes, () => setTimeout(() => socket.destroy(), 50)), 50)
+      })
+      try {
+        const connection = await open(server.url)
+        const { binaries, closed } = listenTo(connection, {
+          reserve: (length) => {
+            const room = Buffer.alloc(length)
+            reserved.push(room)
+            return room
+          },
+          release: (room) => void released.push(room)
+        })
+        await within5s("onClose", closed)
+        return { reserved, released, binaries }
+      } finally {
+        server.close()
+      }
+    }
+    // the connection ends right after the binary frame: nothing is cut off
+    const whole = await memoryFor(Buffer.concat([frame(0x1, Buffer.from("{}")), frame(0x2, Buffer.alloc(MiB, 1))]))
+    assert.deepStrictEqual(whole.reserved.map((room) => room.length), [MiB])
+    assert.strictEqual(whole.binaries[0]!.buffer, whole.reserved[0]!.buffer, "delivered in the memory it reserved")
+    assert.deepStrictEqual(whole.released, [], "nothing was cut off: nothing given back")
+
+    const cutText = await memoryFor(frame(0x1, Buffer.alloc(1000, 0x61)).subarray(0, 500))
+    assert.deepStrictEqual([cutText.reserved, cutText.released], [[], []], "a text frame is not the listener's memory")
+
+    const cutAtLimit = await memoryFor(frame(0x2, Buffer.alloc(MiB, 1)).subarray(0, 1000))
+    assert.deepStrictEqual(cutAtLimit.released, cutAtLimit.reserved, "the 1 MiB frame's room given back")
+    assert.strictEqual(cutAtLimit.reserved.length, 1)
+
+    const cutLarger = await memoryFor(frame(0x2, Buffer.alloc(MiB + 1, 1)).subarray(0, 1000))
+    assert.deepStrictEqual([cutLarger.reserved, cutLarger.released], [[], []], "a frame over 1 MiB takes none of it")
+  })
+})
+
+describe("webSocketClient: the connection's life", () => {
+  it("frames, and the close, that come with the 101 are delivered once the listener comes", async () => {
+    const server = await rawServer(() => {}, {
+      answer: (key, socket) =>
+        socket.write(
+          Buffer.concat([
+            Buffer.from(switching(key)),
+            frame(0x1, Buffer.from("{\"early\":1}")),
+            frame(0x2, Buffer.from([1, 2, 3])),
+            frame(0x8, Raw.closePayload(1000))
+          ])
+        )
+    })
+    try {
+      const connection = await open(server.url)
+      await server.closed
+      const { binaries, closed, texts } = listenTo(connection)
+      assert.strictEqual(await within5s("onClose", closed), "the WebSocket closed (1000)")
+      assert.deepStrictEqual(texts, ["{\"early\":1}"])
+      assert.deepStrictEqual(binaries, [Buffer.from([1, 2, 3])])
+    } finally {
+      server.close()
+    }
+  })
+
+  it("close(): one close frame however often it is called; a send after it fails with its reason, and nothing goes out", async () => {
+    const server = await rawServer(() => {}, { answerClose: true })
+    try {
+      const connection = await open(server.url)
+      const { closed } = listenTo(connection)
+      connection.close()
+      connection.close()
+      assert.strictEqual(connection.closedReason(), "closed by this side")
+      const failure = await new Promise<Error | null | undefined>((resolve) => connection.sendText("{}", resolve))
+      assert.strictEqual(failure?.message, "closed by this side")
+      assert.strictEqual(await within5s("onClose", closed), "closed by this side")
+      await within5s("the server's end", server.closed)
+      const sent = clientFrames(server.received())
+      assert.deepStrictEqual(sent.map((f) => [f.opcode, f.payload.readUInt16BE(0)]), [[0x8, 1000]])
+    } finally {
+      server.close()
+    }
+  })
+
+  it("after close(), a ping gets no pong and a protocol violation no second close frame", async () => {
+    let sendAfterClose: () => void = () => {}
+    const server = await rawServer((socket) => {
+      sendAfterClose = () =>
+        socket.write(
+          Buffer.concat([
+            frame(0x9, Buffer.from("ping")),
+            Raw.frame({ opcode: 0x1, payload: "{}", mask: Uint8Array.of(1, 2, 3, 4) })
+          ])
+        )
+    })
+    try {
+      const connection = await open(server.url)
+      const { closed } = listenTo(connection)
+      connection.close()
+      for (let i = 0; i < 100 && clientFrames(server.received()).length === 0; i++) await sleep(20)
+      sendAfterClose()
+      assert.strictEqual(await within5s("onClose", closed), "closed by this side")
+      await within5s("the server's end", server.closed)
+      const sent = clientFrames(server.received())
+      assert.deepStrictEqual(sent.map((f) => [f.opcode, f.payload.readUInt16BE(0)]), [[0x8, 1000]])
+    } finally {
+      server.close()
+    }
+  })
+
+  it("terminate(): nothing more is delivered, not even the rest of the same read; the socket goes; sends fail with its reason", async () => {
+    const server = await rawServer((socket) => {
+      setTimeout(
+        () => socket.write(Buffer.concat([frame(0x1, Buffer.from("one")), frame(0x1, Buffer.from("two"))])),
+        50
+      )
+    })
+    try {
+      const connection = await open(server.url)
+      const texts: Array<string> = []
+      const closed = new Promise<string>((resolve) =>
+        connection.listen({
+          onText: (text) => {
+            texts.push(text)
+            connection.terminate("dropped by the test")
+          },
+          onBinary: () => {},
+          onClose: resolve
+        })
+      )
+      assert.strictEqual(await within5s("onClose", closed), "dropped by the test")
+      assert.deepStrictEqual(texts, ["one"])
+      assert.strictEqual(connection.closedReason(), "dropped by the test")
+      const failure = await new Promise<Error | null | undefined>((resolve) => connection.sendText("{}", resolve))
+      assert.strictEqual(failure?.message, "dropped by the test")
+      await within5s("the server's end", server.closed)
+      assert.deepStrictEqual(clientFrames(server.received()), [], "no close frame: the socket just went")
+    } finally {
+      server.close()
+    }
+  })
+
+  it("a connect cancelled during the upgrade lets the socket go and reports nothing", async () => {
+    const outcomes: Array<string> = []
+    let accepted: () => void = () => {}
+    const connected = new Promise<void>((resolve) => accepted = resolve)
+    const server = await rawServer(() => {}, { answer: () => accepted() })
+    try {
+      const cancel = WebSocketClient.connect(server.url, clientOptions, {
+        opened: () => outcomes.push("opened"),
+        failed: (description) => outcomes.push(description)
+      })
+      await within5s("the upgrade request", connected)
+      cancel()
+      await within5s("the server's end", server.closed)
+      await sleep(50)
+      assert.deepStrictEqual(outcomes, [])
+    } finally {
+      server.close()
+    }
+  })
+
+  it("a connection reset: onClose says so, and the upgrade's callbacks are not called again", async () => {
+    const outcomes: Array<string> = []
+    const server = await rawServer((socket) => setTimeout(() => socket.resetAndDestroy(), 50))
+    try {
+      const connection = await new Promise<WebSocketClient.Connection>((resolve) =>
+        WebSocketClient.connect(server.url, clientOptions, {
+          opened: (connection) => {
+            outcomes.push("opened")
+            resolve(connection)
+          },
+          failed: (description) => outcomes.push(description)
+        })
+      )
+      const { closed } = listenTo(connection)
+      assert.include(await within5s("onClose", closed), "ECONNRESET")
+      assert.deepStrictEqual(outcomes, ["opened"])
+    } finally {
+      server.close()
+    }
+  })
+
+  it("a server that keeps its end open after a violation: the socket is destroyed after the close timeout", async () => {
+    const server = await rawServer((socket) => {
+      setTimeout(() => socket.write(Raw.frame({ opcode: 0x1, payload: "{}", rsv: 4 })), 50)
+    }, { allowHalfOpen: true })
+    try {
+      const connection = await open(server.url, { closeTimeoutMillis: 200 })
+      const { closed } = listenTo(connection)
+      // the server never hangs up: only the client's timer can end the socket, and with it onClose
+      assert.include(await within5s("onClose", closed), "RSV")
     } finally {
       server.close()
     }

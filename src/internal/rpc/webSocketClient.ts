@@ -68,12 +68,14 @@ const readBufferBytes = 256 * 1024
 let readBuffer: Buffer | undefined
 
 const httpPrefix = Buffer.from("HTTP/")
+/** A header's name: an HTTP token (RFC 9110 5.6.2). */
+const headerName = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 
 /** What makes a request unsendable: a fragment in the URL, a header that would break the request's framing. */
 const requestProblem = (url: URL, headers: Readonly<Record<string, string>>, name: string): string | undefined => {
   if (url.hash !== "") return `${name} contains a fragment identifier (${url.hash}): a WebSocket URL has none`
   for (const [header, value] of Object.entries(headers)) {
-    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(header)) return `invalid header name ${JSON.stringify(header)}`
+    if (!headerName.test(header)) return `invalid header name ${JSON.stringify(header)}`
     // a CR or LF would end the header and start another: a token with a newline must not add headers
     if (/[\0\r\n]/.test(value)) return `invalid character in the value of header ${header}`
   }
@@ -97,8 +99,13 @@ const handshakeProblem = (head: string, key: string, url: string): string | unde
   if (status !== "101") return `${url} refused the WebSocket upgrade: HTTP ${status}`
   const headers = new Map<string, string>()
   for (const line of lines) {
+    // a line that is not `name: value` fails the answer, as it fails Node's HTTP parser under ws
     const colon = line.indexOf(":")
-    if (colon > 0) headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim())
+    const name = line.slice(0, Math.max(colon, 0))
+    if (!headerName.test(name)) {
+      return `${url} answered with a malformed header line: ${JSON.stringify(line.slice(0, 80))}`
+    }
+    headers.set(name.toLowerCase(), line.slice(colon + 1).trim())
   }
   if (headers.get("upgrade")?.toLowerCase() !== "websocket") return `${url} answered 101 without Upgrade: websocket`
   if (!/(^|,)\s*upgrade\s*(,|$)/i.test(headers.get("connection") ?? "")) {
@@ -123,7 +130,6 @@ class ClientSocket implements Connection {
   private handshake = Buffer.alloc(0)
   private closedBecause: string | undefined
   private handlers: MessageHandlers | undefined
-  private paused = false
   private closeTimer: NodeJS.Timeout | undefined
   /** Frames that arrived before `listen` (the first ones may come with the handshake's answer). */
   private readonly early: Array<() => void> = []
@@ -150,8 +156,8 @@ class ClientSocket implements Connection {
           const bytes = (buffer as Buffer).subarray(0, length)
           if (this.state === "handshake") this.takeHandshake(bytes)
           else this.takeFrames(bytes)
-          // false stops reading at once: the transport paused during this read
-          return !this.paused
+          // a pause during this read has stopped reading already: `socket.pause` does, here as anywhere
+          return true
         }
       }
     })
@@ -163,7 +169,8 @@ class ClientSocket implements Connection {
 
   private upgradeRequest(): string {
     const { url } = this
-    const path = `${url.pathname === "" ? "/" : url.pathname}${url.search}`
+    // a ws: URL's path is never empty ("ws://host" has "/")
+    const path = `${url.pathname}${url.search}`
     const extra = Object.entries(requestHeaders(url, this.options.headers)).map(([header, value]) =>
       `${header}: ${value}\r\n`
     ).join("")
@@ -196,12 +203,11 @@ class ClientSocket implements Connection {
     this.handshake = Buffer.alloc(0)
     this.state = "open"
     this.callbacks.opened(this)
-    const rest = handshake.subarray(end + 4)
-    if (rest.length > 0) this.takeFrames(rest)
+    // the first frames, when they came with the answer (none: the reader takes nothing)
+    this.takeFrames(handshake.subarray(end + 4))
   }
 
   private takeFrames(bytes: Buffer): void {
-    if (this.state === "closed") return
     try {
       this.reader.push(bytes)
     } catch (error) {
@@ -236,7 +242,8 @@ class ClientSocket implements Connection {
     if (!isUtf8(payload.subarray(2))) {
       return this.fail(1007, "invalid WebSocket frame: a close reason that is not UTF-8")
     }
-    const reason = payload.length > 2 ? payload.toString("utf8", 2) : ""
+    // "" when there is no reason: `toString` from past the end is empty
+    const reason = payload.toString("utf8", 2)
     this.closedBecause ??= `the WebSocket closed (${code}${reason.length > 0 ? ` ${reason}` : ""})`
     if (this.state === "open") this.sendClose(code === 1005 ? 1000 : code)
     this.endSocket()
@@ -291,9 +298,12 @@ class ClientSocket implements Connection {
     this.writeFrame(maskedFrame(opcodes.close, 2, (frame, at) => frame.writeUInt16BE(code, at)))
   }
 
-  /** Sends a data frame while open; `done` fails at once otherwise. */
+  /**
+   * Sends a data frame while open; `done` fails at once otherwise. Every way
+   * out of "open" says why first, so a reason is what "not open" is.
+   */
   private sendData(opcode: number, length: number, fill: (frame: Buffer, at: number) => void, done: Done): void {
-    if (this.state !== "open") return done(new Error(this.closedBecause ?? "the WebSocket is not open"))
+    if (this.closedBecause !== undefined) return done(new Error(this.closedBecause))
     this.writeFrame(maskedFrame(opcode, length, fill), done)
   }
 
@@ -307,8 +317,7 @@ class ClientSocket implements Connection {
   readonly sendBinary = (bytes: Uint8Array, done: Done): void =>
     this.sendData(opcodes.binary, bytes.length, (frame, at) => frame.set(bytes, at), done)
 
-  readonly closedReason = (): string | undefined =>
-    this.closedBecause ?? (this.state === "open" ? undefined : "the WebSocket is not open")
+  readonly closedReason = (): string | undefined => this.closedBecause
 
   readonly buffered = (): number => this.socket.writableLength
 
@@ -318,15 +327,9 @@ class ClientSocket implements Connection {
     for (const event of this.early.splice(0)) event()
   }
 
-  readonly pause = (): void => {
-    this.paused = true
-    this.socket.pause()
-  }
+  readonly pause = (): void => void this.socket.pause()
 
-  readonly resume = (): void => {
-    this.paused = false
-    this.socket.resume()
-  }
+  readonly resume = (): void => void this.socket.resume()
 
   readonly close = (): void => {
     if (this.state !== "open") return
@@ -336,7 +339,9 @@ class ClientSocket implements Connection {
     this.closeTimer = setTimeout(() => this.socket.destroy(), this.options.closeTimeoutMillis)
   }
 
+  /** Ends the connection at once: nothing more is delivered, not even the rest of the read under way. */
   readonly terminate = (reason: string): void => {
+    this.reader.stopped = true
     this.closedBecause ??= reason
     this.state = "closed"
     this.socket.destroy()
@@ -344,7 +349,8 @@ class ClientSocket implements Connection {
 
   /** A connect interrupted (or timed out) before the upgrade. */
   readonly cancel = (): void => {
-    if (this.state === "handshake") this.state = "closed"
+    // only ever called before the upgrade's outcome: whatever the socket does now, nobody hears of it
+    this.state = "closed"
     this.socket.destroy()
   }
 }

@@ -96,7 +96,7 @@ export class FrameReader {
   private readonly onMessage: (opcode: number, payload: Buffer) => void
   /** Where an unfragmented binary frame's payload goes, once the listener says. */
   binaryMemory: BinaryMemory | undefined
-  /** The current payload is the listener's memory: given back if the frame is cut off. */
+  /** While a payload is read: whether it is the listener's memory (given back if the frame is cut off). */
   private borrowed = false
 
   constructor(maxPayload: number, onMessage: (opcode: number, payload: Buffer) => void) {
@@ -162,11 +162,8 @@ export class FrameReader {
     const short = this.head[1]! & 0x7f
     let length = short
     if (short === 126) length = this.head.readUInt16BE(2)
-    else if (short === 127) {
-      const long = this.head.readBigUInt64BE(2)
-      if (long >> 63n !== 0n) throw new FrameError(1002, "invalid WebSocket frame: a length with its top bit set")
-      length = long > BigInt(Number.MAX_SAFE_INTEGER) ? Infinity : Number(long)
-    }
+    // past 2^53 the number is not exact, but it is far over any limit: too big (1009), as ws says it (the top bit too)
+    else if (short === 127) length = Number(this.head.readBigUInt64BE(2))
     const message = length + (this.opcode < 0x8 ? this.fragments?.bytes ?? 0 : 0)
     if (message > this.maxPayload) {
       throw new FrameError(1009, `a WebSocket message of ${message} bytes, over the limit of ${this.maxPayload}`)
@@ -175,26 +172,23 @@ export class FrameReader {
     this.payloadLength = length
     this.payloadFilled = 0
     // a large frame piece by piece; a whole binary frame into the listener's memory; anything else into a buffer of
-    // its own size (outside Node's shared pool when it is not small, so that it pins nothing else)
+    // its own size (`allocUnsafe` takes Node's shared pool only under 4 KiB, so a larger one pins nothing else)
     const whole = this.opcode === opcodes.binary && this.fin && this.binaryMemory !== undefined
     this.borrowed = whole && length <= largeFrameBytes
     if (length > largeFrameBytes) this.pieces = []
     else if (whole) this.payload = this.binaryMemory!.reserve(length)
-    else this.payload = length >= 4096 ? Buffer.allocUnsafeSlow(length) : Buffer.allocUnsafe(length)
+    else this.payload = Buffer.allocUnsafe(length)
   }
 
-  /** The connection ended: a frame cut off gives the listener's memory back. */
+  /** The connection ended (nothing is read after): a frame cut off gives the listener's memory back. */
   abandon(): void {
-    this.stopped = true
     if (this.inPayload && this.borrowed) this.binaryMemory?.release(this.payload!)
-    this.inPayload = false
     this.payload = undefined
     this.pieces = undefined
   }
 
   private endFrame(): void {
     const payload = this.pieces !== undefined ? Buffer.concat(this.pieces, this.payloadLength) : this.payload!
-    this.borrowed = false
     this.payload = undefined
     this.pieces = undefined
     this.inPayload = false
