@@ -16,21 +16,20 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as FileSystem from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { Executor, type ExecutorError, type ProcessEvent } from "../src/Executor.ts"
+import { Executor, type ProcessEvent } from "../src/Executor.ts"
 import * as Remote from "../src/internal/remote/environment.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
 import * as RemoteExecutor from "../src/RemoteExecutor.ts"
 import * as WebSocketListener from "../src/WebSocketListener.ts"
 import { startCodexServer } from "./support/codexServer.ts"
 import * as Fake from "./support/fakeServer.ts"
-import type { ProxiedFrame } from "./support/webSocketProxy.ts"
+import { closedFrame, reasonOf, valueOf } from "./support/remoteRecords.ts"
 import * as WebSocketProxy from "./support/webSocketProxy.ts"
 
 const settings: Remote.Settings = {
@@ -88,18 +87,6 @@ const settledAfterRoundTrips = <A, E>(executor: Executor["Service"], fiber: Fibe
 const sessionIdOf = (proxy: WebSocketProxy.WebSocketProxy, link: number): string =>
   proxy.frames.find((f) => f.link === link && typeof f.message?.result?.sessionId === "string")!.message.result
     .sessionId
-
-const closedFrame = (processId: string, link: number) => (frame: ProxiedFrame) =>
-  frame.link === link && frame.from === "server" && frame.message?.method === "process/closed" &&
-  frame.message.params?.processId === processId
-
-const valueOf = <A, E>(exit: Exit.Exit<A, E>): A => {
-  if (Exit.isSuccess(exit)) return exit.value
-  return assert.fail(`failed: ${String(exit)}`)
-}
-
-const reasonOf = (exit: Exit.Exit<unknown, ExecutorError>) =>
-  Exit.isFailure(exit) ? exit.cause.reasons.find((r) => r._tag === "Fail")?.error.reason : undefined
 
 describe("RemoteExecutor: a follower whose process closed while the link was dying", () => {
   it.live("reads what it missed once connected again: the output, the exit and the close, in the server's seqs", () =>

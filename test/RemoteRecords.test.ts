@@ -13,17 +13,16 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
-import { Executor, type ExecutorError, type ProcessEvent } from "../src/Executor.ts"
+import { Executor, type ProcessEvent } from "../src/Executor.ts"
 import * as Remote from "../src/internal/remote/environment.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
 import * as RemoteExecutor from "../src/RemoteExecutor.ts"
 import * as WebSocketListener from "../src/WebSocketListener.ts"
 import { readUntilClosed, startRequest } from "./support/processes.ts"
-import type { ProxiedFrame } from "./support/webSocketProxy.ts"
+import { closedFrame, reasonOf, valueOf } from "./support/remoteRecords.ts"
 import * as WebSocketProxy from "./support/webSocketProxy.ts"
 
 const settings: Remote.Settings = {
@@ -57,18 +56,6 @@ const follow = (executor: Executor["Service"], processId: string) =>
     )
     return { fiber, firstEvent: Deferred.await(first) }
   })
-
-const closedFrame = (processId: string, link: number) => (frame: ProxiedFrame) =>
-  frame.link === link && frame.from === "server" && frame.message?.method === "process/closed" &&
-  frame.message.params?.processId === processId
-
-const valueOf = <A, E>(exit: Exit.Exit<A, E>): A => {
-  if (Exit.isSuccess(exit)) return exit.value
-  return assert.fail(`failed: ${String(exit)}`)
-}
-
-const reasonOf = (exit: Exit.Exit<unknown, ExecutorError>) =>
-  Exit.isFailure(exit) ? exit.cause.reasons.find((r) => r._tag === "Fail")?.error.reason : undefined
 
 describe("RemoteExecutor: a follower past the bound of records", () => {
   it.live("keeps its process's record, gets every event to the close and ends; the bound holds again after", () =>
