@@ -47,6 +47,7 @@ import {
   type StartRequest
 } from "./Executor.ts"
 import * as Defaults from "./internal/defaults.ts"
+import { makeChildPipes } from "./internal/local/childPipes.ts"
 import { prepareChild } from "./internal/local/childProcess.ts"
 import { childEnvironment } from "./internal/local/envPolicy.ts"
 import { Holdings, type LocalProcess, type SpawnOptions } from "./internal/local/localProcess.ts"
@@ -253,12 +254,13 @@ const prepareStart = (
  * @since 0.1.0
  */
 export const make = Effect.fnUntraced(function*(options: Options = {}) {
-  const spawnOptions = {
+  const spawnOptions: SpawnOptions = {
     retainedBytes: options.retainedBytes ?? Defaults.processTable.retainedBytes,
     baseEnvironment: options.baseEnvironment ?? process.env,
     stdinWindowBytes: options.stdinWindowBytes ?? Defaults.processTable.stdinWindowBytes,
     lendOutput: options.lendOutput === true,
-    windowBytes: options.windowBytes
+    windowBytes: options.windowBytes,
+    childPipes: yield* makeChildPipes()
   }
   const closedRetention = Duration.fromInputUnsafe(
     options.closedRetention ?? Defaults.processTable.closedRetentionMillis

@@ -143,12 +143,20 @@ export const processTable = {
   followerLagBytes: 16 * MiB
 } as const
 
-/** The local executor's reading of a child's pipes. */
+/** The local executor's pipes for a child's output: how they are made, and read. */
 export const pipes = {
   /**
+   * Pipes one run of `mkfifo` makes ahead (two per process: stdout and
+   * stderr); the executor holds them open until starts take them, two file
+   * descriptors each.
+   */
+  perBatch: 64,
+  /** Ready pipes below which the next batch is made while starts go on with what is left. */
+  lowWater: 16,
+  /**
    * The most one read of a pipe takes: beyond a pipe's 64 KiB, what the Unix
-   * socket of a child's stdio holds, so a reader that fell behind catches up
-   * in one read.
+   * socket of a child's stdio holds (where no pipe could be made), so a reader
+   * that fell behind catches up in one read.
    */
   readBufferBytes: 256 * 1024,
   /** A read is not started in less room than this: the slab is full, the next one is taken. */

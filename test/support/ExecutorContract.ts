@@ -78,6 +78,19 @@ export const suite = (
           assert.strictEqual(seen.last.exitCode, 0)
         }))
 
+      it.effect("gives the output real pipes: the child can open /dev/stdout and /dev/stderr again by name", () =>
+        Effect.gen(function*() {
+          // a socket pair (what Node's child_process gives) cannot be reopened: "No such device or address"
+          const seen = yield* run([
+            "sh",
+            "-c",
+            "echo out > /dev/stdout && echo err > /dev/stderr && test -p /dev/stdout && test -p /dev/stderr && echo pipes"
+          ])
+          assert.strictEqual(seen.stdout, "out\npipes\n")
+          assert.strictEqual(seen.stderr, "err\n")
+          assert.strictEqual(seen.last.exitCode, 0)
+        }))
+
       it.effect("numbers output, exit and close with one counter", () =>
         Effect.gen(function*() {
           const processId = freshId("seq")
@@ -168,6 +181,18 @@ export const suite = (
           yield* executor.write({ processId, chunk: bytes("lo\n"), writeId: "w2" })
           const seen = yield* readUntilClosed(processId)
           assert.strictEqual(seen.stdout, "from-stdin:hello")
+        }))
+
+      it.effect("gives stdin a real pipe: the child can open /dev/stdin by name", () =>
+        Effect.gen(function*() {
+          const executor = yield* Exec.Executor
+          const processId = freshId("devstdin")
+          yield* start(processId, ["sh", "-c", "test -p /dev/stdin && head -n 1 /dev/stdin"], { pipeStdin: true })
+          assert.strictEqual(yield* executor.write({ processId, chunk: bytes("typed\n") }), "accepted")
+          const seen = yield* readUntilClosed(processId)
+          assert.strictEqual(seen.stdout, "typed\n")
+          assert.strictEqual(seen.stderr, "")
+          assert.strictEqual(seen.last.exitCode, 0)
         }))
 
       it.effect("reports stdinClosed without pipeStdin, and unknownProcess for an unknown id", () =>

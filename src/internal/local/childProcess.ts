@@ -14,7 +14,8 @@
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as NodeChildProcess from "node:child_process"
-import type { Readable } from "node:stream"
+import * as Net from "node:net"
+import type { Readable, Writable } from "node:stream"
 import { InvalidRequest, type SandboxRefused, SpawnFailed, type StartRequest } from "../../Executor.ts"
 import * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"
@@ -22,6 +23,7 @@ import { OutputMemory } from "../outputMemory.ts"
 import { feed } from "../sandbox/bwrap.ts"
 import { isLikelySandboxDenied } from "../sandbox/denial.ts"
 import type { Launch } from "../sandbox/launcher.ts"
+import { ChildPipe, type ChildPipes } from "./childPipes.ts"
 import { resolveCommand } from "./commandPath.ts"
 import { childEnvironment } from "./envPolicy.ts"
 import { ExitTracker } from "./exitTracking.ts"
@@ -34,7 +36,7 @@ import {
   signalGroup,
   type SpawnOptions
 } from "./localProcess.ts"
-import { type PipeReader, readPipe } from "./pipeReader.ts"
+import { type PipeReader, readDescriptor, readPipe } from "./pipeReader.ts"
 import { ProcessLog } from "./processLog.ts"
 import { spawnTurn } from "./spawnTurns.ts"
 import { checkCwd } from "./startChecks.ts"
@@ -66,6 +68,10 @@ export class PipeProcess implements LocalProcess {
   private readonly memory: OutputMemory
   /** The readers of its pipes, once `attach` started them (flow control pauses and resumes these). */
   private readonly readers: Array<PipeReader> = []
+  /** Its stdout and stderr, when they are real pipes rather than Node's sockets. */
+  private readonly pipes: ChildStdio | undefined
+  /** Where its input is written (`null`: it has none). */
+  private readonly stdin: Writable | null
 
   constructor(
     child: NodeChildProcess.ChildProcess,
@@ -76,6 +82,7 @@ export class PipeProcess implements LocalProcess {
       readonly holdings: Holdings
       readonly stdinWindowBytes: number
       readonly memory: OutputMemory
+      readonly pipes: ChildStdio | undefined
     }
   ) {
     this.child = child
@@ -83,8 +90,13 @@ export class PipeProcess implements LocalProcess {
     this.sandboxType = options.sandboxType
     this.holdings = options.holdings
     this.memory = options.memory
+    this.pipes = options.pipes
+    const input = options.pipes?.stdin
+    this.stdin = input === undefined
+      ? child.stdin
+      : new Net.Socket({ fd: input.take("write"), readable: false, writable: true })
     this.flow = new OutputFlow(log, this.readers, now)
-    this.input = new InputWriter(child.stdin, options.stdinWindowBytes)
+    this.input = new InputWriter(this.stdin, options.stdinWindowBytes)
   }
 
   get lastReadAt(): number {
@@ -149,7 +161,7 @@ export class PipeProcess implements LocalProcess {
 
   /** Ends the stdin pipe once the writes queued before it are flushed: the child reads end-of-file. */
   closeStdin(): Protocol.WriteStatus {
-    const stdin = this.child.stdin
+    const stdin = this.stdin
     if (stdin === null || stdin.destroyed || stdin.writableEnded || this.log.exited) return "stdinClosed"
     stdin.end()
     return "accepted"
@@ -166,17 +178,17 @@ export class PipeProcess implements LocalProcess {
       sandboxDenied: (code) => this.sandboxType !== "none" && isLikelySandboxDenied(code, log.retainedChunks()),
       beforeClose: () => {
         // nothing reads the input any more: writes still waiting are answered stdinClosed
-        child.stdin?.destroy()
+        this.stdin?.destroy()
         this.holdings.releaseAll()
       }
     })
-    const pipe = (readable: Readable | null, stream: Protocol.OutputStream) => {
-      if (readable === null) {
+    const pipe = (source: ChildPipe | Readable | null, stream: Protocol.OutputStream) => {
+      if (source === null) {
         openStreams--
         return
       }
-      this.readers.push(readPipe(readable, this.memory.pipe(), {
-        onChunk: (chunk) => {
+      const handlers = {
+        onChunk: (chunk: Buffer) => {
           log.appendOutput(stream, chunk)
           this.flow.pauseIfFull()
         },
@@ -184,11 +196,16 @@ export class PipeProcess implements LocalProcess {
           openStreams--
           if (openStreams === 0) exits.outputEnd()
         }
-      }))
+      }
+      this.readers.push(
+        source instanceof ChildPipe
+          ? readDescriptor(source.take("read"), this.memory.pipe(), handlers)
+          : readPipe(source, this.memory.pipe(), handlers)
+      )
     }
-    pipe(child.stdout, "stdout")
-    pipe(child.stderr, "stderr")
-    child.stdin?.on("error", () => {})
+    pipe(this.pipes?.stdout ?? child.stdout, "stdout")
+    pipe(this.pipes?.stderr ?? child.stderr, "stderr")
+    this.stdin?.on("error", () => {})
     child.on("exit", (code, signal) => exits.leaderExited({ code: code ?? Protocol.signaledExitCode(signal), signal }))
   }
 }
@@ -215,12 +232,19 @@ const startChild = (
     readonly environment: Readonly<Record<string, string>>
     readonly launch: Launch | undefined
     readonly holdings: Holdings
-  }
+  },
+  pipes: ChildStdio | undefined
 ) =>
   Effect.callback<LocalProcess, SpawnFailed | InvalidRequest>((resume) => {
     const { environment, holdings, launch, program } = prepared
     const [command, ...args] = request.argv as [string, ...Array<string>]
     const inputs = launch?.inputs ?? []
+    const stdio: Array<"pipe" | "ignore" | number> = [
+      request.pipeStdin === true ? pipes?.stdin?.readFd ?? "pipe" : "ignore",
+      pipes?.stdout.writeFd ?? "pipe",
+      pipes?.stderr.writeFd ?? "pipe",
+      ...inputs.map(() => "pipe" as const)
+    ]
     let child: NodeChildProcess.ChildProcess
     try {
       child = launch === undefined
@@ -228,7 +252,7 @@ const startChild = (
           cwd: request.cwd,
           env: environment,
           detached: true,
-          stdio: [request.pipeStdin === true ? "pipe" : "ignore", "pipe", "pipe"],
+          stdio,
           // found on the child's PATH once: argv[0] stays the command as given
           argv0: request.arg0 || command
         })
@@ -236,10 +260,15 @@ const startChild = (
           cwd: request.cwd,
           env: launch.environment,
           detached: true,
-          stdio: [request.pipeStdin === true ? "pipe" : "ignore", "pipe", "pipe", ...inputs.map(() => "pipe" as const)]
+          stdio
         })
     } catch (error) {
       return resume(Effect.fail(new InvalidRequest({ description: `cannot start ${command}: ${String(error)}` })))
+    } finally {
+      // the child has its own copies of its ends now (or never will): a pipe ends when the child's copy closes
+      pipes?.stdin?.closeEnd("read")
+      pipes?.stdout.closeEnd("write")
+      pipes?.stderr.closeEnd("write")
     }
     child.once("error", (error) => resume(Effect.fail(spawnFailure(launch?.file ?? command, error))))
     child.once("spawn", () => {
@@ -253,7 +282,13 @@ const startChild = (
           windowBytes: options.windowBytes
         }),
         now,
-        { sandboxType: launch?.sandboxType ?? "none", holdings, stdinWindowBytes: options.stdinWindowBytes, memory }
+        {
+          sandboxType: launch?.sandboxType ?? "none",
+          holdings,
+          stdinWindowBytes: options.stdinWindowBytes,
+          memory,
+          pipes
+        }
       )
       started.attach()
       resume(Effect.succeed(started))
@@ -279,6 +314,44 @@ export const prepareChild = (
     const launch = wrap === undefined ? undefined : yield* wrap(program, environment, holdings.hold)
     return {
       // the fork, one at a time (the checks and the sandbox's preparation above are not)
-      spawn: (now: number) => spawnTurn(startChild(request, options, now, { program, environment, launch, holdings }))
+      spawn: (now: number) =>
+        withChildPipes(
+          options.childPipes,
+          request.pipeStdin === true,
+          (pipes) => spawnTurn(startChild(request, options, now, { program, environment, launch, holdings }, pipes))
+        )
     }
   })
+
+/** A child's stdio on real pipes: its input (when it has a pipe for it), its output and errors. */
+interface ChildStdio {
+  readonly stdin: ChildPipe | undefined
+  readonly stdout: ChildPipe
+  readonly stderr: ChildPipe
+}
+
+/**
+ * Runs `use` with pipes from `supply` for a child's stdio (`undefined`: none,
+ * the child gets Node's sockets), taken before the spawn turn (making pipes
+ * takes one), and closes whatever of them `use` did not give away.
+ */
+const withChildPipes = <A, E>(
+  supply: ChildPipes | undefined,
+  withStdin: boolean,
+  use: (pipes: ChildStdio | undefined) => Effect.Effect<A, E>
+): Effect.Effect<A, E> =>
+  supply === undefined ?
+    use(undefined) :
+    Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(restore(supply.take(withStdin ? 3 : 2)), (taken) =>
+        restore(use(taken === undefined ? undefined : stdioOf(taken, withStdin))).pipe(
+          Effect.ensuring(Effect.sync(() =>
+            taken?.forEach((pipe) => pipe.close())
+          ))
+        ))
+    )
+
+const stdioOf = (pipes: ReadonlyArray<ChildPipe>, withStdin: boolean): ChildStdio =>
+  withStdin
+    ? { stdin: pipes[0], stdout: pipes[1]!, stderr: pipes[2]! }
+    : { stdin: undefined, stdout: pipes[0]!, stderr: pipes[1]! }

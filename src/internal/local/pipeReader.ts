@@ -7,9 +7,10 @@
  * (and its garbage) per 64 KiB at most; here a busy reader takes what piled
  * up in one go, and a stream that is read as it goes allocates nothing.
  *
- * `onread` is an option of sockets Node creates, and a child's pipes are
- * sockets Node created already: the reader takes over the pipe's handle, as
- * Node's own `child_process` makes its stdio sockets from it. Where the
+ * `onread` is an option of sockets Node creates. A pipe of `childPipes` is
+ * read through a socket made of its read end; a child's stdio socket of
+ * Node's own (where no such pipe could be made) already is one: the reader
+ * takes over its handle, as Node's `child_process` makes the socket from it. Where the
  * handle is not one (another runtime, another kind of stream), it reads the
  * stream's `data` events instead.
  *
@@ -55,10 +56,19 @@ export const readPipe = (readable: Readable, memory: PipeMemory, handlers: PipeH
   // the original socket lets the handle go: nothing it does later (Node resumes a child's stdio at its exit) can
   // start reads that flow control stopped, or close the handle under the new socket
   owner._handle = null
-  let paused = false
   // `handle` is how Node's child_process builds a stdio socket; @types/node does not list it
+  return readSocket({ handle } as Net.SocketConstructorOpts, memory, handlers)
+}
+
+/** Reads the pipe whose read end is `fd` (ours from now on: closed at its end or by `destroy`) into `memory`. */
+export const readDescriptor = (fd: number, memory: PipeMemory, handlers: PipeHandlers): PipeReader =>
+  readSocket({ fd }, memory, handlers)
+
+/** Reads the socket made of `source` (a handle or a descriptor) with `onread`, into `memory`'s buffers. */
+const readSocket = (source: Net.SocketConstructorOpts, memory: PipeMemory, handlers: PipeHandlers): PipeReader => {
+  let paused = false
   const socket = new Net.Socket({
-    handle,
+    ...source,
     readable: true,
     writable: false,
     onread: {
@@ -69,7 +79,7 @@ export const readPipe = (readable: Readable, memory: PipeMemory, handlers: PipeH
         return !paused
       }
     }
-  } as Net.SocketConstructorOpts)
+  })
   socket.on("error", () => {})
   socket.on("close", () => {
     memory.close()

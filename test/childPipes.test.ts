@@ -1,0 +1,133 @@
+/**
+ * The local executor's pipes for a child's stdio: real pipes (FIFOs opened
+ * and removed), made in batches by `mkfifo`, and nothing of them left open or
+ * on disk once a process or the executor is done with them. Socket pairs
+ * where `mkfifo` cannot run.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import { mkdtempSync, readdirSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import * as Exec from "../src/Executor.ts"
+import * as Defaults from "../src/internal/defaults.ts"
+import { type ChildPipes, makeChildPipes } from "../src/internal/local/childPipes.ts"
+import { prepareChild } from "../src/internal/local/childProcess.ts"
+import { Holdings } from "../src/internal/local/localProcess.ts"
+import * as LocalExecutor from "../src/LocalExecutor.ts"
+import { freshId, run } from "./support/processes.ts"
+
+/** The descriptors this (test worker) process has open. */
+const openDescriptors = () => readdirSync("/proc/self/fd").length
+
+/** Waits (real time, up to 5 s) until this process has `count` descriptors open: a socket's close is one turn late. */
+const awaitDescriptors = (count: number) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + 5_000
+    while (openDescriptors() !== count && Date.now() < deadline) {
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
+    }
+    assert.strictEqual(openDescriptors(), count, "every descriptor opened since is closed")
+  })
+
+/** Runs `body` with `TMPDIR` (where batches are made) a fresh directory of its own, then removes it. */
+const inOwnTmpdir = <A, E, R>(body: (directory: string) => Effect.Effect<A, E, R>) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => {
+      const previous = process.env.TMPDIR
+      const directory = mkdtempSync(join(tmpdir(), "pipes-test-"))
+      process.env.TMPDIR = directory
+      return { directory, previous }
+    }),
+    ({ directory }) => body(directory),
+    ({ directory, previous }) =>
+      Effect.sync(() => {
+        if (previous === undefined) delete process.env.TMPDIR
+        else process.env.TMPDIR = previous
+        rmSync(directory, { recursive: true, force: true })
+      })
+  )
+
+/** Prepares and spawns `script` under `sh -c` on pipes from `pipes`. */
+const spawn = (script: string, pipes: ChildPipes, cwd = "/tmp") =>
+  Effect.flatMap(
+    prepareChild(
+      { processId: freshId("pipes"), argv: ["sh", "-c", script], cwd, env: { PATH: "/usr/bin:/bin" }, tty: false },
+      { retainedBytes: 1024 * 1024, baseEnvironment: {}, stdinWindowBytes: 1024 * 1024, childPipes: pipes },
+      new Holdings()
+    ),
+    (prepared) => prepared.spawn(0)
+  )
+
+/** What a spawned child wrote to stdout, once it closed. */
+const stdoutOf = (child: Effect.Success<ReturnType<typeof spawn>>) =>
+  Effect.map(
+    Deferred.await(child.closed),
+    () => Buffer.concat(child.log.retainedChunks().filter((c) => c.stream === "stdout").map((c) => c.chunk)).toString()
+  )
+
+describe("child pipes", () => {
+  it.live(
+    "every child of an executor gets pipes, over several batches; once it is closed nothing is left open or on disk",
+    () =>
+      inOwnTmpdir((directory) =>
+        Effect.gen(function*() {
+          const before = openDescriptors()
+          const processes = Defaults.pipes.perBatch * 2
+          const outputs = yield* Effect.scoped(
+            Effect.flatMap(LocalExecutor.make(), (executor) =>
+              Effect.forEach(
+                Array.from({ length: processes }, (_, i) => i),
+                (i) =>
+                  Effect.map(
+                    // every third with a stdin pipe too: pipes are taken two or three at a time
+                    i % 3 === 0
+                      ? run(["sh", "-c", `test -p /dev/stdin && test -p /dev/stdout && echo ${i}`], { pipeStdin: true })
+                      : run(["sh", "-c", `test -p /dev/stdout && test -p /dev/stderr && echo ${i}`]),
+                    (seen) => seen.stdout
+                  ).pipe(Effect.provideService(Exec.Executor, executor)),
+                { concurrency: 8 }
+              ))
+          )
+          assert.deepStrictEqual(outputs, Array.from({ length: processes }, (_, i) => `${i}\n`))
+          assert.deepStrictEqual(readdirSync(directory), [], "each batch's directory is gone")
+          yield* awaitDescriptors(before)
+        })
+      ),
+    60_000
+  )
+
+  it.live("a start that fails after taking its pipes closes them", () =>
+    inOwnTmpdir(() =>
+      Effect.gen(function*() {
+        const before = openDescriptors()
+        yield* Effect.scoped(Effect.gen(function*() {
+          const pipes = yield* makeChildPipes()
+          const cwd = mkdtempSync(join(tmpdir(), "gone-"))
+          const prepared = yield* prepareChild(
+            { processId: freshId("gone"), argv: ["true"], cwd, env: { PATH: "/usr/bin:/bin" }, tty: false },
+            { retainedBytes: 1024, baseEnvironment: {}, stdinWindowBytes: 1024, childPipes: pipes },
+            new Holdings()
+          )
+          // the working directory checked by the preparation is gone when the fork comes
+          rmSync(cwd, { recursive: true })
+          const exit = yield* Effect.exit(prepared.spawn(0))
+          assert.isTrue(Exit.isFailure(exit), "the spawn failed")
+          // the pipes the supply still holds are its own: one more start takes two of them
+          const child = yield* spawn("echo still", pipes)
+          assert.strictEqual(yield* stdoutOf(child), "still\n")
+        }))
+        yield* awaitDescriptors(before)
+      })
+    ))
+
+  it.live("where mkfifo cannot run, the supply says so and children get Node's socket pairs", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const pipes = yield* makeChildPipes("/nonexistent/mkfifo")
+      assert.isUndefined(yield* pipes.take(2))
+      const child = yield* spawn("test -p /dev/stdout || echo socket", pipes)
+      assert.strictEqual(yield* stdoutOf(child), "socket\n")
+    })))
+})
