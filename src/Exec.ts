@@ -170,10 +170,12 @@ export type Termination = Data.TaggedEnum<{
   Interrupted: {}
   /**
    * The executor failed while the command ran: the link to the exec-server
-   * was lost (`ConnectionLost`), or the server broke the protocol
-   * (`ProtocolViolation`: it repeated or inflated output, sent an impossible
-   * exit code, …). `reason` is the error's one-line message; the command may
-   * still run there (the loop asked for it to be killed).
+   * was lost (`ConnectionLost`), the server no longer had the command's
+   * session when the client reconnected (`SessionLost`: it expired while the
+   * client was away, or the server restarted), or the server broke the
+   * protocol (`ProtocolViolation`: it repeated or inflated output, sent an
+   * impossible exit code, …). `reason` is the error's one-line message; the
+   * command may still run there (the loop asked for it to be killed).
    */
   Lost: { readonly reason: string; readonly error: ExecutorError }
 }>

@@ -131,6 +131,28 @@ export class ConnectionLost extends Schema.TaggedClass<ConnectionLost>()("Connec
 }
 
 /**
+ * The process ran in a session its exec-server no longer has: the remote
+ * client reconnected and could not resume the session (it expired while the
+ * client was disconnected, or the server restarted), so it began a new one.
+ * Every process of the old session is gone from the server, and what became
+ * of it after the client last heard of it is unknown: it may have run on to
+ * its end, or been killed with the session. Output the client received before
+ * is delivered before this failure; processes started on the new session are
+ * not affected.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class SessionLost extends Schema.TaggedClass<SessionLost>()("SessionLost", {
+  processId: Schema.String
+}) {
+  get message(): string {
+    return `the exec-server no longer has the session process ${this.processId} ran in: it expired while the ` +
+      `client was disconnected, or the server restarted; what became of the process is unknown`
+  }
+}
+
+/**
  * No environment could serve the call (`Exec.run({ environment })` through an
  * `EnvironmentRegistry`). `kind` says why: no environment has that id
  * (`Unknown`), the configuration names no default one (`Disabled`: `default =
@@ -271,6 +293,7 @@ export const ExecutorErrorReason = Schema.Union([
   Unsupported,
   SandboxRefused,
   ConnectionLost,
+  SessionLost,
   EnvironmentUnavailable,
   ServerError,
   ProtocolViolation,

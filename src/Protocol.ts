@@ -1205,6 +1205,7 @@ const codeOf = (reason: ExecutorErrorReason): number => {
       return ErrorCode.invalidParams
     case "SpawnFailed":
     case "ConnectionLost":
+    case "SessionLost":
     case "ProtocolViolation":
     case "FileSystemFailure":
       return ErrorCode.internalError

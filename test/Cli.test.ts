@@ -26,6 +26,7 @@ import * as Fake from "./support/fakeServer.ts"
 import { awaitDeath, isAlive } from "./support/processes.ts"
 import { readOnly, scratchDir } from "./support/sandbox.ts"
 import { bin, spawnServe } from "./support/servers.ts"
+import * as WebSocketProxy from "./support/webSocketProxy.ts"
 import { base64, connect, handshake, pollUntil, refusedStatus, startParams } from "./support/wireClient.ts"
 
 /** The pids of live processes whose command line is exactly `argv`. */
@@ -626,6 +627,28 @@ describe("effect-exec serve and run --remote", () => {
       const finished = yield* running.finished
       assert.strictEqual(finished.code, 255, finished.stderr)
       assert.match(finished.stderr, /^effect-exec: lost the command: [^\n]*\n$/)
+    }))
+
+  it.live("says in one line that the server no longer has the session when it restarted behind the address; 255", () =>
+    Effect.gen(function*() {
+      const first = yield* spawnServe()
+      const second = yield* spawnServe()
+      const proxy = yield* WebSocketProxy.start(first.url)
+      const running = yield* cliRunningCommand(["run", "--remote", proxy.url, "--", ...twoProcesses])
+      // the first server dies with its processes, and the address now leads to one that never had the session
+      yield* proxy.setTarget(second.url)
+      first.child.kill("SIGKILL")
+      for (const pid of running.pids) yield* awaitDeath(pid)
+      const finished = yield* running.finished
+      assert.strictEqual(finished.code, 255, finished.stderr)
+      assert.match(
+        finished.stderr,
+        /^effect-exec: lost the command: the exec-server no longer has the session process \S+ ran in: it expired while the client was disconnected, or the server restarted; what became of the process is unknown\n$/
+      )
+      assert.isDefined(
+        proxy.frames.find((f) => f.link === 2 && f.message?.error?.code === -32600),
+        "the second server refused to resume the session"
+      )
     }))
 
   it.live("serves files within --max-file-bytes", () =>

@@ -113,6 +113,8 @@ describe("EnvironmentRegistry: stdio environments", () => {
       process.kill(server, "SIGKILL")
       const result = yield* Fiber.join(run)
       assert.strictEqual(result.termination._tag, "Lost")
+      // the new child never had the session: the run's process is not unknown, its fate is
+      if (result.termination._tag === "Lost") assert.strictEqual(result.termination.error.reason._tag, "SessionLost")
       assert.strictEqual(result.stdout.text, "before\n")
       const pid = yield* serverPid(registry, "child")
       assert.isTrue(isAlive(pid))

@@ -18,7 +18,7 @@ import * as Logger from "effect/Logger"
 import * as Schema from "effect/Schema"
 import { TestClock } from "effect/testing"
 import * as Tracer from "effect/Tracer"
-import { Executor } from "../src/Executor.ts"
+import { Executor, failWith, SessionLost, UnknownProcess } from "../src/Executor.ts"
 import { processHandlers } from "../src/internal/server/processHandlers.ts"
 import { RawJson, Reply } from "../src/internal/server/reply.ts"
 import { decodeParams, routeNotification, routeRequest } from "../src/internal/server/router.ts"
@@ -322,6 +322,23 @@ describe("processHandlers", () => {
       assert.isTrue(Exit.isFailure(yield* Fiber.join(second)), "p runs: the second start is refused")
       yield* Fiber.join(read)
       assert.isFalse(session.startsUnderWay.has("p"), "every start of p was answered: nothing is left to wait for")
+    }))
+
+  it.effect("names the client's process id in a reason that names one: a relayed SessionLost, an UnknownProcess", () =>
+    Effect.gen(function*() {
+      // an executor that is itself a client of a server further away, whose session there is gone
+      const { sessions } = yield* registry({ sessions: 10 }, undefined, (executor) => ({
+        ...executor,
+        read: (request) => failWith(new SessionLost({ processId: request.processId })),
+        terminate: (processId) => failWith(new UnknownProcess({ processId }))
+      }))
+      const session = yield* sessions.create(connection())
+      const { requests } = processHandlers(sessions, session)
+      const read = yield* Effect.flip(requests["process/read"]({ processId: "p" }))
+      assert.deepStrictEqual(Protocol.errorFromWire(read.wire), new SessionLost({ processId: "p" }))
+      assert.strictEqual(read.code, ErrorCode.internalError)
+      const terminate = yield* Effect.flip(requests["process/terminate"]({ processId: "p" }))
+      assert.deepStrictEqual(Protocol.errorFromWire(terminate.wire), new UnknownProcess({ processId: "p" }))
     }))
 
   it.effect("passes the executor's window on in the start's answer, and says none when it has none", () =>

@@ -127,7 +127,8 @@ describe("Protocol errors on the wire", () => {
       kind: "Unknown",
       environment: "devbox",
       description: "no environment devbox"
-    })
+    }),
+    new Executor.SessionLost({ processId: "p1" })
   ]
 
   it("round-trips every reason through errorToWire and errorFromWire", () => {
@@ -166,7 +167,12 @@ describe("Protocol errors on the wire", () => {
         [-32603, "File exists (os error 17)"],
         [-32602, "sandbox intent cannot be enforced on this executor: bubblewrap not found"],
         [-32602, "this executor runs only sandboxed processes: the request asks for no sandbox"],
-        [-32600, "no environment devbox"]
+        [-32600, "no environment devbox"],
+        [
+          -32603,
+          "the exec-server no longer has the session process p1 ran in: it expired while the client was disconnected, " +
+          "or the server restarted; what became of the process is unknown"
+        ]
       ]
     )
   })

@@ -4,8 +4,9 @@
  * (through a recording proxy):
  * when the close was written into the dying connection, or the session it
  * belonged to ended while the client was away, nothing more will be pushed, and
- * the follower learns where the process stands from the server once it is
- * connected again, rather than waiting for ever.
+ * the follower learns where the process stands once it is connected again
+ * (from the server; from the new session the link had to begin, when the old
+ * one is gone), rather than waiting for ever.
  *
  * A follower that should end is asked whether it ended after the client is
  * connected again and a few requests of the test went there and back on that
@@ -206,7 +207,7 @@ describe("RemoteExecutor: a follower whose process closed, against a server numb
 })
 
 describe("RemoteExecutor: a follower whose session ended while the client was away", () => {
-  it.live("fails with UnknownProcess once the client is connected to a new session", () =>
+  it.live("fails with SessionLost once the client is connected to a new session", () =>
     Effect.gen(function*() {
       const local = yield* LocalExecutor.make()
       const { url } = yield* WebSocketListener.listen({ sessionTtl: "100 millis" }).pipe(
@@ -237,10 +238,10 @@ describe("RemoteExecutor: a follower whose session ended while the client was aw
       assert.notStrictEqual(sessionIdOf(proxy, 2), sessionIdOf(proxy, 1), "a new session, not the old one resumed")
 
       const exit = yield* settledAfterRoundTrips(executor, follower.fiber, "the follower of the lost session's process")
-      assert.strictEqual(reasonOf(exit)?._tag, "UnknownProcess", `the follower got ${String(exit)}`)
-      // its record is forgotten: a later follower is answered by the server, which does not know it
+      assert.strictEqual(reasonOf(exit)?._tag, "SessionLost", `the follower got ${String(exit)}`)
+      // its record stays: a later follower learns the same (RemoteSessionLost.test.ts has the rest)
       const laterFollower = yield* follow(executor, "lost")
       const later = yield* settledAfterRoundTrips(executor, laterFollower.fiber, "a later follower of that process")
-      assert.strictEqual(reasonOf(later)?._tag, "UnknownProcess", `a later follower got ${String(later)}`)
+      assert.strictEqual(reasonOf(later)?._tag, "SessionLost", `a later follower got ${String(later)}`)
     }))
 })

@@ -3,8 +3,9 @@
  * frame and can break the link the way a network does: cut it without a
  * close frame, refuse reconnections for a while, or leave the server's side
  * open while the client's is gone (so what the server sends then is lost, as
- * bytes in flight are when a route dies). Each client connection is one
- * "link" (1, 2, …) with its own upstream connection.
+ * bytes in flight are when a route dies), or send later connections to
+ * another server (one restarted at the same address). Each client connection
+ * is one "link" (1, 2, …) with its own upstream connection.
  */
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
@@ -44,6 +45,8 @@ export interface WebSocketProxy {
   readonly cut: (options?: { readonly holdServerSide?: boolean }) => Effect.Effect<void>
   /** Ends the server sides kept by `cut({ holdServerSide: true })`, without a close frame. */
   readonly releaseServerSide: Effect.Effect<void>
+  /** Where later connections go: another exec-server behind the same address (the links open now stay). */
+  readonly setTarget: (target: string) => Effect.Effect<void>
   /** While not accepting, a connection attempt is refused with HTTP 503. */
   readonly setAccepting: (accepting: boolean) => Effect.Effect<void>
   /**
@@ -83,9 +86,10 @@ const parse = (data: WebSocket.RawData): any => {
 const describeFrames = (frames: ReadonlyArray<ProxiedFrame>) =>
   frames.slice(-15).map((f) => `  [${f.link} ${f.from}] ${JSON.stringify(f.message).slice(0, 300)}`).join("\n")
 
-/** A proxy on 127.0.0.1 to the exec-server at `target`, for the scope. */
-export const start = (target: string): Effect.Effect<WebSocketProxy, never, Scope.Scope> =>
+/** A proxy on 127.0.0.1 to the exec-server at `initialTarget`, for the scope. */
+export const start = (initialTarget: string): Effect.Effect<WebSocketProxy, never, Scope.Scope> =>
   Effect.gen(function*() {
+    let target = initialTarget
     const frames: Array<ProxiedFrame> = []
     const listeners = new Set<() => void>()
     const links = new Set<Link>()
@@ -213,6 +217,10 @@ export const start = (target: string): Effect.Effect<WebSocketProxy, never, Scop
       releaseServerSide: Effect.sync(() => {
         for (const link of links) if (link.held) link.server.terminate()
       }),
+      setTarget: (next) =>
+        Effect.sync(() => {
+          target = next
+        }),
       setAccepting: (value) =>
         Effect.sync(() => {
           accepting = value

@@ -22,6 +22,7 @@ import { Link } from "./link.ts"
 import { ProcessRecords, type RecordsFootprint } from "./processRecords.ts"
 import { remoteEvents } from "./remoteEvents.ts"
 import { isExitCode, isSignalName, readAnswerViolation } from "./serverAnswers.ts"
+import { withinSession } from "./sessionLost.ts"
 import { streamedRead } from "./streamedRead.ts"
 
 /** How the client talks to its server, every default resolved. */
@@ -95,14 +96,21 @@ const recordOutputFrame = (records: ProcessRecords) => (frame: Uint8Array): bool
   return true
 }
 
-/** A read answered by the server, checked: output only forwards, no more than asked for, real exit codes. */
+/**
+ * A read answered by the server, checked: output only forwards, no more than
+ * asked for, real exit codes; `SessionLost` for a process of a session the
+ * server no longer has.
+ */
 const checkedRead = (link: Link, records: ProcessRecords) => (request: Protocol.ReadParams) =>
-  link.callIdempotent("process/read", {
-    processId: request.processId,
-    afterSeq: request.afterSeq ?? null,
-    maxBytes: request.maxBytes ?? null,
-    waitMs: request.waitMs ?? null
-  }, { processId: request.processId, waitMs: request.waitMs ?? 0 }).pipe(
+  withinSession(link, records)(
+    request.processId,
+    link.callIdempotent("process/read", {
+      processId: request.processId,
+      afterSeq: request.afterSeq ?? null,
+      maxBytes: request.maxBytes ?? null,
+      waitMs: request.waitMs ?? null
+    }, { processId: request.processId, waitMs: request.waitMs ?? 0 })
+  ).pipe(
     Effect.flatMap((result) => {
       const violation = readAnswerViolation(request, result)
       if (violation !== undefined) {
@@ -113,9 +121,14 @@ const checkedRead = (link: Link, records: ProcessRecords) => (request: Protocol.
     })
   )
 
-/** The `Executor` contract as calls on `link`, what notifications told kept in `records`. */
+/**
+ * The `Executor` contract as calls on `link`, what notifications told kept in
+ * `records`. A call about a process of a session the server no longer has
+ * fails with `SessionLost` (see `sessionLost.ts`).
+ */
 const makeExecutor = (link: Link, records: ProcessRecords): Executor["Service"] => {
   const serverRead = checkedRead(link, records)
+  const aboutProcess = withinSession(link, records)
 
   const start = Effect.fn("RemoteExecutor.start")(function*(request: Protocol.StartParams) {
     yield* link.client
@@ -128,9 +141,15 @@ const makeExecutor = (link: Link, records: ProcessRecords): Executor["Service"] 
       processId: request.processId,
       command: request.argv[0] ?? ""
     })
-    /** The window tells the streamed reads how often to acknowledge. */
-    const keepWindow = (started: Protocol.StartResult) =>
+    /**
+     * The session that answered is the process's (a start that had to connect
+     * anew may have begun one: the session is known once answered), and the
+     * window tells the streamed reads how often to acknowledge.
+     */
+    const keepAnswer = (started: Protocol.StartResult) =>
       Effect.sync(() => {
+        const record = records.get(request.processId)
+        if (record !== undefined) record.session = link.sessions
         const pushed = records.pushedFor(request.processId)
         if (pushed !== undefined && started.windowBytes !== undefined) pushed.windowBytes = started.windowBytes
       })
@@ -144,13 +163,13 @@ const makeExecutor = (link: Link, records: ProcessRecords): Executor["Service"] 
         Effect.onExit((exit) =>
           Effect.sync(() => records.startAnswered(request.processId, Exit.isSuccess(exit) ? options : undefined))
         ),
-        Effect.tap(keepWindow)
+        Effect.tap(keepAnswer)
       )
     }
     // recorded before the call: the server may notify the new process's output before it answers the start
     records.starting(request.processId, options)
     return yield* call.pipe(
-      Effect.tap(keepWindow),
+      Effect.tap(keepAnswer),
       Effect.tapError(() => Effect.sync(() => records.forget(request.processId)))
     )
   })
@@ -176,14 +195,22 @@ const makeExecutor = (link: Link, records: ProcessRecords): Executor["Service"] 
     read: (request, options) => options?.lent === true ? readAs(request, true) : tracedRead(request),
     write: Effect.fn("RemoteExecutor.write")(function*(request: Protocol.WriteParams) {
       const params = { ...request, writeId: request.writeId ?? crypto.randomUUID() }
-      const result = yield* link.callIdempotent("process/write", params, { processId: request.processId })
+      const result = yield* aboutProcess(
+        request.processId,
+        link.callIdempotent("process/write", params, { processId: request.processId }),
+        (answer) => answer.status === "unknownProcess"
+      )
       return result.status
     }),
     terminate: Effect.fn("RemoteExecutor.terminate")(function*(processId: string) {
-      return yield* link.callIdempotent("process/terminate", { processId }, { processId })
+      return yield* aboutProcess(
+        processId,
+        link.callIdempotent("process/terminate", { processId }, { processId }),
+        (answer) => !answer.running
+      )
     }),
     signal: Effect.fn("RemoteExecutor.signal")(function*(processId: string, signal: Protocol.SignalName) {
-      yield* link.callIdempotent("process/signal", { processId, signal }, { processId })
+      yield* aboutProcess(processId, link.callIdempotent("process/signal", { processId, signal }, { processId }))
     }),
     resize: Effect.fn("RemoteExecutor.resize")(function*(processId: string, size: Protocol.TerminalSize) {
       yield* link.client
@@ -193,7 +220,7 @@ const makeExecutor = (link: Link, records: ProcessRecords): Executor["Service"] 
           new ExecutorError({ reason: new Unsupported({ feature: "terminal resize (process/resize)" }) })
         )
       }
-      yield* link.callIdempotent("process/resize", { processId, size }, { processId })
+      yield* aboutProcess(processId, link.callIdempotent("process/resize", { processId, size }, { processId }))
     }),
     closeStdin: Effect.fn("RemoteExecutor.closeStdin")(function*(processId: string) {
       yield* link.client
@@ -203,7 +230,11 @@ const makeExecutor = (link: Link, records: ProcessRecords): Executor["Service"] 
           new ExecutorError({ reason: new Unsupported({ feature: "ending a command's stdin (process/closeStdin)" }) })
         )
       }
-      const result = yield* link.callIdempotent("process/closeStdin", { processId }, { processId })
+      const result = yield* aboutProcess(
+        processId,
+        link.callIdempotent("process/closeStdin", { processId }, { processId }),
+        (answer) => answer.status === "unknownProcess"
+      )
       return result.status
     }),
     defaultCwd: Effect.map(link.client, () => link.server.cwd ?? "/"),

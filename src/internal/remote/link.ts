@@ -5,6 +5,11 @@
  * is lost every pending call fails with `ConnectionLost`, and the next call
  * connects anew.
  *
+ * A session the server no longer has (it expired while the client was away,
+ * or the server restarted) cannot be resumed: the link then begins a new one,
+ * and counts it (`sessions`), so that what was started on an earlier session
+ * is known to be gone from the server (`SessionLost`).
+ *
  * @internal
  */
 import * as Deferred from "effect/Deferred"
@@ -69,6 +74,8 @@ export class Link {
   private current: Client | undefined
   /** Connections made so far (each a session initialized or resumed): 1 while on the first. */
   private connectionCount = 0
+  /** Sessions begun so far (the first, and each that replaced one the server no longer had). */
+  private sessionCount = 0
   private sessionId: string | undefined
   private info: ServerInfo = { cwd: undefined, tempDir: undefined, capabilities: undefined }
   private readonly connecting = Semaphore.makeUnsafe(1)
@@ -143,6 +150,22 @@ export class Link {
     return this.connectionCount
   }
 
+  /**
+   * How many sessions the link began so far: 1 on the first, one more each
+   * time it could not resume the session and began a new one.
+   */
+  get sessions(): number {
+    return this.sessionCount
+  }
+
+  /**
+   * Whether session `session` (a value of `sessions`) is gone: the link began
+   * another since. 0 names no session (never gone).
+   */
+  isLostSession(session: number): boolean {
+    return session !== 0 && session !== this.sessionCount
+  }
+
   /** The live client, if connected now. */
   get live(): Client | undefined {
     return this.current
@@ -163,6 +186,8 @@ export class Link {
         // a link that failed to become a session must not stay open (the server would count it as attached)
         Effect.onError(() => transport.close)
       )
+      // not the session asked for (none was, or the server no longer had it): a new one, without the old's processes
+      if (result.sessionId !== this.sessionId) this.sessionCount++
       this.sessionId = result.sessionId
       this.info = {
         cwd: result.environmentInfo?.cwd,
@@ -208,13 +233,13 @@ export class Link {
         while: (error) => error._tag === "RpcError" && error.code === ErrorCode.sessionAlreadyAttached,
         schedule: Schedule.spaced("100 millis")
       }),
-      // a session that expired cannot be resumed (Codex's answer names it unknown): start a new one
+      // a session the server no longer has cannot be resumed: start a new one. Both servers (ours and Codex's)
+      // refuse such a resume as an invalid request (-32600 "unknown session id …"), and refuse nothing else so on a
+      // connection's first `initialize`; a refusal for a limit (-32000) says nothing of the session
       Effect.catchTag(
         "RpcError",
         (error) =>
-          sessionId !== undefined && error.message.startsWith("unknown session id")
-            ? request(undefined)
-            : Effect.fail(error)
+          sessionId !== undefined && error.code === ErrorCode.invalidRequest ? request(undefined) : Effect.fail(error)
       ),
       Effect.flatMap(Schema.decodeUnknownEffect(Protocol.InitializeResult)),
       Effect.tap((result) =>

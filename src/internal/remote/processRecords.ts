@@ -158,6 +158,11 @@ export class ProcessRecord {
    * said where it stands. On a later one its followers ask once.
    */
   checkedConnection: number
+  /**
+   * The link's session (`Link.sessions`) the server answered its start in; 0
+   * until then. Once the link began another, the server no longer has it.
+   */
+  session = 0
 
   constructor(connection: number) {
     this.checkedConnection = connection

@@ -1,7 +1,8 @@
 /**
  * `events` of a remote process, as the local executor's: its output, exit and
  * close in seq order from a cursor, ending after the close; `UnknownProcess`
- * for an id the server does not know.
+ * for an id the server does not know, `SessionLost` for a process of a
+ * session the server no longer has.
  *
  * The events are those the server's notifications brought. Seqs none brought
  * (output the server does not push: the process was started with
@@ -12,14 +13,19 @@
  * the follower's cursor, as any read does.
  *
  * A notification written into a dying connection is lost, and a resumed
- * session does not send it again; a session that ended while the client was
- * away (past the server's TTL) is replaced by a new one, which does not know
- * the process. So once on each connection after the one the process started
- * on, a follower waiting for more asks the server where the process stands
- * (the same read at its cursor): closed, what it missed is taken into the
- * record (the output, the exit unless held, the close), and the followers end
- * as after the close's notification; unknown, the record is forgotten and its
- * followers fail with `UnknownProcess`.
+ * session does not send it again. So once on each connection after the one
+ * the process started on, a follower waiting for more asks the server where
+ * the process stands (the same read at its cursor): closed, what it missed is
+ * taken into the record (the output, the exit unless held, the close), and
+ * the followers end as after the close's notification; unknown, the record
+ * is forgotten and its followers fail with `UnknownProcess`.
+ *
+ * A session that ended while the client was away (past the server's TTL), or
+ * that a restarted server never had, is replaced by a new one, which does not
+ * know the process: its followers take the events already held up to the
+ * first gap, then fail with `SessionLost` (the read that would ask fails so,
+ * without asking), and the record stays, so that a later follower or read
+ * learns the same.
  *
  * @internal
  */
@@ -31,6 +37,7 @@ import { ExecutorError, type ProcessEvent, UnknownProcess, Unsupported } from ".
 import type * as Protocol from "../../Protocol.ts"
 import type { Link } from "./link.ts"
 import type { ProcessRecord, ProcessRecords } from "./processRecords.ts"
+import { inLostSession, sessionLost } from "./sessionLost.ts"
 
 type ServerRead = (request: Protocol.ReadParams) => Effect.Effect<Protocol.ReadResult, ExecutorError>
 
@@ -138,6 +145,8 @@ const nextEvents = (
       // forgotten before its close (another process took its id, or its start failed): nothing more comes
       if (log.ended) return yield* Effect.fail(new ExecutorError({ reason: new UnknownProcess({ processId }) }))
       const rpc = yield* link.client
+      // its session is gone from the server (the link began a new one): nothing more comes, nor can be asked for
+      if (inLostSession(link, record)) return yield* Effect.fail(sessionLost(processId))
       if (record.checkedConnection !== link.connections) {
         // on a later connection than the one its notifications came on: the server says where it stands
         record.checkedConnection = link.connections

@@ -6,7 +6,13 @@
  */
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import { type ExecutorError, type ExecutorErrorReason, ProcessIdInUse, UnknownProcess } from "../../Executor.ts"
+import {
+  type ExecutorError,
+  type ExecutorErrorReason,
+  ProcessIdInUse,
+  SessionLost,
+  UnknownProcess
+} from "../../Executor.ts"
 import { ErrorCode } from "../../JsonRpc.ts"
 import * as Protocol from "../../Protocol.ts"
 
@@ -86,6 +92,8 @@ const inClientTerms = (reason: ExecutorErrorReason, processId: string): Executor
       return new UnknownProcess({ processId })
     case "ProcessIdInUse":
       return new ProcessIdInUse({ processId })
+    case "SessionLost":
+      return new SessionLost({ processId })
     default:
       return reason
   }
