@@ -2,7 +2,7 @@
  * `node bench/pipeKinds.ts [rounds=3] [MiB=1024]`: what the kind of pipe a
  * child writes its output into costs, read the way the local executor reads
  * (`onread` into one 256 KiB buffer, bytes counted and dropped). Node's
- * `child_process` gives a child a Unix socket pair; `childPipes` gives it a
+ * `child_process` gives a child a Unix socket pair; `outputPipes` gives it a
  * real pipe (a FIFO opened at both ends and removed). Alternated rounds,
  * each line one stream of `head -c` from /dev/zero: MiB/s, and the reader's
  * own user and system CPU (the writer's is not counted).

@@ -47,10 +47,10 @@ import {
   type StartRequest
 } from "./Executor.ts"
 import * as Defaults from "./internal/defaults.ts"
-import { makeChildPipes } from "./internal/local/childPipes.ts"
 import { prepareChild } from "./internal/local/childProcess.ts"
 import { childEnvironment } from "./internal/local/envPolicy.ts"
 import { Holdings, type LocalProcess, type SpawnOptions } from "./internal/local/localProcess.ts"
+import { makeOutputPipes } from "./internal/local/outputPipes.ts"
 import { ParentWatchdog } from "./internal/local/parentWatchdog.ts"
 import { eventStream, longPollRead } from "./internal/local/processLog.ts"
 import { ProcessTable } from "./internal/local/processTable.ts"
@@ -260,7 +260,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     stdinWindowBytes: options.stdinWindowBytes ?? Defaults.processTable.stdinWindowBytes,
     lendOutput: options.lendOutput === true,
     windowBytes: options.windowBytes,
-    childPipes: yield* makeChildPipes()
+    outputPipes: yield* makeOutputPipes()
   }
   const closedRetention = Duration.fromInputUnsafe(
     options.closedRetention ?? Defaults.processTable.closedRetentionMillis

@@ -183,18 +183,6 @@ export const suite = (
           assert.strictEqual(seen.stdout, "from-stdin:hello")
         }))
 
-      it.effect("gives stdin a real pipe: the child can open /dev/stdin by name", () =>
-        Effect.gen(function*() {
-          const executor = yield* Exec.Executor
-          const processId = freshId("devstdin")
-          yield* start(processId, ["sh", "-c", "test -p /dev/stdin && head -n 1 /dev/stdin"], { pipeStdin: true })
-          assert.strictEqual(yield* executor.write({ processId, chunk: bytes("typed\n") }), "accepted")
-          const seen = yield* readUntilClosed(processId)
-          assert.strictEqual(seen.stdout, "typed\n")
-          assert.strictEqual(seen.stderr, "")
-          assert.strictEqual(seen.last.exitCode, 0)
-        }))
-
       it.effect("reports stdinClosed without pipeStdin, and unknownProcess for an unknown id", () =>
         Effect.gen(function*() {
           const executor = yield* Exec.Executor

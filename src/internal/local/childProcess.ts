@@ -14,8 +14,7 @@
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as NodeChildProcess from "node:child_process"
-import * as Net from "node:net"
-import type { Readable, Writable } from "node:stream"
+import type { Readable } from "node:stream"
 import { InvalidRequest, type SandboxRefused, SpawnFailed, type StartRequest } from "../../Executor.ts"
 import * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"
@@ -23,7 +22,6 @@ import { OutputMemory } from "../outputMemory.ts"
 import { feed } from "../sandbox/bwrap.ts"
 import { isLikelySandboxDenied } from "../sandbox/denial.ts"
 import type { Launch } from "../sandbox/launcher.ts"
-import { ChildPipe, type ChildPipes } from "./childPipes.ts"
 import { resolveCommand } from "./commandPath.ts"
 import { childEnvironment } from "./envPolicy.ts"
 import { ExitTracker } from "./exitTracking.ts"
@@ -36,6 +34,7 @@ import {
   signalGroup,
   type SpawnOptions
 } from "./localProcess.ts"
+import { OutputPipe, type OutputPipes } from "./outputPipes.ts"
 import { type PipeReader, readDescriptor, readPipe } from "./pipeReader.ts"
 import { ProcessLog } from "./processLog.ts"
 import { spawnTurn } from "./spawnTurns.ts"
@@ -69,9 +68,7 @@ export class PipeProcess implements LocalProcess {
   /** The readers of its pipes, once `attach` started them (flow control pauses and resumes these). */
   private readonly readers: Array<PipeReader> = []
   /** Its stdout and stderr, when they are real pipes rather than Node's sockets. */
-  private readonly pipes: ChildStdio | undefined
-  /** Where its input is written (`null`: it has none). */
-  private readonly stdin: Writable | null
+  private readonly outputs: StdoutAndStderr | undefined
 
   constructor(
     child: NodeChildProcess.ChildProcess,
@@ -82,7 +79,7 @@ export class PipeProcess implements LocalProcess {
       readonly holdings: Holdings
       readonly stdinWindowBytes: number
       readonly memory: OutputMemory
-      readonly pipes: ChildStdio | undefined
+      readonly outputs: StdoutAndStderr | undefined
     }
   ) {
     this.child = child
@@ -90,13 +87,9 @@ export class PipeProcess implements LocalProcess {
     this.sandboxType = options.sandboxType
     this.holdings = options.holdings
     this.memory = options.memory
-    this.pipes = options.pipes
-    const input = options.pipes?.stdin
-    this.stdin = input === undefined
-      ? child.stdin
-      : new Net.Socket({ fd: input.take("write"), readable: false, writable: true })
+    this.outputs = options.outputs
     this.flow = new OutputFlow(log, this.readers, now)
-    this.input = new InputWriter(this.stdin, options.stdinWindowBytes)
+    this.input = new InputWriter(child.stdin, options.stdinWindowBytes)
   }
 
   get lastReadAt(): number {
@@ -161,7 +154,7 @@ export class PipeProcess implements LocalProcess {
 
   /** Ends the stdin pipe once the writes queued before it are flushed: the child reads end-of-file. */
   closeStdin(): Protocol.WriteStatus {
-    const stdin = this.stdin
+    const stdin = this.child.stdin
     if (stdin === null || stdin.destroyed || stdin.writableEnded || this.log.exited) return "stdinClosed"
     stdin.end()
     return "accepted"
@@ -178,11 +171,11 @@ export class PipeProcess implements LocalProcess {
       sandboxDenied: (code) => this.sandboxType !== "none" && isLikelySandboxDenied(code, log.retainedChunks()),
       beforeClose: () => {
         // nothing reads the input any more: writes still waiting are answered stdinClosed
-        this.stdin?.destroy()
+        child.stdin?.destroy()
         this.holdings.releaseAll()
       }
     })
-    const pipe = (source: ChildPipe | Readable | null, stream: Protocol.OutputStream) => {
+    const pipe = (source: OutputPipe | Readable | null, stream: Protocol.OutputStream) => {
       if (source === null) {
         openStreams--
         return
@@ -198,14 +191,14 @@ export class PipeProcess implements LocalProcess {
         }
       }
       this.readers.push(
-        source instanceof ChildPipe
-          ? readDescriptor(source.take("read"), this.memory.pipe(), handlers)
+        source instanceof OutputPipe
+          ? readDescriptor(source.takeReadEnd(), this.memory.pipe(), handlers)
           : readPipe(source, this.memory.pipe(), handlers)
       )
     }
-    pipe(this.pipes?.stdout ?? child.stdout, "stdout")
-    pipe(this.pipes?.stderr ?? child.stderr, "stderr")
-    this.stdin?.on("error", () => {})
+    pipe(this.outputs?.[0] ?? child.stdout, "stdout")
+    pipe(this.outputs?.[1] ?? child.stderr, "stderr")
+    child.stdin?.on("error", () => {})
     child.on("exit", (code, signal) => exits.leaderExited({ code: code ?? Protocol.signaledExitCode(signal), signal }))
   }
 }
@@ -233,16 +226,16 @@ const startChild = (
     readonly launch: Launch | undefined
     readonly holdings: Holdings
   },
-  pipes: ChildStdio | undefined
+  outputs: StdoutAndStderr | undefined
 ) =>
   Effect.callback<LocalProcess, SpawnFailed | InvalidRequest>((resume) => {
     const { environment, holdings, launch, program } = prepared
     const [command, ...args] = request.argv as [string, ...Array<string>]
     const inputs = launch?.inputs ?? []
     const stdio: Array<"pipe" | "ignore" | number> = [
-      request.pipeStdin === true ? pipes?.stdin?.readFd ?? "pipe" : "ignore",
-      pipes?.stdout.writeFd ?? "pipe",
-      pipes?.stderr.writeFd ?? "pipe",
+      request.pipeStdin === true ? "pipe" : "ignore",
+      outputs?.[0].writeFd ?? "pipe",
+      outputs?.[1].writeFd ?? "pipe",
       ...inputs.map(() => "pipe" as const)
     ]
     let child: NodeChildProcess.ChildProcess
@@ -265,10 +258,9 @@ const startChild = (
     } catch (error) {
       return resume(Effect.fail(new InvalidRequest({ description: `cannot start ${command}: ${String(error)}` })))
     } finally {
-      // the child has its own copies of its ends now (or never will): a pipe ends when the child's copy closes
-      pipes?.stdin?.closeEnd("read")
-      pipes?.stdout.closeEnd("write")
-      pipes?.stderr.closeEnd("write")
+      // the child has its own copies now (or never will): a pipe ends when the child's copies are closed
+      outputs?.[0].closeWriteEnd()
+      outputs?.[1].closeWriteEnd()
     }
     child.once("error", (error) => resume(Effect.fail(spawnFailure(launch?.file ?? command, error))))
     child.once("spawn", () => {
@@ -287,7 +279,7 @@ const startChild = (
           holdings,
           stdinWindowBytes: options.stdinWindowBytes,
           memory,
-          pipes
+          outputs
         }
       )
       started.attach()
@@ -315,43 +307,30 @@ export const prepareChild = (
     return {
       // the fork, one at a time (the checks and the sandbox's preparation above are not)
       spawn: (now: number) =>
-        withChildPipes(
-          options.childPipes,
-          request.pipeStdin === true,
-          (pipes) => spawnTurn(startChild(request, options, now, { program, environment, launch, holdings }, pipes))
+        withOutputPipes(
+          options.outputPipes,
+          (outputs) => spawnTurn(startChild(request, options, now, { program, environment, launch, holdings }, outputs))
         )
     }
   })
 
-/** A child's stdio on real pipes: its input (when it has a pipe for it), its output and errors. */
-interface ChildStdio {
-  readonly stdin: ChildPipe | undefined
-  readonly stdout: ChildPipe
-  readonly stderr: ChildPipe
-}
+/** A child's stdout and stderr pipes. */
+type StdoutAndStderr = readonly [OutputPipe, OutputPipe]
 
 /**
- * Runs `use` with pipes from `supply` for a child's stdio (`undefined`: none,
- * the child gets Node's sockets), taken before the spawn turn (making pipes
- * takes one), and closes whatever of them `use` did not give away.
+ * Runs `use` with a stdout and a stderr pipe from `supply` (`undefined`:
+ * none, the child gets Node's sockets), taken before the spawn turn (making
+ * pipes takes one), and closes whatever of them `use` did not give away.
  */
-const withChildPipes = <A, E>(
-  supply: ChildPipes | undefined,
-  withStdin: boolean,
-  use: (pipes: ChildStdio | undefined) => Effect.Effect<A, E>
+const withOutputPipes = <A, E>(
+  supply: OutputPipes | undefined,
+  use: (outputs: StdoutAndStderr | undefined) => Effect.Effect<A, E>
 ): Effect.Effect<A, E> =>
   supply === undefined ?
     use(undefined) :
     Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(restore(supply.take(withStdin ? 3 : 2)), (taken) =>
-        restore(use(taken === undefined ? undefined : stdioOf(taken, withStdin))).pipe(
-          Effect.ensuring(Effect.sync(() =>
-            taken?.forEach((pipe) => pipe.close())
-          ))
+      Effect.flatMap(restore(supply.take(2)), (pipes) =>
+        restore(use(pipes as StdoutAndStderr | undefined)).pipe(
+          Effect.ensuring(Effect.sync(() => pipes?.forEach((pipe) => pipe.close())))
         ))
     )
-
-const stdioOf = (pipes: ReadonlyArray<ChildPipe>, withStdin: boolean): ChildStdio =>
-  withStdin
-    ? { stdin: pipes[0], stdout: pipes[1]!, stderr: pipes[2]! }
-    : { stdin: undefined, stdout: pipes[0]!, stderr: pipes[1]! }

@@ -15,7 +15,7 @@ import type { Writable } from "node:stream"
 import type { InvalidRequest, SandboxRefused, SpawnFailed, Unsupported } from "../../Executor.ts"
 import type * as Protocol from "../../Protocol.ts"
 import * as Defaults from "../defaults.ts"
-import type { ChildPipes } from "./childPipes.ts"
+import type { OutputPipes } from "./outputPipes.ts"
 import type { ProcessLog } from "./processLog.ts"
 
 /** A running (or exited, not yet forgotten) process of the local executor. */
@@ -75,8 +75,8 @@ export interface SpawnOptions {
   readonly lendOutput?: boolean | undefined
   /** The backpressure window (default: `retainedBytes`). */
   readonly windowBytes?: number | undefined
-  /** Where a child on pipes gets real pipes for its stdio (none: Node's socket pairs). */
-  readonly childPipes?: ChildPipes | undefined
+  /** Where a child on pipes gets real pipes for its output (none: Node's socket pairs). */
+  readonly outputPipes?: OutputPipes | undefined
 }
 
 /**

@@ -7,7 +7,7 @@
  * (and its garbage) per 64 KiB at most; here a busy reader takes what piled
  * up in one go, and a stream that is read as it goes allocates nothing.
  *
- * `onread` is an option of sockets Node creates. A pipe of `childPipes` is
+ * `onread` is an option of sockets Node creates. A pipe of `outputPipes` is
  * read through a socket made of its read end; a child's stdio socket of
  * Node's own (where no such pipe could be made) already is one: the reader
  * takes over its handle, as Node's `child_process` makes the socket from it. Where the

@@ -1,8 +1,8 @@
 /**
- * The local executor's pipes for a child's stdio: real pipes (FIFOs opened
+ * The local executor's pipes for a child's output: real pipes (FIFOs opened
  * and removed), made in batches by `mkfifo`, and nothing of them left open or
  * on disk once a process or the executor is done with them. Socket pairs
- * where `mkfifo` cannot run.
+ * where `mkfifo` cannot run, and for stdin.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
@@ -13,11 +13,11 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Exec from "../src/Executor.ts"
 import * as Defaults from "../src/internal/defaults.ts"
-import { type ChildPipes, makeChildPipes } from "../src/internal/local/childPipes.ts"
 import { prepareChild } from "../src/internal/local/childProcess.ts"
 import { Holdings } from "../src/internal/local/localProcess.ts"
+import { makeOutputPipes, type OutputPipes } from "../src/internal/local/outputPipes.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
-import { freshId, run } from "./support/processes.ts"
+import { freshId, readUntilClosed, run } from "./support/processes.ts"
 
 /** The descriptors this (test worker) process has open. */
 const openDescriptors = () => readdirSync("/proc/self/fd").length
@@ -51,11 +51,11 @@ const inOwnTmpdir = <A, E, R>(body: (directory: string) => Effect.Effect<A, E, R
   )
 
 /** Prepares and spawns `script` under `sh -c` on pipes from `pipes`. */
-const spawn = (script: string, pipes: ChildPipes, cwd = "/tmp") =>
+const spawn = (script: string, pipes: OutputPipes, cwd = "/tmp") =>
   Effect.flatMap(
     prepareChild(
       { processId: freshId("pipes"), argv: ["sh", "-c", script], cwd, env: { PATH: "/usr/bin:/bin" }, tty: false },
-      { retainedBytes: 1024 * 1024, baseEnvironment: {}, stdinWindowBytes: 1024 * 1024, childPipes: pipes },
+      { retainedBytes: 1024 * 1024, baseEnvironment: {}, stdinWindowBytes: 1024 * 1024, outputPipes: pipes },
       new Holdings()
     ),
     (prepared) => prepared.spawn(0)
@@ -68,7 +68,7 @@ const stdoutOf = (child: Effect.Success<ReturnType<typeof spawn>>) =>
     () => Buffer.concat(child.log.retainedChunks().filter((c) => c.stream === "stdout").map((c) => c.chunk)).toString()
   )
 
-describe("child pipes", () => {
+describe("output pipes", () => {
   it.live(
     "every child of an executor gets pipes, over several batches; once it is closed nothing is left open or on disk",
     () =>
@@ -82,9 +82,9 @@ describe("child pipes", () => {
                 Array.from({ length: processes }, (_, i) => i),
                 (i) =>
                   Effect.map(
-                    // every third with a stdin pipe too: pipes are taken two or three at a time
+                    // every third with stdin piped too, on a socket pair
                     i % 3 === 0
-                      ? run(["sh", "-c", `test -p /dev/stdin && test -p /dev/stdout && echo ${i}`], { pipeStdin: true })
+                      ? run(["sh", "-c", `test -S /dev/stdin && test -p /dev/stdout && echo ${i}`], { pipeStdin: true })
                       : run(["sh", "-c", `test -p /dev/stdout && test -p /dev/stderr && echo ${i}`]),
                     (seen) => seen.stdout
                   ).pipe(Effect.provideService(Exec.Executor, executor)),
@@ -104,11 +104,11 @@ describe("child pipes", () => {
       Effect.gen(function*() {
         const before = openDescriptors()
         yield* Effect.scoped(Effect.gen(function*() {
-          const pipes = yield* makeChildPipes()
+          const pipes = yield* makeOutputPipes()
           const cwd = mkdtempSync(join(tmpdir(), "gone-"))
           const prepared = yield* prepareChild(
             { processId: freshId("gone"), argv: ["true"], cwd, env: { PATH: "/usr/bin:/bin" }, tty: false },
-            { retainedBytes: 1024, baseEnvironment: {}, stdinWindowBytes: 1024, childPipes: pipes },
+            { retainedBytes: 1024, baseEnvironment: {}, stdinWindowBytes: 1024, outputPipes: pipes },
             new Holdings()
           )
           // the working directory checked by the preparation is gone when the fork comes
@@ -123,9 +123,28 @@ describe("child pipes", () => {
       })
     ))
 
+  it.live("stdin stays a socket pair: a child that opens /dev/stdin after its input ended fails at once", () =>
+    Effect.scoped(Effect.gen(function*() {
+      // on a FIFO, that open would wait for a writer that never comes
+      const executor = yield* LocalExecutor.make()
+      const processId = freshId("late-stdin")
+      yield* executor.start({
+        processId,
+        argv: ["sh", "-c", "read first; sleep 0.2; cat /dev/stdin; echo \"got $first, cat exited $?\""],
+        cwd: "/tmp",
+        env: { PATH: "/usr/bin:/bin" },
+        tty: false,
+        pipeStdin: true
+      })
+      assert.strictEqual(yield* executor.write({ processId, chunk: new TextEncoder().encode("line\n") }), "accepted")
+      assert.strictEqual(yield* executor.closeStdin(processId), "accepted")
+      const seen = yield* readUntilClosed(processId).pipe(Effect.provideService(Exec.Executor, executor))
+      assert.strictEqual(seen.stdout, "got line, cat exited 1\n")
+    })))
+
   it.live("where mkfifo cannot run, the supply says so and children get Node's socket pairs", () =>
     Effect.scoped(Effect.gen(function*() {
-      const pipes = yield* makeChildPipes("/nonexistent/mkfifo")
+      const pipes = yield* makeOutputPipes("/nonexistent/mkfifo")
       assert.isUndefined(yield* pipes.take(2))
       const child = yield* spawn("test -p /dev/stdout || echo socket", pipes)
       assert.strictEqual(yield* stdoutOf(child), "socket\n")

@@ -1,9 +1,9 @@
 /**
- * Real pipes for a child's stdio. Node gives a child's stdio as Unix socket
- * pairs (libuv's choice), and a child sees the difference: a socket cannot be
- * opened again by its name, so `echo x > /dev/stderr` or `cat /dev/stdin`
- * fail with "No such device or address", where Codex's children (and a
- * terminal's pipelines) have pipes. A socket pair also costs about twice the kernel time
+ * Real pipes for a child's stdout and stderr. Node gives a child's stdio as
+ * Unix socket pairs (libuv's choice), and a child sees the difference: a
+ * socket cannot be opened again by its name, so `echo x > /dev/stderr` fails
+ * with "No such device or address", where Codex's children (and a terminal's
+ * pipelines) have pipes. A socket pair also costs about twice the kernel time
  * per byte that a pipe does (bench/README.md, "Real pipes").
  *
  * Node has no `pipe()`, but a named pipe (FIFO) opened at both ends and then
@@ -14,6 +14,13 @@
  * `mkfifo` cannot run (no such program, no temporary directory), the supply
  * says so, and for the rest of the executor's life its children get Node's
  * socket pairs.
+ *
+ * Not stdin: a FIFO differs from a pipe in one way, and for input it matters.
+ * Opening it to read waits for a writer, so a child that opens `/dev/stdin`
+ * after its input ended (`printf x | effect-exec run -- sh -c 'sleep 1; cat
+ * /dev/stdin'`) would wait forever; on a socket pair that open fails at once.
+ * Output has no such case: this process holds the read end until every
+ * writer is gone.
  *
  * @internal
  */
@@ -27,16 +34,12 @@ import * as Path from "node:path"
 import * as Defaults from "../defaults.ts"
 import { spawnTurn } from "./spawnTurns.ts"
 
-/** An end of a pipe: the one bytes are read from, or the one they are written to. */
-export type PipeEnd = "read" | "write"
-
 /**
- * One pipe, both ends open in this process (blocking, as a child expects its
- * stdio; the socket this process reads or writes its own end through makes
- * that one non-blocking). The child gets one end, this process keeps the
- * other: each end is closed once, `-1` marks one given away or closed.
+ * One pipe: the read end is ours (non-blocking, for the event loop), the
+ * write end the child's (blocking, as a program expects its stdout). Each end
+ * is closed once; `-1` marks an end given away or closed.
  */
-export class ChildPipe {
+export class OutputPipe {
   readFd: number
   writeFd: number
 
@@ -45,29 +48,24 @@ export class ChildPipe {
     this.writeFd = writeFd
   }
 
-  /** Gives `end` away (to the socket that will close it). */
-  take(end: PipeEnd): number {
-    const fd = end === "read" ? this.readFd : this.writeFd
-    this.forget(end)
-    return fd
+  /** Closes the write end in this process (the child has its own copy once spawned). */
+  closeWriteEnd(): void {
+    if (this.writeFd >= 0) closeQuietly(this.writeFd)
+    this.writeFd = -1
   }
 
-  /** Closes `end` in this process (the child has its own copy once spawned). */
-  closeEnd(end: PipeEnd): void {
-    const fd = end === "read" ? this.readFd : this.writeFd
-    if (fd >= 0) closeQuietly(fd)
-    this.forget(end)
+  /** Gives the read end away (to the reader that will close it). */
+  takeReadEnd(): number {
+    const fd = this.readFd
+    this.readFd = -1
+    return fd
   }
 
   /** Closes whatever of the pipe is still ours. */
   close(): void {
-    this.closeEnd("read")
-    this.closeEnd("write")
-  }
-
-  private forget(end: PipeEnd): void {
-    if (end === "read") this.readFd = -1
-    else this.writeFd = -1
+    this.closeWriteEnd()
+    if (this.readFd >= 0) closeQuietly(this.readFd)
+    this.readFd = -1
   }
 }
 
@@ -80,12 +78,12 @@ const closeQuietly = (fd: number): void => {
 }
 
 /** Pipes for the starts of one executor. */
-export interface ChildPipes {
+export interface OutputPipes {
   /**
    * `count` pipes, made now if none are ready; `undefined` when this system
    * cannot make them (the child gets socket pairs instead).
    */
-  readonly take: (count: number) => Effect.Effect<ReadonlyArray<ChildPipe> | undefined>
+  readonly take: (count: number) => Effect.Effect<ReadonlyArray<OutputPipe> | undefined>
 }
 
 /**
@@ -94,10 +92,10 @@ export interface ChildPipes {
  * pipes nobody took. `mkfifo` is the program that makes them (found on
  * `PATH`).
  */
-export const makeChildPipes = (mkfifo = "mkfifo"): Effect.Effect<ChildPipes, never, Scope.Scope> =>
+export const makeOutputPipes = (mkfifo = "mkfifo"): Effect.Effect<OutputPipes, never, Scope.Scope> =>
   Effect.gen(function*() {
     const scope = yield* Effect.scope
-    const ready: Array<ChildPipe> = []
+    const ready: Array<OutputPipe> = []
     let unavailable = false
     let batch: Deferred.Deferred<void> | undefined
     yield* Effect.addFinalizer(() =>
@@ -122,7 +120,7 @@ export const makeChildPipes = (mkfifo = "mkfifo"): Effect.Effect<ChildPipes, nev
       )
     })
 
-    const take = (count: number): Effect.Effect<ReadonlyArray<ChildPipe> | undefined> =>
+    const take = (count: number): Effect.Effect<ReadonlyArray<OutputPipe> | undefined> =>
       Effect.gen(function*() {
         while (!unavailable && ready.length < count) yield* Deferred.await(yield* nextBatch)
         if (unavailable) return undefined
@@ -142,7 +140,7 @@ export const makeChildPipes = (mkfifo = "mkfifo"): Effect.Effect<ChildPipes, nev
 const makeBatch = (
   mkfifo: string,
   count: number,
-  add: (pipes: ReadonlyArray<ChildPipe>) => void
+  add: (pipes: ReadonlyArray<OutputPipe>) => void
 ): Effect.Effect<void, Error> =>
   Effect.acquireUseRelease(
     Effect.tryPromise({
@@ -160,8 +158,8 @@ const makeBatch = (
   )
 
 /** Opens every FIFO of `names` (see `openPipe`); if one cannot be, closes those opened before it. */
-const openPipes = (names: ReadonlyArray<string>): ReadonlyArray<ChildPipe> => {
-  const pipes: Array<ChildPipe> = []
+const openPipes = (names: ReadonlyArray<string>): ReadonlyArray<OutputPipe> => {
+  const pipes: Array<OutputPipe> = []
   try {
     for (const name of names) pipes.push(openPipe(name))
     return pipes
@@ -172,25 +170,19 @@ const openPipes = (names: ReadonlyArray<string>): ReadonlyArray<ChildPipe> => {
 }
 
 /**
- * Opens a FIFO at both ends, both blocking. An end opened alone would wait
- * for the other, so a non-blocking read end holds the FIFO open while the
- * write end and then the blocking read end open (each finding its other end
- * there), and is closed after. Node opens every end close-on-exec: only the
- * child an end is given to inherits it. Once the batch's directory is
+ * Opens a FIFO at both ends: the read end without blocking (nothing writes
+ * yet), then the write end, which finds a reader and so returns at once,
+ * blocking as the child wants it. Node opens both close-on-exec: only the
+ * child the write end is given to inherits it. Once the batch's directory is
  * removed, the two ends are all there is of the pipe.
  */
-const openPipe = (name: string): ChildPipe => {
-  const holder = Fs.openSync(name, Fs.constants.O_RDONLY | Fs.constants.O_NONBLOCK)
+const openPipe = (name: string): OutputPipe => {
+  const readFd = Fs.openSync(name, Fs.constants.O_RDONLY | Fs.constants.O_NONBLOCK)
   try {
-    const writeFd = Fs.openSync(name, Fs.constants.O_WRONLY)
-    try {
-      return new ChildPipe(Fs.openSync(name, Fs.constants.O_RDONLY), writeFd)
-    } catch (error) {
-      closeQuietly(writeFd)
-      throw error
-    }
-  } finally {
-    closeQuietly(holder)
+    return new OutputPipe(readFd, Fs.openSync(name, Fs.constants.O_WRONLY))
+  } catch (error) {
+    closeQuietly(readFd)
+    throw error
   }
 }
 
