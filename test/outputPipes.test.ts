@@ -11,7 +11,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
-import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Exec from "../src/Executor.ts"
@@ -219,6 +219,25 @@ describe("output pipes", () => {
       ),
     60_000
   )
+
+  it.live("a batch directory replaced by links before the opens: no pipes, and the file linked to is not written", () =>
+    inOwnTmpdir((directory) =>
+      Effect.gen(function*() {
+        // what another user could do in a TMPDIR without the sticky bit
+        const victim = join(directory, "victim.txt")
+        writeFileSync(victim, "kept\n")
+        const swapping = fakeMkfifo(
+          mkdtempSync(join(tmpdir(), "fake-mkfifo-")),
+          `/usr/bin/env mkfifo "$@" || exit 1; shift 3; dir=$(dirname "$1"); mv "$dir" "$dir.moved"; mkdir "$dir"
+for name; do ln -s ${victim} "$name"; done`
+        )
+        const pipes = yield* makeOutputPipes(swapping)
+        assert.deepStrictEqual(yield* takeWithin5s(pipes), Option.some(undefined))
+        const child = yield* spawn("echo child output", pipes)
+        assert.strictEqual(yield* stdoutOf(child), "child output\n")
+        assert.strictEqual(readFileSync(victim, "utf8"), "kept\n")
+      }).pipe(Effect.scoped)
+    ))
 
   it.live("a fork of mkfifo that throws: the supply says it cannot make pipes, once", () =>
     Effect.scoped(Effect.gen(function*() {

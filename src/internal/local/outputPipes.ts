@@ -188,13 +188,32 @@ const openPipes = (names: ReadonlyArray<string>): ReadonlyArray<OutputPipe> => {
  * blocking as the child wants it. Node opens both close-on-exec: only the
  * child the write end is given to inherits it. Once the batch's directory is
  * removed, the two ends are all there is of the pipe.
+ *
+ * The directory is ours and private, but in a `TMPDIR` others may write into
+ * (no sticky bit) they can put a directory of theirs in its place between
+ * `mkfifo` and these opens: a FIFO of theirs would hand them the child's
+ * output, a link to a file would have the child write into that file. So the
+ * name is not followed if it is a link, the read end must be a FIFO of this
+ * user, and the write end is that same FIFO: opened through the read end's
+ * descriptor where `/proc` shows it (Linux: no name to swap), else by name,
+ * and compared.
  */
 const openPipe = (name: string): OutputPipe => {
-  const readFd = Fs.openSync(name, Fs.constants.O_RDONLY | Fs.constants.O_NONBLOCK)
+  const readFd = Fs.openSync(name, Fs.constants.O_RDONLY | Fs.constants.O_NONBLOCK | Fs.constants.O_NOFOLLOW)
+  let writeFd = -1
   try {
-    return new OutputPipe(readFd, Fs.openSync(name, Fs.constants.O_WRONLY))
+    const read = Fs.fstatSync(readFd)
+    if (!read.isFIFO() || read.uid !== process.geteuid?.()) throw new Error(`${name} is not the FIFO mkfifo made`)
+    const byDescriptor = `/proc/self/fd/${readFd}`
+    writeFd = Fs.existsSync(byDescriptor)
+      ? Fs.openSync(byDescriptor, Fs.constants.O_WRONLY)
+      : Fs.openSync(name, Fs.constants.O_WRONLY | Fs.constants.O_NOFOLLOW)
+    const write = Fs.fstatSync(writeFd)
+    if (write.dev !== read.dev || write.ino !== read.ino) throw new Error(`${name} is not the FIFO mkfifo made`)
+    return new OutputPipe(readFd, writeFd)
   } catch (error) {
     closeQuietly(readFd)
+    if (writeFd >= 0) closeQuietly(writeFd)
     throw error
   }
 }
