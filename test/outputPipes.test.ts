@@ -8,7 +8,10 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import { mkdtempSync, readdirSync, rmSync } from "node:fs"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Exec from "../src/Executor.ts"
@@ -49,6 +52,17 @@ const inOwnTmpdir = <A, E, R>(body: (directory: string) => Effect.Effect<A, E, R
         rmSync(directory, { recursive: true, force: true })
       })
   )
+
+/** A stand-in for `mkfifo` in `directory`: a shell script running `body` with mkfifo's arguments (`-m 600 -- names…`). */
+const fakeMkfifo = (directory: string, body: string): string => {
+  const path = join(directory, "mkfifo")
+  writeFileSync(path, `#!/bin/sh\n${body}\n`)
+  chmodSync(path, 0o755)
+  return path
+}
+
+/** `take(2)` of `pipes`, or `Option.none()` when it has not answered in 5 s of real time. */
+const takeWithin5s = (pipes: OutputPipes) => Effect.timeoutOption(pipes.take(2), 5_000)
 
 /** Prepares and spawns `script` under `sh -c` on pipes from `pipes`. */
 const spawn = (script: string, pipes: OutputPipes, cwd = "/tmp") =>
@@ -148,5 +162,87 @@ describe("output pipes", () => {
       assert.isUndefined(yield* pipes.take(2))
       const child = yield* spawn("test -p /dev/stdout || echo socket", pipes)
       assert.strictEqual(yield* stdoutOf(child), "socket\n")
+    })))
+
+  it.live("closing the executor while a start waits for its pipes: the start gets socket pairs, nothing is left", () =>
+    inOwnTmpdir((directory) =>
+      Effect.gen(function*() {
+        const before = openDescriptors()
+        // one FIFO at a time: the executor closes while the batch is being made
+        const scripts = mkdtempSync(join(tmpdir(), "fake-mkfifo-"))
+        const slow = fakeMkfifo(scripts, "shift 3; for name; do /usr/bin/env mkfifo -m 600 \"$name\"; sleep 0.02; done")
+        const scope = yield* Scope.make()
+        const pipes = yield* Scope.provide(makeOutputPipes(slow), scope)
+        const waiting = yield* Effect.forkChild(takeWithin5s(pipes))
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 200)))
+        yield* Scope.close(scope, Exit.void)
+        assert.deepStrictEqual(yield* Fiber.join(waiting), Option.some(undefined), "the start goes on, on sockets")
+        // and a start that comes later does not wait for a batch that will never be made
+        assert.deepStrictEqual(yield* takeWithin5s(pipes), Option.some(undefined))
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 300)))
+        rmSync(scripts, { recursive: true, force: true })
+        assert.deepStrictEqual(readdirSync(directory), [], "no batch directory, no FIFO left behind")
+        yield* awaitDescriptors(before)
+      })
+    ))
+
+  it.live("an executor closed in the turns after a start asked for pipes: the start is answered", () =>
+    Effect.gen(function*() {
+      // the batch's fiber may not have begun to run: interrupted then, it runs nothing of its own
+      for (let turns = 0; turns < 4; turns++) {
+        const scope = yield* Scope.make()
+        const pipes = yield* Scope.provide(makeOutputPipes(), scope)
+        const waiting = yield* Effect.forkDetach(takeWithin5s(pipes))
+        for (let turn = 0; turn < turns; turn++) yield* Effect.yieldNow
+        yield* Scope.close(scope, Exit.void)
+        const taken = yield* Fiber.join(waiting)
+        assert.isTrue(Option.isSome(taken), `answered (closed after ${turns} turns)`)
+        if (Option.isSome(taken)) taken.value?.forEach((pipe) => pipe.close())
+      }
+    }))
+
+  it.live(
+    "executors closed while their first batch is being made leave no directory of FIFOs behind",
+    () =>
+      inOwnTmpdir((directory) =>
+        Effect.gen(function*() {
+          // mkfifo still at work while the directory is removed would fill it again
+          for (let i = 0; i < 100; i++) {
+            const scope = yield* Scope.make()
+            const pipes = yield* Scope.provide(makeOutputPipes(), scope)
+            yield* Effect.forkDetach(pipes.take(2))
+            yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, i % 4)))
+            yield* Scope.close(scope, Exit.void)
+          }
+          assert.deepStrictEqual(readdirSync(directory), [])
+        })
+      ),
+    60_000
+  )
+
+  it.live("a batch directory replaced by links before the opens: no pipes, and the file linked to is not written", () =>
+    inOwnTmpdir((directory) =>
+      Effect.gen(function*() {
+        // what another user could do in a TMPDIR without the sticky bit
+        const victim = join(directory, "victim.txt")
+        writeFileSync(victim, "kept\n")
+        const swapping = fakeMkfifo(
+          mkdtempSync(join(tmpdir(), "fake-mkfifo-")),
+          `/usr/bin/env mkfifo "$@" || exit 1; shift 3; dir=$(dirname "$1"); mv "$dir" "$dir.moved"; mkdir "$dir"
+for name; do ln -s ${victim} "$name"; done`
+        )
+        const pipes = yield* makeOutputPipes(swapping)
+        assert.deepStrictEqual(yield* takeWithin5s(pipes), Option.some(undefined))
+        const child = yield* spawn("echo child output", pipes)
+        assert.strictEqual(yield* stdoutOf(child), "child output\n")
+        assert.strictEqual(readFileSync(victim, "utf8"), "kept\n")
+      }).pipe(Effect.scoped)
+    ))
+
+  it.live("a fork of mkfifo that throws: the supply says it cannot make pipes, once", () =>
+    Effect.scoped(Effect.gen(function*() {
+      // spawn throws (here a NUL in the name; a fork failing with ENOMEM does too)
+      const pipes = yield* makeOutputPipes("mk\0fifo")
+      assert.deepStrictEqual(yield* takeWithin5s(pipes), Option.some(undefined))
     })))
 })

@@ -110,22 +110,35 @@ export const makeOutputPipes = (mkfifo = "mkfifo"): Effect.Effect<OutputPipes, n
       const made = Deferred.makeUnsafe<void>()
       batch = made
       return makeBatch(mkfifo, Defaults.pipes.perBatch, (pipes) => ready.push(...pipes)).pipe(
-        Effect.catch(() => Effect.sync(() => (unavailable = true))),
-        Effect.ensuring(Effect.sync(() => {
-          batch = undefined
-          Deferred.doneUnsafe(made, Effect.void)
-        })),
+        // a defect too (a fork that throws): otherwise every start would make batch after batch, in a loop
+        Effect.catchCause(() => Effect.sync(() => (unavailable = true))),
         Effect.forkIn(scope),
-        Effect.as(made)
+        // however its fiber ends: interrupted by the executor's closing, even before it began to run
+        Effect.map((fiber) => {
+          fiber.addObserver(() => {
+            batch = undefined
+            Deferred.doneUnsafe(made, Effect.void)
+          })
+          return made
+        })
       )
     })
 
+    /**
+     * Whether the executor is closing: a batch forked into its closed scope
+     * would never run (nor end), so none is made any more, and a start still
+     * under way gets socket pairs.
+     */
+    const closing = () => scope.state._tag === "Closed"
+
     const take = (count: number): Effect.Effect<ReadonlyArray<OutputPipe> | undefined> =>
       Effect.gen(function*() {
-        while (!unavailable && ready.length < count) yield* Deferred.await(yield* nextBatch)
-        if (unavailable) return undefined
+        while (ready.length < count) {
+          if (unavailable || closing()) return undefined
+          yield* Deferred.await(yield* nextBatch)
+        }
         const taken = ready.splice(0, count)
-        if (ready.length < Defaults.pipes.lowWater) yield* nextBatch
+        if (ready.length < Defaults.pipes.lowWater && !closing()) yield* nextBatch
         return taken
       })
 
@@ -175,24 +188,55 @@ const openPipes = (names: ReadonlyArray<string>): ReadonlyArray<OutputPipe> => {
  * blocking as the child wants it. Node opens both close-on-exec: only the
  * child the write end is given to inherits it. Once the batch's directory is
  * removed, the two ends are all there is of the pipe.
+ *
+ * The directory is ours and private, but in a `TMPDIR` others may write into
+ * (no sticky bit) they can put a directory of theirs in its place between
+ * `mkfifo` and these opens: a FIFO of theirs would hand them the child's
+ * output, a link to a file would have the child write into that file. So the
+ * name is not followed if it is a link, the read end must be a FIFO of this
+ * user, and the write end is that same FIFO: opened through the read end's
+ * descriptor where `/proc` shows it (Linux: no name to swap), else by name,
+ * and compared.
  */
 const openPipe = (name: string): OutputPipe => {
-  const readFd = Fs.openSync(name, Fs.constants.O_RDONLY | Fs.constants.O_NONBLOCK)
+  const readFd = Fs.openSync(name, Fs.constants.O_RDONLY | Fs.constants.O_NONBLOCK | Fs.constants.O_NOFOLLOW)
+  let writeFd = -1
   try {
-    return new OutputPipe(readFd, Fs.openSync(name, Fs.constants.O_WRONLY))
+    const read = Fs.fstatSync(readFd)
+    if (!read.isFIFO() || read.uid !== process.geteuid?.()) throw new Error(`${name} is not the FIFO mkfifo made`)
+    const byDescriptor = `/proc/self/fd/${readFd}`
+    writeFd = Fs.existsSync(byDescriptor)
+      ? Fs.openSync(byDescriptor, Fs.constants.O_WRONLY)
+      : Fs.openSync(name, Fs.constants.O_WRONLY | Fs.constants.O_NOFOLLOW)
+    const write = Fs.fstatSync(writeFd)
+    if (write.dev !== read.dev || write.ino !== read.ino) throw new Error(`${name} is not the FIFO mkfifo made`)
+    return new OutputPipe(readFd, writeFd)
   } catch (error) {
     closeQuietly(readFd)
+    if (writeFd >= 0) closeQuietly(writeFd)
     throw error
   }
 }
 
-/** Runs `mkfifo` (a fork of this process, so in a spawn turn) for `names`, readable and writable by this user only. */
+/**
+ * Runs `mkfifo` (a fork of this process, so in a spawn turn) for `names`,
+ * readable and writable by this user only. Interrupted (the executor
+ * closing), it kills `mkfifo` and waits until it is gone: the batch's
+ * directory is removed next, and a `mkfifo` still at work would leave it
+ * behind, full of FIFOs.
+ */
 const runMkfifo = (mkfifo: string, names: ReadonlyArray<string>): Effect.Effect<void, Error> =>
   Effect.flatMap(
     spawnTurn(Effect.callback<NodeChildProcess.ChildProcess, Error>((resume) => {
-      const child = NodeChildProcess.spawn(mkfifo, ["-m", "600", "--", ...names], { stdio: "ignore" })
+      let child: NodeChildProcess.ChildProcess
+      try {
+        child = NodeChildProcess.spawn(mkfifo, ["-m", "600", "--", ...names], { stdio: "ignore" })
+      } catch (cause) {
+        return resume(Effect.fail(new Error("mkfifo did not start", { cause })))
+      }
       child.once("error", (cause) => resume(Effect.fail(new Error("mkfifo did not start", { cause }))))
       child.once("spawn", () => resume(Effect.succeed(child)))
+      return killAndAwait(child)
     })),
     (child) =>
       Effect.callback<void, Error>((resume) => {
@@ -200,5 +244,13 @@ const runMkfifo = (mkfifo: string, names: ReadonlyArray<string>): Effect.Effect<
           resume(code === 0 ? Effect.void : Effect.fail(new Error(`mkfifo exited with ${code}`)))
         if (child.exitCode !== null || child.signalCode !== null) return exited(child.exitCode)
         child.once("exit", exited)
+        return killAndAwait(child)
       })
   )
+
+/** Kills `child` and completes once it is gone (its `close`: after its exit, or its failure to start). */
+const killAndAwait = (child: NodeChildProcess.ChildProcess): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    child.once("close", () => resume(Effect.void))
+    child.kill("SIGKILL")
+  })
