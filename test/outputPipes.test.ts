@@ -11,7 +11,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Exec from "../src/Executor.ts"
@@ -158,10 +158,39 @@ describe("output pipes", () => {
 
   it.live("where mkfifo cannot run, the supply says so and children get Node's socket pairs", () =>
     Effect.scoped(Effect.gen(function*() {
-      const pipes = yield* makeOutputPipes("/nonexistent/mkfifo")
+      const pipes = yield* makeOutputPipes({ mkfifo: "/nonexistent/mkfifo" })
       assert.isUndefined(yield* pipes.take(2))
       const child = yield* spawn("test -p /dev/stdout || echo socket", pipes)
       assert.strictEqual(yield* stdoutOf(child), "socket\n")
+    })))
+
+  it.live("a failure that may pass (no directory to make them in) gives socket pairs to that start only", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const parent = yield* Effect.acquireRelease(
+        Effect.sync(() => mkdtempSync(join(tmpdir(), "pipes-parent-"))),
+        (directory) => Effect.sync(() => rmSync(directory, { recursive: true, force: true }))
+      )
+      const directory = join(parent, "later")
+      const pipes = yield* makeOutputPipes({ directory })
+      assert.isUndefined(yield* pipes.take(2), "no such directory yet")
+      mkdirSync(directory)
+      const taken = yield* pipes.take(2)
+      assert.strictEqual(taken?.length, 2, "made once there is")
+      taken?.forEach((pipe) => pipe.close())
+    })))
+
+  it.live("a mkfifo that cannot make FIFOs: every start gets socket pairs, without asking it again", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const scripts = yield* Effect.acquireRelease(
+        Effect.sync(() => mkdtempSync(join(tmpdir(), "fake-mkfifo-"))),
+        (directory) => Effect.sync(() => rmSync(directory, { recursive: true, force: true }))
+      )
+      const runs = join(scripts, "runs")
+      const refusing = fakeMkfifo(scripts, `echo run >> ${runs}; exit 1`)
+      const pipes = yield* makeOutputPipes({ mkfifo: refusing })
+      assert.isUndefined(yield* pipes.take(2))
+      assert.isUndefined(yield* pipes.take(2))
+      assert.strictEqual(readFileSync(runs, "utf8"), "run\n", "asked once")
     })))
 
   it.live("closing the executor while a start waits for its pipes: the start gets socket pairs, nothing is left", () =>
@@ -172,7 +201,7 @@ describe("output pipes", () => {
         const scripts = mkdtempSync(join(tmpdir(), "fake-mkfifo-"))
         const slow = fakeMkfifo(scripts, "shift 3; for name; do /usr/bin/env mkfifo -m 600 \"$name\"; sleep 0.02; done")
         const scope = yield* Scope.make()
-        const pipes = yield* Scope.provide(makeOutputPipes(slow), scope)
+        const pipes = yield* Scope.provide(makeOutputPipes({ mkfifo: slow }), scope)
         const waiting = yield* Effect.forkChild(takeWithin5s(pipes))
         yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 200)))
         yield* Scope.close(scope, Exit.void)
@@ -231,7 +260,7 @@ describe("output pipes", () => {
           `/usr/bin/env mkfifo "$@" || exit 1; shift 3; dir=$(dirname "$1"); mv "$dir" "$dir.moved"; mkdir "$dir"
 for name; do ln -s ${victim} "$name"; done`
         )
-        const pipes = yield* makeOutputPipes(swapping)
+        const pipes = yield* makeOutputPipes({ mkfifo: swapping })
         assert.deepStrictEqual(yield* takeWithin5s(pipes), Option.some(undefined))
         const child = yield* spawn("echo child output", pipes)
         assert.strictEqual(yield* stdoutOf(child), "child output\n")
@@ -239,10 +268,10 @@ for name; do ln -s ${victim} "$name"; done`
       }).pipe(Effect.scoped)
     ))
 
-  it.live("a fork of mkfifo that throws: the supply says it cannot make pipes, once", () =>
+  it.live("a fork of mkfifo that throws: the start gets socket pairs, and no batch after batch", () =>
     Effect.scoped(Effect.gen(function*() {
       // spawn throws (here a NUL in the name; a fork failing with ENOMEM does too)
-      const pipes = yield* makeOutputPipes("mk\0fifo")
+      const pipes = yield* makeOutputPipes({ mkfifo: "mk\0fifo" })
       assert.deepStrictEqual(yield* takeWithin5s(pipes), Option.some(undefined))
     })))
 })

@@ -151,6 +151,8 @@ export const pipes = {
    * descriptors each.
    */
   perBatch: 64,
+  /** Pipes in an executor's first batch (its first start waits for it): each next batch is twice the last. */
+  firstBatch: 8,
   /** Ready pipes below which the next batch is made while starts go on with what is left. */
   lowWater: 16,
   /**

@@ -8,12 +8,16 @@
  *
  * Node has no `pipe()`, but a named pipe (FIFO) opened at both ends and then
  * unlinked is an ordinary pipe. `mkfifo` makes them in batches, in a private
- * directory that is emptied and removed before the batch is handed out:
- * nothing stays on disk, and the executor holds a batch of open pipes for the
- * next starts, making the next batch while the last ones are taken. Where
- * `mkfifo` cannot run (no such program, no temporary directory), the supply
- * says so, and for the rest of the executor's life its children get Node's
- * socket pairs.
+ * directory that is removed before the batch is handed out: nothing stays on
+ * disk, and the executor holds a batch of open pipes for the next starts,
+ * making the next batch while the last ones are taken. The first batch is
+ * small (one start should not wait for many pipes), each next one twice the
+ * last, up to `Defaults.pipes.perBatch`; they are made in `/dev/shm` (memory:
+ * a FIFO on a disk's file system costs a journal write, ~1 ms here) unless
+ * `TMPDIR` names another place. Where `mkfifo` cannot run or make FIFOs,
+ * the supply says so, and for the rest of the executor's life its children
+ * get Node's socket pairs; a failure that may pass (no room, no descriptor
+ * left, a fork refused) gives socket pairs to the starts that met it only.
  *
  * Not stdin: a FIFO differs from a pipe in one way, and for input it matters.
  * Opening it to read waits for a writer, so a child that opens `/dev/stdin`
@@ -24,6 +28,7 @@
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
@@ -92,11 +97,17 @@ export interface OutputPipes {
  * pipes nobody took. `mkfifo` is the program that makes them (found on
  * `PATH`).
  */
-export const makeOutputPipes = (mkfifo = "mkfifo"): Effect.Effect<OutputPipes, never, Scope.Scope> =>
+export const makeOutputPipes = (
+  options: { readonly mkfifo?: string | undefined; readonly directory?: string | undefined } = {}
+): Effect.Effect<OutputPipes, never, Scope.Scope> =>
   Effect.gen(function*() {
     const scope = yield* Effect.scope
+    const mkfifo = options.mkfifo ?? "mkfifo"
     const ready: Array<OutputPipe> = []
     let unavailable = false
+    /** Batches that failed with a failure that may pass: the starts waiting for one go on without. */
+    let failures = 0
+    let batchSize: number = Defaults.pipes.firstBatch
     let batch: Deferred.Deferred<void> | undefined
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
@@ -109,9 +120,17 @@ export const makeOutputPipes = (mkfifo = "mkfifo"): Effect.Effect<OutputPipes, n
       if (batch !== undefined) return Effect.succeed(batch)
       const made = Deferred.makeUnsafe<void>()
       batch = made
-      return makeBatch(mkfifo, Defaults.pipes.perBatch, (pipes) => ready.push(...pipes)).pipe(
+      const directory = options.directory ?? pipeDirectory()
+      return makeBatch(mkfifo, directory, batchSize, (pipes) => ready.push(...pipes)).pipe(
+        Effect.tap(() => Effect.sync(() => (batchSize = Math.min(batchSize * 2, Defaults.pipes.perBatch)))),
         // a defect too (a fork that throws): otherwise every start would make batch after batch, in a loop
-        Effect.catchCause(() => Effect.sync(() => (unavailable = true))),
+        Effect.catchCause((cause) =>
+          Effect.sync(() => {
+            const failure = Cause.findErrorOption(cause)
+            if (failure._tag === "Some" && failure.value.lasting) unavailable = true
+            else failures++
+          })
+        ),
         Effect.forkIn(scope),
         // however its fiber ends: interrupted by the executor's closing, even before it began to run
         Effect.map((fiber) => {
@@ -135,7 +154,9 @@ export const makeOutputPipes = (mkfifo = "mkfifo"): Effect.Effect<OutputPipes, n
       Effect.gen(function*() {
         while (ready.length < count) {
           if (unavailable || closing()) return undefined
+          const failed = failures
           yield* Deferred.await(yield* nextBatch)
+          if (failures !== failed) return undefined
         }
         const taken = ready.splice(0, count)
         if (ready.length < Defaults.pipes.lowWater && !closing()) yield* nextBatch
@@ -146,25 +167,53 @@ export const makeOutputPipes = (mkfifo = "mkfifo"): Effect.Effect<OutputPipes, n
   })
 
 /**
- * `count` pipes from one run of `mkfifo`, given to `add` as soon as they are
- * open (in the same step, so that none is lost to an interruption); fails
- * when it cannot run or make them.
+ * Why a batch could not be made. `lasting`: it will fail the same way next
+ * time (no `mkfifo`, or one that cannot make FIFOs there); otherwise it may
+ * pass (no room, no descriptor left, a fork refused).
+ */
+class BatchFailure extends Error {
+  readonly lasting: boolean
+  constructor(message: string, lasting: boolean, cause?: unknown) {
+    super(message, { cause })
+    this.lasting = lasting
+  }
+}
+
+/** Where batches are made: `TMPDIR` if set, else `/dev/shm` (memory) where there is one to write to, else `/tmp`. */
+const pipeDirectory = (): string => {
+  if (process.env.TMPDIR !== undefined && process.env.TMPDIR !== "") return Os.tmpdir()
+  try {
+    Fs.accessSync("/dev/shm", Fs.constants.W_OK | Fs.constants.X_OK)
+    return "/dev/shm"
+  } catch {
+    return Os.tmpdir()
+  }
+}
+
+/**
+ * `count` pipes from one run of `mkfifo` in `parent`, given to `add` as soon
+ * as they are open (in the same step, so that none is lost to an
+ * interruption); fails when it cannot run or make them.
  */
 const makeBatch = (
   mkfifo: string,
+  parent: string,
   count: number,
   add: (pipes: ReadonlyArray<OutputPipe>) => void
-): Effect.Effect<void, Error> =>
+): Effect.Effect<void, BatchFailure> =>
   Effect.acquireUseRelease(
     Effect.tryPromise({
-      try: () => Fs.promises.mkdtemp(Path.join(Os.tmpdir(), "effect-exec-pipes-")),
-      catch: (cause) => new Error("no private directory for pipes", { cause })
+      try: () => Fs.promises.mkdtemp(Path.join(parent, "effect-exec-pipes-")),
+      catch: (cause) => new BatchFailure(`no private directory for pipes in ${parent}`, false, cause)
     }),
     (directory) => {
       const names = Array.from({ length: count }, (_, index) => Path.join(directory, String(index)))
       return Effect.andThen(
         runMkfifo(mkfifo, names),
-        Effect.try({ try: () => add(openPipes(names)), catch: (cause) => new Error("cannot open pipes", { cause }) })
+        Effect.try({
+          try: () => add(openPipes(names)),
+          catch: (cause) => new BatchFailure("cannot open pipes", false, cause)
+        })
       )
     },
     (directory) => Effect.promise(() => Fs.promises.rm(directory, { recursive: true, force: true }).catch(() => {}))
@@ -225,23 +274,28 @@ const openPipe = (name: string): OutputPipe => {
  * directory is removed next, and a `mkfifo` still at work would leave it
  * behind, full of FIFOs.
  */
-const runMkfifo = (mkfifo: string, names: ReadonlyArray<string>): Effect.Effect<void, Error> =>
+const runMkfifo = (mkfifo: string, names: ReadonlyArray<string>): Effect.Effect<void, BatchFailure> =>
   Effect.flatMap(
-    spawnTurn(Effect.callback<NodeChildProcess.ChildProcess, Error>((resume) => {
+    spawnTurn(Effect.callback<NodeChildProcess.ChildProcess, BatchFailure>((resume) => {
       let child: NodeChildProcess.ChildProcess
       try {
         child = NodeChildProcess.spawn(mkfifo, ["-m", "600", "--", ...names], { stdio: "ignore" })
       } catch (cause) {
-        return resume(Effect.fail(new Error("mkfifo did not start", { cause })))
+        return resume(Effect.fail(new BatchFailure("mkfifo did not start", false, cause)))
       }
-      child.once("error", (cause) => resume(Effect.fail(new Error("mkfifo did not start", { cause }))))
+      child.once("error", (cause: NodeJS.ErrnoException) =>
+        // not there, or not ours to run: so it will stay
+        resume(Effect.fail(
+          new BatchFailure("mkfifo did not start", cause.code === "ENOENT" || cause.code === "EACCES", cause)
+        )))
       child.once("spawn", () => resume(Effect.succeed(child)))
       return killAndAwait(child)
     })),
     (child) =>
-      Effect.callback<void, Error>((resume) => {
+      Effect.callback<void, BatchFailure>((resume) => {
+        // a refusal to make FIFOs there (a file system without them): so it will stay
         const exited = (code: number | null) =>
-          resume(code === 0 ? Effect.void : Effect.fail(new Error(`mkfifo exited with ${code}`)))
+          resume(code === 0 ? Effect.void : Effect.fail(new BatchFailure(`mkfifo exited with ${code}`, true)))
         if (child.exitCode !== null || child.signalCode !== null) return exited(child.exitCode)
         child.once("exit", exited)
         return killAndAwait(child)
