@@ -11,6 +11,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
+import { createHash, randomBytes } from "node:crypto"
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -19,6 +20,7 @@ import * as Defaults from "../src/internal/defaults.ts"
 import { prepareChild } from "../src/internal/local/childProcess.ts"
 import { Holdings } from "../src/internal/local/localProcess.ts"
 import { makeOutputPipes, type OutputPipes } from "../src/internal/local/outputPipes.ts"
+import { longPollRead } from "../src/internal/local/processLog.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
 import { freshId, readUntilClosed, run } from "./support/processes.ts"
 
@@ -273,5 +275,95 @@ for name; do ln -s ${victim} "$name"; done`
       // spawn throws (here a NUL in the name; a fork failing with ENOMEM does too)
       const pipes = yield* makeOutputPipes({ mkfifo: "mk\0fifo" })
       assert.deepStrictEqual(yield* takeWithin5s(pipes), Option.some(undefined))
+    })))
+})
+
+describe("reads of a writer that is ahead", () => {
+  // a read of a pipe takes at most what it holds (64 KiB): a larger chunk is reads joined
+  it.live("join into chunks larger than a pipe holds, none larger than a read buffer, every byte kept", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const pipes = yield* makeOutputPipes()
+      const total = 32 * 1024 * 1024
+      const file = join(
+        yield* Effect.acquireRelease(
+          Effect.sync(() => mkdtempSync(join(tmpdir(), "ahead-"))),
+          (directory) => Effect.sync(() => rmSync(directory, { recursive: true, force: true }))
+        ),
+        "random"
+      )
+      const written = randomBytes(total)
+      writeFileSync(file, written)
+      const prepared = yield* prepareChild(
+        {
+          processId: freshId("ahead"),
+          argv: ["cat", file],
+          cwd: "/tmp",
+          env: { PATH: "/usr/bin:/bin" },
+          tty: false,
+          backpressure: true
+        },
+        {
+          retainedBytes: 4 * 1024 * 1024,
+          baseEnvironment: {},
+          stdinWindowBytes: 1024,
+          lendOutput: true,
+          outputPipes: pipes
+        },
+        new Holdings()
+      )
+      const child = yield* prepared.spawn(0)
+      const sizes: Array<number> = []
+      const hash = createHash("sha256")
+      let afterSeq = 0
+      while (true) {
+        const result = yield* longPollRead(child.log, { processId: "ahead", afterSeq, maxBytes: null, waitMs: 1_000 })
+        // the chunks are lent: hashed before the acknowledgement lets their memory be reused
+        for (const { chunk } of result.chunks) {
+          sizes.push(chunk.length)
+          hash.update(chunk)
+        }
+        afterSeq = result.nextSeq - 1
+        child.acknowledge(afterSeq, 0)
+        if (result.closed) break
+      }
+      assert.strictEqual(sizes.reduce((a, b) => a + b, 0), total, "every byte arrived")
+      assert.strictEqual(hash.digest("hex"), createHash("sha256").update(written).digest("hex"), "each in its place")
+      assert.isAbove(Math.max(...sizes), Defaults.pipes.fullReadBytes, "reads joined")
+      assert.isAtMost(Math.max(...sizes), Defaults.pipes.readBufferBytes)
+    })))
+
+  it.live("a read that filled the pipe goes on in the next turn, not with the next read", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const pipes = yield* makeOutputPipes()
+      const processId = freshId("filled")
+      const prepared = yield* prepareChild(
+        {
+          processId,
+          // exactly what a pipe holds, in one write, then nothing for a long while
+          argv: ["sh", "-c", `dd if=/dev/zero bs=${Defaults.pipes.fullReadBytes} count=1 status=none; sleep 10`],
+          cwd: "/tmp",
+          env: { PATH: "/usr/bin:/bin" },
+          tty: false
+        },
+        {
+          retainedBytes: 1024 * 1024,
+          baseEnvironment: {},
+          stdinWindowBytes: 1024,
+          lendOutput: true,
+          outputPipes: pipes
+        },
+        new Holdings()
+      )
+      const child = yield* prepared.spawn(0)
+      let received = 0
+      let afterSeq = 0
+      const started = Date.now()
+      while (received < Defaults.pipes.fullReadBytes && Date.now() - started < 5_000) {
+        const result = yield* longPollRead(child.log, { processId, afterSeq, maxBytes: null, waitMs: 500 })
+        received += result.chunks.reduce((n, c) => n + c.chunk.length, 0)
+        afterSeq = result.nextSeq - 1
+      }
+      assert.strictEqual(received, Defaults.pipes.fullReadBytes, "all of it, while the child sleeps")
+      child.signalGroup("SIGKILL")
     })))
 })

@@ -161,6 +161,8 @@ export const pipes = {
    * that fell behind catches up in one read.
    */
   readBufferBytes: 256 * 1024,
+  /** A read of this much filled the pipe (a FIFO's or a socket pair's reads stop here): more is coming. */
+  fullReadBytes: 64 * 1024,
   /** A read is not started in less room than this: the slab is full, the next one is taken. */
   minReadBytes: 64 * 1024,
   /** Output a process writes before its reads go into slabs; less is copied into chunks of its own. */

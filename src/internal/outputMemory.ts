@@ -203,6 +203,23 @@ export class PipeMemory {
     return buffer.subarray(0, length)
   }
 
+  /**
+   * A read put `length` bytes at the start of `buffer` right after `chunk`
+   * in the same slab (what `take` returned last): `chunk` widened to end
+   * after them, counted still as one chunk; `undefined` where they are not
+   * adjacent (the read went elsewhere: `take` them).
+   */
+  extend(chunk: Buffer, buffer: Buffer, length: number): Buffer | undefined {
+    const slab = this.current
+    if (
+      slab === undefined || buffer.buffer !== slab.bytes.buffer || chunk.buffer !== slab.bytes.buffer ||
+      chunk.byteOffset + chunk.length !== buffer.byteOffset
+    ) return undefined
+    this.written += length
+    this.offset += length
+    return slab.bytes.subarray(chunk.byteOffset - slab.bytes.byteOffset, this.offset)
+  }
+
   /** No more reads: the current slab is done with. */
   close(): void {
     if (this.current !== undefined) this.memory.leaveSlab(this.current)

@@ -18,6 +18,7 @@
  */
 import * as Net from "node:net"
 import type { Readable } from "node:stream"
+import * as Defaults from "../defaults.ts"
 import type { PipeMemory } from "../outputMemory.ts"
 
 /** What flow control and cleanup ask of a pipe being read. */
@@ -64,17 +65,68 @@ export const readPipe = (readable: Readable, memory: PipeMemory, handlers: PipeH
 export const readDescriptor = (fd: number, memory: PipeMemory, handlers: PipeHandlers): PipeReader =>
   readSocket({ fd }, memory, handlers)
 
-/** Reads the socket made of `source` (a handle or a descriptor) with `onread`, into `memory`'s buffers. */
+/**
+ * Reads the socket made of `source` (a handle or a descriptor) with `onread`,
+ * into `memory`'s buffers. A read that filled the pipe (its writer is ahead,
+ * more is coming) is held and the next reads join it, as long as they fill
+ * the pipe too and land right after it, up to one read buffer (256 KiB, so
+ * that a chunk is no larger than a read could be): one chunk
+ * instead of several, so everything done per chunk downstream (a log entry,
+ * a frame to a client) is done less often. A held chunk goes on at the
+ * first read that does not fill the pipe, or one turn of the event loop
+ * after the last read (the loop does not wait for I/O while it is held).
+ */
 const readSocket = (source: Net.SocketConstructorOpts, memory: PipeMemory, handlers: PipeHandlers): PipeReader => {
   let paused = false
+  let held: Buffer | undefined
+  /** A read joined the held chunk since the last check. */
+  let joined = false
+  let checking = false
+  const deliver = () => {
+    const chunk = held
+    held = undefined
+    if (chunk !== undefined) handlers.onChunk(chunk)
+  }
+  const check = () => {
+    if (joined && held !== undefined) {
+      joined = false
+      setImmediate(check)
+      return
+    }
+    checking = false
+    deliver()
+  }
   const socket = new Net.Socket({
     ...source,
     readable: true,
     writable: false,
     onread: {
-      buffer: () => memory.readBuffer(),
+      // while a chunk is held, a read takes no more than it has room for: a chunk is never larger than a read
+      buffer: () => {
+        const buffer = memory.readBuffer()
+        return held === undefined
+          ? buffer
+          : buffer.subarray(0, Math.min(buffer.length, Defaults.pipes.readBufferBytes - held.length))
+      },
       callback: (bytes, into) => {
-        handlers.onChunk(memory.take(into as Buffer, bytes))
+        const buffer = into as Buffer
+        const extended = held === undefined ? undefined : memory.extend(held, buffer, bytes)
+        if (extended === undefined) {
+          deliver()
+          held = memory.take(buffer, bytes)
+        } else {
+          held = extended
+        }
+        const { fullReadBytes, readBufferBytes } = Defaults.pipes
+        if (bytes < fullReadBytes || held.length + fullReadBytes > readBufferBytes || paused) {
+          deliver()
+        } else {
+          joined = true
+          if (!checking) {
+            checking = true
+            setImmediate(check)
+          }
+        }
         // false stops reading at once: flow control paused during this chunk
         return !paused
       }
@@ -82,6 +134,7 @@ const readSocket = (source: Net.SocketConstructorOpts, memory: PipeMemory, handl
   })
   socket.on("error", () => {})
   socket.on("close", () => {
+    deliver()
     memory.close()
     handlers.onClose()
   })
