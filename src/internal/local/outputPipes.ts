@@ -23,8 +23,10 @@
  * Opening it to read waits for a writer, so a child that opens `/dev/stdin`
  * after its input ended (`printf x | effect-exec run -- sh -c 'sleep 1; cat
  * /dev/stdin'`) would wait forever; on a socket pair that open fails at once.
- * Output has no such case: this process holds the read end until every
- * writer is gone.
+ * Output has no such case while the executor lives: this process holds the
+ * read end until every writer is gone. Only a process that escaped its group
+ * (`setsid`), outlived the executor and then opens `/dev/stdout` again waits
+ * in that open, where on a pipe it would be told at its next write (EPIPE).
  *
  * @internal
  */
