@@ -201,7 +201,7 @@ describe("output pipes", () => {
         const before = openDescriptors()
         // one FIFO at a time: the executor closes while the batch is being made
         const scripts = mkdtempSync(join(tmpdir(), "fake-mkfifo-"))
-        const slow = fakeMkfifo(scripts, "shift 3; for name; do /usr/bin/env mkfifo -m 600 \"$name\"; sleep 0.02; done")
+        const slow = fakeMkfifo(scripts, "shift 3; for name; do /usr/bin/env mkfifo -m 600 \"$name\"; sleep 1; done")
         const scope = yield* Scope.make()
         const pipes = yield* Scope.provide(makeOutputPipes({ mkfifo: slow }), scope)
         const waiting = yield* Effect.forkChild(takeWithin5s(pipes))
@@ -278,6 +278,37 @@ for name; do ln -s ${victim} "$name"; done`
     })))
 })
 
+const MiB = 1024 * 1024
+
+/** Spawns `argv` on pipes from `pipes`, its output read into slabs and lent, as an exec-server's executor does. */
+const spawnLending = (
+  pipes: OutputPipes,
+  processId: string,
+  argv: ReadonlyArray<string>,
+  options: { readonly retainedBytes: number; readonly backpressure?: boolean }
+) =>
+  Effect.flatMap(
+    prepareChild(
+      {
+        processId,
+        argv,
+        cwd: "/tmp",
+        env: { PATH: "/usr/bin:/bin" },
+        tty: false,
+        backpressure: options.backpressure === true
+      },
+      {
+        retainedBytes: options.retainedBytes,
+        baseEnvironment: {},
+        stdinWindowBytes: 1024,
+        lendOutput: true,
+        outputPipes: pipes
+      },
+      new Holdings()
+    ),
+    (prepared) => prepared.spawn(0)
+  )
+
 describe("reads of a writer that is ahead", () => {
   // a read of a pipe takes at most what it holds (64 KiB): a larger chunk is reads joined
   it.live("join into chunks larger than a pipe holds, none larger than a read buffer, every byte kept", () =>
@@ -293,25 +324,7 @@ describe("reads of a writer that is ahead", () => {
       )
       const written = randomBytes(total)
       writeFileSync(file, written)
-      const prepared = yield* prepareChild(
-        {
-          processId: freshId("ahead"),
-          argv: ["cat", file],
-          cwd: "/tmp",
-          env: { PATH: "/usr/bin:/bin" },
-          tty: false,
-          backpressure: true
-        },
-        {
-          retainedBytes: 4 * 1024 * 1024,
-          baseEnvironment: {},
-          stdinWindowBytes: 1024,
-          lendOutput: true,
-          outputPipes: pipes
-        },
-        new Holdings()
-      )
-      const child = yield* prepared.spawn(0)
+      const child = yield* spawnLending(pipes, "ahead", ["cat", file], { backpressure: true, retainedBytes: 4 * MiB })
       const sizes: Array<number> = []
       const hash = createHash("sha256")
       let afterSeq = 0
@@ -336,25 +349,9 @@ describe("reads of a writer that is ahead", () => {
     Effect.scoped(Effect.gen(function*() {
       const pipes = yield* makeOutputPipes()
       const processId = freshId("filled")
-      const prepared = yield* prepareChild(
-        {
-          processId,
-          // exactly what a pipe holds, in one write, then nothing for a long while
-          argv: ["sh", "-c", `dd if=/dev/zero bs=${Defaults.pipes.fullReadBytes} count=1 status=none; sleep 10`],
-          cwd: "/tmp",
-          env: { PATH: "/usr/bin:/bin" },
-          tty: false
-        },
-        {
-          retainedBytes: 1024 * 1024,
-          baseEnvironment: {},
-          stdinWindowBytes: 1024,
-          lendOutput: true,
-          outputPipes: pipes
-        },
-        new Holdings()
-      )
-      const child = yield* prepared.spawn(0)
+      // exactly what a pipe holds, in one write, then nothing for a long while
+      const script = `dd if=/dev/zero bs=${Defaults.pipes.fullReadBytes} count=1 status=none; sleep 10`
+      const child = yield* spawnLending(pipes, processId, ["sh", "-c", script], { retainedBytes: MiB })
       let received = 0
       let afterSeq = 0
       const started = Date.now()
