@@ -199,7 +199,7 @@ describe("NotifiedEvents: what a follower is told", () => {
     ])
   })
 
-  it("takes no exit at the seq of an output it holds, nor output at the exit's", () => {
+  it("takes no exit at the seq of an output it holds, nor output or a close at the exit's", () => {
     const events = new NotifiedEvents()
     events.add(output(1, 1))
     events.add(output(2, 1))
@@ -208,7 +208,9 @@ describe("NotifiedEvents: what a follower is told", () => {
     assert.deepStrictEqual([events.exited, events.size], [false, 2])
     events.add(exited(3))
     events.add(output(3, 1))
+    events.add({ _tag: "Closed", seq: 3 })
     assert.deepStrictEqual(events.after(0).map((e) => `${e._tag} ${e.seq}`), ["Output 1", "Output 2", "Exited 3"])
+    assert.isFalse(events.closed, "a close at the seq of the exit it follows is no close")
   })
 
   it("counts the bytes it holds, drops the oldest past notifiedOutputBytes and takes none of them in again", () => {

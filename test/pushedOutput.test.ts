@@ -244,6 +244,10 @@ describe("PushedOutput (the remote executor's cache of pushed output)", () => {
       assert.strictEqual(lent!.chunk, pushed.chunk)
       assert.notStrictEqual(kept!.chunk.buffer, pushed.chunk.buffer)
       assert.deepStrictEqual(kept!.chunk, pushed.chunk)
+      // a chunk in memory of its own (a small frame, a JSON notification's) is nobody else's: no copy needed
+      const own = output(2, "own")
+      cache.add(own)
+      assert.strictEqual(cache.read(1, null)!.chunks[0]!.chunk, own.chunk)
     })
 
     it("given up, lets its slabs go, never to be reused: the reader may still hold the last chunks it was lent", () => {
