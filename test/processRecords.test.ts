@@ -5,6 +5,7 @@
  * event once.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type { ProcessEvent } from "../src/Executor.ts"
 import * as Defaults from "../src/internal/defaults.ts"
@@ -142,6 +143,90 @@ describe("NotifiedEvents", () => {
   )
 })
 
+describe("NotifiedEvents: what a follower is told", () => {
+  const exited = (seq: number): ProcessEvent => ({
+    _tag: "Exited",
+    seq,
+    exitCode: 0,
+    signal: null,
+    sandboxDenied: false
+  })
+  /** Whether a follower waiting for what follows `seq` was woken by what `then` did. */
+  const wokenBy = (events: NotifiedEvents, seq: number, then: () => void) => {
+    let woken = false
+    const fiber = Effect.runFork(events.untilAfter(seq))
+    fiber.addObserver(() => {
+      woken = true
+    })
+    then()
+    const result = woken
+    fiber.interruptUnsafe()
+    return result
+  }
+
+  it("wakes a follower when an event after its cursor arrives or the record is forgotten, not before", () => {
+    const events = new NotifiedEvents()
+    events.add(output(1, 1))
+    assert.isFalse(wokenBy(events, 1, () => events.add(output(1, 4))), "a repeat is nothing new")
+    assert.isTrue(wokenBy(events, 1, () => events.add(output(2, 1))))
+    assert.isTrue(wokenBy(events, 2, () => events.add(exited(3))))
+    assert.isTrue(wokenBy(events, 3, () => events.end()), "forgotten: it takes what is held and fails")
+  })
+
+  it("says whether the exit is held", () => {
+    const events = new NotifiedEvents()
+    events.add(output(1, 1))
+    assert.isFalse(events.exited)
+    events.add(exited(2))
+    assert.isTrue(events.exited)
+  })
+
+  it("takes in what arrives after the close with an earlier seq, nothing at or after the close's", () => {
+    const events = new NotifiedEvents()
+    events.add(output(1, 1))
+    events.add({ _tag: "Closed", seq: 5 })
+    events.add(output(5, 1))
+    events.add(exited(6))
+    events.add(output(3, 1))
+    events.add(exited(4))
+    events.add(output(2, 1))
+    assert.deepStrictEqual(events.after(0).map((e) => `${e._tag} ${e.seq}`), [
+      "Output 1",
+      "Output 2",
+      "Output 3",
+      "Exited 4",
+      "Closed 5"
+    ])
+  })
+
+  it("takes no exit at the seq of an output it holds, nor output or a close at the exit's", () => {
+    const events = new NotifiedEvents()
+    events.add(output(1, 1))
+    events.add(output(2, 1))
+    events.add(exited(2))
+    events.add(exited(1))
+    assert.deepStrictEqual([events.exited, events.size], [false, 2])
+    events.add(exited(3))
+    events.add(output(3, 1))
+    events.add({ _tag: "Closed", seq: 3 })
+    assert.deepStrictEqual(events.after(0).map((e) => `${e._tag} ${e.seq}`), ["Output 1", "Output 2", "Exited 3"])
+    assert.isFalse(events.closed, "a close at the seq of the exit it follows is no close")
+  })
+
+  it("counts the bytes it holds, drops the oldest past notifiedOutputBytes and takes none of them in again", () => {
+    const events = new NotifiedEvents()
+    const limit = Defaults.client.notifiedOutputBytes
+    events.add(output(1, limit / 2))
+    events.add(output(2, limit / 2))
+    assert.deepStrictEqual([events.bytes, events.size], [limit, 2], "at the bound: all kept")
+    events.add(output(3, 1))
+    assert.deepStrictEqual(events.after(0).map((e) => e.seq), [2, 3], "a byte over: the oldest goes")
+    assert.strictEqual(events.bytes, limit / 2 + 1)
+    events.add(output(1, 1))
+    assert.deepStrictEqual(events.after(0).map((e) => e.seq), [2, 3], "what was dropped is not taken in again")
+  })
+})
+
 describe("ProcessRecords", () => {
   it.prop(
     "records only the processes it started, bounded whatever the server sends",
@@ -262,6 +347,143 @@ describe("ProcessRecords", () => {
   })
 })
 
+describe("ProcessRecords: its records", () => {
+  it("keeps output in a history only for a process that shows it; its exit and close always", () => {
+    const records = new ProcessRecords()
+    records.starting("streamed", { showsOutput: false, streams: true })
+    records.starting("plain", { showsOutput: false, streams: false })
+    for (const processId of ["streamed", "plain"]) {
+      records.add(processId, output(1, 3))
+      records.add(processId, { _tag: "Exited", seq: 2, exitCode: 0, signal: null, sandboxDenied: false })
+      records.add(processId, { _tag: "Closed", seq: 3 })
+      assert.deepStrictEqual(
+        records.get(processId)!.events.after(0).map((e) => e._tag),
+        ["Exited", "Closed"],
+        processId
+      )
+    }
+    assert.strictEqual(records.pushedFor("streamed")?.size, 3, "its reads are answered from the push all the same")
+  })
+
+  it("says a process is open from its start to its close, and not one it never started or forgot", () => {
+    const records = new ProcessRecords()
+    assert.isFalse(records.isOpen("p"))
+    records.starting("p", { showsOutput: false, streams: false })
+    assert.isTrue(records.isOpen("p"))
+    records.add("p", { _tag: "Closed", seq: 1 })
+    assert.isFalse(records.isOpen("p"))
+    records.starting("q", { showsOutput: false, streams: false })
+    records.forget("q")
+    assert.isFalse(records.isOpen("q"))
+  })
+
+  it("counts what every record holds in its footprint", () => {
+    const records = new ProcessRecords()
+    records.starting("a", { showsOutput: true, streams: true })
+    records.starting("b", { showsOutput: true, streams: false })
+    records.add("a", output(1, 3))
+    records.add("a", output(2, 4))
+    records.add("b", output(1, 5))
+    records.add("b", { _tag: "Closed", seq: 2 })
+    assert.deepStrictEqual(records.footprint(), {
+      records: 2,
+      closedHistories: 1,
+      streamed: 1,
+      notifiedEntries: 4,
+      notifiedBytes: 12,
+      pushedEntries: 2,
+      pushedBytes: 7,
+      heldEntries: 0,
+      heldBytes: 0
+    })
+  })
+
+  it("counts a drained process among the closed histories only while it is recorded", () => {
+    const records = new ProcessRecords()
+    records.drained("never-started")
+    records.starting("p", { showsOutput: false, streams: true })
+    records.drained("p")
+    records.drained("p")
+    assert.deepStrictEqual([records.footprint().closedHistories, records.footprint().records], [1, 1])
+  })
+
+  it("holds an id's notifications until every start of it under way was answered", () => {
+    const records = new ProcessRecords()
+    records.starting("p", { showsOutput: true, streams: false })
+    records.startingAgain("p")
+    records.startingAgain("p")
+    records.add("p", output(1, 1))
+    records.startAnswered("p", undefined)
+    assert.deepStrictEqual(
+      [records.get("p")!.events.size, records.footprint().heldEntries],
+      [0, 1],
+      "one start still under way: whose they are is not known yet"
+    )
+    records.startAnswered("p", undefined)
+    assert.deepStrictEqual([records.get("p")!.events.size, records.footprint().heldEntries], [1, 0])
+  })
+})
+
+describe("ProcessRecords: the pushed caches", () => {
+  it("caches at most maxStreamed streams at once: past it the one read least recently falls back to the server", () => {
+    const records = new ProcessRecords()
+    const { maxStreamed } = Defaults.client
+    for (let i = 0; i < maxStreamed; i++) records.starting(`s-${i}`, { showsOutput: false, streams: true })
+    assert.isDefined(records.pushedFor("s-0"), "read just now: the most recently read")
+    records.starting("newest", { showsOutput: false, streams: true })
+    assert.deepStrictEqual(
+      [records.footprint().streamed, records.get("s-1")?.pushed, records.pushedFor("s-1")],
+      [maxStreamed, undefined, undefined],
+      "s-1 was read least recently: its reads ask the server now"
+    )
+    assert.isDefined(records.pushedFor("s-0"))
+    assert.isDefined(records.pushedFor("newest"))
+    assert.isDefined(records.get("s-1"), "its record stays")
+  })
+
+  it("counts only the streams it caches: a read of another process, or a forgotten one, is no stream", () => {
+    const records = new ProcessRecords()
+    records.starting("streamed", { showsOutput: false, streams: true })
+    records.starting("plain", { showsOutput: false, streams: false })
+    assert.isUndefined(records.pushedFor("plain"))
+    assert.isUndefined(records.pushedFor("never-started"))
+    assert.strictEqual(records.footprint().streamed, 1)
+    records.forget("streamed")
+    assert.strictEqual(records.footprint().streamed, 0)
+  })
+
+  it("gives a cache up once it holds more bytes than its bound or more entries than its count", () => {
+    const records = new ProcessRecords()
+    records.starting("bytes", { showsOutput: false, streams: true })
+    const maxBytes = records.pushedFor("bytes")!.maxBytes
+    records.add("bytes", output(1, maxBytes))
+    assert.strictEqual(records.pushedFor("bytes")?.bytes, maxBytes, "at its bound: kept")
+    records.add("bytes", output(2, 1))
+    assert.deepStrictEqual([records.pushedFor("bytes"), records.footprint().pushedBytes], [undefined, 0])
+
+    records.starting("entries", { showsOutput: false, streams: true })
+    const { maxCachedEntriesPerProcess } = Defaults.client
+    for (let seq = 1; seq <= maxCachedEntriesPerProcess; seq++) records.add("entries", output(seq, 1))
+    assert.strictEqual(records.pushedFor("entries")?.size, maxCachedEntriesPerProcess, "at its count: kept")
+    records.add("entries", { _tag: "Closed", seq: maxCachedEntriesPerProcess + 1 })
+    assert.deepStrictEqual([records.pushedFor("entries"), records.footprint().streamed], [undefined, 0])
+  })
+
+  it("wakes every reader waiting for a push when the link is lost (it reads from the server then)", async () => {
+    const records = new ProcessRecords()
+    records.starting("p", { showsOutput: false, streams: true })
+    let lost = false
+    let answer: boolean | undefined
+    void Effect.runPromise(records.pushedFor("p")!.untilNext(0, () => lost, 60_000)).then((woken) => {
+      answer = woken
+    })
+    lost = true
+    records.linkLost()
+    await new Promise<void>((resolve) => setImmediate(resolve))
+    assert.strictEqual(answer, true, "woken, and the link lost: it stops waiting")
+  })
+})
+
 describe("ProcessRecords: what a history holds", () => {
   it("keeps a small chunk that is a view of a large buffer (a binary frame's socket read) in memory of its own", () => {
     const records = new ProcessRecords()
@@ -275,6 +497,19 @@ describe("ProcessRecords: what a history holds", () => {
     assert.deepStrictEqual([...small!.chunk], [7])
     assert.strictEqual(small!.chunk.buffer.byteLength, 1, "the 64 KiB read is not kept alive for one byte")
     assert.strictEqual(whole!.chunk, large, "a chunk that is most of its buffer is kept as it is, not copied")
+  })
+
+  it("copies a chunk under a quarter of its buffer, and keeps one of a quarter as it is", () => {
+    const records = new ProcessRecords()
+    records.starting("p", { showsOutput: true, streams: false })
+    const read = new Uint8Array(400)
+    const underQuarter = read.subarray(0, 99)
+    const quarter = read.subarray(100, 200)
+    records.add("p", { _tag: "Output", seq: 1, stream: "stdout", chunk: underQuarter })
+    records.add("p", { _tag: "Output", seq: 2, stream: "stdout", chunk: quarter })
+    const [copied, kept] = records.get("p")!.events.after(0) as ReadonlyArray<Extract<ProcessEvent, { _tag: "Output" }>>
+    assert.strictEqual(copied!.chunk.buffer.byteLength, 99)
+    assert.strictEqual(kept!.chunk, quarter)
   })
 })
 
@@ -291,6 +526,48 @@ describe("ProcessRecords: the memory binary frames are assembled in", () => {
     cache.trim(afterSeq)
     return cache.read(afterSeq, 1, lent)!.chunks[0]!.chunk
   }
+
+  it("gives a frame under minSlabFrameBytes memory of its own: a few bytes never pin a slab", () => {
+    const records = new ProcessRecords()
+    const { minSlabFrameBytes } = Defaults.client
+    const small = records.frameMemory.reserve(minSlabFrameBytes - 1)
+    const slabbed = records.frameMemory.reserve(minSlabFrameBytes)
+    assert.deepStrictEqual(
+      [small.length, small.buffer.byteLength, slabbed.length, slabbed.buffer.byteLength],
+      [minSlabFrameBytes - 1, minSlabFrameBytes - 1, minSlabFrameBytes, Defaults.pipes.slabBytes]
+    )
+  })
+
+  it("takes back a frame the transport releases: frames nobody keeps cycle through the same slab", () => {
+    const records = new ProcessRecords()
+    const buffers = new Set<ArrayBufferLike>()
+    for (let i = 0; i < 100; i++) {
+      const frame = records.frameMemory.reserve(100_000)
+      buffers.add(frame.buffer)
+      records.frameMemory.release(frame)
+    }
+    assert.isAtMost(buffers.size, 2, `${buffers.size} slabs for 10 MB of released frames`)
+  })
+
+  it("takes back a frame held for an id started again once it holds a copy", () => {
+    const records = new ProcessRecords()
+    records.starting("p", { showsOutput: true, streams: true })
+    records.startingAgain("p")
+    const buffers = new Set<ArrayBufferLike>()
+    for (let seq = 1; seq <= 100; seq++) {
+      const frame = frameOf(records, seq)
+      buffers.add(frame.chunk.buffer)
+      records.add("p", frame)
+    }
+    assert.isAtMost(buffers.size, 2, `${buffers.size} slabs for 10 MB of held frames`)
+    // frames that follow cycle through the same slabs
+    for (let seq = 200; seq < 220; seq++) records.add("ghost", frameOf(records, seq))
+    records.startAnswered("p", undefined)
+    const history = records.get("p")!.events.after(0) as ReadonlyArray<Extract<ProcessEvent, { _tag: "Output" }>>
+    // the newest megabyte of them, copies that the frames after them left alone
+    assert.deepStrictEqual(history.map(({ seq }) => seq), Array.from({ length: 10 }, (_, i) => 91 + i))
+    for (const { chunk, seq } of history) assert.isTrue(chunk.every((byte) => byte === seq % 256), `held ${seq}`)
+  })
 
   it("a lending reader's stream cycles through a few slabs: 20 MB in frames of 100 kB", () => {
     const records = new ProcessRecords()
@@ -373,6 +650,68 @@ describe("ProcessRecords: the memory binary frames are assembled in", () => {
     const chunks = cache.read(0, null)!.chunks
     assert.deepStrictEqual(chunks.map(({ seq }) => seq), Array.from({ length: 30 }, (_, i) => i + 1))
     for (const { chunk, seq } of chunks) assert.isTrue(chunk.every((byte) => byte === seq), `unread chunk ${seq}`)
+  })
+
+  describe("when the caches copy their chunks out of the slabs", () => {
+    const half = Defaults.pipes.slabBytes / 2
+    const small = Defaults.client.minSlabFrameBytes
+    /** Room in the slabs that something other than the caches keeps (a frame in the transport's hands). */
+    const pin = (records: ProcessRecords, length: number) => void records.frameMemory.reserve(length)
+    /** For each chunk of `processId` after `afterSeq`, whether a lending reader gets a view of a slab. */
+    const inSlabs = (records: ProcessRecords, processId: string, afterSeq: number) =>
+      records.pushedFor(processId)!.read(afterSeq, null, true)!.chunks.map(({ chunk }) =>
+        chunk.buffer.byteLength === Defaults.pipes.slabBytes
+      )
+    const intact = (records: ProcessRecords, processId: string, afterSeq: number) => {
+      for (const { chunk, seq } of records.pushedFor(processId)!.read(afterSeq, null)!.chunks) {
+        assert.isTrue(chunk.every((byte) => byte === seq), `chunk ${seq}`)
+      }
+    }
+
+    it("not while the slabs hold at most twice what the caches count and two slabs more, weighed once a slab", () => {
+      // the shared pool of free slabs emptied: a slab given back is the next one taken
+      const drained = new ProcessRecords()
+      for (let i = 0; i < 2 * (Defaults.pipes.pooledSlabs + 2); i++) pin(drained, half)
+      const records = new ProcessRecords()
+      records.starting("slow", { showsOutput: false, streams: true })
+      records.add("slow", frameOf(records, 1, half))
+      pin(records, half)
+      records.add("slow", frameOf(records, 2, half))
+      records.add("ghost", frameOf(records, 99, half)) // slab 2: chunk 2 alone keeps it
+      for (let i = 0; i < 4; i++) pin(records, half) // slabs 3 and 4
+      records.add("slow", frameOf(records, 3, half))
+      assert.deepStrictEqual(inSlabs(records, "slow", 0), [true, true, true], "5 slabs ≤ 2 × 1.5 + 2")
+      records.pushedFor("slow")!.trim(1)
+      const lent = records.pushedFor("slow")!.read(1, 1, true)!.chunks[0]!.chunk
+      records.add("slow", frameOf(records, 4, small))
+      assert.deepStrictEqual(inSlabs(records, "slow", 1), [true, true, true], "no slab more: not weighed again")
+      pin(records, half - small)
+      records.add("slow", frameOf(records, 5, small))
+      assert.deepStrictEqual(inSlabs(records, "slow", 1), [false, false, false, false], "6 slabs > 2 × 1.03 + 2")
+      intact(records, "slow", 1)
+      // slab 2 went, never to be reused: the view a lending reader holds stays as it was
+      for (let i = 0; i < 4; i++) drained.frameMemory.reserve(half).fill(0xee)
+      assert.isTrue(lent.every((byte) => byte === 2), "the lent chunk 2 is left alone")
+    })
+
+    it("weighed only once a cached frame takes a slab more, and past half the pooled slabs", () => {
+      const records = new ProcessRecords()
+      records.starting("slow", { showsOutput: false, streams: true })
+      records.starting("shown", { showsOutput: true, streams: false })
+      records.add("slow", frameOf(records, 1, small))
+      pin(records, half)
+      pin(records, half - small)
+      for (let i = 0; i < 4; i++) pin(records, half) // slabs 2 and 3
+      records.add("slow", frameOf(records, 2, small))
+      assert.deepStrictEqual(inSlabs(records, "slow", 0), [true, true], "4 slabs: not weighed")
+      pin(records, half)
+      pin(records, half - small)
+      records.add("shown", frameOf(records, 1, small))
+      assert.deepStrictEqual(inSlabs(records, "slow", 0), [true, true], "a frame no cache keeps: not weighed")
+      records.add("slow", frameOf(records, 3, small))
+      assert.deepStrictEqual(inSlabs(records, "slow", 0), [false, false, false], "5 slabs > 2 × 48 KiB + 2 MiB")
+      intact(records, "slow", 0)
+    })
   })
 
   it("a history's copies stay as they were while other streams cycle through the slabs", () => {

@@ -4,6 +4,7 @@ import * as Schema from "effect/Schema"
 import type { ProcessEvent } from "../src/Executor.ts"
 import * as Defaults from "../src/internal/defaults.ts"
 import { ProcessLog } from "../src/internal/local/processLog.ts"
+import { OutputMemory } from "../src/internal/outputMemory.ts"
 import { PushedOutput } from "../src/internal/remote/pushedOutput.ts"
 
 const output = (seq: number, text: string) =>
@@ -226,6 +227,46 @@ describe("PushedOutput (the remote executor's cache of pushed output)", () => {
     assert.deepStrictEqual([cache.size, cache.bytes], [0, 0])
     cache.add(output(5, "old"))
     assert.strictEqual(cache.size, 0, "anything at or before the reader's cursor is a repeat")
+  })
+
+  describe("with its chunks in the memory frames are assembled in", () => {
+    const half = Defaults.pipes.slabBytes / 2
+    const frame = (memory: OutputMemory, seq: number) =>
+      ({ _tag: "Output", seq, stream: "stdout", chunk: memory.pipe().reserve(half).fill(seq) }) as const
+
+    it("lends a view of the memory to a lending reader, and gives any other a copy of its own", () => {
+      const memory = new OutputMemory("always")
+      const cache = new PushedOutput(memory)
+      const pushed = frame(memory, 1)
+      cache.add(pushed)
+      const [lent] = cache.read(0, null, true)!.chunks
+      const [kept] = cache.read(0, null)!.chunks
+      assert.strictEqual(lent!.chunk, pushed.chunk)
+      assert.notStrictEqual(kept!.chunk.buffer, pushed.chunk.buffer)
+      assert.deepStrictEqual(kept!.chunk, pushed.chunk)
+      // a chunk in memory of its own (a small frame, a JSON notification's) is nobody else's: no copy needed
+      const own = output(2, "own")
+      cache.add(own)
+      assert.strictEqual(cache.read(1, null)!.chunks[0]!.chunk, own.chunk)
+    })
+
+    it("given up, lets its slabs go, never to be reused: the reader may still hold the last chunks it was lent", () => {
+      // the shared pool of free slabs emptied: a slab given back is the next one taken
+      const others = new OutputMemory("always").pipe()
+      for (let i = 0; i < 2 * (Defaults.pipes.pooledSlabs + 2); i++) others.reserve(half)
+      const memory = new OutputMemory("always")
+      const pipe = memory.pipe()
+      const cache = new PushedOutput(memory)
+      cache.add({ _tag: "Output", seq: 1, stream: "stdout", chunk: pipe.reserve(half).fill(1) })
+      memory.drop(pipe.reserve(half), true) // the rest of the slab: a frame nobody kept
+      pipe.reserve(half) // the next slab
+      const [lent] = cache.read(0, null, true)!.chunks
+      assert.strictEqual(memory.slabCount, 2)
+      cache.release()
+      assert.deepStrictEqual([memory.slabCount, cache.size, cache.bytes], [1, 0, 0], "its slab went")
+      for (let i = 0; i < 4; i++) others.reserve(half).fill(0xee)
+      assert.isTrue(lent!.chunk.every((byte) => byte === 1), "the chunk lent is left alone")
+    })
   })
 
   it.prop(

@@ -52,7 +52,7 @@ const recorder = () => {
       return fromServer
     })
   const read = (cache: PushedOutput, afterSeq: number, waitMs = 0) =>
-    streamedRead(link, cache, { processId: "p", afterSeq, maxBytes: null, waitMs }, serverRead)
+    streamedRead(link, cache, { processId: "p", afterSeq, maxBytes: null, waitMs }, serverRead, false)
   return { state, read }
 }
 

@@ -78,22 +78,26 @@ export class NotifiedEvents {
     return Math.max(this.outputs.last?.seq ?? 0, this.exit?.seq ?? 0, this.close?.seq ?? 0)
   }
 
+  /**
+   * Takes in one event, unless it repeats or contradicts what is held (each
+   * seq is one event, nothing comes at or after the close; a `Dropped` is
+   * not kept); then the followers look again whether what they wait for came.
+   */
   add(event: ProcessEvent): void {
     switch (event._tag) {
       case "Exited":
-        if (this.exit !== undefined || this.holds(event.seq) || this.afterClose(event.seq)) return
-        this.exit = event
+        // an output held at its seq, or the close at or before it, was the event of that seq
+        if (this.exit === undefined && this.outputs.indexOf(event.seq) === -1 && !this.afterClose(event.seq)) {
+          this.exit = event
+        }
         break
       case "Closed":
         // the close is a process's last event: it follows everything held
-        if (this.close !== undefined || event.seq <= this.newestSeq) return
-        this.close = event
+        if (this.close === undefined && event.seq > this.newestSeq) this.close = event
         break
       case "Output":
-        if (!this.addOutput(event)) return
+        this.addOutput(event)
         break
-      case "Dropped":
-        return
     }
     this.changes.notify()
   }
@@ -103,15 +107,10 @@ export class NotifiedEvents {
     return this.close !== undefined && seq >= this.close.seq
   }
 
-  /** Whether an event with `seq` is held (each seq is one event). */
-  private holds(seq: number): boolean {
-    return this.exit?.seq === seq || this.close?.seq === seq || this.outputs.indexOf(seq) !== -1
-  }
-
-  private addOutput(event: Output): boolean {
-    if (event.chunk.length === 0 || event.seq <= this.droppedThrough) return false
-    if (this.exit?.seq === event.seq || this.afterClose(event.seq)) return false
-    if (!this.outputs.insert(event, Defaults.client.notifiedReorderWindow)) return false
+  private addOutput(event: Output): void {
+    if (event.chunk.length === 0 || event.seq <= this.droppedThrough) return
+    if (this.exit?.seq === event.seq || this.afterClose(event.seq)) return
+    if (!this.outputs.insert(event, Defaults.client.notifiedReorderWindow)) return
     this.bytes += event.chunk.length
     while (
       this.bytes > Defaults.client.notifiedOutputBytes ||
@@ -121,7 +120,6 @@ export class NotifiedEvents {
       this.bytes -= oldest.chunk.length
       this.droppedThrough = oldest.seq
     }
-    return true
   }
 
   /** The events after `seq`, in seq order (the close, once known, last). */
@@ -483,8 +481,8 @@ export class ProcessRecords {
     }
   }
 
+  /** Counts `processId` among the closed histories (once: a set keeps its first place). */
   private closedHistory(processId: string): void {
-    if (this.closed.has(processId)) return
     this.closed.add(processId)
     if (this.closed.size > Defaults.client.keptHistories) this.forget(this.closed.values().next().value!)
   }

@@ -29,9 +29,9 @@ export class SeqQueue<A extends { readonly seq: number }> {
     return this.items.length
   }
 
-  /** The entry at `index` (0 is the oldest). */
+  /** The entry at `index` (0 is the oldest; none before it: the slots shifted out are empty). */
   at(index: number): A | undefined {
-    return index < 0 ? undefined : this.items[this.head + index]
+    return this.items[this.head + index]
   }
 
   /** Replaces every entry by what `f` makes of it (the same seq: the order holds). */

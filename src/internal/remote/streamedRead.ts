@@ -18,7 +18,7 @@ export const streamedRead = (
   cache: PushedOutput,
   request: Protocol.ReadParams,
   serverRead: (request: Protocol.ReadParams) => Effect.Effect<Protocol.ReadResult, ExecutorError>,
-  lent = false
+  lent: boolean
 ): Effect.Effect<Protocol.ReadResult, ExecutorError> =>
   Effect.gen(function*() {
     const afterSeq = request.afterSeq ?? 0
