@@ -23,14 +23,14 @@ import * as Stream from "effect/Stream"
 import * as FileSystem from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { Executor, type ProcessEvent } from "../src/Executor.ts"
+import { Executor } from "../src/Executor.ts"
 import * as Remote from "../src/internal/remote/environment.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
 import * as RemoteExecutor from "../src/RemoteExecutor.ts"
 import * as WebSocketListener from "../src/WebSocketListener.ts"
 import { startCodexServer } from "./support/codexServer.ts"
 import * as Fake from "./support/fakeServer.ts"
-import { closedFrame, reasonOf, valueOf } from "./support/remoteRecords.ts"
+import { closedFrame, reasonOf, shown, valueOf } from "./support/remoteRecords.ts"
 import * as WebSocketProxy from "./support/webSocketProxy.ts"
 
 const settings: Remote.Settings = {
@@ -41,15 +41,6 @@ const settings: Remote.Settings = {
 }
 
 const bytes = (s: string) => new TextEncoder().encode(s)
-const text = (chunk: Uint8Array) => new TextDecoder().decode(chunk)
-const shown = (events: ReadonlyArray<ProcessEvent>) =>
-  events.map((e) =>
-    e._tag === "Output"
-      ? `${e.seq} Output ${text(e.chunk)}`
-      : e._tag === "Exited"
-      ? `${e.seq} Exited ${e.exitCode}`
-      : `${e.seq} ${e._tag}`
-  )
 
 const startRequest = (processId: string, argv: ReadonlyArray<string>) => ({
   processId,

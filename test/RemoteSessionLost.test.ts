@@ -31,7 +31,7 @@ import * as OutputSink from "../src/OutputSink.ts"
 import * as RemoteExecutor from "../src/RemoteExecutor.ts"
 import * as WebSocketListener from "../src/WebSocketListener.ts"
 import { startCodexServer } from "./support/codexServer.ts"
-import { reasonOf, valueOf } from "./support/remoteRecords.ts"
+import { reasonOf, shown, valueOf } from "./support/remoteRecords.ts"
 import * as WebSocketProxy from "./support/webSocketProxy.ts"
 
 const settings: Remote.Settings = {
@@ -42,14 +42,6 @@ const settings: Remote.Settings = {
 }
 
 const text = (chunk: Uint8Array) => new TextDecoder().decode(chunk)
-const shown = (events: ReadonlyArray<ProcessEvent>) =>
-  events.map((e) =>
-    e._tag === "Output"
-      ? `${e.seq} Output ${text(e.chunk)}`
-      : e._tag === "Exited"
-      ? `${e.seq} Exited ${e.exitCode}`
-      : `${e.seq} ${e._tag}`
-  )
 
 const startRequest = (processId: string, script: string) => ({
   processId,

@@ -5,7 +5,7 @@
  */
 import { assert } from "@effect/vitest"
 import * as Exit from "effect/Exit"
-import type { ExecutorError } from "../../src/Executor.ts"
+import type { ExecutorError, ProcessEvent } from "../../src/Executor.ts"
 import type { ProxiedFrame } from "./webSocketProxy.ts"
 
 /** Whether `frame` is the server's `process/closed` of `processId` on the proxy's link number `link`. */
@@ -22,3 +22,13 @@ export const valueOf = <A, E>(exit: Exit.Exit<A, E>): A => {
 /** The reason of an `ExecutorError` a run failed with, if it failed with one. */
 export const reasonOf = (exit: Exit.Exit<unknown, ExecutorError>) =>
   Exit.isFailure(exit) ? exit.cause.reasons.find((r) => r._tag === "Fail")?.error.reason : undefined
+
+/** Events as `seq tag` lines (`seq Output text`, `seq Exited code`), to compare whole. */
+export const shown = (events: ReadonlyArray<ProcessEvent>): Array<string> =>
+  events.map((e) =>
+    e._tag === "Output"
+      ? `${e.seq} Output ${new TextDecoder().decode(e.chunk)}`
+      : e._tag === "Exited"
+      ? `${e.seq} Exited ${e.exitCode}`
+      : `${e.seq} ${e._tag}`
+  )
