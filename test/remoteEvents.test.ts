@@ -4,9 +4,9 @@
  * follower took and agree with what the lost notifications said.
  */
 import { assert, describe, it } from "@effect/vitest"
-import type { ProcessEvent } from "../src/Executor.ts"
 import { closedEvents } from "../src/internal/remote/remoteEvents.ts"
 import type * as Protocol from "../src/Protocol.ts"
+import { shown } from "./support/remoteRecords.ts"
 
 const chunk = (seq: number, text: string): Protocol.ProcessChunk => ({
   seq,
@@ -23,15 +23,6 @@ const answer = (chunks: ReadonlyArray<Protocol.ProcessChunk>, nextSeq: number): 
   failure: null,
   signal: null
 })
-
-const shown = (events: ReadonlyArray<ProcessEvent>) =>
-  events.map((e) =>
-    e._tag === "Output"
-      ? `${e.seq} Output ${new TextDecoder().decode(e.chunk)}`
-      : e._tag === "Exited"
-      ? `${e.seq} Exited ${e.exitCode}`
-      : `${e.seq} ${e._tag}`
-  )
 
 describe("closedEvents", () => {
   it("numbers the exit and the close after the output, the close one before nextSeq", () => {
