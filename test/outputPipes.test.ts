@@ -11,10 +11,11 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
+import { spawnSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { basename, join } from "node:path"
 import * as Exec from "../src/Executor.ts"
 import * as Defaults from "../src/internal/defaults.ts"
 import { prepareChild } from "../src/internal/local/childProcess.ts"
@@ -165,6 +166,23 @@ describe("output pipes", () => {
       const child = yield* spawn("test -p /dev/stdout || echo socket", pipes)
       assert.strictEqual(yield* stdoutOf(child), "socket\n")
     })))
+
+  it.live("the batch directories of dead processes are removed by the next executor's first batch", () =>
+    inOwnTmpdir((directory) =>
+      Effect.gen(function*() {
+        const dead = spawnSync("true").pid!
+        const leftByDead = join(directory, `effect-exec-pipes-${dead}-abc123`)
+        const ofALiveOne = join(directory, `effect-exec-pipes-${process.ppid}-def456`)
+        const notABatch = join(directory, "effect-exec-pipes-notes")
+        for (const path of [leftByDead, ofALiveOne, notABatch]) mkdirSync(path)
+        writeFileSync(join(leftByDead, "0"), "")
+        yield* Effect.scoped(Effect.gen(function*() {
+          const taken = yield* (yield* makeOutputPipes()).take(2)
+          taken?.forEach((pipe) => pipe.close())
+        }))
+        assert.deepStrictEqual(readdirSync(directory).sort(), [ofALiveOne, notABatch].map((p) => basename(p)).sort())
+      })
+    ))
 
   it.live("a failure that may pass (no directory to make them in) gives socket pairs to that start only", () =>
     Effect.scoped(Effect.gen(function*() {

@@ -14,10 +14,12 @@
  * small (one start should not wait for many pipes), each next one twice the
  * last, up to `Defaults.pipes.perBatch`; they are made in `/dev/shm` (memory:
  * a FIFO on a disk's file system costs a journal write, ~1 ms here) unless
- * `TMPDIR` names another place. Where `mkfifo` cannot run or make FIFOs,
- * the supply says so, and for the rest of the executor's life its children
- * get Node's socket pairs; a failure that may pass (no room, no descriptor
- * left, a fork refused) gives socket pairs to the starts that met it only.
+ * `TMPDIR` names another place; a directory that a process killed in the
+ * middle of a batch left there is removed by the next executor that makes
+ * one. Where `mkfifo` cannot run or make FIFOs, the supply says so, and for
+ * the rest of the executor's life its children get Node's socket pairs; a
+ * failure that may pass (no room, no descriptor left, a fork refused) gives
+ * socket pairs to the starts that met it only.
  *
  * Not stdin: a FIFO differs from a pipe in one way, and for input it matters.
  * Opening it to read waits for a writer, so a child that opens `/dev/stdin`
@@ -110,6 +112,7 @@ export const makeOutputPipes = (
     /** Batches that failed with a failure that may pass: the starts waiting for one go on without. */
     let failures = 0
     let batchSize: number = Defaults.pipes.firstBatch
+    let swept = false
     let batch: Deferred.Deferred<void> | undefined
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
@@ -123,6 +126,10 @@ export const makeOutputPipes = (
       const made = Deferred.makeUnsafe<void>()
       batch = made
       const directory = options.directory ?? pipeDirectory()
+      if (!swept) {
+        swept = true
+        sweepAbandoned(directory)
+      }
       return makeBatch(mkfifo, directory, batchSize, (pipes) => ready.push(...pipes)).pipe(
         Effect.tap(() => Effect.sync(() => (batchSize = Math.min(batchSize * 2, Defaults.pipes.perBatch)))),
         // a defect too (a fork that throws): otherwise every start would make batch after batch, in a loop
@@ -192,6 +199,45 @@ const pipeDirectory = (): string => {
   }
 }
 
+/** A batch's directory is named by this, the pid of the process that made it, and a random part. */
+const batchPrefix = "effect-exec-pipes-"
+
+/**
+ * Removes the batch directories in `parent` that processes of this user left
+ * when they died in the middle of a batch (SIGKILL, or an exit that ran no
+ * finalizer): those whose pid names no live process. Best effort: what
+ * cannot be read or removed stays.
+ */
+const sweepAbandoned = (parent: string): void => {
+  let names: Array<string>
+  try {
+    names = Fs.readdirSync(parent)
+  } catch {
+    return
+  }
+  for (const name of names) {
+    const pid = Number(/^effect-exec-pipes-(\d+)-/.exec(name)?.[1] ?? Number.NaN)
+    if (!Number.isInteger(pid) || pid === process.pid || isAlive(pid)) continue
+    const path = Path.join(parent, name)
+    try {
+      if (Fs.lstatSync(path).uid !== process.geteuid?.()) continue
+      Fs.rmSync(path, { recursive: true, force: true })
+    } catch {
+      // another process swept it first, or it is not ours to remove
+    }
+  }
+}
+
+/** Whether `pid` names a process (of any user: EPERM is an answer too). */
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
 /**
  * `count` pipes from one run of `mkfifo` in `parent`, given to `add` as soon
  * as they are open (in the same step, so that none is lost to an
@@ -205,7 +251,7 @@ const makeBatch = (
 ): Effect.Effect<void, BatchFailure> =>
   Effect.acquireUseRelease(
     Effect.tryPromise({
-      try: () => Fs.promises.mkdtemp(Path.join(parent, "effect-exec-pipes-")),
+      try: () => Fs.promises.mkdtemp(Path.join(parent, `${batchPrefix}${process.pid}-`)),
       catch: (cause) => new BatchFailure(`no private directory for pipes in ${parent}`, false, cause)
     }),
     (directory) => {
