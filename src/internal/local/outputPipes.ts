@@ -41,6 +41,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Defaults from "../defaults.ts"
+import { isAlive } from "../liveProcess.ts"
 import { spawnTurn } from "./spawnTurns.ts"
 
 /**
@@ -225,16 +226,6 @@ const sweepAbandoned = (parent: string): void => {
     } catch {
       // another process swept it first, or it is not ours to remove
     }
-  }
-}
-
-/** Whether `pid` names a process (of any user: EPERM is an answer too). */
-const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM"
   }
 }
 

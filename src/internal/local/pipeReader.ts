@@ -70,9 +70,9 @@ export const readDescriptor = (fd: number, memory: PipeMemory, handlers: PipeHan
  * into `memory`'s buffers. A read that filled the pipe (its writer is ahead,
  * more is coming) is held and the next reads join it, as long as they fill
  * the pipe too and land right after it, up to one read buffer (256 KiB, so
- * that a chunk is no larger than a read could be): one chunk
- * instead of several, so everything done per chunk downstream (a log entry,
- * a frame to a client) is done less often. A held chunk goes on at the
+ * that a chunk is no larger than a read could be): one chunk instead of
+ * several, so everything done per chunk downstream (a log entry, a frame to
+ * a client) is done less often. A held chunk goes on at the
  * first read that does not fill the pipe, or one turn of the event loop
  * after the last read (the loop does not wait for I/O while it is held).
  */

@@ -37,6 +37,7 @@ import * as NodeFsPromises from "node:fs/promises"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { pin, splitPath, using } from "../fs/pinned.ts"
+import { isAlive } from "../liveProcess.ts"
 
 /** The registry directory of this user: private, and hidden in every sandbox. */
 export const registryDirectory = (): string =>
@@ -44,15 +45,6 @@ export const registryDirectory = (): string =>
 
 const errorCode = (error: unknown): string | undefined =>
   typeof error === "object" && error !== null && "code" in error ? String(error.code) : undefined
-
-const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return errorCode(error) === "EPERM"
-  }
-}
 
 /** `O_PATH` (Linux): a descriptor that only names a directory. */
 const openPathOnly = 0o10000000
