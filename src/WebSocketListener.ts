@@ -25,7 +25,12 @@ import { fromWebSocket } from "./JsonRpc.ts"
  * @since 0.1.0
  */
 export class ListenError extends Schema.TaggedError<ListenError>()("ListenError", {
-  message: Schema.String
+  message: Schema.String,
+  /**
+   * The option of `listen` at fault, when one is: its message then starts
+   * with the option's name (the CLI names its flag instead).
+   */
+  option: Schema.optionalKey(Schema.Literals(["listen", "token"]))
 }) {}
 
 /**
@@ -82,15 +87,22 @@ export const parseListen = (listen: string): Effect.Effect<ListenAddress, Listen
     try {
       url = new URL(listen)
     } catch {
-      return Effect.fail(new ListenError({ message: `--listen must look like ws://IP:PORT, got ${listen}` }))
+      return Effect.fail(
+        new ListenError({ option: "listen", message: `listen must look like ws://IP:PORT, got ${listen}` })
+      )
     }
     const host = url.hostname.replace(/^\[(.*)\]$/, "$1")
     if (url.protocol !== "ws:") {
-      return Effect.fail(new ListenError({ message: `--listen must be a ws:// address, got ${listen}` }))
+      return Effect.fail(
+        new ListenError({ option: "listen", message: `listen must be a ws:// address, got ${listen}` })
+      )
     }
     if (isIP(host) === 0) {
       return Effect.fail(
-        new ListenError({ message: `--listen needs an IP address, not the host name ${host} (try ws://127.0.0.1:0)` })
+        new ListenError({
+          option: "listen",
+          message: `listen needs an IP address, not the host name ${host} (try ws://127.0.0.1:0)`
+        })
       )
     }
     return Effect.succeed({ host, port: url.port === "" ? 0 : Number(url.port) })
@@ -184,8 +196,9 @@ export const listen = Effect.fnUntraced(function*(options: Options = {}) {
   const token = options.token
   if (!isLoopback(address.host) && token === undefined) {
     return yield* new ListenError({
-      message: `refusing to listen on ${address.host} without a token: anyone who reaches it could run commands ` +
-        `(set --token, --token-file or EXEC_SERVER_TOKEN)`
+      option: "token",
+      message: `token is required to listen on ${address.host}: without a token anyone who reaches it could run ` +
+        `commands`
     })
   }
   const registry = yield* ExecServer.makeRegistry(options)

@@ -174,7 +174,7 @@ const serveWith = Effect.fnUntraced(function*(flags: ServeFlags) {
   const token = yield* Connection.resolveToken(flags.token, flags.tokenFile)
   const listener = yield* WebSocketListener.listen({ ...options, listen: flags.listen, token }).pipe(Effect.result)
   if (listener._tag === "Failure") {
-    yield* Console.error(`effect-exec: ${listener.failure.message}`)
+    yield* Console.error(`effect-exec: ${withFlagNames(listener.failure)}`)
     process.exitCode = ExitCodes.usage
     return
   }
@@ -186,6 +186,16 @@ const serveWith = Effect.fnUntraced(function*(flags: ServeFlags) {
   yield* Console.error(`effect-exec: exec-server listening on ${listener.success.url}`)
   return yield* Effect.never
 }, Effect.scoped)
+
+/** How the CLI sets each option of `WebSocketListener.listen` that a `ListenError` may name. */
+const flagNames = {
+  listen: "--listen",
+  token: "--token (or --token-file, or EXEC_SERVER_TOKEN)"
+} as const
+
+/** A `ListenError`'s message, the option it starts with named as the CLI's flag. */
+const withFlagNames = (error: WebSocketListener.ListenError): string =>
+  error.option === undefined ? error.message : flagNames[error.option] + error.message.slice(error.option.length)
 
 /** `effect-exec serve`. */
 export const command = Command.make(
