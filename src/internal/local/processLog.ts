@@ -393,16 +393,30 @@ export const eventStream = (log: ProcessLog, afterSeq: number): Stream.Stream<Pr
 
 const followEvents = (log: ProcessLog, follower: Follower, afterSeq: number): Stream.Stream<ProcessEvent> =>
   Stream.paginate(afterSeq, (cursor) =>
-    Effect.gen(function*() {
+    Effect.suspend(() => {
       // asked for more: everything up to the cursor was taken
       log.advance(follower, cursor)
-      let batch = log.eventsAfter(cursor)
-      while (batch.length === 0) {
-        yield* log.changes.until(() => log.nextSeq - 1 > cursor)
-        batch = log.eventsAfter(cursor)
-        // what came was evicted already: wait for what follows it
-        if (batch.length === 0) cursor = log.nextSeq - 1
-      }
-      const last = batch[batch.length - 1]!
-      return [batch, last._tag === "Closed" ? Option.none() : Option.some(last.seq)] as const
+      return nextPage(log, cursor)
     }))
+
+/**
+ * The events after `cursor`, once there are some, and the cursor to go on
+ * from (none after the close). Written without a generator: a busy stream
+ * takes a page per chunk of output.
+ */
+const nextPage = (
+  log: ProcessLog,
+  cursor: number
+): Effect.Effect<readonly [Array<ProcessEvent>, Option.Option<number>]> => {
+  const page = (batch: Array<ProcessEvent>) => {
+    const last = batch[batch.length - 1]!
+    return Effect.succeed([batch, last._tag === "Closed" ? Option.none() : Option.some(last.seq)] as const)
+  }
+  const batch = log.eventsAfter(cursor)
+  if (batch.length > 0) return page(batch)
+  return Effect.flatMap(log.changes.until(() => log.nextSeq - 1 > cursor), () => {
+    const after = log.eventsAfter(cursor)
+    // what came was evicted already: wait for what follows it
+    return after.length > 0 ? page(after) : nextPage(log, log.nextSeq - 1)
+  })
+}

@@ -268,8 +268,7 @@ export const make = Effect.fnUntraced(function*(
     clientName: settings.clientName,
     binaryOutput: settings.binaryOutput,
     connectTimeout: settings.connectTimeout,
-    requestTimeoutMillis: settings.requestTimeoutMillis,
-    scope: yield* Effect.scope
+    requestTimeoutMillis: settings.requestTimeoutMillis
   })
   yield* Effect.addFinalizer(() => link.close)
   return {

@@ -18,7 +18,6 @@ import * as Effect from "effect/Effect"
 import { identity } from "effect/Function"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
-import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import { ConnectionLost, ExecutorError, InvalidRequest, ProtocolViolation, ServerError } from "../../Executor.ts"
 import * as Protocol from "../../Protocol.ts"
@@ -97,8 +96,6 @@ export class Link {
     readonly binaryOutput: boolean
     readonly connectTimeout: Duration.Duration
     readonly requestTimeoutMillis: number
-    /** Where fire-and-forget notifications run. */
-    readonly scope: Scope.Scope
   }
 
   constructor(
@@ -318,12 +315,10 @@ export class Link {
     const rpc = this.current
     if (rpc === undefined) return Effect.void
     const spec: Protocol.NotificationSpec = Protocol.clientNotifications[method]
-    return Effect.asVoid(Effect.forkIn(
-      Effect.ignore(
-        Effect.flatMap(Schema.encodeUnknownEffect(spec.params)(params), (encoded) => rpc.notify(method, encoded))
-      ),
-      this.options.scope
-    ))
+    // `rpc.notify` queues the frame and returns: nothing to wait for, so no fiber of its own
+    return Effect.ignore(
+      Effect.flatMap(Schema.encodeUnknownEffect(spec.params)(params), (encoded) => rpc.notify(method, encoded))
+    )
   }
 
   /** Closes the live link, if any. */

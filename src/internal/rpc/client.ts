@@ -34,6 +34,7 @@ export class RpcError extends Schema.TaggedError<RpcError>()("RpcError", {
  */
 export interface Client {
   readonly request: (method: string, params: unknown) => Effect.Effect<unknown, RpcError | TransportClosed>
+  /** Queues a notification behind what was sent before, without waiting for the peer to take it. */
   readonly notify: (method: string, params: unknown) => Effect.Effect<void, TransportClosed>
   /** Completes with the reason once the link is gone. */
   readonly closed: Deferred.Deferred<string>
@@ -107,11 +108,12 @@ export const makeClient = (
           Effect.ensuring(Effect.sync(() => pending.delete(id)))
         )
       }),
+    // queued behind what went before, not awaited: a notification has no answer to wait for
     notify: (method, params) =>
       Effect.suspend(() =>
         closedReason !== undefined
           ? Effect.fail(new TransportClosed({ description: closedReason }))
-          : transport.send(encode({ method, params }))
+          : transport.post(encode({ method, params }))
       ),
     closed,
     close: transport.close
