@@ -81,9 +81,9 @@ export const outputFrames = {
    * executor's largest read of a pipe and a header; a larger chunk gets a
    * buffer of its own.
    */
-  bufferBytes: 256 * 1024 + 1024,
+  bufferBytes: 512 * 1024 + 1024,
   /** Buffers kept for reuse, over all connections of a server (4 MiB at most). */
-  pooledBuffers: 16
+  pooledBuffers: 8
 } as const
 
 /** The `fs/*` methods (server) and the remote file system (client). */
@@ -156,20 +156,24 @@ export const pipes = {
   /** Ready pipes below which the next batch is made while starts go on with what is left. */
   lowWater: 16,
   /**
-   * The most one read of a pipe takes: beyond a pipe's 64 KiB, what the Unix
-   * socket of a child's stdio holds (where no pipe could be made), so a reader
-   * that fell behind catches up in one read.
+   * The most one read of a pipe takes, and the largest chunk reads that
+   * filled the pipe join into: beyond a pipe's 64 KiB, what the Unix socket of
+   * a child's stdio holds (where no pipe could be made), so a reader that fell
+   * behind catches up in one read. Everything done per chunk (a log entry, a
+   * wake-up of the reader, a frame and a `writev` to a remote client, a turn
+   * of its consume loop) is done half as often as at 256 KiB: measured in
+   * bench/README.md ("Chunk size").
    */
-  readBufferBytes: 256 * 1024,
+  readBufferBytes: 512 * 1024,
   /** A read of this much filled the pipe (a FIFO's or a socket pair's reads stop here): more is coming. */
   fullReadBytes: 64 * 1024,
   /** A read is not started in less room than this: the slab is full, the next one is taken. */
   minReadBytes: 64 * 1024,
   /** Output a process writes before its reads go into slabs; less is copied into chunks of its own. */
   smallOutputBytes: 64 * 1024,
-  /** The size of the slabs a process's output is read into. */
-  slabBytes: 1024 * 1024,
-  /** Free slabs kept for reuse, over all processes. */
+  /** The size of the slabs a process's output is read into: room for a few of the largest chunks. */
+  slabBytes: 2 * MiB,
+  /** Free slabs kept for reuse, over all processes (16 MiB at most). */
   pooledSlabs: 8
 } as const
 

@@ -1,6 +1,6 @@
 /**
  * Reads one of a child's output pipes into memory of ours, Node's `onread`
- * way: each read takes whatever the pipe holds, up to 256 KiB, into the
+ * way: each read takes whatever the pipe holds, up to 512 KiB, into the
  * buffer `PipeMemory` gives (a slab of reused memory for a large output, a
  * scratch buffer copied out for a small one). Node's own reading allocates 64
  * KiB for every read, whatever it holds: a fast writer costs an allocation
@@ -69,7 +69,7 @@ export const readDescriptor = (fd: number, memory: PipeMemory, handlers: PipeHan
  * Reads the socket made of `source` (a handle or a descriptor) with `onread`,
  * into `memory`'s buffers. A read that filled the pipe (its writer is ahead,
  * more is coming) is held and the next reads join it, as long as they fill
- * the pipe too and land right after it, up to one read buffer (256 KiB, so
+ * the pipe too and land right after it, up to one read buffer (512 KiB, so
  * that a chunk is no larger than a read could be): one chunk instead of
  * several, so everything done per chunk downstream (a log entry, a frame to
  * a client) is done less often. A held chunk goes on at the
