@@ -8,6 +8,7 @@ import type { ChildProcess } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
 import * as v8 from "node:v8"
 import * as Exec from "../src/Executor.ts"
+import * as Defaults from "../src/internal/defaults.ts"
 import { prepareChild } from "../src/internal/local/childProcess.ts"
 import { Holdings } from "../src/internal/local/localProcess.ts"
 import { longPollRead, ProcessLog } from "../src/internal/local/processLog.ts"
@@ -308,9 +309,9 @@ describe("LocalExecutor memory, asserted through what it holds", () => {
           )
         }
         assert.strictEqual(received, total, "every byte arrived")
-        // past the moment the window filled, what Node's stream had buffered still
-        // comes (a few 64 KiB reads): bounded by a constant, not by the output
-        const slack = 256 * 1024
+        // past the moment the window filled, the reads joined into the chunk under way still
+        // come (up to one read buffer): bounded by a constant, not by the output
+        const slack = Defaults.pipes.readBufferBytes
         assert.isAtMost(peakUnread, window + slack, `unread peaked at ${peakUnread}`)
         assert.isAtMost(peakRetained, window + slack, `retained peaked at ${peakRetained}`)
       }),
