@@ -159,10 +159,14 @@ const methodsOn = (table: ProcessTable) => {
   const read = (params: Protocol.ReadParams, options?: ReadOptions) =>
     options?.lent === true ? readAs(params, true) : tracedRead(params)
 
-  const acknowledge = Effect.fn("LocalExecutor.acknowledge")(function*(processId: string, afterSeq: number) {
-    const process = yield* table.lookup(processId)
-    process.acknowledge(afterSeq, yield* Clock.currentTimeMillis)
-  })
+  // without a span too: a reader of pushed output acknowledges once per quarter window (~1 MiB), and the span and
+  // call-site capture of `Effect.fn` cost more than the acknowledgement itself
+  const acknowledge = (processId: string, afterSeq: number) =>
+    Effect.flatMap(table.lookup(processId), (process) =>
+      Clock.clockWith((clock) => {
+        process.acknowledge(afterSeq, clock.currentTimeMillisUnsafe())
+        return Effect.void
+      }))
 
   const write = Effect.fn("LocalExecutor.write")(function*(params: Protocol.WriteParams) {
     const entry = table.get(params.processId)
