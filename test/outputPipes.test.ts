@@ -11,9 +11,23 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
+import { TestClock } from "effect/testing"
 import { spawnSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  open,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync
+} from "node:fs"
 import { tmpdir } from "node:os"
 import { basename, join } from "node:path"
 import * as Exec from "../src/Executor.ts"
@@ -22,8 +36,9 @@ import { prepareChild } from "../src/internal/local/childProcess.ts"
 import { Holdings } from "../src/internal/local/localProcess.ts"
 import { makeOutputPipes, type OutputPipes } from "../src/internal/local/outputPipes.ts"
 import { longPollRead } from "../src/internal/local/processLog.ts"
+import { spawnTurn } from "../src/internal/local/spawnTurns.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
-import { freshId, readUntilClosed, run } from "./support/processes.ts"
+import { awaitDeath, freshId, readUntilClosed, run } from "./support/processes.ts"
 
 /** The descriptors this (test worker) process has open. */
 const openDescriptors = () => readdirSync("/proc/self/fd").length
@@ -55,6 +70,58 @@ const inOwnTmpdir = <A, E, R>(body: (directory: string) => Effect.Effect<A, E, R
         rmSync(directory, { recursive: true, force: true })
       })
   )
+
+/** Waits (real time, up to 5 s) until `check` holds. */
+const awaitTrue = (check: () => boolean, what: string) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + 5_000
+    while (!check() && Date.now() < deadline) {
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
+    }
+    assert.isTrue(check(), what)
+  })
+
+/** Lets real time pass (under a `TestClock`): for the work of other processes and of the event loop. */
+const realTime = (millis: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, millis)))
+
+/** The outcome of `fiber` once it has one (real time, up to 5 s, whatever clock the test runs on). */
+const joinWithin5s = <A, E>(fiber: Fiber.Fiber<A, E>) =>
+  Effect.andThen(awaitTrue(() => fiber.pollUnsafe() !== undefined, "answered within 5 s"), Fiber.join(fiber))
+
+/** A directory for scripts, removed with the scope. */
+const scratchDirectory = Effect.acquireRelease(
+  Effect.sync(() => mkdtempSync(join(tmpdir(), "fake-mkfifo-"))),
+  (directory) => Effect.sync(() => rmSync(directory, { recursive: true, force: true }))
+)
+
+/** The state letter `/proc` gives `pid` (`T`: stopped). */
+const processState = (pid: number): string | undefined => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    return stat.charAt(stat.lastIndexOf(")") + 2)
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Holds every thread of libuv's pool (`UV_THREADPOOL_SIZE`, 4 by default) in
+ * an open of the FIFO `path` that no one writes to: the file system calls
+ * queued behind them wait as on a file system that hangs. `release` opens the
+ * FIFO to write, which ends those opens, and closes all it opened.
+ */
+const holdThreadPool = (path: string) => {
+  const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4)
+  const opened = Array.from(
+    { length: threads },
+    () => new Promise<number>((resolve, reject) => open(path, "r", (error, fd) => error ? reject(error) : resolve(fd)))
+  )
+  return Effect.promise(async () => {
+    const writer = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK)
+    for (const fd of await Promise.all(opened)) closeSync(fd)
+    closeSync(writer)
+  })
+}
 
 /** A stand-in for `mkfifo` in `directory`: a shell script running `body` with mkfifo's arguments (`-m 600 -- names…`). */
 const fakeMkfifo = (directory: string, body: string): string => {
@@ -213,6 +280,103 @@ describe("output pipes", () => {
       assert.strictEqual(readFileSync(runs, "utf8"), "run\n", "asked once")
     })))
 
+  it.effect("a batch that hangs: at its deadline the start goes on with socket pairs, mkfifo is killed, its directory removed, and pipes stay off", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const scripts = yield* scratchDirectory
+      const runs = join(scripts, "runs")
+      const pidFile = join(scripts, "pid")
+      // makes its FIFOs, then stops: a mkfifo hung in a TMPDIR that stopped answering
+      const hanging = fakeMkfifo(
+        scripts,
+        `echo run >> ${runs}; /usr/bin/env mkfifo "$@" || exit 1; echo $$ > ${pidFile}.new; mv ${pidFile}.new ${pidFile}
+kill -STOP $$`
+      )
+      yield* inOwnTmpdir((directory) =>
+        Effect.gen(function*() {
+          const before = openDescriptors()
+          yield* Effect.scoped(Effect.gen(function*() {
+            const pipes = yield* makeOutputPipes({ mkfifo: hanging })
+            const start = yield* Effect.forkChild(
+              Effect.flatMap(spawn("test -p /dev/stdout || echo socket", pipes), stdoutOf)
+            )
+            yield* awaitTrue(() => existsSync(pidFile), "mkfifo runs")
+            const pid = Number(readFileSync(pidFile, "utf8"))
+            yield* awaitTrue(() => processState(pid) === "T", "mkfifo hangs (stopped)")
+            assert.lengthOf(readdirSync(directory), 1, "its batch directory, with the FIFOs in it")
+            yield* TestClock.adjust(Defaults.pipes.batchTimeoutMillis - 1)
+            yield* realTime(200)
+            assert.isUndefined(start.pollUnsafe(), "the start waits for the batch until its deadline")
+            yield* TestClock.adjust(1)
+            assert.strictEqual(yield* joinWithin5s(start), "socket\n", "then goes on with a socket pair")
+            yield* awaitDeath(pid)
+            yield* awaitTrue(() => readdirSync(directory).length === 0, "the batch directory is removed")
+            // a place that hung once is not asked again: later starts get socket pairs at once
+            assert.isUndefined(yield* joinWithin5s(yield* Effect.forkChild(pipes.take(2))))
+            assert.strictEqual(readFileSync(runs, "utf8"), "run\n", "mkfifo run once")
+          }))
+          yield* awaitDescriptors(before)
+        })
+      )
+    })))
+
+  it.effect("opens that hang: at the deadline the start goes on, and what they open late is closed", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const scripts = yield* scratchDirectory
+      const made = join(scripts, "made")
+      const go = join(scripts, "go")
+      const blocker = join(scripts, "blocker")
+      spawnSync("mkfifo", [blocker])
+      // makes its FIFOs, then waits for the test to have filled libuv's threads: the opens come after
+      const waiting = fakeMkfifo(
+        scripts,
+        `/usr/bin/env mkfifo "$@" || exit 1; echo $$ > ${made}.new; mv ${made}.new ${made}
+while [ ! -e ${go} ]; do sleep 0.01; done`
+      )
+      yield* inOwnTmpdir((directory) =>
+        Effect.gen(function*() {
+          const before = openDescriptors()
+          yield* Effect.scoped(Effect.gen(function*() {
+            const pipes = yield* makeOutputPipes({ mkfifo: waiting })
+            const taking = yield* Effect.forkChild(pipes.take(2))
+            yield* awaitTrue(() => existsSync(made), "mkfifo made the FIFOs")
+            const release = holdThreadPool(blocker)
+            writeFileSync(go, "")
+            yield* awaitDeath(Number(readFileSync(made, "utf8")))
+            yield* realTime(200)
+            assert.isUndefined(taking.pollUnsafe(), "the opens wait for a thread")
+            yield* TestClock.adjust(Defaults.pipes.batchTimeoutMillis)
+            assert.isUndefined(yield* joinWithin5s(taking), "the start goes on without pipes")
+            yield* release
+            yield* awaitTrue(() => readdirSync(directory).length === 0, "the batch directory is removed")
+          }))
+          // the open under way when the batch gave up ended later: its pipe is closed, as is every other
+          yield* awaitDescriptors(before)
+        })
+      )
+    })))
+
+  it.effect("a batch's wait for its turn to fork is not counted in its time", () =>
+    inOwnTmpdir((directory) =>
+      Effect.scoped(Effect.gen(function*() {
+        // forks of other starts hold the turn: a loaded executor, not a hung place
+        const held = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        yield* Effect.forkChild(spawnTurn(Effect.andThen(Deferred.succeed(held, undefined), Deferred.await(release))))
+        yield* Deferred.await(held)
+        const pipes = yield* makeOutputPipes()
+        const taking = yield* Effect.forkChild(pipes.take(2))
+        yield* awaitTrue(() => readdirSync(directory).length === 1, "the batch made its directory")
+        yield* realTime(200)
+        yield* TestClock.adjust(2 * Defaults.pipes.batchTimeoutMillis)
+        yield* realTime(200)
+        assert.isUndefined(taking.pollUnsafe(), "the batch waits for its turn")
+        yield* Deferred.succeed(release, undefined)
+        const taken = yield* joinWithin5s(taking)
+        assert.strictEqual(taken?.length, 2, "pipes, though the start waited longer than a batch's time")
+        taken?.forEach((pipe) => pipe.close())
+      }))
+    ))
+
   it.live("closing the executor while a start waits for its pipes: the start gets socket pairs, nothing is left", () =>
     inOwnTmpdir((directory) =>
       Effect.gen(function*() {
@@ -251,11 +415,13 @@ describe("output pipes", () => {
     }))
 
   it.live(
-    "executors closed while their first batch is being made leave no directory of FIFOs behind",
+    "executors closed while their first batch is being made leave no directory of FIFOs behind, nor a pipe open",
     () =>
       inOwnTmpdir((directory) =>
         Effect.gen(function*() {
-          // mkfifo still at work while the directory is removed would fill it again
+          const before = openDescriptors()
+          // mkfifo still at work while the directory is removed would fill it again; opens under way when the
+          // executor closes are not waited for, and close what they opened once they end
           for (let i = 0; i < 100; i++) {
             const scope = yield* Scope.make()
             const pipes = yield* Scope.provide(makeOutputPipes(), scope)
@@ -264,6 +430,7 @@ describe("output pipes", () => {
             yield* Scope.close(scope, Exit.void)
           }
           assert.deepStrictEqual(readdirSync(directory), [])
+          yield* awaitDescriptors(before)
         })
       ),
     60_000

@@ -156,6 +156,14 @@ export const pipes = {
   /** Ready pipes below which the next batch is made while starts go on with what is left. */
   lowWater: 16,
   /**
+   * The time a batch has for its own work (its directory, `mkfifo`, the
+   * opens; not its wait for a turn to fork), a few milliseconds on a sound
+   * file system. Past it the starts waiting for it go on with socket pairs,
+   * and pipes are off for the executor: its `TMPDIR` hangs. Long enough that
+   * a loaded machine is not taken for a hung one.
+   */
+  batchTimeoutMillis: 5_000,
+  /**
    * The most one read of a pipe takes, and the largest chunk reads that
    * filled the pipe join into: beyond a pipe's 64 KiB, what the Unix socket of
    * a child's stdio holds (where no pipe could be made), so a reader that fell

@@ -320,7 +320,9 @@ type StdoutAndStderr = readonly [OutputPipe, OutputPipe]
 /**
  * Runs `use` with a stdout and a stderr pipe from `supply` (`undefined`:
  * none, the child gets Node's sockets), taken before the spawn turn (making
- * pipes takes one), and closes whatever of them `use` did not give away.
+ * pipes takes one), and closes whatever of them `use` did not give away. The
+ * take is not interruptible, like the spawn it is part of, and need not be:
+ * it waits for a batch at most `Defaults.pipes.batchTimeoutMillis`.
  */
 const withOutputPipes = <A, E>(
   supply: OutputPipes | undefined,
@@ -328,9 +330,8 @@ const withOutputPipes = <A, E>(
 ): Effect.Effect<A, E> =>
   supply === undefined ?
     use(undefined) :
-    Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(restore(supply.take(2)), (pipes) =>
-        restore(use(pipes as StdoutAndStderr | undefined)).pipe(
-          Effect.ensuring(Effect.sync(() => pipes?.forEach((pipe) => pipe.close())))
-        ))
+    Effect.acquireUseRelease(
+      supply.take(2),
+      (pipes) => use(pipes as StdoutAndStderr | undefined),
+      (pipes) => Effect.sync(() => pipes?.forEach((pipe) => pipe.close()))
     )

@@ -21,6 +21,29 @@
  * failure that may pass (no room, no descriptor left, a fork refused) gives
  * socket pairs to the starts that met it only.
  *
+ * A batch has `Defaults.pipes.batchTimeoutMillis` for its own work: the
+ * sweep, its directory, `mkfifo`'s run, the opens, the removal, but not its
+ * wait for a turn to fork (that is other starts forking, not this place
+ * being slow). Past it, the starts waiting for it go on at once with socket
+ * pairs, and the batch is undone behind them: `mkfifo` killed and awaited,
+ * then its directory removed if the file system answers. Its file system
+ * calls run on libuv's threads, one at a time, so one that hangs holds one
+ * thread of that pool and nothing else; what it gives once the batch gave up
+ * on it (a directory, descriptors) is removed or closed when it comes. Only
+ * in `/dev/shm` are the opens made in this thread: memory has nothing to
+ * hang on, and there they cost a tenth.
+ *
+ * Running out of time is a lasting failure, like a `mkfifo` that cannot make
+ * FIFOs there. What hangs is the place (an NFS or FUSE `TMPDIR` that stopped
+ * answering), and the next batch would most likely hang too: were it a
+ * failure that may pass, every start would wait out the bound again, each
+ * holding one more thread or `mkfifo`. Socket pairs cost a child the
+ * reopening of `/dev/stdout` and some speed; a wait of seconds on every
+ * start is what a user sees. So the executor waits once, then gives socket
+ * pairs for the rest of its life. (An executor stopped, `SIGSTOP` or Ctrl-Z,
+ * during the milliseconds a batch takes may find its time spent when it
+ * wakes: the same price, pipes off for that executor.)
+ *
  * Not stdin: a FIFO differs from a pipe in one way, and for input it matters.
  * Opening it to read waits for a writer, so a child that opens `/dev/stdin`
  * after its input ended (`printf x | effect-exec run -- sh -c 'sleep 1; cat
@@ -33,6 +56,7 @@
  * @internal
  */
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
@@ -40,6 +64,7 @@ import * as NodeChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { promisify } from "node:util"
 import * as Defaults from "../defaults.ts"
 import { isAlive } from "../liveProcess.ts"
 import { spawnTurn } from "./spawnTurns.ts"
@@ -91,7 +116,9 @@ const closeQuietly = (fd: number): void => {
 export interface OutputPipes {
   /**
    * `count` pipes, made now if none are ready; `undefined` when this system
-   * cannot make them (the child gets socket pairs instead).
+   * cannot make them, or not in time (the child gets socket pairs instead).
+   * It waits for a batch at most `Defaults.pipes.batchTimeoutMillis` beyond
+   * the batch's turn to fork.
    */
   readonly take: (count: number) => Effect.Effect<ReadonlyArray<OutputPipe> | undefined>
 }
@@ -127,30 +154,34 @@ export const makeOutputPipes = (
       const made = Deferred.makeUnsafe<void>()
       batch = made
       const directory = options.directory ?? pipeDirectory()
-      if (!swept) {
-        swept = true
-        sweepAbandoned(directory)
-      }
-      return makeBatch(mkfifo, directory, batchSize, (pipes) => ready.push(...pipes)).pipe(
-        Effect.tap(() => Effect.sync(() => (batchSize = Math.min(batchSize * 2, Defaults.pipes.perBatch)))),
-        // a defect too (a fork that throws): otherwise every start would make batch after batch, in a loop
-        Effect.catchCause((cause) =>
-          Effect.sync(() => {
-            const failure = Cause.findErrorOption(cause)
-            if (failure._tag === "Some" && failure.value.lasting) unavailable = true
-            else failures++
+      // out of time: the starts waiting for it go on now, while the batch is undone
+      const within = timeBudget(Defaults.pipes.batchTimeoutMillis, () => {
+        unavailable = true
+        Deferred.doneUnsafe(made, Effect.void)
+      })
+      const sweep = swept ? Effect.void : within(Effect.promise(() => sweepAbandoned(directory)))
+      swept = true
+      return Effect.andThen(sweep, makeBatch(mkfifo, directory, batchSize, (pipes) => ready.push(...pipes), within))
+        .pipe(
+          Effect.tap(() => Effect.sync(() => (batchSize = Math.min(batchSize * 2, Defaults.pipes.perBatch)))),
+          // a defect too (a fork that throws): otherwise every start would make batch after batch, in a loop
+          Effect.catchCause((cause) =>
+            Effect.sync(() => {
+              const failure = Cause.findErrorOption(cause)
+              if (failure._tag === "Some" && failure.value.lasting) unavailable = true
+              else failures++
+            })
+          ),
+          Effect.forkIn(scope),
+          // however its fiber ends: interrupted by the executor's closing, even before it began to run
+          Effect.map((fiber) => {
+            fiber.addObserver(() => {
+              batch = undefined
+              Deferred.doneUnsafe(made, Effect.void)
+            })
+            return made
           })
-        ),
-        Effect.forkIn(scope),
-        // however its fiber ends: interrupted by the executor's closing, even before it began to run
-        Effect.map((fiber) => {
-          fiber.addObserver(() => {
-            batch = undefined
-            Deferred.doneUnsafe(made, Effect.void)
-          })
-          return made
-        })
-      )
+        )
     })
 
     /**
@@ -178,8 +209,9 @@ export const makeOutputPipes = (
 
 /**
  * Why a batch could not be made. `lasting`: it will fail the same way next
- * time (no `mkfifo`, or one that cannot make FIFOs there); otherwise it may
- * pass (no room, no descriptor left, a fork refused).
+ * time (no `mkfifo`, one that cannot make FIFOs there, or a place that did
+ * not answer in time); otherwise it may pass (no room, no descriptor left, a
+ * fork refused).
  */
 class BatchFailure extends Error {
   readonly lasting: boolean
@@ -189,12 +221,39 @@ class BatchFailure extends Error {
   }
 }
 
+/**
+ * The time a batch is given for its own work, `millis`, as a function that
+ * runs one step of it in what is left: the time between steps (a wait for a
+ * turn to fork) is not counted. Once the time is spent, `onSpent` is called,
+ * then the step is interrupted (which undoes it) and fails, a lasting
+ * failure; a step begun after that fails at once.
+ */
+const timeBudget = (millis: number, onSpent: () => void) => {
+  let left = millis
+  const spent = Effect.andThen(
+    Effect.sync(onSpent),
+    Effect.fail(new BatchFailure(`pipes not made in ${millis} ms`, true))
+  )
+  return <A>(step: Effect.Effect<A, BatchFailure>): Effect.Effect<A, BatchFailure> =>
+    Effect.suspend(() =>
+      left <= 0 ? spent : Clock.clockWith((clock) => {
+        const startedAt = clock.currentTimeMillisUnsafe()
+        return Effect.raceFirst(step, Effect.andThen(Effect.sleep(left), spent)).pipe(
+          Effect.ensuring(Effect.sync(() => (left -= clock.currentTimeMillisUnsafe() - startedAt)))
+        )
+      })
+    )
+}
+
+/** The file system in memory where batches are made unless `TMPDIR` says otherwise. */
+const inMemory = "/dev/shm"
+
 /** Where batches are made: `TMPDIR` if set, else `/dev/shm` (memory) where there is one to write to, else `/tmp`. */
 const pipeDirectory = (): string => {
   if (process.env.TMPDIR !== undefined && process.env.TMPDIR !== "") return Os.tmpdir()
   try {
-    Fs.accessSync("/dev/shm", Fs.constants.W_OK | Fs.constants.X_OK)
-    return "/dev/shm"
+    Fs.accessSync(inMemory, Fs.constants.W_OK | Fs.constants.X_OK)
+    return inMemory
   } catch {
     return Os.tmpdir()
   }
@@ -209,10 +268,10 @@ const batchPrefix = "effect-exec-pipes-"
  * finalizer): those whose pid names no live process. Best effort: what
  * cannot be read or removed stays.
  */
-const sweepAbandoned = (parent: string): void => {
+const sweepAbandoned = async (parent: string): Promise<void> => {
   let names: Array<string>
   try {
-    names = Fs.readdirSync(parent)
+    names = await Fs.promises.readdir(parent)
   } catch {
     return
   }
@@ -221,8 +280,8 @@ const sweepAbandoned = (parent: string): void => {
     if (!Number.isInteger(pid) || pid === process.pid || isAlive(pid)) continue
     const path = Path.join(parent, name)
     try {
-      if (Fs.lstatSync(path).uid !== process.geteuid?.()) continue
-      Fs.rmSync(path, { recursive: true, force: true })
+      if ((await Fs.promises.lstat(path)).uid !== process.geteuid?.()) continue
+      await Fs.promises.rm(path, { recursive: true, force: true })
     } catch {
       // another process swept it first, or it is not ours to remove
     }
@@ -232,43 +291,115 @@ const sweepAbandoned = (parent: string): void => {
 /**
  * `count` pipes from one run of `mkfifo` in `parent`, given to `add` as soon
  * as they are open (in the same step, so that none is lost to an
- * interruption); fails when it cannot run or make them.
+ * interruption); fails when it cannot run or make them, or not `within` its
+ * time. Its directory is removed however it ends (in what is left of the
+ * time: past it, the removal goes on without anyone waiting for it).
  */
 const makeBatch = (
   mkfifo: string,
   parent: string,
   count: number,
-  add: (pipes: ReadonlyArray<OutputPipe>) => void
+  add: (pipes: ReadonlyArray<OutputPipe>) => void,
+  within: <A>(step: Effect.Effect<A, BatchFailure>) => Effect.Effect<A, BatchFailure>
 ): Effect.Effect<void, BatchFailure> =>
   Effect.acquireUseRelease(
-    Effect.tryPromise({
-      try: () => Fs.promises.mkdtemp(Path.join(parent, `${batchPrefix}${process.pid}-`)),
-      catch: (cause) => new BatchFailure(`no private directory for pipes in ${parent}`, false, cause)
-    }),
+    within(makeDirectory(parent)),
     (directory) => {
       const names = Array.from({ length: count }, (_, index) => Path.join(directory, String(index)))
-      return Effect.andThen(
-        runMkfifo(mkfifo, names),
-        Effect.try({
-          try: () => add(openPipes(names)),
-          catch: (cause) => new BatchFailure("cannot open pipes", false, cause)
-        })
-      )
+      const calls = parent === inMemory ? inlineCalls : threadedCalls
+      return Effect.andThen(runMkfifo(mkfifo, names, within), within(openPipes(names, calls, add)))
     },
-    (directory) => Effect.promise(() => Fs.promises.rm(directory, { recursive: true, force: true }).catch(() => {}))
+    (directory) =>
+      Effect.suspend(() => {
+        const removed = removeDirectory(directory)
+        return Effect.ignore(within(Effect.promise(() => removed)))
+      })
   )
 
-/** Opens every FIFO of `names` (see `openPipe`); if one cannot be, closes those opened before it. */
-const openPipes = (names: ReadonlyArray<string>): ReadonlyArray<OutputPipe> => {
+/** Removes a batch's directory and what is in it; never fails (a directory already gone is removed). */
+const removeDirectory = (directory: string): Promise<void> =>
+  Fs.promises.rm(directory, { recursive: true, force: true }).catch(() => {})
+
+/**
+ * A private directory for a batch in `parent`. Interrupted (out of time),
+ * it does not wait for the file system: the directory, if it comes, is
+ * removed then.
+ */
+const makeDirectory = (parent: string): Effect.Effect<string, BatchFailure> =>
+  Effect.callback((resume, signal) => {
+    Fs.mkdtemp(Path.join(parent, `${batchPrefix}${process.pid}-`), (error, directory) => {
+      if (error !== null) {
+        resume(Effect.fail(new BatchFailure(`no private directory for pipes in ${parent}`, false, error)))
+      } else if (signal.aborted) void removeDirectory(directory)
+      else resume(Effect.succeed(directory))
+    })
+  })
+
+/**
+ * Opens every FIFO of `names` (see `openPipe`) with `calls` and gives the
+ * pipes to `add`. Interrupted (out of time, or the executor closing), it does
+ * not wait for the file system: the opens stop, and what they opened is
+ * closed.
+ */
+const openPipes = (
+  names: ReadonlyArray<string>,
+  calls: OpenCalls,
+  add: (pipes: ReadonlyArray<OutputPipe>) => void
+): Effect.Effect<void, BatchFailure> =>
+  Effect.callback((resume, signal) => {
+    openInTurn(names, calls, signal).then(
+      (pipes) => {
+        if (signal.aborted) return pipes.forEach((pipe) => pipe.close())
+        add(pipes)
+        resume(Effect.void)
+      },
+      (cause) => resume(Effect.fail(new BatchFailure("cannot open pipes", false, cause)))
+    )
+  })
+
+/**
+ * Opens the FIFOs of `names` one after the other, so that a file system that
+ * hangs holds one of libuv's threads rather than all of them. Once `signal`
+ * is aborted, or when one cannot be opened, it closes those it opened and
+ * fails.
+ */
+const openInTurn = async (
+  names: ReadonlyArray<string>,
+  calls: OpenCalls,
+  signal: AbortSignal
+): Promise<Array<OutputPipe>> => {
   const pipes: Array<OutputPipe> = []
   try {
-    for (const name of names) pipes.push(openPipe(name))
+    for (const name of names) {
+      pipes.push(await openPipe(name, calls))
+      signal.throwIfAborted()
+    }
     return pipes
   } catch (error) {
     for (const pipe of pipes) pipe.close()
     throw error
   }
 }
+
+/** The file system calls that open a pipe. */
+interface OpenCalls {
+  readonly open: (path: string, flags: number) => number | Promise<number>
+  readonly fstat: (fd: number) => Fs.Stats | Promise<Fs.Stats>
+}
+
+/**
+ * On libuv's threads: a file system that hangs holds one of them, not this
+ * thread. They cost about ten times the CPU of a call in this thread (~130
+ * against ~13 µs a pipe here), little beside the ~1 ms a FIFO costs to make
+ * on a disk, or on a file system in a network.
+ */
+const threadedCalls: OpenCalls = { open: promisify(Fs.open), fstat: promisify(Fs.fstat) }
+
+/** In this thread, for `/dev/shm`: memory, which has nothing to hang on. */
+const inlineCalls: OpenCalls = { open: Fs.openSync, fstat: Fs.fstatSync }
+
+/** Whether `/proc` shows this process's descriptors (Linux), checked once. */
+let procDescriptors: boolean | undefined
 
 /**
  * Opens a FIFO at both ends: the read end without blocking (nothing writes
@@ -285,18 +416,21 @@ const openPipes = (names: ReadonlyArray<string>): ReadonlyArray<OutputPipe> => {
  * user, and the write end is that same FIFO: opened through the read end's
  * descriptor where `/proc` shows it (Linux: no name to swap), else by name,
  * and compared.
+ *
+ * The read end stays open until the write end's open ended, whatever it
+ * gives: its number, in `/proc/self/fd/`, must not name another file meanwhile.
  */
-const openPipe = (name: string): OutputPipe => {
-  const readFd = Fs.openSync(name, Fs.constants.O_RDONLY | Fs.constants.O_NONBLOCK | Fs.constants.O_NOFOLLOW)
+const openPipe = async (name: string, calls: OpenCalls): Promise<OutputPipe> => {
+  const readFd = await calls.open(name, Fs.constants.O_RDONLY | Fs.constants.O_NONBLOCK | Fs.constants.O_NOFOLLOW)
   let writeFd = -1
   try {
-    const read = Fs.fstatSync(readFd)
+    const read = await calls.fstat(readFd)
     if (!read.isFIFO() || read.uid !== process.geteuid?.()) throw new Error(`${name} is not the FIFO mkfifo made`)
-    const byDescriptor = `/proc/self/fd/${readFd}`
-    writeFd = Fs.existsSync(byDescriptor)
-      ? Fs.openSync(byDescriptor, Fs.constants.O_WRONLY)
-      : Fs.openSync(name, Fs.constants.O_WRONLY | Fs.constants.O_NOFOLLOW)
-    const write = Fs.fstatSync(writeFd)
+    procDescriptors ??= Fs.existsSync("/proc/self/fd")
+    writeFd = procDescriptors
+      ? await calls.open(`/proc/self/fd/${readFd}`, Fs.constants.O_WRONLY)
+      : await calls.open(name, Fs.constants.O_WRONLY | Fs.constants.O_NOFOLLOW)
+    const write = await calls.fstat(writeFd)
     if (write.dev !== read.dev || write.ino !== read.ino) throw new Error(`${name} is not the FIFO mkfifo made`)
     return new OutputPipe(readFd, writeFd)
   } catch (error) {
@@ -308,42 +442,72 @@ const openPipe = (name: string): OutputPipe => {
 
 /**
  * Runs `mkfifo` (a fork of this process, so in a spawn turn) for `names`,
- * readable and writable by this user only. Interrupted (the executor
- * closing), it kills `mkfifo` and waits until it is gone: the batch's
- * directory is removed next, and a `mkfifo` still at work would leave it
- * behind, full of FIFOs.
+ * readable and writable by this user only, `within` the batch's time (its
+ * wait for the turn is not counted). However it ends, out of time or the
+ * executor closing, `mkfifo` is killed if it still runs and awaited: the
+ * batch's directory is removed next, and a `mkfifo` still at work would
+ * leave it behind, full of FIFOs.
  */
-const runMkfifo = (mkfifo: string, names: ReadonlyArray<string>): Effect.Effect<void, BatchFailure> =>
-  Effect.flatMap(
-    spawnTurn(Effect.callback<NodeChildProcess.ChildProcess, BatchFailure>((resume) => {
-      let child: NodeChildProcess.ChildProcess
-      try {
-        child = NodeChildProcess.spawn(mkfifo, ["-m", "600", "--", ...names], { stdio: "ignore" })
-      } catch (cause) {
-        return resume(Effect.fail(new BatchFailure("mkfifo did not start", false, cause)))
-      }
-      child.once("error", (cause: NodeJS.ErrnoException) =>
-        // not there, or not ours to run: so it will stay
-        resume(Effect.fail(
-          new BatchFailure("mkfifo did not start", cause.code === "ENOENT" || cause.code === "EACCES", cause)
-        )))
-      child.once("spawn", () => resume(Effect.succeed(child)))
-      return killAndAwait(child)
-    })),
-    (child) =>
-      Effect.callback<void, BatchFailure>((resume) => {
-        // a refusal to make FIFOs there (a file system without them): so it will stay
-        const exited = (code: number | null) =>
-          resume(code === 0 ? Effect.void : Effect.fail(new BatchFailure(`mkfifo exited with ${code}`, true)))
-        if (child.exitCode !== null || child.signalCode !== null) return exited(child.exitCode)
-        child.once("exit", exited)
-        return killAndAwait(child)
-      })
-  )
+const runMkfifo = (
+  mkfifo: string,
+  names: ReadonlyArray<string>,
+  within: <A>(step: Effect.Effect<A, BatchFailure>) => Effect.Effect<A, BatchFailure>
+): Effect.Effect<void, BatchFailure> =>
+  Effect.suspend(() => {
+    let started: NodeChildProcess.ChildProcess | undefined
+    return Effect.flatMap(
+      spawnTurn(spawnMkfifo(mkfifo, names, (child) => (started = child))),
+      (child) => within(exitOf(child))
+    ).pipe(Effect.ensuring(Effect.suspend(() => started === undefined ? Effect.void : killAndAwait(started))))
+  })
 
-/** Kills `child` and completes once it is gone (its `close`: after its exit, or its failure to start). */
+/**
+ * Spawns `mkfifo` for `names`, handing the child to `started` as soon as
+ * there is one (to be killed however the batch ends); completes once it
+ * runs, fails if it does not start.
+ */
+const spawnMkfifo = (
+  mkfifo: string,
+  names: ReadonlyArray<string>,
+  started: (child: NodeChildProcess.ChildProcess) => void
+) =>
+  Effect.callback<NodeChildProcess.ChildProcess, BatchFailure>((resume) => {
+    let child: NodeChildProcess.ChildProcess
+    try {
+      child = NodeChildProcess.spawn(mkfifo, ["-m", "600", "--", ...names], { stdio: "ignore" })
+    } catch (cause) {
+      return resume(Effect.fail(new BatchFailure("mkfifo did not start", false, cause)))
+    }
+    started(child)
+    child.once("error", (cause: NodeJS.ErrnoException) =>
+      // not there, or not ours to run: so it will stay
+      resume(Effect.fail(
+        new BatchFailure("mkfifo did not start", cause.code === "ENOENT" || cause.code === "EACCES", cause)
+      )))
+    child.once("spawn", () => resume(Effect.succeed(child)))
+  })
+
+/** Completes when `child` (`mkfifo`) exited: with 0, or failing with a lasting failure (it cannot make FIFOs there). */
+const exitOf = (child: NodeChildProcess.ChildProcess): Effect.Effect<void, BatchFailure> =>
+  Effect.callback((resume) => {
+    const exited = (code: number | null) =>
+      resume(code === 0 ? Effect.void : Effect.fail(new BatchFailure(`mkfifo exited with ${code}`, true)))
+    if (hasExited(child)) return exited(child.exitCode)
+    child.once("exit", exited)
+    return Effect.sync(() => child.off("exit", exited))
+  })
+
+/**
+ * Whether `child` exited, or failed to start. Without stdio its `close` comes
+ * in the same turn as its exit: once this is true, it is gone.
+ */
+const hasExited = (child: NodeChildProcess.ChildProcess): boolean =>
+  child.exitCode !== null || child.signalCode !== null
+
+/** Kills `child` unless it exited, and completes once it is gone (its `close`, which a failed start has too). */
 const killAndAwait = (child: NodeChildProcess.ChildProcess): Effect.Effect<void> =>
   Effect.callback<void>((resume) => {
+    if (hasExited(child)) return resume(Effect.void)
     child.once("close", () => resume(Effect.void))
     child.kill("SIGKILL")
   })
