@@ -824,6 +824,63 @@ describe("webSocketClient: frames at their limits", () => {
   })
 })
 
+describe("webSocketClient: reads in place", () => {
+  it("payloads read straight into their memory arrive byte-exact, however the frames are cut, texts and pings between them", async () => {
+    const Crypto = await import("node:crypto")
+    // large binary frames of random bytes, a text and a ping among them, written in pieces cut at random places with
+    // pauses, so that reads land mid-header, mid-payload and on frame ends: the reader reads in place, or copies
+    const binaries = Array.from({ length: 24 }, (_, i) => Crypto.randomBytes(i % 3 === 0 ? 300_000 : 40_000 + i * 997))
+    const text = "t".repeat(70_000) + "é"
+    const stream = Buffer.concat(binaries.flatMap((payload, i) => {
+      const frames = [frame(0x2, payload)]
+      if (i === 5) frames.push(frame(0x1, Buffer.from(text)))
+      if (i === 9) frames.push(frame(0x9, Buffer.from("ping")))
+      return frames
+    }))
+    const cuts = Array.from({ length: 60 }, () => Crypto.randomInt(stream.length)).sort((a, b) => a - b)
+    const pieces = [0, ...cuts].map((at, i, all) => stream.subarray(at, all[i + 1] ?? stream.length))
+    const server = await rawServer((socket) => {
+      const next = (i: number): void => {
+        if (i === pieces.length) return
+        socket.write(pieces[i]!, () => setTimeout(() => next(i + 1), i % 4 === 0 ? 5 : 0))
+      }
+      // once the client listens: frames before that get no listener's memory
+      setTimeout(() => next(0), 50)
+    })
+    try {
+      const connection = await open(server.url)
+      const reserved: Array<Buffer> = []
+      const received = listenTo(connection, {
+        reserve: (length) => {
+          const room = Buffer.alloc(length)
+          reserved.push(room)
+          return room
+        },
+        release: () => {}
+      })
+      await within5s(
+        "every frame",
+        (async () => {
+          while (received.binaries.length < binaries.length) await sleep(5)
+        })()
+      )
+      const digest = (bytes: Uint8Array) => Crypto.createHash("sha256").update(bytes).digest("hex")
+      assert.deepStrictEqual(received.binaries.map(digest), binaries.map(digest))
+      assert.deepStrictEqual(received.texts, [text])
+      assert.isTrue(
+        received.binaries.every((bytes, i) => bytes.buffer === reserved[i]!.buffer),
+        "each payload is delivered in the memory reserved for it"
+      )
+      // the ping, answered in between: its pong went out with its payload
+      const pong = clientFrames(server.received()).find((f) => f.opcode === 0xa)
+      assert.strictEqual(pong?.payload.toString(), "ping")
+      connection.terminate("done")
+    } finally {
+      server.close()
+    }
+  })
+})
+
 describe("webSocketClient: the connection's life", () => {
   it("frames, and the close, that come with the 101 are delivered once the listener comes", async () => {
     const server = await rawServer(() => {}, {

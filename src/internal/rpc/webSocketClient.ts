@@ -66,6 +66,20 @@ const maxHandshakeBytes = 64 * 1024
 /** One read's memory, for every connection of this thread: each read is parsed, and what is kept copied, at once. */
 const readBufferBytes = 256 * 1024
 let readBuffer: Buffer | undefined
+const sharedReadBuffer = (): Buffer => (readBuffer ??= Buffer.allocUnsafeSlow(readBufferBytes))
+/**
+ * A read goes straight into a frame's payload when this much of it is still
+ * missing (`FrameReader.room`): the kernel's copy is the only one. Below it,
+ * the copy out of the shared buffer costs less than a read of its own.
+ */
+const inPlaceReadBytes = 16 * 1024
+/**
+ * After a read that ended a frame in place, the next read takes this much:
+ * the next frame's header (at most 10 bytes from a server) and a few bytes,
+ * so that a stream of large frames has each payload read in place, not
+ * copied out of the shared buffer up to its size.
+ */
+const headerReadBytes = 16
 
 const httpPrefix = Buffer.from("HTTP/")
 /** A header's name: an HTTP token (RFC 9110 5.6.2). */
@@ -134,6 +148,10 @@ class ClientSocket implements Connection {
   /** Frames that arrived before `listen` (the first ones may come with the handshake's answer). */
   private readonly early: Array<() => void> = []
   private readonly reader: FrameReader
+  /** The room of a payload the read under way goes into (`FrameReader.room`), if it does. */
+  private inPlace: Buffer | undefined
+  /** The last read ended a frame in place: the next one takes a header first. */
+  private endedInPlace = false
   private readonly key = Crypto.randomBytes(16).toString("base64")
   readonly socket: Net.Socket
   private readonly url: URL
@@ -151,11 +169,15 @@ class ClientSocket implements Connection {
       host: url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname,
       port: url.port === "" ? 80 : Number(url.port),
       onread: {
-        buffer: () => (readBuffer ??= Buffer.allocUnsafeSlow(readBufferBytes)),
+        buffer: () => this.nextReadBuffer(),
         callback: (length, buffer) => {
-          const bytes = (buffer as Buffer).subarray(0, length)
-          if (this.state === "handshake") this.takeHandshake(bytes)
-          else this.takeFrames(bytes)
+          if (buffer === this.inPlace) this.takeInPlace(length)
+          else {
+            this.endedInPlace = false
+            const bytes = (buffer as Buffer).subarray(0, length)
+            if (this.state === "handshake") this.takeHandshake(bytes)
+            else this.takeFrames(bytes)
+          }
           // a pause during this read has stopped reading already: `socket.pause` does, here as anywhere
           return true
         }
@@ -205,6 +227,31 @@ class ClientSocket implements Connection {
     this.callbacks.opened(this)
     // the first frames, when they came with the answer (none: the reader takes nothing)
     this.takeFrames(handshake.subarray(end + 4))
+  }
+
+  /**
+   * Where the next read goes (Node asks after each read): the rest of a
+   * payload in place where `FrameReader.room` gives it, a header's worth of
+   * the shared buffer right after a frame that ended in place, else the
+   * shared buffer.
+   */
+  private nextReadBuffer(): Buffer {
+    this.inPlace = this.state === "open" ? this.reader.room(inPlaceReadBytes) : undefined
+    if (this.inPlace !== undefined) return this.inPlace
+    const shared = sharedReadBuffer()
+    return this.endedInPlace && this.reader.betweenFrames ? shared.subarray(0, headerReadBytes) : shared
+  }
+
+  /** A read went straight into the payload under way. */
+  private takeInPlace(bytes: number): void {
+    this.inPlace = undefined
+    try {
+      this.reader.filled(bytes)
+      this.endedInPlace = this.reader.betweenFrames
+    } catch (error) {
+      if (!(error instanceof FrameError)) throw error
+      this.fail(error.code, error.description)
+    }
   }
 
   private takeFrames(bytes: Buffer): void {

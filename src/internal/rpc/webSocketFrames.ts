@@ -180,6 +180,30 @@ export class FrameReader {
     else this.payload = Buffer.allocUnsafe(length)
   }
 
+  /**
+   * Room the next read may fill in place, so that its bytes are not copied:
+   * the rest of the payload under way when it goes into memory of its own
+   * size (not a large frame taken in piece by piece) and at least `minBytes`
+   * of it are missing; `undefined` otherwise. What a read put there is given
+   * to `filled`, not to `push`.
+   */
+  room(minBytes: number): Buffer | undefined {
+    if (!this.inPayload || this.payload === undefined || this.stopped) return undefined
+    const missing = this.payloadLength - this.payloadFilled
+    return missing >= minBytes ? this.payload.subarray(this.payloadFilled, this.payloadLength) : undefined
+  }
+
+  /** `bytes` were read into the room `room` gave (no more than it gave); throws a `FrameError` at a violation. */
+  filled(bytes: number): void {
+    this.payloadFilled += bytes
+    if (this.payloadFilled === this.payloadLength) this.endFrame()
+  }
+
+  /** Whether a frame's header is expected next (none of it read yet). */
+  get betweenFrames(): boolean {
+    return !this.inPayload && this.headLength === 0
+  }
+
   /** The connection ended (nothing is read after): a frame cut off gives the listener's memory back. */
   abandon(): void {
     if (this.inPayload && this.borrowed) this.binaryMemory?.release(this.payload!)
