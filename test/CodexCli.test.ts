@@ -11,7 +11,9 @@
  * an `environments.toml` entry. The basic case and the cut links also run
  * against Codex's own exec-server, the reference (which shows that what they
  * ask of the server is what Codex's gives). Cases are independent and run
- * concurrently.
+ * concurrently. Every server has an empty `HOME` of its own, so the login
+ * shells the CLI runs commands in read no user's profile: a command's output is
+ * what it prints.
  */
 import { assert, layer } from "@effect/vitest"
 import * as Context from "effect/Context"
@@ -30,6 +32,10 @@ import * as MockModel from "./support/mockModel.ts"
 import { bin, spawnServe } from "./support/servers.ts"
 import * as WebSocketProxy from "./support/webSocketProxy.ts"
 
+/** `effect-exec serve ARGS` without `$SHELL`, with an empty `HOME` of its own (`CodexCli.serverHome`). */
+const serveForTheCli = (args: ReadonlyArray<string> = []) =>
+  Effect.flatMap(CodexCli.serverHome, (home) => spawnServe(args, { SHELL: undefined, HOME: home }))
+
 /** The exec-servers the WebSocket cases reach, each through a proxy of their own. */
 class Servers extends Context.Service<Servers, {
   /** `effect-exec serve`, started without `$SHELL`. */
@@ -41,7 +47,7 @@ class Servers extends Context.Service<Servers, {
 const servers = Layer.effect(
   Servers,
   Effect.gen(function*() {
-    const [ours, codex] = yield* Effect.all([spawnServe([], { SHELL: undefined }), startCodexServer], {
+    const [ours, codex] = yield* Effect.all([serveForTheCli(), startCodexServer], {
       concurrency: "unbounded"
     })
     return { effectExec: ours.url, codex: codex.url }
@@ -91,10 +97,8 @@ const commandReachesTheModel = (serverUrl: string) =>
     assert.strictEqual(toolResults.length, 1)
     const result = CodexCli.commandOutput(toolResults[0])
     assert.strictEqual(result.exitCode, 3)
-    // stdout and stderr are merged in arrival order, which varies from run to run; the command runs in a
-    // login shell, whose profile on this machine (pyenv) may warn first when a concurrent shell holds its lock
-    const lines = result.output.split("\n").filter((line) => !line.startsWith("pyenv: "))
-    assert.deepStrictEqual(lines.sort(), ["", "err", "out"])
+    // stdout and stderr are merged in arrival order, which varies from run to run
+    assert.deepStrictEqual(result.output.split("\n").sort(), ["", "err", "out"], JSON.stringify(result.output))
     assert.strictEqual(read(workspace, "where.txt"), `${workspace}\n`)
     assert.strictEqual(sent(proxy, "process/start")[0]?.cwd, pathToFileURL(workspace).href)
   })
@@ -338,7 +342,7 @@ layer(servers, { concurrent: true, excludeTestServices: true, timeout: "60 secon
       () =>
         Effect.gen(function*() {
           // a server of its own, with bubblewrap: the shared one has none and refuses sandboxed starts
-          const server = yield* spawnServe(["--bwrap", bwrapPath], { SHELL: undefined })
+          const server = yield* serveForTheCli(["--bwrap", bwrapPath])
           const proxy = yield* WebSocketProxy.start(server.url)
           const workspace = yield* CodexCli.workspace({ ".git/HEAD": "ref: refs/heads/main\n" })
           // workspace-write leaves /tmp writable: "outside" is elsewhere
@@ -370,7 +374,7 @@ layer(servers, { concurrent: true, excludeTestServices: true, timeout: "60 secon
             ]
           })
           const result = CodexCli.commandOutput(toolResults[0])
-          // (the login shell's profile may print warnings of its own in a read-only world: only our lines count)
+          // (the login shell may print warnings of its own in a read-only world: only our lines count)
           const lines = result.output.split("\n")
           assert.include(lines, "end")
           for (const escaped of ["outside-written", "git-written", "port-reached"]) assert.notInclude(lines, escaped)
