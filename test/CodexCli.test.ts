@@ -19,7 +19,9 @@ import { assert, layer } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Latch from "effect/Latch"
 import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import * as Net from "node:net"
 import { userInfo } from "node:os"
@@ -103,11 +105,48 @@ const commandReachesTheModel = (serverUrl: string) =>
     assert.strictEqual(sent(proxy, "process/start")[0]?.cwd, pathToFileURL(workspace).href)
   })
 
-/** `before`, then waits for the file `go` in its cwd, then `after`. */
+/** `before`, then waits for the file `go` in its cwd, then `after`; the call answers after 1 s, while it waits. */
 const gated = MockModel.execCommand({
   cmd: "echo before; while [ ! -e go ]; do sleep 0.05; done; echo after",
-  yield_time_ms: 30_000
+  yield_time_ms: 1_000
 })
+
+/**
+ * Forks the CLI on `gated`, then on a poll of it (`write_stdin` without
+ * characters, which returns once the command ends), then "done". Returns once
+ * the CLI asked the model what to do about the running command: it holds the
+ * command's session, so the start went through as far as the CLI knows, and a
+ * link cut from then on is one it resumes. Nothing on the wire says as much
+ * earlier: that the proxy passed on the answer to `process/start` (or the
+ * first output, which Codex's server may push before that answer) does not
+ * mean the CLI read it before a cut, and one that did not fails the tool call.
+ */
+const runGated = (run: (script: ReadonlyArray<MockModel.Turn>) => Effect.Effect<CodexCli.Run, never, Scope.Scope>) =>
+  Effect.gen(function*() {
+    const polling = Latch.makeUnsafe(false)
+    const cli = yield* Effect.forkChild(run([
+      gated,
+      MockModel.writeStdin((request) => {
+        const session_id = runningSession(request)
+        polling.openUnsafe()
+        return { session_id, yield_time_ms: 30_000 }
+      }),
+      MockModel.say("done")
+    ]))
+    yield* Effect.raceFirst(
+      polling.await,
+      Effect.andThen(Fiber.join(cli), Effect.die(new Error("the CLI finished without polling the command")))
+    )
+    return cli
+  })
+
+/** The gated command as the model got it over its two calls: all it printed, and how it ended. */
+const gatedOutput = (toolResults: ReadonlyArray<MockModel.ToolResult>) => {
+  assert.deepStrictEqual(toolResults.map((result) => result.tool), ["exec_command", "write_stdin"])
+  const [started, polled] = toolResults.map(CodexCli.commandOutput)
+  assert.isDefined(started!.sessionId, "the command was still running when the first call answered")
+  return { exitCode: polled!.exitCode, output: started!.output + polled!.output }
+}
 
 /** The client resumed its session on a second link and read what it missed. */
 const assertResumed = (proxy: WebSocketProxy.WebSocketProxy) => {
@@ -122,13 +161,12 @@ const assertResumed = (proxy: WebSocketProxy.WebSocketProxy) => {
 const resumesMidCommand = (serverUrl: string) =>
   Effect.gen(function*() {
     const { proxy, workspace, run } = yield* overWebSocket(serverUrl)
-    const cli = yield* Effect.forkChild(run([gated, MockModel.say("done")]))
-    yield* proxy.waitFor("the first output", (f) => f.from === "server" && f.message.method === "process/output")
+    const cli = yield* runGated(run)
     yield* proxy.cut()
     yield* proxy.waitFor("a read after the resume", (f) => f.link === 2 && f.message.method === "process/read")
     yield* touch(join(workspace, "go"))
     const { toolResults } = yield* Fiber.join(cli)
-    const result = CodexCli.commandOutput(toolResults[0])
+    const result = gatedOutput(toolResults)
     assert.strictEqual(result.exitCode, 0)
     assert.strictEqual(result.output, "before\nafter\n")
     assertResumed(proxy)
@@ -142,8 +180,7 @@ const resumesMidCommand = (serverUrl: string) =>
 const recoversWhatTheDeadLinkLost = (serverUrl: string) =>
   Effect.gen(function*() {
     const { proxy, workspace, run } = yield* overWebSocket(serverUrl)
-    const cli = yield* Effect.forkChild(run([gated, MockModel.say("done")]))
-    yield* proxy.waitFor("the first output", (f) => f.from === "server" && f.message.method === "process/output")
+    const cli = yield* runGated(run)
     yield* proxy.setAccepting(false)
     yield* proxy.cut({ holdServerSide: true })
     yield* touch(join(workspace, "go"))
@@ -154,7 +191,7 @@ const recoversWhatTheDeadLinkLost = (serverUrl: string) =>
     yield* proxy.releaseServerSide
     yield* proxy.setAccepting(true)
     const { toolResults } = yield* Fiber.join(cli)
-    const result = CodexCli.commandOutput(toolResults[0])
+    const result = gatedOutput(toolResults)
     assert.strictEqual(result.exitCode, 0)
     assert.strictEqual(result.output, "before\nafter\n")
     assertResumed(proxy)
