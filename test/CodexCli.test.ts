@@ -11,13 +11,17 @@
  * an `environments.toml` entry. The basic case and the cut links also run
  * against Codex's own exec-server, the reference (which shows that what they
  * ask of the server is what Codex's gives). Cases are independent and run
- * concurrently.
+ * concurrently. Every server has an empty `HOME` of its own, so the login
+ * shells the CLI runs commands in read no user's profile: a command's output is
+ * what it prints.
  */
 import { assert, layer } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Latch from "effect/Latch"
 import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import * as Net from "node:net"
 import { userInfo } from "node:os"
@@ -30,6 +34,10 @@ import * as MockModel from "./support/mockModel.ts"
 import { bin, spawnServe } from "./support/servers.ts"
 import * as WebSocketProxy from "./support/webSocketProxy.ts"
 
+/** `effect-exec serve ARGS` without `$SHELL`, with an empty `HOME` of its own (`CodexCli.serverHome`). */
+const serveForTheCli = (args: ReadonlyArray<string> = []) =>
+  Effect.flatMap(CodexCli.serverHome, (home) => spawnServe(args, { SHELL: undefined, HOME: home }))
+
 /** The exec-servers the WebSocket cases reach, each through a proxy of their own. */
 class Servers extends Context.Service<Servers, {
   /** `effect-exec serve`, started without `$SHELL`. */
@@ -41,7 +49,7 @@ class Servers extends Context.Service<Servers, {
 const servers = Layer.effect(
   Servers,
   Effect.gen(function*() {
-    const [ours, codex] = yield* Effect.all([spawnServe([], { SHELL: undefined }), startCodexServer], {
+    const [ours, codex] = yield* Effect.all([serveForTheCli(), startCodexServer], {
       concurrency: "unbounded"
     })
     return { effectExec: ours.url, codex: codex.url }
@@ -91,19 +99,54 @@ const commandReachesTheModel = (serverUrl: string) =>
     assert.strictEqual(toolResults.length, 1)
     const result = CodexCli.commandOutput(toolResults[0])
     assert.strictEqual(result.exitCode, 3)
-    // stdout and stderr are merged in arrival order, which varies from run to run; the command runs in a
-    // login shell, whose profile on this machine (pyenv) may warn first when a concurrent shell holds its lock
-    const lines = result.output.split("\n").filter((line) => !line.startsWith("pyenv: "))
-    assert.deepStrictEqual(lines.sort(), ["", "err", "out"])
+    // stdout and stderr are merged in arrival order, which varies from run to run
+    assert.deepStrictEqual(result.output.split("\n").sort(), ["", "err", "out"], JSON.stringify(result.output))
     assert.strictEqual(read(workspace, "where.txt"), `${workspace}\n`)
     assert.strictEqual(sent(proxy, "process/start")[0]?.cwd, pathToFileURL(workspace).href)
   })
 
-/** `before`, then waits for the file `go` in its cwd, then `after`. */
+/** `before`, then waits for the file `go` in its cwd, then `after`; the call answers after 1 s, while it waits. */
 const gated = MockModel.execCommand({
   cmd: "echo before; while [ ! -e go ]; do sleep 0.05; done; echo after",
-  yield_time_ms: 30_000
+  yield_time_ms: 1_000
 })
+
+/**
+ * Forks the CLI on `gated`, then on a poll of it (`write_stdin` without
+ * characters, which returns once the command ends), then "done". Returns once
+ * the CLI asked the model what to do about the running command: it holds the
+ * command's session, so the start went through as far as the CLI knows, and a
+ * link cut from then on is one it resumes. Nothing on the wire says as much
+ * earlier: that the proxy passed on the answer to `process/start` (or the
+ * first output, which Codex's server may push before that answer) does not
+ * mean the CLI read it before a cut, and one that did not fails the tool call.
+ */
+const runGated = (run: (script: ReadonlyArray<MockModel.Turn>) => Effect.Effect<CodexCli.Run, never, Scope.Scope>) =>
+  Effect.gen(function*() {
+    const polling = Latch.makeUnsafe(false)
+    const cli = yield* Effect.forkChild(run([
+      gated,
+      MockModel.writeStdin((request) => {
+        const session_id = runningSession(request)
+        polling.openUnsafe()
+        return { session_id, yield_time_ms: 30_000 }
+      }),
+      MockModel.say("done")
+    ]))
+    yield* Effect.raceFirst(
+      polling.await,
+      Effect.andThen(Fiber.join(cli), Effect.die(new Error("the CLI finished without polling the command")))
+    )
+    return cli
+  })
+
+/** The gated command as the model got it over its two calls: all it printed, and how it ended. */
+const gatedOutput = (toolResults: ReadonlyArray<MockModel.ToolResult>) => {
+  assert.deepStrictEqual(toolResults.map((result) => result.tool), ["exec_command", "write_stdin"])
+  const [started, polled] = toolResults.map(CodexCli.commandOutput)
+  assert.isDefined(started!.sessionId, "the command was still running when the first call answered")
+  return { exitCode: polled!.exitCode, output: started!.output + polled!.output }
+}
 
 /** The client resumed its session on a second link and read what it missed. */
 const assertResumed = (proxy: WebSocketProxy.WebSocketProxy) => {
@@ -118,13 +161,12 @@ const assertResumed = (proxy: WebSocketProxy.WebSocketProxy) => {
 const resumesMidCommand = (serverUrl: string) =>
   Effect.gen(function*() {
     const { proxy, workspace, run } = yield* overWebSocket(serverUrl)
-    const cli = yield* Effect.forkChild(run([gated, MockModel.say("done")]))
-    yield* proxy.waitFor("the first output", (f) => f.from === "server" && f.message.method === "process/output")
+    const cli = yield* runGated(run)
     yield* proxy.cut()
     yield* proxy.waitFor("a read after the resume", (f) => f.link === 2 && f.message.method === "process/read")
     yield* touch(join(workspace, "go"))
     const { toolResults } = yield* Fiber.join(cli)
-    const result = CodexCli.commandOutput(toolResults[0])
+    const result = gatedOutput(toolResults)
     assert.strictEqual(result.exitCode, 0)
     assert.strictEqual(result.output, "before\nafter\n")
     assertResumed(proxy)
@@ -138,8 +180,7 @@ const resumesMidCommand = (serverUrl: string) =>
 const recoversWhatTheDeadLinkLost = (serverUrl: string) =>
   Effect.gen(function*() {
     const { proxy, workspace, run } = yield* overWebSocket(serverUrl)
-    const cli = yield* Effect.forkChild(run([gated, MockModel.say("done")]))
-    yield* proxy.waitFor("the first output", (f) => f.from === "server" && f.message.method === "process/output")
+    const cli = yield* runGated(run)
     yield* proxy.setAccepting(false)
     yield* proxy.cut({ holdServerSide: true })
     yield* touch(join(workspace, "go"))
@@ -150,7 +191,7 @@ const recoversWhatTheDeadLinkLost = (serverUrl: string) =>
     yield* proxy.releaseServerSide
     yield* proxy.setAccepting(true)
     const { toolResults } = yield* Fiber.join(cli)
-    const result = CodexCli.commandOutput(toolResults[0])
+    const result = gatedOutput(toolResults)
     assert.strictEqual(result.exitCode, 0)
     assert.strictEqual(result.output, "before\nafter\n")
     assertResumed(proxy)
@@ -338,7 +379,7 @@ layer(servers, { concurrent: true, excludeTestServices: true, timeout: "60 secon
       () =>
         Effect.gen(function*() {
           // a server of its own, with bubblewrap: the shared one has none and refuses sandboxed starts
-          const server = yield* spawnServe(["--bwrap", bwrapPath], { SHELL: undefined })
+          const server = yield* serveForTheCli(["--bwrap", bwrapPath])
           const proxy = yield* WebSocketProxy.start(server.url)
           const workspace = yield* CodexCli.workspace({ ".git/HEAD": "ref: refs/heads/main\n" })
           // workspace-write leaves /tmp writable: "outside" is elsewhere
@@ -370,7 +411,7 @@ layer(servers, { concurrent: true, excludeTestServices: true, timeout: "60 secon
             ]
           })
           const result = CodexCli.commandOutput(toolResults[0])
-          // (the login shell's profile may print warnings of its own in a read-only world: only our lines count)
+          // (the login shell may print warnings of its own in a read-only world: only our lines count)
           const lines = result.output.split("\n")
           assert.include(lines, "end")
           for (const escaped of ["outside-written", "git-written", "port-reached"]) assert.notInclude(lines, escaped)

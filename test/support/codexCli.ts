@@ -33,6 +33,17 @@ const scratchDir = (prefix: string): Effect.Effect<string, never, Scope.Scope> =
     (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
   )
 
+/**
+ * A fresh, empty folder to be an exec-server's `HOME`, removed with the scope.
+ * The CLI runs every command in a login shell (`bash -lc`) that inherits the
+ * server's environment: with the `HOME` of this machine's user it would read
+ * that user's profile, whose output joins the command's (pyenv's, on this
+ * machine, warns when another shell rehashes at the same time) and whose locks
+ * make commands wait for other shells. `startCodexServer` gives Codex's server
+ * one too; a stdio server inherits the CLI's own scratch `HOME`.
+ */
+export const serverHome: Effect.Effect<string, never, Scope.Scope> = scratchDir("codex-cli-server-home-")
+
 /** A fresh workspace holding `files` (paths relative to it; parents are created), removed with the scope. */
 export const workspace = (
   files: Readonly<Record<string, string | Uint8Array>> = {}
