@@ -268,7 +268,8 @@ export const make = Effect.fnUntraced(function*(
     clientName: settings.clientName,
     binaryOutput: settings.binaryOutput,
     connectTimeout: settings.connectTimeout,
-    requestTimeoutMillis: settings.requestTimeoutMillis
+    requestTimeoutMillis: settings.requestTimeoutMillis,
+    scope: yield* Effect.scope
   })
   yield* Effect.addFinalizer(() => link.close)
   return {

@@ -18,6 +18,7 @@ import * as Effect from "effect/Effect"
 import { identity } from "effect/Function"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import { ConnectionLost, ExecutorError, InvalidRequest, ProtocolViolation, ServerError } from "../../Executor.ts"
 import * as Protocol from "../../Protocol.ts"
@@ -96,6 +97,8 @@ export class Link {
     readonly binaryOutput: boolean
     readonly connectTimeout: Duration.Duration
     readonly requestTimeoutMillis: number
+    /** Where notifications run, each in a fiber of its own. */
+    readonly scope: Scope.Scope
   }
 
   constructor(
@@ -315,10 +318,14 @@ export class Link {
     const rpc = this.current
     if (rpc === undefined) return Effect.void
     const spec: Protocol.NotificationSpec = Protocol.clientNotifications[method]
-    // `rpc.notify` queues the frame and returns: nothing to wait for, so no fiber of its own
-    return Effect.ignore(
-      Effect.flatMap(Schema.encodeUnknownEffect(spec.params)(params), (encoded) => rpc.notify(method, encoded))
-    )
+    // in a fiber of its own: the caller (a read that acknowledges) goes on at once, and the encoding and the
+    // write come after it
+    return Effect.asVoid(Effect.forkIn(
+      Effect.ignore(
+        Effect.flatMap(Schema.encodeUnknownEffect(spec.params)(params), (encoded) => rpc.notify(method, encoded))
+      ),
+      this.options.scope
+    ))
   }
 
   /** Closes the live link, if any. */
