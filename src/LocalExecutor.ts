@@ -145,12 +145,19 @@ export const defaults = {
  * process in `table`.
  */
 const methodsOn = (table: ProcessTable) => {
-  const readAs = (params: Protocol.ReadParams, lent: boolean) =>
-    Effect.flatMap(table.lookup(params.processId), (process) =>
+  /** `then` with the process of `processId`, once its reader's cursor is at `afterSeq` (a read acknowledges too). */
+  const acknowledgedThen = <A, E>(
+    processId: string,
+    afterSeq: number,
+    then: (process: LocalProcess) => Effect.Effect<A, E>
+  ) =>
+    Effect.flatMap(table.lookup(processId), (process) =>
       Clock.clockWith((clock) => {
-        process.acknowledge(params.afterSeq ?? 0, clock.currentTimeMillisUnsafe())
-        return longPollRead(process.log, params, lent)
+        process.acknowledge(afterSeq, clock.currentTimeMillisUnsafe())
+        return then(process)
       }))
+  const readAs = (params: Protocol.ReadParams, lent: boolean) =>
+    acknowledgedThen(params.processId, params.afterSeq ?? 0, (process) => longPollRead(process.log, params, lent))
   const tracedRead = Effect.fn("LocalExecutor.read")(function*(params: Protocol.ReadParams) {
     return yield* readAs(params, false)
   })
@@ -161,12 +168,7 @@ const methodsOn = (table: ProcessTable) => {
 
   // without a span too: a reader of pushed output acknowledges once per quarter window (~1 MiB), and the span and
   // call-site capture of `Effect.fn` cost more than the acknowledgement itself
-  const acknowledge = (processId: string, afterSeq: number) =>
-    Effect.flatMap(table.lookup(processId), (process) =>
-      Clock.clockWith((clock) => {
-        process.acknowledge(afterSeq, clock.currentTimeMillisUnsafe())
-        return Effect.void
-      }))
+  const acknowledge = (processId: string, afterSeq: number) => acknowledgedThen(processId, afterSeq, () => Effect.void)
 
   const write = Effect.fn("LocalExecutor.write")(function*(params: Protocol.WriteParams) {
     const entry = table.get(params.processId)
