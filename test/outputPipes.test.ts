@@ -88,11 +88,12 @@ const realTime = (millis: number) => Effect.promise(() => new Promise((resolve) 
 const joinWithin5s = <A, E>(fiber: Fiber.Fiber<A, E>) =>
   Effect.andThen(awaitTrue(() => fiber.pollUnsafe() !== undefined, "answered within 5 s"), Fiber.join(fiber))
 
-/** A directory for scripts, removed with the scope. */
-const scratchDirectory = Effect.acquireRelease(
-  Effect.sync(() => mkdtempSync(join(tmpdir(), "fake-mkfifo-"))),
-  (directory) => Effect.sync(() => rmSync(directory, { recursive: true, force: true }))
-)
+/** A directory of its own in the temporary directory, named from `prefix`, removed with the scope. */
+const scratchDirectory = (prefix = "fake-mkfifo-") =>
+  Effect.acquireRelease(
+    Effect.sync(() => mkdtempSync(join(tmpdir(), prefix))),
+    (directory) => Effect.sync(() => rmSync(directory, { recursive: true, force: true }))
+  )
 
 /** The state letter `/proc` gives `pid` (`T`: stopped). */
 const processState = (pid: number): string | undefined => {
@@ -253,10 +254,7 @@ describe("output pipes", () => {
 
   it.live("a failure that may pass (no directory to make them in) gives socket pairs to that start only", () =>
     Effect.scoped(Effect.gen(function*() {
-      const parent = yield* Effect.acquireRelease(
-        Effect.sync(() => mkdtempSync(join(tmpdir(), "pipes-parent-"))),
-        (directory) => Effect.sync(() => rmSync(directory, { recursive: true, force: true }))
-      )
+      const parent = yield* scratchDirectory("pipes-parent-")
       const directory = join(parent, "later")
       const pipes = yield* makeOutputPipes({ directory })
       assert.isUndefined(yield* pipes.take(2), "no such directory yet")
@@ -268,10 +266,7 @@ describe("output pipes", () => {
 
   it.live("a mkfifo that cannot make FIFOs: every start gets socket pairs, without asking it again", () =>
     Effect.scoped(Effect.gen(function*() {
-      const scripts = yield* Effect.acquireRelease(
-        Effect.sync(() => mkdtempSync(join(tmpdir(), "fake-mkfifo-"))),
-        (directory) => Effect.sync(() => rmSync(directory, { recursive: true, force: true }))
-      )
+      const scripts = yield* scratchDirectory()
       const runs = join(scripts, "runs")
       const refusing = fakeMkfifo(scripts, `echo run >> ${runs}; exit 1`)
       const pipes = yield* makeOutputPipes({ mkfifo: refusing })
@@ -282,7 +277,7 @@ describe("output pipes", () => {
 
   it.effect("a batch that hangs: at its deadline the start goes on with socket pairs, mkfifo is killed, its directory removed, and pipes stay off", () =>
     Effect.scoped(Effect.gen(function*() {
-      const scripts = yield* scratchDirectory
+      const scripts = yield* scratchDirectory()
       const runs = join(scripts, "runs")
       const pidFile = join(scripts, "pid")
       // makes its FIFOs, then stops: a mkfifo hung in a TMPDIR that stopped answering
@@ -321,7 +316,7 @@ kill -STOP $$`
 
   it.effect("opens that hang: at the deadline the start goes on, and what they open late is closed", () =>
     Effect.scoped(Effect.gen(function*() {
-      const scripts = yield* scratchDirectory
+      const scripts = yield* scratchDirectory()
       const made = join(scripts, "made")
       const go = join(scripts, "go")
       const blocker = join(scripts, "blocker")
@@ -501,10 +496,7 @@ describe("reads of a writer that is ahead", () => {
       const pipes = yield* makeOutputPipes()
       const total = 32 * 1024 * 1024
       const file = join(
-        yield* Effect.acquireRelease(
-          Effect.sync(() => mkdtempSync(join(tmpdir(), "ahead-"))),
-          (directory) => Effect.sync(() => rmSync(directory, { recursive: true, force: true }))
-        ),
+        yield* scratchDirectory("ahead-"),
         "random"
       )
       const written = randomBytes(total)
