@@ -124,9 +124,8 @@ export class FrameReader {
       const take = Math.min(this.payloadLength - this.payloadFilled, bytes.length - at)
       if (this.pieces !== undefined) this.pieces.push(Buffer.copyBytesFrom(bytes, at, take))
       else bytes.copy(this.payload!, this.payloadFilled, at, at + take)
-      this.payloadFilled += take
       at += take
-      if (this.payloadFilled === this.payloadLength) this.endFrame()
+      this.filled(take)
     }
     // a frame without payload ends with its header
     if (this.inPayload && this.payloadLength === 0 && !this.stopped) this.endFrame()
@@ -193,7 +192,11 @@ export class FrameReader {
     return missing >= minBytes ? this.payload.subarray(this.payloadFilled, this.payloadLength) : undefined
   }
 
-  /** `bytes` were read into the room `room` gave (no more than it gave); throws a `FrameError` at a violation. */
+  /**
+   * `bytes` more of the payload are in (read into the room `room` gave, or
+   * copied by `push`); the frame ends with its last byte. Throws a
+   * `FrameError` at a violation.
+   */
   filled(bytes: number): void {
     this.payloadFilled += bytes
     if (this.payloadFilled === this.payloadLength) this.endFrame()
