@@ -11,10 +11,9 @@
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { spawn } from "node:child_process"
-import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { mkdirSync, writeFileSync } from "node:fs"
 import { dirname, join } from "node:path"
-import { locateCodex } from "./codexServer.ts"
+import { locateCodex, scratchDir } from "./codexServer.ts"
 import * as MockModel from "./mockModel.ts"
 
 /**
@@ -26,12 +25,6 @@ export type ExecServer =
   | { readonly _tag: "WebSocket"; readonly url: string }
   | { readonly _tag: "Stdio"; readonly program: string; readonly args: ReadonlyArray<string> }
   | { readonly _tag: "EnvironmentsFile"; readonly toml: string }
-
-const scratchDir = (prefix: string): Effect.Effect<string, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.sync(() => realpathSync(mkdtempSync(join(tmpdir(), prefix)))),
-    (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
-  )
 
 /**
  * A fresh, empty folder to be an exec-server's `HOME`, removed with the scope.

@@ -9,7 +9,7 @@
  */
 import { Effect, type Scope } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
-import { chmodSync, existsSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from "node:fs"
+import { chmodSync, existsSync, mkdtempSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from "node:fs"
 import { mkdir, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
@@ -128,9 +128,10 @@ export interface CodexServer {
   readonly pid: number
 }
 
-const scratchDir = (prefix: string): Effect.Effect<string, never, Scope.Scope> =>
+/** A new empty folder under the temporary directory (its real path), removed with the scope. */
+export const scratchDir = (prefix: string): Effect.Effect<string, never, Scope.Scope> =>
   Effect.acquireRelease(
-    Effect.sync(() => mkdtempSync(join(tmpdir(), prefix))),
+    Effect.sync(() => realpathSync(mkdtempSync(join(tmpdir(), prefix)))),
     (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
   )
 
