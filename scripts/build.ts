@@ -1,6 +1,6 @@
 /**
- * `npm run build` (run by `prepare`: on `npm ci` in a clone, and before
- * `npm pack` and `npm publish`) writes `dist/`:
+ * `npm run build` (run by `prepare` on `npm ci` in a clone, and by `prepack`
+ * before `npm pack` and `npm publish`) writes `dist/`:
  *
  * - the library: ESM JavaScript, `.d.ts` and source maps of `src/`
  *   (`tsc -p tsconfig.build.json`);

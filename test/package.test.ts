@@ -94,6 +94,22 @@ describe("the package, installed from its tarball", () => {
     assert.strictEqual(manifest.engines.node, ">=22.19")
   })
 
+  it("carries no scripts (npm 11 asks every app to approve a package's install scripts), and packing keeps ours", () => {
+    const manifest = JSON.parse(readFileSync(join(app, "node_modules", "effect-exec", "package.json"), "utf8"))
+    assert.isUndefined(manifest.scripts)
+    const ours = JSON.parse(readFileSync(join(Consumer.root, "package.json"), "utf8"))
+    const { scripts, ...rest } = ours
+    assert.deepStrictEqual(manifest, rest, "the rest of the manifest ships as it is")
+    // the copy `npm pack` ran in has its package.json back, byte for byte, and nothing left beside it
+    const source = join(work.dir, "source")
+    assert.strictEqual(
+      readFileSync(join(source, "package.json"), "utf8"),
+      readFileSync(join(Consumer.root, "package.json"), "utf8")
+    )
+    assert.isFalse(existsSync(join(source, "package.json.unpacked")))
+    assert.isString(scripts.prepare, "a clone's `npm ci` still builds dist/")
+  })
+
   it("type-checks the examples under module nodenext and bundler resolution, with TypeScript 7 and 5.9", () => {
     const typescript7 = join(Consumer.root, "node_modules", "typescript", "bin", "tsc")
     const typescript59 = join(app, "node_modules", "typescript", "bin", "tsc")

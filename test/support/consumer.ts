@@ -1,6 +1,6 @@
 /**
  * The package as a user gets it: `npm pack` of a copy of the sources (so
- * `prepare` builds `dist/` there, not under the tests that run the CLI from
+ * `prepack` builds `dist/` there, not under the tests that run the CLI from
  * this checkout's `dist/`), installed into a scratch app with its own
  * `package.json`, and Node 22 beside the Node 24 the tests run on.
  */
@@ -29,6 +29,7 @@ const packInputs = [
   "tsconfig.json",
   "tsconfig.build.json",
   "scripts/build.ts",
+  "scripts/packManifest.ts",
   "bin",
   "src"
 ]
@@ -46,7 +47,7 @@ export const scratch = (): { readonly dir: string; readonly cleanup: () => void 
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
 }
 
-/** Packs a copy of the sources into `into`; returns the tarball's path. `prepare` builds it, as on publish. */
+/** Packs a copy of the sources into `into`; returns the tarball's path. `prepack` builds it, as on publish. */
 export const pack = (into: string): string => {
   const copy = join(into, "source")
   for (const input of packInputs) cpSync(join(root, input), join(copy, input), { recursive: true })
@@ -54,7 +55,7 @@ export const pack = (into: string): string => {
   symlinkSync(join(root, "node_modules"), join(copy, "node_modules"))
   const name = npm(["pack", "--pack-destination", into], {
     cwd: copy,
-    // prepare's `node` is the project's Node 24, as `npm run` finds it
+    // prepack's `node` is the project's Node 24, as `npm run` finds it
     env: { ...process.env, PATH: `${join(root, "node_modules", ".bin")}:${process.env.PATH ?? ""}` }
   }).trim().split("\n").pop()!
   return join(into, name)
