@@ -14,12 +14,13 @@ import * as Exec from "../src/Exec.ts"
 import * as OutputSink from "../src/OutputSink.ts"
 import { awaitDeath, isAlive } from "./support/processes.ts"
 
-/** Pids of live processes whose command line contains `marker`. */
-const pidsWith = (marker: string): Array<number> =>
+/** Pids of live processes whose command line is `command`. */
+const pidsWith = (command: string): Array<number> =>
   readdirSync("/proc").filter((name) => /^\d+$/.test(name)).flatMap((name) => {
     try {
-      const cmdline = readFileSync(`/proc/${name}/cmdline`, "utf8").split("\0").join(" ")
-      return cmdline.includes(marker) && isAlive(Number(name)) ? [Number(name)] : []
+      // the whole command line: `sh -c "sleep M & sleep M"` is not one of the sleepers
+      const cmdline = readFileSync(`/proc/${name}/cmdline`, "utf8").split("\0").join(" ").trimEnd()
+      return cmdline === command && isAlive(Number(name)) ? [Number(name)] : []
     } catch {
       return []
     }
@@ -41,14 +42,16 @@ describe("Exec.run with the local executor", () => {
     it.effect("kills the whole process group on timeout and returns 124", () =>
       Effect.gen(function*() {
         const marker = `100.${process.pid}${Date.now() % 1000}`
+        // long enough for both sleepers to start on a busy machine, before the timeout kills them
         const fiber = yield* Effect.forkChild(
-          Exec.run({ command: ["sh", "-c", `sleep ${marker} & sleep ${marker}`], timeout: "500 millis" })
+          Exec.run({ command: ["sh", "-c", `sleep ${marker} & sleep ${marker}`], timeout: "2 seconds" })
         )
         let sleepers: Array<number> = []
-        while (sleepers.length < 2) {
+        while (sleepers.length < 2 && fiber.pollUnsafe() === undefined) {
           yield* Effect.sleep("10 millis")
           sleepers = pidsWith(`sleep ${marker}`)
         }
+        assert.lengthOf(sleepers, 2, "both sleepers ran before the timeout")
         const result = yield* Fiber.join(fiber)
         assert.strictEqual(result.exitCode, 124)
         assert.isTrue(result.timedOut)
