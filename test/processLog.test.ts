@@ -11,7 +11,9 @@ import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
 import type { ProcessEvent } from "../src/Executor.ts"
+import * as Defaults from "../src/internal/defaults.ts"
 import { eventStream, longPollRead, ProcessLog } from "../src/internal/local/processLog.ts"
+import { OutputMemory } from "../src/internal/outputMemory.ts"
 
 const bytes = (text: string) => new TextEncoder().encode(text)
 const text = (chunk: Uint8Array) => new TextDecoder().decode(chunk)
@@ -240,6 +242,110 @@ describe("ProcessLog retention", () => {
     for (let i = 1; i <= 3000; i++) log.appendOutput("stdout", bytes(String(i % 10)))
     assert.deepStrictEqual(shown(log.retainedChunks()), ["2998:stdout:8", "2999:stdout:9", "3000:stdout:0"])
     assert.deepStrictEqual(shown(log.read(2998, 1).chunks), ["2999:stdout:9"])
+  })
+})
+
+describe("ProcessLog: output that comes before anyone looked joins the newest chunk", () => {
+  const { readBufferBytes, smallOutputBytes } = Defaults.pipes
+  /** A log over slab memory, and a pipe whose reads (of `length` bytes, filled with `fill`) land in it. */
+  const slabLog = (capacity = 8 * 1024 * 1024) => {
+    const memory = new OutputMemory("always")
+    const pipe = memory.pipe()
+    const read = (length: number, fill: number) => {
+      const buffer = pipe.readBuffer()
+      buffer.fill(fill, 0, length)
+      return pipe.take(buffer, length)
+    }
+    read(smallOutputBytes, 0) // past the small output: the next reads land in a slab, one after the other
+    const log = new ProcessLog(capacity, true, { memory, lends: true })
+    return { log, memory, pipe, read }
+  }
+  const sizes = (log: ProcessLog) => log.retainedChunks().map(({ chunk, seq }) => `${seq}:${chunk.length}`)
+
+  it("joins reads that land one after the other into one chunk under one seq, its bytes in order", () => {
+    const { log, read } = slabLog()
+    log.appendOutput("stdout", read(1000, 1))
+    log.appendOutput("stdout", read(2000, 2))
+    log.appendOutput("stdout", read(3000, 3))
+    const answer = log.read(0, null, true)
+    assert.deepStrictEqual(answer.chunks.map(({ chunk, seq }) => `${seq}:${chunk.length}`), ["1:6000"])
+    assert.strictEqual(answer.nextSeq, 2)
+    const chunk = answer.chunks[0]!.chunk
+    assert.isTrue(chunk.subarray(0, 1000).every((b) => b === 1) && chunk.subarray(1000, 3000).every((b) => b === 2))
+    assert.isTrue(chunk.subarray(3000).every((b) => b === 3))
+    assert.strictEqual(log.retainedBytes, 6000)
+    assert.strictEqual(log.unacknowledgedBytes, 6000)
+  })
+
+  it("starts a new chunk once a reader or a follower was shown the newest", () => {
+    const { log, read } = slabLog()
+    log.appendOutput("stdout", read(1000, 1))
+    log.read(0, null, true)
+    log.appendOutput("stdout", read(1000, 2))
+    log.eventsAfter(1)
+    log.appendOutput("stdout", read(1000, 3))
+    log.appendOutput("stdout", read(1000, 4))
+    assert.deepStrictEqual(sizes(log), ["1:1000", "2:1000", "3:2000"])
+  })
+
+  it("does not join a read a reader limited by maxBytes has not reached", () => {
+    const { log, read } = slabLog()
+    log.appendOutput("stdout", read(1000, 1))
+    log.appendOutput("stderr", read(1000, 2))
+    log.read(0, 1000, true) // shown seq 1 only
+    log.appendOutput("stderr", read(1000, 3))
+    assert.deepStrictEqual(sizes(log), ["1:1000", "2:2000"])
+  })
+
+  it("starts a new chunk for the other stream, after the exit, past one read buffer, or where the read went elsewhere", () => {
+    const other = slabLog()
+    other.log.appendOutput("stdout", other.read(1000, 1))
+    other.log.appendOutput("stderr", other.read(1000, 2))
+    assert.deepStrictEqual(sizes(other.log), ["1:1000", "2:1000"])
+
+    const exited = slabLog()
+    exited.log.appendOutput("stdout", exited.read(1000, 1))
+    exited.log.markExited(0, null)
+    exited.log.appendOutput("stdout", exited.read(1000, 2))
+    assert.deepStrictEqual(sizes(exited.log), ["1:1000", "3:1000"])
+
+    const large = slabLog()
+    large.log.appendOutput("stdout", large.read(readBufferBytes - 1000, 1))
+    large.log.appendOutput("stdout", large.read(1000, 2))
+    large.log.appendOutput("stdout", large.read(1, 3))
+    assert.deepStrictEqual(sizes(large.log), [`1:${readBufferBytes}`, "2:1"])
+
+    const apart = slabLog()
+    const first = apart.read(1000, 1)
+    apart.read(10, 9) // a read of the other pipe's, say: in between
+    apart.log.appendOutput("stdout", first)
+    apart.log.appendOutput("stdout", apart.read(1000, 2))
+    assert.deepStrictEqual(sizes(apart.log), ["1:1000", "2:1000"])
+
+    const acknowledged = slabLog()
+    acknowledged.log.appendOutput("stdout", acknowledged.read(1000, 1))
+    acknowledged.log.acknowledge(1)
+    acknowledged.log.appendOutput("stdout", acknowledged.read(1000, 2))
+    assert.deepStrictEqual(sizes(acknowledged.log), ["1:1000", "2:1000"])
+  })
+
+  it("does not join chunks of their own (no slab), as a small output's are", () => {
+    const log = new ProcessLog(1024, false, { memory: new OutputMemory("always") })
+    log.appendOutput("stdout", bytes("aa"))
+    log.appendOutput("stdout", bytes("bb"))
+    assert.deepStrictEqual(shown(log.read(0, null).chunks), ["1:stdout:aa", "2:stdout:bb"])
+  })
+
+  it("counts a joined chunk once: its slab is free again once it is acknowledged and evicted", () => {
+    const { log, memory, pipe, read } = slabLog(0)
+    log.appendOutput("stdout", read(1000, 1))
+    log.appendOutput("stdout", read(1000, 2))
+    pipe.close() // no more reads: the slab is held by the joined chunk alone
+    assert.strictEqual(memory.slabCount, 1)
+    log.read(0, null, true)
+    log.acknowledge(1) // evicted at once: a retention of 0
+    assert.strictEqual(log.retainedBytes, 0)
+    assert.strictEqual(memory.slabCount, 0, "the slab is let go")
   })
 })
 

@@ -124,6 +124,20 @@ export class OutputMemory {
     if (slab !== undefined) slab.abandoned = true
   }
 
+  /**
+   * `first` and `second`, two chunks of one slab with `second` right after
+   * `first`, as one chunk (counted once from now on); `undefined` where they
+   * are not that.
+   */
+  join(first: Uint8Array, second: Uint8Array): Buffer | undefined {
+    const slab = this.slabs.get(first.buffer)
+    if (slab === undefined || second.buffer !== first.buffer || first.byteOffset + first.length !== second.byteOffset) {
+      return undefined
+    }
+    slab.live--
+    return Buffer.from(first.buffer, first.byteOffset, first.length + second.length)
+  }
+
   /** Whether `chunk` is a view of one of these slabs. */
   holds(chunk: Uint8Array): boolean {
     return this.slabs.has(chunk.buffer)

@@ -51,6 +51,8 @@ export class ProcessLog {
   readonly changes = new ChangeSignal()
   /** Highest `afterSeq` a reader has presented: everything up to it was seen. */
   ackedSeq = 0
+  /** Highest seq a reader or follower was shown: output after it may still join the newest chunk. */
+  private shownSeq = 0
   private unacknowledgedBytesValue = 0
 
   readonly capacityBytes: number
@@ -141,12 +143,38 @@ export class ProcessLog {
     return this.unacknowledgedBytesValue
   }
 
+  /**
+   * Output that arrives while nobody has been shown the newest chunk yet, and
+   * lands right after it in the same slab (a fast writer read faster than it
+   * is consumed), widens that chunk instead, up to one read buffer: a reader
+   * that falls behind finds fewer, larger chunks, and everything done per
+   * chunk (a wake-up, a frame, a turn of a consume loop) is done less often.
+   */
   appendOutput(stream: Protocol.OutputStream, chunk: Uint8Array): void {
-    this.retained.push({ seq: this.nextSeqValue++, stream, chunk })
+    if (!this.joinNewest(stream, chunk)) this.retained.push({ seq: this.nextSeqValue++, stream, chunk })
     this.retainedBytesValue += chunk.length
     this.unacknowledgedBytesValue += chunk.length
     this.evict()
     this.changes.notify()
+  }
+
+  private joinNewest(stream: Protocol.OutputStream, chunk: Uint8Array): boolean {
+    const index = this.retained.length - 1
+    if (index < this.head || this.memory === undefined) return false
+    const newest = this.retained[index]!
+    if (
+      newest.stream !== stream || newest.seq !== this.nextSeqValue - 1 || newest.seq <= this.shownSeq ||
+      newest.seq <= this.ackedSeq || newest.chunk.length + chunk.length > Defaults.pipes.readBufferBytes
+    ) return false
+    const joined = this.memory.join(newest.chunk, chunk)
+    if (joined === undefined) return false
+    this.retained[index] = { seq: newest.seq, stream, chunk: joined }
+    return true
+  }
+
+  /** Whoever gets the chunks up to `seq` sees them as they are now: later output no longer joins them. */
+  private shown(seq: number): void {
+    if (seq > this.shownSeq) this.shownSeq = seq
   }
 
   markExited(exitCode: number, signal: string | null, sandboxDenied = false): void {
@@ -190,6 +218,7 @@ export class ProcessLog {
 
   /** The output retained now, in seq order. */
   retainedChunks(): ReadonlyArray<Protocol.ProcessChunk> {
+    this.shown(this.nextSeqValue - 1)
     return this.retained.slice(this.head)
   }
 
@@ -231,6 +260,7 @@ export class ProcessLog {
       // lent until acknowledged: what was acknowledged already may go at any time
       this.handOut(chunk.chunk, lends && chunk.seq > this.ackedSeq)
     }
+    if (chunks.length > 0) this.shown(chunks[chunks.length - 1]!.seq)
     const reachedEnd = index === this.retained.length
     // an answer that reaches the end of the log moves its reader past the exit
     // and the close as well, as Codex's server does: its client, resuming,
@@ -276,6 +306,7 @@ export class ProcessLog {
       this.handOut(chunk, this.lends)
       events.push({ _tag: "Output", seq, stream, chunk })
     }
+    this.shown(this.nextSeqValue - 1)
     if (this.exitEvent !== undefined && this.exitEvent.seq > afterSeq) {
       const { exitCode, sandboxDenied, seq, signal } = this.exitEvent
       const index = events.findIndex((event) => event.seq > seq)
