@@ -159,7 +159,15 @@ export const suite = (
         Effect.gen(function*() {
           const executor = yield* Exec.Executor
           const processId = freshId("max")
-          yield* start(processId, ["sh", "-c", "printf aaaa; sleep 0.1; printf bb; sleep 0.1; printf c"])
+          // each write waits for a line of input, sent once the one before was read: three chunks on any machine
+          yield* start(processId, ["sh", "-c", "printf aaaa; read x; printf bb; read y; printf c"], { pipeStdin: true })
+          let afterSeq = 0
+          for (const [expected, writeId] of [["aaaa", "w1"], ["bb", "w2"]] as const) {
+            const seen = yield* executor.read({ processId, afterSeq, maxBytes: null, waitMs: 10_000 })
+            assert.deepStrictEqual(seen.chunks.map((c) => text(c.chunk)), [expected])
+            afterSeq = seen.chunks[0]!.seq
+            yield* executor.write({ processId, chunk: bytes("\n"), writeId })
+          }
           yield* readUntilClosed(processId)
           const one = yield* executor.read({ processId, afterSeq: 0, maxBytes: 1, waitMs: 0 })
           assert.deepStrictEqual(one.chunks.map((c) => text(c.chunk)), ["aaaa"])
