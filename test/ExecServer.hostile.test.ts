@@ -141,7 +141,8 @@ describe("ExecServer against hostile clients: frame size", () => {
     Effect.gen(function*() {
       // not awaited: the server may close before the client finishes writing
       client.socket.send(`"${"x".repeat(bytes - 2)}"`, () => {})
-      return yield* client.closedWithin(5_000)
+      // well under a second alone; the rest is room for a busy machine
+      return yield* client.closedWithin(20_000)
     })
 
   it.live("closes a connection that sends a frame 1 MiB over the default limit with 1009", () =>
