@@ -18,6 +18,17 @@ import { HostFileSystem } from "../src/internal/fs/hostFileSystem.ts"
 import { resolvePolicy } from "../src/internal/sandbox/policy.ts"
 import { entry, restricted, scratchDir } from "./support/sandbox.ts"
 
+/** This process's descriptors of files and directories (a path, not a pipe or a socket), each as `fd → path`. */
+const descriptors = (): ReadonlyArray<string> =>
+  NodeFs.readdirSync("/proc/self/fd").flatMap((fd) => {
+    try {
+      const target = NodeFs.readlinkSync(`/proc/self/fd/${fd}`)
+      return target.startsWith("/") ? [`${fd} → ${target}`] : []
+    } catch {
+      return []
+    }
+  })
+
 /**
  * A scratch layout: `ws` (written), `ws/ro` (read only), `ws/hid` (denied:
  * Permission denied), `out` beside it (read only where `/` is readable, not
@@ -25,6 +36,7 @@ import { entry, restricted, scratchDir } from "./support/sandbox.ts"
  */
 const layout = Effect.acquireRelease(
   Effect.sync(() => {
+    const before = new Set(descriptors())
     const dir = scratchDir("confined")
     const ws = join(dir.path, "ws")
     const out = join(dir.path, "out")
@@ -32,9 +44,15 @@ const layout = Effect.acquireRelease(
       NodeFs.mkdirSync(directory, { recursive: true })
       NodeFs.writeFileSync(join(directory, "f"), `${directory}\n`)
     }
-    return { dir, base: dir.path, ws, out }
+    return { before, dir, base: dir.path, ws, out }
   }),
-  ({ dir }) => Effect.sync(() => dir[Symbol.dispose]())
+  ({ before, dir }) =>
+    Effect.sync(() => {
+      // every operation, refused or not, let go of what it held
+      const held = descriptors().filter((descriptor) => !before.has(descriptor))
+      dir[Symbol.dispose]()
+      assert.deepStrictEqual(held, [], "descriptors left open")
+    })
 )
 
 /** The confined file system of a policy: `/` readable (`rootRead`) or not, `ws` writable, `ws/ro` read, `ws/hid` denied. */

@@ -196,7 +196,14 @@ export class ConfinedFileSystem implements FileOperations {
       )
       current = next
     }
-    if (names.length === 0) this.visible(current.real)
+    if (names.length === 0) {
+      try {
+        this.visible(current.real)
+      } catch (error) {
+        await current.close()
+        throw error
+      }
+    }
     return current
   }
 
