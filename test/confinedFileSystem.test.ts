@@ -138,17 +138,22 @@ describe("ConfinedFileSystem: writeFile", () => {
       assert.strictEqual(yield* refusal(files.writeFile(join(ws, "loop"), base64("x"))), "ELOOP")
     }))
 
-  it.effect("refuses a link whose target names a directory (a trailing /, ., ..) with EISDIR, and / itself", () =>
+  it.effect("refuses a link whose target names a directory (a trailing /, ., ..) with EISDIR, read-only or not", () =>
     Effect.gen(function*() {
       const { ws } = yield* layout
       const files = yield* confined(ws, true)
-      NodeFs.mkdirSync(join(ws, "sub"))
-      for (const [name, target] of [["slash", "sub/"], ["dot", "."], ["dots", ".."], ["root", "/"]] as const) {
+      NodeFs.mkdirSync(join(ws, "ro", "sub"))
+      // a directory is EISDIR before the file system's being read-only, as for open(2)
+      const targets = [["slash", "ro/"], ["dot", "ro/."], ["dots", "ro/sub/.."], ["wsDots", "."], [
+        "root",
+        "/"
+      ]] as const
+      for (const [name, target] of targets) {
         NodeFs.symlinkSync(target, join(ws, name))
         assert.strictEqual(yield* refusal(files.writeFile(join(ws, name), base64("x"))), "EISDIR", name)
       }
       assert.strictEqual(yield* refusal(files.writeFile("/", base64("x"))), "EISDIR")
-      assert.deepStrictEqual(NodeFs.readdirSync(join(ws, "sub")), [])
+      assert.deepStrictEqual(NodeFs.readdirSync(join(ws, "ro")).sort(), ["f", "sub"])
     }))
 
   it.effect("refuses read-only and hidden places with EROFS, EACCES and ENOENT, writing nothing", () =>
@@ -261,6 +266,8 @@ describe("ConfinedFileSystem: createDirectory", () => {
       assert.strictEqual(yield* refusal(hidden.createDirectory(join(out, "x"), true)), "ENOENT")
       assert.strictEqual(yield* refusal(hidden.createDirectory(join(base, "new", "x"), true)), "ENOENT")
       assert.strictEqual(yield* refusal(hidden.createDirectory(join(out, "x"), false)), "ENOENT")
+      // an existing directory it cannot see is not there
+      assert.strictEqual(yield* refusal(hidden.createDirectory(out, true)), "ENOENT")
       const readable = yield* confined(ws, true)
       assert.strictEqual(yield* refusal(readable.createDirectory(join(out, "x"), true)), "EROFS")
       assert.strictEqual(yield* refusal(readable.createDirectory(join(ws, "ro", "x"), false)), "EROFS")
@@ -411,8 +418,18 @@ describe("ConfinedFileSystem: copy", () => {
       NodeFs.symlinkSync(out, join(ws, "tree", "link"))
       NodeFs.writeFileSync(join(ws, "tree", "file"), "")
       assert.strictEqual(yield* refusal(files.copy(join(ws, "tree"), join(ws, "ro", "tree"), true)), "EROFS")
-      NodeFs.mkdirSync(join(ws, "tree2", "sub"), { recursive: true })
-      assert.strictEqual(yield* refusal(files.copy(join(ws, "tree2"), join(ws, "ro"), true)), "EROFS")
+      // merged into an existing read-only directory: each entry refused, whether a directory, a link or a file
+      for (
+        const [tree, make] of [
+          ["tree2", (path: string) => NodeFs.mkdirSync(path)],
+          ["tree3", (path: string) => NodeFs.symlinkSync(out, path)],
+          ["tree4", (path: string) => NodeFs.writeFileSync(path, "")]
+        ] as const
+      ) {
+        NodeFs.mkdirSync(join(ws, tree))
+        make(join(ws, tree, "entry"))
+        assert.strictEqual(yield* refusal(files.copy(join(ws, tree), join(ws, "ro"), true)), "EROFS", tree)
+      }
       assert.deepStrictEqual(NodeFs.readdirSync(out), ["f"])
       assert.deepStrictEqual(NodeFs.readdirSync(join(ws, "ro")), ["f"])
       assert.deepStrictEqual(NodeFs.readdirSync(join(ws, "hid")), ["f"])
@@ -436,6 +453,9 @@ describe("ConfinedFileSystem: copy", () => {
         yield* refusal(files.copy(join(ws, "tree"), join(ws, "tree", "in"), true)),
         "invalid: fs/copy cannot copy a directory to itself or one of its descendants"
       )
+      // / has no name in a parent to copy from, nor to copy to
+      assert.strictEqual(yield* refusal(files.copy("/", join(ws, "copy"), true)), "EINVAL")
+      assert.strictEqual(yield* refusal(files.copy(join(ws, "f"), "/", false)), "EISDIR")
       // a link to a device inside a tree is copied as a link; a FIFO is refused, named
       NodeFs.symlinkSync("/dev/null", join(ws, "tree", "null"))
       yield* files.copy(join(ws, "tree"), join(ws, "copy"), true)
