@@ -87,8 +87,8 @@ export class ConfinedFileSystem implements FileOperations {
     try {
       pinned = await pin(path, options)
     } catch (error) {
-      const real = await realPathOf(path).catch(() => undefined)
-      if (real !== undefined) this.visible(real)
+      // realPathOf answers for any path: the part that does not resolve is only normalized
+      this.visible(await realPathOf(path))
       throw error
     }
     try {
