@@ -482,3 +482,48 @@ describe("ConfinedFileSystem: copy", () => {
       assert.isTrue(NodeFs.statSync(join(ws, "copy", ...Array.from({ length: 256 }, () => "d"))).isDirectory())
     }))
 })
+
+describe("ConfinedFileSystem: links inside a hidden directory", () => {
+  it.effect("are not followed, wherever they lead: the directory's denial, as in the sandbox", () =>
+    Effect.gen(function*() {
+      const { out, ws } = yield* layout
+      const files = yield* confined(ws, true)
+      NodeFs.symlinkSync(join(ws, "f"), join(ws, "hid", "link"))
+      NodeFs.symlinkSync(ws, join(ws, "hid", "dirlink"))
+      // a link in the workspace that passes through one
+      NodeFs.symlinkSync("hid/dirlink", join(ws, "via"))
+      for (
+        const [what, effect] of [
+          ["readFile", files.readFile(join(ws, "hid", "link"))],
+          ["canonicalize", files.canonicalize(join(ws, "hid", "link"))],
+          ["getMetadata", files.getMetadata(join(ws, "hid", "link"))],
+          ["readDirectory", files.readDirectory(join(ws, "hid", "dirlink"))],
+          ["readFile below", files.readFile(join(ws, "hid", "dirlink", "f"))],
+          ["readFile via", files.readFile(join(ws, "via", "f"))],
+          ["writeFile below", files.writeFile(join(ws, "hid", "dirlink", "g"), base64("x"))],
+          ["writeFile via", files.writeFile(join(ws, "via", "g"), base64("x"))],
+          ["createDirectory below", files.createDirectory(join(ws, "hid", "dirlink", "d"), true)],
+          ["copy from below", files.copy(join(ws, "hid", "dirlink", "f"), join(ws, "g"), false)],
+          ["remove below", files.remove(join(ws, "hid", "dirlink", "f"), false, false)]
+        ] as const
+      ) {
+        assert.strictEqual(yield* refusal(effect as Effect.Effect<unknown, ExecutorError>), "EACCES", what)
+      }
+      assert.deepStrictEqual(NodeFs.readdirSync(ws).sort(), ["f", "hid", "ro", "via"])
+      // listed, a link through one is left out, as a dangling one is
+      assert.deepStrictEqual((yield* files.readDirectory(ws)).entries.map((entry) => entry.fileName).sort(), [
+        "f",
+        "hid",
+        "ro"
+      ])
+      // where nothing is mounted, a link is not there
+      const hidden = yield* confined(ws, false)
+      NodeFs.symlinkSync(join(ws, "f"), join(out, "link"))
+      assert.strictEqual(yield* refusal(hidden.readFile(join(out, "link"))), "ENOENT")
+      assert.strictEqual(yield* refusal(hidden.canonicalize(join(out, "link"))), "ENOENT")
+      // and a link in a visible place is followed through .. and ., relative or not
+      NodeFs.symlinkSync("./ro/../ro/./f", join(ws, "dots"))
+      assert.strictEqual(text(yield* hidden.readFile(join(ws, "dots"))), `${join(ws, "ro")}\n`)
+      assert.strictEqual(yield* hidden.canonicalize(join(ws, "dots")), join(ws, "ro", "f"))
+    }))
+})
