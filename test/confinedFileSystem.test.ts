@@ -55,7 +55,11 @@ const layout = Effect.acquireRelease(
     })
 )
 
-/** The confined file system of a policy: `/` readable (`rootRead`) or not, `ws` writable, `ws/ro` read, `ws/hid` denied. */
+/**
+ * The confined file system of a policy: `/` readable (`rootRead`) or not, `ws`
+ * writable, `ws/ro` read, `ws/hid` and `ws/secret` (missing unless a test makes
+ * it) denied.
+ */
 const confined = (ws: string, rootRead: boolean) =>
   Effect.map(
     Effect.orDie(resolvePolicy(
@@ -63,7 +67,9 @@ const confined = (ws: string, rootRead: boolean) =>
         ...(rootRead ? [entry("root", "read")] : []),
         entry(ws, "write"),
         entry(join(ws, "ro"), "read"),
-        entry(join(ws, "hid"), "deny")
+        entry(join(ws, "hid"), "deny"),
+        // denied, and made by the tests that need it
+        entry(join(ws, "secret"), "deny")
       ]),
       { tmpdir: undefined }
     )),
@@ -525,5 +531,34 @@ describe("ConfinedFileSystem: links inside a hidden directory", () => {
       NodeFs.symlinkSync("./ro/../ro/./f", join(ws, "dots"))
       assert.strictEqual(text(yield* hidden.readFile(join(ws, "dots"))), `${join(ws, "ro")}\n`)
       assert.strictEqual(yield* hidden.canonicalize(join(ws, "dots")), join(ws, "ro", "f"))
+    }))
+
+  it.effect("nor is a path read through a denied name, whatever is there: nothing, a file, a link", () =>
+    Effect.gen(function*() {
+      const { ws } = yield* layout
+      const files = yield* confined(ws, true)
+      const secret = join(ws, "secret")
+      assert.strictEqual(yield* refusal(files.readFile(join(secret, "f"))), "EACCES", "nothing there")
+      NodeFs.writeFileSync(secret, "")
+      assert.strictEqual(yield* refusal(files.readFile(join(secret, "f"))), "EACCES", "a file there")
+      NodeFs.rmSync(secret)
+      NodeFs.symlinkSync(join(ws, "ro"), secret)
+      assert.strictEqual(yield* refusal(files.readFile(join(secret, "f"))), "EACCES", "a link there")
+      // a link in the workspace whose target goes into a denied directory and out again
+      NodeFs.symlinkSync("hid/../f", join(ws, "inAndOut"))
+      assert.strictEqual(yield* refusal(files.readFile(join(ws, "inAndOut"))), "EACCES")
+    }))
+
+  it.effect("a read follows 40 links, not 41, as the kernel does", () =>
+    Effect.gen(function*() {
+      const { ws } = yield* layout
+      const files = yield* confined(ws, true)
+      NodeFs.mkdirSync(join(ws, "forty"))
+      chain(join(ws, "forty"), 40, join(ws, "f"), true)
+      assert.strictEqual(text(yield* files.readFile(join(ws, "forty", "link0"))), `${ws}\n`)
+      NodeFs.mkdirSync(join(ws, "fortyOne"))
+      chain(join(ws, "fortyOne"), 41, join(ws, "f"), true)
+      assert.strictEqual(yield* refusal(files.readFile(join(ws, "fortyOne", "link0"))), "ELOOP")
+      assert.strictEqual(yield* refusal(files.canonicalize(join(ws, "fortyOne", "link0"))), "ELOOP")
     }))
 })
