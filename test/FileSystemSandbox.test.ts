@@ -180,6 +180,30 @@ for (const [name, server] of Object.entries(servers)) {
         )
       }), { timeout: 60_000 })
 
+    it.live("a link inside a denied directory is not followed, wherever it leads", () =>
+      Effect.gen(function*() {
+        const { outcome } = yield* client(server)
+        const { secret, ws } = yield* layout
+        // secret/back → ws, a directory every rule below lets be read and written
+        NodeFs.symlinkSync(ws, join(secret, "back"))
+        const denying = policy("read", [[ws, "write"], [secret, "deny"]])
+        for (
+          const [method, params] of [
+            ["fs/readFile", { path: uri(join(secret, "back", "key")) }],
+            ["fs/readDirectory", { path: uri(join(secret, "back")) }],
+            ["fs/canonicalize", { path: uri(join(secret, "back")) }],
+            ["fs/writeFile", { path: uri(join(secret, "back", "new")), dataBase64: base64("x") }]
+          ] as const
+        ) {
+          assert.deepStrictEqual(
+            yield* outcome(method, { ...params, sandbox: denying }),
+            { error: permissionDenied },
+            `${method} ${params.path}`
+          )
+        }
+        assert.isFalse(NodeFs.existsSync(join(ws, "new")))
+      }), { timeout: 60_000 })
+
     it.live("%2F.. is resolved as written, once decoded: not after the link before it", () =>
       Effect.gen(function*() {
         const { outcome } = yield* client(server)

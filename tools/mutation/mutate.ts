@@ -77,6 +77,13 @@ export const modules: Readonly<Record<string, Module>> = {
       "test/RemoteRecords.test.ts"
     ]
   },
+  // the fs/* calls under a sandbox policy: confined paths, pinned descriptors, OS errors as typed reasons
+  fileSystem: {
+    mutate: ["src/internal/fs/confinedFileSystem.ts", "src/internal/fs/pinned.ts", "src/internal/fs/osError.ts"],
+    // their own unit tests: the wire tests (ExecServer.fs, FileSystemSandbox) reach the same code through a server
+    // and a client, Codex's server in the dry run
+    tests: ["test/confinedFileSystem.test.ts", "test/pinned.test.ts", "test/osError.test.ts"]
+  },
   // the client end of a ws:// WebSocket: the upgrade, frames, limits, the close
   wsClient: {
     mutate: ["src/internal/rpc/webSocketClient.ts", "src/internal/rpc/webSocketFrames.ts"],

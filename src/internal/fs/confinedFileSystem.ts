@@ -7,8 +7,10 @@
  * descriptor held open, and checked where the kernel says it really is
  * (`pinned`):
  *
- * - an object that is read (a file, a directory, metadata) is opened first,
- *   all links followed, and its real path checked before a byte is read;
+ * - an object that is read (a file, a directory, metadata) is reached one
+ *   name at a time, as the kernel would, each link read only where it is
+ *   visible, through no directory the sandbox hides, and its real path
+ *   checked before a byte is read;
  * - an object that is created, written or removed is looked up as one name in
  *   its directory, held open and checked; the name is never followed (a link
  *   there is read, and its target taken through the same steps, at most 40
@@ -81,21 +83,76 @@ export class ConfinedFileSystem implements FileOperations {
     if (!canReadTree(this.policy, real)) throw osError("EACCES")
   }
 
-  /** Pins `path`; a failure below a hidden path is that path's denial (its contents' existence stays hidden). */
-  private async pinVisible(path: string, options: Parameters<typeof pin>[1] = {}): Promise<Pinned> {
-    let pinned: Pinned
+  /** Throws the denial of a directory the sandbox mounts unreadable: nothing below it can be reached. */
+  private passable(real: string): void {
+    if (accessOf(this.policy, real) === "deny" && denialOf(this.policy, real) === "EACCES") throw osError("EACCES")
+  }
+
+  /** Whether `pinned` holds a link (then it is let go of). */
+  private async isLink(pinned: Pinned): Promise<boolean> {
+    const link = await pinned.handle.stat().then((stats) => stats.isSymbolicLink(), () => true)
+    if (link) await pinned.close()
+    return link
+  }
+
+  /**
+   * Pins `path` as a confined process reaches it: one name at a time from
+   * `/`, through no directory the sandbox hides, each link read where it is
+   * visible and its target walked the same way (at most 40 links); what it
+   * reaches must be visible. A failure below a hidden path is that path's
+   * denial (its contents' existence stays hidden).
+   */
+  private async pinVisible(path: string, options: { readonly directory?: boolean } = {}): Promise<Pinned> {
+    const pending = path.split("/").filter((name) => name !== "" && name !== ".").reverse()
+    let current = await pin("/", { directory: true })
     try {
-      pinned = await pin(path, options)
+      for (let hops = 0; pending.length > 0;) {
+        const name = pending.pop()!
+        const last = pending.length === 0
+        if (name === "..") {
+          const up = await pin(current.child(".."), { directory: true })
+          await current.close()
+          current = up
+          this.passable(current.real)
+          continue
+        }
+        const place = current.realChild(name)
+        const stats = await NodeFs.lstat(current.child(name)).catch((error: unknown) => {
+          this.visible(place)
+          throw error
+        })
+        if (stats.isSymbolicLink()) {
+          this.visible(place)
+          if (++hops > maxLinkHops) throw osError("ELOOP")
+          const target = await NodeFs.readlink(current.child(name))
+          pending.push(...target.split("/").filter((part) => part !== "" && part !== ".").reverse())
+          if (target.startsWith("/")) {
+            await current.close()
+            current = await pin("/", { directory: true })
+          }
+          continue
+        }
+        const next = await pin(current.child(name), {
+          directory: !last || options.directory === true,
+          noFollow: true
+        }).catch((error: unknown) => {
+          this.visible(place)
+          throw error
+        })
+        if (last && options.directory !== true && await this.isLink(next)) {
+          // it became a link meanwhile: look again
+          if (++hops > maxLinkHops) throw osError("ELOOP")
+          pending.push(name)
+          continue
+        }
+        await current.close()
+        current = next
+        if (!last) this.passable(current.real)
+      }
+      this.visible(current.real)
+      return current
     } catch (error) {
-      const real = await realPathOf(path).catch(() => undefined)
-      if (real !== undefined) this.visible(real)
-      throw error
-    }
-    try {
-      this.visible(pinned.real)
-      return pinned
-    } catch (error) {
-      await pinned.close()
+      await current.close()
       throw error
     }
   }
@@ -128,6 +185,7 @@ export class ConfinedFileSystem implements FileOperations {
     const child = parent.child(name)
     const stats = await lstatIfAny(child)
     if (stats?.isSymbolicLink() === true) {
+      this.visible(parent.realChild(name))
       if (hops >= maxLinkHops) throw osError("ELOOP")
       const target = await NodeFs.readlink(child)
       const next = splitPath(target.startsWith("/") ? target : `${parent.real}/${target}`)
@@ -174,9 +232,7 @@ export class ConfinedFileSystem implements FileOperations {
       }
       try {
         if (last) this.visible(pinned.real)
-        else if (accessOf(this.policy, pinned.real) === "deny" && denialOf(this.policy, pinned.real) === "EACCES") {
-          throw osError("EACCES")
-        }
+        else this.passable(pinned.real)
         return pinned
       } catch (error) {
         await pinned.close()
@@ -196,7 +252,14 @@ export class ConfinedFileSystem implements FileOperations {
       )
       current = next
     }
-    if (names.length === 0) this.visible(current.real)
+    if (names.length === 0) {
+      try {
+        this.visible(current.real)
+      } catch (error) {
+        await current.close()
+        throw error
+      }
+    }
     return current
   }
 
@@ -361,7 +424,6 @@ export class ConfinedFileSystem implements FileOperations {
   }
 
   readDirectory(path: string): Effect.Effect<Protocol.ReadDirectoryResult, ExecutorError> {
-    const { policy } = this
     return Effect.gen({ self: this }, function*() {
       yield* checkPath(path)
       const directory = yield* Effect.acquireRelease(
@@ -371,12 +433,9 @@ export class ConfinedFileSystem implements FileOperations {
       return yield* this.files.listDirectory(path, directory.self, async (name) => {
         const stats = await NodeFs.lstat(directory.child(name))
         if (!stats.isSymbolicLink()) return stats
-        // typed through its link, unless the link leads where the policy hides: then it is left out, as dangling
-        const target = await pin(directory.child(name))
-        return using(target, async () => {
-          if (accessOf(policy, target.real) === "deny") throw osError("ENOENT")
-          return target.handle.stat()
-        })
+        // typed through its link, reached as a read reaches it: where that is refused, it is left out, as dangling
+        const target = await this.pinVisible(directory.realChild(name))
+        return using(target, () => target.handle.stat())
       })
     }).pipe(Effect.scoped)
   }
