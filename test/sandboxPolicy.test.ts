@@ -17,7 +17,9 @@ import { registryDirectory } from "../src/internal/sandbox/mountPoints.ts"
 import {
   accessOf,
   canRead,
+  canReadTree,
   canWrite,
+  canWriteTree,
   denialOf,
   type ResolvedPolicy,
   resolvePolicy
@@ -380,5 +382,42 @@ describe("sandbox policy", () => {
       )
       assert.isFalse(yield* canWrite(policy, join(gitDir, "HEAD")), "the git directory it points to stays protected")
       assert.isTrue(yield* canWrite(policy, join(dirs.base, "other")))
+    }))
+
+  it.effect("a tree is readable with no denied path inside it, writable with nothing read-only or hidden inside", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      const secret = join(dirs.workspace, "src/secret")
+      const docs = join(dirs.workspace, "docs")
+      mkdirSync(secret, { recursive: true })
+      mkdirSync(docs)
+      const policy = yield* resolve(restricted([
+        entry(special({ kind: "root" }), "read"),
+        entry(special({ kind: "project_roots" }), "write"),
+        entry(path(secret), "deny"),
+        entry(path(join(docs, "published")), "read")
+      ], [dirs.workspace]))
+      assert.isFalse(canReadTree(policy, dirs.workspace), "a denied directory inside")
+      assert.isFalse(canReadTree(policy, join(dirs.workspace, "src")))
+      assert.isFalse(canReadTree(policy, secret))
+      assert.isTrue(canReadTree(policy, docs))
+      assert.isTrue(canReadTree(policy, dirs.outside))
+      assert.isFalse(canWriteTree(policy, dirs.workspace), ".git and a denied directory inside")
+      assert.isFalse(canWriteTree(policy, join(dirs.workspace, "src")), "a denied directory inside")
+      assert.isFalse(canWriteTree(policy, docs), "a read-only path inside, existing or not")
+      assert.isTrue(canWriteTree(policy, join(docs, "drafts")))
+      assert.isFalse(canWriteTree(policy, join(dirs.workspace, ".git")))
+      assert.isFalse(canWriteTree(policy, dirs.outside), "read-only itself")
+      // a protected name inside a tree that no rule narrows
+      const nested = yield* resolve(restricted([
+        entry(special({ kind: "root" }), "read"),
+        entry(path(dirs.base), "write")
+      ], []))
+      assert.isTrue(canWriteTree(nested, dirs.outside))
+      assert.isFalse(canWriteTree(nested, dirs.base), "its .codex, .git… are read-only")
+      // a policy that confines no file access: every tree
+      const unconfined = yield* resolve({ permissions: { type: "disabled" }, windowsSandboxLevel: "disabled" })
+      assert.isTrue(canReadTree(unconfined, "/"))
+      assert.isTrue(canWriteTree(unconfined, "/"))
     }))
 })
