@@ -27,6 +27,7 @@ import { resolvePolicy } from "../src/internal/sandbox/policy.ts"
 import { networkFilter } from "../src/internal/sandbox/seccomp.ts"
 import type * as Protocol from "../src/Protocol.ts"
 import { bwrapPath } from "./support/bwrap.ts"
+import { awaitDeath } from "./support/processes.ts"
 import { entry, scratchDir } from "./support/sandbox.ts"
 
 interface Seen {
@@ -157,9 +158,11 @@ describe("a confined process's file system", () => {
           entry(join(dirs.root, "frozen"), "read")
         ],
         dirs,
-        "ls -a frozen | tr '\\n' ' '; echo; printf x > frozen/x || echo refused; mkdir frozen/d || echo refused"
+        "ls -a frozen | tr '\\n' ' '; echo; stat -c %a frozen; printf x > frozen/x || echo refused; " +
+          "mkdir frozen/d || echo refused"
       )
-      assert.strictEqual(seen.stdout, ". .. \nrefused\nrefused\n")
+      // an empty directory of its own, read-only whatever the host's mode (755 here)
+      assert.strictEqual(seen.stdout, ". .. \n555\nrefused\nrefused\n")
       assert.isFalse(existsSync(join(dirs.root, "frozen", "x")))
       assert.isFalse(existsSync(join(dirs.root, "frozen", "d")))
     }))
@@ -226,6 +229,26 @@ describe("a confined process's file system", () => {
       assert.strictEqual(seen.stdout, `${dirs.root}\netc\nbin\nok\noutside missing\nroot refused\nmkdir refused\n`)
       assert.match(seen.stderr, /No such file or directory/)
       assert.strictEqual(readFileSync(join(dirs.root, "mine"), "utf8"), "ok")
+    }))
+
+  it.live("a missing path kept from a writable root is masked at its first missing component, nowhere else", () =>
+    Effect.gen(function*() {
+      const dirs = yield* setup("confine-missing")
+      const seen = yield* confined(
+        [
+          root("read"),
+          { path: projectRoots, access: "write" },
+          entry(join(dirs.root, "cache/keys"), "deny"),
+          entry(join(dirs.root, "cache/certs"), "read"),
+          entry(join(dirs.outside, "ghost"), "deny")
+        ],
+        dirs,
+        "mkdir -p cache/keys || echo refused; mkdir -p cache/certs || echo refused; " +
+          `test -e ${dirs.outside}/ghost && echo ghost || echo no ghost; mkdir made && echo made`
+      )
+      assert.strictEqual(seen.stdout, "refused\nrefused\nno ghost\nmade\n")
+      assert.isFalse(existsSync(join(dirs.root, "cache")), "the placeholder went with the sandbox")
+      assert.isTrue(existsSync(join(dirs.root, "made")))
     }))
 
   it.live("the registry of mount points is hidden from the command", () =>
@@ -320,6 +343,63 @@ describe("a confined process's namespaces, environment and start", () => {
         "/usr/bin:/bin"
       ])
       assert.notInclude(argumentsOf(yield* invocationFor(entries, dirs)), "--argv0")
+    }))
+})
+
+/** The host pids whose command line is exactly `argv`. */
+const pidsOf = (argv: ReadonlyArray<string>): ReadonlyArray<number> =>
+  readdirSync("/proc").filter((name) => /^\d+$/.test(name)).flatMap((name) => {
+    try {
+      return readFileSync(`/proc/${name}/cmdline`, "utf8") === argv.map((arg) => `${arg}\0`).join("")
+        ? [Number(name)]
+        : []
+    } catch {
+      return []
+    }
+  })
+
+describe("a sandbox's life", () => {
+  it.live("ends with the process that started bubblewrap, confined or network-only", () =>
+    Effect.gen(function*() {
+      const dirs = yield* setup("confine-parent")
+      for (const entries of [[root("read"), { path: projectRoots, access: "write" as const }], undefined]) {
+        const invocation = yield* Effect.scoped(invocationFor(entries, dirs))
+        const sleeper = ["/bin/sleep", `300.${process.pid}${entries === undefined ? 1 : 2}`]
+        // a shell starts bubblewrap in the background and waits: the shell is bubblewrap's parent
+        const parent = NodeChildProcess.spawn(
+          "/bin/sh",
+          ["-c", "\"$0\" \"$@\" & wait", bwrapPath, ...invocation.args, "--", ...sleeper],
+          {
+            env: hostEnvironment,
+            stdio: ["ignore", "ignore", "ignore", ...invocation.inputs.map(() => "pipe" as const)]
+          }
+        )
+        parent.once("spawn", () => feed(parent, invocation.inputs))
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => pidsOf(sleeper).forEach((pid) => process.kill(pid, "SIGKILL")))
+        )
+        let pids = pidsOf(sleeper)
+        for (let tries = 0; pids.length === 0 && tries < 500; tries++) {
+          yield* Effect.sleep("20 millis")
+          pids = pidsOf(sleeper)
+        }
+        assert.strictEqual(pids.length, 1, "the command runs in its sandbox")
+        parent.kill("SIGKILL")
+        yield* awaitDeath(pids[0]!)
+      }
+    }))
+
+  it.live("keeps a working directory reached through a link as given where / is readable ($PWD)", () =>
+    Effect.gen(function*() {
+      const dirs = yield* setup("confine-cwd")
+      const link = join(dirs.base, "link-to-ws")
+      symlinkSync(dirs.root, link)
+      const seen = yield* confined(
+        [root("read"), entry(dirs.root, "write")],
+        { ...dirs, cwd: link },
+        "echo \"$PWD\"; printf ok > here && cat here"
+      )
+      assert.strictEqual(seen.stdout, `${link}\nok`)
     }))
 })
 

@@ -302,6 +302,26 @@ describe("sandbox policy", () => {
       )
     }))
 
+  it.effect("a missing path kept from a writable root gets a placeholder at its first missing component only", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      const cache = join(dirs.workspace, "cache")
+      const policy = yield* resolve(restricted([
+        entry(special({ kind: "root" }), "read"),
+        entry(special({ kind: "project_roots" }), "write"),
+        entry(path(join(cache, "keys")), "deny"),
+        entry(path(join(cache, "certs/pem")), "read"),
+        entry(path(join(dirs.outside, "ghost")), "deny")
+      ], [dirs.workspace]))
+      const layout = yield* mountLayout(policy)
+      // the protected names that do not exist (.agents, .codex, .aws) and the cache; nothing outside the workspace
+      assert.deepStrictEqual(
+        [...layout.placeholders].sort(),
+        [".agents", ".aws", "cache", ".codex"].map((name) => join(dirs.workspace, name)).sort()
+      )
+      assert.deepStrictEqual(layout.ops.filter((op) => op.path.startsWith(cache)), [{ path: cache, access: "deny" }])
+    }))
+
   it.effect("a denied directory hides what rules below it grant, as its unreadable mount does; no rule: not there", () =>
     Effect.gen(function*() {
       using dirs = scratch()
