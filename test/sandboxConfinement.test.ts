@@ -132,7 +132,8 @@ describe("a confined process's file system", () => {
       const dirs = yield* setup("confine-read")
       const seen = yield* confined(
         [root("read"), { path: projectRoots, access: "write" }],
-        dirs,
+        // a hidden path that sorts after the workspace: the workspace's is the first mount
+        { ...dirs, hidden: [join(dirs.base, "zz-hidden")] },
         `printf in > inside.txt && echo inside; printf out > ${dirs.outside}/x || echo outside refused; ` +
           `printf g > .git/config || echo git refused; cat .git/HEAD; mkdir .codex || echo codex refused; ` +
           `cat ${dirs.outside}/notes`
@@ -201,15 +202,17 @@ describe("a confined process's file system", () => {
     Effect.gen(function*() {
       const dirs = yield* setup("confine-write")
       const frozen = join(dirs.base, "frozen")
-      mkdirSync(frozen)
+      mkdirSync(join(frozen, "thawed"), { recursive: true })
       writeFileSync(join(frozen, "file"), "frozen\n")
       const seen = yield* confined(
-        [root("write"), entry(dirs.outside, "deny"), entry(frozen, "read")],
+        // the most specific first: the mounts go shortest path first whatever the policy's order
+        [entry(join(frozen, "thawed"), "write"), entry(frozen, "read"), entry(dirs.outside, "deny"), root("write")],
         dirs,
         `printf a > ${dirs.base}/anywhere && echo anywhere; cat ${dirs.outside}/notes || echo denied; ` +
-          `cat ${frozen}/file; printf b > ${frozen}/file || echo frozen refused`
+          `cat ${frozen}/file; printf b > ${frozen}/file || echo frozen refused; ` +
+          `printf c > ${frozen}/thawed/c && echo thawed`
       )
-      assert.strictEqual(seen.stdout, "anywhere\ndenied\nfrozen\nfrozen refused\n", seen.stderr)
+      assert.strictEqual(seen.stdout, "anywhere\ndenied\nfrozen\nfrozen refused\nthawed\n", seen.stderr)
       assert.strictEqual(readFileSync(join(dirs.base, "anywhere"), "utf8"), "a")
       assert.strictEqual(readFileSync(join(frozen, "file"), "utf8"), "frozen\n")
     }))
