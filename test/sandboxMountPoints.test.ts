@@ -7,7 +7,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { spawnSync } from "node:child_process"
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, statSync, symlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Holdings } from "../src/internal/local/localProcess.ts"
 import { MountPoints } from "../src/internal/sandbox/mountPoints.ts"
@@ -93,5 +93,40 @@ describe("sandbox mount points", () => {
       spawnSync("chmod", ["777", registry])
       const error = yield* Effect.flip(new MountPoints(registry).prepare())
       assert.match(error.message, /not a private directory/)
+    }))
+
+  it.effect("creates a registry of its own, private; refuses a file, a link or a group-readable directory there", () =>
+    Effect.gen(function*() {
+      const dir = scratchDir("registry")
+      using _ = dir
+      const fresh = join(dir.path, "fresh")
+      yield* new MountPoints(fresh).prepare()
+      assert.strictEqual(statSync(fresh).mode & 0o777, 0o700)
+      yield* new MountPoints(fresh).prepare()
+      const file = join(dir.path, "file")
+      writeFileSync(file, "", { mode: 0o600 })
+      const link = join(dir.path, "link")
+      symlinkSync(fresh, link)
+      const grouped = join(dir.path, "grouped")
+      mkdirSync(grouped)
+      spawnSync("chmod", ["750", grouped])
+      for (const registry of [file, link, grouped]) {
+        const error = yield* Effect.flip(new MountPoints(registry).prepare())
+        assert.strictEqual(error.message, `${registry} is not a private directory of this user`)
+      }
+    }))
+
+  it.effect("creates nothing through a parent swapped for a link, and gives back what it claimed before", () =>
+    Effect.gen(function*() {
+      const { claim, dir, workspace } = yield* setup("swapped")
+      using _ = dir
+      const elsewhere = join(dir.path, "elsewhere")
+      mkdirSync(elsewhere)
+      symlinkSync(elsewhere, join(workspace, "linked"))
+      const first = join(workspace, ".codex")
+      const error = yield* Effect.flip(claim([first, join(workspace, "linked", ".git")]))
+      assert.match(error.message, /is not where the policy saw it/)
+      assert.deepStrictEqual(readdirSync(elsewhere), [])
+      assert.isFalse(existsSync(first), "the first claim given back")
     }))
 })

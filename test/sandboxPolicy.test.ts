@@ -17,7 +17,9 @@ import { registryDirectory } from "../src/internal/sandbox/mountPoints.ts"
 import {
   accessOf,
   canRead,
+  canReadTree,
   canWrite,
+  canWriteTree,
   denialOf,
   type ResolvedPolicy,
   resolvePolicy
@@ -300,6 +302,26 @@ describe("sandbox policy", () => {
       )
     }))
 
+  it.effect("a missing path kept from a writable root gets a placeholder at its first missing component only", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      const cache = join(dirs.workspace, "cache")
+      const policy = yield* resolve(restricted([
+        entry(special({ kind: "root" }), "read"),
+        entry(special({ kind: "project_roots" }), "write"),
+        entry(path(join(cache, "keys")), "deny"),
+        entry(path(join(cache, "certs/pem")), "read"),
+        entry(path(join(dirs.outside, "ghost")), "deny")
+      ], [dirs.workspace]))
+      const layout = yield* mountLayout(policy)
+      // the protected names that do not exist (.agents, .codex, .aws) and the cache; nothing outside the workspace
+      assert.deepStrictEqual(
+        [...layout.placeholders].sort(),
+        [".agents", ".aws", "cache", ".codex"].map((name) => join(dirs.workspace, name)).sort()
+      )
+      assert.deepStrictEqual(layout.ops.filter((op) => op.path.startsWith(cache)), [{ path: cache, access: "deny" }])
+    }))
+
   it.effect("a denied directory hides what rules below it grant, as its unreadable mount does; no rule: not there", () =>
     Effect.gen(function*() {
       using dirs = scratch()
@@ -380,5 +402,132 @@ describe("sandbox policy", () => {
       )
       assert.isFalse(yield* canWrite(policy, join(gitDir, "HEAD")), "the git directory it points to stays protected")
       assert.isTrue(yield* canWrite(policy, join(dirs.base, "other")))
+    }))
+
+  it.effect("a tree is readable with no denied path inside it, writable with nothing read-only or hidden inside", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      const secret = join(dirs.workspace, "src/secret")
+      const docs = join(dirs.workspace, "docs")
+      mkdirSync(secret, { recursive: true })
+      mkdirSync(docs)
+      const policy = yield* resolve(restricted([
+        entry(special({ kind: "root" }), "read"),
+        entry(special({ kind: "project_roots" }), "write"),
+        entry(path(secret), "deny"),
+        entry(path(join(docs, "published")), "read")
+      ], [dirs.workspace]))
+      assert.isFalse(canReadTree(policy, dirs.workspace), "a denied directory inside")
+      assert.isFalse(canReadTree(policy, join(dirs.workspace, "src")))
+      assert.isFalse(canReadTree(policy, secret))
+      assert.isTrue(canReadTree(policy, docs))
+      assert.isTrue(canReadTree(policy, dirs.outside))
+      assert.isFalse(canWriteTree(policy, dirs.workspace), ".git and a denied directory inside")
+      assert.isFalse(canWriteTree(policy, join(dirs.workspace, "src")), "a denied directory inside")
+      assert.isFalse(canWriteTree(policy, docs), "a read-only path inside, existing or not")
+      assert.isTrue(canWriteTree(policy, join(docs, "drafts")))
+      assert.isFalse(canWriteTree(policy, join(dirs.workspace, ".git")))
+      assert.isFalse(canWriteTree(policy, dirs.outside), "read-only itself")
+      // a protected name inside a tree that no rule narrows
+      const nested = yield* resolve(restricted([
+        entry(special({ kind: "root" }), "read"),
+        entry(path(dirs.base), "write")
+      ], []))
+      assert.isTrue(canWriteTree(nested, dirs.outside))
+      assert.isFalse(canWriteTree(nested, dirs.base), "its .codex, .git… are read-only")
+      // a policy that confines no file access: every tree
+      const unconfined = yield* resolve({ permissions: { type: "disabled" }, windowsSandboxLevel: "disabled" })
+      assert.isTrue(canReadTree(unconfined, "/"))
+      assert.isTrue(canWriteTree(unconfined, "/"))
+    }))
+
+  it.effect("each special path: cwd is the workspace roots, an empty subpath is the roots, a relative TMPDIR nothing", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      const root = entry(special({ kind: "root" }), "read")
+      const cwd = yield* resolve(restricted([root, entry(special({ kind: "current_working_directory" }), "write")], [
+        dirs.workspace
+      ]))
+      assert.strictEqual(accessOf(cwd, join(dirs.workspace, "x")), "write")
+      assert.strictEqual(accessOf(cwd, join(dirs.outside, "x")), "read")
+      const emptySubpath = yield* resolve(
+        restricted([root, entry(special({ kind: "project_roots", subpath: "" }), "write")], [dirs.workspace])
+      )
+      assert.strictEqual(accessOf(emptySubpath, join(dirs.workspace, "x")), "write")
+      const relative = yield* resolve(restricted([root, entry(special({ kind: "tmpdir" }), "write")], []), "tmp")
+      assert.strictEqual(relative.confinement, "full")
+      assert.deepStrictEqual(relative.rules.filter((rule) => rule.access === "write"), [])
+    }))
+
+  it.effect("refuses a read glob, a denied minimal set, an absolute subpath, and more entries than it holds", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      const refused = (entries: ReadonlyArray<Protocol.SandboxEntry>) =>
+        Effect.map(Effect.exit(resolve(restricted(entries, [dirs.workspace]))), refusal)
+      const root = entry(special({ kind: "root" }), "read")
+      assert.match((yield* refused([root, entry({ type: "glob_pattern", pattern: "*.pem" }, "read")])) ?? "", /glob/)
+      assert.match((yield* refused([root, entry(special({ kind: "minimal" }), "none")])) ?? "", /minimal read set/)
+      assert.match(
+        (yield* refused([root, entry(special({ kind: "project_roots", subpath: "/etc" }), "write")])) ?? "",
+        /"\/etc" is not relative/
+      )
+      const entries = (count: number) =>
+        Array.from({ length: count }, (_, i) => entry(path(join(dirs.outside, `e${i}`)), "deny"))
+      assert.isUndefined(yield* refused(entries(256)))
+      assert.strictEqual(yield* refused(entries(257)), "a policy of 257 entries (at most 256)")
+    }))
+
+  it.effect("refuses a path of more than 4096 bytes, not one of exactly 4096", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      const root = entry(special({ kind: "root" }), "read")
+      const ofLength = (bytes: number) => {
+        const head = join(dirs.outside, "p")
+        const rest = bytes - head.length - 1
+        return join(
+          head,
+          ...Array.from({ length: Math.ceil(rest / 201) }, (_, i) => "d".repeat(Math.min(200, rest - i * 201)))
+        )
+      }
+      assert.strictEqual(Buffer.byteLength(ofLength(4096)), 4096)
+      const exit = (bytes: number) => Effect.exit(resolve(restricted([root, entry(path(ofLength(bytes)), "deny")], [])))
+      assert.isUndefined(refusal(yield* exit(4096)))
+      assert.strictEqual(
+        refusal(yield* exit(4097)),
+        `a path of 4097 bytes (${JSON.stringify(ofLength(4097).slice(0, 64))}…): longer than any this host opens`
+      )
+    }))
+
+  it.effect("the minimal set only where / is not readable; a write narrowed only by a rule it overrides is full disk", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      const minimal = entry(special({ kind: "minimal" }), "read")
+      const writable = yield* resolve(restricted([
+        entry(special({ kind: "root" }), "write"),
+        minimal,
+        entry(path(dirs.outside), "deny")
+      ], []))
+      assert.strictEqual(accessOf(writable, "/etc/passwd"), "write", "not narrowed to the read set")
+      assert.deepStrictEqual(writable.links, [])
+      const overridden = yield* resolve(restricted([
+        entry(special({ kind: "root" }), "write"),
+        entry(path(dirs.outside), "read"),
+        entry(path(dirs.outside), "write")
+      ], []))
+      assert.strictEqual(overridden.confinement, "network")
+    }))
+
+  it.effect("a .git file's relative gitdir is read from the worktree's directory", () =>
+    Effect.gen(function*() {
+      using dirs = scratch()
+      rmSync(join(dirs.workspace, ".git"), { recursive: true })
+      const gitDir = join(dirs.base, "main-repo/.git/worktrees/ws")
+      mkdirSync(gitDir, { recursive: true })
+      writeFileSync(join(dirs.workspace, ".git"), "gitdir: ../main-repo/.git/worktrees/ws\n")
+      const policy = yield* resolve(
+        Sandbox.toWire(Sandbox.workspaceWrite({ roots: [dirs.workspace, dirs.base] }), dirs.workspace)!
+      )
+      assert.isTrue(policy.protectedPaths.includes(gitDir))
+      assert.strictEqual(accessOf(policy, join(gitDir, "HEAD")), "read")
     }))
 })

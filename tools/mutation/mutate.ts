@@ -84,6 +84,18 @@ export const modules: Readonly<Record<string, Module>> = {
     // and a client, Codex's server in the dry run
     tests: ["test/confinedFileSystem.test.ts", "test/pinned.test.ts", "test/osError.test.ts"]
   },
+  // the sandbox: a policy resolved against the host, the bubblewrap command line built from it, its mount points
+  sandbox: {
+    mutate: [
+      "src/internal/sandbox/policy.ts",
+      "src/internal/sandbox/bwrapArgs.ts",
+      "src/internal/sandbox/mountPoints.ts"
+    ],
+    // not Sandbox.test.ts (its conformance suite, 17 s an executor) nor Sandbox.launch.test.ts (through the
+    // executor): sandboxConfinement runs the same confinement through bubblewrap directly; not seccomp.ts,
+    // reached only through that suite's network tests
+    tests: ["test/sandboxPolicy.test.ts", "test/sandboxMountPoints.test.ts", "test/sandboxConfinement.test.ts"]
+  },
   // the client end of a ws:// WebSocket: the upgrade, frames, limits, the close
   wsClient: {
     mutate: ["src/internal/rpc/webSocketClient.ts", "src/internal/rpc/webSocketFrames.ts"],

@@ -118,8 +118,8 @@ export const mountLayout = Effect.fnUntraced(function*(policy: ResolvedPolicy) {
     }
     // missing: nothing to make writable; and where the command cannot write, it cannot create it either
     if (access === "write" || around !== "write") continue
+    // no op is at `target` yet: one there would hold `path`, and it is never writable
     const target = yield* firstMissing(path)
-    if (ops.some((op) => op.path === target)) continue
     ops.push({ path: target, access })
     placeholders.push(target)
   }
