@@ -146,6 +146,26 @@ describe("a pipe read into slabs", () => {
       assert.deepStrictEqual(yield* exitOf(child), { code: 0, signal: null })
     })))
 
+  it.live("Node's socket pair read by a slow consumer: its larger reads join up to one read buffer, never more", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const memory = new OutputMemory("always")
+      const total = 16 * 1024 * 1024
+      const child = NodeChildProcess.spawn("head", ["-c", String(total), "/dev/zero"], {
+        stdio: ["ignore", "pipe", "ignore"]
+      })
+      // 2 ms of work a chunk: the socket is full at each read, which takes more than a pipe would hold
+      const read = reading((handlers) => readPipe(child.stdout!, memory.pipe(), handlers), () => {
+        const until = performance.now() + 2
+        while (performance.now() < until) {
+          // a consumer busy with what it got
+        }
+      })
+      yield* awaitClose(read)
+      assert.strictEqual(read.chunks.reduce((n, chunk) => n + chunk.length, 0), total)
+      const largest = Math.max(...read.chunks.map((chunk) => chunk.length))
+      assert.strictEqual(largest, Defaults.pipes.readBufferBytes, "a read joined to a held chunk takes only its room")
+    })))
+
   it.live("Node's socket of a child that exited: its reads stay paused (Node resumes a child's stdio at its exit)", () =>
     Effect.scoped(Effect.gen(function*() {
       const memory = new OutputMemory("always")
