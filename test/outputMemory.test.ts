@@ -12,7 +12,7 @@ import { Holdings } from "../src/internal/local/localProcess.ts"
 import { longPollRead } from "../src/internal/local/processLog.ts"
 import { OutputMemory } from "../src/internal/outputMemory.ts"
 
-const { slabBytes, smallOutputBytes } = Defaults.pipes
+const { pooledSlabs, slabBytes, smallOutputBytes } = Defaults.pipes
 
 /** What a read of `length` bytes gives back, the way the pipe reader calls it. */
 const read = (pipe: ReturnType<OutputMemory["pipe"]>, length: number, fill: number) => {
@@ -44,6 +44,7 @@ describe("OutputMemory", () => {
     const rest = Array.from({ length: slabBytes / (64 * 1024) }, (_, i) => read(pipe, 64 * 1024, 3 + i))
     const second = rest[rest.length - 1]!
     assert.notStrictEqual(second.buffer, first.buffer, "a full slab is left for the next")
+    assert.strictEqual(rest[rest.length - 2]!.buffer, first.buffer, "not before: its last read had just the room")
     for (const chunk of [first, ...rest.slice(0, -1)]) memory.drop(chunk, true)
     // the next slab taken is the first one, back from the pool
     const again = Array.from({ length: slabBytes / (64 * 1024) }, () => read(pipe, 64 * 1024, 9))
@@ -92,6 +93,35 @@ describe("OutputMemory", () => {
     // the first slab, every frame of it back, is the next one taken
     const later = Array.from({ length: 2 * perSlab }, () => pipe.reserve(100_000))
     assert.isTrue(later.some((frame) => frame.buffer === frames[0]!.buffer))
+  })
+})
+
+describe("the slabs kept for reuse", () => {
+  it("at most pooledSlabs free slabs are kept, over every process; the others are left to the collector", () => {
+    const memory = new OutputMemory("always")
+    // whatever earlier tests left free is taken first (kept until the end), so that the pool starts empty
+    const earlier = Array.from({ length: pooledSlabs }, () => memory.takeSlab())
+    const slabs = Array.from({ length: pooledSlabs + 2 }, () => memory.takeSlab())
+    for (const slab of slabs) memory.leaveSlab(slab)
+    assert.strictEqual(memory.slabCount, pooledSlabs, "the slabs left are no longer this memory's")
+    const again = Array.from({ length: pooledSlabs + 2 }, () => memory.takeSlab())
+    const reused = again.filter((slab) => slabs.some(({ bytes }) => bytes === slab.bytes))
+    assert.strictEqual(reused.length, pooledSlabs, "as many come back as the pool keeps")
+    for (const slab of [...earlier, ...again]) memory.leaveSlab(slab)
+    assert.strictEqual(memory.slabCount, 0)
+  })
+
+  it("reserves a frame of exactly half a slab in a slab, and an empty one outside any", () => {
+    const memory = new OutputMemory("always")
+    const pipe = memory.pipe()
+    const half = pipe.reserve(slabBytes / 2)
+    assert.isTrue(memory.holds(half), "half a slab fits")
+    const empty = pipe.reserve(0)
+    assert.strictEqual(empty.length, 0)
+    assert.isFalse(memory.holds(empty), "nothing to count")
+    memory.drop(half, true)
+    pipe.close()
+    assert.strictEqual(memory.slabCount, 0, "the slab is let go once its one frame is")
   })
 })
 

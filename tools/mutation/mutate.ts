@@ -96,6 +96,12 @@ export const modules: Readonly<Record<string, Module>> = {
     // reached only through that suite's network tests
     tests: ["test/sandboxPolicy.test.ts", "test/sandboxMountPoints.test.ts", "test/sandboxConfinement.test.ts"]
   },
+  // the local executor's output path: the pipes a child writes to, their reading, the memory it goes into
+  localOutput: {
+    mutate: ["src/internal/local/outputPipes.ts", "src/internal/local/pipeReader.ts", "src/internal/outputMemory.ts"],
+    // not Exec.local or LocalExecutor: end to end, at many times the cost a mutant
+    tests: ["test/outputPipes.test.ts", "test/outputMemory.test.ts", "test/pipeReader.test.ts"]
+  },
   // the client end of a ws:// WebSocket: the upgrade, frames, limits, the close
   wsClient: {
     mutate: ["src/internal/rpc/webSocketClient.ts", "src/internal/rpc/webSocketFrames.ts"],

@@ -52,7 +52,7 @@ export const readPipe = (readable: Readable, memory: PipeMemory, handlers: PipeH
   const owner = readable as Readable & { _handle?: unknown }
   const handle = owner._handle
   if (!(readable instanceof Net.Socket) || !isStreamHandle(handle) || readable.readableLength > 0) {
-    return readEvents(readable, memory, handlers)
+    return readEvents(readable, handlers)
   }
   // the original socket lets the handle go: nothing it does later (Node resumes a child's stdio at its exit) can
   // start reads that flow control stopped, or close the handle under the new socket
@@ -151,14 +151,11 @@ const readSocket = (source: Net.SocketConstructorOpts, memory: PipeMemory, handl
   }
 }
 
-/** The plain way: the stream's `data` events, each chunk Node's own. */
-const readEvents = (readable: Readable, memory: PipeMemory, handlers: PipeHandlers): PipeReader => {
+/** The plain way: the stream's `data` events, each chunk Node's own (no read goes into a `PipeMemory`'s buffers). */
+const readEvents = (readable: Readable, handlers: PipeHandlers): PipeReader => {
   readable.on("data", handlers.onChunk)
   readable.on("error", () => {})
-  readable.on("close", () => {
-    memory.close()
-    handlers.onClose()
-  })
+  readable.on("close", handlers.onClose)
   return {
     pause: () => void readable.pause(),
     resume: () => void readable.resume(),
