@@ -145,3 +145,23 @@ describe("RemoteExecutor: a start under the id of a process the server forgot, i
       assert.deepStrictEqual(shown(valueOf(events)), ["Output new", "Exited 7", "Closed"])
     }))
 })
+
+describe("RemoteExecutor: a follower whose process's close overtakes its exit", () => {
+  it.live("gets the exit all the same, read from the server (Codex's server sends them from separate tasks)", () =>
+    Effect.gen(function*() {
+      const local = yield* LocalExecutor.make()
+      const { url } = yield* WebSocketListener.listen({}).pipe(Effect.provideService(Executor, local))
+      const proxy = yield* WebSocketProxy.start(url)
+      const executor = yield* RemoteExecutor.make(RemoteExecutor.connectWebSocket({ url: proxy.url }))
+      // the exit's notification is held until the server answers a request sent once the follower ended
+      yield* proxy.holdBack(
+        (f) => f.message?.method === "process/exited" && f.message.params?.processId === "overtaken",
+        (f) => f.from === "server" && f.message?.error !== undefined
+      )
+      yield* executor.start(startRequest("overtaken", ["sh", "-c", "printf new; exit 4"]))
+      const events = yield* Stream.runCollect(executor.events("overtaken"))
+      yield* Effect.exit(executor.read({ processId: "never-started", waitMs: 0 }))
+      assert.isDefined(proxy.frames.find((f) => f.message?.method === "process/exited"), "the exit was notified")
+      assert.deepStrictEqual(shown(events), ["Output new", "Exited 4", "Closed"])
+    }))
+})

@@ -51,47 +51,69 @@ const gapFree = (events: ReadonlyArray<ProcessEvent>): Array<ProcessEvent> => {
 /**
  * The output between `cursor` and `before` that no notification brought,
  * read from the server: its chunks, after a `Dropped` for what it no longer
- * retains.
+ * retains. Where `before` is the close and no exit is held (the close's
+ * notification overtook the exit's: Codex's server sends them from separate
+ * tasks), the exit the read reports goes in its place as well.
  */
-const missedOutput = (serverRead: ServerRead, processId: string, cursor: number, before: number) =>
+const missedOutput = (
+  serverRead: ServerRead,
+  processId: string,
+  cursor: number,
+  before: number,
+  exitBeforeClose: boolean
+) =>
   Effect.map(serverRead({ processId, afterSeq: cursor, maxBytes: null, waitMs: 0 }), (read) => {
     const events: Array<ProcessEvent> = []
     const chunks = read.chunks.filter((chunk) => chunk.seq < before)
     if (read.dropped !== undefined && read.dropped.chunks > 0) {
       events.push({ _tag: "Dropped", seq: (chunks[0]?.seq ?? before) - 1, ...read.dropped })
     }
-    for (const { chunk, seq, stream } of chunks) events.push({ _tag: "Output", seq, stream, chunk })
+    const output: Array<ProcessEvent> = chunks.map(({ chunk, seq, stream }) => ({ _tag: "Output", seq, stream, chunk }))
+    if (exitBeforeClose && read.exited) placeExit(output, chunks, read, cursor, before)
+    events.push(...output)
     return events
   })
+
+/**
+ * Puts the exit of a closed process into `output` (its events for `chunks`),
+ * in the place the server's seqs give it: the newest seq before the close
+ * that no chunk holds (output after the exit is retained, newest kept, so
+ * what precedes it is the output the server no longer retains), when that is
+ * after `cursor`.
+ */
+const placeExit = (
+  output: Array<ProcessEvent>,
+  chunks: ReadonlyArray<Protocol.ProcessChunk>,
+  read: Protocol.ReadResult,
+  cursor: number,
+  closeSeq: number
+): void => {
+  let seq = closeSeq - 1
+  let index = chunks.length - 1
+  for (; index >= 0 && chunks[index]!.seq === seq; index--) seq--
+  if (seq <= cursor) return
+  output.splice(index + 1, 0, {
+    _tag: "Exited",
+    seq,
+    exitCode: read.exitCode ?? -1,
+    signal: read.signal ?? null,
+    sandboxDenied: read.sandboxDenied ?? false
+  })
+}
 
 /**
  * What a read answer of a closed process says came after `cursor`, in seq
  * order: its output, its exit (unless `exitHeld`) and its close. The seqs are
  * the server's: one counter numbers the output, the exit and the close (ours
- * and Codex's), and an unbounded read's `nextSeq` is one past the close. The
- * exit is the newest seq before the close that no chunk holds (output after
- * the exit is retained, newest kept, so what precedes it is the output the
- * server no longer retains); `dropped` output goes to the gap reads.
+ * and Codex's), and an unbounded read's `nextSeq` is one past the close; the
+ * exit goes where `placeExit` says; `dropped` output goes to the gap reads.
  */
 export const closedEvents = (read: Protocol.ReadResult, cursor: number, exitHeld: boolean): Array<ProcessEvent> => {
   const chunks = read.chunks.filter((chunk) => chunk.seq > cursor)
   // a server that numbered `nextSeq` after its last chunk even so: the close follows that chunk
   const closeSeq = Math.max(read.nextSeq - 1, (chunks[chunks.length - 1]?.seq ?? cursor) + 1)
   const events: Array<ProcessEvent> = chunks.map(({ chunk, seq, stream }) => ({ _tag: "Output", seq, stream, chunk }))
-  if (!exitHeld && read.exited) {
-    let seq = closeSeq - 1
-    let index = chunks.length - 1
-    for (; index >= 0 && chunks[index]!.seq === seq; index--) seq--
-    if (seq > cursor) {
-      events.splice(index + 1, 0, {
-        _tag: "Exited",
-        seq,
-        exitCode: read.exitCode ?? -1,
-        signal: read.signal ?? null,
-        sandboxDenied: read.sandboxDenied ?? false
-      })
-    }
-  }
+  if (!exitHeld && read.exited) placeExit(events, chunks, read, cursor, closeSeq)
   events.push({ _tag: "Closed", seq: closeSeq })
   return events
 }
@@ -160,7 +182,10 @@ const nextEvents = (
     const first = known[0]!
     return first.seq === cursor + 1
       ? known
-      : [...(yield* missedOutput(serverRead, processId, cursor, first.seq)), ...known]
+      : [
+        ...(yield* missedOutput(serverRead, processId, cursor, first.seq, first._tag === "Closed" && !log.exited)),
+        ...known
+      ]
   })
 
 /** `Executor.events` over the records of a remote executor. */
