@@ -43,6 +43,9 @@ import { lstatIfAny, osError, pin, type Pinned, splitPath, using } from "./pinne
 /** Links followed at most on one path (Linux's `MAXSYMLINKS`). */
 const maxLinkHops = 40
 
+/** The names a path walks through, in order (`.` and empty ones, which stay in place, left out). */
+const namesOf = (path: string): Array<string> => path.split("/").filter((name) => name !== "" && name !== ".")
+
 const writeFlags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_NOFOLLOW |
   fsConstants.O_NONBLOCK
 
@@ -83,6 +86,17 @@ export class ConfinedFileSystem implements FileOperations {
     if (!canReadTree(this.policy, real)) throw osError("EACCES")
   }
 
+  /** `pinned`, once `check` passed; where it throws, `pinned` is let go of first. */
+  private async kept(pinned: Pinned, check: () => void): Promise<Pinned> {
+    try {
+      check()
+      return pinned
+    } catch (error) {
+      await pinned.close()
+      throw error
+    }
+  }
+
   /** Throws the denial of a directory the sandbox mounts unreadable: nothing below it can be reached. */
   private passable(real: string): void {
     if (accessOf(this.policy, real) === "deny" && denialOf(this.policy, real) === "EACCES") throw osError("EACCES")
@@ -103,7 +117,7 @@ export class ConfinedFileSystem implements FileOperations {
    * denial (its contents' existence stays hidden).
    */
   private async pinVisible(path: string, options: { readonly directory?: boolean } = {}): Promise<Pinned> {
-    const pending = path.split("/").filter((name) => name !== "" && name !== ".").reverse()
+    const pending = namesOf(path).reverse()
     let current = await pin("/", { directory: true })
     try {
       for (let hops = 0; pending.length > 0;) {
@@ -125,7 +139,7 @@ export class ConfinedFileSystem implements FileOperations {
           this.visible(place)
           if (++hops > maxLinkHops) throw osError("ELOOP")
           const target = await NodeFs.readlink(current.child(name))
-          pending.push(...target.split("/").filter((part) => part !== "" && part !== ".").reverse())
+          pending.push(...namesOf(target).reverse())
           if (target.startsWith("/")) {
             await current.close()
             current = await pin("/", { directory: true })
@@ -162,13 +176,7 @@ export class ConfinedFileSystem implements FileOperations {
     const split = splitPath(path)
     if (split === undefined) throw osError(atRoot)
     const parent = await this.pinVisible(split.parent, { directory: true })
-    try {
-      this.visible(parent.realChild(split.name))
-      return { parent, name: split.name }
-    } catch (error) {
-      await parent.close()
-      throw error
-    }
+    return { parent: await this.kept(parent, () => this.visible(parent.realChild(split.name))), name: split.name }
   }
 
   // ===========================================================================
@@ -230,20 +238,13 @@ export class ConfinedFileSystem implements FileOperations {
         }
         continue
       }
-      try {
-        if (last) this.visible(pinned.real)
-        else this.passable(pinned.real)
-        return pinned
-      } catch (error) {
-        await pinned.close()
-        throw error
-      }
+      return this.kept(pinned, () => (last ? this.visible(pinned.real) : this.passable(pinned.real)))
     }
   }
 
   /** The directory `path` (normalized), made with its parents as needed, pinned. */
   private async makeDirectories(path: string): Promise<Pinned> {
-    const names = path.split("/").filter((name) => name !== "")
+    const names = namesOf(path)
     let current = await pin("/", { directory: true })
     for (let index = 0; index < names.length; index++) {
       const next = await using(
@@ -252,15 +253,7 @@ export class ConfinedFileSystem implements FileOperations {
       )
       current = next
     }
-    if (names.length === 0) {
-      try {
-        this.visible(current.real)
-      } catch (error) {
-        await current.close()
-        throw error
-      }
-    }
-    return current
+    return names.length === 0 ? this.kept(current, () => this.visible(current.real)) : current
   }
 
   /** Removes directory `name` of `parent` with everything in it, one held directory at a time. */
