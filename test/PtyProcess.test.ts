@@ -5,25 +5,16 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import { readdirSync, readlinkSync } from "node:fs"
 import * as Exec from "../src/Executor.ts"
 import { longPollRead } from "../src/internal/local/processLog.ts"
 import { preparePty } from "../src/internal/local/ptyProcess.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
+import { awaitClosedSince, openDescriptors } from "./support/descriptors.ts"
 import { awaitDeath, freshId, isAlive, readUntilClosed, start } from "./support/processes.ts"
 
 /** A local executor built in the test's scope. */
 const withExecutor = <A, E>(body: Effect.Effect<A, E, Exec.Executor>) =>
   Effect.flatMap(LocalExecutor.make(), (executor) => Effect.provideService(body, Exec.Executor, executor))
-
-const openDescriptors = (): ReadonlyArray<string> =>
-  readdirSync("/proc/self/fd").flatMap((fd) => {
-    try {
-      return [`${fd} -> ${readlinkSync(`/proc/self/fd/${fd}`)}`]
-    } catch {
-      return [] // the directory listing's own descriptor
-    }
-  })
 
 describe("LocalExecutor on a pseudo-terminal", () => {
   it.live("fails typed when the program or the directory is missing, as a pipe start does", () =>
@@ -116,8 +107,7 @@ describe("LocalExecutor on a pseudo-terminal", () => {
       yield* runOne // the first one loads the binding
       const before = openDescriptors()
       for (let i = 0; i < 20; i++) yield* runOne
-      yield* Effect.sleep("100 millis")
-      assert.deepStrictEqual(openDescriptors().filter((fd) => !before.includes(fd)), [])
+      yield* awaitClosedSince(before)
     })))
 
   it.live("kills its terminals' sessions when its scope closes", () =>

@@ -16,18 +16,8 @@ import type { ExecutorError } from "../src/Executor.ts"
 import { ConfinedFileSystem } from "../src/internal/fs/confinedFileSystem.ts"
 import { HostFileSystem } from "../src/internal/fs/hostFileSystem.ts"
 import { resolvePolicy } from "../src/internal/sandbox/policy.ts"
+import { openDescriptors, openedSince } from "./support/descriptors.ts"
 import { entry, restricted, scratchDir } from "./support/sandbox.ts"
-
-/** This process's descriptors of files and directories (a path, not a pipe or a socket), each as `fd → path`. */
-const descriptors = (): ReadonlyArray<string> =>
-  NodeFs.readdirSync("/proc/self/fd").flatMap((fd) => {
-    try {
-      const target = NodeFs.readlinkSync(`/proc/self/fd/${fd}`)
-      return target.startsWith("/") ? [`${fd} → ${target}`] : []
-    } catch {
-      return []
-    }
-  })
 
 /**
  * A scratch layout: `ws` (written), `ws/ro` (read only), `ws/hid` (denied:
@@ -36,7 +26,7 @@ const descriptors = (): ReadonlyArray<string> =>
  */
 const layout = Effect.acquireRelease(
   Effect.sync(() => {
-    const before = new Set(descriptors())
+    const before = openDescriptors()
     const dir = scratchDir("confined")
     const ws = join(dir.path, "ws")
     const out = join(dir.path, "out")
@@ -49,7 +39,8 @@ const layout = Effect.acquireRelease(
   ({ before, dir }) =>
     Effect.sync(() => {
       // every operation, refused or not, let go of what it held
-      const held = descriptors().filter((descriptor) => !before.has(descriptor))
+      // of files and directories: a path, not a pipe or a socket
+      const held = openedSince(before).filter((descriptor) => descriptor.includes(" → /"))
       dir[Symbol.dispose]()
       assert.deepStrictEqual(held, [], "descriptors left open")
     })

@@ -38,20 +38,8 @@ import { makeOutputPipes, type OutputPipes } from "../src/internal/local/outputP
 import { longPollRead } from "../src/internal/local/processLog.ts"
 import { spawnTurn } from "../src/internal/local/spawnTurns.ts"
 import * as LocalExecutor from "../src/LocalExecutor.ts"
+import { awaitClosedSince, openDescriptors } from "./support/descriptors.ts"
 import { awaitDeath, freshId, readUntilClosed, run } from "./support/processes.ts"
-
-/** The descriptors this (test worker) process has open. */
-const openDescriptors = () => readdirSync("/proc/self/fd").length
-
-/** Waits (real time, up to 5 s) until this process has `count` descriptors open: a socket's close is one turn late. */
-const awaitDescriptors = (count: number) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + 5_000
-    while (openDescriptors() !== count && Date.now() < deadline) {
-      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
-    }
-    assert.strictEqual(openDescriptors(), count, "every descriptor opened since is closed")
-  })
 
 /** Runs `body` with `TMPDIR` (where batches are made) a fresh directory of its own, then removes it. */
 const inOwnTmpdir = <A, E, R>(body: (directory: string) => Effect.Effect<A, E, R>) =>
@@ -178,7 +166,7 @@ describe("output pipes", () => {
           )
           assert.deepStrictEqual(outputs, Array.from({ length: processes }, (_, i) => `${i}\n`))
           assert.deepStrictEqual(readdirSync(directory), [], "each batch's directory is gone")
-          yield* awaitDescriptors(before)
+          yield* awaitClosedSince(before)
         })
       ),
     60_000
@@ -204,7 +192,7 @@ describe("output pipes", () => {
           const child = yield* spawn("echo still", pipes)
           assert.strictEqual(yield* stdoutOf(child), "still\n")
         }))
-        yield* awaitDescriptors(before)
+        yield* awaitClosedSince(before)
       })
     ))
 
@@ -309,7 +297,7 @@ kill -STOP $$`
             assert.isUndefined(yield* joinWithin5s(yield* Effect.forkChild(pipes.take(2))))
             assert.strictEqual(readFileSync(runs, "utf8"), "run\n", "mkfifo run once")
           }))
-          yield* awaitDescriptors(before)
+          yield* awaitClosedSince(before)
         })
       )
     })))
@@ -345,7 +333,7 @@ while [ ! -e ${go} ]; do sleep 0.01; done`
             yield* awaitTrue(() => readdirSync(directory).length === 0, "the batch directory is removed")
           }))
           // the open under way when the batch gave up ended later: its pipe is closed, as is every other
-          yield* awaitDescriptors(before)
+          yield* awaitClosedSince(before)
         })
       )
     })))
@@ -390,7 +378,7 @@ while [ ! -e ${go} ]; do sleep 0.01; done`
         yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 300)))
         rmSync(scripts, { recursive: true, force: true })
         assert.deepStrictEqual(readdirSync(directory), [], "no batch directory, no FIFO left behind")
-        yield* awaitDescriptors(before)
+        yield* awaitClosedSince(before)
       })
     ))
 
@@ -425,7 +413,7 @@ while [ ! -e ${go} ]; do sleep 0.01; done`
             yield* Scope.close(scope, Exit.void)
           }
           assert.deepStrictEqual(readdirSync(directory), [])
-          yield* awaitDescriptors(before)
+          yield* awaitClosedSince(before)
         })
       ),
     60_000
