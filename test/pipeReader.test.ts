@@ -355,14 +355,23 @@ describe("flow control and destroy act on the pipe", () => {
   it.live("chunks of a writer that is ahead join, up to one read buffer", () =>
     Effect.scoped(Effect.gen(function*() {
       const { content, path } = yield* randomFile(8 * 1024 * 1024)
-      const pipe = yield* onePipe
-      const memory = new OutputMemory("always")
-      const read = reading((handlers) => readDescriptor(pipe.takeReadEnd(), memory.pipe(), handlers))
-      spawnInto(pipe, ["cat", path])
-      yield* awaitClose(read)
-      assert.isTrue(Buffer.concat(read.chunks).equals(content))
-      const largest = Math.max(...read.chunks.map((chunk) => chunk.length))
-      assert.isAbove(largest, Defaults.pipes.fullReadBytes, "reads joined")
-      assert.strictEqual(largest, Defaults.pipes.readBufferBytes, "up to one read buffer exactly, never more")
+      const { fullReadBytes, readBufferBytes } = Defaults.pipes
+      // the writer is ahead for eight full reads in a row only when the scheduler lets it: on a busy machine
+      // a stream may not get there, so streams go on (up to 20 s) until one does; every one keeps the bound
+      const deadline = Date.now() + 20_000
+      let largest = 0
+      while (largest < readBufferBytes && Date.now() < deadline) {
+        const pipe = yield* onePipe
+        const memory = new OutputMemory("always")
+        const read = reading((handlers) => readDescriptor(pipe.takeReadEnd(), memory.pipe(), handlers))
+        spawnInto(pipe, ["cat", path])
+        yield* awaitClose(read)
+        assert.isTrue(Buffer.concat(read.chunks).equals(content))
+        const sizes = read.chunks.map((chunk) => chunk.length)
+        assert.isAtMost(Math.max(...sizes), readBufferBytes, "never more than one read buffer")
+        largest = Math.max(largest, ...sizes)
+      }
+      assert.isAbove(largest, fullReadBytes, "reads joined")
+      assert.strictEqual(largest, readBufferBytes, "up to one read buffer exactly")
     })))
 })
