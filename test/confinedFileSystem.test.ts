@@ -221,6 +221,31 @@ describe("ConfinedFileSystem: reads", () => {
       assert.strictEqual(yield* refusal(hidden.getMetadata("/")), "ENOENT")
     }))
 
+  it.effect("takes a link whose target ends in / or /. as naming a directory: a file there is ENOTDIR", () =>
+    Effect.gen(function*() {
+      const { ws } = yield* layout
+      const files = yield* confined(ws, true)
+      // as the kernel does (open(2) and stat(2) of these links: "Not a directory")
+      for (const target of ["f/", "f/.", `${ws}/f/`, `${ws}/f/.`]) {
+        const link = join(ws, `to${target.length}`)
+        NodeFs.symlinkSync(target, link)
+        assert.strictEqual(yield* refusal(files.readFile(link)), "ENOTDIR", target)
+        assert.strictEqual(yield* refusal(files.getMetadata(link)), "ENOTDIR", target)
+        assert.strictEqual(yield* refusal(files.canonicalize(link)), "ENOTDIR", target)
+        NodeFs.unlinkSync(link)
+      }
+      // a directory there is reached, listed, described as one
+      for (const target of ["ro/", "ro/."]) {
+        const link = join(ws, `to${target.length}`)
+        NodeFs.symlinkSync(target, link)
+        assert.strictEqual(yield* files.canonicalize(link), join(ws, "ro"), target)
+        assert.deepStrictEqual((yield* files.readDirectory(link)).entries.map((entry) => entry.fileName), ["f"])
+        assert.isTrue((yield* files.getMetadata(link)).isDirectory, target)
+        assert.strictEqual(yield* refusal(files.readFile(link)), `invalid: path \`${link}\` is not a file`, target)
+        NodeFs.unlinkSync(link)
+      }
+    }))
+
   it.effect("lists a directory with links typed through them, leaving out those that lead where it cannot see", () =>
     Effect.gen(function*() {
       const { out, ws } = yield* layout

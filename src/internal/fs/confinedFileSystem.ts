@@ -46,6 +46,16 @@ const maxLinkHops = 40
 /** The names a path walks through, in order (`.` and empty ones, which stay in place, left out). */
 const namesOf = (path: string): Array<string> => path.split("/").filter((name) => name !== "" && name !== ".")
 
+/**
+ * The names a link's target walks through: one that ends in `/` or `/.` names
+ * a directory, which a `.` after its last name requires (the kernel says
+ * `ENOTDIR` for a file there).
+ */
+const targetNamesOf = (target: string): Array<string> => {
+  const names = namesOf(target)
+  return names.length > 0 && /\/\.?$/.test(target) ? [...names, "."] : names
+}
+
 const writeFlags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_NOFOLLOW |
   fsConstants.O_NONBLOCK
 
@@ -139,7 +149,7 @@ export class ConfinedFileSystem implements FileOperations {
           this.visible(place)
           if (++hops > maxLinkHops) throw osError("ELOOP")
           const target = await NodeFs.readlink(current.child(name))
-          pending.push(...namesOf(target).reverse())
+          pending.push(...targetNamesOf(target).reverse())
           if (target.startsWith("/")) {
             await current.close()
             current = await pin("/", { directory: true })
