@@ -415,6 +415,11 @@ describe("ConfinedFileSystem: copy", () => {
       yield* files.copy(join(ws, "ro"), join(ws, "copy"), true)
       assert.deepStrictEqual(NodeFs.readdirSync(join(ws, "copy")).sort(), ["f", "sub"])
       assert.deepStrictEqual(NodeFs.readdirSync(out), ["f"])
+      // a directory of the tree where the destination holds a file: EEXIST, as create_dir_all says
+      NodeFs.mkdirSync(join(ws, "clash"))
+      NodeFs.writeFileSync(join(ws, "clash", "sub"), "file")
+      assert.strictEqual(yield* refusal(files.copy(join(ws, "tree"), join(ws, "clash"), true)), "EEXIST")
+      assert.strictEqual(NodeFs.readFileSync(join(ws, "clash", "sub"), "utf8"), "file")
     }))
 
   it.effect("refuses to copy from where it cannot see, or to where it cannot write, copying nothing", () =>
@@ -466,6 +471,14 @@ describe("ConfinedFileSystem: copy", () => {
         yield* refusal(files.copy("/dev/null", join(ws, "null"), false)),
         "invalid: fs/copy only supports regular files, directories, and symlinks"
       )
+      // what the source is, before the destination is looked at
+      for (const destination of ["/", join(ws, "hid", "null"), join(ws, "ro", "null")]) {
+        assert.strictEqual(
+          yield* refusal(files.copy("/dev/null", destination, false)),
+          "invalid: fs/copy only supports regular files, directories, and symlinks",
+          destination
+        )
+      }
       NodeFs.mkdirSync(join(ws, "tree"))
       assert.strictEqual(
         yield* refusal(files.copy(join(ws, "tree"), join(ws, "copy"), false)),
@@ -563,6 +576,26 @@ describe("ConfinedFileSystem: links inside a hidden directory", () => {
       // a link in the workspace whose target goes into a denied directory and out again
       NodeFs.symlinkSync("hid/../f", join(ws, "inAndOut"))
       assert.strictEqual(yield* refusal(files.readFile(join(ws, "inAndOut"))), "EACCES")
+    }))
+
+  it.effect("nor is a denied name removed, copied or written through, whatever is there", () =>
+    Effect.gen(function*() {
+      const { ws } = yield* layout
+      const files = yield* confined(ws, true)
+      const secret = join(ws, "secret")
+      // nothing there: its denial, with force or without, not "not there"
+      assert.strictEqual(yield* refusal(files.remove(secret, false, true)), "EACCES", "remove, forced")
+      assert.strictEqual(yield* refusal(files.remove(secret, true, false)), "EACCES", "remove")
+      // a directory there: its denial before what it is
+      NodeFs.mkdirSync(secret)
+      assert.strictEqual(yield* refusal(files.copy(secret, join(ws, "g"), false)), "EACCES", "copy a directory")
+      NodeFs.rmdirSync(secret)
+      // a link there, reached through another link: not followed, though it leads where writing is allowed
+      NodeFs.symlinkSync("g", secret)
+      NodeFs.symlinkSync("secret", join(ws, "toSecret"))
+      assert.strictEqual(yield* refusal(files.writeFile(join(ws, "toSecret"), base64("x"))), "EACCES", "write")
+      assert.isFalse(NodeFs.existsSync(join(ws, "g")))
+      assert.strictEqual(NodeFs.readlinkSync(secret), "g")
     }))
 
   it.effect("a read follows 40 links, not 41, as the kernel does", () =>
