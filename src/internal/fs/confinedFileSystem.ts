@@ -133,13 +133,6 @@ export class ConfinedFileSystem implements FileOperations {
       for (let hops = 0; pending.length > 0;) {
         const name = pending.pop()!
         const last = pending.length === 0
-        if (name === "..") {
-          const up = await pin(current.child(".."), { directory: true })
-          await current.close()
-          current = up
-          this.passable(current.real)
-          continue
-        }
         const place = current.realChild(name)
         const stats = await NodeFs.lstat(current.child(name)).catch((error: unknown) => {
           this.visible(place)
