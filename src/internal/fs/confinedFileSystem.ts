@@ -51,10 +51,8 @@ const namesOf = (path: string): Array<string> => path.split("/").filter((name) =
  * a directory, which a `.` after its last name requires (the kernel says
  * `ENOTDIR` for a file there).
  */
-const targetNamesOf = (target: string): Array<string> => {
-  const names = namesOf(target)
-  return names.length > 0 && /\/\.?$/.test(target) ? [...names, "."] : names
-}
+const targetNamesOf = (target: string): Array<string> =>
+  /\/\.?$/.test(target) ? [...namesOf(target), "."] : namesOf(target)
 
 const writeFlags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_NOFOLLOW |
   fsConstants.O_NONBLOCK
