@@ -204,6 +204,22 @@ for (const [name, server] of Object.entries(servers)) {
         assert.isFalse(NodeFs.existsSync(join(ws, "new")))
       }), { timeout: 60_000 })
 
+    it.live("a link whose target ends in / names a directory: a file there is not read", () =>
+      Effect.gen(function*() {
+        const { outcome } = yield* client(server)
+        const { ws } = yield* layout
+        NodeFs.symlinkSync("key/", join(ws, "slash"))
+        NodeFs.symlinkSync(`${join(ws, "key")}/.`, join(ws, "dot"))
+        const workspace = policy("read", [[ws, "write"]])
+        for (const link of ["slash", "dot"]) {
+          assert.deepStrictEqual(
+            yield* outcome("fs/readFile", { path: uri(join(ws, link)), sandbox: workspace }),
+            { error: { code: -32603, message: "Not a directory (os error 20)" } },
+            link
+          )
+        }
+      }), { timeout: 60_000 })
+
     it.live("%2F.. is resolved as written, once decoded: not after the link before it", () =>
       Effect.gen(function*() {
         const { outcome } = yield* client(server)
