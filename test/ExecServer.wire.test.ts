@@ -366,10 +366,16 @@ describe("ExecServer over the wire: notifications", () => {
   it.live("sends output, exited and closed with one seq counter", () =>
     Effect.gen(function*() {
       const { client } = yield* ready()
+      // each step once the one before it was pushed: a server that takes its time (a busy machine) cannot find both
+      // outputs waiting, nor the exit before the output, so the order is the order they were written
       yield* client.call(
         "process/start",
-        startParams("n1", ["sh", "-c", "printf out; sleep 0.1; printf err >&2; sleep 0.1; exit 7"])
+        startParams("n1", ["sh", "-c", "printf out; read _; printf err >&2; read _; exit 7"], { pipeStdin: true })
       )
+      for (const [stream, text] of [["stdout", "out"], ["stderr", "err"]] as const) {
+        yield* client.notification("process/output", "n1", (params) => params.stream === stream)
+        yield* client.call("process/write", { processId: "n1", chunk: base64("\n"), writeId: text })
+      }
       yield* client.notification("process/closed", "n1")
       assert.deepStrictEqual(client.notifications("process/output", "n1"), [
         { processId: "n1", seq: 1, stream: "stdout", chunk: base64("out") },
