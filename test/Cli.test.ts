@@ -715,9 +715,10 @@ describe("effect-exec serve and run --remote", () => {
         }
       })
       const send = (message: unknown) => child.stdin.write(JSON.stringify(message) + "\n")
+      // up to 10 s or so: a server started on a busy machine, a read that waits up to 5 s
       const reply = (id: number) =>
         Effect.gen(function*() {
-          for (let i = 0; i < 500; i++) {
+          for (let i = 0; i < 1000; i++) {
             const line = lines.find((l) => JSON.parse(l).id === id)
             if (line !== undefined) return JSON.parse(line)
             yield* Effect.sleep("10 millis")
@@ -733,9 +734,9 @@ describe("effect-exec serve and run --remote", () => {
         params: { processId: "p", argv: ["sh", "-c", "printf hi"], cwd: "/tmp", env: {}, tty: false }
       })
       assert.deepStrictEqual((yield* reply(2)).result, { processId: "p", sandboxType: "none" })
-      send({ id: 3, method: "process/read", params: { processId: "p", afterSeq: 0, waitMs: 2000 } })
+      send({ id: 3, method: "process/read", params: { processId: "p", afterSeq: 0, waitMs: 5000 } })
       const read = (yield* reply(3)).result
-      assert.strictEqual(Buffer.from(read.chunks[0].chunk, "base64").toString(), "hi")
+      assert.strictEqual(read.chunks.map((c: any) => Buffer.from(c.chunk, "base64").toString()).join(""), "hi")
       child.stdin.end()
       const code = yield* Effect.callback<number | null>((resume) => {
         if (child.exitCode !== null) return resume(Effect.succeed(child.exitCode))
