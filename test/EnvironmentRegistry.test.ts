@@ -318,8 +318,13 @@ describe("EnvironmentRegistry: health", () => {
             Effect.provide(OutputSink.layerQueue(started)),
             Effect.forkChild
           ))
-        for (let i = 0; i < 4; i++) {
-          yield* Queue.take(started)
+        // killed once every run printed its first line (a run's start still under way would fail, not end Lost);
+        // the others' last lines may come first on a busy machine, so the lines are counted, not the deltas
+        let printed = ""
+        const count = (line: string) =>
+          printed.split(line).length - 1
+        while (count("partial from victim\n") < 2 || count("partial from other\n") < 2) {
+          printed += new TextDecoder().decode((yield* Queue.take(started)).chunk)
         }
         victim.child.kill("SIGKILL")
         const results = yield* Fiber.joinAll(runs)

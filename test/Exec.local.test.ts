@@ -41,22 +41,26 @@ describe("Exec.run with the local executor", () => {
 
     it.effect("kills the whole process group on timeout and returns 124", () =>
       Effect.gen(function*() {
-        const marker = `100.${process.pid}${Date.now() % 1000}`
-        // long enough for both sleepers to start on a busy machine, before the timeout kills them
-        const fiber = yield* Effect.forkChild(
-          Exec.run({ command: ["sh", "-c", `sleep ${marker} & sleep ${marker}`], timeout: "2 seconds" })
-        )
+        // both sleepers start within the 2 s before the timeout kills them unless the machine is too busy: then the
+        // run is repeated (up to 5 runs), each one checked for its end and for what it left
         let sleepers: Array<number> = []
-        while (sleepers.length < 2 && fiber.pollUnsafe() === undefined) {
-          yield* Effect.sleep("10 millis")
-          sleepers = pidsWith(`sleep ${marker}`)
+        for (let run = 0; run < 5 && sleepers.length < 2; run++) {
+          const marker = `100.${process.pid}${run}${Date.now() % 1000}`
+          const fiber = yield* Effect.forkChild(
+            Exec.run({ command: ["sh", "-c", `sleep ${marker} & sleep ${marker}`], timeout: "2 seconds" })
+          )
+          sleepers = []
+          while (sleepers.length < 2 && fiber.pollUnsafe() === undefined) {
+            yield* Effect.sleep("10 millis")
+            sleepers = pidsWith(`sleep ${marker}`)
+          }
+          const result = yield* Fiber.join(fiber)
+          assert.strictEqual(result.exitCode, 124)
+          assert.isTrue(result.timedOut)
+          for (const pid of sleepers) yield* awaitDeath(pid)
+          assert.deepStrictEqual(pidsWith(`sleep ${marker}`), [])
         }
         assert.lengthOf(sleepers, 2, "both sleepers ran before the timeout")
-        const result = yield* Fiber.join(fiber)
-        assert.strictEqual(result.exitCode, 124)
-        assert.isTrue(result.timedOut)
-        for (const pid of sleepers) yield* awaitDeath(pid, 2_000)
-        assert.deepStrictEqual(pidsWith(`sleep ${marker}`), [])
       }))
 
     it.effect("keeps 1 MiB of 50 MiB with shellTool and reports the rest dropped", () =>

@@ -7,11 +7,14 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
-import { mkdtempSync, rmSync } from "node:fs"
+import * as Stream from "effect/Stream"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { pathToFileURL } from "node:url"
-import type * as WebSocketListener from "../src/WebSocketListener.ts"
+import { Executor } from "../src/Executor.ts"
+import * as LocalExecutor from "../src/LocalExecutor.ts"
+import * as WebSocketListener from "../src/WebSocketListener.ts"
 import { awaitDeath, isAlive } from "./support/processes.ts"
 import { listenLocal as server } from "./support/servers.ts"
 import {
@@ -366,10 +369,16 @@ describe("ExecServer over the wire: notifications", () => {
   it.live("sends output, exited and closed with one seq counter", () =>
     Effect.gen(function*() {
       const { client } = yield* ready()
+      // each step once the one before it was pushed: a server that takes its time (a busy machine) cannot find both
+      // outputs waiting, nor the exit before the output, so the order is the order they were written
       yield* client.call(
         "process/start",
-        startParams("n1", ["sh", "-c", "printf out; sleep 0.1; printf err >&2; sleep 0.1; exit 7"])
+        startParams("n1", ["sh", "-c", "printf out; read _; printf err >&2; read _; exit 7"], { pipeStdin: true })
       )
+      for (const [stream, text] of [["stdout", "out"], ["stderr", "err"]] as const) {
+        yield* client.notification("process/output", "n1", (params) => params.stream === stream)
+        yield* client.call("process/write", { processId: "n1", chunk: base64("\n"), writeId: text })
+      }
       yield* client.notification("process/closed", "n1")
       assert.deepStrictEqual(client.notifications("process/output", "n1"), [
         { processId: "n1", seq: 1, stream: "stdout", chunk: base64("out") },
@@ -663,6 +672,25 @@ describe("ExecServer over the wire: sessions", () => {
       }
     })
 
+  /**
+   * Sends `initialize` on fresh connections until one is answered without an
+   * error (under `maxSessionsPerAddress: 1`, refused while another session of
+   * this address is attached), and returns that connection.
+   */
+  const initializeOnceFree = (url: string, params: Record<string, unknown>) =>
+    Effect.gen(function*() {
+      for (let attempt = 0; attempt < 500; attempt++) {
+        const client = yield* connect(url)
+        yield* client.send("initialize", { clientName: "wire-test", ...params }, { id: "init" })
+        const answer = yield* client.reply("init")
+        if (answer.error === undefined) return client
+        assert.include([-32000, -32010], answer.error.code, JSON.stringify(answer.error))
+        yield* client.close
+        yield* Effect.sleep(20)
+      }
+      return assert.fail("no session could be attached from this address")
+    })
+
   it.live("resumes a detached session on a new connection, with its processes", () =>
     Effect.gen(function*() {
       const { url } = yield* server()
@@ -683,18 +711,33 @@ describe("ExecServer over the wire: sessions", () => {
 
   it.live("tells a resumed client of an exit and close that happened while it was away", () =>
     Effect.gen(function*() {
-      const { url } = yield* server()
+      const executor = yield* LocalExecutor.make()
+      // one attached session an address: the session is detached once another from here is accepted
+      const { url } = yield* Effect.provideService(
+        WebSocketListener.listen({ maxSessionsPerAddress: 1 }),
+        Executor,
+        executor
+      )
+      const dir = mkdtempSync(join(tmpdir(), "wire-away-"))
+      const go = join(dir, "go")
       const a = yield* connect(url)
       const { sessionId } = yield* handshake(a)
+      // the process ends only once told, after the session is detached, however long the detach takes
       yield* a.call(
         "process/start",
-        startParams("gone", ["sh", "-c", "sleep 0.3; exit 3"], { outputNotifications: false })
+        startParams("gone", ["sh", "-c", "while [ ! -e \"$0\" ]; do sleep 0.01; done; exit 3", go], {
+          outputNotifications: false
+        })
       )
       yield* a.close
-      yield* Effect.sleep(800) // the process exits and closes while nobody is attached
+      const probe = yield* initializeOnceFree(url, {})
+      yield* probe.close
+      writeFileSync(go, "")
+      // it exits and closes while nobody is attached: awaited on the server's own executor
+      yield* Stream.runDrain(executor.events(`${sessionId}/gone`))
+      rmSync(dir, { recursive: true, force: true })
 
-      const b = yield* connect(url)
-      yield* resume(b, sessionId)
+      const b = yield* initializeOnceFree(url, { resumeSessionId: sessionId })
       yield* b.notify("initialized", {})
       const exited = yield* b.notification("process/exited", "gone")
       assert.strictEqual(exited.exitCode, 3)

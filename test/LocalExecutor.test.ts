@@ -161,10 +161,14 @@ describe("LocalExecutor retention by count forgets first what no reader still co
       Effect.gen(function*() {
         yield* start("slow-reader", ["sh", "-c", "echo a; sleep 0.2"])
         // the reader has the output (and acknowledges it), not yet the close
-        const first = yield* executor.read({ processId: "slow-reader", afterSeq: 0, waitMs: 1_000 })
+        let first = yield* executor.read({ processId: "slow-reader", afterSeq: 0, waitMs: 5_000 })
+        while (first.chunks.length === 0) {
+          first = yield* executor.read({ processId: "slow-reader", afterSeq: 0, waitMs: 5_000 })
+        }
         assert.strictEqual(Buffer.from(first.chunks[0]!.chunk).toString(), "a\n")
         yield* executor.read({ processId: "slow-reader", afterSeq: first.nextSeq - 1, waitMs: 0 })
-        yield* Effect.sleep("400 millis") // it closed meanwhile, nobody reading
+        // it closes meanwhile, nobody reading: its events followed to the close (following reads nothing)
+        yield* Stream.runDrain(executor.events("slow-reader", { afterSeq: first.nextSeq - 1 }))
         // others close, and are read to their end, past the bound
         for (const id of ["b", "c", "d"]) {
           yield* start(id, ["true"])

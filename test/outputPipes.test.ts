@@ -520,7 +520,8 @@ describe("reads of a writer that is ahead", () => {
       let received = 0
       let afterSeq = 0
       const started = Date.now()
-      while (received < Defaults.pipes.fullReadBytes && Date.now() - started < 5_000) {
+      // up to 9 s, for a start on a busy machine: still before the child's sleep ends, which would end the read too
+      while (received < Defaults.pipes.fullReadBytes && Date.now() - started < 9_000) {
         const result = yield* longPollRead(child.log, { processId, afterSeq, maxBytes: null, waitMs: 500 })
         received += result.chunks.reduce((n, c) => n + c.chunk.length, 0)
         afterSeq = result.nextSeq - 1

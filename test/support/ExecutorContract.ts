@@ -10,6 +10,9 @@ import * as Fiber from "effect/Fiber"
 import type * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import { createHash } from "node:crypto"
+import { writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import * as Exec from "../../src/Executor.ts"
 import type * as Protocol from "../../src/Protocol.ts"
 import { awaitDeath, freshId, isAlive, readUntilClosed, run, start } from "./processes.ts"
@@ -45,6 +48,25 @@ const readUntilOutput = (processId: string, marker: string) =>
       }
     }
     return { output, afterSeq }
+  })
+
+/**
+ * Starts a process that prints `out`, then `err` on stderr, then exits 7, each
+ * step once the one before it was read: a reader that takes its time (a busy
+ * machine) cannot find both outputs waiting, nor the exit before the output,
+ * so their order is the order they were written, on any executor.
+ */
+const outErrExit = (processId: string, options: Partial<Exec.StartRequest> = {}) =>
+  Effect.gen(function*() {
+    const executor = yield* Exec.Executor
+    yield* start(processId, ["sh", "-c", "printf out; read _; printf err >&2; read _; exit 7"], {
+      ...options,
+      pipeStdin: true
+    })
+    for (const marker of ["out", "outerr"]) {
+      yield* readUntilOutput(processId, marker)
+      yield* executor.write({ processId, chunk: bytes("\n"), writeId: marker })
+    }
   })
 
 /** Registers the conformance suite for the executor provided by `executorLayer`. */
@@ -94,7 +116,7 @@ export const suite = (
       it.effect("numbers output, exit and close with one counter", () =>
         Effect.gen(function*() {
           const processId = freshId("seq")
-          yield* start(processId, ["sh", "-c", "printf out; sleep 0.1; printf err >&2; sleep 0.1; exit 7"])
+          yield* outErrExit(processId)
           const seen = yield* readUntilClosed(processId)
           assert.deepStrictEqual(
             seen.chunks.map((c) => [c.seq, c.stream, text(c.chunk)]),
@@ -128,7 +150,10 @@ export const suite = (
         Effect.gen(function*() {
           const executor = yield* Exec.Executor
           const processId = freshId("late")
-          yield* start(processId, ["sh", "-c", "(sleep 1; printf late) & printf early"])
+          // the background child writes once the test saw the exit (a file it waits for), however long that took
+          const go = join(tmpdir(), `${processId}-go`)
+          const script = "(while [ ! -e \"$0\" ]; do sleep 0.01; done; rm -f \"$0\"; printf late) & printf early"
+          yield* start(processId, ["sh", "-c", script, go])
           let result = yield* executor.read({ processId, afterSeq: 0, maxBytes: null, waitMs: 2_000 })
           let afterSeq = result.nextSeq - 1
           while (!result.exited) {
@@ -136,6 +161,7 @@ export const suite = (
             afterSeq = result.nextSeq - 1
           }
           assert.isFalse(result.closed, "a background child still holds the pipe")
+          writeFileSync(go, "")
           const seen = yield* readUntilClosed(processId)
           assert.strictEqual(seen.stdout, "earlylate")
           const late = seen.chunks.find((c) => text(c.chunk) === "late")
@@ -260,7 +286,7 @@ export const suite = (
         Effect.gen(function*() {
           const executor = yield* Exec.Executor
           const processId = freshId("events")
-          yield* start(processId, ["sh", "-c", "printf out; sleep 0.1; printf err >&2; sleep 0.1; exit 7"])
+          yield* outErrExit(processId)
           const events = yield* Stream.runCollect(executor.events(processId))
           assert.deepStrictEqual(
             events.map((e) => e._tag === "Output" ? `Output ${e.seq} ${e.stream}` : `${e._tag} ${e.seq}`),
@@ -274,9 +300,7 @@ export const suite = (
         Effect.gen(function*() {
           const executor = yield* Exec.Executor
           const processId = freshId("unpushed")
-          yield* start(processId, ["sh", "-c", "printf out; sleep 0.1; printf err >&2; sleep 0.1; exit 7"], {
-            outputNotifications: false
-          })
+          yield* outErrExit(processId, { outputNotifications: false })
           const events = yield* Stream.runCollect(executor.events(processId))
           assert.deepStrictEqual(
             events.map((e) => e._tag === "Output" ? `Output ${e.seq} ${text(e.chunk)}` : `${e._tag} ${e.seq}`),

@@ -278,7 +278,8 @@ export const sandboxSuite = (
             sandbox: Sandbox.toWire(Sandbox.readOnly(), ws.root)
           })
           let sleepers: Array<number> = []
-          for (let tries = 0; tries < 250 && sleepers.length < 2; tries++) {
+          // up to 10 s: two sandboxed starts on a busy machine
+          for (let tries = 0; tries < 500 && sleepers.length < 2; tries++) {
             yield* Effect.sleep("20 millis")
             sleepers = [...pidsOf(["sleep", marker]), ...pidsOf(["sleep", `${marker}1`])]
           }

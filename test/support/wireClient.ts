@@ -27,7 +27,7 @@ export interface Received {
 export interface ConnectOptions {
   readonly headers?: Record<string, string>
   readonly origin?: string
-  /** How long a single wait may take before the test fails (default 5 s). */
+  /** How long a single wait may take before the test fails (default 10 s: a wait for a process on a busy machine). */
   readonly timeoutMs?: number
   /** The local address to connect from (another loopback address, `127.0.0.2`, is another client address). */
   readonly localAddress?: string
@@ -89,7 +89,7 @@ export interface WireClient {
   readonly closed: Effect.Effect<void>
   /** The close code and reason, once the socket is closed. */
   readonly closeInfo: () => { readonly code: number; readonly reason: string } | undefined
-  /** Waits (up to `timeoutMs`, default 5 s) for the socket to close; returns the close code and reason. */
+  /** Waits (up to `timeoutMs`, default 10 s) for the socket to close; returns the close code and reason. */
   readonly closedWithin: (timeoutMs?: number) => Effect.Effect<{ readonly code: number; readonly reason: string }>
   /** Sends every frame at once (all handed to the socket before any completes), then waits until all are written. */
   readonly sendAll: (
@@ -301,7 +301,7 @@ export const connect = (url: string, options: ConnectOptions = {}): Effect.Effec
       })
     }),
     (socket) => Effect.sync(() => socket.terminate())
-  ).pipe(Effect.map((socket) => wrap(socket, options.timeoutMs ?? 5_000)))
+  ).pipe(Effect.map((socket) => wrap(socket, options.timeoutMs ?? 10_000)))
 
 /**
  * Tries to open a WebSocket that the server should refuse; returns the HTTP
@@ -366,8 +366,8 @@ export const startParams = (processId: string, argv: ReadonlyArray<string>, extr
   ...extra
 })
 
-/** Polls `check` every `intervalMs` (real time) until it holds; dies after `timeoutMs`. */
-export const pollUntil = (description: string, check: () => boolean, timeoutMs = 5_000, intervalMs = 20) =>
+/** Polls `check` every `intervalMs` (real time) until it holds; dies after `timeoutMs` (default 10 s). */
+export const pollUntil = (description: string, check: () => boolean, timeoutMs = 10_000, intervalMs = 20) =>
   Effect.gen(function*() {
     const deadline = Date.now() + timeoutMs
     while (!check()) {
