@@ -23,23 +23,11 @@ import { pathToFileURL } from "node:url"
 import { bwrapPath } from "./support/bwrap.ts"
 import { startCodexServer } from "./support/codexServer.ts"
 import * as Fake from "./support/fakeServer.ts"
-import { awaitDeath, isAlive } from "./support/processes.ts"
+import { awaitDeath, pidsOf } from "./support/processes.ts"
 import { readOnly, scratchDir } from "./support/sandbox.ts"
 import { bin, spawnServe } from "./support/servers.ts"
 import * as WebSocketProxy from "./support/webSocketProxy.ts"
 import { base64, connect, handshake, pollUntil, refusedStatus, startParams } from "./support/wireClient.ts"
-
-/** The pids of live processes whose command line is exactly `argv`. */
-const pidsRunning = (argv: ReadonlyArray<string>): Array<number> =>
-  readdirSync("/proc").filter((name) => /^\d+$/.test(name)).flatMap((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/cmdline`, "utf8") === `${argv.join("\0")}\0` && isAlive(Number(pid))
-        ? [Number(pid)]
-        : []
-    } catch {
-      return []
-    }
-  })
 
 interface CliRun {
   readonly code: number | null
@@ -847,7 +835,7 @@ describe("effect-exec and the sandbox", () => {
       assert.strictEqual(started.sandboxType, "linuxSeccomp")
       let sleeper: number | undefined
       yield* pollUntil("the sandboxed sleep runs", () => {
-        sleeper = pidsRunning(["sleep", marker])[0]
+        sleeper = pidsOf(["sleep", marker])[0]
         return sleeper !== undefined
       })
       server.child.kill("SIGKILL")

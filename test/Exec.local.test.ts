@@ -8,24 +8,12 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
 import * as Stream from "effect/Stream"
-import { readdirSync, readFileSync } from "node:fs"
 import * as Environment from "../src/Environment.ts"
 import * as Exec from "../src/Exec.ts"
 import * as OutputSink from "../src/OutputSink.ts"
-import { awaitDeath, isAlive } from "./support/processes.ts"
+import { awaitDeath, pidsOf } from "./support/processes.ts"
 
 /** Pids of live processes whose command line is `command`. */
-const pidsWith = (command: string): Array<number> =>
-  readdirSync("/proc").filter((name) => /^\d+$/.test(name)).flatMap((name) => {
-    try {
-      // the whole command line: `sh -c "sleep M & sleep M"` is not one of the sleepers
-      const cmdline = readFileSync(`/proc/${name}/cmdline`, "utf8").split("\0").join(" ").trimEnd()
-      return cmdline === command && isAlive(Number(name)) ? [Number(name)] : []
-    } catch {
-      return []
-    }
-  })
-
 const live = Layer.mergeAll(Environment.layerLocal, OutputSink.layerDiscard)
 
 describe("Exec.run with the local executor", () => {
@@ -52,13 +40,14 @@ describe("Exec.run with the local executor", () => {
           sleepers = []
           while (sleepers.length < 2 && fiber.pollUnsafe() === undefined) {
             yield* Effect.sleep("10 millis")
-            sleepers = pidsWith(`sleep ${marker}`)
+            // the whole command line: `sh -c "sleep M & sleep M"` is not one of the sleepers
+            sleepers = pidsOf(["sleep", marker])
           }
           const result = yield* Fiber.join(fiber)
           assert.strictEqual(result.exitCode, 124)
           assert.isTrue(result.timedOut)
           for (const pid of sleepers) yield* awaitDeath(pid)
-          assert.deepStrictEqual(pidsWith(`sleep ${marker}`), [])
+          assert.deepStrictEqual(pidsOf(["sleep", marker]), [])
         }
         assert.lengthOf(sleepers, 2, "both sleepers ran before the timeout")
       }))
@@ -83,7 +72,7 @@ describe("Exec.run with the local executor", () => {
         assert.strictEqual(result.stdout.text, "hello")
         assert.strictEqual(result.exitCode, 0)
         assert.isTrue(result.pipesHeldOpen)
-        const [daemon] = pidsWith(`sleep ${marker}`)
+        const [daemon] = pidsOf(["sleep", marker])
         assert.isDefined(daemon, "the background child is not killed by the drain limit")
         process.kill(daemon!, "SIGKILL")
       }))

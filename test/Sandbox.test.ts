@@ -9,7 +9,7 @@
 import { assert, describe, it, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs"
+import { existsSync, mkdirSync } from "node:fs"
 import { join } from "node:path"
 import * as Environment from "../src/Environment.ts"
 import * as Exec from "../src/Exec.ts"
@@ -21,23 +21,11 @@ import * as Sandbox from "../src/Sandbox.ts"
 import * as WebSocketListener from "../src/WebSocketListener.ts"
 import { bwrapPath } from "./support/bwrap.ts"
 import { startCodexServer } from "./support/codexServer.ts"
-import { isAlive } from "./support/processes.ts"
+import { pidsOf } from "./support/processes.ts"
 import { readOnly, scratchDir } from "./support/sandbox.ts"
 import { sandboxSuite } from "./support/SandboxContract.ts"
 import { listenLocal } from "./support/servers.ts"
 import { connect, handshake, startParams } from "./support/wireClient.ts"
-
-/** The pids of live processes whose command line is exactly `argv`. */
-const pidsOf = (argv: ReadonlyArray<string>): Array<number> =>
-  readdirSync("/proc").filter((name) => /^\d+$/.test(name)).flatMap((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/cmdline`, "utf8") === `${argv.join("\0")}\0` && isAlive(Number(pid))
-        ? [Number(pid)]
-        : []
-    } catch {
-      return []
-    }
-  })
 
 const sandboxed = { sandbox: { bwrap: bwrapPath } }
 

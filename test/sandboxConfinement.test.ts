@@ -27,7 +27,7 @@ import { resolvePolicy } from "../src/internal/sandbox/policy.ts"
 import { networkFilter } from "../src/internal/sandbox/seccomp.ts"
 import type * as Protocol from "../src/Protocol.ts"
 import { bwrapPath } from "./support/bwrap.ts"
-import { awaitDeath } from "./support/processes.ts"
+import { awaitDeath, pidsOf } from "./support/processes.ts"
 import { entry, scratchDir } from "./support/sandbox.ts"
 
 interface Seen {
@@ -348,18 +348,6 @@ describe("a confined process's namespaces, environment and start", () => {
       assert.notInclude(argumentsOf(yield* invocationFor(entries, dirs)), "--argv0")
     }))
 })
-
-/** The host pids whose command line is exactly `argv`. */
-const pidsOf = (argv: ReadonlyArray<string>): ReadonlyArray<number> =>
-  readdirSync("/proc").filter((name) => /^\d+$/.test(name)).flatMap((name) => {
-    try {
-      return readFileSync(`/proc/${name}/cmdline`, "utf8") === argv.map((arg) => `${arg}\0`).join("")
-        ? [Number(name)]
-        : []
-    } catch {
-      return []
-    }
-  })
 
 describe("a sandbox's life", () => {
   it.live("ends with the process that started bubblewrap, confined or network-only", () =>

@@ -18,7 +18,7 @@ import * as Exec from "../../src/Executor.ts"
 import { registryDirectory } from "../../src/internal/sandbox/mountPoints.ts"
 import type * as Protocol from "../../src/Protocol.ts"
 import * as Sandbox from "../../src/Sandbox.ts"
-import { awaitDeath, freshId, isAlive, readUntilClosed, start } from "./processes.ts"
+import { awaitDeath, freshId, pidsOf, readUntilClosed, start } from "./processes.ts"
 import { scratchDir } from "./sandbox.ts"
 
 export interface SandboxContractOptions {
@@ -76,17 +76,6 @@ const loopbackServer = Effect.acquireRelease(
 const connectScript = (port: number) =>
   `python3 -c 'import socket; s = socket.create_connection(("127.0.0.1", ${port}), timeout=5); ` +
   `print(s.recv(64).decode().strip())'`
-
-/** The host pids whose command line is exactly `argv`. */
-const pidsOf = (argv: ReadonlyArray<string>): Array<number> =>
-  readdirSync("/proc").filter((name) => /^\d+$/.test(name)).flatMap((pid) => {
-    try {
-      const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8")
-      return cmdline === argv.join("\0") + "\0" && isAlive(Number(pid)) ? [Number(pid)] : []
-    } catch {
-      return []
-    }
-  })
 
 const reasonOf = <A>(exit: Exit.Exit<A, Exec.ExecutorError>) =>
   Exit.isFailure(exit)

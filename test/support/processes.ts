@@ -3,7 +3,7 @@
  */
 import { assert } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import { readFileSync } from "node:fs"
+import { readdirSync, readFileSync } from "node:fs"
 import * as Exec from "../../src/Executor.ts"
 import * as Protocol from "../../src/Protocol.ts"
 
@@ -20,6 +20,18 @@ export const isAlive = (pid: number): boolean => {
     return false
   }
 }
+
+/** The pids of live processes (see `isAlive`) whose command line is exactly `argv`. */
+export const pidsOf = (argv: ReadonlyArray<string>): Array<number> =>
+  readdirSync("/proc").filter((name) => /^\d+$/.test(name)).flatMap((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, "utf8") === `${argv.join("\0")}\0` && isAlive(Number(pid))
+        ? [Number(pid)]
+        : []
+    } catch {
+      return [] // gone since the listing
+    }
+  })
 
 /** Polls (real time) until `pid` is gone, or fails after `timeoutMillis`. */
 export const awaitDeath = (pid: number, timeoutMillis = 5_000) =>
