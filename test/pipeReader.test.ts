@@ -61,6 +61,25 @@ const awaitClose = (read: Reading) =>
     assert.isTrue(Deferred.isDoneUnsafe(read.closed), "the reader closed")
   })
 
+/**
+ * Reads whole streams with `stream` (its chunks) until one has a chunk of a
+ * whole read buffer, up to 20 s: a writer stays ahead of its reader for that
+ * many reads in a row only when the scheduler lets it, which a busy machine
+ * may not. Every stream keeps the bound. Returns the largest chunk's size.
+ */
+const largestJoined = <E, R>(stream: Effect.Effect<ReadonlyArray<Buffer>, E, R>) =>
+  Effect.gen(function*() {
+    const { readBufferBytes } = Defaults.pipes
+    const deadline = Date.now() + 20_000
+    let largest = 0
+    while (largest < readBufferBytes && Date.now() < deadline) {
+      const sizes = (yield* stream).map((chunk) => chunk.length)
+      assert.isAtMost(Math.max(...sizes), readBufferBytes, "a read joined to a held chunk takes only its room")
+      largest = Math.max(largest, ...sizes)
+    }
+    return largest
+  })
+
 /** Lets real time pass: for the work of other processes and of the event loop. */
 const realTime = (millis: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, millis)))
 
@@ -149,13 +168,7 @@ describe("a pipe read into slabs", () => {
   it.live("Node's socket pair read by a slow consumer: its larger reads join up to one read buffer, never more", () =>
     Effect.scoped(Effect.gen(function*() {
       const total = 16 * 1024 * 1024
-      const { readBufferBytes } = Defaults.pipes
-      // the socket is full at each read only while head stays ahead of the reader, which a busy machine may not
-      // let it do for a whole stream: streams go on (up to 20 s) until one fills a read buffer; every one keeps the
-      // bound
-      const deadline = Date.now() + 20_000
-      let largest = 0
-      while (largest < readBufferBytes && Date.now() < deadline) {
+      const largest = yield* largestJoined(Effect.gen(function*() {
         const memory = new OutputMemory("always")
         const child = NodeChildProcess.spawn("head", ["-c", String(total), "/dev/zero"], {
           stdio: ["ignore", "pipe", "ignore"]
@@ -169,11 +182,9 @@ describe("a pipe read into slabs", () => {
         })
         yield* awaitClose(read)
         assert.strictEqual(read.chunks.reduce((n, chunk) => n + chunk.length, 0), total)
-        const sizes = read.chunks.map((chunk) => chunk.length)
-        assert.isAtMost(Math.max(...sizes), readBufferBytes, "a read joined to a held chunk takes only its room")
-        largest = Math.max(largest, ...sizes)
-      }
-      assert.strictEqual(largest, readBufferBytes, "reads joined up to one read buffer exactly")
+        return read.chunks
+      }))
+      assert.strictEqual(largest, Defaults.pipes.readBufferBytes, "reads joined up to one read buffer exactly")
     })))
 
   it.live("Node's socket of a child that exited: its reads stay paused (Node resumes a child's stdio at its exit)", () =>
@@ -365,23 +376,16 @@ describe("flow control and destroy act on the pipe", () => {
   it.live("chunks of a writer that is ahead join, up to one read buffer", () =>
     Effect.scoped(Effect.gen(function*() {
       const { content, path } = yield* randomFile(8 * 1024 * 1024)
-      const { fullReadBytes, readBufferBytes } = Defaults.pipes
-      // the writer is ahead for eight full reads in a row only when the scheduler lets it: on a busy machine
-      // a stream may not get there, so streams go on (up to 20 s) until one does; every one keeps the bound
-      const deadline = Date.now() + 20_000
-      let largest = 0
-      while (largest < readBufferBytes && Date.now() < deadline) {
+      const largest = yield* largestJoined(Effect.gen(function*() {
         const pipe = yield* onePipe
         const memory = new OutputMemory("always")
         const read = reading((handlers) => readDescriptor(pipe.takeReadEnd(), memory.pipe(), handlers))
         spawnInto(pipe, ["cat", path])
         yield* awaitClose(read)
         assert.isTrue(Buffer.concat(read.chunks).equals(content))
-        const sizes = read.chunks.map((chunk) => chunk.length)
-        assert.isAtMost(Math.max(...sizes), readBufferBytes, "never more than one read buffer")
-        largest = Math.max(largest, ...sizes)
-      }
-      assert.isAbove(largest, fullReadBytes, "reads joined")
-      assert.strictEqual(largest, readBufferBytes, "up to one read buffer exactly")
+        return read.chunks
+      }))
+      assert.isAbove(largest, Defaults.pipes.fullReadBytes, "reads joined")
+      assert.strictEqual(largest, Defaults.pipes.readBufferBytes, "up to one read buffer exactly")
     })))
 })
